@@ -1,0 +1,21 @@
+//! The wire format shared by edge agents, the gateway, the rules and the simulator.
+//!
+//! Main types:
+//! - [`topic::Topic`]: the MQTT topic scheme `heating/v1/{township}/{id}/{kind}` and its parser.
+//! - [`Telemetry`]: one poll of one device, stamped with event time and a per-device sequence.
+//! - [`AgentStatus`]: the retained `online` / last-will `offline` message of an edge box.
+//! - [`values`]: the canonical value names (with units and plausible ranges) shared by every brand.
+//! - [`FaultCategory`]: the brand-independent fault categories that profiles map fault codes onto.
+//! - [`DeviceId`], [`TownshipId`]: validated identifiers that are safe to use as topic levels.
+
+pub mod ids;
+pub mod message;
+pub mod topic;
+pub mod values;
+
+pub use ids::{DeviceId, IdError, TownshipId};
+pub use message::{
+    AgentState, AgentStatus, DeviceKind, Fault, FaultCategory, PayloadError, Telemetry,
+    SCHEMA_VERSION,
+};
+pub use topic::{Topic, TopicError, TopicKind, TOPIC_ROOT};

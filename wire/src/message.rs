@@ -1,0 +1,379 @@
+//! Message bodies (JSON, schema version 1): telemetry and edge-box status.
+//!
+//! Unknown fields are kept in `extra` and re-serialised unchanged, so an older gateway passes
+//! on what a newer agent sends. Parsing checks shape; [`Telemetry::validate`] checks meaning
+//! (ids, plausible ranges, finite numbers) and names the field at fault.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::DeviceId;
+use crate::values;
+
+/// The schema version this crate writes. Readers accept any message whose `v` they know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The two kinds of heater in the programme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// Air-source heat pump (coal to electricity, 煤改电).
+    HeatPump,
+    /// Gas wall-hung boiler (coal to gas, 煤改气).
+    GasBoiler,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::HeatPump => "heat_pump",
+            DeviceKind::GasBoiler => "gas_boiler",
+        }
+    }
+}
+
+/// Brand-independent fault categories. A profile maps each brand fault code onto one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultCategory {
+    WaterFlow,
+    HighPressure,
+    LowPressure,
+    DischargeOverheat,
+    CompressorOvercurrent,
+    DefrostFailure,
+    FreezeProtection,
+    SensorFault,
+    PowerSupply,
+    Communication,
+    IgnitionFailure,
+    FlameLoss,
+    FanFlue,
+    Overheat,
+    LowWaterPressure,
+    GasSupply,
+    Other,
+}
+
+impl FaultCategory {
+    pub const ALL: [FaultCategory; 17] = [
+        FaultCategory::WaterFlow,
+        FaultCategory::HighPressure,
+        FaultCategory::LowPressure,
+        FaultCategory::DischargeOverheat,
+        FaultCategory::CompressorOvercurrent,
+        FaultCategory::DefrostFailure,
+        FaultCategory::FreezeProtection,
+        FaultCategory::SensorFault,
+        FaultCategory::PowerSupply,
+        FaultCategory::Communication,
+        FaultCategory::IgnitionFailure,
+        FaultCategory::FlameLoss,
+        FaultCategory::FanFlue,
+        FaultCategory::Overheat,
+        FaultCategory::LowWaterPressure,
+        FaultCategory::GasSupply,
+        FaultCategory::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultCategory::WaterFlow => "water_flow",
+            FaultCategory::HighPressure => "high_pressure",
+            FaultCategory::LowPressure => "low_pressure",
+            FaultCategory::DischargeOverheat => "discharge_overheat",
+            FaultCategory::CompressorOvercurrent => "compressor_overcurrent",
+            FaultCategory::DefrostFailure => "defrost_failure",
+            FaultCategory::FreezeProtection => "freeze_protection",
+            FaultCategory::SensorFault => "sensor_fault",
+            FaultCategory::PowerSupply => "power_supply",
+            FaultCategory::Communication => "communication",
+            FaultCategory::IgnitionFailure => "ignition_failure",
+            FaultCategory::FlameLoss => "flame_loss",
+            FaultCategory::FanFlue => "fan_flue",
+            FaultCategory::Overheat => "overheat",
+            FaultCategory::LowWaterPressure => "low_water_pressure",
+            FaultCategory::GasSupply => "gas_supply",
+            FaultCategory::Other => "other",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == value)
+    }
+}
+
+/// An active fault as the agent decoded it with the device's profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// The brand's own code, as read from the fault register.
+    pub code: u32,
+    pub category: FaultCategory,
+    /// The brand's text for the code, from the profile (for the technician).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+}
+
+/// One poll of one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// Schema version.
+    pub v: u32,
+    pub device_id: DeviceId,
+    /// Event time: when the registers were read, Unix milliseconds UTC.
+    pub ts_ms: i64,
+    /// Per-device sequence number, +1 per published reading, so loss and duplicates show.
+    pub seq: u64,
+    /// Register-map profile that decoded the values.
+    pub profile: String,
+    pub kind: DeviceKind,
+    /// Canonical values by name (see [`crate::values`]).
+    pub values: BTreeMap<String, f64>,
+    /// The active fault, if the fault register is non-zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    /// Fields this version does not know, kept as they came.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Why a payload was refused. Each variant is a reject reason counted by ingest.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload is not valid JSON for this message: {0}")]
+    Malformed(String),
+    #[error("schema version {0} is not supported (this build reads version {SCHEMA_VERSION})")]
+    UnsupportedVersion(u32),
+    #[error("device_id {in_payload:?} does not match the topic's {in_topic:?}")]
+    DeviceMismatch {
+        in_payload: String,
+        in_topic: String,
+    },
+    #[error("value {name:?} is not a canonical value name")]
+    UnknownValue { name: String },
+    #[error("value {name:?} = {value} is outside the plausible range {min}..={max}")]
+    OutOfRange {
+        name: String,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
+    #[error("timestamp {ts_ms} is more than {max_skew_ms} ms ahead of the receiver's clock")]
+    FutureTimestamp { ts_ms: i64, max_skew_ms: i64 },
+    #[error("timestamp {ts_ms} is before 2020-01-01")]
+    AncientTimestamp { ts_ms: i64 },
+}
+
+impl PayloadError {
+    /// A short, stable label for metrics (`reason` label of the reject counter).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PayloadError::Malformed(_) => "malformed",
+            PayloadError::UnsupportedVersion(_) => "unsupported_version",
+            PayloadError::DeviceMismatch { .. } => "device_mismatch",
+            PayloadError::UnknownValue { .. } => "unknown_value",
+            PayloadError::OutOfRange { .. } => "out_of_range",
+            PayloadError::FutureTimestamp { .. } => "future_timestamp",
+            PayloadError::AncientTimestamp { .. } => "ancient_timestamp",
+        }
+    }
+}
+
+/// 2020-01-01T00:00:00Z in Unix milliseconds: no reading in this programme is older.
+const EPOCH_2020_MS: i64 = 1_577_836_800_000;
+
+impl Telemetry {
+    /// Parses a payload. Shape errors only; call [`Telemetry::validate`] for meaning.
+    pub fn from_json(payload: &[u8]) -> Result<Self, PayloadError> {
+        let message: Telemetry =
+            serde_json::from_slice(payload).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+        if message.v != SCHEMA_VERSION {
+            return Err(PayloadError::UnsupportedVersion(message.v));
+        }
+        Ok(message)
+    }
+
+    /// Checks that every value is a finite, canonical, plausible number and that the timestamp
+    /// is not in the future by more than `max_skew_ms` relative to `now_ms`.
+    pub fn validate(&self, now_ms: i64, max_skew_ms: i64) -> Result<(), PayloadError> {
+        if self.ts_ms < EPOCH_2020_MS {
+            return Err(PayloadError::AncientTimestamp { ts_ms: self.ts_ms });
+        }
+        if self.ts_ms > now_ms.saturating_add(max_skew_ms) {
+            return Err(PayloadError::FutureTimestamp {
+                ts_ms: self.ts_ms,
+                max_skew_ms,
+            });
+        }
+        for (name, value) in &self.values {
+            let canonical = values::lookup(name)
+                .ok_or_else(|| PayloadError::UnknownValue { name: name.clone() })?;
+            // `!(a <= v && v <= b)` also rejects NaN (JSON cannot carry one, but be explicit).
+            if !(canonical.min <= *value && *value <= canonical.max) {
+                return Err(PayloadError::OutOfRange {
+                    name: name.clone(),
+                    value: *value,
+                    min: canonical.min,
+                    max: canonical.max,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Serialises the message as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising a struct of strings, numbers and JSON values cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The value of a canonical name, if present.
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.values.get(name).copied()
+    }
+}
+
+/// Whether an edge box is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Online,
+    Offline,
+}
+
+/// Retained status of an edge box on `heating/v1/{township}/{box_id}/status`. The `offline`
+/// variant is the MQTT last will, so it lists the box's devices: the gateway marks exactly
+/// those devices offline when the box's connection dies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub v: u32,
+    pub agent_id: String,
+    pub state: AgentState,
+    pub devices: Vec<DeviceId>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl AgentStatus {
+    pub fn new(agent_id: impl Into<String>, state: AgentState, devices: Vec<DeviceId>) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            agent_id: agent_id.into(),
+            state,
+            devices,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    pub fn from_json(payload: &[u8]) -> Result<Self, PayloadError> {
+        let message: AgentStatus =
+            serde_json::from_slice(payload).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+        if message.v != SCHEMA_VERSION {
+            return Err(PayloadError::UnsupportedVersion(message.v));
+        }
+        Ok(message)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_796_000_000_000;
+
+    fn sample() -> Telemetry {
+        Telemetry {
+            v: SCHEMA_VERSION,
+            device_id: DeviceId::parse("yq-0001-hp").expect("valid id"),
+            ts_ms: NOW,
+            seq: 7,
+            profile: "aurora-ashp".into(),
+            kind: DeviceKind::HeatPump,
+            values: BTreeMap::from([(values::INDOOR_TEMP_C.to_owned(), 19.5)]),
+            fault: Some(Fault {
+                code: 3,
+                category: FaultCategory::WaterFlow,
+                text: "flow switch open".into(),
+            }),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn telemetry_round_trips_and_keeps_unknown_fields() {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&sample().to_json()).expect("json");
+        json["firmware"] = serde_json::json!("2.1.4");
+        let bytes = serde_json::to_vec(&json).expect("json");
+        let parsed = Telemetry::from_json(&bytes).expect("parses");
+        assert_eq!(
+            parsed.extra.get("firmware"),
+            Some(&serde_json::json!("2.1.4"))
+        );
+        let again: serde_json::Value = serde_json::from_slice(&parsed.to_json()).expect("json");
+        assert_eq!(again, json);
+    }
+
+    #[test]
+    fn validation_names_the_bad_field() {
+        let mut t = sample();
+        t.values.insert(values::INDOOR_TEMP_C.into(), 500.0);
+        assert_eq!(
+            t.validate(NOW, 60_000).map_err(|e| e.reason()),
+            Err("out_of_range")
+        );
+        let mut t = sample();
+        t.values.insert("room_temp".into(), 20.0);
+        assert_eq!(
+            t.validate(NOW, 60_000),
+            Err(PayloadError::UnknownValue {
+                name: "room_temp".into()
+            })
+        );
+        let mut t = sample();
+        t.ts_ms = NOW + 3_600_000;
+        assert_eq!(
+            t.validate(NOW, 60_000).map_err(|e| e.reason()),
+            Err("future_timestamp")
+        );
+        assert!(sample().validate(NOW, 60_000).is_ok());
+    }
+
+    #[test]
+    fn rejects_other_versions_and_garbage() {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&sample().to_json()).expect("json");
+        json["v"] = serde_json::json!(2);
+        let bytes = serde_json::to_vec(&json).expect("json");
+        assert_eq!(
+            Telemetry::from_json(&bytes),
+            Err(PayloadError::UnsupportedVersion(2))
+        );
+        assert!(matches!(
+            Telemetry::from_json(b"\xff\x00not json"),
+            Err(PayloadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn status_lists_devices() {
+        let status = AgentStatus::new(
+            "box-1",
+            AgentState::Offline,
+            vec![DeviceId::parse("d-1").expect("valid")],
+        );
+        assert_eq!(AgentStatus::from_json(&status.to_json()), Ok(status));
+    }
+
+    #[test]
+    fn fault_categories_parse_their_own_names() {
+        for category in FaultCategory::ALL {
+            assert_eq!(FaultCategory::parse(category.as_str()), Some(category));
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Canonical value names shared by every brand, with their units and plausible ranges.
+//!
+//! A register-map profile maps a brand's registers onto these names; rules are written against
+//! them once for all brands. The plausible range is what ingest accepts: a reading outside it is
+//! physically impossible for a domestic heater (a broken sensor or a corrupted message), not
+//! merely unusual. Names end in their unit (`_c`, `_bar`, `_w`...), as the design asks.
+
+/// One canonical value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Canonical {
+    pub name: &'static str,
+    /// Unit symbol, for display and for profile cross-checks.
+    pub unit: &'static str,
+    /// Smallest plausible value (inclusive).
+    pub min: f64,
+    /// Largest plausible value (inclusive).
+    pub max: f64,
+    pub description: &'static str,
+}
+
+const fn c(
+    name: &'static str,
+    unit: &'static str,
+    min: f64,
+    max: f64,
+    description: &'static str,
+) -> Canonical {
+    Canonical {
+        name,
+        unit,
+        min,
+        max,
+        description,
+    }
+}
+
+pub const INDOOR_TEMP_C: &str = "indoor_temp_c";
+pub const OUTDOOR_TEMP_C: &str = "outdoor_temp_c";
+pub const FLOW_TEMP_C: &str = "flow_temp_c";
+pub const RETURN_TEMP_C: &str = "return_temp_c";
+pub const SETPOINT_C: &str = "setpoint_c";
+pub const FAULT_CODE: &str = "fault_code";
+pub const RUNNING: &str = "running";
+pub const WATER_PRESSURE_BAR: &str = "water_pressure_bar";
+pub const ELECTRIC_POWER_W: &str = "electric_power_w";
+pub const HEAT_OUTPUT_W: &str = "heat_output_w";
+
+/// Every canonical value. Sensor-open readings (e.g. -50 °C) are inside the range on purpose:
+/// rules detect them as sensor faults; ingest must not hide them.
+pub const CANONICAL: &[Canonical] = &[
+    c(
+        INDOOR_TEMP_C,
+        "°C",
+        -50.0,
+        80.0,
+        "room temperature at the thermostat",
+    ),
+    c(
+        OUTDOOR_TEMP_C,
+        "°C",
+        -60.0,
+        70.0,
+        "outdoor air temperature at the unit",
+    ),
+    c(
+        FLOW_TEMP_C,
+        "°C",
+        -50.0,
+        130.0,
+        "leaving (flow) water temperature",
+    ),
+    c(
+        RETURN_TEMP_C,
+        "°C",
+        -50.0,
+        130.0,
+        "entering (return) water temperature",
+    ),
+    c(SETPOINT_C, "°C", 0.0, 90.0, "thermostat or flow set point"),
+    c(
+        DHW_TEMP_C,
+        "°C",
+        -50.0,
+        130.0,
+        "domestic hot water temperature",
+    ),
+    c(
+        FAULT_CODE,
+        "",
+        0.0,
+        65535.0,
+        "brand fault code, 0 when healthy",
+    ),
+    c(
+        RUNNING,
+        "",
+        0.0,
+        1.0,
+        "1 while the heater is producing heat",
+    ),
+    c(
+        DEFROST_ACTIVE,
+        "",
+        0.0,
+        1.0,
+        "1 while a heat pump defrosts its coil",
+    ),
+    c(
+        COMPRESSOR_FREQ_HZ,
+        "Hz",
+        0.0,
+        250.0,
+        "inverter compressor frequency",
+    ),
+    c(COMPRESSOR_CURRENT_A, "A", 0.0, 100.0, "compressor current"),
+    c(
+        DISCHARGE_TEMP_C,
+        "°C",
+        -50.0,
+        180.0,
+        "compressor discharge temperature",
+    ),
+    c(
+        SUCTION_PRESSURE_BAR,
+        "bar",
+        0.0,
+        60.0,
+        "refrigerant suction pressure",
+    ),
+    c(
+        DISCHARGE_PRESSURE_BAR,
+        "bar",
+        0.0,
+        60.0,
+        "refrigerant discharge pressure",
+    ),
+    c(COIL_TEMP_C, "°C", -60.0, 80.0, "outdoor coil temperature"),
+    c(ELECTRIC_POWER_W, "W", 0.0, 30000.0, "electric power drawn"),
+    c(
+        HEAT_OUTPUT_W,
+        "W",
+        0.0,
+        60000.0,
+        "heat delivered to the water circuit",
+    ),
+    c(ENERGY_KWH, "kWh", 0.0, 1.0e9, "electric energy meter"),
+    c(
+        RUNTIME_H,
+        "h",
+        0.0,
+        1.0e7,
+        "compressor or burner running hours",
+    ),
+    c(
+        WATER_PRESSURE_BAR,
+        "bar",
+        0.0,
+        10.0,
+        "heating circuit water pressure",
+    ),
+    c(
+        FLAME_ON,
+        "",
+        0.0,
+        1.0,
+        "1 while the burner flame is detected",
+    ),
+    c(FAN_SPEED_RPM, "rpm", 0.0, 10000.0, "combustion fan speed"),
+    c(MODULATION_PCT, "%", 0.0, 100.0, "burner modulation"),
+    c(
+        IGNITION_ATTEMPTS,
+        "",
+        0.0,
+        1.0e9,
+        "ignition attempts counter",
+    ),
+    c(FLUE_TEMP_C, "°C", -50.0, 300.0, "flue gas temperature"),
+    c(GAS_PRESSURE_MBAR, "mbar", 0.0, 100.0, "gas supply pressure"),
+];
+
+pub const DHW_TEMP_C: &str = "dhw_temp_c";
+pub const DEFROST_ACTIVE: &str = "defrost_active";
+pub const COMPRESSOR_FREQ_HZ: &str = "compressor_freq_hz";
+pub const COMPRESSOR_CURRENT_A: &str = "compressor_current_a";
+pub const DISCHARGE_TEMP_C: &str = "discharge_temp_c";
+pub const SUCTION_PRESSURE_BAR: &str = "suction_pressure_bar";
+pub const DISCHARGE_PRESSURE_BAR: &str = "discharge_pressure_bar";
+pub const COIL_TEMP_C: &str = "coil_temp_c";
+pub const ENERGY_KWH: &str = "energy_kwh";
+pub const RUNTIME_H: &str = "runtime_h";
+pub const FLAME_ON: &str = "flame_on";
+pub const FAN_SPEED_RPM: &str = "fan_speed_rpm";
+pub const MODULATION_PCT: &str = "modulation_pct";
+pub const IGNITION_ATTEMPTS: &str = "ignition_attempts";
+pub const FLUE_TEMP_C: &str = "flue_temp_c";
+pub const GAS_PRESSURE_MBAR: &str = "gas_pressure_mbar";
+
+/// Looks a canonical value up by name.
+pub fn lookup(name: &str) -> Option<&'static Canonical> {
+    CANONICAL.iter().find(|c| c.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_ranges_ordered() {
+        for (i, a) in CANONICAL.iter().enumerate() {
+            assert!(a.min < a.max, "{} has an empty range", a.name);
+            for b in &CANONICAL[i + 1..] {
+                assert_ne!(a.name, b.name);
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_finds_known_and_rejects_unknown_names() {
+        assert_eq!(lookup(INDOOR_TEMP_C).map(|c| c.unit), Some("°C"));
+        assert!(lookup("indoor_temp").is_none());
+    }
+}
