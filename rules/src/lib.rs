@@ -1,0 +1,64 @@
+//! A pure, deterministic, event-time rule engine for heating telemetry.
+//!
+//! Rules are data: operators write them in TOML ([`RuleSet::parse`]; the default pack is
+//! [`DEFAULT_RULES`]). The [`Engine`] takes validated [`wire::Telemetry`] readings and an
+//! event-time watermark and returns alert [`Transition`]s (firing, resolved). It does no IO and
+//! never reads a clock, so the same code runs live in the gateway, in a backtest over recorded
+//! telemetry and at the edge, and the same input always gives the same output.
+//!
+//! Main types:
+//! - [`RuleSet`] and [`Rule`]: a validated rule file. Errors are [`RuleError`], which names the
+//!   file, line, column, rule and field at fault.
+//! - [`Condition`]: what a rule watches (a fault, a threshold on a canonical value, or the
+//!   absence of readings). It lives in its own module so that a richer expression language can
+//!   replace it.
+//! - [`Engine`]: per device × rule state machines (idle, pending, firing), duplicate and late
+//!   reading detection, absence deadlines driven by the watermark.
+//! - [`Transition`]: one alert becoming active or resolved, with a stable episode id.
+//! - [`Snapshot`]: the engine state, serialisable, so pending timers and active alerts survive a
+//!   restart and a rule reload.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//!
+//! let rules = rules::RuleSet::default_pack()?;
+//! let mut engine = rules::Engine::new(rules);
+//! let reading = wire::Telemetry {
+//!     v: wire::SCHEMA_VERSION,
+//!     device_id: wire::DeviceId::parse("yq-0001-hp")?,
+//!     ts_ms: 1_764_547_200_000,
+//!     seq: 1,
+//!     profile: "aurora-ashp".into(),
+//!     kind: wire::DeviceKind::HeatPump,
+//!     values: BTreeMap::from([("indoor_temp_c".to_owned(), 19.5)]),
+//!     fault: None,
+//!     extra: BTreeMap::new(),
+//! };
+//! assert!(engine.ingest(&reading).is_empty());
+//! // Fifteen minutes of silence in event time: the device is offline.
+//! let offline = engine.advance(reading.ts_ms + 15 * 60_000);
+//! assert_eq!(offline.len(), 1);
+//! assert_eq!(offline[0].summary, "no reading for 15m");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod condition;
+pub mod engine;
+pub mod error;
+pub mod rule;
+pub mod snapshot;
+
+mod parse;
+
+pub use condition::{Condition, Direction, Threshold};
+pub use engine::{Engine, EngineStats, Transition, TransitionKind};
+pub use error::{Location, Problem, RuleError};
+pub use rule::{Action, Priority, Rule, RuleSet, Severity};
+pub use snapshot::{AlertState, DeviceSnapshot, Snapshot, SNAPSHOT_FORMAT};
+
+/// The default rule pack: device fault → repair order, room below 14 °C for 30 minutes →
+/// low-temperature order, no reading for 15 minutes → offline alert. See `rules/README.md`.
+pub const DEFAULT_RULES: &str = include_str!("../default.toml");
+
+/// The origin name used for [`DEFAULT_RULES`] in error messages.
+pub const DEFAULT_RULES_ORIGIN: &str = "rules/default.toml";
