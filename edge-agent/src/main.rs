@@ -1,0 +1,160 @@
+//! `edge-agent`: the field-box binary. `run` polls and publishes until stopped; `check` polls
+//! every configured device once and prints what it decoded, for installers.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use edge_agent::agent::Agent;
+use edge_agent::config::AgentConfig;
+use edge_agent::modbus::DevicePoller;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Polls heat pumps and boilers over Modbus and publishes telemetry over MQTT"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Poll the configured devices and publish until SIGTERM or Ctrl-C.
+    Run {
+        /// Configuration file (TOML); `EDGE_AGENT__...` environment variables override it.
+        #[arg(long, short, env = "EDGE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Poll every configured device once, print the decoded values, exit non-zero on failure.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "EDGE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Run { config } => runtime.block_on(run(config)),
+        Command::Check { config } => runtime.block_on(check(config)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig::load(&path)?;
+    tracing::info!(agent = %config.agent_id, devices = config.devices.len(), "edge agent starting");
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    Agent::new(config).run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig::load(&path)?;
+    let mut failed = 0;
+    for device in config.devices.clone() {
+        let mut poller = DevicePoller::new(device, config.polling.max_gap, config.polling.timeout);
+        let device = poller.device().clone();
+        println!(
+            "{}  profile {} ({} {})  unit {}  {} read request(s)",
+            device.id,
+            device.profile.id,
+            device.profile.brand,
+            device.profile.model,
+            device.unit_id,
+            poller.plan().blocks.len()
+        );
+        match poller.poll().await {
+            Ok(result) => {
+                for register in &device.profile.registers {
+                    match result.values.get(&register.name) {
+                        Some(value) => println!(
+                            "  {:<24} {:>12.3} {:<5} {:?} {}",
+                            register.name, value, register.unit, register.kind, register.address
+                        ),
+                        None => println!(
+                            "  {:<24} {:>12} {:<5} {:?} {}",
+                            register.name, "-", register.unit, register.kind, register.address
+                        ),
+                    }
+                }
+                if let Some(fault) = &result.fault {
+                    println!(
+                        "  FAULT {} ({}) {}",
+                        fault.code,
+                        fault.category.as_str(),
+                        fault.text
+                    );
+                }
+                for (block, error) in &result.errors {
+                    failed += 1;
+                    println!(
+                        "  ERROR {:?} {}+{}: {} ({})",
+                        block.kind,
+                        block.start,
+                        block.count,
+                        error,
+                        error.kind()
+                    );
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                println!("  ERROR {error} ({})", error.kind());
+            }
+        }
+    }
+    if failed > 0 {
+        println!("{failed} error(s)");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("all {} device(s) answered", config.devices.len());
+    Ok(ExitCode::SUCCESS)
+}
