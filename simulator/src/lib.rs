@@ -1,0 +1,96 @@
+//! The simulator: virtual Yanqing households whose heat pumps and gas boilers follow a simple
+//! physical model, each served over real Modbus TCP through a brand's register-map profile,
+//! with faults that can be injected and cleared over HTTP.
+//!
+//! Main types:
+//! - [`fleet::HouseholdSpec`] and [`fleet::generate`]: a deterministic fleet over the 15
+//!   townships and their villages, from `(households, seed)`.
+//! - [`model::House`] and [`model::Climate`]: one house's thermal model and heater, stepped in
+//!   simulated time under a Yanqing winter; no IO and no clock inside.
+//! - [`modbus::RegisterMap`] and [`modbus::HouseholdService`]: the register image encoded from
+//!   the model through the profile, answered on one Modbus TCP listener per household.
+//! - [`Simulation`] with [`SimConfig`]: loads profiles, builds the fleet, binds the listeners,
+//!   steps the models; [`HouseholdInfo`] is one manifest entry.
+//! - [`api::router`]: the HTTP control API (manifest, live values, fault injection).
+//! - [`SimError`]: everything that can stop a simulation from starting or a call from working.
+
+pub mod api;
+pub mod fleet;
+pub mod modbus;
+pub mod model;
+pub mod rng;
+pub mod sim;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use modbus::RequestCounts;
+pub use sim::{load_profiles, HouseholdInfo, HouseholdSnapshot, SimConfig, Simulation};
+
+/// Why a simulation could not start, or a call on it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid simulation config: {0}")]
+    Config(String),
+    #[error("profiles folder {path} cannot be read")]
+    ProfilesDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("profile refused: {0}")]
+    Profile(#[from] edge_agent::profile::ProfileError),
+    #[error("profile id {id:?} in {path} is already used by another profile")]
+    DuplicateProfile { id: String, path: PathBuf },
+    #[error("no profile (*.toml) found in {0}")]
+    NoProfiles(PathBuf),
+    #[error("fleet cannot be generated: {0}")]
+    Fleet(#[from] fleet::FleetError),
+    #[error("cannot bind the Modbus listener of {device} on {addr} (too many households for the open-file limit?)")]
+    Bind {
+        device: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no household with device id {0:?}")]
+    UnknownDevice(String),
+}
+
+/// Parses a duration such as `250ms`, `1s`, `1.5s`, `2m` or `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 1s, 2m or 1h"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("1d").is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! The `simulator` binary: starts a simulated fleet and its HTTP control API, prints one JSON
+//! ready line on stdout, and runs until SIGINT or SIGTERM. Logs go to stderr.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use simulator::{api, HouseholdInfo, SimConfig, Simulation};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "simulator",
+    version,
+    about = "Virtual Yanqing heat pumps and boilers over Modbus TCP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve a simulated fleet until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Number of households.
+    #[arg(long)]
+    households: usize,
+    /// Seed of the fleet, weather and noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Folder of register-map profiles (*.toml).
+    #[arg(long)]
+    profiles: PathBuf,
+    /// Simulated seconds per wall-clock second (0 freezes time).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Model step in simulated time, e.g. 1s or 500ms.
+    #[arg(long, default_value = "1s", value_parser = simulator::parse_duration)]
+    step: Duration,
+    /// Address of the HTTP control API (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    http: SocketAddr,
+    /// IP address the households' Modbus listeners bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_ip: IpAddr,
+    /// Write the manifest (JSON list of households) to this file.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+}
+
+/// The one line printed on stdout once everything listens.
+#[derive(Serialize)]
+struct ReadyLine {
+    event: &'static str,
+    http: SocketAddr,
+    households: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let config = SimConfig {
+        households: args.households,
+        seed: args.seed,
+        profiles_dir: args.profiles,
+        speed: args.speed,
+        step: args.step,
+        bind_ip: args.bind_ip,
+    };
+    let sim = Simulation::start(config, shutdown.clone())
+        .await
+        .context("cannot start the simulation")?;
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot bind the control API on {}", args.http))?;
+    let http = listener
+        .local_addr()
+        .context("control API has no local address")?;
+    let households = sim.households();
+    if let Some(path) = &args.manifest {
+        write_manifest(path, &households).await?;
+        tracing::info!(path = %path.display(), households = households.len(), "manifest written");
+    }
+    let api_task = tokio::spawn(api::serve(listener, sim.clone(), shutdown.clone()));
+
+    let ready = ReadyLine {
+        event: "ready",
+        http,
+        households: households.len(),
+    };
+    let line = serde_json::to_string(&ready).context("cannot encode the ready line")?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}").context("cannot write the ready line")?;
+        stdout.flush().context("cannot flush stdout")?;
+    }
+    tracing::info!(%http, households = households.len(), "simulator is ready");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let stopped = async {
+        sim.stopped().await;
+        api_task.await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), stopped).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "control API stopped with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, "control API task failed"),
+        Err(_) => tracing::warn!("tasks did not stop within 10 s; exiting anyway"),
+    }
+    Ok(())
+}
+
+async fn write_manifest(path: &Path, households: &[HouseholdInfo]) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(households).context("cannot encode the manifest")?;
+    // Write beside the target and rename, so a reader never sees half a manifest.
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    tokio::fs::write(&partial, json)
+        .await
+        .with_context(|| format!("cannot write the manifest to {}", partial.display()))?;
+    tokio::fs::rename(&partial, path)
+        .await
+        .with_context(|| format!("cannot move the manifest to {}", path.display()))?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    Ok(())
+}
