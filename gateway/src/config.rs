@@ -1,0 +1,321 @@
+//! The gateway's configuration: one TOML file with environment overrides (`GATEWAY__HTTP__LISTEN`),
+//! parsed once at start-up into a validated [`GatewayConfig`]; errors name file, line and field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edge_agent::diagnostics;
+use serde::Deserialize;
+
+/// Prefix of environment overrides: `GATEWAY__BROKER__LISTEN=127.0.0.1:1884` sets `broker.listen`.
+pub const ENV_PREFIX: &str = "GATEWAY";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The embedded MQTT broker.
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    /// The HTTP API.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The work-order database.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Validation of incoming telemetry.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The rule engine.
+    #[serde(default)]
+    pub rules: RulesConfig,
+}
+
+/// Embedded rumqttd broker settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// MQTT 3.1.1 listener address. Port 0 picks a free port (printed at start-up).
+    #[serde(default = "default_mqtt_listen")]
+    pub listen: SocketAddr,
+    /// Largest accepted MQTT payload in bytes; larger publishes close the connection.
+    #[serde(default = "default_max_payload")]
+    pub max_payload_size: usize,
+    /// Most simultaneous client connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a new connection may take to send CONNECT.
+    #[serde(default = "default_connection_timeout", with = "humantime_serde")]
+    pub connection_timeout: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_mqtt_listen(),
+            max_payload_size: default_max_payload(),
+            max_connections: default_max_connections(),
+            connection_timeout: default_connection_timeout(),
+        }
+    }
+}
+
+fn default_mqtt_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+fn default_max_payload() -> usize {
+    16 * 1024
+}
+fn default_max_connections() -> usize {
+    20_000
+}
+fn default_connection_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address of the API. Port 0 picks a free port (printed at start-up).
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// Work-order database settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite file (created with its folder if missing); relative paths are relative to the config file.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: default_store_path(),
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("var/gateway.sqlite")
+}
+
+/// Ingest validation settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Readings stamped further than this ahead of the gateway's clock are rejected.
+    #[serde(default = "default_max_clock_skew", with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_clock_skew: default_max_clock_skew(),
+        }
+    }
+}
+
+fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Rule engine settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Rule file (TOML). Unset: the built-in default heating pack.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// How far event-time "now" (the watermark) trails the gateway's clock, to let late readings in.
+    #[serde(default = "default_lateness", with = "humantime_serde")]
+    pub lateness: Duration,
+    /// How often the watermark advances (fires offline rules without new readings).
+    #[serde(default = "default_tick", with = "humantime_serde")]
+    pub tick: Duration,
+    /// How often the rule state is saved to the store (it is also saved at shutdown).
+    #[serde(default = "default_snapshot_every", with = "humantime_serde")]
+    pub snapshot_every: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            lateness: default_lateness(),
+            tick: default_tick(),
+            snapshot_every: default_snapshot_every(),
+        }
+    }
+}
+
+fn default_lateness() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_tick() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_snapshot_every() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot be read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{place}: {message}")]
+    Invalid { place: String, message: String },
+    #[error("environment override: {0}")]
+    Environment(String),
+}
+
+impl GatewayConfig {
+    /// Loads `path` (or only defaults and environment when `None`) and validates it.
+    /// Relative paths inside the file are resolved against the file's folder.
+    pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
+        let (text, origin) = match path {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+                path.display().to_string(),
+            ),
+            None => (String::new(), "<defaults>".to_owned()),
+        };
+        toml::from_str::<GatewayConfig>(&text).map_err(|e| {
+            let (line, column) = diagnostics::line_col(&text, e.span().map_or(0, |s| s.start));
+            ConfigError::Invalid {
+                place: format!("{origin}:{line}:{column}"),
+                message: e.message().to_owned(),
+            }
+        })?;
+        let mut config: GatewayConfig = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Environment(e.to_string()))?;
+        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+        if config.store.path.is_relative() {
+            config.store.path = base.join(&config.store.path);
+        }
+        if let Some(rules) = config.rules.path.as_mut() {
+            if rules.is_relative() {
+                *rules = base.join(&*rules);
+            }
+        }
+        config.validate(&text, &origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: &str| ConfigError::Invalid {
+            place: format!(
+                "{} field `{field}`",
+                diagnostics::place(origin, text, field)
+            ),
+            message: message.to_owned(),
+        };
+        if self.broker.max_payload_size < 512 {
+            return Err(invalid(
+                "broker.max_payload_size",
+                "must be at least 512 bytes (one telemetry message)",
+            ));
+        }
+        if self.broker.max_connections == 0 {
+            return Err(invalid("broker.max_connections", "must be at least 1"));
+        }
+        if self.broker.connection_timeout.as_millis() > u128::from(u16::MAX) {
+            return Err(invalid(
+                "broker.connection_timeout",
+                "must be at most 65s (rumqttd counts it in u16 milliseconds)",
+            ));
+        }
+        if self.rules.tick.is_zero() {
+            return Err(invalid("rules.tick", "must be greater than 0"));
+        }
+        if self.rules.snapshot_every.is_zero() {
+            return Err(invalid("rules.snapshot_every", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<GatewayConfig, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-config-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, text).expect("write");
+        GatewayConfig::load(Some(&path))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = GatewayConfig::load(None).expect("defaults are valid");
+        assert_eq!(config.http.listen.port(), 8080);
+        assert_eq!(config.rules.lateness, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn relative_store_paths_follow_the_config_file() {
+        let config = load("[store]\npath = \"data/orders.sqlite\"\n").expect("valid");
+        assert!(config.store.path.ends_with("data/orders.sqlite"));
+        assert!(
+            config.store.path.is_absolute() || config.store.path.starts_with(std::env::temp_dir())
+        );
+    }
+
+    #[test]
+    fn unknown_fields_name_line_and_column() {
+        let err = load("[http]\nlisten = \"127.0.0.1:0\"\nport = 8\n")
+            .expect_err("unknown field")
+            .to_string();
+        assert!(err.contains("gateway.toml:3:1"), "{err}");
+        assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        let err = load("[broker]\nmax_payload_size = 10\n")
+            .expect_err("too small")
+            .to_string();
+        assert!(
+            err.contains("gateway.toml:2:20 field `broker.max_payload_size`"),
+            "{err}"
+        );
+    }
+}

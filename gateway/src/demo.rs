@@ -1,0 +1,304 @@
+//! `gateway demo`: the whole system in one process with no external service: the embedded
+//! broker, simulated Yanqing households served over real Modbus TCP, one edge agent per
+//! household, the rules, the work orders and the HTTP API. A fault is injected every so often
+//! (and repaired a few minutes later) so that a person watching sees orders appear.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_agent::agent::Agent;
+use edge_agent::config::{AgentConfig, Device, MqttConfig, PollingConfig, TransportConfig};
+use edge_agent::profile::Profile;
+use simulator::{HouseholdInfo, SimConfig, Simulation};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wire::{DeviceKind, FaultCategory};
+
+use crate::config::GatewayConfig;
+
+/// The shipped register-map profiles, built into the binary so the demo runs from anywhere.
+const PROFILES: &[(&str, &str)] = &[
+    (
+        "aurora-ashp.toml",
+        include_str!("../../profiles/aurora-ashp.toml"),
+    ),
+    (
+        "beifeng-ashp.toml",
+        include_str!("../../profiles/beifeng-ashp.toml"),
+    ),
+    (
+        "huanre-boiler.toml",
+        include_str!("../../profiles/huanre-boiler.toml"),
+    ),
+    (
+        "lingyun-boiler.toml",
+        include_str!("../../profiles/lingyun-boiler.toml"),
+    ),
+];
+
+/// Options of `gateway demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoOptions {
+    /// Simulated households, spread over Yanqing's 15 townships.
+    #[arg(long, default_value_t = 300)]
+    pub households: usize,
+    /// Seed of the simulated fleet and of the fault schedule.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Time between two injected faults.
+    #[arg(long, default_value = "20s", value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub fault_every: Duration,
+    /// How long an injected fault lasts before the simulated technician repairs it.
+    #[arg(long, default_value = "3m", value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub repair_after: Duration,
+    /// How often each edge agent polls its heater.
+    #[arg(long, default_value = "5s", value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub poll_every: Duration,
+    /// HTTP API address; use port 0 for any free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// MQTT broker address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub mqtt: SocketAddr,
+    /// Folder for the demo's database and profiles (default: a new folder under the temp dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Runs the demo until `shutdown`.
+pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let data_dir = options.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("yanqing-heating-demo-{}", std::process::id()))
+    });
+    let profiles_dir = data_dir.join("profiles");
+    std::fs::create_dir_all(&profiles_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", profiles_dir.display()))?;
+    let mut profiles = HashMap::new();
+    for (file, text) in PROFILES {
+        let path = profiles_dir.join(file);
+        std::fs::write(&path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        let profile = Profile::parse(text, file)?;
+        profiles.insert(profile.id.clone(), Arc::new(profile));
+    }
+
+    let tracker = TaskTracker::new();
+    let mut config = GatewayConfig::load(None)?;
+    config.broker.listen = options.mqtt;
+    config.http.listen = options.http;
+    config.store.path = data_dir.join("gateway.sqlite");
+    let started = crate::app::start(config, shutdown.clone(), &tracker)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#} (is another demo running? try --http 127.0.0.1:0)"))?;
+
+    let simulation = Simulation::start(
+        SimConfig::new(options.households, options.seed, profiles_dir.clone()),
+        shutdown.clone(),
+    )
+    .await?;
+    let households = simulation.households();
+
+    let agents = shutdown.child_token();
+    for household in &households {
+        let Some(profile) = profiles.get(&household.profile_id) else {
+            anyhow::bail!(
+                "household {} uses unknown profile {}",
+                household.device_id,
+                household.profile_id
+            );
+        };
+        let township = household.township.clone();
+        let config = AgentConfig {
+            agent_id: format!("box-{}", household.device_id),
+            township: township.clone(),
+            mqtt: MqttConfig {
+                host: started.mqtt.ip().to_string(),
+                port: started.mqtt.port(),
+                client_id: None,
+                username: None,
+                password: None,
+                keep_alive: Duration::from_secs(15),
+                max_reconnect_backoff: Duration::from_secs(10),
+            },
+            polling: PollingConfig {
+                interval: options.poll_every,
+                ..PollingConfig::default()
+            },
+            devices: vec![Device {
+                id: household.device_id.clone(),
+                township,
+                profile: Arc::clone(profile),
+                unit_id: household.unit_id,
+                transport: TransportConfig::Tcp {
+                    address: household.modbus_addr,
+                },
+                interval: options.poll_every,
+            }],
+        };
+        let token = agents.clone();
+        tracker.spawn(async move {
+            if let Err(error) = Agent::new(config).run(token).await {
+                tracing::error!(error = %format!("{error:#}"), "demo edge agent stopped");
+            }
+        });
+    }
+    tracker.close();
+
+    print_banner(&options, started.http, started.mqtt, &households, &data_dir);
+
+    let simulation = Arc::new(simulation);
+    let mut faults = FaultSchedule::new(options.seed, &households, &profiles);
+    let mut next_fault = tokio::time::interval(options.fault_every);
+    next_fault.tick().await;
+    let mut repairs: Vec<(tokio::time::Instant, wire::DeviceId)> = Vec::new();
+    let mut repair_check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = next_fault.tick() => {
+                if let Some((household, category)) = faults.next(&repairs) {
+                    match simulation.inject_fault(&household.device_id, category) {
+                        Ok(()) => {
+                            println!(
+                                "demo: injected fault {} into {} ({} {}, {} / {})",
+                                category.as_str(), household.device_id, household.profile_id,
+                                household.kind.as_str(), household.township_name, household.village_name,
+                            );
+                            repairs.push((tokio::time::Instant::now() + options.repair_after, household.device_id.clone()));
+                        }
+                        Err(error) => tracing::warn!(%error, "fault injection failed"),
+                    }
+                }
+            }
+            _ = repair_check.tick() => {
+                let now = tokio::time::Instant::now();
+                let (due, pending): (Vec<_>, Vec<_>) = repairs.drain(..).partition(|(at, _)| *at <= now);
+                repairs = pending;
+                for (_, device) in due {
+                    match simulation.clear_fault(&device) {
+                        Ok(()) => println!("demo: technician repaired {device}"),
+                        Err(error) => tracing::warn!(%error, "fault clearing failed"),
+                    }
+                }
+            }
+        }
+    }
+    agents.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("demo tasks did not stop within 10s");
+    }
+    Ok(())
+}
+
+fn print_banner(
+    options: &DemoOptions,
+    http: SocketAddr,
+    mqtt: SocketAddr,
+    households: &[HouseholdInfo],
+    data_dir: &std::path::Path,
+) {
+    let heat_pumps = households
+        .iter()
+        .filter(|h| h.kind == DeviceKind::HeatPump)
+        .count();
+    let townships: std::collections::BTreeSet<&str> =
+        households.iter().map(|h| h.township.as_str()).collect();
+    println!();
+    println!("Yanqing rural clean-heating demo (延庆农村清洁取暖运维演示)");
+    println!(
+        "  {} households in {} townships: {} heat pumps, {} gas boilers, each polled over Modbus TCP by its own edge agent every {:?}",
+        households.len(),
+        townships.len(),
+        heat_pumps,
+        households.len() - heat_pumps,
+        options.poll_every
+    );
+    println!(
+        "  a fault is injected every {:?} and repaired {:?} later",
+        options.fault_every, options.repair_after
+    );
+    println!();
+    println!("  HTTP API        http://{http}/api/v1/summary");
+    println!("  work orders     http://{http}/api/v1/orders");
+    println!("  active alerts   http://{http}/api/v1/alerts?active=true");
+    println!("  devices         http://{http}/api/v1/devices?township=yanqing");
+    println!("  metrics         http://{http}/metrics");
+    println!(
+        "  MQTT broker     mqtt://{mqtt}  (try: mosquitto_sub -h {} -p {} -t 'heating/v1/#' -v)",
+        mqtt.ip(),
+        mqtt.port()
+    );
+    println!("  data            {}", data_dir.display());
+    println!();
+    println!("  curl -s http://{http}/api/v1/orders | python3 -m json.tool");
+    println!();
+    println!("Press Ctrl-C to stop.");
+}
+
+/// Picks which household gets which fault next, deterministically from the seed.
+struct FaultSchedule<'a> {
+    state: u64,
+    households: &'a [HouseholdInfo],
+    categories: HashMap<String, Vec<FaultCategory>>,
+}
+
+impl<'a> FaultSchedule<'a> {
+    fn new(
+        seed: u64,
+        households: &'a [HouseholdInfo],
+        profiles: &HashMap<String, Arc<Profile>>,
+    ) -> Self {
+        let categories = profiles
+            .iter()
+            .map(|(id, p)| {
+                let mut categories: Vec<FaultCategory> = p.faults().map(|(_, c, _)| c).collect();
+                categories.sort();
+                categories.dedup();
+                (id.clone(), categories)
+            })
+            .collect();
+        Self {
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            households,
+            categories,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: small, deterministic, good enough to pick demo victims.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn next(
+        &mut self,
+        busy: &[(tokio::time::Instant, wire::DeviceId)],
+    ) -> Option<(&'a HouseholdInfo, FaultCategory)> {
+        if self.households.is_empty() {
+            return None;
+        }
+        for _ in 0..16 {
+            let household =
+                &self.households[(self.random() % self.households.len() as u64) as usize];
+            if busy.iter().any(|(_, d)| *d == household.device_id) {
+                continue;
+            }
+            let count = self.categories.get(&household.profile_id)?.len() as u64;
+            if count == 0 {
+                return None;
+            }
+            let pick = (self.random() % count) as usize;
+            let category = *self.categories.get(&household.profile_id)?.get(pick)?;
+            return Some((household, category));
+        }
+        None
+    }
+}

@@ -1,0 +1,289 @@
+//! Ingest: takes every message from the broker's in-process link, checks topic and payload
+//! against the wire schema (counting rejects by reason), updates the fleet picture, feeds the
+//! rule engine in event time and hands its transitions to the order service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rules::{Engine, Transition};
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::Notification;
+use tokio_util::sync::CancellationToken;
+use wire::{AgentState, AgentStatus, PayloadError, Telemetry, Topic, TopicKind};
+
+use crate::config::{IngestConfig, RulesConfig};
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::orders::OrderService;
+
+/// Key of the rule-engine snapshot in the store.
+pub const SNAPSHOT_KEY: &str = "rules.snapshot";
+
+/// What ingest made of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Reading(Box<Telemetry>, String),
+    Status(AgentStatus, String),
+    /// A topic in our tree that ingest does not consume (commands, acks).
+    Ignored,
+}
+
+/// Why a message was dropped, with its metric label.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Reject {
+    #[error("topic is not UTF-8")]
+    TopicNotUtf8,
+    #[error("topic {topic:?}: {error}")]
+    Topic {
+        topic: String,
+        error: wire::TopicError,
+    },
+    #[error("payload on {topic:?}: {error}")]
+    Payload { topic: String, error: PayloadError },
+    #[error("status on {topic:?} is for agent {in_payload:?}")]
+    AgentMismatch { topic: String, in_payload: String },
+}
+
+impl Reject {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Reject::TopicNotUtf8 => "topic_not_utf8",
+            Reject::Topic { .. } => "bad_topic",
+            Reject::Payload { error, .. } => error.reason(),
+            Reject::AgentMismatch { .. } => "agent_mismatch",
+        }
+    }
+}
+
+/// Decodes and validates one message. `now_ms` is the gateway's clock, for the future check.
+pub fn decode(
+    topic: &[u8],
+    payload: &[u8],
+    now_ms: i64,
+    max_skew_ms: i64,
+) -> Result<Decoded, Reject> {
+    let topic = std::str::from_utf8(topic).map_err(|_| Reject::TopicNotUtf8)?;
+    let parsed = Topic::parse(topic).map_err(|error| Reject::Topic {
+        topic: topic.to_owned(),
+        error,
+    })?;
+    let payload_error = |error| Reject::Payload {
+        topic: topic.to_owned(),
+        error,
+    };
+    match parsed.kind {
+        TopicKind::Telemetry => {
+            let reading = Telemetry::from_json(payload).map_err(payload_error)?;
+            if reading.device_id.as_str() != parsed.id {
+                return Err(payload_error(PayloadError::DeviceMismatch {
+                    in_payload: reading.device_id.to_string(),
+                    in_topic: parsed.id,
+                }));
+            }
+            reading
+                .validate(now_ms, max_skew_ms)
+                .map_err(payload_error)?;
+            Ok(Decoded::Reading(
+                Box::new(reading),
+                parsed.township.to_string(),
+            ))
+        }
+        TopicKind::Status => {
+            let status = AgentStatus::from_json(payload).map_err(payload_error)?;
+            if status.agent_id != parsed.id {
+                return Err(Reject::AgentMismatch {
+                    topic: topic.to_owned(),
+                    in_payload: status.agent_id,
+                });
+            }
+            Ok(Decoded::Status(status, parsed.township.to_string()))
+        }
+        TopicKind::Command | TopicKind::CommandAck => Ok(Decoded::Ignored),
+    }
+}
+
+/// The ingest component.
+pub struct Ingest {
+    pub link_tx: LinkTx,
+    pub link_rx: LinkRx,
+    pub engine: Engine,
+    pub fleet: Arc<Fleet>,
+    pub orders: OrderService,
+    pub metrics: Arc<Metrics>,
+    pub ingest: IngestConfig,
+    pub rules: RulesConfig,
+}
+
+impl Ingest {
+    /// Subscribes and processes messages until `shutdown`; saves the rule state on the way out.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        for kind in [TopicKind::Telemetry, TopicKind::Status] {
+            self.link_tx
+                .subscribe(Topic::all_filter(kind))
+                .map_err(|e| anyhow::anyhow!("cannot subscribe to the broker link: {e}"))?;
+        }
+        let mut tick = tokio::time::interval(self.rules.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut snapshot = tokio::time::interval(self.rules.snapshot_every);
+        snapshot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        snapshot.tick().await;
+        let max_skew_ms = i64::try_from(self.ingest.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                notification = self.link_rx.next() => {
+                    match notification {
+                        Ok(Some(Notification::Forward(forward))) => {
+                            self.metrics.message_in();
+                            let now = now_ms();
+                            match decode(&forward.publish.topic, &forward.publish.payload, now, max_skew_ms) {
+                                Ok(decoded) => self.accept(decoded).await,
+                                Err(reject) => {
+                                    self.metrics.reject(reject.reason());
+                                    tracing::debug!(reason = reject.reason(), error = %reject, "message rejected");
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            anyhow::bail!("the broker link closed: {error}");
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let watermark = now_ms() - duration_ms(self.rules.lateness);
+                    let transitions = self.engine.advance(watermark);
+                    self.apply(transitions).await;
+                }
+                _ = snapshot.tick() => self.save_snapshot().await,
+            }
+        }
+        self.save_snapshot().await;
+        Ok(())
+    }
+
+    async fn accept(&mut self, decoded: Decoded) {
+        match decoded {
+            Decoded::Reading(reading, township) => {
+                self.metrics.reading_accepted();
+                self.fleet.reading(&township, &reading);
+                let transitions = self.engine.ingest(&reading);
+                self.apply(transitions).await;
+            }
+            Decoded::Status(status, township) => {
+                self.metrics.status_accepted();
+                let online = status.state == AgentState::Online;
+                tracing::info!(agent = %status.agent_id, online, devices = status.devices.len(), "edge box status");
+                self.fleet
+                    .agent_status(&township, &status.agent_id, &status.devices, online);
+            }
+            Decoded::Ignored => {}
+        }
+    }
+
+    async fn apply(&mut self, transitions: Vec<Transition>) {
+        if transitions.is_empty() {
+            return;
+        }
+        self.metrics.transitions(transitions.len());
+        let with_township = transitions
+            .into_iter()
+            .map(|t| {
+                let township = self
+                    .fleet
+                    .township_of(t.device_id.as_str())
+                    .unwrap_or_else(|| "unknown".to_owned());
+                (t, township)
+            })
+            .collect();
+        if let Err(error) = self.orders.apply(with_township).await {
+            self.metrics.store_error();
+            tracing::error!(%error, "alerts could not be stored");
+        }
+    }
+
+    async fn save_snapshot(&self) {
+        let snapshot = self.engine.snapshot();
+        let json = match serde_json::to_string(&snapshot) {
+            Ok(json) => json,
+            Err(error) => {
+                tracing::error!(%error, "rule state could not be serialised");
+                return;
+            }
+        };
+        if let Err(error) = self
+            .orders
+            .with_store(move |store| store.put(SNAPSHOT_KEY, &json))
+            .await
+        {
+            self.metrics.store_error();
+            tracing::error!(%error, "rule state could not be saved");
+        }
+    }
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The gateway's clock in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    edge_agent::agent::now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_796_000_000_000;
+
+    fn reading_json(device: &str) -> Vec<u8> {
+        format!(
+            r#"{{"v":1,"device_id":"{device}","ts_ms":{NOW},"seq":1,"profile":"aurora-ashp","kind":"heat_pump","values":{{"indoor_temp_c":19.5}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn accepts_a_good_reading_with_its_township() {
+        let decoded = decode(
+            b"heating/v1/yanqing/yanqing-dongguan-0001/telemetry",
+            &reading_json("yanqing-dongguan-0001"),
+            NOW,
+            60_000,
+        )
+        .expect("valid");
+        assert!(matches!(decoded, Decoded::Reading(_, ref t) if t == "yanqing"));
+    }
+
+    #[test]
+    fn rejects_are_counted_by_reason() {
+        let cases: [(&[u8], &[u8], &str); 5] = [
+            (b"heating/v1/yanqing/a/telemetry", b"{not json", "malformed"),
+            (
+                b"heating/v1/yanqing/a/telemetry",
+                &reading_json("b"),
+                "device_mismatch",
+            ),
+            (b"heating/v1/yanqing/a", b"{}", "bad_topic"),
+            (b"\xff\xfe", b"{}", "topic_not_utf8"),
+            (
+                b"heating/v1/yanqing/box-1/status",
+                br#"{"v":1,"agent_id":"box-2","state":"online","devices":[]}"#,
+                "agent_mismatch",
+            ),
+        ];
+        for (topic, payload, reason) in cases {
+            let error = decode(topic, payload, NOW, 60_000).expect_err("must be rejected");
+            assert_eq!(error.reason(), reason, "{error}");
+        }
+    }
+
+    #[test]
+    fn commands_are_ignored_not_rejected() {
+        assert_eq!(
+            decode(b"heating/v1/yanqing/a/cmd/ack", b"anything", NOW, 60_000),
+            Ok(Decoded::Ignored)
+        );
+    }
+}

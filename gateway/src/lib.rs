@@ -1,0 +1,20 @@
+//! The gateway: the district's central service. One process runs an embedded MQTT broker
+//! (rumqttd), ingest, the rule engine, the work-order store (SQLite) and the HTTP API.
+//!
+//! Main types, by component:
+//! - [`config::GatewayConfig`]: the validated configuration (TOML + `GATEWAY__...` overrides).
+//! - [`broker::EmbeddedBroker`]: the rumqttd broker and the gateway's in-process link.
+//! - [`ingest::Ingest`]: validates messages, keeps the [`fleet::Fleet`] picture, runs the rules.
+//! - [`orders::OrderService`]: alerts and work orders, one order per alert episode.
+//! - [`api::router`]: the HTTP API under `/api/v1`.
+//! - [`app::start`]: wires them together; [`demo`] runs the whole system in one process.
+
+pub mod api;
+pub mod app;
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod fleet;
+pub mod ingest;
+pub mod metrics;
+pub mod orders;

@@ -1,0 +1,146 @@
+//! Counters for everything that can go wrong or that operators watch, rendered in the
+//! Prometheus text format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The gateway's counters. Cheap to update from any task.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    messages_in: AtomicU64,
+    readings_accepted: AtomicU64,
+    status_accepted: AtomicU64,
+    rule_transitions: AtomicU64,
+    orders_opened: AtomicU64,
+    store_errors: AtomicU64,
+    rejects: Mutex<BTreeMap<&'static str, u64>>,
+    alerts_by_rule: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    pub fn message_in(&self) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn reading_accepted(&self) {
+        self.readings_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn status_accepted(&self) {
+        self.status_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn transitions(&self, count: usize) {
+        self.rule_transitions
+            .fetch_add(count as u64, Ordering::Relaxed);
+    }
+    pub fn order_opened(&self) {
+        self.orders_opened.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn store_error(&self) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a rejected message by reason.
+    pub fn reject(&self, reason: &'static str) {
+        if let Ok(mut rejects) = self.rejects.lock() {
+            *rejects.entry(reason).or_default() += 1;
+        }
+    }
+
+    pub fn alert_fired(&self, rule: &str) {
+        if let Ok(mut alerts) = self.alerts_by_rule.lock() {
+            *alerts.entry(rule.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Messages rejected, by reason.
+    pub fn rejects(&self) -> BTreeMap<&'static str, u64> {
+        self.rejects.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn messages_in_total(&self) -> u64 {
+        self.messages_in.load(Ordering::Relaxed)
+    }
+
+    pub fn readings_accepted_total(&self) -> u64 {
+        self.readings_accepted.load(Ordering::Relaxed)
+    }
+
+    /// Renders every counter, plus the gauges passed in, as Prometheus text.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "gateway_mqtt_messages_in_total",
+            "MQTT messages received on heating topics",
+            self.messages_in.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_readings_accepted_total",
+            "telemetry readings that passed validation",
+            self.readings_accepted.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_status_accepted_total",
+            "edge box status messages accepted",
+            self.status_accepted.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_rule_transitions_total",
+            "alert transitions produced by the rules",
+            self.rule_transitions.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_orders_opened_total",
+            "work orders opened from alerts",
+            self.orders_opened.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_store_errors_total",
+            "failed database operations",
+            self.store_errors.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(out, "# HELP gateway_messages_rejected_total messages dropped at ingest, by reason\n# TYPE gateway_messages_rejected_total counter");
+        for (reason, count) in self.rejects() {
+            let _ = writeln!(
+                out,
+                "gateway_messages_rejected_total{{reason=\"{reason}\"}} {count}"
+            );
+        }
+        let _ = writeln!(out, "# HELP gateway_alerts_fired_total alerts fired, by rule\n# TYPE gateway_alerts_fired_total counter");
+        if let Ok(alerts) = self.alerts_by_rule.lock() {
+            for (rule, count) in alerts.iter() {
+                let _ = writeln!(out, "gateway_alerts_fired_total{{rule=\"{rule}\"}} {count}");
+            }
+        }
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rejects_by_reason() {
+        let metrics = Metrics::default();
+        metrics.reject("malformed");
+        metrics.reject("malformed");
+        metrics.message_in();
+        let text = metrics.render(&[("gateway_devices", "devices known", 3.0)]);
+        assert!(text.contains("gateway_messages_rejected_total{reason=\"malformed\"} 2"));
+        assert!(text.contains("gateway_mqtt_messages_in_total 1"));
+        assert!(text.contains("gateway_devices 3"));
+    }
+}

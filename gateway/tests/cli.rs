@@ -1,0 +1,127 @@
+//! Tests of the `gateway` binary's start-up: precise config and rule-file errors, the ready
+//! line, and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gateway-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn check_config(dir: &std::path::Path, config: &str) -> (bool, String) {
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, config).expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run gateway");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unknown_config_field_stops_start_up_with_file_line_and_field() {
+    let dir = scratch("unknown-field");
+    let (ok, stderr) = check_config(&dir, "[http]\nlisten = \"127.0.0.1:0\"\nlisen = 3\n");
+    assert!(!ok);
+    assert!(stderr.contains("gateway.toml:3:1"), "{stderr}");
+    assert!(stderr.contains("lisen"), "{stderr}");
+}
+
+#[test]
+fn a_wrong_type_names_the_line_and_column() {
+    let dir = scratch("wrong-type");
+    let (ok, stderr) = check_config(&dir, "[broker]\nmax_payload_size = \"big\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("gateway.toml:2:20"), "{stderr}");
+}
+
+#[test]
+fn a_bad_rule_file_is_refused_with_its_own_position() {
+    let dir = scratch("bad-rules");
+    std::fs::write(
+        dir.join("rules.toml"),
+        "[[rule]]\nid = \"cold\"\nkind = \"threshold\"\nvalue = \"room_temp\"\nbelow = 14.0\nfor = \"30m\"\nseverity = \"major\"\naction = \"alert\"\n",
+    )
+    .expect("write rules");
+    let (ok, stderr) = check_config(&dir, "[rules]\npath = \"rules.toml\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("rules.toml:4:9"), "{stderr}");
+    assert!(stderr.contains("room_temp"), "{stderr}");
+}
+
+#[test]
+fn a_good_config_is_accepted() {
+    let dir = scratch("good");
+    let (ok, stderr) = check_config(&dir, "[http]\nlisten = \"127.0.0.1:0\"\n");
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_the_gateway_cleanly_after_it_reported_ready() {
+    let dir = scratch("sigterm");
+    std::fs::write(
+        dir.join("gateway.toml"),
+        "[broker]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"g.sqlite\"\n",
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--config", "gateway.toml"])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gateway");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("ready line");
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+    assert_eq!(ready["event"], "ready");
+    assert!(
+        ready["http"].as_str().is_some_and(|a| !a.ends_with(":0")),
+        "{ready}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "gateway did not stop on SIGTERM"
+        );
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+    assert!(dir.join("g.sqlite").exists());
+}
+
+#[test]
+fn the_example_config_in_deploy_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/gateway.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run gateway");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
