@@ -32,6 +32,233 @@ pub struct RawConfig {
     /// The heaters this box polls.
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// RS-485 buses (Modbus RTU) that devices with `transport = { type = "rtu", bus = ... }` use.
+    #[serde(default)]
+    pub buses: Vec<BusConfig>,
+    /// Folder for the agent's durable state, relative to the config file: the store-and-forward
+    /// queue (`queue/`) and the ids of executed commands (`commands.jsonl`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The store-and-forward queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// The agent's own health report.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Remote commands.
+    #[serde(default)]
+    pub commands: CommandsConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// A size in bytes, written as a number or with a unit: `"64MiB"`, `"512KiB"`, `"1GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"64MiB"`, `"1.5 MB"`, `"4096"`.
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size (e.g. \"64MiB\")"))?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} (B, KiB, MiB, GiB, KB, MB, GB)"
+                ))
+            }
+        };
+        Ok(ByteSize((number * factor as f64).round() as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(text) => ByteSize::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The store-and-forward queue on disk.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Largest size of the queue on disk. Past it, the oldest readings are thinned to one per
+    /// device per `thin_interval`, then dropped; both are counted and reported.
+    #[serde(default = "default_queue_max")]
+    pub max_size: ByteSize,
+    /// Size of one segment file; at most a quarter of `max_size`.
+    #[serde(default = "default_segment_size")]
+    pub segment_size: ByteSize,
+    /// Longest time a reading waits for fsync (readings are sent only once fsynced; a power cut
+    /// loses at most this much). `"0s"` fsyncs every reading.
+    #[serde(default = "default_fsync_interval", with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// At the size cap, old readings are thinned to one per device per this interval.
+    #[serde(default = "default_thin_interval", with = "humantime_serde")]
+    pub thin_interval: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_size: default_queue_max(),
+            segment_size: default_segment_size(),
+            fsync_interval: default_fsync_interval(),
+            thin_interval: default_thin_interval(),
+        }
+    }
+}
+
+fn default_queue_max() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_segment_size() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_fsync_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_thin_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// The agent's health report on `heating/v1/{township}/{agent_id}/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Time between two health reports.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_health_interval(),
+        }
+    }
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Remote commands on `heating/v1/{township}/{device}/cmd`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// Whether the agent subscribes to commands at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Commands whose expiry lies further ahead than this are refused (it bounds how long
+    /// executed ids must be remembered).
+    #[serde(default = "default_max_expiry", with = "humantime_serde")]
+    pub max_expiry: Duration,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_expiry: default_max_expiry(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_expiry() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// Parity of a serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    #[default]
+    None,
+    Even,
+    Odd,
+}
+
+/// One RS-485 bus (a serial port) with Modbus RTU devices on it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// Name that devices refer to (`transport = { type = "rtu", bus = "rs485-1" }`).
+    pub name: String,
+    /// Serial device, e.g. `/dev/ttyUSB0` or `/dev/ttyAMA0`.
+    pub port: String,
+    /// Line speed in baud.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// Parity: `none`, `even` or `odd`.
+    #[serde(default)]
+    pub parity: Parity,
+    /// Data bits per character (7 or 8).
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    /// Stop bits (1 or 2).
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// How long to wait for a device's response.
+    #[serde(default = "default_rtu_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Silence kept on the bus between two requests (at least 3.5 character times).
+    #[serde(default = "default_pause", with = "humantime_serde")]
+    pub pause: Duration,
+}
+
+impl BusConfig {
+    /// Time one character takes on the line.
+    pub fn char_time(&self) -> Duration {
+        let bits = 1
+            + u32::from(self.data_bits)
+            + u32::from(self.parity != Parity::None)
+            + u32::from(self.stop_bits);
+        Duration::from_secs_f64(f64::from(bits) / f64::from(self.baud.max(1)))
+    }
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+fn default_rtu_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_pause() -> Duration {
+    Duration::from_millis(20)
 }
 
 fn default_profiles_dir() -> PathBuf {
@@ -62,6 +289,32 @@ pub struct MqttConfig {
     /// Longest wait between reconnection attempts (the wait doubles from 1 s up to this, with jitter).
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_reconnect_backoff: Duration,
+    /// TLS to the broker (rustls); plain TCP when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Readings sent and not yet acknowledged at most (QoS 1 window).
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: u16,
+}
+
+fn default_max_inflight() -> u16 {
+    100
+}
+
+/// TLS settings of the MQTT connection.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the certificate authorities that sign the broker's certificate, relative to
+    /// the config file.
+    pub ca_file: PathBuf,
+    /// PEM client certificate (chain) for mutual TLS; needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`; never logged. The broker's certificate is verified
+    /// against `mqtt.host`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 fn default_mqtt_port() -> u16 {
@@ -87,6 +340,13 @@ pub struct PollingConfig {
     /// Unused registers a read request may span to merge two neighbouring blocks.
     #[serde(default = "default_max_gap")]
     pub max_gap: u16,
+    /// Failed poll cycles in a row after which a device is reported `unreachable`.
+    #[serde(default = "default_unreachable_after")]
+    pub unreachable_after: u32,
+    /// Longest wait between two attempts at an unreachable device (the wait doubles from the
+    /// poll interval up to this).
+    #[serde(default = "default_retry_backoff", with = "humantime_serde")]
+    pub max_retry_backoff: Duration,
 }
 
 impl Default for PollingConfig {
@@ -95,8 +355,17 @@ impl Default for PollingConfig {
             interval: default_interval(),
             timeout: default_timeout(),
             max_gap: default_max_gap(),
+            unreachable_after: default_unreachable_after(),
+            max_retry_backoff: default_retry_backoff(),
         }
     }
+}
+
+fn default_unreachable_after() -> u32 {
+    3
+}
+fn default_retry_backoff() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_interval() -> Duration {
@@ -143,6 +412,11 @@ pub enum TransportConfig {
         /// Socket address of the device or its Ethernet adapter.
         address: SocketAddr,
     },
+    /// Modbus RTU on the RS-485 bus named `bus` (a `[[buses]]` entry), at the device's `unit_id`.
+    Rtu {
+        /// Name of the bus in `[[buses]]`.
+        bus: String,
+    },
 }
 
 /// A device with everything resolved.
@@ -164,6 +438,30 @@ pub struct AgentConfig {
     pub mqtt: MqttConfig,
     pub polling: PollingConfig,
     pub devices: Vec<Device>,
+    /// RS-485 buses by name (only those devices use).
+    pub buses: Vec<BusConfig>,
+    /// Durable state folder (absolute or relative to the working directory).
+    pub data_dir: PathBuf,
+    pub queue: QueueConfig,
+    pub health: HealthConfig,
+    pub commands: CommandsConfig,
+}
+
+impl AgentConfig {
+    /// The bus named `name`.
+    pub fn bus(&self, name: &str) -> Option<&BusConfig> {
+        self.buses.iter().find(|b| b.name == name)
+    }
+
+    /// Settings of the store-and-forward queue.
+    pub fn queue_settings(&self) -> crate::queue::QueueSettings {
+        crate::queue::QueueSettings {
+            dir: self.data_dir.join("queue"),
+            max_bytes: self.queue.max_size.0,
+            segment_bytes: self.queue.segment_size.0,
+            thin_interval: self.queue.thin_interval,
+        }
+    }
 }
 
 /// Why the configuration was refused.
@@ -244,12 +542,102 @@ impl AgentConfig {
         if raw.devices.is_empty() {
             return Err(invalid("devices", "no [[devices]] configured".into()));
         }
+        if raw.mqtt.max_inflight == 0 {
+            return Err(invalid("mqtt.max_inflight", "must be at least 1".into()));
+        }
+        let mut mqtt = raw.mqtt;
+        if let Some(tls) = &mut mqtt.tls {
+            tls.ca_file = base.join(&tls.ca_file);
+            tls.client_cert = tls.client_cert.as_ref().map(|p| base.join(p));
+            tls.client_key = tls.client_key.as_ref().map(|p| base.join(p));
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                return Err(invalid(
+                    "mqtt.tls",
+                    "client_cert and client_key go together (mutual TLS needs both)".into(),
+                ));
+            }
+            for (field, path) in [
+                ("mqtt.tls.ca_file", Some(&tls.ca_file)),
+                ("mqtt.tls.client_cert", tls.client_cert.as_ref()),
+                ("mqtt.tls.client_key", tls.client_key.as_ref()),
+            ] {
+                if let Some(path) = path {
+                    if !path.is_file() {
+                        return Err(invalid(
+                            field,
+                            format!("{} is not a readable file", path.display()),
+                        ));
+                    }
+                }
+            }
+        }
+        let queue = raw.queue;
+        if queue.max_size.0 < 64 * 1024 {
+            return Err(invalid("queue.max_size", "must be at least 64KiB".into()));
+        }
+        if queue.segment_size.0 < 4096 || queue.segment_size.0 > queue.max_size.0 / 4 {
+            return Err(invalid(
+                "queue.segment_size",
+                format!(
+                    "must be between 4KiB and a quarter of queue.max_size ({} bytes)",
+                    queue.max_size.0 / 4
+                ),
+            ));
+        }
+        if queue.thin_interval < Duration::from_secs(1) {
+            return Err(invalid("queue.thin_interval", "must be at least 1s".into()));
+        }
+        if raw.health.interval < Duration::from_secs(1) {
+            return Err(invalid("health.interval", "must be at least 1s".into()));
+        }
+        let mut bus_names = HashSet::new();
+        for (index, bus) in raw.buses.iter().enumerate() {
+            let field = |name: &str| format!("buses[{index}].{name}");
+            if bus.name.is_empty() || !bus_names.insert(bus.name.clone()) {
+                return Err(invalid(
+                    &field("name"),
+                    format!("bus name {:?} is empty or used twice", bus.name),
+                ));
+            }
+            if !(300..=1_000_000).contains(&bus.baud) {
+                return Err(invalid(
+                    &field("baud"),
+                    format!("{} is not a usable baud rate (300..=1000000)", bus.baud),
+                ));
+            }
+            if !(5..=8).contains(&bus.data_bits) {
+                return Err(invalid(
+                    &field("data_bits"),
+                    format!("{} data bits: use 7 or 8", bus.data_bits),
+                ));
+            }
+            if !(1..=2).contains(&bus.stop_bits) {
+                return Err(invalid(
+                    &field("stop_bits"),
+                    format!("{} stop bits: use 1 or 2", bus.stop_bits),
+                ));
+            }
+            let silence = bus.char_time().mul_f64(3.5);
+            if bus.pause < silence {
+                return Err(invalid(
+                    &field("pause"),
+                    format!(
+                        "{:?} is shorter than 3.5 characters at {} baud ({silence:?})",
+                        bus.pause, bus.baud
+                    ),
+                ));
+            }
+            if bus.timeout < Duration::from_millis(10) {
+                return Err(invalid(&field("timeout"), "must be at least 10ms".into()));
+            }
+        }
         let profiles_dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&profiles_dir).map_err(|e| match e {
             LoadError::Profile(p) => ConfigError::Profile(p),
             LoadError::Io(message) => invalid("profiles_dir", message),
         })?;
         let mut seen = HashSet::new();
+        let mut rtu_units = HashSet::new();
         let mut devices = Vec::with_capacity(raw.devices.len());
         for (index, device) in raw.devices.into_iter().enumerate() {
             let field = |name: &str| format!("devices[{index}].{name}");
@@ -278,6 +666,20 @@ impl AgentConfig {
                     ),
                 )
             })?;
+            if let TransportConfig::Rtu { bus } = &device.transport {
+                if !bus_names.contains(bus) {
+                    return Err(invalid(
+                        &field("transport"),
+                        format!("no [[buses]] entry is named {bus:?}"),
+                    ));
+                }
+                if !rtu_units.insert((bus.clone(), device.unit_id)) {
+                    return Err(invalid(
+                        &field("unit_id"),
+                        format!("unit {} is already used on bus {bus:?}", device.unit_id),
+                    ));
+                }
+            }
             let interval = device.interval.unwrap_or(raw.polling.interval);
             if interval < Duration::from_millis(100) {
                 return Err(invalid(&field("interval"), "must be at least 100ms".into()));
@@ -291,12 +693,23 @@ impl AgentConfig {
                 interval,
             });
         }
+        if raw.polling.unreachable_after == 0 {
+            return Err(invalid(
+                "polling.unreachable_after",
+                "must be at least 1".into(),
+            ));
+        }
         Ok(AgentConfig {
             agent_id: raw.agent_id,
             township: raw.township,
-            mqtt: raw.mqtt,
+            mqtt,
             polling: raw.polling,
             devices,
+            buses: raw.buses,
+            data_dir: base.join(&raw.data_dir),
+            queue,
+            health: raw.health,
+            commands: raw.commands,
         })
     }
 }

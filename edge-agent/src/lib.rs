@@ -6,11 +6,19 @@
 //! - [`plan::PollPlan`]: a device's registers merged into the fewest Modbus read requests.
 //! - [`config::AgentConfig`]: the validated TOML configuration (gateway, devices, profiles).
 //! - [`modbus::DevicePoller`]: reads one device's blocks and decodes them.
-//! - [`agent::Agent`]: the running agent: one poller task per device, one MQTT publisher.
+//! - [`queue::DiskQueue`]: the crash-safe, bounded store-and-forward queue between polling and
+//!   MQTT (readings leave it only on PUBACK).
+//! - [`command`]: remote commands and their acks, checks and the durable log of executed ids.
+//! - [`health`]: per-device counters, the `unreachable` state and the health report.
+//! - [`agent::Agent`]: the running agent: poller and RS-485 bus tasks, the MQTT event loop,
+//!   the uplink that drains the queue.
 
 pub mod agent;
+pub mod command;
 pub mod config;
 pub mod diagnostics;
+pub mod health;
 pub mod modbus;
 pub mod plan;
 pub mod profile;
+pub mod queue;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edge_agent::agent::Agent;
-use edge_agent::config::AgentConfig;
+use edge_agent::config::{AgentConfig, TransportConfig};
 use edge_agent::modbus::DevicePoller;
 use tokio_util::sync::CancellationToken;
 
@@ -101,9 +101,28 @@ async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for device in config.devices.clone() {
         let mut poller = DevicePoller::new(device, config.polling.max_gap, config.polling.timeout);
+        let link = match &poller.device().transport {
+            TransportConfig::Tcp { address } => format!("tcp {address}"),
+            TransportConfig::Rtu { bus } => match config.bus(bus) {
+                Some(settings) => {
+                    let text = format!(
+                        "rtu {} on {} {} baud {:?} {}{}",
+                        bus,
+                        settings.port,
+                        settings.baud,
+                        settings.parity,
+                        settings.data_bits,
+                        settings.stop_bits
+                    );
+                    poller = poller.on_bus(settings);
+                    text
+                }
+                None => format!("rtu {bus} (not configured)"),
+            },
+        };
         let device = poller.device().clone();
         println!(
-            "{}  profile {} ({} {})  unit {}  {} read request(s)",
+            "{}  profile {} ({} {})  {link}  unit {}  {} read request(s)",
             device.id,
             device.profile.id,
             device.profile.brand,

@@ -22,6 +22,11 @@
 //! code = 3
 //! category = "water_flow"
 //! text = "water flow switch open"
+//!
+//! [fault_reset]                # optional: what a remote `fault_reset` command writes
+//! kind = "coil"                # coil | holding
+//! address = 50
+//! value = 1
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -140,6 +145,23 @@ impl Register {
     }
 }
 
+/// What a remote `fault_reset` command writes: a value into a coil or holding register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultReset {
+    /// `coil` or `holding`.
+    pub kind: RegisterKind,
+    /// Address of the reset coil or register.
+    pub address: u16,
+    /// Raw value written (for a coil, non-zero switches it on).
+    #[serde(default = "one_u16")]
+    pub value: u16,
+}
+
+fn one_u16() -> u16 {
+    1
+}
+
 /// A validated register-map profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
@@ -148,6 +170,8 @@ pub struct Profile {
     pub model: String,
     pub kind: DeviceKind,
     pub registers: Vec<Register>,
+    /// The fault-reset write, if the brand has one.
+    pub fault_reset: Option<FaultReset>,
     faults: BTreeMap<u32, (FaultCategory, String)>,
 }
 
@@ -179,6 +203,8 @@ struct RawProfile {
     registers: Vec<Spanned<RawRegister>>,
     #[serde(default, rename = "fault")]
     faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    fault_reset: Option<Spanned<FaultReset>>,
 }
 
 #[derive(Deserialize)]
@@ -420,12 +446,29 @@ impl Profile {
             ));
         }
 
+        let fault_reset = match raw.fault_reset {
+            Some(reset) => {
+                let span = reset.span();
+                let reset = reset.into_inner();
+                if !matches!(reset.kind, RegisterKind::Coil | RegisterKind::Holding) {
+                    return Err(error(
+                        span,
+                        "fault_reset.kind".into(),
+                        "a fault reset writes a coil or a holding register".into(),
+                    ));
+                }
+                Some(reset)
+            }
+            None => None,
+        };
+
         Ok(Profile {
             id: raw.id.into_inner(),
             brand: raw.brand,
             model: raw.model,
             kind: raw.kind,
             registers,
+            fault_reset,
             faults,
         })
     }

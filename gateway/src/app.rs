@@ -10,17 +10,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
-use crate::broker;
+use crate::auth::Authenticator;
+use crate::broker::{self, external::ExternalSource, MessageSource};
+use crate::config::BrokerMode;
 use crate::config::GatewayConfig;
 use crate::fleet::Fleet;
 use crate::ingest::{Ingest, SNAPSHOT_KEY};
 use crate::metrics::Metrics;
+use crate::orders::clock::{Clock, SharedClock, WallClock};
 use crate::orders::store::Store;
 use crate::orders::OrderService;
 
 /// A started gateway: where it listens and handles to its shared state.
 pub struct Started {
-    pub mqtt: SocketAddr,
+    /// The embedded broker's listen address, or the external broker's `host:port`.
+    pub mqtt: String,
     pub http: SocketAddr,
     pub fleet: Arc<Fleet>,
     pub orders: OrderService,
@@ -66,28 +70,97 @@ pub async fn start(
         },
         None => Engine::new(rules),
     };
-    let orders = OrderService::new(store, Arc::clone(&metrics));
+    let mut store = store;
+    if let Some(folder) = &config.registry.import {
+        let files = crate::registry::read_dir(folder)?;
+        let data = crate::registry::parse(&files, &store.known_ids()?)?;
+        let summary = store.import_registry(&data)?;
+        tracing::info!(folder = %folder.display(), households = summary.households, devices = summary.devices, teams = summary.teams, "registry imported");
+    }
+    let (clock, watermark_clock): (Arc<dyn Clock>, Option<SharedClock>) = match config.rules.clock {
+        crate::config::Clock::Wall => (Arc::new(WallClock), None),
+        crate::config::Clock::Event => {
+            let clock = SharedClock::new(0);
+            (Arc::new(clock.clone()), Some(clock))
+        }
+    };
     let fleet = Arc::new(Fleet::default());
+    let sink = crate::sinks::influxdb::build(&config.influxdb)?;
 
-    let broker = broker::start(&config.broker, "gateway-ingest")?;
-    wait_until_listening(broker.listen, Duration::from_secs(10)).await?;
-    let mqtt = broker.listen;
+    let orders = OrderService::new(store, Arc::clone(&metrics), clock, config.sla);
+    let (source, orders, mqtt) = match (&config.broker.mode, &config.broker.external) {
+        (BrokerMode::External, Some(external)) => {
+            let source = ExternalSource::new(external).map_err(|e| anyhow::anyhow!(e))?;
+            let publisher = broker::ExternalOrderPublisher {
+                client: source.client.clone(),
+            };
+            tracing::info!(host = %external.host, port = external.port, townships = ?external.townships, "using an external MQTT broker (scale-out mode)");
+            (
+                MessageSource::External(Box::new(source)),
+                orders.with_notifier(Arc::new(publisher)),
+                format!("{}:{}", external.host, external.port),
+            )
+        }
+        _ => {
+            let broker = broker::start(&config.broker, "gateway-ingest")?;
+            wait_until_listening(broker.listen, Duration::from_secs(10)).await?;
+            let notifier = broker::TeamOrderPublisher::new(broker.publisher);
+            (
+                MessageSource::Embedded {
+                    link_tx: broker.link_tx,
+                    link_rx: broker.link_rx,
+                },
+                orders.with_notifier(Arc::new(notifier)),
+                broker.listen.to_string(),
+            )
+        }
+    };
 
     let ingest = Ingest {
-        link_tx: broker.link_tx,
-        link_rx: broker.link_rx,
+        source,
         engine,
         fleet: Arc::clone(&fleet),
         orders: orders.clone(),
         metrics: Arc::clone(&metrics),
         ingest: config.ingest.clone(),
         rules: config.rules.clone(),
+        watermark_clock,
+        sink: sink.as_ref().map(|(_, handle)| handle.clone()),
     };
+    // The sink stops after ingest, so that it flushes what ingest gave it last.
+    let sink_shutdown = CancellationToken::new();
     let ingest_shutdown = shutdown.clone();
+    let after_ingest = sink_shutdown.clone();
     tracker.spawn(async move {
         if let Err(error) = ingest.run(ingest_shutdown.clone()).await {
             tracing::error!(error = %format!("{error:#}"), "ingest stopped; shutting the gateway down");
             ingest_shutdown.cancel();
+        }
+        after_ingest.cancel();
+    });
+    let sink_stats = match sink {
+        Some((task, handle)) => {
+            let stats = handle.stats();
+            let notices = orders.subscribe();
+            let sla = config.sla;
+            let order_shutdown = shutdown.clone();
+            tracker.spawn(forward_order_events(notices, handle, sla, order_shutdown));
+            tracker.spawn(async move {
+                if let Err(error) = task.run(sink_shutdown, Duration::from_secs(5)).await {
+                    tracing::error!(error = %format!("{error:#}"), "InfluxDB sink stopped");
+                }
+            });
+            tracing::info!(url = ?config.influxdb.url, bucket = %config.influxdb.bucket, "InfluxDB history enabled");
+            Some(stats)
+        }
+        None => None,
+    };
+
+    let sla_shutdown = shutdown.clone();
+    let sla_monitor = orders.clone();
+    tracker.spawn(async move {
+        if let Err(error) = sla_monitor.run_sla_monitor(sla_shutdown).await {
+            tracing::error!(error = %format!("{error:#}"), "SLA monitor stopped");
         }
     });
 
@@ -97,7 +170,14 @@ pub async fn start(
         fleet: Arc::clone(&fleet),
         orders: orders.clone(),
         metrics: Arc::clone(&metrics),
+        auth: Arc::new(Authenticator::new(&config.api)),
+        sink: sink_stats,
     };
+    if config.api.auth == crate::config::AuthMode::Disabled {
+        tracing::warn!(
+            "API authentication is disabled: anyone who reaches the HTTP port is an operator"
+        );
+    }
     let api_shutdown = shutdown.clone();
     tracker.spawn(async move {
         if let Err(error) = api::serve(listener, state, api_shutdown.clone()).await {
@@ -113,6 +193,27 @@ pub async fn start(
         orders,
         metrics,
     })
+}
+
+/// Writes every order event to the history sink.
+async fn forward_order_events(
+    mut notices: tokio::sync::broadcast::Receiver<crate::orders::OrderNotice>,
+    sink: crate::sinks::influxdb::SinkHandle,
+    sla: crate::orders::sla::SlaConfig,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            notice = notices.recv() => match notice {
+                Ok(notice) => sink.order(&notice, &sla),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "order events were not written to InfluxDB: the sink fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
 }
 
 /// Waits until `address` accepts TCP connections (rumqttd binds on its own thread).

@@ -30,12 +30,104 @@ pub struct GatewayConfig {
     /// The rule engine.
     #[serde(default)]
     pub rules: RulesConfig,
+    /// Access to the HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// SLA deadlines of work orders.
+    #[serde(default)]
+    pub sla: crate::orders::sla::SlaConfig,
+    /// The registry of households, devices and teams.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// History in InfluxDB v2 (off unless `url` is set).
+    #[serde(default)]
+    pub influxdb: crate::sinks::influxdb::InfluxConfig,
 }
 
-/// Embedded rumqttd broker settings.
+/// Who may use the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `tokens`: every `/api/v1` request needs `Authorization: Bearer <token>` of a configured
+    /// token; `disabled`: no check at all (the embedded demo on 127.0.0.1 only).
+    #[serde(default = "default_auth")]
+    pub auth: AuthMode,
+    /// The bearer tokens and their roles.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            auth: default_auth(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+fn default_auth() -> AuthMode {
+    AuthMode::Tokens
+}
+
+/// Whether the API checks bearer tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    Tokens,
+    Disabled,
+}
+
+/// One bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (shown as the actor of the order events it causes).
+    pub name: String,
+    /// The secret, at least 16 characters, or `env:VARIABLE` to read it from the environment
+    /// (keep secrets in the service's environment file, not in git).
+    pub token: String,
+    /// `operator` (everything), `township` (own township), `team` (own team's orders),
+    /// `read_only` (read everything, change nothing).
+    pub role: crate::auth::Role,
+    /// The township of a `township` token.
+    #[serde(default)]
+    pub township: Option<String>,
+    /// The team of a `team` token.
+    #[serde(default)]
+    pub team: Option<String>,
+}
+
+/// The registry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// A folder of registry CSV files imported at start-up (townships.csv, villages.csv...);
+    /// relative to the config file. Unset: use what the database holds.
+    #[serde(default)]
+    pub import: Option<PathBuf>,
+}
+
+/// Which MQTT broker the gateway uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerMode {
+    /// The embedded rumqttd broker: one process serves the district.
+    Embedded,
+    /// An external broker or cluster (`[broker.external]`): scale-out mode.
+    External,
+}
+
+/// MQTT broker settings: the embedded rumqttd broker, or an external one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
+    /// `embedded` (default) or `external`.
+    #[serde(default = "default_broker_mode")]
+    pub mode: BrokerMode,
+    /// The external broker and the townships this instance owns (mode `external`).
+    #[serde(default)]
+    pub external: Option<crate::broker::external::ExternalBrokerConfig>,
     /// MQTT 3.1.1 listener address. Port 0 picks a free port (printed at start-up).
     #[serde(default = "default_mqtt_listen")]
     pub listen: SocketAddr,
@@ -53,6 +145,8 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
+            mode: default_broker_mode(),
+            external: None,
             listen: default_mqtt_listen(),
             max_payload_size: default_max_payload(),
             max_connections: default_max_connections(),
@@ -61,6 +155,9 @@ impl Default for BrokerConfig {
     }
 }
 
+fn default_broker_mode() -> BrokerMode {
+    BrokerMode::Embedded
+}
 fn default_mqtt_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1883))
 }
@@ -137,6 +234,18 @@ fn default_max_clock_skew() -> Duration {
     Duration::from_secs(300)
 }
 
+/// Where event-time "now" (the watermark) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    /// The gateway's clock minus `lateness`: live operation; offline is judged even when the
+    /// whole fleet is silent. Readings stamped too far in the future are rejected.
+    Wall,
+    /// The newest accepted reading's timestamp minus `lateness`: replays and accelerated
+    /// simulations, where readings carry simulated time. The future-timestamp check is off.
+    Event,
+}
+
 /// Rule engine settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +253,9 @@ pub struct RulesConfig {
     /// Rule file (TOML). Unset: the built-in default heating pack.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Source of the watermark: `wall` (live) or `event` (replay, accelerated simulation).
+    #[serde(default = "default_clock")]
+    pub clock: Clock,
     /// How far event-time "now" (the watermark) trails the gateway's clock, to let late readings in.
     #[serde(default = "default_lateness", with = "humantime_serde")]
     pub lateness: Duration,
@@ -159,6 +271,7 @@ impl Default for RulesConfig {
     fn default() -> Self {
         Self {
             path: None,
+            clock: default_clock(),
             lateness: default_lateness(),
             tick: default_tick(),
             snapshot_every: default_snapshot_every(),
@@ -166,6 +279,9 @@ impl Default for RulesConfig {
     }
 }
 
+fn default_clock() -> Clock {
+    Clock::Wall
+}
 fn default_lateness() -> Duration {
     Duration::from_secs(5)
 }
@@ -230,6 +346,22 @@ impl GatewayConfig {
                 *rules = base.join(&*rules);
             }
         }
+        for (index, token) in config.api.tokens.iter_mut().enumerate() {
+            if let Some(variable) = token.token.strip_prefix("env:") {
+                token.token = std::env::var(variable).map_err(|_| ConfigError::Invalid {
+                    place: format!(
+                        "{} field `api.tokens[{index}].token`",
+                        diagnostics::place(&origin, &text, &format!("api.tokens[{index}].token"))
+                    ),
+                    message: format!("environment variable {variable} is not set"),
+                })?;
+            }
+        }
+        if let Some(import) = config.registry.import.as_mut() {
+            if import.is_relative() {
+                *import = base.join(&*import);
+            }
+        }
         config.validate(&text, &origin)?;
         Ok(config)
     }
@@ -248,6 +380,12 @@ impl GatewayConfig {
                 "must be at least 512 bytes (one telemetry message)",
             ));
         }
+        if self.broker.mode == BrokerMode::External && self.broker.external.is_none() {
+            return Err(invalid(
+                "broker.external",
+                "mode = \"external\" needs a [broker.external] table with host and townships",
+            ));
+        }
         if self.broker.max_connections == 0 {
             return Err(invalid("broker.max_connections", "must be at least 1"));
         }
@@ -262,6 +400,64 @@ impl GatewayConfig {
         }
         if self.rules.snapshot_every.is_zero() {
             return Err(invalid("rules.snapshot_every", "must be greater than 0"));
+        }
+        if !(0.5..1.0).contains(&self.sla.warn_at) {
+            return Err(invalid("sla.warn_at", "must be at least 0.5 and below 1.0"));
+        }
+        if self.sla.dispatch.is_zero()
+            || self.sla.on_site < self.sla.dispatch
+            || self.sla.repaired < self.sla.on_site
+        {
+            return Err(invalid(
+                "sla",
+                "deadlines must be positive and ordered: dispatch <= on_site <= repaired",
+            ));
+        }
+        if self.influxdb.url.is_some() {
+            if self.influxdb.batch_size == 0 || self.influxdb.batch_size > self.influxdb.max_buffer
+            {
+                return Err(invalid(
+                    "influxdb.batch_size",
+                    "must be at least 1 and at most max_buffer",
+                ));
+            }
+            if self.influxdb.flush_every.is_zero() || self.influxdb.timeout.is_zero() {
+                return Err(invalid(
+                    "influxdb.flush_every",
+                    "flush_every and timeout must be greater than 0",
+                ));
+            }
+        }
+        if self.sla.check_every.is_zero() {
+            return Err(invalid("sla.check_every", "must be greater than 0"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (index, token) in self.api.tokens.iter().enumerate() {
+            let field = |name: &str| format!("api.tokens[{index}].{name}");
+            if token.token.chars().count() < 16 {
+                return Err(invalid(&field("token"), "must be at least 16 characters"));
+            }
+            if !seen.insert(token.token.as_str()) {
+                return Err(invalid(&field("token"), "is used by another token"));
+            }
+            match token.role {
+                crate::auth::Role::Township if token.township.is_none() => {
+                    return Err(invalid(
+                        &field("township"),
+                        "a township token needs its township",
+                    ))
+                }
+                crate::auth::Role::Team if token.team.is_none() => {
+                    return Err(invalid(&field("team"), "a team token needs its team"))
+                }
+                _ => {}
+            }
+        }
+        if self.api.auth == AuthMode::Tokens && self.api.tokens.is_empty() {
+            return Err(invalid(
+                "api.tokens",
+                "no token is configured; add [[api.tokens]] or set api.auth = \"disabled\" (local demo only)",
+            ));
         }
         Ok(())
     }
@@ -284,15 +480,18 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid() {
-        let config = GatewayConfig::load(None).expect("defaults are valid");
+    fn defaults_need_a_token_or_disabled_auth() {
+        let error = GatewayConfig::load(None).expect_err("no token").to_string();
+        assert!(error.contains("api.tokens"), "{error}");
+        let config = load("[api]\nauth = \"disabled\"\n").expect("valid");
         assert_eq!(config.http.listen.port(), 8080);
         assert_eq!(config.rules.lateness, Duration::from_secs(5));
     }
 
     #[test]
     fn relative_store_paths_follow_the_config_file() {
-        let config = load("[store]\npath = \"data/orders.sqlite\"\n").expect("valid");
+        let config = load("[api]\nauth = \"disabled\"\n[store]\npath = \"data/orders.sqlite\"\n")
+            .expect("valid");
         assert!(config.store.path.ends_with("data/orders.sqlite"));
         assert!(
             config.store.path.is_absolute() || config.store.path.starts_with(std::env::temp_dir())
@@ -310,11 +509,11 @@ mod tests {
 
     #[test]
     fn semantic_errors_name_the_field() {
-        let err = load("[broker]\nmax_payload_size = 10\n")
+        let err = load("[api]\nauth = \"disabled\"\n[broker]\nmax_payload_size = 10\n")
             .expect_err("too small")
             .to_string();
         assert!(
-            err.contains("gateway.toml:2:20 field `broker.max_payload_size`"),
+            err.contains("gateway.toml:4:20 field `broker.max_payload_size`"),
             "{err}"
         );
     }

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use wire::{DeviceKind, FaultCategory};
 
 use crate::config::GatewayConfig;
+use crate::registry::{self, demo::FleetHousehold};
 
 /// The shipped register-map profiles, built into the binary so the demo runs from anywhere.
 const PROFILES: &[(&str, &str)] = &[
@@ -86,20 +87,21 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     }
 
     let tracker = TaskTracker::new();
-    let mut config = GatewayConfig::load(None)?;
-    config.broker.listen = options.mqtt;
-    config.http.listen = options.http;
-    config.store.path = data_dir.join("gateway.sqlite");
-    let started = crate::app::start(config, shutdown.clone(), &tracker)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#} (is another demo running? try --http 127.0.0.1:0)"))?;
-
     let simulation = Simulation::start(
         SimConfig::new(options.households, options.seed, profiles_dir.clone()),
         shutdown.clone(),
     )
     .await?;
     let households = simulation.households();
+    let config_path = write_gateway_config(&options, &data_dir, &households, &profiles)?;
+    let config = GatewayConfig::load(Some(&config_path))?;
+    let started = crate::app::start(config, shutdown.clone(), &tracker)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#} (is another demo running? try --http 127.0.0.1:0)"))?;
+    let mqtt_addr: SocketAddr = started
+        .mqtt
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the embedded broker address {:?}: {e}", started.mqtt))?;
 
     let agents = shutdown.child_token();
     for household in &households {
@@ -111,17 +113,21 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
             );
         };
         let township = household.township.clone();
+        let agent_id = format!("box-{}", household.device_id);
         let config = AgentConfig {
-            agent_id: format!("box-{}", household.device_id),
+            data_dir: data_dir.join("agents").join(&agent_id),
+            agent_id,
             township: township.clone(),
             mqtt: MqttConfig {
-                host: started.mqtt.ip().to_string(),
-                port: started.mqtt.port(),
+                host: mqtt_addr.ip().to_string(),
+                port: mqtt_addr.port(),
                 client_id: None,
                 username: None,
                 password: None,
                 keep_alive: Duration::from_secs(15),
                 max_reconnect_backoff: Duration::from_secs(10),
+                tls: None,
+                max_inflight: 100,
             },
             polling: PollingConfig {
                 interval: options.poll_every,
@@ -137,6 +143,10 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
                 },
                 interval: options.poll_every,
             }],
+            buses: Vec::new(),
+            queue: edge_agent::config::QueueConfig::default(),
+            health: edge_agent::config::HealthConfig::default(),
+            commands: edge_agent::config::CommandsConfig::default(),
         };
         let token = agents.clone();
         tracker.spawn(async move {
@@ -147,7 +157,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     }
     tracker.close();
 
-    print_banner(&options, started.http, started.mqtt, &households, &data_dir);
+    print_banner(&options, started.http, mqtt_addr, &households, &data_dir);
 
     let simulation = Arc::new(simulation);
     let mut faults = FaultSchedule::new(options.seed, &households, &profiles);
@@ -194,6 +204,52 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         tracing::warn!("demo tasks did not stop within 10s");
     }
     Ok(())
+}
+
+/// Writes the demo's registry (generated from the simulated fleet) and its gateway config.
+fn write_gateway_config(
+    options: &DemoOptions,
+    data_dir: &std::path::Path,
+    households: &[HouseholdInfo],
+    profiles: &HashMap<String, Arc<Profile>>,
+) -> anyhow::Result<PathBuf> {
+    let fleet: Vec<FleetHousehold> = households
+        .iter()
+        .map(|h| {
+            let profile = profiles.get(&h.profile_id);
+            FleetHousehold {
+                device_id: h.device_id.to_string(),
+                township: h.township.to_string(),
+                township_name: h.township_name.clone(),
+                village: h.village.clone(),
+                village_name: h.village_name.clone(),
+                kind: h.kind.as_str().to_owned(),
+                brand: profile.map_or_else(|| "unknown".to_owned(), |p| p.brand.clone()),
+                model: profile.map_or_else(|| "unknown".to_owned(), |p| p.model.clone()),
+                vulnerable: h.vulnerable,
+            }
+        })
+        .collect();
+    let registry_dir = data_dir.join("registry");
+    std::fs::create_dir_all(&registry_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", registry_dir.display()))?;
+    for (name, text) in
+        registry::demo::to_csv_files(&registry::demo::generate(&fleet, options.seed))
+    {
+        let path = registry_dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    let path = data_dir.join("gateway.toml");
+    let text = format!(
+        "# Written by `gateway demo`: everything on this machine, API without tokens.\n\
+         [broker]\nlisten = \"{}\"\n\n[http]\nlisten = \"{}\"\n\n[store]\npath = \"gateway.sqlite\"\n\n\
+         [api]\nauth = \"disabled\"\n\n[registry]\nimport = \"registry\"\n",
+        options.mqtt, options.http
+    );
+    std::fs::write(&path, text)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn print_banner(

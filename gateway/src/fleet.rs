@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 use wire::{DeviceKind, Fault, Telemetry};
 
 /// Whether a device's edge box is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     Online,
@@ -17,19 +18,23 @@ pub enum DeviceStatus {
 }
 
 /// What the gateway knows of one device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DeviceState {
     pub device_id: String,
     pub township: String,
     pub status: DeviceStatus,
     /// The edge box the device is wired to, from the box's status message.
     pub agent_id: Option<String>,
+    /// `heat_pump` or `gas_boiler`.
+    #[schema(value_type = Option<String>)]
     pub kind: Option<DeviceKind>,
     pub profile: Option<String>,
     /// Event time of the latest reading.
     pub last_ts_ms: Option<i64>,
     pub last_seq: Option<u64>,
     pub values: BTreeMap<String, f64>,
+    /// The active fault: `code`, shared `category`, brand `text`.
+    #[schema(value_type = Option<Object>)]
     pub fault: Option<Fault>,
     pub readings: u64,
 }
@@ -52,15 +57,57 @@ impl DeviceState {
     }
 }
 
+/// The values kept in a device's 24-hour history (what the console charts).
+pub const HISTORY_VALUES: [&str; 5] = [
+    "indoor_temp_c",
+    "flow_temp_c",
+    "return_temp_c",
+    "outdoor_temp_c",
+    "electric_power_w",
+];
+/// Width of one history bucket.
+pub const HISTORY_BUCKET_MS: i64 = 5 * 60_000;
+/// How much history is kept.
+pub const HISTORY_SPAN_MS: i64 = 24 * 3_600_000;
+
+/// One 5-minute bucket: sums and counts of [`HISTORY_VALUES`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Bucket {
+    start_ms: i64,
+    sums: [f32; HISTORY_VALUES.len()],
+    counts: [u16; HISTORY_VALUES.len()],
+}
+
+/// One point of a device's history: 5-minute means.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct HistoryPoint {
+    /// Start of the 5-minute bucket, Unix ms.
+    pub ts_ms: i64,
+    pub indoor_temp_c: Option<f64>,
+    pub flow_temp_c: Option<f64>,
+    pub return_temp_c: Option<f64>,
+    pub outdoor_temp_c: Option<f64>,
+    pub electric_power_w: Option<f64>,
+}
+
+/// A device's last 24 hours.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct History {
+    pub device_id: String,
+    pub points: Vec<HistoryPoint>,
+}
+
 /// Every device's state, keyed by device id.
 #[derive(Debug, Default)]
 pub struct Fleet {
     devices: RwLock<BTreeMap<String, DeviceState>>,
+    history: RwLock<BTreeMap<String, std::collections::VecDeque<Bucket>>>,
 }
 
 impl Fleet {
     /// Records an accepted reading (the latest by event time wins).
     pub fn reading(&self, township: &str, reading: &Telemetry) {
+        self.remember(reading);
         let Ok(mut devices) = self.devices.write() else {
             return;
         };
@@ -78,6 +125,77 @@ impl Fleet {
             state.values = reading.values.clone();
             state.fault = reading.fault.clone();
         }
+    }
+
+    /// Adds a reading to its device's 5-minute history buckets (last 24 h; ~8 KB per device).
+    fn remember(&self, reading: &Telemetry) {
+        let Ok(mut history) = self.history.write() else {
+            return;
+        };
+        let buckets = history.entry(reading.device_id.to_string()).or_default();
+        let start_ms = reading.ts_ms - reading.ts_ms.rem_euclid(HISTORY_BUCKET_MS);
+        let newest = buckets.back().map_or(i64::MIN, |b| b.start_ms);
+        if start_ms < newest.saturating_sub(HISTORY_SPAN_MS) {
+            return;
+        }
+        let index = match buckets.iter().rposition(|b| b.start_ms <= start_ms) {
+            Some(i) if buckets[i].start_ms == start_ms => i,
+            Some(i) => {
+                buckets.insert(
+                    i + 1,
+                    Bucket {
+                        start_ms,
+                        ..Bucket::default()
+                    },
+                );
+                i + 1
+            }
+            None => {
+                buckets.push_front(Bucket {
+                    start_ms,
+                    ..Bucket::default()
+                });
+                0
+            }
+        };
+        if let Some(bucket) = buckets.get_mut(index) {
+            for (slot, name) in HISTORY_VALUES.iter().enumerate() {
+                if let Some(value) = reading.value(name) {
+                    bucket.sums[slot] += value as f32;
+                    bucket.counts[slot] = bucket.counts[slot].saturating_add(1);
+                }
+            }
+        }
+        let newest = buckets.back().map_or(start_ms, |b| b.start_ms);
+        while buckets
+            .front()
+            .is_some_and(|b| b.start_ms <= newest - HISTORY_SPAN_MS)
+        {
+            buckets.pop_front();
+        }
+    }
+
+    /// A device's last 24 hours as 5-minute means, oldest first.
+    pub fn history(&self, device_id: &str) -> Option<History> {
+        let history = self.history.read().ok()?;
+        let buckets = history.get(device_id)?;
+        let mean = |b: &Bucket, slot: usize| {
+            (b.counts[slot] > 0).then(|| f64::from(b.sums[slot] / f32::from(b.counts[slot])))
+        };
+        Some(History {
+            device_id: device_id.to_owned(),
+            points: buckets
+                .iter()
+                .map(|b| HistoryPoint {
+                    ts_ms: b.start_ms,
+                    indoor_temp_c: mean(b, 0),
+                    flow_temp_c: mean(b, 1),
+                    return_temp_c: mean(b, 2),
+                    outdoor_temp_c: mean(b, 3),
+                    electric_power_w: mean(b, 4),
+                })
+                .collect(),
+        })
     }
 
     /// Marks the devices of an edge box online or offline.
@@ -144,5 +262,47 @@ impl Fleet {
                 (devices.len(), online, devices.len() - online, faulty)
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(ts_ms: i64, indoor: f64) -> Telemetry {
+        Telemetry {
+            v: 1,
+            device_id: wire::DeviceId::parse("d-1").expect("id"),
+            ts_ms,
+            seq: ts_ms as u64,
+            profile: "p".into(),
+            kind: DeviceKind::HeatPump,
+            values: BTreeMap::from([("indoor_temp_c".to_owned(), indoor)]),
+            fault: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn history_keeps_five_minute_means_for_24_hours() {
+        let fleet = Fleet::default();
+        let t0 = 1_796_083_200_000;
+        fleet.reading("yanqing", &reading(t0, 18.0));
+        fleet.reading("yanqing", &reading(t0 + 60_000, 20.0));
+        fleet.reading("yanqing", &reading(t0 + 6 * 60_000, 21.0));
+        let history = fleet.history("d-1").expect("history");
+        assert_eq!(history.points.len(), 2);
+        assert_eq!(history.points[0].indoor_temp_c, Some(19.0));
+        assert_eq!(history.points[0].flow_temp_c, None);
+        // A day later the old buckets are gone, and late readings older than the span are ignored.
+        fleet.reading("yanqing", &reading(t0 + HISTORY_SPAN_MS + 60_000, 17.0));
+        fleet.reading("yanqing", &reading(t0 - HISTORY_SPAN_MS, 5.0));
+        let history = fleet.history("d-1").expect("history");
+        assert_eq!(
+            history.points.first().map(|p| p.ts_ms),
+            Some(t0 + 5 * 60_000)
+        );
+        assert_eq!(history.points.len(), 2);
+        assert!(fleet.history("unknown").is_none());
     }
 }

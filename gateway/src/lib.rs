@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod demo;
@@ -18,3 +19,5 @@ pub mod fleet;
 pub mod ingest;
 pub mod metrics;
 pub mod orders;
+pub mod registry;
+pub mod sinks;

@@ -120,7 +120,7 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     // One machine-readable line on stdout so that supervisors and tests know where we listen.
     let ready = serde_json::json!({
         "event": "ready",
-        "mqtt": started.mqtt.to_string(),
+        "mqtt": started.mqtt,
         "http": started.http.to_string(),
     });
     let mut stdout = std::io::stdout();

@@ -15,6 +15,12 @@ pub struct Metrics {
     rule_transitions: AtomicU64,
     orders_opened: AtomicU64,
     store_errors: AtomicU64,
+    orders_dispatched: AtomicU64,
+    complaints: AtomicU64,
+    complaints_pre_empted: AtomicU64,
+    escalations: AtomicU64,
+    sla_warnings: Mutex<BTreeMap<&'static str, u64>>,
+    sla_breaches: Mutex<BTreeMap<&'static str, u64>>,
     rejects: Mutex<BTreeMap<&'static str, u64>>,
     alerts_by_rule: Mutex<BTreeMap<String, u64>>,
 }
@@ -38,6 +44,31 @@ impl Metrics {
     }
     pub fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn order_dispatched(&self) {
+        self.orders_dispatched.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Counts a complaint; `pre_empted` when it found an order we had opened before it.
+    pub fn complaint(&self, pre_empted: bool) {
+        self.complaints.fetch_add(1, Ordering::Relaxed);
+        if pre_empted {
+            self.complaints_pre_empted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// A manual escalation (督办).
+    pub fn escalation(&self) {
+        self.escalations.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn sla_warning(&self, stage: &'static str) {
+        if let Ok(mut map) = self.sla_warnings.lock() {
+            *map.entry(stage).or_default() += 1;
+        }
+    }
+    pub fn sla_breach(&self, stage: &'static str) {
+        if let Ok(mut map) = self.sla_breaches.lock() {
+            *map.entry(stage).or_default() += 1;
+        }
     }
 
     /// Counts a rejected message by reason.
@@ -105,6 +136,45 @@ impl Metrics {
             "failed database operations",
             self.store_errors.load(Ordering::Relaxed),
         );
+        counter(
+            "gateway_orders_dispatched_total",
+            "work orders dispatched to a team",
+            self.orders_dispatched.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_complaints_total",
+            "complaints taken from every intake channel",
+            self.complaints.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_complaints_pre_empted_total",
+            "complaints that found an order opened from telemetry before them",
+            self.complaints_pre_empted.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_manual_escalations_total",
+            "escalations (督办) raised by operators or townships",
+            self.escalations.load(Ordering::Relaxed),
+        );
+        for (name, help, map) in [
+            (
+                "gateway_sla_warnings_total",
+                "SLA warnings raised, by stage",
+                &self.sla_warnings,
+            ),
+            (
+                "gateway_sla_breaches_total",
+                "SLA deadlines breached and escalated, by stage",
+                &self.sla_breaches,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            if let Ok(map) = map.lock() {
+                for (stage, count) in map.iter() {
+                    let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {count}");
+                }
+            }
+        }
         let _ = writeln!(out, "# HELP gateway_messages_rejected_total messages dropped at ingest, by reason\n# TYPE gateway_messages_rejected_total counter");
         for (reason, count) in self.rejects() {
             let _ = writeln!(

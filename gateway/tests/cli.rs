@@ -52,7 +52,10 @@ fn a_bad_rule_file_is_refused_with_its_own_position() {
         "[[rule]]\nid = \"cold\"\nkind = \"threshold\"\nvalue = \"room_temp\"\nbelow = 14.0\nfor = \"30m\"\nseverity = \"major\"\naction = \"alert\"\n",
     )
     .expect("write rules");
-    let (ok, stderr) = check_config(&dir, "[rules]\npath = \"rules.toml\"\n");
+    let (ok, stderr) = check_config(
+        &dir,
+        "[api]\nauth = \"disabled\"\n[rules]\npath = \"rules.toml\"\n",
+    );
     assert!(!ok);
     assert!(stderr.contains("rules.toml:4:9"), "{stderr}");
     assert!(stderr.contains("room_temp"), "{stderr}");
@@ -61,8 +64,14 @@ fn a_bad_rule_file_is_refused_with_its_own_position() {
 #[test]
 fn a_good_config_is_accepted() {
     let dir = scratch("good");
-    let (ok, stderr) = check_config(&dir, "[http]\nlisten = \"127.0.0.1:0\"\n");
+    let (ok, stderr) = check_config(
+        &dir,
+        "[http]\nlisten = \"127.0.0.1:0\"\n[api]\nauth = \"disabled\"\n",
+    );
     assert!(ok, "{stderr}");
+    let (ok, stderr) = check_config(&dir, "[http]\nlisten = \"127.0.0.1:0\"\n");
+    assert!(!ok, "a gateway without tokens must say so");
+    assert!(stderr.contains("api.tokens"), "{stderr}");
 }
 
 #[test]
@@ -70,7 +79,7 @@ fn sigterm_stops_the_gateway_cleanly_after_it_reported_ready() {
     let dir = scratch("sigterm");
     std::fs::write(
         dir.join("gateway.toml"),
-        "[broker]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"g.sqlite\"\n",
+        "[broker]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"g.sqlite\"\n[api]\nauth = \"disabled\"\n",
     )
     .expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -114,14 +123,27 @@ fn sigterm_stops_the_gateway_cleanly_after_it_reported_ready() {
 #[test]
 fn the_example_config_in_deploy_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/gateway.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run gateway");
+    let run = |token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        command.args(["check-config", "--config"]).arg(&path);
+        match token {
+            Some(token) => command.env("HEATING_API_TOKEN_CENTRE", token),
+            None => command.env_remove("HEATING_API_TOKEN_CENTRE"),
+        };
+        command.output().expect("run gateway")
+    };
+    let output = run(Some("a-long-enough-secret-token"));
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    // The example reads its token from the environment: without it, start-up names the field.
+    let output = run(None);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("api.tokens[0].token") && stderr.contains("HEATING_API_TOKEN_CENTRE"),
+        "{stderr}"
     );
 }

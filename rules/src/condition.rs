@@ -2,17 +2,37 @@
 //!
 //! This module is the only place that knows the shape of a condition. The engine asks it two
 //! things: how a reading stands against the trigger and the clear condition
-//! ([`Condition::evaluate`]), and for the sentence that explains a transition. A later
-//! expression language replaces [`Condition`] here without changing the engine's state machine.
+//! ([`Condition::evaluate`], [`Condition::evaluate_in`]), and for the sentence that explains a
+//! transition. [`Condition::Expr`] is the expression form; the others are the simple forms.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wire::{FaultCategory, Telemetry};
+use wire::{Fault, FaultCategory, Telemetry};
+
+use crate::expr::{Context, Expr, Truth};
+
+/// What a condition can read from a reading: a canonical value by name and the fault.
+/// Implemented for [`Telemetry`] and for the engine's internal samples.
+pub trait Observed {
+    /// The value of a canonical name, if present.
+    fn value_of(&self, name: &str) -> Option<f64>;
+    /// The active fault, if any.
+    fn fault_of(&self) -> Option<&Fault>;
+}
+
+impl Observed for Telemetry {
+    fn value_of(&self, name: &str) -> Option<f64> {
+        self.value(name)
+    }
+
+    fn fault_of(&self) -> Option<&Fault> {
+        self.fault.as_ref()
+    }
+}
 
 /// The condition of a rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     /// True while the reading carries a fault whose category is in `categories` (any category
     /// when the list is empty). Clears when a reading has no such fault.
@@ -25,6 +45,14 @@ pub enum Condition {
     /// No reading from the device: judged by the engine from reading timestamps and the
     /// watermark, never from a reading's content.
     Absence,
+    /// An expression (`when`) with an optional separate clear expression (`clear`; without
+    /// one the alert clears when `when` is false).
+    Expr {
+        /// The trigger.
+        when: Expr,
+        /// The clear condition (hysteresis).
+        clear: Option<Expr>,
+    },
 }
 
 /// Which side of the threshold triggers.
@@ -95,31 +123,71 @@ impl Condition {
             Condition::Fault { .. } => "fault",
             Condition::Threshold(_) => "threshold",
             Condition::Absence => "absence",
+            Condition::Expr { .. } => "expr",
         }
     }
 
     /// Judges one reading.
-    pub fn evaluate(&self, reading: &Telemetry) -> Evaluation {
+    pub fn evaluate(&self, reading: &impl Observed) -> Evaluation {
         match self {
-            Condition::Fault { categories } => match &reading.fault {
+            Condition::Fault { categories } => match reading.fault_of() {
                 Some(fault) if categories.is_empty() || categories.contains(&fault.category) => {
                     Evaluation::Triggered
                 }
                 _ => Evaluation::Cleared,
             },
-            Condition::Threshold(threshold) => match reading.value(&threshold.value) {
+            Condition::Threshold(threshold) => match reading.value_of(&threshold.value) {
                 Some(value) if value.is_finite() => threshold.judge(value),
                 _ => Evaluation::Unknown,
             },
-            Condition::Absence => Evaluation::Unknown,
+            Condition::Absence | Condition::Expr { .. } => Evaluation::Unknown,
+        }
+    }
+
+    /// Judges one reading, with the context expressions need (derived values, attributes).
+    pub fn evaluate_in(&self, reading: &impl Observed, context: &Context<'_>) -> Evaluation {
+        self.evaluate_for(reading, context, true)
+    }
+
+    /// [`Condition::evaluate_in`] for an alert that is (`firing`) or is not active. When it is
+    /// not, a false trigger is all that matters (the clear condition is not evaluated: between
+    /// and cleared mean the same to an idle or pending alert).
+    pub fn evaluate_for(
+        &self,
+        reading: &impl Observed,
+        context: &Context<'_>,
+        firing: bool,
+    ) -> Evaluation {
+        match self {
+            Condition::Expr { when, clear } => {
+                let trigger = when.eval(context);
+                if !firing && trigger == Truth::False {
+                    return Evaluation::Between;
+                }
+                let cleared = match clear {
+                    Some(clear) => clear.eval(context),
+                    None => match trigger {
+                        Truth::True => Truth::False,
+                        Truth::False => Truth::True,
+                        Truth::Unknown => Truth::Unknown,
+                    },
+                };
+                match (trigger, cleared) {
+                    (Truth::True, _) => Evaluation::Triggered,
+                    (_, Truth::True) => Evaluation::Cleared,
+                    (Truth::Unknown, Truth::Unknown) => Evaluation::Unknown,
+                    _ => Evaluation::Between,
+                }
+            }
+            other => other.evaluate(reading),
         }
     }
 
     /// The sentence for a firing caused by `reading`, e.g.
     /// `indoor_temp_c 11.2 below 14 for 30m` or `fault 3 (water_flow): flow switch open`.
-    pub fn firing_summary(&self, reading: &Telemetry, hold_for: Duration) -> String {
+    pub fn firing_summary(&self, reading: &impl Observed, hold_for: Duration) -> String {
         match self {
-            Condition::Fault { .. } => match &reading.fault {
+            Condition::Fault { .. } => match reading.fault_of() {
                 Some(fault) if fault.text.is_empty() => {
                     format!("fault {} ({})", fault.code, fault.category.as_str())
                 }
@@ -133,7 +201,7 @@ impl Condition {
             },
             Condition::Threshold(threshold) => {
                 let value = reading
-                    .value(&threshold.value)
+                    .value_of(&threshold.value)
                     .map_or_else(|| "?".to_owned(), |v| v.to_string());
                 format!(
                     "{} {value} {} {}{}",
@@ -144,13 +212,14 @@ impl Condition {
                 )
             }
             Condition::Absence => absence_firing_summary(hold_for),
+            Condition::Expr { when, .. } => format!("{}{}", when.text(), for_clause(hold_for)),
         }
     }
 
     /// The sentence for a resolution caused by `reading`, e.g. `indoor_temp_c 16.5 back above 16`.
-    pub fn resolved_summary(&self, reading: &Telemetry, clear_for: Duration) -> String {
+    pub fn resolved_summary(&self, reading: &impl Observed, clear_for: Duration) -> String {
         match self {
-            Condition::Fault { .. } => match &reading.fault {
+            Condition::Fault { .. } => match reading.fault_of() {
                 Some(fault) => format!(
                     "fault cleared (now fault {} ({}), which this rule does not watch)",
                     fault.code,
@@ -160,7 +229,7 @@ impl Condition {
             },
             Condition::Threshold(threshold) => {
                 let value = reading
-                    .value(&threshold.value)
+                    .value_of(&threshold.value)
                     .map_or_else(|| "?".to_owned(), |v| v.to_string());
                 format!(
                     "{} {value} back {} {}{}",
@@ -171,13 +240,17 @@ impl Condition {
                 )
             }
             Condition::Absence => absence_resolved_summary(None),
+            Condition::Expr { when, clear } => match clear {
+                Some(clear) => format!("cleared: {}{}", clear.text(), for_clause(clear_for)),
+                None => format!("cleared: not ({}){}", when.text(), for_clause(clear_for)),
+            },
         }
     }
 }
 
 impl Threshold {
     /// Judges a finite value.
-    fn judge(&self, value: f64) -> Evaluation {
+    pub(crate) fn judge(&self, value: f64) -> Evaluation {
         let (triggered, cleared) = match self.direction {
             Direction::Below => (value < self.trigger, value > self.clear),
             Direction::Above => (value > self.trigger, value < self.clear),
@@ -209,7 +282,7 @@ pub fn absence_resolved_summary(silence: Option<Duration>) -> String {
 }
 
 /// ` for 30m`, or nothing for a zero duration.
-fn for_clause(duration: Duration) -> String {
+pub(crate) fn for_clause(duration: Duration) -> String {
     if duration.is_zero() {
         String::new()
     } else {

@@ -1,22 +1,42 @@
-//! The event-time engine: per device × rule state machines driven by readings and a watermark.
+//! The event-time engine: per device × rule state machines driven by readings and a watermark,
+//! a per-device reorder buffer, derived-value windows, escalation within an episode, and the
+//! fleet layer (group incidents and suppression).
 //!
-//! State per device is its last sequence number and timestamp and one small [`AlertState`] per
-//! rule, indexed by the rule's position (no string keys per pair). Everything is ordered
-//! (`BTreeMap`), so the same input always gives the same output.
+//! Per device the engine keeps its last accepted sequence number and timestamp, a small reorder
+//! buffer, the windowed series its rules use ([`crate::window`]), and one compact state per
+//! rule, indexed by the rule's position. Devices sit in a `Vec` with a hash index; every output
+//! is sorted, so iteration order never shows.
 //!
-//! Ordering: a reading whose `seq` is not above the device's last accepted `seq` is a duplicate;
-//! a reading older than the device's last accepted reading is late. Both are dropped and
-//! counted. Reordering of late readings is not done yet.
+//! Ordering: a reading whose `seq` is not above the device's last evaluated `seq` (or equals a
+//! buffered one) is a duplicate. With `lateness` zero (the default) a reading is evaluated on
+//! arrival and one older than the device's last evaluated reading is late (dropped, counted).
+//! With `lateness` L, a reading waits in the device's reorder buffer until the watermark or the
+//! device's newest timestamp minus L passes it, and readings within L are evaluated in
+//! event-time order whatever order they arrived in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wire::{DeviceId, DeviceKind, Telemetry};
+use wire::{DeviceId, DeviceKind, Fault, Telemetry};
 
-use crate::condition::{absence_firing_summary, absence_resolved_summary, Evaluation};
-use crate::rule::{Action, Rule, RuleSet, Severity};
+use crate::condition::{
+    absence_firing_summary, absence_resolved_summary, for_clause, Condition, Evaluation, Observed,
+};
+use crate::expr::{canonical_index, Context, Truth};
+use crate::fleet::{Fleet, IncidentTransition};
+use crate::rule::{duration_ms, Action, Effective, Rule, RuleSet, Severity};
 use crate::snapshot::{AlertState, DeviceSnapshot, Snapshot, SNAPSHOT_FORMAT};
+use crate::window::SeriesState;
+
+/// Number of canonical values (dense value arrays are this long).
+pub const CANONICAL_LEN: usize = wire::values::CANONICAL.len();
+
+/// Escalation timers kept per device × rule.
+const MAX_ESCALATIONS: usize = crate::parse::MAX_ESCALATIONS;
+/// "No time" in compact timers.
+const NONE: i64 = i64::MIN;
 
 /// Whether an alert became active or ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -31,7 +51,7 @@ pub enum TransitionKind {
 /// One alert transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
-    /// Stable id of the episode, shared by its firing and its resolution:
+    /// Stable id of the episode, shared by its firing, escalations and resolution:
     /// `{rule_id}:{device_id}:{fired_at_ms}`.
     pub episode_id: String,
     /// The rule.
@@ -42,184 +62,550 @@ pub struct Transition {
     pub kind: TransitionKind,
     /// Event time of the transition, Unix milliseconds.
     pub at_ms: i64,
-    /// The rule's severity.
+    /// The episode's severity (at its current escalation level).
     pub severity: Severity,
-    /// The rule's action.
+    /// What to do. [`Action::AlertOnly`] when a fleet incident suppresses the rule's order.
     pub action: Action,
     /// A sentence for operators, e.g. `indoor_temp_c 11.2 below 14 for 30m`.
     pub summary: String,
+    /// The id of the fleet incident that explains this alert (its order is suppressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_by: Option<String>,
+}
+
+/// A severity rise within an open episode: add it as an event to the episode's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// The episode (the same id as its firing).
+    pub episode_id: String,
+    pub rule_id: String,
+    pub device_id: DeviceId,
+    /// Event time, Unix milliseconds.
+    pub at_ms: i64,
+    /// Severity before.
+    pub from: Severity,
+    /// Severity now.
+    pub severity: Severity,
+    /// The action at the new level (an order's priority may rise).
+    pub action: Action,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_by: Option<String>,
+}
+
+/// Everything one call produced, each list sorted by event time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Device alerts firing and resolving.
+    pub transitions: Vec<Transition>,
+    /// Severity rises within open episodes.
+    pub escalations: Vec<Escalation>,
+    /// Fleet incidents firing and resolving.
+    pub incidents: Vec<IncidentTransition>,
+}
+
+impl Outcome {
+    /// Whether nothing happened.
+    pub fn is_empty(&self) -> bool {
+        self.transitions.is_empty() && self.escalations.is_empty() && self.incidents.is_empty()
+    }
+
+    fn sort(&mut self) {
+        self.transitions
+            .sort_by(|a, b| transition_key(a).cmp(&transition_key(b)));
+        self.escalations.sort_by(|a, b| {
+            (a.at_ms, &a.device_id, &a.rule_id).cmp(&(b.at_ms, &b.device_id, &b.rule_id))
+        });
+        self.incidents.sort_by(|a, b| {
+            (a.at_ms, &a.fleet_rule_id, &a.group, a.kind).cmp(&(
+                b.at_ms,
+                &b.fleet_rule_id,
+                &b.group,
+                b.kind,
+            ))
+        });
+    }
+
+    fn append(&mut self, other: Outcome) {
+        self.transitions.extend(other.transitions);
+        self.escalations.extend(other.escalations);
+        self.incidents.extend(other.incidents);
+    }
+}
+
+/// The order of transitions in one call's output: time, device, rule, episode start, kind.
+pub fn transition_key(t: &Transition) -> (i64, &DeviceId, &str, i64, TransitionKind) {
+    let start = t
+        .episode_id
+        .rsplit(':')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(i64::MIN);
+    (t.at_ms, &t.device_id, &t.rule_id, start, t.kind)
+}
+
+/// What the gateway knows about a device: where it is and who lives there. Unknown fields are
+/// ignored when read, so a richer registry (the simulator's manifest) reads as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Heat pump or gas boiler; `None` counts the device for every fleet rule.
+    #[serde(default)]
+    pub kind: Option<DeviceKind>,
+    /// Township id (e.g. `yongning`).
+    #[serde(default)]
+    pub township: Option<String>,
+    /// Village name, unique within its township.
+    #[serde(default)]
+    pub village: Option<String>,
+    /// An elderly, ill or otherwise vulnerable household: faster, stricter rules.
+    #[serde(default)]
+    pub vulnerable: bool,
+    /// Free device groups for rule overrides (e.g. `pilot`, `old_building`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Engine settings that are not rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// How far out of order readings of one device may arrive and still be evaluated in order.
+    /// Zero: evaluate on arrival, drop older readings as late.
+    pub lateness: Duration,
+    /// Readings a device's reorder buffer holds at most; beyond it the oldest is released.
+    pub max_buffered: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            lateness: Duration::ZERO,
+            max_buffered: 64,
+        }
+    }
 }
 
 /// Counters since the engine (or the snapshot it was restored from) started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineStats {
-    /// Readings passed to [`Engine::ingest`], dropped ones included.
+    /// Readings passed to [`Engine::ingest`] / [`Engine::process`], dropped ones included.
     pub readings_total: u64,
     /// Readings dropped because their `seq` was already seen.
     pub duplicates_dropped_total: u64,
-    /// Readings dropped because they were older than the device's last accepted reading.
+    /// Readings dropped because they were older than the device's last evaluated reading.
     pub late_dropped_total: u64,
     /// Transitions returned.
     pub transitions_total: u64,
+    /// Readings that arrived out of order and were evaluated in order.
+    #[serde(default)]
+    pub reordered_total: u64,
+    /// Escalations returned.
+    #[serde(default)]
+    pub escalations_total: u64,
+    /// Incident transitions returned.
+    #[serde(default)]
+    pub incidents_total: u64,
+    /// Firings returned suppressed by an incident.
+    #[serde(default)]
+    pub suppressed_total: u64,
 }
+
+/// The compact state of one rule for one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PairState {
+    alert: AlertState,
+    /// Pending timers of the escalation levels (`NONE` when not pending).
+    escalation_since: [i64; MAX_ESCALATIONS],
+    /// For an absence rule with a guard: whether the guard held at the last reading.
+    guard: bool,
+}
+
+impl PairState {
+    const IDLE: PairState = PairState {
+        alert: AlertState::Idle,
+        escalation_since: [NONE; MAX_ESCALATIONS],
+        guard: false,
+    };
+}
+
+/// A reading reduced to what rules read: dense canonical values and the fault.
+#[derive(Debug, Clone)]
+struct Sample {
+    ts_ms: i64,
+    seq: u64,
+    kind: DeviceKind,
+    values: [f64; CANONICAL_LEN],
+    fault: Option<Fault>,
+}
+
+impl Sample {
+    fn from_reading(reading: &Telemetry) -> Self {
+        let mut values = [f64::NAN; CANONICAL_LEN];
+        dense_values(reading, &mut values);
+        Sample {
+            ts_ms: reading.ts_ms,
+            seq: reading.seq,
+            kind: reading.kind,
+            values,
+            fault: reading.fault.clone(),
+        }
+    }
+
+    fn to_reading(&self, device_id: &DeviceId) -> Telemetry {
+        Telemetry {
+            v: wire::SCHEMA_VERSION,
+            device_id: device_id.clone(),
+            ts_ms: self.ts_ms,
+            seq: self.seq,
+            profile: String::new(),
+            kind: self.kind,
+            values: wire::values::CANONICAL
+                .iter()
+                .zip(&self.values)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(c, v)| (c.name.to_owned(), *v))
+                .collect(),
+            fault: self.fault.clone(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl Observed for Sample {
+    fn value_of(&self, name: &str) -> Option<f64> {
+        canonical_index(name)
+            .and_then(|i| self.values.get(usize::from(i)).copied())
+            .filter(|v| !v.is_nan())
+    }
+
+    fn fault_of(&self) -> Option<&Fault> {
+        self.fault.as_ref()
+    }
+}
+
+/// Fills `out` (NaN-initialised, canonical order) from a reading's values. Unknown names are
+/// ignored.
+fn dense_values(reading: &Telemetry, out: &mut [f64]) {
+    let index = canonical_index_map();
+    for (name, value) in &reading.values {
+        if let Some(slot) = index.get(name.as_str()).and_then(|i| out.get_mut(*i)) {
+            *slot = *value;
+        }
+    }
+}
+
+/// Canonical names to their index in `CANONICAL`, hashed with [`IdHasher`].
+fn canonical_index_map() -> &'static HashMap<&'static str, usize, BuildHasherDefault<IdHasher>> {
+    static INDEX: std::sync::OnceLock<HashMap<&'static str, usize, BuildHasherDefault<IdHasher>>> =
+        std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        wire::values::CANONICAL
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name, i))
+            .collect()
+    })
+}
+
+/// A small, fast, deterministic hasher for device ids (FxHash's multiply-rotate). The index only
+/// maps ids to positions; nothing iterates it, so its order never shows.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
+        }
+    }
+}
+
+type IdIndex = HashMap<DeviceId, usize, BuildHasherDefault<IdHasher>>;
 
 /// What the engine keeps per device.
 #[derive(Debug, Clone)]
 struct DeviceState {
+    id: DeviceId,
     kind: DeviceKind,
+    /// Whether any reading was evaluated (`last_seq` / `last_ts_ms` are meaningful).
+    released: bool,
     last_seq: u64,
     last_ts_ms: i64,
-    /// One per rule, in rule set order.
-    alerts: Vec<AlertState>,
+    /// Newest timestamp received (evaluated or buffered): absence is judged from it.
+    newest_ts_ms: i64,
+    buffer: Vec<Sample>,
+    pairs: Vec<PairState>,
+    series: SeriesState,
+    /// Rule variant (override) per rule; empty when every rule uses its own fields.
+    variants: Vec<u8>,
+    vulnerable: bool,
 }
 
 /// The rule engine. Pure: no IO, no clock; time is the readings' event time and the watermark.
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
-    devices: BTreeMap<DeviceId, DeviceState>,
+    config: EngineConfig,
+    devices: Vec<DeviceState>,
+    index: IdIndex,
+    /// Devices with a non-empty reorder buffer.
+    buffered: BTreeSet<usize>,
     watermark_ms: Option<i64>,
+    /// No absence deadline is before this (a lower bound): `advance` skips the scan until the
+    /// watermark reaches it.
+    next_absence_ms: i64,
+    /// Per rule: index of the threshold value (simple threshold rules).
+    threshold_index: Vec<Option<u8>>,
+    fleet: Fleet,
     stats: EngineStats,
 }
 
 impl Engine {
-    /// An engine with no devices and no watermark.
+    /// An engine with no devices, no watermark and the default configuration (no reordering).
     pub fn new(rules: RuleSet) -> Self {
+        Self::with_config(rules, EngineConfig::default())
+    }
+
+    /// An engine with a configuration.
+    pub fn with_config(rules: RuleSet, config: EngineConfig) -> Self {
+        let threshold_index = threshold_indices(&rules);
         Self {
             rules,
-            devices: BTreeMap::new(),
+            config,
+            devices: Vec::new(),
+            index: IdIndex::default(),
+            buffered: BTreeSet::new(),
             watermark_ms: None,
+            next_absence_ms: i64::MIN,
+            threshold_index,
+            fleet: Fleet::default(),
             stats: EngineStats::default(),
         }
     }
 
-    /// Feeds one validated reading. Returns the transitions it caused, sorted by
-    /// (`at_ms`, device, rule, kind).
-    ///
-    /// Duplicates (`seq` not above the device's last) and late readings (`ts_ms` below the
-    /// device's last) are dropped and counted. A reading that arrives after a gap at least as
-    /// long as an absence rule's `for` reports that gap itself (firing at `last + for`,
-    /// resolved at the reading), so the output does not depend on how often the watermark
-    /// was advanced in between.
-    pub fn ingest(&mut self, reading: &Telemetry) -> Vec<Transition> {
-        self.stats.readings_total = self.stats.readings_total.saturating_add(1);
-        let previous_ts_ms = match self.devices.get_mut(&reading.device_id) {
-            Some(device) => {
-                if reading.seq <= device.last_seq {
-                    self.stats.duplicates_dropped_total =
-                        self.stats.duplicates_dropped_total.saturating_add(1);
-                    return Vec::new();
-                }
-                if reading.ts_ms < device.last_ts_ms {
-                    self.stats.late_dropped_total = self.stats.late_dropped_total.saturating_add(1);
-                    return Vec::new();
-                }
-                Some(device.last_ts_ms)
-            }
-            None => {
-                let fresh = DeviceState {
-                    kind: reading.kind,
-                    last_seq: reading.seq,
-                    last_ts_ms: reading.ts_ms,
-                    alerts: vec![AlertState::Idle; self.rules.len()],
-                };
-                self.devices.insert(reading.device_id.clone(), fresh);
-                None
-            }
-        };
-        let Some(device) = self.devices.get_mut(&reading.device_id) else {
-            return Vec::new();
-        };
-        device.last_seq = reading.seq;
-        device.last_ts_ms = reading.ts_ms;
-        device.kind = reading.kind;
-
-        let mut out = Vec::new();
-        for (rule, state) in self.rules.rules().iter().zip(device.alerts.iter_mut()) {
-            let mut emit = |kind, at_ms, fired_at_ms, summary| {
-                out.push(transition(
-                    rule,
-                    &reading.device_id,
-                    kind,
-                    at_ms,
-                    fired_at_ms,
-                    summary,
-                ));
-            };
-            if !rule.applies_to(reading.kind) {
-                // Only reachable after a rule reload or a device changing kind.
-                if let AlertState::Firing { fired_at_ms, .. } = *state {
-                    let summary = format!("rule no longer applies to {}", reading.kind.as_str());
-                    emit(
-                        TransitionKind::Resolved,
-                        reading.ts_ms.max(fired_at_ms),
-                        fired_at_ms,
-                        summary,
-                    );
-                }
-                *state = AlertState::Idle;
-                continue;
-            }
-            if rule.condition.is_absence() {
-                step_absence(rule, state, reading, previous_ts_ms, &mut emit);
-            } else {
-                step_condition(rule, state, reading, &mut emit);
-            }
-        }
-        self.finish(out)
+    /// The configuration.
+    pub fn config(&self) -> EngineConfig {
+        self.config
     }
 
-    /// Moves event-time "now" forward to `watermark_ms` and fires absence rules whose deadline
-    /// (last reading + `for`) is at or before it. A watermark not above the current one is
-    /// ignored. Only devices seen at least once are tracked.
+    /// Registers a device with its place and household (or updates it). Fleet rules count
+    /// registered devices per group; overrides select on these attributes. Registration may
+    /// come before or after the device's first reading.
+    pub fn register_device(&mut self, device_id: DeviceId, info: DeviceInfo) {
+        if let Some(&index) = self.index.get(&device_id) {
+            if let Some(device) = self.devices.get_mut(index) {
+                device.variants = variants_for(&self.rules, Some(&info));
+                device.vulnerable = info.vulnerable;
+            }
+        }
+        self.fleet.register(device_id, info);
+    }
+
+    /// The registration of a device.
+    pub fn device_info(&self, device_id: &DeviceId) -> Option<&DeviceInfo> {
+        self.fleet.registry.get(device_id)
+    }
+
+    /// Feeds one validated reading. Returns the alert transitions it caused, sorted by
+    /// (`at_ms`, device, rule, episode start, kind). Escalations and incidents are only in
+    /// [`Engine::process`]'s [`Outcome`].
+    pub fn ingest(&mut self, reading: &Telemetry) -> Vec<Transition> {
+        self.process(reading).transitions
+    }
+
+    /// Moves event-time "now" forward; returns the alert transitions. See
+    /// [`Engine::advance_watermark`].
     pub fn advance(&mut self, watermark_ms: i64) -> Vec<Transition> {
+        self.advance_watermark(watermark_ms).transitions
+    }
+
+    /// Feeds one validated reading; returns everything it caused.
+    ///
+    /// Duplicates (`seq` not above the device's last evaluated one, or equal to a buffered one)
+    /// and late readings (older than the device's last evaluated reading) are dropped and
+    /// counted. A reading that arrives after a gap at least as long as an absence rule's `for`
+    /// reports that gap itself (firing at `last + for`, resolved at the reading), so the output
+    /// does not depend on how often the watermark was advanced in between.
+    pub fn process(&mut self, reading: &Telemetry) -> Outcome {
+        self.stats.readings_total = self.stats.readings_total.saturating_add(1);
+        let mut out = Outcome::default();
+        let index = match self.index.get(&reading.device_id) {
+            Some(&index) => index,
+            None => {
+                let info = self.fleet.registry.get(&reading.device_id);
+                self.devices.push(DeviceState {
+                    id: reading.device_id.clone(),
+                    kind: reading.kind,
+                    released: false,
+                    last_seq: 0,
+                    last_ts_ms: reading.ts_ms,
+                    newest_ts_ms: reading.ts_ms,
+                    buffer: Vec::new(),
+                    pairs: vec![PairState::IDLE; self.rules.len()],
+                    series: self.rules.series().new_state(),
+                    variants: variants_for(&self.rules, info),
+                    vulnerable: info.is_some_and(|i| i.vulnerable),
+                });
+                let index = self.devices.len() - 1;
+                self.index.insert(reading.device_id.clone(), index);
+                self.next_absence_ms = i64::MIN;
+                index
+            }
+        };
+        let Some(device) = self.devices.get_mut(index) else {
+            return out;
+        };
+        let duplicate = (device.released && reading.seq <= device.last_seq)
+            || device.buffer.iter().any(|s| s.seq == reading.seq);
+        if duplicate {
+            self.stats.duplicates_dropped_total =
+                self.stats.duplicates_dropped_total.saturating_add(1);
+            return out;
+        }
+        if device.released && reading.ts_ms < device.last_ts_ms {
+            self.stats.late_dropped_total = self.stats.late_dropped_total.saturating_add(1);
+            return out;
+        }
+        // Receipt: the device is alive, whatever the reading says.
+        let first = !device.released && device.buffer.is_empty();
+        let previous_newest = (!first).then_some(device.newest_ts_ms);
+        let sample = Sample::from_reading(reading);
+        let resumed = receive_absence(&self.rules, device, &sample, previous_newest, &mut out);
+        if resumed {
+            self.next_absence_ms = i64::MIN;
+        }
+        if reading.ts_ms < device.newest_ts_ms {
+            self.stats.reordered_total = self.stats.reordered_total.saturating_add(1);
+        }
+        device.newest_ts_ms = if first {
+            reading.ts_ms
+        } else {
+            device.newest_ts_ms.max(reading.ts_ms)
+        };
+
+        let lateness = duration_ms(self.config.lateness);
+        if lateness == 0 && device.buffer.is_empty() {
+            evaluate(
+                &self.rules,
+                &self.threshold_index,
+                device,
+                &sample,
+                &mut out,
+            );
+        } else {
+            let position = device
+                .buffer
+                .partition_point(|s| (s.ts_ms, s.seq) <= (sample.ts_ms, sample.seq));
+            device.buffer.insert(position, sample);
+            let frontier = self
+                .watermark_ms
+                .unwrap_or(i64::MIN)
+                .max(device.newest_ts_ms.saturating_sub(lateness));
+            release(
+                &self.rules,
+                &self.threshold_index,
+                device,
+                frontier,
+                self.config.max_buffered,
+                &mut out,
+            );
+            if device.buffer.is_empty() {
+                self.buffered.remove(&index);
+            } else {
+                self.buffered.insert(index);
+            }
+        }
+        self.route(out)
+    }
+
+    /// Moves event-time "now" forward to `watermark_ms`: releases buffered readings it passes,
+    /// fires absence rules whose deadline (newest reading + `for`) is at or before it, and
+    /// processes fleet correlation up to it. A watermark not above the current one is ignored.
+    /// Only devices seen at least once are tracked for absence.
+    pub fn advance_watermark(&mut self, watermark_ms: i64) -> Outcome {
         if self
             .watermark_ms
             .is_some_and(|current| watermark_ms <= current)
         {
-            return Vec::new();
+            return Outcome::default();
         }
         self.watermark_ms = Some(watermark_ms);
-        let mut out = Vec::new();
-        let absence: Vec<(usize, &Rule)> = self
-            .rules
-            .rules()
-            .iter()
-            .enumerate()
-            .filter(|(_, rule)| rule.condition.is_absence())
-            .collect();
-        if absence.is_empty() {
-            return out;
-        }
-        for (device_id, device) in &mut self.devices {
-            for (index, rule) in &absence {
-                if !rule.applies_to(device.kind) {
-                    continue;
-                }
-                let Some(state) = device.alerts.get_mut(*index) else {
-                    continue;
-                };
-                if matches!(state, AlertState::Firing { .. }) {
-                    continue;
-                }
-                let deadline_ms = device.last_ts_ms.saturating_add(rule.hold_for_ms());
-                if watermark_ms >= deadline_ms {
-                    *state = AlertState::Firing {
-                        fired_at_ms: deadline_ms,
-                        clear_since_ms: None,
-                    };
-                    out.push(transition(
-                        rule,
-                        device_id,
-                        TransitionKind::Firing,
-                        deadline_ms,
-                        deadline_ms,
-                        absence_firing_summary(rule.hold_for),
-                    ));
+        let mut out = Outcome::default();
+        let buffered: Vec<usize> = self.buffered.iter().copied().collect();
+        for index in buffered {
+            if let Some(device) = self.devices.get_mut(index) {
+                release(
+                    &self.rules,
+                    &self.threshold_index,
+                    device,
+                    watermark_ms,
+                    self.config.max_buffered,
+                    &mut out,
+                );
+                if device.buffer.is_empty() {
+                    self.buffered.remove(&index);
                 }
             }
         }
-        self.finish(out)
+        if watermark_ms >= self.next_absence_ms {
+            self.next_absence_ms =
+                scan_absence(&self.rules, &mut self.devices, watermark_ms, &mut out);
+        }
+        self.route(out)
+    }
+
+    /// Sends device output through the fleet layer and releases what the watermark allows.
+    fn route(&mut self, device_out: Outcome) -> Outcome {
+        let mut out = Outcome::default();
+        if self.rules.fleet().is_empty() {
+            out = device_out;
+        } else {
+            for t in device_out.transitions {
+                if !self.fleet.route_transition(&self.rules, &t) {
+                    out.transitions.push(t);
+                }
+            }
+            for e in device_out.escalations {
+                if !self.fleet.route_escalation(&self.rules, &e) {
+                    out.escalations.push(e);
+                }
+            }
+            if let Some(watermark) = self.watermark_ms {
+                let mut released = Outcome::default();
+                self.fleet.release(&self.rules, watermark, &mut released);
+                out.append(released);
+            }
+        }
+        out.sort();
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let suppressed = out
+            .transitions
+            .iter()
+            .filter(|t| t.kind == TransitionKind::Firing && t.suppressed_by.is_some())
+            .count();
+        self.stats.transitions_total = self
+            .stats
+            .transitions_total
+            .saturating_add(count(out.transitions.len()));
+        self.stats.escalations_total = self
+            .stats
+            .escalations_total
+            .saturating_add(count(out.escalations.len()));
+        self.stats.incidents_total = self
+            .stats
+            .incidents_total
+            .saturating_add(count(out.incidents.len()));
+        self.stats.suppressed_total = self
+            .stats
+            .suppressed_total
+            .saturating_add(count(suppressed));
+        out
     }
 
     /// The event-time watermark, if one was ever given.
@@ -237,39 +623,68 @@ impl Engine {
         self.devices.len()
     }
 
+    /// Readings waiting in reorder buffers, and fleet items waiting for the watermark.
+    pub fn pending(&self) -> (usize, usize) {
+        let buffered = self
+            .buffered
+            .iter()
+            .filter_map(|i| self.devices.get(*i))
+            .map(|d| d.buffer.len())
+            .sum();
+        (buffered, self.fleet.queued())
+    }
+
     /// The state of one rule for one device (idle when unknown).
     pub fn alert_state(&self, device_id: &DeviceId, rule_id: &str) -> AlertState {
         self.rules
             .index_of(rule_id)
-            .and_then(|index| self.devices.get(device_id)?.alerts.get(index).copied())
+            .and_then(|rule| {
+                let device = self.devices.get(*self.index.get(device_id)?)?;
+                device.pairs.get(rule).map(|p| p.alert)
+            })
             .unwrap_or_default()
+    }
+
+    /// Bytes of engine state per device, measured from the sizes of its parts (heap included):
+    /// per-rule states, series buckets, buffer, variants and the device's own fields.
+    pub fn state_bytes_per_device(&self) -> usize {
+        let fixed =
+            std::mem::size_of::<DeviceState>() + std::mem::size_of::<(DeviceId, usize)>() + 16;
+        let pairs = self.rules.len() * std::mem::size_of::<PairState>();
+        let series = self.rules.series().len() * std::mem::size_of::<crate::window::Head>()
+            + self.rules.series().cell_count() * std::mem::size_of::<crate::window::Cell>();
+        let variants = if self.rules.rules().iter().any(|r| !r.overrides.is_empty()) {
+            self.rules.len()
+        } else {
+            0
+        };
+        fixed + pairs + series + variants
     }
 
     /// The whole state as plain data.
     pub fn snapshot(&self) -> Snapshot {
-        let devices = self
-            .devices
-            .iter()
-            .map(|(device_id, device)| DeviceSnapshot {
-                device_id: device_id.clone(),
-                kind: device.kind,
-                last_seq: device.last_seq,
-                last_ts_ms: device.last_ts_ms,
-                alerts: self
-                    .rules
-                    .rules()
-                    .iter()
-                    .zip(&device.alerts)
-                    .filter(|(_, state)| **state != AlertState::Idle)
-                    .map(|(rule, state)| (rule.id.clone(), *state))
-                    .collect(),
-            })
+        let mut order: Vec<&DeviceState> = self.devices.iter().collect();
+        order.sort_by(|a, b| a.id.cmp(&b.id));
+        let devices = order
+            .into_iter()
+            .map(|device| device_snapshot(&self.rules, device))
             .collect();
         Snapshot {
             format: SNAPSHOT_FORMAT,
             watermark_ms: self.watermark_ms,
             stats: self.stats,
             devices,
+            series: self.rules.series().keys(),
+            registry: self
+                .fleet
+                .registry
+                .iter()
+                .map(|(id, info)| crate::snapshot::Registered {
+                    device_id: id.clone(),
+                    info: info.clone(),
+                })
+                .collect(),
+            fleet: self.fleet.snapshot(),
         }
     }
 
@@ -277,217 +692,740 @@ impl Engine {
     /// is dropped; rules not in the snapshot start idle. When the snapshot lists a device twice,
     /// the last entry wins.
     pub fn restore(rules: RuleSet, snapshot: Snapshot) -> Self {
-        let index_of: BTreeMap<&str, usize> = rules
+        Self::restore_with_config(rules, EngineConfig::default(), snapshot)
+    }
+
+    /// [`Engine::restore`] with a configuration.
+    pub fn restore_with_config(rules: RuleSet, config: EngineConfig, snapshot: Snapshot) -> Self {
+        let mut engine = Engine::with_config(rules, config);
+        for registered in snapshot.registry {
+            engine.fleet.register(registered.device_id, registered.info);
+        }
+        let rule_index: BTreeMap<&str, usize> = engine
+            .rules
             .rules()
             .iter()
             .enumerate()
             .map(|(index, rule)| (rule.id.as_str(), index))
             .collect();
-        let mut devices = BTreeMap::new();
+        // Old series position -> new series position.
+        let new_keys: Vec<String> = engine.rules.series().keys();
+        let series_map: Vec<Option<usize>> = snapshot
+            .series
+            .iter()
+            .map(|key| new_keys.iter().position(|k| k == key))
+            .collect();
         for device in snapshot.devices {
-            let mut alerts = vec![AlertState::Idle; rules.len()];
-            for (rule_id, state) in device.alerts {
-                if let Some(slot) = index_of
-                    .get(rule_id.as_str())
-                    .and_then(|index| alerts.get_mut(*index))
-                {
-                    *slot = state;
+            let state = restore_device(&engine, &rule_index, &series_map, &snapshot.series, device);
+            match engine.index.get(&state.id) {
+                Some(&index) => {
+                    if let Some(slot) = engine.devices.get_mut(index) {
+                        *slot = state;
+                    }
+                }
+                None => {
+                    engine.index.insert(state.id.clone(), engine.devices.len());
+                    engine.devices.push(state);
                 }
             }
-            devices.insert(
-                device.device_id,
-                DeviceState {
-                    kind: device.kind,
-                    last_seq: device.last_seq,
-                    last_ts_ms: device.last_ts_ms,
-                    alerts,
-                },
-            );
         }
-        Self {
-            rules,
-            devices,
-            watermark_ms: snapshot.watermark_ms,
-            stats: snapshot.stats,
+        for (index, device) in engine.devices.iter().enumerate() {
+            if !device.buffer.is_empty() {
+                engine.buffered.insert(index);
+            }
         }
+        engine.watermark_ms = snapshot.watermark_ms;
+        engine.stats = snapshot.stats;
+        let fleet_snapshot = snapshot.fleet;
+        let rules = engine.rules.clone();
+        engine.fleet.restore(fleet_snapshot, &rules);
+        engine
     }
 
-    /// Hot reload: switches to `rules`, keeping the state of every rule whose id stays.
+    /// Hot reload: switches to `rules`, keeping the state of every rule whose id stays (and of
+    /// every windowed series that stays).
     pub fn replace_rules(&mut self, rules: RuleSet) {
         let snapshot = self.snapshot();
-        *self = Engine::restore(rules, snapshot);
+        *self = Engine::restore_with_config(rules, self.config, snapshot);
     }
 
     /// The counters.
     pub fn stats(&self) -> EngineStats {
         self.stats
     }
+}
 
-    /// Sorts one call's output and counts it.
-    fn finish(&mut self, mut out: Vec<Transition>) -> Vec<Transition> {
-        out.sort_by(|a, b| {
-            (a.at_ms, &a.device_id, &a.rule_id, a.kind).cmp(&(
-                b.at_ms,
-                &b.device_id,
-                &b.rule_id,
-                b.kind,
-            ))
-        });
-        let count = u64::try_from(out.len()).unwrap_or(u64::MAX);
-        self.stats.transitions_total = self.stats.transitions_total.saturating_add(count);
-        out
+fn threshold_indices(rules: &RuleSet) -> Vec<Option<u8>> {
+    rules
+        .rules()
+        .iter()
+        .map(|rule| match &rule.condition {
+            Condition::Threshold(t) => canonical_index(&t.value),
+            _ => None,
+        })
+        .collect()
+}
+
+fn variants_for(rules: &RuleSet, info: Option<&DeviceInfo>) -> Vec<u8> {
+    if rules.rules().iter().all(|r| r.overrides.is_empty()) {
+        return Vec::new();
+    }
+    rules.rules().iter().map(|r| r.variant_for(info)).collect()
+}
+
+fn variant_of(device: &DeviceState, rule: usize) -> u8 {
+    device.variants.get(rule).copied().unwrap_or(0)
+}
+
+/// Releases buffered readings at or before `frontier` (and the oldest beyond `max_buffered`),
+/// in event-time order.
+fn release(
+    rules: &RuleSet,
+    threshold_index: &[Option<u8>],
+    device: &mut DeviceState,
+    frontier: i64,
+    max_buffered: usize,
+    out: &mut Outcome,
+) {
+    let due = device.buffer.partition_point(|s| s.ts_ms <= frontier);
+    let over = device.buffer.len().saturating_sub(max_buffered.max(1));
+    let count = due.max(over);
+    if count == 0 {
+        return;
+    }
+    let released: Vec<Sample> = device.buffer.drain(..count).collect();
+    for sample in released {
+        evaluate(rules, threshold_index, device, &sample, out);
     }
 }
 
-/// Steps a fault or threshold rule with one reading.
-fn step_condition(
-    rule: &Rule,
-    state: &mut AlertState,
-    reading: &Telemetry,
-    emit: &mut impl FnMut(TransitionKind, i64, i64, String),
-) {
+/// Handles a reading's receipt for absence rules: ends an active absence, or reports a gap no
+/// watermark crossed, then evaluates the rules' guards on the reading (when it is the newest).
+/// Returns whether an absence alert ended (its deadline restarts).
+fn receive_absence(
+    rules: &RuleSet,
+    device: &mut DeviceState,
+    reading: &Sample,
+    previous_newest: Option<i64>,
+    out: &mut Outcome,
+) -> bool {
     let now = reading.ts_ms;
-    let evaluation = rule.condition.evaluate(reading);
-    let held = |since: i64, needed: i64| now.saturating_sub(since) >= needed;
-    match (*state, evaluation) {
-        (_, Evaluation::Unknown) => {}
-        (AlertState::Idle, Evaluation::Triggered) => {
-            if held(now, rule.hold_for_ms()) {
-                fire(rule, state, reading, emit);
-            } else {
-                *state = AlertState::Pending { since_ms: now };
-            }
+    let newest = previous_newest.is_none_or(|p| now >= p);
+    let mut resumed = false;
+    // Guards read only the reading's own values (the parser refuses windowed functions there).
+    let no_series = crate::window::SeriesTable::default();
+    let no_state = SeriesState::default();
+    let context = Context {
+        values: &reading.values,
+        fault: reading.fault.as_ref().map(|f| f.category),
+        vulnerable: device.vulnerable,
+        series: &no_series,
+        state: &no_state,
+    };
+    for (index, rule) in rules.rules().iter().enumerate() {
+        if !rule.condition.is_absence() {
+            continue;
         }
-        (AlertState::Idle, _) => {}
-        (AlertState::Pending { since_ms }, Evaluation::Triggered) => {
-            if held(since_ms, rule.hold_for_ms()) {
-                fire(rule, state, reading, emit);
-            }
-        }
-        (AlertState::Pending { .. }, _) => *state = AlertState::Idle,
-        (
-            AlertState::Firing {
-                fired_at_ms,
-                clear_since_ms,
-            },
-            Evaluation::Cleared,
-        ) => {
-            let since = clear_since_ms.unwrap_or(now);
-            if held(since, rule.clear_for_ms()) {
-                *state = AlertState::Idle;
-                let summary = rule.condition.resolved_summary(reading, rule.clear_for);
-                // `max`: after a reload that changed the rule's kind, the firing may have come
-                // from a watermark ahead of this reading; an episode never ends before it began.
-                emit(
+        let variant = variant_of(device, index);
+        let Some(pair) = device.pairs.get_mut(index) else {
+            continue;
+        };
+        let effective = rule.effective(variant);
+        if !rule.applies_to(reading.kind) {
+            if let AlertState::Firing { fired_at_ms, .. } = pair.alert {
+                let summary = format!("rule no longer applies to {}", reading.kind.as_str());
+                out.transitions.push(make_transition(
+                    rule,
+                    &effective,
+                    &device.id,
                     TransitionKind::Resolved,
                     now.max(fired_at_ms),
                     fired_at_ms,
+                    0,
                     summary,
-                );
-            } else {
-                *state = AlertState::Firing {
+                ));
+            }
+            pair.alert = AlertState::Idle;
+            continue;
+        }
+        let silence = previous_newest
+            .filter(|p| now > *p)
+            .map(|previous| now.saturating_sub(previous));
+        let back = |silence: Option<i64>| {
+            absence_resolved_summary(silence.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+        };
+        match pair.alert {
+            AlertState::Firing { fired_at_ms, .. } => {
+                out.transitions.push(make_transition(
+                    rule,
+                    &effective,
+                    &device.id,
+                    TransitionKind::Resolved,
+                    now.max(fired_at_ms),
                     fired_at_ms,
-                    clear_since_ms: Some(since),
-                };
+                    0,
+                    back(silence),
+                ));
+                resumed = true;
+            }
+            AlertState::Idle | AlertState::Pending { .. } => {
+                let guard_ok = effective.guard.is_none() || pair.guard;
+                if let (Some(previous), Some(gap)) = (previous_newest, silence) {
+                    if guard_ok && gap >= effective.hold_for_ms() {
+                        let fired_at_ms = previous.saturating_add(effective.hold_for_ms());
+                        out.transitions.push(make_transition(
+                            rule,
+                            &effective,
+                            &device.id,
+                            TransitionKind::Firing,
+                            fired_at_ms,
+                            fired_at_ms,
+                            0,
+                            absence_summary(&effective),
+                        ));
+                        out.transitions.push(make_transition(
+                            rule,
+                            &effective,
+                            &device.id,
+                            TransitionKind::Resolved,
+                            now,
+                            fired_at_ms,
+                            0,
+                            back(silence),
+                        ));
+                    }
+                }
             }
         }
-        (AlertState::Firing { fired_at_ms, .. }, _) => {
-            // Triggered or between the thresholds: stays active, the clear run is broken.
-            *state = AlertState::Firing {
-                fired_at_ms,
-                clear_since_ms: None,
-            };
+        pair.alert = AlertState::Idle;
+        if let (Some(guard), true) = (effective.guard, newest) {
+            match guard.eval(&context) {
+                Truth::True => pair.guard = true,
+                Truth::False => pair.guard = false,
+                Truth::Unknown => {}
+            }
         }
+    }
+    resumed
+}
+
+fn absence_summary(effective: &Effective<'_>) -> String {
+    match effective.guard {
+        None => absence_firing_summary(effective.hold_for),
+        Some(guard) => format!(
+            "{} (last reading: {})",
+            absence_firing_summary(effective.hold_for),
+            guard.text()
+        ),
     }
 }
 
-/// Fires `rule` at the reading's time.
-fn fire(
-    rule: &Rule,
-    state: &mut AlertState,
-    reading: &Telemetry,
-    emit: &mut impl FnMut(TransitionKind, i64, i64, String),
-) {
-    let now = reading.ts_ms;
-    *state = AlertState::Firing {
-        fired_at_ms: now,
-        clear_since_ms: None,
-    };
-    let summary = rule.condition.firing_summary(reading, rule.hold_for);
-    emit(TransitionKind::Firing, now, now, summary);
+/// Fires absence rules whose deadline is at or before `watermark_ms`; returns the earliest
+/// deadline still ahead (a lower bound for the next scan).
+fn scan_absence(
+    rules: &RuleSet,
+    devices: &mut [DeviceState],
+    watermark_ms: i64,
+    out: &mut Outcome,
+) -> i64 {
+    let absence: Vec<(usize, &Rule)> = rules
+        .rules()
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.condition.is_absence())
+        .collect();
+    let mut next = i64::MAX;
+    if absence.is_empty() {
+        return next;
+    }
+    for device in devices.iter_mut() {
+        for (index, rule) in &absence {
+            if !rule.applies_to(device.kind) {
+                continue;
+            }
+            let variant = variant_of(device, *index);
+            let effective = rule.effective(variant);
+            let Some(pair) = device.pairs.get_mut(*index) else {
+                continue;
+            };
+            if matches!(pair.alert, AlertState::Firing { .. }) {
+                continue;
+            }
+            let deadline_ms = device.newest_ts_ms.saturating_add(effective.hold_for_ms());
+            if watermark_ms < deadline_ms {
+                next = next.min(deadline_ms);
+                continue;
+            }
+            if effective.guard.is_some() && !pair.guard {
+                continue;
+            }
+            pair.alert = AlertState::Firing {
+                fired_at_ms: deadline_ms,
+                clear_since_ms: None,
+                level: 0,
+            };
+            out.transitions.push(make_transition(
+                rule,
+                &effective,
+                &device.id,
+                TransitionKind::Firing,
+                deadline_ms,
+                deadline_ms,
+                0,
+                absence_summary(&effective),
+            ));
+        }
+    }
+    next
 }
 
-/// Steps an absence rule with one accepted reading from its device.
-fn step_absence(
-    rule: &Rule,
-    state: &mut AlertState,
-    reading: &Telemetry,
-    previous_ts_ms: Option<i64>,
-    emit: &mut impl FnMut(TransitionKind, i64, i64, String),
+/// Evaluates one released sample: series first, then every rule.
+fn evaluate(
+    rules: &RuleSet,
+    threshold_index: &[Option<u8>],
+    device: &mut DeviceState,
+    sample: &Sample,
+    out: &mut Outcome,
 ) {
-    let now = reading.ts_ms;
-    let silence = previous_ts_ms.map(|previous| now.saturating_sub(previous));
-    let back_summary =
-        |silence: Option<i64>| absence_resolved_summary(silence.map(duration_from_ms));
-    match *state {
-        AlertState::Firing { fired_at_ms, .. } => {
-            // A reading older than the firing (it was judged from a watermark ahead of the
-            // data) still ends the episode, never before it began.
-            emit(
-                TransitionKind::Resolved,
-                now.max(fired_at_ms),
-                fired_at_ms,
-                back_summary(silence),
-            );
+    if device.kind != sample.kind {
+        device.series = rules.series().new_state();
+        device.kind = sample.kind;
+    }
+    device.released = true;
+    device.last_seq = sample.seq;
+    device.last_ts_ms = sample.ts_ms;
+    let fault = sample.fault.as_ref().map(|f| (f.code, f.category));
+    if !rules.series().is_empty() {
+        rules.series().update_for(
+            &mut device.series,
+            Some(crate::parse::kind_slot(sample.kind)),
+            sample.ts_ms,
+            &sample.values,
+            fault,
+        );
+    }
+    let context = Context {
+        values: &sample.values,
+        fault: sample.fault.as_ref().map(|f| f.category),
+        vulnerable: device.vulnerable,
+        series: rules.series(),
+        state: &device.series,
+    };
+    let now = sample.ts_ms;
+    for (index, rule) in rules.rules().iter().enumerate() {
+        let variant = device.variants.get(index).copied().unwrap_or(0);
+        let Some(pair) = device.pairs.get_mut(index) else {
+            continue;
+        };
+        let effective = rule.effective(variant);
+        if rule.condition.is_absence() {
+            continue;
         }
+        if !rule.applies_to(sample.kind) {
+            // Only reachable after a rule reload or a device changing kind.
+            if let AlertState::Firing {
+                fired_at_ms, level, ..
+            } = pair.alert
+            {
+                let summary = format!("rule no longer applies to {}", sample.kind.as_str());
+                out.transitions.push(make_transition(
+                    rule,
+                    &effective,
+                    &device.id,
+                    TransitionKind::Resolved,
+                    now.max(fired_at_ms),
+                    fired_at_ms,
+                    level,
+                    summary,
+                ));
+            }
+            *pair = PairState::IDLE;
+            continue;
+        }
+        let base = match (
+            effective.condition,
+            threshold_index.get(index).copied().flatten(),
+        ) {
+            (Condition::Threshold(threshold), Some(value_index)) => {
+                match sample.values.get(usize::from(value_index)) {
+                    Some(value) if value.is_finite() => threshold.judge(*value),
+                    _ => Evaluation::Unknown,
+                }
+            }
+            (Condition::Expr { .. }, _) => effective.condition.evaluate_for(
+                sample,
+                &context,
+                matches!(pair.alert, AlertState::Firing { .. }),
+            ),
+            (condition, _) => condition.evaluate(sample),
+        };
+        let mut escalation = [Truth::Unknown; MAX_ESCALATIONS];
+        for (slot, level) in escalation.iter_mut().zip(effective.escalations) {
+            *slot = level.when.eval(&context);
+        }
+        step(
+            rule,
+            &effective,
+            pair,
+            &device.id,
+            sample,
+            &context,
+            base,
+            &escalation,
+            out,
+        );
+    }
+}
+
+/// Steps a fault, threshold or expression rule with one sample.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    rule: &Rule,
+    effective: &Effective<'_>,
+    pair: &mut PairState,
+    device_id: &DeviceId,
+    sample: &Sample,
+    context: &Context<'_>,
+    base: Evaluation,
+    escalation: &[Truth; MAX_ESCALATIONS],
+    out: &mut Outcome,
+) {
+    let now = sample.ts_ms;
+    let held = |since: i64, needed: i64| now.saturating_sub(since) >= needed;
+    // Escalation timers use `NONE` (i64::MIN) for "not pending".
+    let timer_held = |since: i64, needed: i64| since != NONE && held(since, needed);
+    let levels = effective.escalations.len().min(MAX_ESCALATIONS);
+    for (i, truth) in escalation.iter().enumerate().take(levels) {
+        match truth {
+            Truth::True => {
+                if pair.escalation_since[i] == NONE {
+                    pair.escalation_since[i] = now;
+                }
+            }
+            Truth::False => pair.escalation_since[i] = NONE,
+            Truth::Unknown => {}
+        }
+    }
+    // The highest escalation level whose condition has held for its `for`.
+    let top_escalation = (0..levels).rev().find(|i| {
+        timer_held(
+            pair.escalation_since[*i],
+            effective.escalations[*i].hold_for_ms(),
+        )
+    });
+    match pair.alert {
         AlertState::Idle | AlertState::Pending { .. } => {
-            if let (Some(previous), Some(gap)) = (previous_ts_ms, silence) {
-                if gap >= rule.hold_for_ms() {
-                    // The watermark never crossed the deadline while the device was silent:
-                    // report the gap now, in event time.
-                    let fired_at_ms = previous.saturating_add(rule.hold_for_ms());
-                    emit(
-                        TransitionKind::Firing,
+            let since = match (pair.alert, base) {
+                (_, Evaluation::Unknown) => match pair.alert {
+                    AlertState::Pending { since_ms } => Some(since_ms),
+                    _ => None,
+                },
+                (AlertState::Pending { since_ms }, Evaluation::Triggered) => Some(since_ms),
+                (_, Evaluation::Triggered) => Some(now),
+                _ => None,
+            };
+            pair.alert = since.map_or(AlertState::Idle, |since_ms| AlertState::Pending {
+                since_ms,
+            });
+            let base_held = since.is_some_and(|s| held(s, effective.hold_for_ms()));
+            let level = match top_escalation {
+                Some(i) => Some(i as u8 + 1),
+                None if base_held => Some(0),
+                None => None,
+            };
+            if let Some(level) = level {
+                pair.alert = AlertState::Firing {
+                    fired_at_ms: now,
+                    clear_since_ms: None,
+                    level,
+                };
+                let summary = firing_summary(effective, level, sample, context);
+                out.transitions.push(make_transition(
+                    rule,
+                    effective,
+                    device_id,
+                    TransitionKind::Firing,
+                    now,
+                    now,
+                    level,
+                    summary,
+                ));
+            }
+        }
+        AlertState::Firing {
+            fired_at_ms,
+            clear_since_ms,
+            level,
+        } => {
+            match base {
+                Evaluation::Unknown => {}
+                Evaluation::Cleared => {
+                    let since = clear_since_ms.unwrap_or(now);
+                    if held(since, effective.clear_for_ms()) {
+                        let summary = match effective.condition {
+                            Condition::Expr { .. } => format!(
+                                "{}; {}",
+                                effective
+                                    .condition
+                                    .resolved_summary(sample, effective.clear_for),
+                                describe_condition(effective.condition, context)
+                            ),
+                            condition => condition.resolved_summary(sample, effective.clear_for),
+                        };
+                        out.transitions.push(make_transition(
+                            rule,
+                            effective,
+                            device_id,
+                            TransitionKind::Resolved,
+                            now.max(fired_at_ms),
+                            fired_at_ms,
+                            level,
+                            summary,
+                        ));
+                        *pair = PairState {
+                            guard: pair.guard,
+                            ..PairState::IDLE
+                        };
+                        return;
+                    }
+                    pair.alert = AlertState::Firing {
                         fired_at_ms,
+                        clear_since_ms: Some(since),
+                        level,
+                    };
+                }
+                Evaluation::Triggered | Evaluation::Between => {
+                    pair.alert = AlertState::Firing {
                         fired_at_ms,
-                        absence_firing_summary(rule.hold_for),
-                    );
-                    emit(
-                        TransitionKind::Resolved,
-                        now,
-                        fired_at_ms,
-                        back_summary(silence),
-                    );
+                        clear_since_ms: None,
+                        level,
+                    };
+                }
+            }
+            if let Some(i) = top_escalation {
+                let new_level = i as u8 + 1;
+                if new_level > level {
+                    if let AlertState::Firing { clear_since_ms, .. } = pair.alert {
+                        pair.alert = AlertState::Firing {
+                            fired_at_ms,
+                            clear_since_ms,
+                            level: new_level,
+                        };
+                    }
+                    let (from, _) = effective.at_level(level);
+                    let (severity, action) = effective.at_level(new_level);
+                    out.escalations.push(Escalation {
+                        episode_id: episode_id(rule, device_id, fired_at_ms),
+                        rule_id: rule.id.clone(),
+                        device_id: device_id.clone(),
+                        at_ms: now.max(fired_at_ms),
+                        from,
+                        severity,
+                        action,
+                        summary: firing_summary(effective, new_level, sample, context),
+                        suppressed_by: None,
+                    });
                 }
             }
         }
     }
-    *state = AlertState::Idle;
 }
 
-/// A non-negative millisecond count as a duration (negative counts as zero).
-fn duration_from_ms(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+/// `name = value` of an expression condition's names and calls.
+fn describe_condition(condition: &Condition, context: &Context<'_>) -> String {
+    match condition {
+        Condition::Expr { when, clear } => match clear {
+            Some(clear) => clear.describe(context),
+            None => when.describe(context),
+        },
+        _ => String::new(),
+    }
 }
 
-/// Builds a transition of `rule` for `device_id`.
-fn transition(
+/// The sentence of a firing (or escalation) at `level`.
+fn firing_summary(
+    effective: &Effective<'_>,
+    level: u8,
+    sample: &Sample,
+    context: &Context<'_>,
+) -> String {
+    let escalation = level
+        .checked_sub(1)
+        .and_then(|i| effective.escalations.get(usize::from(i)));
+    match (escalation, effective.condition) {
+        (Some(level), _) => format!(
+            "{}{}: {}",
+            level.when.text(),
+            for_clause(level.hold_for),
+            level.when.describe(context)
+        ),
+        (None, Condition::Expr { when, .. }) => format!(
+            "{}{}: {}",
+            when.text(),
+            for_clause(effective.hold_for),
+            when.describe(context)
+        ),
+        (None, condition) => condition.firing_summary(sample, effective.hold_for),
+    }
+}
+
+fn episode_id(rule: &Rule, device_id: &DeviceId, fired_at_ms: i64) -> String {
+    format!("{}:{}:{}", rule.id, device_id, fired_at_ms)
+}
+
+/// Builds a transition of `rule` for `device_id` at escalation level `level`.
+#[allow(clippy::too_many_arguments)]
+fn make_transition(
     rule: &Rule,
+    effective: &Effective<'_>,
     device_id: &DeviceId,
     kind: TransitionKind,
     at_ms: i64,
     fired_at_ms: i64,
+    level: u8,
     summary: String,
 ) -> Transition {
+    let (severity, action) = effective.at_level(level);
     Transition {
-        episode_id: format!("{}:{}:{}", rule.id, device_id, fired_at_ms),
+        episode_id: episode_id(rule, device_id, fired_at_ms),
         rule_id: rule.id.clone(),
         device_id: device_id.clone(),
         kind,
         at_ms,
-        severity: rule.severity,
-        action: rule.action.clone(),
+        severity,
+        action,
         summary,
+        suppressed_by: None,
+    }
+}
+
+fn device_snapshot(rules: &RuleSet, device: &DeviceState) -> DeviceSnapshot {
+    let mut alerts = BTreeMap::new();
+    let mut escalation_timers = BTreeMap::new();
+    let mut guards = Vec::new();
+    for (rule, pair) in rules.rules().iter().zip(&device.pairs) {
+        if pair.alert != AlertState::Idle {
+            alerts.insert(rule.id.clone(), pair.alert);
+        }
+        if pair.escalation_since.iter().any(|t| *t != NONE) {
+            escalation_timers.insert(
+                rule.id.clone(),
+                pair.escalation_since
+                    .iter()
+                    .map(|t| (*t != NONE).then_some(*t))
+                    .collect(),
+            );
+        }
+        if pair.guard {
+            guards.push(rule.id.clone());
+        }
+    }
+    DeviceSnapshot {
+        device_id: device.id.clone(),
+        kind: device.kind,
+        last_seq: device.last_seq,
+        last_ts_ms: device.last_ts_ms,
+        alerts,
+        escalation_timers,
+        guards,
+        newest_ts_ms: Some(device.newest_ts_ms),
+        nothing_evaluated: !device.released,
+        buffered: device
+            .buffer
+            .iter()
+            .map(|s| s.to_reading(&device.id))
+            .collect(),
+        series: if device.series.heads.is_empty() {
+            None
+        } else {
+            Some(device.series.clone())
+        },
+    }
+}
+
+fn restore_device(
+    engine: &Engine,
+    rule_index: &BTreeMap<&str, usize>,
+    series_map: &[Option<usize>],
+    old_keys: &[String],
+    snapshot: DeviceSnapshot,
+) -> DeviceState {
+    let rules = &engine.rules;
+    let mut pairs = vec![PairState::IDLE; rules.len()];
+    for (rule_id, state) in snapshot.alerts {
+        if let Some(pair) = rule_index
+            .get(rule_id.as_str())
+            .and_then(|index| pairs.get_mut(*index))
+        {
+            pair.alert = state;
+        }
+    }
+    for (rule_id, timers) in snapshot.escalation_timers {
+        if let Some(pair) = rule_index
+            .get(rule_id.as_str())
+            .and_then(|index| pairs.get_mut(*index))
+        {
+            for (slot, timer) in pair.escalation_since.iter_mut().zip(timers) {
+                *slot = timer.unwrap_or(NONE);
+            }
+        }
+    }
+    for rule_id in snapshot.guards {
+        if let Some(pair) = rule_index
+            .get(rule_id.as_str())
+            .and_then(|index| pairs.get_mut(*index))
+        {
+            pair.guard = true;
+        }
+    }
+    let table = rules.series();
+    let mut series = table.new_state();
+    if let Some(old) = snapshot.series {
+        restore_series(table, &mut series, &old, series_map, old_keys);
+    }
+    let info = engine.fleet.registry.get(&snapshot.device_id);
+    DeviceState {
+        kind: snapshot.kind,
+        released: !snapshot.nothing_evaluated,
+        last_seq: snapshot.last_seq,
+        last_ts_ms: snapshot.last_ts_ms,
+        newest_ts_ms: snapshot.newest_ts_ms.unwrap_or(snapshot.last_ts_ms),
+        buffer: snapshot.buffered.iter().map(Sample::from_reading).collect(),
+        pairs,
+        series,
+        variants: variants_for(rules, info),
+        vulnerable: info.is_some_and(|i| i.vulnerable),
+        id: snapshot.device_id,
+    }
+}
+
+/// Copies the series that exist in both layouts (matched by key) from `old` into `new`.
+fn restore_series(
+    table: &crate::window::SeriesTable,
+    new: &mut SeriesState,
+    old: &SeriesState,
+    series_map: &[Option<usize>],
+    old_keys: &[String],
+) {
+    // Offsets of the old layout are recomputed from its keys.
+    let mut old_offset = 0usize;
+    for (old_index, key) in old_keys.iter().enumerate() {
+        let width = crate::window::width_of_key(key);
+        if let Some(Some(new_index)) = series_map.get(old_index) {
+            let new_offset = table.offset_of(*new_index);
+            let new_width = table.width_of(*new_index);
+            if let (Some(head), Some(slot), Some(cells), Some(target)) = (
+                old.heads.get(old_index),
+                new.heads.get_mut(*new_index),
+                old.cells.get(old_offset..old_offset + width),
+                new.cells.get_mut(new_offset..new_offset + new_width),
+            ) {
+                *slot = *head;
+                let n = cells.len().min(target.len());
+                target[..n].copy_from_slice(&cells[..n]);
+            }
+        }
+        old_offset += width;
     }
 }
 
@@ -522,8 +1460,15 @@ mod tests {
         }
     }
 
+    /// The first default pack: simple fault, threshold and absence rules.
+    const LEGACY: &str = include_str!("legacy_test_rules.toml");
+
+    fn legacy() -> RuleSet {
+        RuleSet::parse(LEGACY, "legacy.toml").expect("legacy pack parses")
+    }
+
     fn engine() -> Engine {
-        Engine::new(RuleSet::default_pack().expect("default pack parses"))
+        Engine::new(legacy())
     }
 
     fn kinds(out: &[Transition]) -> Vec<(&str, TransitionKind, i64)> {
@@ -643,8 +1588,8 @@ action = "alert"
         assert_eq!(engine.alert_state(&id, "device_fault"), AlertState::Idle);
         let out = engine.ingest(&reading("d-1", 30, 2, Some(12.0)));
         assert_eq!(kinds(&out), [("indoor_cold", TransitionKind::Firing, 30)]);
-        // Back to the default pack: the fault rule starts idle, the cold alert stays firing.
-        engine.replace_rules(RuleSet::default_pack().expect("parses"));
+        // Back to the first pack: the fault rule starts idle, the cold alert stays firing.
+        engine.replace_rules(legacy());
         assert!(matches!(
             engine.alert_state(&id, "indoor_cold"),
             AlertState::Firing { .. }
@@ -660,7 +1605,7 @@ action = "alert"
             out.extend(engine.ingest(&reading("d-1", minute, seq, Some(10.0))));
         }
         assert_eq!(kinds(&out), [("indoor_cold", TransitionKind::Firing, 30)]);
-        let boilers_only = crate::DEFAULT_RULES.replace(
+        let boilers_only = LEGACY.replace(
             "value = \"indoor_temp_c\"",
             "value = \"indoor_temp_c\"\napplies_to = [\"gas_boiler\"]",
         );
@@ -699,9 +1644,106 @@ action = "alert"
         let json = serde_json::to_string(&snapshot).expect("serialises");
         let back: Snapshot = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, snapshot);
-        let restored = Engine::restore(RuleSet::default_pack().expect("parses"), back);
+        let restored = Engine::restore(legacy(), back);
         assert_eq!(restored.snapshot(), snapshot);
         assert_eq!(restored.stats(), engine.stats());
         assert_eq!(restored.device_count(), 2);
+    }
+
+    #[test]
+    fn a_format_1_snapshot_still_restores() {
+        let json = format!(
+            r#"{{"format":1,"watermark_ms":{w},"stats":{{"readings_total":3,"duplicates_dropped_total":0,"late_dropped_total":0,"transitions_total":1}},"devices":[{{"device_id":"d-1","kind":"heat_pump","last_seq":3,"last_ts_ms":{t},"alerts":{{"indoor_cold":{{"state":"firing","fired_at_ms":{t}}}}}}}]}}"#,
+            w = T0 + 20 * MINUTE,
+            t = T0 + 10 * MINUTE
+        );
+        let snapshot: Snapshot = serde_json::from_str(&json).expect("format 1 parses");
+        let mut engine = Engine::restore(legacy(), snapshot);
+        assert!(matches!(
+            engine.alert_state(&device("d-1"), "indoor_cold"),
+            AlertState::Firing { level: 0, .. }
+        ));
+        assert_eq!(engine.stats().readings_total, 3);
+        // Duplicates are still recognised, and the alert resolves on a warm reading.
+        assert!(engine.ingest(&reading("d-1", 11, 3, Some(17.0))).is_empty());
+        let out = engine.ingest(&reading("d-1", 12, 4, Some(17.0)));
+        assert_eq!(kinds(&out), [("indoor_cold", TransitionKind::Resolved, 12)]);
+    }
+
+    #[test]
+    fn registration_selects_overrides_before_or_after_the_first_reading() {
+        let rules = RuleSet::parse(
+            r#"
+[[rule]]
+id = "cold"
+kind = "expr"
+when = "indoor_temp_c < 14"
+for = "30m"
+severity = "major"
+action = "alert"
+
+[[rule.override]]
+vulnerable = true
+for = "10m"
+"#,
+            "o.toml",
+        )
+        .expect("parses");
+        let mut engine = Engine::new(rules);
+        let vulnerable = DeviceInfo {
+            vulnerable: true,
+            ..DeviceInfo::default()
+        };
+        engine.register_device(device("early"), vulnerable.clone());
+        let mut out = Vec::new();
+        for (minute, seq) in [(0, 1), (10, 2)] {
+            for id in ["early", "late", "never"] {
+                out.extend(engine.ingest(&reading(id, minute, seq, Some(12.0))));
+            }
+            if minute == 0 {
+                // Registered after its first reading: the override applies from now on and the
+                // pending timer started at minute 0 is kept.
+                engine.register_device(device("late"), vulnerable.clone());
+            }
+        }
+        let fired: Vec<(String, i64)> = out
+            .iter()
+            .map(|t| (t.device_id.to_string(), (t.at_ms - T0) / MINUTE))
+            .collect();
+        assert_eq!(fired, [("early".to_owned(), 10), ("late".to_owned(), 10)]);
+        assert_eq!(engine.device_info(&device("late")), Some(&vulnerable));
+        assert_eq!(engine.device_info(&device("never")), None);
+    }
+
+    #[test]
+    fn hot_reload_keeps_windowed_state_of_series_that_stay() {
+        let text = r#"
+[[rule]]
+id = "starts"
+kind = "expr"
+when = "starts(running, 1h) >= 3"
+severity = "minor"
+action = "alert"
+"#;
+        let rules = RuleSet::parse(text, "s.toml").expect("parses");
+        let mut engine = Engine::new(rules.clone());
+        let run = |engine: &mut Engine, minute: i64, seq: u64, on: bool| {
+            let mut r = reading("d-1", minute, seq, None);
+            r.values.insert("running".into(), f64::from(u8::from(on)));
+            engine.ingest(&r)
+        };
+        let mut seq = 0;
+        for minute in 0..5 {
+            seq += 1;
+            run(&mut engine, minute * 2, seq, minute % 2 == 1);
+        }
+        // Two starts so far; a reload (with another rule added) keeps them.
+        let more = format!("{text}\n[[rule]]\nid = \"other\"\nkind = \"fault\"\nseverity = \"minor\"\naction = \"alert\"\n");
+        engine.replace_rules(RuleSet::parse(&more, "m.toml").expect("parses"));
+        seq += 1;
+        assert!(run(&mut engine, 10, seq, false).is_empty());
+        seq += 1;
+        let out = run(&mut engine, 12, seq, true);
+        assert_eq!(kinds(&out), [("starts", TransitionKind::Firing, 12)]);
     }
 }

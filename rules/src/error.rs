@@ -158,6 +158,24 @@ pub enum Problem {
     /// A work order category that is empty or has characters outside `a-z`, `0-9`, `_`.
     #[error("{category:?} is not a valid order category: use 1 to 64 of a-z, 0-9 and '_'")]
     BadOrderCategory { category: String },
+    /// An expression that does not parse or does not type-check; the location is inside it.
+    #[error("{message}")]
+    Expression { message: String },
+    /// More escalation levels than the engine keeps timers for.
+    #[error("a rule has at most {max} escalation levels")]
+    TooManyEscalations { max: usize },
+    /// More overrides than a device's variant index holds.
+    #[error("a rule has at most 250 overrides")]
+    TooManyOverrides,
+    /// A fleet rule names a rule that the file does not define.
+    #[error("no rule has the id {id:?}")]
+    UnknownRule { id: String },
+    /// A share outside (0, 1].
+    #[error("{value} is not a share: use a number above 0 and at most 1")]
+    Share { value: f64 },
+    /// A fleet rule for groups of fewer than two devices.
+    #[error("a fleet rule needs groups of at least 2 devices")]
+    MinDevices,
 }
 
 /// The fault category names, comma separated.

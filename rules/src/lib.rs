@@ -42,19 +42,27 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod backtest;
 pub mod condition;
 pub mod engine;
 pub mod error;
+pub mod expr;
+pub mod fleet;
 pub mod rule;
 pub mod snapshot;
+pub mod window;
 
 mod parse;
 
 pub use condition::{Condition, Direction, Threshold};
-pub use engine::{Engine, EngineStats, Transition, TransitionKind};
+pub use engine::{
+    DeviceInfo, Engine, EngineConfig, EngineStats, Escalation, Outcome, Transition, TransitionKind,
+};
 pub use error::{Location, Problem, RuleError};
-pub use rule::{Action, Priority, Rule, RuleSet, Severity};
-pub use snapshot::{AlertState, DeviceSnapshot, Snapshot, SNAPSHOT_FORMAT};
+pub use expr::Expr;
+pub use fleet::{FleetRule, GroupKey, GroupLevel, IncidentTransition};
+pub use rule::{Action, EscalationLevel, Override, Priority, Rule, RuleSet, Selector, Severity};
+pub use snapshot::{AlertState, DeviceSnapshot, Registered, Snapshot, SNAPSHOT_FORMAT};
 
 /// The default rule pack: device fault → repair order, room below 14 °C for 30 minutes →
 /// low-temperature order, no reading for 15 minutes → offline alert. See `rules/README.md`.

@@ -12,14 +12,77 @@ use wire::{DeviceKind, FaultCategory};
 
 use crate::condition::{Condition, Direction, Threshold};
 use crate::error::{Location, Problem, RuleError};
-use crate::rule::{Action, Rule, Severity};
+use crate::expr::Expr;
+use crate::fleet::{FleetRule, GroupLevel};
+use crate::rule::{Action, EscalationLevel, Override, Priority, Rule, Selector, Severity};
+use crate::window::SeriesTable;
 
-/// A rule file: a list of `[[rule]]` tables.
+/// Escalation levels a rule may have above its own severity.
+pub const MAX_ESCALATIONS: usize = 3;
+
+/// A rule file: a list of `[[rule]]` tables and a list of `[[fleet]]` tables.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    fleet: Vec<Spanned<RawFleet>>,
+}
+
+/// One `[[fleet]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    id: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    group: GroupLevel,
+    members: Spanned<String>,
+    applies_to: Option<Spanned<Vec<DeviceKind>>>,
+    share: Spanned<f64>,
+    clear_share: Option<Spanned<f64>>,
+    #[serde(default)]
+    min_affected: usize,
+    min_devices: Spanned<usize>,
+    within: Spanned<HumanDuration>,
+    grace: HumanDuration,
+    #[serde(default)]
+    explains: Vec<Spanned<String>>,
+    severity: Severity,
+    action: Spanned<Action>,
+}
+
+/// One `[[rule.escalate]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalate {
+    when: Spanned<String>,
+    #[serde(rename = "for")]
+    hold_for: Option<HumanDuration>,
+    severity: Severity,
+    priority: Option<Priority>,
+}
+
+/// One `[[rule.override]]` table: a selector and the fields it replaces.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    #[serde(default)]
+    townships: Vec<String>,
+    #[serde(default)]
+    villages: Vec<String>,
+    vulnerable: Option<bool>,
+    #[serde(default)]
+    tags: Vec<String>,
+    when: Option<Spanned<String>>,
+    clear: Option<Spanned<String>>,
+    #[serde(rename = "for")]
+    hold_for: Option<HumanDuration>,
+    clear_for: Option<HumanDuration>,
+    severity: Option<Severity>,
+    action: Option<Spanned<Action>>,
+    escalate: Option<Vec<Spanned<RawEscalate>>>,
 }
 
 /// The kinds of rule a file may declare.
@@ -29,6 +92,7 @@ enum RawKind {
     Fault,
     Threshold,
     Absence,
+    Expr,
 }
 
 impl RawKind {
@@ -37,6 +101,7 @@ impl RawKind {
             RawKind::Fault => "fault",
             RawKind::Threshold => "threshold",
             RawKind::Absence => "absence",
+            RawKind::Expr => "expr",
         }
     }
 }
@@ -63,22 +128,32 @@ struct RawRule {
     clear_above: Option<Spanned<f64>>,
     clear_below: Option<Spanned<f64>>,
     clear_for: Option<Spanned<HumanDuration>>,
+    when: Option<Spanned<String>>,
+    clear: Option<Spanned<String>>,
     severity: Spanned<Severity>,
     action: Spanned<Action>,
+    escalate: Option<Vec<Spanned<RawEscalate>>>,
+    #[serde(rename = "override")]
+    overrides: Option<Vec<Spanned<RawOverride>>>,
 }
 
+/// What a parsed rule file holds.
+pub(crate) type Parsed = (Vec<Rule>, Vec<FleetRule>, SeriesTable);
+
 /// Parses and validates a whole rule file.
-pub(crate) fn parse_rules(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
+pub(crate) fn parse_rules(text: &str, origin: &str) -> Result<Parsed, RuleError> {
     let file: RawFile = toml::from_str(text).map_err(|error| toml_error(text, origin, &error))?;
     let mut first_line_of: BTreeMap<String, usize> = BTreeMap::new();
     let mut rules = Vec::with_capacity(file.rule.len());
+    let mut series = SeriesTable::default();
     for raw in file.rule {
         let raw_span = raw.span();
         let raw = raw.into_inner();
-        let checker = Checker {
+        let mut checker = Checker {
             text,
             origin,
             rule: raw.id.get_ref().clone(),
+            series: &mut series,
         };
         let rule = checker.rule(raw, raw_span.clone())?;
         let line = Location::at(text, origin, raw_span.start).line;
@@ -96,7 +171,77 @@ pub(crate) fn parse_rules(text: &str, origin: &str) -> Result<Vec<Rule>, RuleErr
         first_line_of.insert(rule.id.clone(), line);
         rules.push(rule);
     }
-    Ok(rules)
+    series.set_needed(needed_series(&rules, series.len()));
+    let mut fleet: Vec<FleetRule> = Vec::with_capacity(file.fleet.len());
+    for raw in file.fleet {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let mut checker = Checker {
+            text,
+            origin,
+            rule: raw.id.get_ref().clone(),
+            series: &mut series,
+        };
+        let rule = checker.fleet(raw, &rules)?;
+        if let Some(first_line) = first_line_of.get(&rule.id) {
+            return Err(checker.invalid(
+                span,
+                "id",
+                Problem::DuplicateId {
+                    id: rule.id.clone(),
+                    first_line: *first_line,
+                },
+            ));
+        }
+        first_line_of.insert(rule.id.clone(), Location::at(text, origin, span.start).line);
+        fleet.push(rule);
+    }
+    Ok((rules, fleet, series))
+}
+
+/// For each series, whether heat pumps and gas boilers need it: a rule applying to the kind
+/// reads it in one of its expressions (any variant or level).
+fn needed_series(rules: &[Rule], count: usize) -> Vec<[bool; 2]> {
+    let mut needed = vec![[false; 2]; count];
+    for rule in rules {
+        fn add_condition<'a>(condition: &'a Condition, exprs: &mut Vec<&'a Expr>) {
+            if let Condition::Expr { when, clear } = condition {
+                exprs.push(when);
+                exprs.extend(clear.iter());
+            }
+        }
+        let mut exprs: Vec<&Expr> = Vec::new();
+        add_condition(&rule.condition, &mut exprs);
+        exprs.extend(rule.guard.iter());
+        exprs.extend(rule.escalations.iter().map(|e| &e.when));
+        for o in &rule.overrides {
+            if let Some(condition) = &o.condition {
+                add_condition(condition, &mut exprs);
+            }
+            exprs.extend(o.guard.iter());
+            for levels in o.escalations.iter() {
+                exprs.extend(levels.iter().map(|e| &e.when));
+            }
+        }
+        for expr in exprs {
+            for series in expr.series_used() {
+                if let Some(slot) = needed.get_mut(usize::from(series)) {
+                    for kind in &rule.applies_to {
+                        slot[kind_slot(*kind)] = true;
+                    }
+                }
+            }
+        }
+    }
+    needed
+}
+
+/// The position of a device kind in per-kind tables: heat pump 0, gas boiler 1.
+pub(crate) fn kind_slot(kind: DeviceKind) -> usize {
+    match kind {
+        DeviceKind::HeatPump => 0,
+        DeviceKind::GasBoiler => 1,
+    }
 }
 
 /// Validates one rule, knowing where it is.
@@ -104,6 +249,7 @@ struct Checker<'a> {
     text: &'a str,
     origin: &'a str,
     rule: String,
+    series: &'a mut SeriesTable,
 }
 
 impl Checker<'_> {
@@ -116,7 +262,267 @@ impl Checker<'_> {
         }
     }
 
-    fn rule(&self, raw: RawRule, raw_span: Range<usize>) -> Result<Rule, RuleError> {
+    /// Compiles the expression in a TOML string; errors point into the file.
+    fn expr(&mut self, raw: &Spanned<String>, field: &'static str) -> Result<Expr, RuleError> {
+        Expr::compile(raw.get_ref(), self.series).map_err(|error| RuleError::Invalid {
+            location: Location::at(
+                self.text,
+                self.origin,
+                expression_offset(self.text, raw.span(), error.span.start),
+            ),
+            rule: Some(self.rule.clone()),
+            field,
+            problem: Problem::Expression {
+                message: error.message,
+            },
+        })
+    }
+
+    /// An absence rule's `when`: judged on each reading as it arrives, so it may read only the
+    /// reading's own values, not windowed functions.
+    fn guard(&mut self, raw: &Spanned<String>, field: &'static str) -> Result<Expr, RuleError> {
+        let expr = self.expr(raw, field)?;
+        if expr.is_windowed() {
+            return Err(RuleError::Invalid {
+                location: Location::at(
+                    self.text,
+                    self.origin,
+                    expression_offset(self.text, raw.span(), 0),
+                ),
+                rule: Some(self.rule.clone()),
+                field,
+                problem: Problem::Expression {
+                    message: "the `when` of an absence rule may use the reading's own values \
+                              only, not windowed functions"
+                        .to_owned(),
+                },
+            });
+        }
+        Ok(expr)
+    }
+
+    fn escalations(
+        &mut self,
+        raw: Option<&Vec<Spanned<RawEscalate>>>,
+        field: &'static str,
+    ) -> Result<Vec<EscalationLevel>, RuleError> {
+        let mut levels = Vec::new();
+        for level in raw.map(Vec::as_slice).unwrap_or_default() {
+            if levels.len() >= MAX_ESCALATIONS {
+                return Err(self.invalid(
+                    level.span(),
+                    field,
+                    Problem::TooManyEscalations {
+                        max: MAX_ESCALATIONS,
+                    },
+                ));
+            }
+            let inner = level.get_ref();
+            levels.push(EscalationLevel {
+                when: self.expr(&inner.when, field)?,
+                hold_for: inner.hold_for.as_ref().map_or(Duration::ZERO, |d| d.0),
+                severity: inner.severity,
+                priority: inner.priority,
+            });
+        }
+        Ok(levels)
+    }
+
+    fn fleet(&mut self, raw: RawFleet, rules: &[Rule]) -> Result<FleetRule, RuleError> {
+        if !is_identifier(raw.id.get_ref(), true) {
+            return Err(self.invalid(
+                raw.id.span(),
+                "id",
+                Problem::BadId {
+                    id: raw.id.get_ref().clone(),
+                },
+            ));
+        }
+        let known = |id: &str| rules.iter().any(|r| r.id == id);
+        if !known(raw.members.get_ref()) {
+            return Err(self.invalid(
+                raw.members.span(),
+                "members",
+                Problem::UnknownRule {
+                    id: raw.members.get_ref().clone(),
+                },
+            ));
+        }
+        for explained in &raw.explains {
+            if !known(explained.get_ref()) {
+                return Err(self.invalid(
+                    explained.span(),
+                    "explains",
+                    Problem::UnknownRule {
+                        id: explained.get_ref().clone(),
+                    },
+                ));
+            }
+        }
+        let share = *raw.share.get_ref();
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(self.invalid(raw.share.span(), "share", Problem::Share { value: share }));
+        }
+        let clear_share = match &raw.clear_share {
+            None => share / 2.0,
+            Some(clear) => {
+                let value = *clear.get_ref();
+                if !(value > 0.0 && value <= share) {
+                    return Err(self.invalid(
+                        clear.span(),
+                        "clear_share",
+                        Problem::Hysteresis {
+                            clear: value,
+                            relation: "<=",
+                            trigger: share,
+                        },
+                    ));
+                }
+                value
+            }
+        };
+        if *raw.min_devices.get_ref() < 2 {
+            return Err(self.invalid(raw.min_devices.span(), "min_devices", Problem::MinDevices));
+        }
+        if raw.within.get_ref().0.is_zero() {
+            return Err(self.invalid(raw.within.span(), "within", Problem::ZeroDuration));
+        }
+        if let Action::Order { category, .. } = raw.action.get_ref() {
+            if !is_identifier(category, false) {
+                return Err(self.invalid(
+                    raw.action.span(),
+                    "action.order.category",
+                    Problem::BadOrderCategory {
+                        category: category.clone(),
+                    },
+                ));
+            }
+        }
+        let applies_to = match &raw.applies_to {
+            None => vec![DeviceKind::HeatPump, DeviceKind::GasBoiler],
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(self.invalid(list.span(), "applies_to", Problem::EmptyList))
+            }
+            Some(list) => {
+                let mut kinds = list.get_ref().clone();
+                kinds.sort();
+                kinds.dedup();
+                kinds
+            }
+        };
+        Ok(FleetRule {
+            id: raw.id.into_inner(),
+            description: raw.description,
+            group: raw.group,
+            members: raw.members.into_inner(),
+            applies_to,
+            share,
+            clear_share,
+            min_affected: raw.min_affected,
+            min_devices: raw.min_devices.into_inner(),
+            within: raw.within.into_inner().0,
+            grace: raw.grace.0,
+            explains: raw.explains.into_iter().map(Spanned::into_inner).collect(),
+            severity: raw.severity,
+            action: raw.action.into_inner(),
+        })
+    }
+
+    fn overrides(
+        &mut self,
+        raw: Option<&Vec<Spanned<RawOverride>>>,
+        kind: RawKind,
+        base_clear: Option<&Spanned<String>>,
+    ) -> Result<Vec<Override>, RuleError> {
+        let mut overrides = Vec::new();
+        for item in raw.map(Vec::as_slice).unwrap_or_default() {
+            let o = item.get_ref();
+            if kind != RawKind::Expr && kind != RawKind::Absence {
+                if let Some(when) = &o.when {
+                    return Err(self.invalid(
+                        when.span(),
+                        "override.when",
+                        Problem::NotUsed { kind: kind.name() },
+                    ));
+                }
+            }
+            if kind != RawKind::Expr {
+                if let Some(clear) = &o.clear {
+                    return Err(self.invalid(
+                        clear.span(),
+                        "override.clear",
+                        Problem::NotUsed { kind: kind.name() },
+                    ));
+                }
+            }
+            let condition = match (kind, &o.when, &o.clear) {
+                (RawKind::Expr, Some(when), clear) => {
+                    let when = self.expr(when, "override.when")?;
+                    let clear = match clear.as_ref().or(base_clear) {
+                        Some(clear) => Some(self.expr(clear, "override.clear")?),
+                        None => None,
+                    };
+                    Some(Condition::Expr { when, clear })
+                }
+                (RawKind::Expr, None, Some(clear)) => {
+                    return Err(self.invalid(
+                        clear.span(),
+                        "override.when",
+                        Problem::Missing {
+                            kind: "overrides that replace `clear`",
+                        },
+                    ))
+                }
+                _ => None,
+            };
+            let guard = match (kind, &o.when) {
+                (RawKind::Absence, Some(when)) => Some(self.guard(when, "override.when")?),
+                _ => None,
+            };
+            if let Some(action) = &o.action {
+                if let Action::Order { category, .. } = action.get_ref() {
+                    if !is_identifier(category, false) {
+                        return Err(self.invalid(
+                            action.span(),
+                            "override.action.order.category",
+                            Problem::BadOrderCategory {
+                                category: category.clone(),
+                            },
+                        ));
+                    }
+                }
+            }
+            let escalations = match &o.escalate {
+                None => None,
+                Some(_) if kind == RawKind::Absence => {
+                    return Err(self.invalid(
+                        item.span(),
+                        "override.escalate",
+                        Problem::NotUsed { kind: "absence" },
+                    ))
+                }
+                Some(list) => Some(self.escalations(Some(list), "override.escalate.when")?),
+            };
+            overrides.push(Override {
+                selector: Selector {
+                    townships: o.townships.clone(),
+                    villages: o.villages.clone(),
+                    vulnerable: o.vulnerable,
+                    tags: o.tags.clone(),
+                },
+                condition,
+                guard,
+                hold_for: o.hold_for.as_ref().map(|d| d.0),
+                clear_for: o.clear_for.as_ref().map(|d| d.0),
+                severity: o.severity,
+                action: o.action.as_ref().map(|a| a.get_ref().clone()),
+                escalations,
+            });
+        }
+        Ok(overrides)
+    }
+
+    fn rule(&mut self, raw: RawRule, raw_span: Range<usize>) -> Result<Rule, RuleError> {
         if !is_identifier(raw.id.get_ref(), true) {
             return Err(self.invalid(
                 raw.id.span(),
@@ -186,6 +592,37 @@ impl Checker<'_> {
                 "clear_for",
                 raw.clear_for.as_ref().map(Spanned::span),
             )?;
+            not_used(
+                raw.escalate.is_some(),
+                "escalate",
+                raw.escalate
+                    .as_ref()
+                    .and_then(|l| l.first())
+                    .map(Spanned::span),
+            )?;
+        }
+        if kind != RawKind::Expr {
+            not_used(
+                raw.clear.is_some(),
+                "clear",
+                raw.clear.as_ref().map(Spanned::span),
+            )?;
+        }
+        if kind != RawKind::Expr && kind != RawKind::Absence {
+            not_used(
+                raw.when.is_some(),
+                "when",
+                raw.when.as_ref().map(Spanned::span),
+            )?;
+        }
+        let guard = match (kind, &raw.when) {
+            (RawKind::Absence, Some(when)) => Some(self.guard(when, "when")?),
+            _ => None,
+        };
+        let escalations = self.escalations(raw.escalate.as_ref(), "escalate.when")?;
+        let overrides = self.overrides(raw.overrides.as_ref(), kind, raw.clear.as_ref())?;
+        if overrides.len() > 250 {
+            return Err(self.invalid(raw_span.clone(), "override", Problem::TooManyOverrides));
         }
 
         let condition = match kind {
@@ -209,6 +646,21 @@ impl Checker<'_> {
                 }
                 Condition::Absence
             }
+            RawKind::Expr => {
+                let when = raw.when.as_ref().ok_or_else(|| {
+                    self.invalid(
+                        raw.kind.span(),
+                        "when",
+                        Problem::Missing { kind: kind_name },
+                    )
+                })?;
+                let when = self.expr(when, "when")?;
+                let clear = match &raw.clear {
+                    Some(clear) => Some(self.expr(clear, "clear")?),
+                    None => None,
+                };
+                Condition::Expr { when, clear }
+            }
         };
 
         if let Action::Order { category, .. } = raw.action.get_ref() {
@@ -227,11 +679,14 @@ impl Checker<'_> {
             id: raw.id.into_inner(),
             description: raw.description,
             condition,
+            guard,
             applies_to,
             hold_for: hold_for.unwrap_or(Duration::ZERO),
             clear_for: clear_for.unwrap_or(Duration::ZERO),
             severity: raw.severity.into_inner(),
             action: raw.action.into_inner(),
+            escalations,
+            overrides,
         })
     }
 
@@ -361,6 +816,71 @@ impl Checker<'_> {
             clear: clear_value,
         })
     }
+}
+
+/// The byte offset in the file of byte `offset` of a TOML string's content, given the span of
+/// the string token (quotes included). Handles basic and literal strings, single and
+/// multi-line, and escapes, so an expression error points at the right column.
+fn expression_offset(text: &str, span: Range<usize>, offset: usize) -> usize {
+    let Some(raw) = text.get(span.clone()) else {
+        return span.start;
+    };
+    let (quote_len, literal) = if raw.starts_with("\"\"\"") {
+        (3, false)
+    } else if raw.starts_with("'''") {
+        (3, true)
+    } else if raw.starts_with('\'') {
+        (1, true)
+    } else {
+        (1, false)
+    };
+    let mut position = quote_len.min(raw.len());
+    if quote_len == 3 {
+        if raw[position..].starts_with("\r\n") {
+            position += 2;
+        } else if raw[position..].starts_with('\n') {
+            position += 1;
+        }
+    }
+    if literal {
+        return span.start + (position + offset).min(raw.len());
+    }
+    let mut decoded = 0;
+    let bytes = raw.as_bytes();
+    while decoded < offset && position < raw.len() {
+        if bytes[position] == b'\\' {
+            let escape_len = match bytes.get(position + 1) {
+                Some(b'u') => 6,
+                Some(b'U') => 10,
+                Some(b' ' | b'\t' | b'\n' | b'\r') => {
+                    // Line-ending backslash: it and the whitespace after it decode to nothing.
+                    position += 1;
+                    while position < raw.len()
+                        && matches!(bytes[position], b' ' | b'\t' | b'\n' | b'\r')
+                    {
+                        position += 1;
+                    }
+                    continue;
+                }
+                _ => 2,
+            };
+            let decoded_len = if escape_len > 2 {
+                raw.get(position + 2..position + escape_len)
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .and_then(char::from_u32)
+                    .map_or(1, char::len_utf8)
+            } else {
+                1
+            };
+            position += escape_len;
+            decoded += decoded_len;
+        } else {
+            let width = raw[position..].chars().next().map_or(1, char::len_utf8);
+            position += width;
+            decoded += width;
+        }
+    }
+    span.start + position.min(raw.len())
 }
 
 /// 1 to 64 of `a-z`, `0-9`, `_` (and `-` when `allow_dash`).
@@ -709,8 +1229,152 @@ action = "alert"
         assert!(message.starts_with("rules/test.toml:2:6: "), "{message}");
         assert_eq!(
             error_of("rulez = 1\n"),
-            "rules/test.toml:1:1: field `rulez`: unknown field `rulez`, expected `rule`"
+            "rules/test.toml:1:1: field `rulez`: unknown field `rulez`, expected `rule` or `fleet`"
         );
+    }
+
+    const EXPR: &str = r#"[[rule]]
+id = "cold"
+kind = "expr"
+when = "indoor_temp_c < 14 and setpoint_c >= 16"
+clear = "indoor_temp_c > 16"
+for = "30m"
+severity = "major"
+action = "alert"
+"#;
+
+    #[test]
+    fn expression_rules_parse_with_escalations_and_overrides() {
+        let text = format!(
+            "{EXPR}\n[[rule.escalate]]\nwhen = \"indoor_temp_c < 10\"\nfor = \"10m\"\nseverity = \"critical\"\n\n[[rule.override]]\nvulnerable = true\nfor = \"15m\"\n"
+        );
+        let set = RuleSet::parse(&text, "t").expect("parses");
+        let rule = &set.rules()[0];
+        assert_eq!(rule.escalations.len(), 1);
+        assert_eq!(rule.overrides.len(), 1);
+        assert_eq!(rule.overrides[0].selector.vulnerable, Some(true));
+    }
+
+    #[test]
+    fn expression_errors_point_into_the_expression() {
+        let text = EXPR.replace("setpoint_c >= 16", "setpoint >= 16");
+        assert_eq!(
+            error_of(&text),
+            "rules/test.toml:4:32: rule \"cold\" field `when`: \"setpoint\" is not a canonical \
+             value name (did you mean setpoint_c?)"
+        );
+        let text = EXPR.replace("indoor_temp_c > 16\"", "indoor_temp_c > \"");
+        let message = error_of(&text);
+        assert!(
+            message.starts_with("rules/test.toml:5:26: rule \"cold\" field `clear`: expected "),
+            "{message}"
+        );
+        let text = EXPR.replace("indoor_temp_c < 14 and ", "indoor_temp_c + 14 and ");
+        let message = error_of(&text);
+        assert!(
+            message.starts_with(
+                "rules/test.toml:4:9: rule \"cold\" field `when`: expected true or false"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn expression_positions_survive_escapes_and_multi_line_strings() {
+        let text = EXPR.replace(
+            "when = \"indoor_temp_c < 14 and setpoint_c >= 16\"",
+            "when = \"\"\"\nindoor_temp_c < 14\nand \\u0073etpoint >= 16\"\"\"",
+        );
+        let message = error_of(&text);
+        // The escape \u0073 is 6 characters in the file for one in the expression.
+        assert!(
+            message.starts_with("rules/test.toml:6:5: rule \"cold\" field `when`: \"setpoint\""),
+            "{message}"
+        );
+        let text = EXPR.replace(
+            "when = \"indoor_temp_c < 14 and setpoint_c >= 16\"",
+            "when = 'indoor_temp_c < 14 and avg(flow_temp_c, 1x) > 3'",
+        );
+        let message = error_of(&text);
+        assert!(message.starts_with("rules/test.toml:4:50: "), "{message}");
+    }
+
+    #[test]
+    fn expr_rules_need_when_and_simple_rules_refuse_it() {
+        let text = EXPR.replace("when = \"indoor_temp_c < 14 and setpoint_c >= 16\"\n", "");
+        assert_eq!(
+            error_of(&text),
+            "rules/test.toml:3:8: rule \"cold\" field `when`: expr rules need this field"
+        );
+        let text = COLD.replace(
+            "below = 14.0",
+            "below = 14.0\nclear = \"indoor_temp_c > 3\"",
+        );
+        assert_eq!(
+            error_of(&text),
+            "rules/test.toml:6:9: rule \"indoor_cold\" field `clear`: threshold rules do not use \
+             this field"
+        );
+    }
+
+    #[test]
+    fn absence_guards_refuse_windowed_functions() {
+        let text = r#"[[rule]]
+id = "frost_silence"
+kind = "absence"
+when = "avg(outdoor_temp_c, 1h) < 0"
+for = "30m"
+severity = "critical"
+action = "alert"
+"#;
+        let message = error_of(text);
+        assert!(
+            message.starts_with(
+                "rules/test.toml:4:9: rule \"frost_silence\" field `when`: the `when` of an \
+                 absence rule"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn fleet_rules_are_checked() {
+        let fleet = r#"
+[[fleet]]
+id = "outage"
+group = "village"
+members = "cold"
+share = 0.3
+min_devices = 5
+within = "5m"
+grace = "30m"
+explains = ["cold"]
+severity = "critical"
+action = { order = { category = "power_supply", priority = "urgent" } }
+"#;
+        let set = RuleSet::parse(&format!("{EXPR}{fleet}"), "t").expect("parses");
+        assert_eq!(set.fleet()[0].clear_share, 0.15);
+        let text = format!(
+            "{EXPR}{}",
+            fleet.replace("members = \"cold\"", "members = \"offline\"")
+        );
+        assert_eq!(
+            error_of(&text),
+            "rules/test.toml:13:11: rule \"outage\" field `members`: no rule has the id \"offline\""
+        );
+        let text = format!("{EXPR}{}", fleet.replace("share = 0.3", "share = 1.5"));
+        assert!(error_of(&text).contains("field `share`: 1.5 is not a share"));
+        let text = format!(
+            "{EXPR}{}",
+            fleet.replace("min_devices = 5", "min_devices = 1")
+        );
+        assert!(error_of(&text)
+            .contains("field `min_devices`: a fleet rule needs groups of at least 2"));
+        let text = format!(
+            "{EXPR}{}",
+            fleet.replace("id = \"outage\"", "id = \"cold\"")
+        );
+        assert!(error_of(&text).contains("rule id \"cold\" is already used by the rule at line 1"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Validated rules and rule sets, and the vocabulary they share with transitions (severity,
-//! action, priority).
+//! Validated rules and rule sets (with escalation levels and per-group overrides), and the
+//! vocabulary they share with transitions (severity, action, priority).
 
 use std::time::Duration;
 
@@ -8,6 +8,10 @@ use wire::DeviceKind;
 
 use crate::condition::Condition;
 use crate::error::RuleError;
+use crate::expr::Expr;
+use crate::fleet::FleetRule;
+use crate::window::SeriesTable;
+use crate::DeviceInfo;
 
 /// How bad an alert is, from least to most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -68,6 +72,9 @@ pub struct Rule {
     pub description: String,
     /// What the rule watches.
     pub condition: Condition,
+    /// For an absence rule: a condition on the device's last reading that must hold for the
+    /// silence to count (e.g. `outdoor_temp_c < 0` for "offline in frost"). `when` in the file.
+    pub guard: Option<Expr>,
     /// Device kinds the rule applies to; never empty (all kinds when the file says nothing).
     pub applies_to: Vec<DeviceKind>,
     /// How long the condition must hold before the rule fires (`for` in the file). For an
@@ -79,6 +86,122 @@ pub struct Rule {
     pub severity: Severity,
     /// What to do when it fires.
     pub action: Action,
+    /// Higher severities within the same episode (`[[rule.escalate]]`), in file order.
+    pub escalations: Vec<EscalationLevel>,
+    /// Per-device-group variants (`[[rule.override]]`); the first that matches a device wins.
+    pub overrides: Vec<Override>,
+}
+
+/// A higher severity the episode escalates to when its own condition holds for its `for`.
+/// It can also open the episode directly (a dangerous condition need not wait for the base
+/// rule's `for`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationLevel {
+    /// The condition of this level.
+    pub when: Expr,
+    /// How long it must hold.
+    pub hold_for: Duration,
+    /// The severity of the episode once at this level.
+    pub severity: Severity,
+    /// A new work-order priority at this level (orders only).
+    pub priority: Option<Priority>,
+}
+
+impl EscalationLevel {
+    /// [`EscalationLevel::hold_for`] in milliseconds.
+    pub fn hold_for_ms(&self) -> i64 {
+        duration_ms(self.hold_for)
+    }
+}
+
+/// Which devices an override is for. Every criterion given must match; a device that is not
+/// registered matches no override.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selector {
+    /// Township ids; empty: any.
+    pub townships: Vec<String>,
+    /// Village names; empty: any.
+    pub villages: Vec<String>,
+    /// Vulnerable households only (`true`) or the others (`false`).
+    pub vulnerable: Option<bool>,
+    /// Device tags (groups); the device must carry one of them; empty: any.
+    pub tags: Vec<String>,
+}
+
+impl Selector {
+    /// Whether a registered device matches.
+    pub fn matches(&self, device: &DeviceInfo) -> bool {
+        let township_ok = self.townships.is_empty()
+            || device
+                .township
+                .as_ref()
+                .is_some_and(|t| self.townships.contains(t));
+        let village_ok = self.villages.is_empty()
+            || device
+                .village
+                .as_ref()
+                .is_some_and(|v| self.villages.contains(v));
+        let vulnerable_ok = self.vulnerable.is_none_or(|v| v == device.vulnerable);
+        let tags_ok = self.tags.is_empty() || device.tags.iter().any(|t| self.tags.contains(t));
+        township_ok && village_ok && vulnerable_ok && tags_ok
+    }
+}
+
+/// A variant of a rule for some devices. Fields left `None` are the rule's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub selector: Selector,
+    /// Replaces the condition (expression rules: `when` / `clear`).
+    pub condition: Option<Condition>,
+    /// Replaces the guard of an absence rule (`when`).
+    pub guard: Option<Expr>,
+    pub hold_for: Option<Duration>,
+    pub clear_for: Option<Duration>,
+    pub severity: Option<Severity>,
+    pub action: Option<Action>,
+    pub escalations: Option<Vec<EscalationLevel>>,
+}
+
+/// The fields of a rule as they apply to one device (the rule itself or one of its overrides).
+#[derive(Debug, Clone, Copy)]
+pub struct Effective<'a> {
+    pub condition: &'a Condition,
+    pub guard: Option<&'a Expr>,
+    pub hold_for: Duration,
+    pub clear_for: Duration,
+    pub severity: Severity,
+    pub action: &'a Action,
+    pub escalations: &'a [EscalationLevel],
+}
+
+impl Effective<'_> {
+    pub fn hold_for_ms(&self) -> i64 {
+        duration_ms(self.hold_for)
+    }
+
+    pub fn clear_for_ms(&self) -> i64 {
+        duration_ms(self.clear_for)
+    }
+
+    /// Severity and action at escalation level `level` (0: the rule's own).
+    pub fn at_level(&self, level: u8) -> (Severity, Action) {
+        match level
+            .checked_sub(1)
+            .and_then(|i| self.escalations.get(usize::from(i)))
+        {
+            None => (self.severity, self.action.clone()),
+            Some(escalation) => {
+                let action = match (self.action, escalation.priority) {
+                    (Action::Order { category, .. }, Some(priority)) => Action::Order {
+                        category: category.clone(),
+                        priority,
+                    },
+                    (action, _) => action.clone(),
+                };
+                (escalation.severity, action)
+            }
+        }
+    }
 }
 
 impl Rule {
@@ -96,23 +219,67 @@ impl Rule {
     pub fn clear_for_ms(&self) -> i64 {
         duration_ms(self.clear_for)
     }
+
+    /// The variant for a device: 0 for the rule itself, `i + 1` for override `i`.
+    pub fn variant_for(&self, device: Option<&DeviceInfo>) -> u8 {
+        let Some(device) = device else { return 0 };
+        self.overrides
+            .iter()
+            .position(|o| o.selector.matches(device))
+            .map_or(0, |i| u8::try_from(i + 1).unwrap_or(0))
+    }
+
+    /// The fields in force for variant `variant` (see [`Rule::variant_for`]).
+    pub fn effective(&self, variant: u8) -> Effective<'_> {
+        let base = Effective {
+            condition: &self.condition,
+            guard: self.guard.as_ref(),
+            hold_for: self.hold_for,
+            clear_for: self.clear_for,
+            severity: self.severity,
+            action: &self.action,
+            escalations: &self.escalations,
+        };
+        let Some(o) = variant
+            .checked_sub(1)
+            .and_then(|i| self.overrides.get(usize::from(i)))
+        else {
+            return base;
+        };
+        Effective {
+            condition: o.condition.as_ref().unwrap_or(base.condition),
+            guard: o.guard.as_ref().or(base.guard),
+            hold_for: o.hold_for.unwrap_or(base.hold_for),
+            clear_for: o.clear_for.unwrap_or(base.clear_for),
+            severity: o.severity.unwrap_or(base.severity),
+            action: o.action.as_ref().unwrap_or(base.action),
+            escalations: o.escalations.as_deref().unwrap_or(base.escalations),
+        }
+    }
 }
 
-fn duration_ms(duration: Duration) -> i64 {
+pub(crate) fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A validated set of rules with unique ids, in file order.
+/// A validated set of rules with unique ids, in file order, with its fleet rules and the
+/// windowed series its expressions use.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    fleet: Vec<FleetRule>,
+    series: SeriesTable,
 }
 
 impl RuleSet {
     /// Parses and validates a rule file. `origin` names the text in error messages (usually
     /// the file path).
     pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
-        crate::parse::parse_rules(text, origin).map(|rules| RuleSet { rules })
+        crate::parse::parse_rules(text, origin).map(|(rules, fleet, series)| RuleSet {
+            rules,
+            fleet,
+            series,
+        })
     }
 
     /// The default pack, [`crate::DEFAULT_RULES`]. An error here is a bug in this crate (a test
@@ -136,6 +303,26 @@ impl RuleSet {
         self.rules.iter().position(|rule| rule.id == id)
     }
 
+    /// The fleet rules in file order.
+    pub fn fleet(&self) -> &[FleetRule] {
+        &self.fleet
+    }
+
+    /// The windowed series the rules' expressions use.
+    pub fn series(&self) -> &SeriesTable {
+        &self.series
+    }
+
+    /// The longest correlation window of the fleet rules that explain `rule_id`: device
+    /// transitions of that rule are held this long in event time before they are emitted.
+    pub fn correlation_ms(&self, rule_id: &str) -> Option<i64> {
+        self.fleet
+            .iter()
+            .filter(|f| f.explains.iter().any(|e| e == rule_id))
+            .map(FleetRule::within_ms)
+            .max()
+    }
+
     /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
@@ -150,16 +337,37 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::condition::Direction;
 
     #[test]
     fn default_pack_parses_with_the_documented_rules() {
         let set = RuleSet::default_pack().expect("default pack parses");
         let ids: Vec<&str> = set.rules().iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["device_fault", "indoor_cold", "offline"]);
+        assert_eq!(
+            ids,
+            [
+                "device_fault",
+                "gas_fault",
+                "protection_trips",
+                "indoor_cold",
+                "capacity_shortfall",
+                "freeze_risk",
+                "offline_in_frost",
+                "boiler_pressure_low",
+                "boiler_pressure_falling",
+                "ignition_retries",
+                "gas_pressure_low",
+                "cop_degraded",
+                "short_cycling",
+                "defrost_excessive",
+                "sensor_implausible",
+                "sensor_stuck",
+                "offline"
+            ]
+        );
+        let fleet: Vec<&str> = set.fleet().iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(fleet, ["village_power_outage", "village_gas_supply"]);
 
         let fault = set.get("device_fault").expect("present");
-        assert_eq!(fault.condition, Condition::Fault { categories: vec![] });
         assert_eq!(fault.hold_for, Duration::ZERO);
         assert_eq!(
             fault.action,
@@ -168,17 +376,23 @@ mod tests {
                 priority: Priority::High
             }
         );
+        assert_eq!(fault.escalations.len(), 1);
 
         let cold = set.get("indoor_cold").expect("present");
-        match &cold.condition {
-            Condition::Threshold(t) => {
-                assert_eq!(t.value, "indoor_temp_c");
-                assert_eq!(t.direction, Direction::Below);
-                assert_eq!((t.trigger, t.clear), (14.0, 16.0));
-            }
-            other => panic!("indoor_cold is {other:?}"),
-        }
+        assert_eq!(cold.condition.kind_name(), "expr");
         assert_eq!(cold.hold_for, Duration::from_secs(30 * 60));
+        assert_eq!(cold.escalations[0].severity, Severity::Critical);
+        let vulnerable = DeviceInfo {
+            vulnerable: true,
+            ..DeviceInfo::default()
+        };
+        let variant = cold.variant_for(Some(&vulnerable));
+        assert_eq!(variant, 1);
+        assert_eq!(
+            cold.effective(variant).hold_for,
+            Duration::from_secs(15 * 60)
+        );
+        assert_eq!(cold.variant_for(Some(&DeviceInfo::default())), 0);
         assert_eq!(
             cold.applies_to,
             [DeviceKind::HeatPump, DeviceKind::GasBoiler]
@@ -189,6 +403,8 @@ mod tests {
         assert_eq!(offline.hold_for_ms(), 15 * 60 * 1000);
         assert_eq!(offline.action, Action::AlertOnly);
         assert_eq!(offline.severity, Severity::Major);
+        assert_eq!(set.correlation_ms("indoor_cold"), Some(10 * 60 * 1000));
+        assert_eq!(set.correlation_ms("device_fault"), None);
     }
 
     #[test]

@@ -7,12 +7,15 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use wire::{DeviceId, DeviceKind};
+use wire::{DeviceId, DeviceKind, Telemetry};
 
-use crate::engine::EngineStats;
+use crate::engine::{DeviceInfo, EngineStats};
+use crate::fleet::FleetSnapshot;
+use crate::window::SeriesState;
 
-/// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// The snapshot format this build writes. It reads format 1 too (every later field has a
+/// default).
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// The state of one rule for one device. Kept small: the engine holds one per device × rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +36,14 @@ pub enum AlertState {
         /// Event time of the first reading of an unbroken run meeting the clear condition.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clear_since_ms: Option<i64>,
+        /// Escalation level (0: the rule's own severity; `i` : its `i`-th escalation).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        level: u8,
     },
+}
+
+fn is_zero(level: &u8) -> bool {
+    *level == 0
 }
 
 /// Everything the engine knows about one device.
@@ -50,6 +60,36 @@ pub struct DeviceSnapshot {
     /// State of every rule that is not idle, by rule id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub alerts: BTreeMap<String, AlertState>,
+    /// Pending timers of escalation levels, by rule id (index 0 is the first escalation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub escalation_timers: BTreeMap<String, Vec<Option<i64>>>,
+    /// Absence rules whose `when` held at the device's last reading.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<String>,
+    /// Newest timestamp received (absence is judged from it); `last_ts_ms` when missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_ts_ms: Option<i64>,
+    /// No reading was evaluated yet (all are buffered): `last_seq` means nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nothing_evaluated: bool,
+    /// Readings waiting in the reorder buffer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buffered: Vec<Telemetry>,
+    /// Windowed series state, in the layout named by [`Snapshot::series`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesState>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registered {
+    pub device_id: DeviceId,
+    #[serde(flatten)]
+    pub info: DeviceInfo,
 }
 
 /// The whole engine state. Serialise it with any serde format (the gateway uses JSON).
@@ -63,6 +103,15 @@ pub struct Snapshot {
     pub stats: EngineStats,
     /// Every device seen, in device id order.
     pub devices: Vec<DeviceSnapshot>,
+    /// Keys of the windowed series, in the order of each device's series state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<String>,
+    /// Registered devices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registry: Vec<Registered>,
+    /// Fleet correlation state: queued items, groups, suppressed episodes.
+    #[serde(default)]
+    pub fleet: FleetSnapshot,
 }
 
 #[cfg(test)]
@@ -80,6 +129,7 @@ mod tests {
         let firing = AlertState::Firing {
             fired_at_ms: 5,
             clear_since_ms: None,
+            level: 0,
         };
         let json = serde_json::to_string(&firing).expect("serialises");
         assert_eq!(json, r#"{"state":"firing","fired_at_ms":5}"#);

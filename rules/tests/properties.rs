@@ -399,3 +399,339 @@ proptest! {
         prop_assert_eq!(straight.snapshot(), second.snapshot());
     }
 }
+
+/// Tokens that expressions are made of, plus noise.
+fn expression_texts() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        prop::sample::select(vec![
+            "indoor_temp_c",
+            "flow_temp_c",
+            "water_pressure_bar",
+            "running",
+            "defrost_active",
+            "setpoint_c",
+            "fault",
+            "vulnerable",
+            "room_temp",
+            "true",
+            "false",
+        ])
+        .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "min(",
+            "max(",
+            "avg(",
+            "count(",
+            "rate(",
+            "slope_per_day(",
+            "hours_to(",
+            "starts(",
+            "increase(",
+            "share(",
+            "trips(",
+            "cop(",
+            "cop_ratio(",
+            "fault_in(",
+            "present(",
+            "abs(",
+            "nope(",
+        ])
+        .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "<",
+            "<=",
+            ">",
+            ">=",
+            "==",
+            "!=",
+            "+",
+            "-",
+            "*",
+            "/",
+            "and",
+            "or",
+            "not",
+            "(",
+            ")",
+            ",",
+            " ",
+            "\"water_flow\"",
+            "\"x\"",
+            "1h",
+            "30m",
+            "0s",
+            "3d",
+            "1h30m",
+            "5mi",
+            "1e400",
+            "-0",
+            "\"",
+        ])
+        .prop_map(str::to_owned),
+        (-1.0e6..1.0e6f64).prop_map(|n| n.to_string()),
+        ".{0,3}",
+    ];
+    prop::collection::vec(token, 0..24).prop_map(|tokens| tokens.join(" "))
+}
+
+/// A well-formed expression over derived values, so evaluation (not only parsing) is covered.
+fn valid_expressions() -> impl Strategy<Value = String> {
+    let value = prop::sample::select(vec![
+        "indoor_temp_c",
+        "flow_temp_c",
+        "water_pressure_bar",
+        "running",
+        "outdoor_temp_c",
+    ]);
+    let window = prop::sample::select(vec!["1ms", "10s", "5m", "1h", "3d", "31d"]);
+    let term = (value, window, 0usize..12, -100.0..100.0f64).prop_map(|(v, w, f, n)| match f {
+        0 => format!("min({v}, {w}) < {n}"),
+        1 => format!("max({v}, {w}) >= {n}"),
+        2 => format!("avg({v}, {w}) / {n} > 1"),
+        3 => format!("rate({v}, {w}) < {n}"),
+        4 => format!("hours_to({v}, {n}, {w}) < 72"),
+        5 => format!("starts({v}, {w}) - increase({v}, {w}) >= {n}"),
+        6 => format!("share({v}, {w}) > 0.25 * share(running, {w})"),
+        7 => format!("trips({w}) + trips({w}, \"water_flow\") >= {n}"),
+        8 => format!("cop({w}) < {n} or cop_ratio({w}) < 0.75"),
+        9 => format!("slope_per_day({v}, {w}) < -{n}"),
+        10 => format!("count({v}, {w}) == 0 and present({v})"),
+        _ => format!("not fault_in(\"overheat\") and abs({v}) != {n}"),
+    });
+    prop::collection::vec(term, 1..4).prop_map(|terms| terms.join(" and "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn expressions_never_panic_on_any_text_or_reading(
+        text in prop_oneof![expression_texts(), valid_expressions()],
+        readings in prop::collection::vec((timestamps(), values(), faults()), 0..30),
+    ) {
+        let mut table = rules::window::SeriesTable::default();
+        let Ok(expr) = rules::Expr::compile(&text, &mut table) else {
+            return Ok(());
+        };
+        let mut state = table.new_state();
+        let mut dense = vec![f64::NAN; wire::values::CANONICAL.len()];
+        for (ts, values, fault) in readings {
+            dense.iter_mut().for_each(|v| *v = f64::NAN);
+            for (name, value) in &values {
+                if let Some(index) = rules::expr::canonical_index(name) {
+                    dense[usize::from(index)] = *value;
+                }
+            }
+            let fault = fault.map(|f| (f.code, f.category));
+            table.update(&mut state, ts, &dense, fault);
+            let context = rules::expr::Context {
+                values: &dense,
+                fault: fault.map(|(_, c)| c),
+                vulnerable: ts % 2 == 0,
+                series: &table,
+                state: &state,
+            };
+            let _ = expr.eval(&context);
+            let _ = expr.describe(&context);
+        }
+    }
+
+    #[test]
+    fn rule_files_never_panic_and_errors_have_a_position(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), ".{0,4}"), 0..6),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut text = rules::DEFAULT_RULES.to_owned();
+        for (at, insert) in edits {
+            let mut position = at.index(text.len() + 1);
+            while !text.is_char_boundary(position) {
+                position -= 1;
+            }
+            text.insert_str(position, &insert);
+        }
+        let mut end = cut.index(text.len() + 1);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if let Err(error) = RuleSet::parse(&text[..end], "edited.toml") {
+            let message = error.to_string();
+            prop_assert!(message.starts_with("edited.toml:"), "{}", message);
+            prop_assert!(error.location().line >= 1 && error.location().column >= 1);
+        }
+    }
+}
+
+/// Six registered devices in one village (enough for the village fleet rules), readings with
+/// the values the default pack reads.
+fn village_timelines() -> impl Strategy<Value = Timeline> {
+    let event = (
+        0usize..6,
+        0..12 * MINUTE,
+        prop::option::of(5.0..25.0f64),
+        prop::option::of(prop::sample::select(vec![
+            FaultCategory::WaterFlow,
+            FaultCategory::IgnitionFailure,
+            FaultCategory::GasSupply,
+        ])),
+        prop::option::of(0.0..1.0f64),
+        0u8..12,
+    );
+    (prop::collection::vec(event, 0..120), 0..90 * MINUTE).prop_map(|(events, tail)| {
+        let mut now = T0;
+        let mut seqs = [0u64; 6];
+        let mut out = Vec::new();
+        for (device, gap, indoor, fault, watermark_at, flags) in events {
+            let watermark = watermark_at.map(|f| now + ((gap as f64) * f) as i64);
+            now += gap / 4;
+            let Some(seq) = seqs.get_mut(device) else {
+                continue;
+            };
+            *seq += 1;
+            let kind = if device >= 3 {
+                DeviceKind::GasBoiler
+            } else {
+                DeviceKind::HeatPump
+            };
+            let mut values = BTreeMap::from([
+                ("setpoint_c".to_owned(), if flags == 0 { 5.0 } else { 20.0 }),
+                ("outdoor_temp_c".to_owned(), -5.0),
+                ("running".to_owned(), f64::from(flags % 2)),
+            ]);
+            if let Some(indoor) = indoor {
+                values.insert("indoor_temp_c".to_owned(), indoor);
+            }
+            out.push((
+                watermark.map(|w| w.min(now)),
+                Telemetry {
+                    v: wire::SCHEMA_VERSION,
+                    device_id: DeviceId::parse(&format!("v-{device}")).expect("valid"),
+                    ts_ms: now,
+                    seq: *seq,
+                    profile: "prop".into(),
+                    kind,
+                    values,
+                    fault: fault.filter(|_| flags < 8).map(|category| Fault {
+                        code: 1,
+                        category,
+                        text: String::new(),
+                    }),
+                    extra: BTreeMap::new(),
+                },
+            ));
+        }
+        Timeline {
+            events: out,
+            final_watermark: now + tail,
+        }
+    })
+}
+
+fn village_engine(lateness_ms: u64) -> Engine {
+    let config = rules::EngineConfig {
+        lateness: std::time::Duration::from_millis(lateness_ms),
+        ..rules::EngineConfig::default()
+    };
+    let mut engine = Engine::with_config(RuleSet::default_pack().expect("parses"), config);
+    for device in 0..6 {
+        engine.register_device(
+            DeviceId::parse(&format!("v-{device}")).expect("valid"),
+            rules::DeviceInfo {
+                kind: Some(if device >= 3 {
+                    DeviceKind::GasBoiler
+                } else {
+                    DeviceKind::HeatPump
+                }),
+                township: Some("yanqing".into()),
+                village: Some("dongguan".into()),
+                vulnerable: device == 0,
+                tags: Vec::new(),
+            },
+        );
+    }
+    engine
+}
+
+/// Everything an engine emitted, in one canonical order, as JSON lines.
+fn canonical_outcome(outcome: &rules::Outcome) -> Vec<String> {
+    let mut lines: Vec<String> = outcome
+        .transitions
+        .iter()
+        .map(|t| serde_json::to_string(t).unwrap_or_default())
+        .chain(
+            outcome
+                .escalations
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap_or_default()),
+        )
+        .chain(
+            outcome
+                .incidents
+                .iter()
+                .map(|i| serde_json::to_string(i).unwrap_or_default()),
+        )
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn take(into: &mut rules::Outcome, more: rules::Outcome) {
+    into.transitions.extend(more.transitions);
+    into.escalations.extend(more.escalations);
+    into.incidents.extend(more.incidents);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn fleet_correlation_and_reordering_do_not_depend_on_batching_or_restarts(
+        timeline in village_timelines(),
+        lateness in prop::sample::select(vec![0u64, 60_000, 180_000]),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        // Live: each watermark is advanced just before the reading it precedes, with a restart
+        // (snapshot, JSON, restore) at a random point.
+        let cut = cut.index(timeline.events.len() + 1);
+        let mut live = village_engine(lateness);
+        let mut live_out = rules::Outcome::default();
+        for (index, (watermark, reading)) in timeline.events.iter().enumerate() {
+            if index == cut {
+                let json = serde_json::to_string(&live.snapshot()).expect("serialises");
+                let snapshot: Snapshot = serde_json::from_str(&json).expect("parses");
+                live = Engine::restore_with_config(live.rules().clone(), live.config(), snapshot);
+            }
+            if let Some(watermark) = watermark {
+                take(&mut live_out, live.advance_watermark(*watermark));
+            }
+            take(&mut live_out, live.process(reading));
+        }
+        take(&mut live_out, live.advance_watermark(timeline.final_watermark));
+
+        // Batch: every reading first, then the same watermarks.
+        let mut batch = village_engine(lateness);
+        let mut batch_out = rules::Outcome::default();
+        for (_, reading) in &timeline.events {
+            take(&mut batch_out, batch.process(reading));
+        }
+        for (watermark, _) in &timeline.events {
+            if let Some(watermark) = watermark {
+                take(&mut batch_out, batch.advance_watermark(*watermark));
+            }
+        }
+        take(&mut batch_out, batch.advance_watermark(timeline.final_watermark));
+
+        let (live_lines, batch_lines) = (canonical_outcome(&live_out), canonical_outcome(&batch_out));
+        let only_live: Vec<&String> = live_lines.iter().filter(|l| !batch_lines.contains(l)).collect();
+        let only_batch: Vec<&String> = batch_lines.iter().filter(|l| !live_lines.contains(l)).collect();
+        prop_assert!(
+            live_lines == batch_lines,
+            "live only: {:#?}\nbatch only: {:#?}",
+            only_live,
+            only_batch
+        );
+        let mut open = BTreeMap::new();
+        let mut ordered = live_out.transitions.clone();
+        ordered.sort_by(|a, b| rules::engine::transition_key(a).cmp(&rules::engine::transition_key(b)));
+        check_episodes(&mut open, &ordered)?;
+    }
+}

@@ -15,10 +15,17 @@
 //! - [`SimError`]: everything that can stop a simulation from starting or a call from working.
 
 pub mod api;
+pub mod bench;
+pub mod climate;
 pub mod fleet;
+pub mod load;
+pub mod mix;
 pub mod modbus;
 pub mod model;
 pub mod rng;
+pub mod scenario;
+pub mod score;
+pub mod technician;
 pub mod sim;
 
 use std::net::SocketAddr;

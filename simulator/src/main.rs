@@ -1,5 +1,7 @@
-//! The `simulator` binary: starts a simulated fleet and its HTTP control API, prints one JSON
-//! ready line on stdout, and runs until SIGINT or SIGTERM. Logs go to stderr.
+//! The `simulator` binary. `serve` starts a simulated fleet over Modbus TCP and its HTTP control
+//! API, prints one JSON ready line on stdout, and runs until SIGINT or SIGTERM. `bench winter`
+//! runs the whole system through a simulated winter and prints the 未诉先办 score card. Logs and
+//! progress go to stderr.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +29,65 @@ struct Cli {
 enum Command {
     /// Serve a simulated fleet until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Benchmarks of the whole system.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// A Yanqing winter through a spawned gateway: does our order come before the resident's call?
+    Winter(WinterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WinterArgs {
+    /// Number of households (one edge box and one MQTT connection each).
+    #[arg(long)]
+    households: usize,
+    /// Simulated days.
+    #[arg(long)]
+    days: f64,
+    /// Seed of the fleet, weather, faults, residents and technicians.
+    #[arg(long)]
+    seed: u64,
+    /// Scenario mix file (TOML); default: the shipped default mix (simulator/mixes/default.toml).
+    #[arg(long)]
+    mix: Option<PathBuf>,
+    /// Simulated seconds per wall-clock second (e.g. 60, 600), or `max`.
+    #[arg(long, default_value = "max")]
+    speed: simulator::bench::Speed,
+    /// Write the report (run facts and score card) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The gateway executable (default: `gateway` next to this executable).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Rule file for the gateway (default: its built-in pack).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Folder of register-map profiles (default: the four shipped ones, built in).
+    #[arg(long)]
+    profiles: Option<PathBuf>,
+    /// Folder for the gateway's config, database, registry and log (default: a temporary
+    /// folder, removed after a successful run).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the work folder after a successful run.
+    #[arg(long)]
+    keep_work_dir: bool,
+    /// How far the gateway's event-time watermark trails the newest reading.
+    #[arg(long, default_value = "2m", value_parser = simulator::parse_duration)]
+    lateness: Duration,
+    /// How often the gateway advances its watermark (wall time).
+    #[arg(long, default_value = "50ms", value_parser = simulator::parse_duration)]
+    tick: Duration,
+    /// RUST_LOG filter of the gateway process.
+    #[arg(long, default_value = "warn")]
+    gateway_log: String,
+    /// How often progress is logged (wall time).
+    #[arg(long, default_value = "5s", value_parser = simulator::parse_duration)]
+    progress_every: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,7 +138,69 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Bench(BenchCommand::Winter(args)) => bench_winter(args).await,
     }
+}
+
+async fn bench_winter(args: WinterArgs) -> anyhow::Result<()> {
+    let gateway_bin = match args.gateway_bin {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("cannot find this executable's folder")?
+            .parent()
+            .map(|dir| dir.join("gateway"))
+            .context("this executable has no folder")?,
+    };
+    let mut options = simulator::bench::BenchOptions::new(
+        args.households,
+        args.days,
+        args.seed,
+        gateway_bin,
+    )
+    .context("cannot prepare the bench")?;
+    if let Some(path) = &args.mix {
+        options.mix = simulator::mix::Mix::load(path).context("cannot load the mix")?;
+    }
+    if let Some(dir) = &args.profiles {
+        options.profiles = simulator::load_profiles(dir).context("cannot load the profiles")?;
+    }
+    options.speed = args.speed;
+    options.rules = args.rules;
+    options.work_dir = args.work_dir;
+    options.keep_work_dir = args.keep_work_dir;
+    options.lateness = args.lateness;
+    options.tick = args.tick;
+    options.gateway_log = args.gateway_log;
+    options.progress_every = args.progress_every;
+    let report = simulator::bench::run_winter(options)
+        .await
+        .context("the winter bench failed")?;
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report).context("cannot encode the report")?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        tracing::info!(path = %path.display(), "report written");
+    }
+    let run = &report.run;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "simulator bench winter: {} households x {} days, seed {}, mix {:?}, speed {}",
+        run.households, run.days, run.seed, run.mix, run.speed
+    )?;
+    writeln!(
+        stdout,
+        "  {} readings published ({} accepted by the gateway) in {:.1} s wall: {:.0} readings/s, {:.0}x simulated time; {} barriers",
+        run.readings_published,
+        run.readings_accepted,
+        run.wall_seconds,
+        run.readings_per_second,
+        run.achieved_speed,
+        run.barriers
+    )?;
+    write!(stdout, "{}", report.score.table())?;
+    stdout.flush()?;
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,10 +1,20 @@
-//! The physical model of one household, stepped in simulated time: a Yanqing winter outside,
-//! a single-zone house (`C dT/dt = Q_heat - UA (T_in - T_out)`), and a heat pump or a gas boiler
-//! with its thermostat, water circuit, counters and sensors, plus injectable faults.
+//! The physical model of one household, stepped in simulated time: a single-zone house
+//! (`C dT/dt = Q_heat - UA (1 + k·wind) (T_in - T_out)`) under a Yanqing winter (see
+//! [`crate::climate`]), and a heat pump or a gas boiler with its thermostat (night set-back,
+//! away mode), water circuit, counters, protections and sensors, plus faults.
+//!
+//! Faults come in two ways. [`House::inject`] latches a brand fault code at once (the control
+//! API and the demo use it). [`House::start`] starts a physical [`Degradation`] whose
+//! symptoms grow out of the model: a refrigerant leak lowers capacity and COP and raises the
+//! discharge temperature until the low-pressure switch locks the unit out; a fouled filter
+//! raises the flow-return difference until high-pressure trips lock it out; a sealed-circuit
+//! leak lowers the water pressure until the boiler locks out; a failing flow switch trips
+//! three times in an hour and locks out. Three protection trips within an hour always lock
+//! the unit out, as real controllers do. Supply (mains power, gas pressure) is set from outside.
 //!
 //! The model does no IO and reads no clock: time is whatever the caller steps it to, so tests
 //! run a simulated week in milliseconds. It outputs canonical values (see [`wire::values`]);
-//! the Modbus layer quantises them through the household's register-map profile.
+//! the Modbus layer and the load publisher quantise them through the household's profile.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,75 +23,47 @@ use edge_agent::profile::Profile;
 use wire::values as v;
 use wire::{DeviceKind, Fault, FaultCategory};
 
+pub use crate::climate::{
+    Climate, ColdWave, Weather, COLDEST_LOCAL_HOUR, LOCAL_UTC_OFFSET_S, WINTER_AMPLITUDE_C,
+    WINTER_DAY_SPREAD_C, WINTER_MEAN_C,
+};
 use crate::fleet::HouseholdSpec;
 use crate::rng::Rng;
 
-/// Mean outdoor temperature of a Yanqing winter day, °C (January mean -8.8 °C).
-pub const WINTER_MEAN_C: f64 = -8.0;
-/// Half the day-night swing, K.
-pub const WINTER_AMPLITUDE_C: f64 = 6.0;
-/// Largest day-to-day deviation of the daily mean, K (cold waves and mild spells).
-pub const WINTER_DAY_SPREAD_C: f64 = 4.0;
-/// Local hour of the coldest moment of the day.
-pub const COLDEST_LOCAL_HOUR: f64 = 5.0;
-/// Beijing time is UTC+8.
-pub const LOCAL_UTC_OFFSET_S: f64 = 8.0 * 3600.0;
 /// Thermostat hysteresis band (on below set point - half, off above set point + half), K.
 pub const THERMOSTAT_BAND_K: f64 = 0.5;
-
-/// Outdoor air temperature over time, shared by the whole district.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Climate {
-    mode: ClimateMode,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum ClimateMode {
-    Constant(f64),
-    YanqingWinter { seed: u64 },
-}
-
-impl Climate {
-    /// A Yanqing winter: a daily sinusoid around [`WINTER_MEAN_C`] with amplitude
-    /// [`WINTER_AMPLITUDE_C`], coldest at 05:00 Beijing time, and a seeded daily-mean deviation
-    /// of up to [`WINTER_DAY_SPREAD_C`] that changes smoothly from day to day.
-    pub fn yanqing_winter(seed: u64) -> Climate {
-        Climate {
-            mode: ClimateMode::YanqingWinter { seed },
-        }
-    }
-
-    /// The same outdoor temperature at every moment (for experiments and tests).
-    pub fn constant(outdoor_c: f64) -> Climate {
-        Climate {
-            mode: ClimateMode::Constant(outdoor_c),
-        }
-    }
-
-    /// The district outdoor temperature at `unix_s` (seconds since 1970, UTC).
-    pub fn outdoor_temp_c(&self, unix_s: f64) -> f64 {
-        match self.mode {
-            ClimateMode::Constant(c) => c,
-            ClimateMode::YanqingWinter { seed } => {
-                let local_s = unix_s + LOCAL_UTC_OFFSET_S;
-                let hour = (local_s / 3600.0).rem_euclid(24.0);
-                let diurnal = -WINTER_AMPLITUDE_C
-                    * (std::f64::consts::TAU * (hour - COLDEST_LOCAL_HOUR) / 24.0).cos();
-                // Day deviations are anchored at local noon and blended smoothly in between.
-                let days = local_s / 86_400.0 - 0.5;
-                let day = days.floor();
-                let fraction = days - day;
-                let blend = fraction * fraction * (3.0 - 2.0 * fraction);
-                let deviation = |day: f64| {
-                    Rng::derive(seed, day as i64 as u64)
-                        .uniform(-WINTER_DAY_SPREAD_C, WINTER_DAY_SPREAD_C)
-                };
-                let offset = deviation(day) * (1.0 - blend) + deviation(day + 1.0) * blend;
-                WINTER_MEAN_C + diurnal + offset
-            }
-        }
-    }
-}
+/// Extra heat loss per m/s of wind (draughts through old windows and doors), per unit.
+pub const WIND_LOSS_PER_M_S: f64 = 0.02;
+/// Night set-back runs from this local hour...
+pub const NIGHT_FROM_LOCAL_HOUR: f64 = 22.0;
+/// ...to this local hour.
+pub const NIGHT_TO_LOCAL_HOUR: f64 = 6.0;
+/// A protection trip stops the unit for this long before it restarts by itself, s.
+pub const PROTECTION_TRIP_S: f64 = 180.0;
+/// This many protection trips within [`LOCKOUT_WINDOW_S`] lock the unit out.
+pub const LOCKOUT_TRIPS: usize = 3;
+/// See [`LOCKOUT_TRIPS`], s.
+pub const LOCKOUT_WINDOW_S: f64 = 3600.0;
+/// A heat pump trips on high pressure when its flow-return difference exceeds this, K.
+pub const HEAT_PUMP_TRIP_DELTA_T_K: f64 = 14.0;
+/// A heat pump trips on discharge overheat at this discharge temperature, °C.
+pub const DISCHARGE_TRIP_C: f64 = 110.0;
+/// Below this share of its refrigerant charge the low-pressure switch locks a heat pump out.
+pub const LOW_CHARGE_LOCKOUT: f64 = 0.55;
+/// A boiler locks out below this circuit water pressure, bar.
+pub const BOILER_LOW_PRESSURE_LOCKOUT_BAR: f64 = 0.6;
+/// A boiler cannot light below this gas supply pressure, mbar.
+pub const GAS_MIN_IGNITION_MBAR: f64 = 13.0;
+/// A boiler's gas-supply fault clears once the supply is back above this, mbar.
+pub const GAS_RECOVERED_MBAR: f64 = 15.0;
+/// What an open (broken) NTC sensor reads, °C.
+pub const SENSOR_OPEN_READING_C: f64 = -40.0;
+/// What a short-circuited NTC sensor reads, °C.
+pub const SENSOR_SHORT_READING_C: f64 = 120.0;
+/// Lowest refrigerant charge a leak reaches (the rest stays in the oil), share.
+const MIN_CHARGE: f64 = 0.2;
+/// Lowest share of nominal water flow a fouled filter leaves.
+const MIN_FILTER_FLOW: f64 = 0.15;
 
 /// Heating capacity of the nominal heat pump at an outdoor temperature, W: about 9 kW at 7 °C
 /// falling linearly to about 5.5 kW at -20 °C (clamped outside -25..15 °C).
@@ -101,6 +83,17 @@ pub fn heat_pump_cop(outdoor_c: f64) -> f64 {
 /// against the expansion vessel as it warms (about 0.008 bar/K above 20 °C).
 pub fn boiler_water_pressure_bar(cold_fill_bar: f64, water_c: f64) -> f64 {
     cold_fill_bar + 0.008 * (water_c - 20.0)
+}
+
+/// Share of nominal capacity a heat pump keeps with this share of its refrigerant charge:
+/// 1 at full charge, falling linearly to 0 at 30 % charge.
+pub fn charge_capacity_factor(charge: f64) -> f64 {
+    ((charge - 0.3) / 0.7).clamp(0.0, 1.0)
+}
+
+/// Share of nominal COP a heat pump keeps with this share of its refrigerant charge.
+pub fn charge_cop_factor(charge: f64) -> f64 {
+    0.5 + 0.5 * charge_capacity_factor(charge)
 }
 
 /// Saturation pressure of R32-like refrigerant at a temperature, bar (a fit good to ~5 %
@@ -127,8 +120,10 @@ const BOILER_ROOM_GAIN_W_PER_K: f64 = 1500.0;
 const DEFROST_RANGE_C: std::ops::RangeInclusive<f64> = -7.0..=5.0;
 /// Length of one defrost cycle, s.
 const DEFROST_DURATION_S: f64 = 300.0;
-/// The installer sizes a heat pump for this indoor-outdoor difference, K.
+/// The installer sizes a heat pump for this indoor-outdoor difference, K...
 const HEAT_PUMP_DESIGN_DIFFERENCE_K: f64 = 42.0;
+/// ...with this margin for windy nights.
+const HEAT_PUMP_SIZING_MARGIN: f64 = 1.15;
 /// Supply voltage times power factor, for the compressor current, V.
 const SUPPLY_VOLT_AMPERE_PER_W: f64 = 220.0 * 0.92;
 
@@ -136,11 +131,11 @@ const SUPPLY_VOLT_AMPERE_PER_W: f64 = 220.0 * 0.92;
 #[derive(Debug, Clone, PartialEq)]
 pub struct HouseParams {
     pub kind: DeviceKind,
-    /// Heat-loss coefficient UA, W/K.
+    /// Heat-loss coefficient UA in still air, W/K.
     pub heat_loss_w_per_k: f64,
     /// Thermal capacity C, J/K.
     pub thermal_capacity_j_per_k: f64,
-    /// Initial thermostat set point, °C.
+    /// Initial thermostat (comfort) set point, °C.
     pub setpoint_c: f64,
     /// Local outdoor temperature offset against the district climate, K.
     pub outdoor_offset_c: f64,
@@ -187,10 +182,79 @@ pub fn brand_code(profile: &Profile, category: FaultCategory) -> u32 {
         .unwrap_or(1)
 }
 
+/// How a temperature sensor fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorFailure {
+    /// Broken wire: the NTC reads very cold ([`SENSOR_OPEN_READING_C`]).
+    Open,
+    /// Short circuit: the NTC reads very hot ([`SENSOR_SHORT_READING_C`]).
+    Short,
+}
+
+/// A physical fault started with [`House::start`]; it lasts until [`House::clear`] (the
+/// technician's repair).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Degradation {
+    /// The unit locks out at once with the brand's code for the category.
+    Lockout(FaultCategory),
+    /// The water-flow switch opens while running: a protection trip every 10-25 minutes of
+    /// running, so the third trip within an hour locks the unit out.
+    FlowSwitch,
+    /// Worn ignition electrode: each burner start needs retries (the counter climbs faster).
+    IgnitionWear,
+    /// The burner fails to light three times and locks out.
+    IgnitionFailure,
+    /// The flow-water sensor fails; the controller shows a sensor fault and stops.
+    Sensor(SensorFailure),
+    /// The heat pump loses this share of its refrigerant charge per day.
+    RefrigerantLeak { charge_per_day: f64 },
+    /// The sealed heating circuit loses this much cold fill pressure per day, bar.
+    WaterLeak { bar_per_day: f64 },
+    /// The Y-filter clogs: the water flow falls by this share of nominal per day.
+    FouledFilter { flow_per_day: f64 },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct ActiveFault {
     category: FaultCategory,
     code: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Trip {
+    fault: ActiveFault,
+    left_s: f64,
+}
+
+/// The unit's physical condition; healthy by default.
+#[derive(Debug, Clone, PartialEq)]
+struct Health {
+    refrigerant_charge: f64,
+    charge_loss_per_s: f64,
+    filter_flow: f64,
+    fouling_per_s: f64,
+    fill_loss_bar_per_s: f64,
+    flow_switch_faulty: bool,
+    /// Running seconds until the faulty flow switch trips next.
+    flow_trip_in_s: f64,
+    ignition_wear: bool,
+    sensor: Option<SensorFailure>,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            refrigerant_charge: 1.0,
+            charge_loss_per_s: 0.0,
+            filter_flow: 1.0,
+            fouling_per_s: 0.0,
+            fill_loss_bar_per_s: 0.0,
+            flow_switch_faulty: false,
+            flow_trip_in_s: 0.0,
+            ignition_wear: false,
+            sensor: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -210,7 +274,10 @@ struct BoilerState {
     ignition_attempts: f64,
     flue_c: f64,
     dhw_c: f64,
+    /// Cold fill pressure now (a leak lowers it), bar.
     cold_fill_bar: f64,
+    /// Cold fill pressure the installer set (a repair refills to it), bar.
+    healthy_fill_bar: f64,
     supply_gas_mbar: f64,
 }
 
@@ -254,20 +321,40 @@ pub struct House {
     profile: Arc<Profile>,
     now_unix_s: f64,
     outdoor_c: f64,
+    wind_m_s: f64,
     indoor_c: f64,
     /// Flow-side water temperature of the heating circuit.
     water_c: f64,
-    setpoint_c: f64,
+    /// The resident's comfort set point (what a write changes).
+    comfort_setpoint_c: f64,
+    /// Night set-back depth, K (0: none).
+    night_setback_k: f64,
+    /// While the resident is away, the frost-protection set point they left.
+    away_setpoint_c: Option<f64>,
     /// The heater is producing heat (thermostat call, burner lit, compressor running).
     heater_on: bool,
     heat_output_w: f64,
     electric_power_w: f64,
     energy_kwh: f64,
     runtime_h: f64,
-    fault: Option<ActiveFault>,
+    /// Mains power reaches the house.
+    power_on: bool,
+    /// The village's gas supply pressure when it is not normal, mbar.
+    gas_supply_mbar: Option<f64>,
+    /// A latched fault: the unit stays off until repaired.
+    lockout: Option<ActiveFault>,
+    /// A protection trip: the unit restarts by itself when it ends.
+    trip: Option<Trip>,
+    /// Simulated times of recent protection trips.
+    recent_trips_s: Vec<f64>,
+    /// A supply fault the unit shows while the supply is out of range (gas pressure).
+    supply_fault: Option<ActiveFault>,
+    health: Health,
     heater: Heater,
     rng: Rng,
     noise: Vec<f64>,
+    defrost_cycles: u64,
+    trips_total: u64,
 }
 
 /// First-order lag: moves `value` toward `target` with time constant `tau_s` over `dt_s`.
@@ -281,6 +368,17 @@ fn heat_pump_flow_target_c(outdoor_c: f64) -> f64 {
     35.0 + (7.0 - outdoor_c).clamp(0.0, 27.0) * 10.0 / 27.0
 }
 
+/// Local (Beijing) hour of the day at a Unix time.
+pub fn local_hour(unix_s: f64) -> f64 {
+    ((unix_s + LOCAL_UTC_OFFSET_S) / 3600.0).rem_euclid(24.0)
+}
+
+/// True between [`NIGHT_FROM_LOCAL_HOUR`] and [`NIGHT_TO_LOCAL_HOUR`].
+pub fn is_night(unix_s: f64) -> bool {
+    let hour = local_hour(unix_s);
+    !(NIGHT_TO_LOCAL_HOUR..NIGHT_FROM_LOCAL_HOUR).contains(&hour)
+}
+
 impl House {
     /// A house in its heated steady state at `start_unix_s`.
     pub fn new(
@@ -290,11 +388,14 @@ impl House {
         start_unix_s: f64,
     ) -> House {
         let mut rng = Rng::derive(params.seed, 0x40_05E);
-        let outdoor_c = climate.outdoor_temp_c(start_unix_s) + params.outdoor_offset_c;
+        let weather = climate.weather(start_unix_s);
+        let outdoor_c = weather.outdoor_c + params.outdoor_offset_c;
         let indoor_c = params.setpoint_c + rng.uniform(-0.2, 0.2);
         let (heater, water_c, energy_kwh, runtime_h) = match params.kind {
             DeviceKind::HeatPump => {
-                let size_factor = (params.heat_loss_w_per_k * HEAT_PUMP_DESIGN_DIFFERENCE_K
+                let size_factor = (params.heat_loss_w_per_k
+                    * HEAT_PUMP_DESIGN_DIFFERENCE_K
+                    * HEAT_PUMP_SIZING_MARGIN
                     / heat_pump_capacity_w(-20.0))
                 .max(1.0);
                 let water_c = heat_pump_flow_target_c(outdoor_c);
@@ -314,12 +415,14 @@ impl House {
                 )
             }
             DeviceKind::GasBoiler => {
+                let fill = rng.uniform(1.25, 1.45);
                 let state = BoilerState {
                     modulation: BOILER_MIN_MODULATION,
                     ignition_attempts: rng.uniform(500.0, 15_000.0).round(),
                     flue_c: 55.0,
                     dhw_c: 48.0,
-                    cold_fill_bar: rng.uniform(1.25, 1.45),
+                    cold_fill_bar: fill,
+                    healthy_fill_bar: fill,
                     supply_gas_mbar: 20.0 + rng.uniform(-0.4, 0.4),
                 };
                 (
@@ -331,25 +434,36 @@ impl House {
             }
         };
         let mut house = House {
-            setpoint_c: params.setpoint_c,
+            comfort_setpoint_c: params.setpoint_c,
             params,
             profile,
             now_unix_s: start_unix_s,
             outdoor_c,
+            wind_m_s: weather.wind_m_s,
             indoor_c,
             water_c,
+            night_setback_k: 0.0,
+            away_setpoint_c: None,
             heater_on: true,
             heat_output_w: 0.0,
             electric_power_w: 0.0,
             energy_kwh,
             runtime_h,
-            fault: None,
+            power_on: true,
+            gas_supply_mbar: None,
+            lockout: None,
+            trip: None,
+            recent_trips_s: Vec::new(),
+            supply_fault: None,
+            health: Health::default(),
             heater,
             rng,
             noise: vec![0.0; NOISE.len()],
+            defrost_cycles: 0,
+            trips_total: 0,
         };
         house.control(0.0);
-        house.draw_noise();
+        house.refresh_noise();
         house
     }
 
@@ -378,9 +492,21 @@ impl House {
         self.outdoor_c
     }
 
-    /// Current thermostat set point, °C.
+    /// The thermostat's current target: the away set point while the resident is away, else
+    /// the comfort set point lowered by the night set-back at night, °C.
     pub fn setpoint_c(&self) -> f64 {
-        self.setpoint_c
+        match self.away_setpoint_c {
+            Some(away) => away,
+            None if self.night_setback_k > 0.0 && is_night(self.now_unix_s) => {
+                self.comfort_setpoint_c - self.night_setback_k
+            }
+            None => self.comfort_setpoint_c,
+        }
+    }
+
+    /// The resident's comfort set point, °C.
+    pub fn comfort_setpoint_c(&self) -> f64 {
+        self.comfort_setpoint_c
     }
 
     /// True while the heater produces heat.
@@ -388,9 +514,63 @@ impl House {
         self.heater_on
     }
 
-    /// Thermal time constant C/UA of the house, s.
+    /// Thermal time constant C/UA of the house in still air, s.
     pub fn time_constant_s(&self) -> f64 {
         self.params.thermal_capacity_j_per_k / self.params.heat_loss_w_per_k
+    }
+
+    /// True when mains power reaches the house.
+    pub fn power_on(&self) -> bool {
+        self.power_on
+    }
+
+    /// Share of the heat pump's refrigerant charge left (1 for a boiler).
+    pub fn refrigerant_charge(&self) -> f64 {
+        self.health.refrigerant_charge
+    }
+
+    /// Share of nominal water flow the filter lets through.
+    pub fn filter_flow(&self) -> f64 {
+        self.health.filter_flow
+    }
+
+    /// Heat-pump defrost cycles started so far.
+    pub fn defrost_cycles(&self) -> u64 {
+        self.defrost_cycles
+    }
+
+    /// Protection trips so far.
+    pub fn trips_total(&self) -> u64 {
+        self.trips_total
+    }
+
+    /// Night set-back depth in K (0 switches it off).
+    pub fn set_night_setback(&mut self, depth_k: f64) {
+        self.night_setback_k = if depth_k.is_finite() {
+            depth_k.max(0.0)
+        } else {
+            0.0
+        };
+    }
+
+    /// The resident leaves with the thermostat on frost protection (`Some(set point)`), or
+    /// comes back (`None`).
+    pub fn set_away(&mut self, setpoint_c: Option<f64>) {
+        self.away_setpoint_c = setpoint_c
+            .filter(|s| s.is_finite())
+            .map(|s| s.clamp(SETPOINT_RANGE_C.0, SETPOINT_RANGE_C.1));
+    }
+
+    /// Mains power on or off. Without power the heater stops at once.
+    pub fn set_power(&mut self, on: bool) {
+        self.power_on = on;
+        self.control(0.0);
+    }
+
+    /// The village gas supply pressure (`None`: normal).
+    pub fn set_gas_supply(&mut self, mbar: Option<f64>) {
+        self.gas_supply_mbar = mbar.filter(|m| m.is_finite()).map(|m| m.max(0.0));
+        self.control(0.0);
     }
 
     /// Steps the model by `dt_s` simulated seconds under `climate`.
@@ -398,18 +578,31 @@ impl House {
         if !dt_s.is_finite() || dt_s <= 0.0 {
             return;
         }
+        let weather = climate.weather(self.now_unix_s + dt_s);
+        self.step_in(dt_s, weather);
+    }
+
+    /// Steps the model by `dt_s` simulated seconds, ending in `weather` (callers stepping many
+    /// houses in lockstep compute the district weather once per step).
+    pub fn step_in(&mut self, dt_s: f64, weather: Weather) {
+        if !dt_s.is_finite() || dt_s <= 0.0 {
+            return;
+        }
         self.now_unix_s += dt_s;
-        self.outdoor_c = climate.outdoor_temp_c(self.now_unix_s) + self.params.outdoor_offset_c;
+        self.outdoor_c = weather.outdoor_c + self.params.outdoor_offset_c;
+        self.wind_m_s = weather.wind_m_s.max(0.0);
         self.control(dt_s);
-        let loss_w = self.params.heat_loss_w_per_k * (self.indoor_c - self.outdoor_c);
+        let loss_w = self.params.heat_loss_w_per_k
+            * (1.0 + WIND_LOSS_PER_M_S * self.wind_m_s)
+            * (self.indoor_c - self.outdoor_c);
         self.indoor_c +=
             dt_s * (self.heat_output_w - loss_w) / self.params.thermal_capacity_j_per_k;
         self.update_circuit(dt_s);
+        self.protections(dt_s);
         self.energy_kwh += self.electric_power_w * dt_s / 3.6e6;
         if self.heater_on {
             self.runtime_h += dt_s / 3600.0;
         }
-        self.draw_noise();
     }
 
     /// Steps in increments of `step_s` while a whole step fits before `target_unix_s`, and
@@ -426,16 +619,40 @@ impl House {
         steps
     }
 
+    fn gas_supply_now(&self, boiler: &BoilerState) -> f64 {
+        self.gas_supply_mbar.unwrap_or(boiler.supply_gas_mbar)
+    }
+
     /// Decides whether the heater runs and how much heat and power it produces.
     fn control(&mut self, dt_s: f64) {
-        let faulted = self.fault.is_some();
+        if let Some(trip) = self.trip.as_mut() {
+            trip.left_s -= dt_s;
+            if trip.left_s <= 0.0 {
+                self.trip = None;
+            }
+        }
+        if let (Some(_), Heater::GasBoiler(boiler)) = (self.supply_fault, &self.heater) {
+            if self.gas_supply_now(boiler) >= GAS_RECOVERED_MBAR {
+                self.supply_fault = None;
+            }
+        }
+        let setpoint = self.setpoint_c();
+        let blocked = !self.power_on
+            || self.lockout.is_some()
+            || self.trip.is_some()
+            || self.supply_fault.is_some();
         let half_band = THERMOSTAT_BAND_K / 2.0;
-        let too_cold = self.indoor_c < self.setpoint_c - half_band;
-        let too_warm = self.indoor_c > self.setpoint_c + half_band;
+        let too_cold = self.indoor_c < setpoint - half_band;
+        let too_warm = self.indoor_c > setpoint + half_band;
         let was_on = self.heater_on;
+        let gas_now = match &self.heater {
+            Heater::GasBoiler(boiler) => self.gas_supply_now(boiler),
+            Heater::HeatPump(_) => 0.0,
+        };
+        let standby_w = |idle_w: f64, power_on: bool| if power_on { idle_w } else { 0.0 };
         match &mut self.heater {
             Heater::HeatPump(hp) => {
-                if faulted {
+                if blocked {
                     self.heater_on = false;
                     hp.defrost_left_s = 0.0;
                 } else if hp.defrost_left_s <= 0.0 {
@@ -446,15 +663,19 @@ impl House {
                         self.heater_on = false;
                     }
                 }
-                let capacity_w = heat_pump_capacity_w(self.outdoor_c) * hp.size_factor;
-                let cop = heat_pump_cop(self.outdoor_c);
+                let charge = self.health.refrigerant_charge;
+                let capacity_w = heat_pump_capacity_w(self.outdoor_c)
+                    * hp.size_factor
+                    * charge_capacity_factor(charge)
+                    * (0.75 + 0.25 * self.health.filter_flow);
+                let cop = heat_pump_cop(self.outdoor_c) * charge_cop_factor(charge);
                 if !self.heater_on {
                     self.heat_output_w = 0.0;
-                    self.electric_power_w = 12.0;
+                    self.electric_power_w = standby_w(12.0, self.power_on);
                 } else if hp.defrost_left_s > 0.0 {
                     hp.defrost_left_s -= dt_s;
                     self.heat_output_w = 0.0;
-                    self.electric_power_w = 0.5 * capacity_w / cop;
+                    self.electric_power_w = 0.5 * capacity_w.max(1500.0) / cop;
                     if hp.defrost_left_s <= 0.0 {
                         hp.defrost_left_s = 0.0;
                         hp.run_since_defrost_s = 0.0;
@@ -462,51 +683,73 @@ impl House {
                     }
                 } else {
                     self.heat_output_w = capacity_w;
-                    self.electric_power_w = capacity_w / cop;
+                    // The compressor keeps drawing power when the charge is low.
+                    self.electric_power_w = capacity_w.max(1500.0 * charge) / cop;
                     if DEFROST_RANGE_C.contains(&self.outdoor_c) {
                         hp.run_since_defrost_s += dt_s;
                         if hp.run_since_defrost_s >= hp.next_defrost_after_s {
                             hp.defrost_left_s = DEFROST_DURATION_S;
+                            self.defrost_cycles += 1;
                         }
                     }
                 }
             }
             Heater::GasBoiler(boiler) => {
-                if faulted {
+                if blocked {
                     self.heater_on = false;
                 } else if too_cold {
                     self.heater_on = true;
                 } else if too_warm {
                     self.heater_on = false;
                 }
+                if self.heater_on && gas_now < GAS_MIN_IGNITION_MBAR {
+                    // The burner cannot light (or loses its flame): three tries, then the
+                    // boiler shows a gas-supply fault until the pressure is back.
+                    boiler.ignition_attempts += 3.0;
+                    self.heater_on = false;
+                    let code = brand_code(&self.profile, FaultCategory::GasSupply);
+                    self.supply_fault = Some(ActiveFault {
+                        category: FaultCategory::GasSupply,
+                        code,
+                    });
+                }
                 if self.heater_on {
                     // Weather-compensated feed-forward plus a proportional room correction.
-                    let demand_w = self.params.heat_loss_w_per_k
-                        * (self.setpoint_c - self.outdoor_c)
-                        + BOILER_ROOM_GAIN_W_PER_K * (self.setpoint_c - self.indoor_c);
+                    let demand_w = self.params.heat_loss_w_per_k * (setpoint - self.outdoor_c)
+                        + BOILER_ROOM_GAIN_W_PER_K * (setpoint - self.indoor_c);
                     boiler.modulation =
                         (demand_w / BOILER_MAX_OUTPUT_W).clamp(BOILER_MIN_MODULATION, 1.0);
                     self.heat_output_w = boiler.modulation * BOILER_MAX_OUTPUT_W;
                     self.electric_power_w = 85.0 + 60.0 * boiler.modulation;
                     if !was_on {
-                        // Each burner start is one ignition; now and then it takes a retry.
+                        // Each burner start is one ignition; now and then it takes a retry,
+                        // and a worn electrode needs retries most of the time.
                         boiler.ignition_attempts += 1.0;
-                        if self.rng.chance(0.03) {
+                        let retry_chance = if self.health.ignition_wear { 0.7 } else { 0.03 };
+                        if self.rng.chance(retry_chance) {
+                            boiler.ignition_attempts += 1.0;
+                        }
+                        if self.health.ignition_wear && self.rng.chance(0.3) {
                             boiler.ignition_attempts += 1.0;
                         }
                     }
                 } else {
                     boiler.modulation = 0.0;
                     self.heat_output_w = 0.0;
-                    self.electric_power_w = 6.0;
+                    self.electric_power_w = standby_w(6.0, self.power_on);
                 }
             }
         }
     }
 
-    /// Moves the water circuit and the unit's internal temperatures toward their targets.
+    /// Moves the water circuit and the unit's internal temperatures toward their targets, and
+    /// lets degradations progress.
     fn update_circuit(&mut self, dt_s: f64) {
-        let fault = self.fault.map(|f| f.category);
+        let lockout = self.lockout.map(|f| f.category);
+        let health = &mut self.health;
+        health.refrigerant_charge =
+            (health.refrigerant_charge - health.charge_loss_per_s * dt_s).max(MIN_CHARGE);
+        health.filter_flow = (health.filter_flow - health.fouling_per_s * dt_s).max(MIN_FILTER_FLOW);
         match &mut self.heater {
             Heater::HeatPump(hp) => {
                 let defrosting = hp.defrost_left_s > 0.0;
@@ -516,9 +759,14 @@ impl House {
                     (false, _) => (self.indoor_c, 1800.0),
                 };
                 self.water_c = approach(self.water_c, water_target, water_tau, dt_s);
+                let delta_t = self.heat_output_w / (HEAT_PUMP_FLOW_W_PER_K * health.filter_flow);
                 let (discharge_target, discharge_tau) = match (self.heater_on, defrosting) {
                     (true, false) => (
-                        self.water_c + 22.0 + 0.8 * (7.0 - self.outdoor_c).max(0.0),
+                        self.water_c
+                            + 22.0
+                            + 0.8 * (7.0 - self.outdoor_c).max(0.0)
+                            + 60.0 * (1.0 - health.refrigerant_charge)
+                            + (delta_t - 5.0).max(0.0),
                         180.0,
                     ),
                     (true, true) => (self.water_c + 10.0, 120.0),
@@ -526,13 +774,21 @@ impl House {
                 };
                 hp.discharge_c = approach(hp.discharge_c, discharge_target, discharge_tau, dt_s);
                 let (coil_target, coil_tau) = match (self.heater_on, defrosting) {
-                    (true, false) => (self.outdoor_c - 6.0 - self.heat_output_w / 10_000.0, 60.0),
+                    (true, false) => (
+                        self.outdoor_c
+                            - 6.0
+                            - self.heat_output_w / 10_000.0
+                            - 8.0 * (1.0 - health.refrigerant_charge),
+                        60.0,
+                    ),
                     (true, true) => (8.0, 60.0),
                     (false, _) => (self.outdoor_c, 300.0),
                 };
                 hp.coil_c = approach(hp.coil_c, coil_target, coil_tau, dt_s);
             }
             Heater::GasBoiler(boiler) => {
+                boiler.cold_fill_bar =
+                    (boiler.cold_fill_bar - health.fill_loss_bar_per_s * dt_s).max(0.0);
                 let (water_target, water_tau) = if self.heater_on {
                     (55.0 + 10.0 * boiler.modulation, 180.0)
                 } else {
@@ -546,13 +802,92 @@ impl House {
                     (self.indoor_c, 600.0)
                 };
                 boiler.flue_c = approach(boiler.flue_c, flue_target, flue_tau, dt_s);
-                let dhw_target = if fault.is_some() { self.indoor_c } else { 48.0 };
+                let dhw_target = if lockout.is_some() || !self.power_on {
+                    self.indoor_c
+                } else {
+                    48.0
+                };
                 boiler.dhw_c = approach(boiler.dhw_c, dhw_target, 4.0 * 3600.0, dt_s);
             }
         }
     }
 
-    fn draw_noise(&mut self) {
+    /// The controller's protections: trips, and lockouts when the limits are far out.
+    fn protections(&mut self, dt_s: f64) {
+        if !self.power_on || self.lockout.is_some() || self.trip.is_some() {
+            return;
+        }
+        let mut trip = None;
+        match &self.heater {
+            Heater::HeatPump(hp) => {
+                if self.health.refrigerant_charge < LOW_CHARGE_LOCKOUT {
+                    self.latch(FaultCategory::LowPressure);
+                    return;
+                }
+                let pumping = self.heater_on && hp.defrost_left_s <= 0.0;
+                if pumping {
+                    let delta_t =
+                        self.heat_output_w / (HEAT_PUMP_FLOW_W_PER_K * self.health.filter_flow);
+                    if self.health.flow_switch_faulty {
+                        self.health.flow_trip_in_s -= dt_s;
+                        if self.health.flow_trip_in_s <= 0.0 {
+                            self.health.flow_trip_in_s = self.rng.uniform(600.0, 1500.0);
+                            trip = Some(FaultCategory::WaterFlow);
+                        }
+                    }
+                    if trip.is_none() && delta_t > HEAT_PUMP_TRIP_DELTA_T_K {
+                        trip = Some(FaultCategory::HighPressure);
+                    }
+                    if trip.is_none() && hp.discharge_c >= DISCHARGE_TRIP_C {
+                        trip = Some(FaultCategory::DischargeOverheat);
+                    }
+                }
+            }
+            Heater::GasBoiler(boiler) => {
+                let pressure = boiler_water_pressure_bar(boiler.cold_fill_bar, self.water_c);
+                if pressure < BOILER_LOW_PRESSURE_LOCKOUT_BAR {
+                    self.latch(FaultCategory::LowWaterPressure);
+                    return;
+                }
+            }
+        }
+        if let Some(category) = trip {
+            self.protection_trip(category);
+        }
+    }
+
+    /// A protection trip: the unit stops for [`PROTECTION_TRIP_S`] showing the category's
+    /// code; the [`LOCKOUT_TRIPS`]th trip within [`LOCKOUT_WINDOW_S`] locks it out instead.
+    fn protection_trip(&mut self, category: FaultCategory) {
+        let now = self.now_unix_s;
+        self.recent_trips_s
+            .retain(|&at| now - at < LOCKOUT_WINDOW_S);
+        self.recent_trips_s.push(now);
+        self.trips_total += 1;
+        if self.recent_trips_s.len() >= LOCKOUT_TRIPS {
+            self.latch(category);
+            return;
+        }
+        let code = brand_code(&self.profile, category);
+        self.trip = Some(Trip {
+            fault: ActiveFault { category, code },
+            left_s: PROTECTION_TRIP_S,
+        });
+        self.control(0.0);
+    }
+
+    /// Latches a lockout with the brand's code for `category`.
+    fn latch(&mut self, category: FaultCategory) -> u32 {
+        let code = brand_code(&self.profile, category);
+        self.lockout = Some(ActiveFault { category, code });
+        self.trip = None;
+        // The protection acts at once: no heat from this moment on.
+        self.control(0.0);
+        code
+    }
+
+    /// Draws fresh sensor noise (call before each read; between reads the sensors hold).
+    pub fn refresh_noise(&mut self) {
         for slot in &mut self.noise {
             *slot = self.rng.gaussian(1.0);
         }
@@ -561,34 +896,88 @@ impl House {
     /// Injects a fault: the brand's code for `category` (see [`brand_code`]) appears in the
     /// fault register and the heater stops, so the house cools. Returns the code.
     pub fn inject(&mut self, category: FaultCategory) -> u32 {
-        let code = brand_code(&self.profile, category);
-        self.fault = Some(ActiveFault { category, code });
-        // The protection trips at once: no heat from this moment on.
-        self.control(0.0);
-        code
+        self.latch(category)
     }
 
-    /// Clears the active fault (the technician's repair); returns whether one was active.
+    /// Starts a physical fault (see [`Degradation`]). Faults that do not apply to the unit's
+    /// kind (a refrigerant leak in a boiler) change nothing.
+    pub fn start(&mut self, degradation: Degradation) {
+        let per_day = |x: f64| if x.is_finite() { x.max(0.0) / 86_400.0 } else { 0.0 };
+        let is_boiler = matches!(self.heater, Heater::GasBoiler(_));
+        match degradation {
+            Degradation::Lockout(category) => {
+                self.latch(category);
+            }
+            Degradation::FlowSwitch => {
+                self.health.flow_switch_faulty = true;
+                self.health.flow_trip_in_s = self.rng.uniform(60.0, 600.0);
+            }
+            Degradation::IgnitionWear => self.health.ignition_wear = true,
+            Degradation::IgnitionFailure => {
+                if let Heater::GasBoiler(boiler) = &mut self.heater {
+                    boiler.ignition_attempts += 3.0;
+                }
+                self.latch(FaultCategory::IgnitionFailure);
+            }
+            Degradation::Sensor(failure) => {
+                self.health.sensor = Some(failure);
+                self.latch(FaultCategory::SensorFault);
+            }
+            Degradation::RefrigerantLeak { charge_per_day } if !is_boiler => {
+                self.health.charge_loss_per_s = per_day(charge_per_day);
+            }
+            Degradation::WaterLeak { bar_per_day } if is_boiler => {
+                self.health.fill_loss_bar_per_s = per_day(bar_per_day);
+            }
+            Degradation::FouledFilter { flow_per_day } if !is_boiler => {
+                self.health.fouling_per_s = per_day(flow_per_day);
+            }
+            Degradation::RefrigerantLeak { .. }
+            | Degradation::WaterLeak { .. }
+            | Degradation::FouledFilter { .. } => {}
+        }
+    }
+
+    /// The technician's repair: clears the lockout and any protection trip, and restores the
+    /// unit's health (refrigerant recharged, filter cleaned, circuit refilled, sensor and
+    /// electrode replaced). Returns whether anything was wrong. Supply faults are not the
+    /// technician's to clear.
     pub fn clear(&mut self) -> bool {
-        let was_active = self.fault.take().is_some();
+        let degraded = self.health != Health::default();
+        let was_faulty = self.lockout.take().is_some() | self.trip.take().is_some() | degraded;
+        self.recent_trips_s.clear();
+        self.health = Health::default();
+        if let Heater::GasBoiler(boiler) = &mut self.heater {
+            boiler.cold_fill_bar = boiler.healthy_fill_bar;
+        }
         self.control(0.0);
-        was_active
+        was_faulty
     }
 
-    /// The injected fault category, if any.
+    /// The latched (lockout) fault category, if any: what was injected or what a degradation
+    /// ended in.
     pub fn injected(&self) -> Option<FaultCategory> {
-        self.fault.map(|f| f.category)
+        self.lockout.map(|f| f.category)
     }
 
-    /// The active fault as an agent decodes it through the profile.
+    fn shown_fault(&self) -> Option<ActiveFault> {
+        self.lockout
+            .or(self.trip.map(|t| t.fault))
+            .or(self.supply_fault)
+    }
+
+    /// The fault the unit shows now (lockout, protection trip or supply fault) as an agent
+    /// decodes it through the profile.
     pub fn fault(&self) -> Option<Fault> {
-        self.fault.and_then(|f| self.profile.fault(f.code))
+        self.shown_fault()
+            .and_then(|f| self.profile.fault(f.code))
     }
 
-    /// Applies a remote write of a canonical value (only `setpoint_c` is writable).
+    /// Applies a remote write of a canonical value (only `setpoint_c` is writable); it sets
+    /// the comfort set point.
     pub fn write(&mut self, name: &str, value: f64) -> Result<(), WriteRefused> {
         Self::check_write(name, value)?;
-        self.setpoint_c = value;
+        self.comfort_setpoint_c = value;
         Ok(())
     }
 
@@ -609,27 +998,29 @@ impl House {
         Ok(())
     }
 
-    /// The canonical values the device's sensors and counters show now (with sensor noise,
-    /// not yet quantised).
+    /// The canonical values the device's sensors and counters show now (with the sensor
+    /// noise of the last [`House::refresh_noise`], not yet quantised).
     pub fn values(&self) -> BTreeMap<&'static str, f64> {
         let mut values = BTreeMap::new();
         let running = f64::from(u8::from(self.heater_on));
+        let shown = self.shown_fault();
+        let latched = self.lockout.map(|f| f.category);
         values.insert(v::INDOOR_TEMP_C, self.indoor_c);
         values.insert(v::OUTDOOR_TEMP_C, self.outdoor_c);
-        values.insert(v::SETPOINT_C, self.setpoint_c);
-        values.insert(v::FAULT_CODE, f64::from(self.fault.map_or(0, |f| f.code)));
+        values.insert(v::SETPOINT_C, self.setpoint_c());
+        values.insert(v::FAULT_CODE, f64::from(shown.map_or(0, |f| f.code)));
         values.insert(v::RUNNING, running);
         values.insert(v::ELECTRIC_POWER_W, self.electric_power_w);
         values.insert(v::HEAT_OUTPUT_W, self.heat_output_w);
         values.insert(v::FLOW_TEMP_C, self.water_c);
         values.insert(v::RUNTIME_H, self.runtime_h);
-        let fault = self.fault.map(|f| f.category);
         match &self.heater {
             Heater::HeatPump(hp) => {
                 let defrosting = self.heater_on && hp.defrost_left_s > 0.0;
                 let pumping = self.heater_on && !defrosting;
                 let return_c = if pumping {
-                    self.water_c - self.heat_output_w / HEAT_PUMP_FLOW_W_PER_K
+                    self.water_c
+                        - self.heat_output_w / (HEAT_PUMP_FLOW_W_PER_K * self.health.filter_flow)
                 } else {
                     self.water_c - 0.3
                 };
@@ -649,13 +1040,14 @@ impl House {
                 values.insert(v::COMPRESSOR_CURRENT_A, current);
                 values.insert(v::DISCHARGE_TEMP_C, hp.discharge_c);
                 values.insert(v::COIL_TEMP_C, hp.coil_c);
+                let starved = 8.0 * (1.0 - self.health.refrigerant_charge);
                 let (suction, discharge) = if self.heater_on {
                     (
-                        refrigerant_pressure_bar(hp.coil_c - 2.0),
+                        refrigerant_pressure_bar(hp.coil_c - 2.0 - starved),
                         refrigerant_pressure_bar(self.water_c + 5.0),
                     )
                 } else {
-                    let equalised = refrigerant_pressure_bar(hp.coil_c);
+                    let equalised = refrigerant_pressure_bar(hp.coil_c - starved);
                     (equalised, equalised)
                 };
                 values.insert(v::SUCTION_PRESSURE_BAR, suction);
@@ -680,21 +1072,23 @@ impl House {
                 values.insert(v::FAN_SPEED_RPM, fan);
                 values.insert(v::IGNITION_ATTEMPTS, boiler.ignition_attempts);
                 values.insert(v::FLUE_TEMP_C, boiler.flue_c);
-                let fill_bar = if fault == Some(FaultCategory::LowWaterPressure) {
-                    0.45
+                // An injected low-pressure lockout shows a low pressure as a real one would.
+                let fill_bar = if latched == Some(FaultCategory::LowWaterPressure) {
+                    boiler.cold_fill_bar.min(0.45)
                 } else {
                     boiler.cold_fill_bar
                 };
                 values.insert(
                     v::WATER_PRESSURE_BAR,
-                    boiler_water_pressure_bar(fill_bar, self.water_c),
+                    boiler_water_pressure_bar(fill_bar, self.water_c).max(0.0),
                 );
-                let gas = if fault == Some(FaultCategory::GasSupply) {
-                    8.0
+                let supply = self.gas_supply_now(boiler);
+                let gas = if latched == Some(FaultCategory::GasSupply) {
+                    supply.min(8.0)
                 } else {
-                    boiler.supply_gas_mbar - 1.0 * boiler.modulation
+                    supply - 1.0 * boiler.modulation
                 };
-                values.insert(v::GAS_PRESSURE_MBAR, gas);
+                values.insert(v::GAS_PRESSURE_MBAR, gas.max(0.0));
             }
         }
         for ((name, sigma), unit_noise) in NOISE.iter().zip(&self.noise) {
@@ -709,238 +1103,18 @@ impl House {
                 }
             }
         }
+        match self.health.sensor {
+            Some(SensorFailure::Open) => {
+                values.insert(v::FLOW_TEMP_C, SENSOR_OPEN_READING_C);
+            }
+            Some(SensorFailure::Short) => {
+                values.insert(v::FLOW_TEMP_C, SENSOR_SHORT_READING_C);
+            }
+            None => {}
+        }
         values
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fleet::Building;
-
-    fn profile(kind: DeviceKind) -> Arc<Profile> {
-        let file = match kind {
-            DeviceKind::HeatPump => "aurora-ashp.toml",
-            DeviceKind::GasBoiler => "huanre-boiler.toml",
-        };
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../profiles")
-            .join(file);
-        Arc::new(Profile::load(&path).expect("shipped profile"))
-    }
-
-    fn house(kind: DeviceKind, building: Building, climate: &Climate) -> House {
-        let params = HouseParams {
-            kind,
-            heat_loss_w_per_k: building.heat_loss_w_per_k(),
-            thermal_capacity_j_per_k: building.thermal_capacity_j_per_k(),
-            setpoint_c: 20.0,
-            outdoor_offset_c: 0.0,
-            seed: 99,
-        };
-        // 2026-01-15 00:00 Beijing time.
-        House::new(params, profile(kind), climate, 1_768_406_400.0)
-    }
-
-    #[test]
-    fn an_unheated_house_cools_toward_outdoor_with_time_constant_c_over_ua() {
-        let climate = Climate::constant(-10.0);
-        for kind in [DeviceKind::HeatPump, DeviceKind::GasBoiler] {
-            let mut house = house(kind, Building::OldBrick, &climate);
-            house.inject(FaultCategory::SensorFault);
-            assert!(!house.heating());
-            let start_c = house.indoor_temp_c();
-            let tau = house.time_constant_s();
-            house.advance_to(house.now_unix_s() + tau, 1.0, &climate);
-            let covered = (start_c - house.indoor_temp_c()) / (start_c - (-10.0));
-            let expected = 1.0 - (-1.0f64).exp();
-            assert!(
-                (covered - expected).abs() < 0.01,
-                "{kind:?}: covered {covered:.4} of the gap after one time constant, expected {expected:.4}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_heated_house_holds_its_set_point_within_one_kelvin_through_winter_days() {
-        let climate = Climate::yanqing_winter(2026);
-        for kind in [DeviceKind::HeatPump, DeviceKind::GasBoiler] {
-            for building in [
-                Building::OldBrick,
-                Building::Renovated,
-                Building::LargeCourtyard,
-            ] {
-                let mut house = house(kind, building, &climate);
-                let (mut coldest, mut warmest) = (f64::MAX, f64::MIN);
-                for _ in 0..(3 * 24 * 360) {
-                    house.step(10.0, &climate);
-                    coldest = coldest.min(house.indoor_temp_c());
-                    warmest = warmest.max(house.indoor_temp_c());
-                }
-                assert!(
-                    coldest >= 19.0 && warmest <= 21.0,
-                    "{kind:?} {building:?}: indoor ranged {coldest:.2}..{warmest:.2} °C"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn heat_pump_cop_and_capacity_fall_as_outdoor_temperature_falls() {
-        assert!((heat_pump_cop(7.0) - 3.5).abs() < 1e-9);
-        assert!((heat_pump_cop(-20.0) - 1.6).abs() < 1e-9);
-        assert!((heat_pump_capacity_w(-20.0) - 5500.0).abs() < 1e-9);
-        let mut last = f64::MAX;
-        for t in (-25..=15).rev() {
-            let cop = heat_pump_cop(f64::from(t));
-            assert!(cop < last || t > 14, "COP must fall: {t} °C gives {cop}");
-            last = cop;
-        }
-        // And the running model shows it: heat over electric power at mild and cold weather.
-        let cop_at = |outdoor: f64| {
-            let climate = Climate::constant(outdoor);
-            let mut house = house(DeviceKind::HeatPump, Building::OldBrick, &climate);
-            house.indoor_c = 18.0; // cold enough that the thermostat calls for heat
-            house.step(1.0, &climate);
-            let values = house.values();
-            values[v::HEAT_OUTPUT_W] / values[v::ELECTRIC_POWER_W]
-        };
-        let (mild, cold) = (cop_at(6.0), cop_at(-15.0));
-        assert!(
-            mild > cold + 1.0,
-            "COP {mild:.2} at 6 °C vs {cold:.2} at -15 °C"
-        );
-    }
-
-    #[test]
-    fn boiler_water_pressure_rises_with_water_temperature() {
-        assert!(boiler_water_pressure_bar(1.3, 60.0) > boiler_water_pressure_bar(1.3, 20.0));
-        let climate = Climate::constant(-8.0);
-        let mut house = house(DeviceKind::GasBoiler, Building::OldBrick, &climate);
-        house.advance_to(house.now_unix_s() + 3600.0, 1.0, &climate);
-        let hot = house.values();
-        house.inject(FaultCategory::IgnitionFailure);
-        house.advance_to(house.now_unix_s() + 6.0 * 3600.0, 1.0, &climate);
-        let cold = house.values();
-        assert!(
-            hot[v::FLOW_TEMP_C] > cold[v::FLOW_TEMP_C] + 20.0,
-            "the circuit cools without the burner"
-        );
-        assert!(
-            hot[v::WATER_PRESSURE_BAR] > cold[v::WATER_PRESSURE_BAR] + 0.15,
-            "{} bar hot vs {} bar cold",
-            hot[v::WATER_PRESSURE_BAR],
-            cold[v::WATER_PRESSURE_BAR]
-        );
-        assert!((1.2..=1.9).contains(&hot[v::WATER_PRESSURE_BAR]));
-    }
-
-    #[test]
-    fn an_injected_fault_shows_the_brand_code_and_clearing_resumes_heating() {
-        let climate = Climate::constant(-12.0);
-        let mut house = house(DeviceKind::HeatPump, Building::Renovated, &climate);
-        let code = house.inject(FaultCategory::WaterFlow);
-        assert_eq!(code, 1, "Aurora's water-flow code is E1");
-        let values = house.values();
-        assert_eq!(values[v::FAULT_CODE], 1.0);
-        assert_eq!(values[v::RUNNING], 0.0);
-        assert_eq!(values[v::HEAT_OUTPUT_W], 0.0);
-        assert_eq!(
-            house.fault().map(|f| f.category),
-            Some(FaultCategory::WaterFlow)
-        );
-        // Aurora has no ignition-failure code and no `other` code: fall back to 1.
-        assert_eq!(
-            brand_code(house.profile(), FaultCategory::IgnitionFailure),
-            1
-        );
-
-        house.advance_to(house.now_unix_s() + 3.0 * 3600.0, 1.0, &climate);
-        assert!(house.indoor_temp_c() < 19.0, "the house cooled");
-        assert!(house.clear());
-        house.step(1.0, &climate);
-        assert!(
-            house.heating(),
-            "the thermostat calls for heat after the repair"
-        );
-        assert_eq!(house.values()[v::FAULT_CODE], 0.0);
-    }
-
-    #[test]
-    fn heat_pumps_defrost_in_frosting_weather_only_and_briefly() {
-        for (outdoor, expect_defrost) in [(-2.0, true), (-15.0, false)] {
-            let climate = Climate::constant(outdoor);
-            let mut house = house(DeviceKind::HeatPump, Building::LargeCourtyard, &climate);
-            let (mut running_s, mut defrost_s) = (0.0, 0.0);
-            for _ in 0..(24 * 3600) {
-                house.step(1.0, &climate);
-                let values = house.values();
-                running_s += values[v::RUNNING];
-                defrost_s += values[v::DEFROST_ACTIVE];
-            }
-            if expect_defrost {
-                let share = defrost_s / running_s;
-                assert!((0.03..0.15).contains(&share), "defrost share {share:.3}");
-            } else {
-                assert_eq!(defrost_s, 0.0);
-            }
-        }
-    }
-
-    #[test]
-    fn boilers_count_an_ignition_per_burner_start() {
-        let climate = Climate::constant(0.0);
-        let mut house = house(DeviceKind::GasBoiler, Building::Renovated, &climate);
-        let before = house.values()[v::IGNITION_ATTEMPTS];
-        let mut starts = 0.0;
-        let mut was_on = house.heating();
-        for _ in 0..(12 * 3600) {
-            house.step(1.0, &climate);
-            if house.heating() && !was_on {
-                starts += 1.0;
-            }
-            was_on = house.heating();
-        }
-        let after = house.values()[v::IGNITION_ATTEMPTS];
-        assert!(
-            starts >= 3.0,
-            "a small load makes the burner cycle: {starts} starts"
-        );
-        assert!(after - before >= starts && after - before <= starts * 1.5 + 1.0);
-    }
-
-    #[test]
-    fn winter_climate_is_coldest_before_dawn_and_averages_about_minus_eight() {
-        let climate = Climate::yanqing_winter(5);
-        let midnight_local = 1_768_406_400.0; // 2026-01-15 00:00 UTC+8
-        let mut total = 0.0;
-        let samples = 30 * 24;
-        for hour in 0..samples {
-            total += climate.outdoor_temp_c(midnight_local + f64::from(hour) * 3600.0);
-        }
-        let mean = total / f64::from(samples);
-        assert!((mean - WINTER_MEAN_C).abs() < 2.0, "mean {mean:.2}");
-        let at = |h: f64| Climate::yanqing_winter(0).outdoor_temp_c(midnight_local + h * 3600.0);
-        assert!(at(5.0) < at(11.0) && at(5.0) < at(17.0) && at(5.0) < at(23.0));
-        assert_eq!(
-            climate.outdoor_temp_c(midnight_local),
-            climate.outdoor_temp_c(midnight_local)
-        );
-    }
-
-    #[test]
-    fn set_point_writes_are_bounded() {
-        let climate = Climate::constant(-5.0);
-        let mut house = house(DeviceKind::GasBoiler, Building::OldBrick, &climate);
-        assert!(house.write(v::SETPOINT_C, 22.5).is_ok());
-        assert_eq!(house.setpoint_c(), 22.5);
-        assert!(matches!(
-            house.write(v::SETPOINT_C, 80.0),
-            Err(WriteRefused::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            house.write(v::FAULT_CODE, 0.0),
-            Err(WriteRefused::NotWritable(_))
-        ));
-    }
-}
+mod tests;

@@ -413,9 +413,12 @@ impl Clock {
             }
             let target = self.start_unix_s + self.speed * wall_start.elapsed().as_secs_f64();
             for (index, household) in self.shared.households.iter().enumerate() {
-                household
-                    .model()
-                    .advance_to(target, self.step_s, &self.climate);
+                {
+                    let mut model = household.model();
+                    if model.advance_to(target, self.step_s, &self.climate) > 0 {
+                        model.refresh_noise();
+                    }
+                }
                 if index % 256 == 255 {
                     // Let Modbus and HTTP requests in between big batches.
                     tokio::task::yield_now().await;

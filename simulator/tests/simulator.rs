@@ -1,6 +1,9 @@
 //! Integration tests of the simulator: a started [`Simulation`] read over real Modbus TCP
 //! through every shipped profile, fault injection over Modbus and HTTP, and the binary's ready
-//! line, manifest and SIGTERM shutdown. Every wait polls a condition up to a deadline.
+//! line, manifest and SIGTERM shutdown; and (in `bench/`) `simulator bench winter` end to end
+//! against the real gateway. Every wait polls a condition up to a deadline.
+
+mod bench;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;

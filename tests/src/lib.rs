@@ -185,9 +185,12 @@ where
     }
 }
 
-/// GET a JSON document.
+/// The operator token the test gateways accept.
+pub const OPERATOR_TOKEN: &str = "e2e-operator-token-0123456789";
+
+/// GET a JSON document with the operator token.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
-    let response = client.get(url).send().await?;
+    let response = client.get(url).bearer_auth(OPERATOR_TOKEN).send().await?;
     let status = response.status();
     let body = response.text().await?;
     if !status.is_success() {
@@ -217,7 +220,10 @@ impl System {
         let dir = scratch_dir(test)?;
         std::fs::write(
             dir.join("gateway.toml"),
-            "[broker]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n[rules]\ntick = \"200ms\"\n",
+            format!(
+                "[broker]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n[rules]\ntick = \"200ms\"\n\n\
+                 [[api.tokens]]\nname = \"e2e\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n"
+            ),
         )?;
         let (gateway, ready) = Proc::start(
             "gateway",

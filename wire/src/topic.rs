@@ -24,6 +24,9 @@ pub enum TopicKind {
     Command,
     /// Acknowledgements of commands, from the edge agent.
     CommandAck,
+    /// New and changed work orders of a team (`{id}` is the team id), from the gateway, for
+    /// technicians' clients.
+    Orders,
 }
 
 impl TopicKind {
@@ -33,6 +36,7 @@ impl TopicKind {
             TopicKind::Status => "status",
             TopicKind::Command => "cmd",
             TopicKind::CommandAck => "cmd/ack",
+            TopicKind::Orders => "orders",
         }
     }
 }
@@ -55,7 +59,7 @@ pub enum TopicError {
     WrongRoot,
     #[error("topic has {levels} levels; expected {TOPIC_ROOT}/{{township}}/{{id}}/{{kind}}")]
     WrongShape { levels: usize },
-    #[error("topic kind {0:?} is not one of telemetry, status, cmd, cmd/ack")]
+    #[error("topic kind {0:?} is not one of telemetry, status, cmd, cmd/ack, orders")]
     UnknownKind(String),
     #[error("topic township: {0}")]
     Township(IdError),
@@ -92,6 +96,7 @@ impl Topic {
             [_, _, "status"] => TopicKind::Status,
             [_, _, "cmd"] => TopicKind::Command,
             [_, _, "cmd", "ack"] => TopicKind::CommandAck,
+            [_, _, "orders"] => TopicKind::Orders,
             [_, _, other] => return Err(TopicError::UnknownKind((*other).to_owned())),
             [_, _, a, b] => return Err(TopicError::UnknownKind(format!("{a}/{b}"))),
             _ => {
@@ -151,6 +156,7 @@ mod tests {
             TopicKind::Status,
             TopicKind::Command,
             TopicKind::CommandAck,
+            TopicKind::Orders,
         ] {
             let topic = Topic::new(township("yongning"), "yn-0001-hp", kind);
             assert_eq!(Topic::parse(&topic.to_string()), Ok(topic));

@@ -1,21 +1,36 @@
-//! The HTTP API (axum) under `/api/v1`: devices with their latest reading and status, alerts,
-//! work orders with their events; plus `/healthz` and Prometheus `/metrics`.
+//! The HTTP API (axum) under `/api/v1`, described by an OpenAPI document at
+//! `/api/v1/openapi.json` that is generated from the same handler declarations the router is
+//! built from (utoipa-axum), so the two cannot disagree. Plus `/healthz` and `/metrics`.
+//!
+//! Every `/api/v1` route except the OpenAPI document needs a bearer token (unless auth is
+//! disabled for the local demo); roles are checked per route and per order.
+
+mod console;
+mod fleet;
+mod orders;
+mod registry;
+mod reports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::auth::{Authenticator, Principal, Role};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::orders::store::{OrderEventRow, OrderFilter, OrderRow};
-use crate::orders::{OrderService, OrderState};
+use crate::orders::OrderService;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -23,6 +38,16 @@ pub struct ApiState {
     pub fleet: Arc<Fleet>,
     pub orders: OrderService,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<Authenticator>,
+    /// The history sink's counters, when it is enabled.
+    pub sink: Option<Arc<crate::sinks::influxdb::SinkStats>>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
 }
 
 /// An error answer: a status and a JSON `{"error": "..."}` body.
@@ -33,26 +58,47 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn not_found(message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::NOT_FOUND,
+            status,
             message: message.into(),
         }
     }
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+    pub fn internal(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "API request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the gateway log",
+        )
     }
 }
 
-impl<E: std::error::Error> From<E> for ApiError {
-    fn from(error: E) -> Self {
-        tracing::error!(%error, "API request failed");
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: "internal error; see the gateway log".into(),
+impl From<crate::orders::store::StoreError> for ApiError {
+    fn from(error: crate::orders::store::StoreError) -> Self {
+        Self::internal(&error)
+    }
+}
+
+impl From<crate::orders::OrderError> for ApiError {
+    fn from(error: crate::orders::OrderError) -> Self {
+        use crate::orders::OrderError;
+        match error {
+            OrderError::NotFound(_) => Self::not_found(error.to_string()),
+            OrderError::Invalid(message) => Self::bad_request(message),
+            OrderError::Transition(e) => Self::conflict(e.to_string()),
+            OrderError::Store(e) => Self::internal(&e),
         }
     }
 }
@@ -61,24 +107,142 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(ErrorBody {
+                error: self.message,
+            }),
         )
             .into_response()
     }
 }
 
-/// Builds the router.
+/// The caller, from the `Authorization` header.
+impl FromRequestParts<ApiState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            // Browsers' EventSource cannot send headers: GET requests may carry the token as
+            // `?access_token=` instead.
+            .or_else(|| {
+                (parts.method == axum::http::Method::GET)
+                    .then(|| access_token(parts.uri.query()?))
+                    .flatten()
+                    .map(|token| format!("Bearer {token}"))
+            });
+        state
+            .auth
+            .authenticate(header.as_deref())
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+    }
+}
+
+/// The `access_token` query parameter, percent-decoded.
+fn access_token(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("access_token=")?;
+        let mut bytes = Vec::with_capacity(value.len());
+        let mut raw = value.bytes();
+        while let Some(b) = raw.next() {
+            match b {
+                b'%' => {
+                    let hex = [raw.next()?, raw.next()?];
+                    bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+                }
+                b'+' => bytes.push(b' '),
+                other => bytes.push(other),
+            }
+        }
+        String::from_utf8(bytes).ok()
+    })
+}
+
+/// Refuses callers whose role is not in `allowed`.
+pub fn require(principal: &Principal, allowed: &[Role], what: &str) -> Result<(), ApiError> {
+    if allowed.contains(&principal.role) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "a {:?} token may not {what}",
+            principal.role
+        )))
+    }
+}
+
+struct BearerSecurity;
+
+impl Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Yanqing rural clean-heating gateway",
+        description = "Devices, alerts, work orders with SLA clocks, complaints from every intake channel, registry import and reports.",
+        version = "1"
+    ),
+    modifiers(&BearerSecurity),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// Builds the router and its OpenAPI document from the same declarations.
 pub fn router(state: ApiState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(fleet::summary))
+        .routes(routes!(fleet::devices))
+        .routes(routes!(fleet::device))
+        .routes(routes!(fleet::history))
+        .routes(routes!(fleet::alerts))
+        .routes(routes!(orders::list_orders))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::dispatch))
+        .routes(routes!(orders::reassign))
+        .routes(routes!(orders::accept))
+        .routes(routes!(orders::arrive))
+        .routes(routes!(orders::resolve))
+        .routes(routes!(orders::callback))
+        .routes(routes!(orders::close))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(orders::merge))
+        .routes(routes!(orders::escalate))
+        .routes(routes!(orders::complaint))
+        .routes(routes!(orders::stream))
+        .routes(routes!(registry::import))
+        .routes(routes!(registry::townships))
+        .routes(routes!(registry::villages))
+        .routes(routes!(registry::teams))
+        .routes(routes!(registry::parts))
+        .routes(routes!(reports::report))
+        .with_state(state.clone())
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/summary", get(summary))
-        .route("/api/v1/devices", get(devices))
-        .route("/api/v1/devices/{id}", get(device))
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/orders", get(orders))
-        .route("/api/v1/orders/{id}", get(order))
-        .with_state(state)
+        .route("/metrics", get(metrics).with_state(state))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .merge(api)
+        .merge(console::router())
+        .fallback(|| async { ApiError::not_found("no such route") })
 }
 
 /// Serves `router` on an already bound listener until `shutdown`.
@@ -100,15 +264,19 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener
         .map_err(|e| anyhow::anyhow!("cannot bind the HTTP API on {address}: {e}"))
 }
 
-async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> Result<Response, ApiError> {
     let (devices, online, offline, faulty) = state.fleet.counts();
     let counts = state.orders.with_store(|s| s.order_counts()).await?;
     let open: i64 = counts
         .iter()
-        .filter(|(s, _)| OrderState::parse(s).is_some_and(OrderState::is_open))
+        .filter(|(s, _)| {
+            crate::orders::OrderState::parse(s).is_some_and(crate::orders::OrderState::is_open)
+        })
         .map(|(_, n)| n)
         .sum();
-    let body = state.metrics.render(&[
+    let mut body = state.metrics.render(&[
         (
             "gateway_devices",
             "devices known to the gateway",
@@ -135,135 +303,8 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
             open as f64,
         ),
     ]);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
-}
-
-#[derive(Serialize)]
-struct Summary {
-    devices: usize,
-    online: usize,
-    offline: usize,
-    faulty: usize,
-    active_alerts: usize,
-    orders_by_state: std::collections::BTreeMap<String, i64>,
-    messages_in: u64,
-    readings_accepted: u64,
-    rejected: std::collections::BTreeMap<&'static str, u64>,
-}
-
-async fn summary(State(state): State<ApiState>) -> Result<Json<Summary>, ApiError> {
-    let (devices, online, offline, faulty) = state.fleet.counts();
-    let (counts, active) = state
-        .orders
-        .with_store(|s| Ok((s.order_counts()?, s.alerts(true, 100_000)?.len())))
-        .await?;
-    Ok(Json(Summary {
-        devices,
-        online,
-        offline,
-        faulty,
-        active_alerts: active,
-        orders_by_state: counts.into_iter().collect(),
-        messages_in: state.metrics.messages_in_total(),
-        readings_accepted: state.metrics.readings_accepted_total(),
-        rejected: state.metrics.rejects(),
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceQuery {
-    township: Option<String>,
-}
-
-async fn devices(
-    State(state): State<ApiState>,
-    Query(query): Query<DeviceQuery>,
-) -> Json<Vec<crate::fleet::DeviceState>> {
-    Json(state.fleet.list(query.township.as_deref()))
-}
-
-async fn device(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Json<crate::fleet::DeviceState>, ApiError> {
-    state
-        .fleet
-        .get(&id)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no device {id:?}")))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertQuery {
-    #[serde(default)]
-    active: bool,
-    limit: Option<usize>,
-}
-
-async fn alerts(
-    State(state): State<ApiState>,
-    Query(query): Query<AlertQuery>,
-) -> Result<Json<Vec<crate::orders::store::AlertRow>>, ApiError> {
-    let limit = query.limit.unwrap_or(500).min(10_000);
-    Ok(Json(
-        state
-            .orders
-            .with_store(move |s| s.alerts(query.active, limit))
-            .await?,
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OrderQuery {
-    device_id: Option<String>,
-    township: Option<String>,
-    state: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn orders(
-    State(state): State<ApiState>,
-    Query(query): Query<OrderQuery>,
-) -> Result<Json<Vec<OrderRow>>, ApiError> {
-    let order_state = match query.state.as_deref() {
-        Some(s) => Some(OrderState::parse(s).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "state {s:?} is not one of {}",
-                OrderState::ALL.map(OrderState::as_str).join(", ")
-            ))
-        })?),
-        None => None,
-    };
-    let filter = OrderFilter {
-        device_id: query.device_id,
-        township: query.township,
-        state: order_state,
-        limit: query.limit.unwrap_or(500).min(10_000),
-    };
-    Ok(Json(
-        state.orders.with_store(move |s| s.orders(&filter)).await?,
-    ))
-}
-
-#[derive(Serialize)]
-struct OrderDetail {
-    #[serde(flatten)]
-    order: OrderRow,
-    events: Vec<OrderEventRow>,
-}
-
-async fn order(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Json<OrderDetail>, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("order id {id:?} is not a number")))?;
-    match state.orders.with_store(move |s| s.order(id)).await? {
-        Some((order, events)) => Ok(Json(OrderDetail { order, events })),
-        None => Err(ApiError::not_found(format!("no order {id}"))),
+    if let Some(sink) = &state.sink {
+        body.push_str(&sink.render());
     }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

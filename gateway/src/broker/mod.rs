@@ -1,5 +1,9 @@
-//! The embedded rumqttd broker: started on its own threads (rumqttd has no shutdown API, so it
-//! lives as long as the process), with an in-process link the gateway subscribes through.
+//! The MQTT side of the gateway. By default the embedded rumqttd broker, started on its own
+//! threads (rumqttd has no shutdown API, so it lives as long as the process), with an in-process
+//! link the gateway subscribes through; in scale-out mode a client of an external broker
+//! ([`external`]). [`MessageSource`] hides which.
+
+pub mod external;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -28,6 +32,9 @@ pub struct EmbeddedBroker {
     pub listen: SocketAddr,
     pub link_tx: LinkTx,
     pub link_rx: LinkRx,
+    /// A second link the gateway publishes through (team order topics). Its receiving half is
+    /// kept so the router never sees the link as gone.
+    pub publisher: (LinkTx, LinkRx),
 }
 
 /// Resolves port 0 to a free port: rumqttd binds inside its own thread and cannot report the
@@ -87,6 +94,9 @@ pub fn start(config: &BrokerConfig, link_id: &str) -> Result<EmbeddedBroker, Bro
     let (link_tx, link_rx) = broker
         .link(link_id)
         .map_err(|e| BrokerError::Link(e.to_string()))?;
+    let publisher = broker
+        .link(&format!("{link_id}-publisher"))
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
     std::thread::Builder::new()
         .name("rumqttd".into())
         .spawn(move || {
@@ -100,5 +110,105 @@ pub fn start(config: &BrokerConfig, link_id: &str) -> Result<EmbeddedBroker, Bro
         listen,
         link_tx,
         link_rx,
+        publisher,
     })
+}
+
+/// Publishes each dispatched order on `heating/v1/{township}/{team}/orders` for the team's
+/// technicians' clients.
+pub struct TeamOrderPublisher {
+    link: std::sync::Mutex<LinkTx>,
+    _receiver: std::sync::Mutex<LinkRx>,
+}
+
+impl TeamOrderPublisher {
+    pub fn new((link, receiver): (LinkTx, LinkRx)) -> Self {
+        Self {
+            link: std::sync::Mutex::new(link),
+            _receiver: std::sync::Mutex::new(receiver),
+        }
+    }
+}
+
+impl crate::orders::TeamNotifier for TeamOrderPublisher {
+    fn order_dispatched(&self, order: &crate::orders::store::OrderRow) {
+        let (Some(team), Ok(township)) = (&order.team_id, wire::TownshipId::parse(&order.township))
+        else {
+            return;
+        };
+        let topic = wire::Topic::new(township, team.clone(), wire::TopicKind::Orders).to_string();
+        let payload = serde_json::to_vec(order).unwrap_or_default();
+        match self.link.lock() {
+            Ok(mut link) => {
+                if let Err(error) = link.try_publish(topic, payload) {
+                    tracing::warn!(order = order.id, %error, "team order notice could not be published");
+                }
+            }
+            Err(_) => tracing::error!("team order publisher lock poisoned"),
+        }
+    }
+}
+
+/// Where ingest takes its messages from.
+pub enum MessageSource {
+    /// The embedded broker's in-process link.
+    Embedded { link_tx: LinkTx, link_rx: LinkRx },
+    /// A client of an external broker, subscribed to the owned townships.
+    External(Box<external::ExternalSource>),
+}
+
+impl MessageSource {
+    /// Subscribes the embedded link to telemetry and status of every township (the external
+    /// client subscribes on every connect by itself).
+    pub fn subscribe(&mut self) -> Result<(), BrokerError> {
+        if let MessageSource::Embedded { link_tx, .. } = self {
+            for kind in [wire::TopicKind::Telemetry, wire::TopicKind::Status] {
+                link_tx
+                    .subscribe(wire::Topic::all_filter(kind))
+                    .map_err(|e| BrokerError::Link(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next message's topic and payload; `Err` when the embedded link is gone.
+    pub async fn next(&mut self) -> Result<(Vec<u8>, Vec<u8>), BrokerError> {
+        match self {
+            MessageSource::Embedded { link_rx, .. } => loop {
+                match link_rx.next().await {
+                    Ok(Some(rumqttd::Notification::Forward(forward))) => {
+                        return Ok((
+                            forward.publish.topic.to_vec(),
+                            forward.publish.payload.to_vec(),
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Err(BrokerError::Link(error.to_string())),
+                }
+            },
+            MessageSource::External(source) => Ok(source.next().await),
+        }
+    }
+}
+
+/// Publishes dispatched orders through the external broker.
+pub struct ExternalOrderPublisher {
+    pub client: rumqttc::AsyncClient,
+}
+
+impl crate::orders::TeamNotifier for ExternalOrderPublisher {
+    fn order_dispatched(&self, order: &crate::orders::store::OrderRow) {
+        let (Some(team), Ok(township)) = (&order.team_id, wire::TownshipId::parse(&order.township))
+        else {
+            return;
+        };
+        let topic = wire::Topic::new(township, team.clone(), wire::TopicKind::Orders).to_string();
+        let payload = serde_json::to_vec(order).unwrap_or_default();
+        if let Err(error) =
+            self.client
+                .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+        {
+            tracing::warn!(order = order.id, %error, "team order notice could not be queued");
+        }
+    }
 }

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rules::{Engine, Transition};
-use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::Notification;
 use tokio_util::sync::CancellationToken;
 use wire::{AgentState, AgentStatus, PayloadError, Telemetry, Topic, TopicKind};
 
-use crate::config::{IngestConfig, RulesConfig};
+use crate::config::{Clock, IngestConfig, RulesConfig};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::orders::OrderService;
@@ -98,62 +96,75 @@ pub fn decode(
             }
             Ok(Decoded::Status(status, parsed.township.to_string()))
         }
-        TopicKind::Command | TopicKind::CommandAck => Ok(Decoded::Ignored),
+        TopicKind::Command | TopicKind::CommandAck | TopicKind::Orders => Ok(Decoded::Ignored),
     }
 }
 
 /// The ingest component.
 pub struct Ingest {
-    pub link_tx: LinkTx,
-    pub link_rx: LinkRx,
+    /// The embedded broker's link or the external broker's client.
+    pub source: crate::broker::MessageSource,
     pub engine: Engine,
     pub fleet: Arc<Fleet>,
     pub orders: OrderService,
     pub metrics: Arc<Metrics>,
     pub ingest: IngestConfig,
     pub rules: RulesConfig,
+    /// Set to the watermark at every tick, in event-clock mode (SLA clocks follow it).
+    pub watermark_clock: Option<crate::orders::clock::SharedClock>,
+    /// History sink, if configured; fed without ever waiting.
+    pub sink: Option<crate::sinks::influxdb::SinkHandle>,
 }
 
 impl Ingest {
     /// Subscribes and processes messages until `shutdown`; saves the rule state on the way out.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        for kind in [TopicKind::Telemetry, TopicKind::Status] {
-            self.link_tx
-                .subscribe(Topic::all_filter(kind))
-                .map_err(|e| anyhow::anyhow!("cannot subscribe to the broker link: {e}"))?;
-        }
+        self.source
+            .subscribe()
+            .map_err(|e| anyhow::anyhow!("cannot subscribe: {e}"))?;
         let mut tick = tokio::time::interval(self.rules.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut snapshot = tokio::time::interval(self.rules.snapshot_every);
         snapshot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         snapshot.tick().await;
-        let max_skew_ms = i64::try_from(self.ingest.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+        let max_skew_ms = match self.rules.clock {
+            Clock::Wall => duration_ms(self.ingest.max_clock_skew),
+            // Simulated or replayed time may run ahead of this machine's clock.
+            Clock::Event => i64::MAX,
+        };
+        let lateness_ms = duration_ms(self.rules.lateness);
+        let mut newest_event_ms: Option<i64> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                notification = self.link_rx.next() => {
-                    match notification {
-                        Ok(Some(Notification::Forward(forward))) => {
-                            self.metrics.message_in();
-                            let now = now_ms();
-                            match decode(&forward.publish.topic, &forward.publish.payload, now, max_skew_ms) {
-                                Ok(decoded) => self.accept(decoded).await,
-                                Err(reject) => {
-                                    self.metrics.reject(reject.reason());
-                                    tracing::debug!(reason = reject.reason(), error = %reject, "message rejected");
-                                }
+                message = self.source.next() => {
+                    let (topic, payload) = message.map_err(|e| anyhow::anyhow!("the broker link closed: {e}"))?;
+                    self.metrics.message_in();
+                    match decode(&topic, &payload, now_ms(), max_skew_ms) {
+                        Ok(decoded) => {
+                            if let Decoded::Reading(reading, _) = &decoded {
+                                newest_event_ms = newest_event_ms.max(Some(reading.ts_ms));
                             }
+                            self.accept(decoded).await
                         }
-                        Ok(_) => {}
-                        Err(error) => {
-                            anyhow::bail!("the broker link closed: {error}");
+                        Err(reject) => {
+                            self.metrics.reject(reject.reason());
+                            tracing::debug!(reason = reject.reason(), error = %reject, "message rejected");
                         }
                     }
                 }
                 _ = tick.tick() => {
-                    let watermark = now_ms() - duration_ms(self.rules.lateness);
-                    let transitions = self.engine.advance(watermark);
-                    self.apply(transitions).await;
+                    let watermark = match self.rules.clock {
+                        Clock::Wall => Some(now_ms() - lateness_ms),
+                        Clock::Event => newest_event_ms.map(|newest| newest - lateness_ms),
+                    };
+                    if let Some(watermark) = watermark {
+                        if let Some(clock) = &self.watermark_clock {
+                            clock.advance_to(watermark);
+                        }
+                        let transitions = self.engine.advance(watermark);
+                        self.apply(transitions).await;
+                    }
                 }
                 _ = snapshot.tick() => self.save_snapshot().await,
             }
@@ -167,6 +178,9 @@ impl Ingest {
             Decoded::Reading(reading, township) => {
                 self.metrics.reading_accepted();
                 self.fleet.reading(&township, &reading);
+                if let Some(sink) = &self.sink {
+                    sink.telemetry(&reading, &township, None);
+                }
                 let transitions = self.engine.ingest(&reading);
                 self.apply(transitions).await;
             }
@@ -186,7 +200,7 @@ impl Ingest {
             return;
         }
         self.metrics.transitions(transitions.len());
-        let with_township = transitions
+        let with_township: Vec<(Transition, String)> = transitions
             .into_iter()
             .map(|t| {
                 let township = self
@@ -196,13 +210,22 @@ impl Ingest {
                 (t, township)
             })
             .collect();
+        if let Some(sink) = &self.sink {
+            for (transition, township) in &with_township {
+                let severity = serde_json::to_value(transition.severity)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                sink.alert(transition, township, &severity);
+            }
+        }
         if let Err(error) = self.orders.apply(with_township).await {
             self.metrics.store_error();
             tracing::error!(%error, "alerts could not be stored");
         }
     }
 
-    async fn save_snapshot(&self) {
+    async fn save_snapshot(&mut self) {
         let snapshot = self.engine.snapshot();
         let json = match serde_json::to_string(&snapshot) {
             Ok(json) => json,

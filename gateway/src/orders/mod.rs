@@ -1,31 +1,241 @@
-//! Work orders: opened from rule alerts (exactly one per alert episode), stored with their
-//! event history in SQLite. [`OrderService`] is the component; [`store::Store`] the database.
+//! Work orders: opened from rule alerts (exactly one per alert episode) and from complaints of
+//! every intake channel, dispatched automatically by township and warranty, moved through their
+//! lifecycle by technicians and operators, watched by SLA clocks, and reported on.
+//!
+//! [`OrderService`] is the component; [`store::Store`] the database; [`model`] the lifecycle;
+//! [`dispatch`] the routing; [`sla`] the clocks; [`reports`] the daily/weekly/monthly figures.
 
+pub mod calendar;
+pub mod clock;
+pub mod dispatch;
 pub mod model;
+pub mod reports;
+pub mod sla;
 pub mod store;
 
 use std::sync::{Arc, Mutex};
 
 use rules::{Action, Transition, TransitionKind};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
 
 pub use model::OrderState;
-use store::{AlertRow, NewOrder, Store, StoreError};
+use model::{charge, next_state, Step, TransitionError};
+use store::{AlertRow, ComplaintRow, NewOrder, OrderRow, OrderUpdate, Store, StoreError};
 
 use crate::metrics::Metrics;
+use clock::Clock;
+use sla::SlaConfig;
 
-/// The order component: shared by ingest (writes) and the API (reads).
+/// The intake channels of the scheme (统一接待).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The 12345 citizen hotline.
+    Hotline12345,
+    /// The maintenance centre's own hotline.
+    CentreHotline,
+    /// One-tap report in the app / 和美乡村 platform.
+    App,
+    /// SMS or WeChat.
+    SmsWechat,
+    /// In person at a service point.
+    WalkIn,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Hotline12345 => "hotline_12345",
+            Channel::CentreHotline => "centre_hotline",
+            Channel::App => "app",
+            Channel::SmsWechat => "sms_wechat",
+            Channel::WalkIn => "walk_in",
+        }
+    }
+}
+
+/// A complaint as it arrives through the API.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComplaintRequest {
+    pub channel: Channel,
+    /// The device complained about; give this or `household_id`.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// The household complaining; give this or `device_id`.
+    #[serde(default)]
+    pub household_id: Option<String>,
+    /// When the complaint was received (Unix ms); defaults to now.
+    #[serde(default)]
+    pub received_at_ms: Option<i64>,
+    /// What the resident said.
+    #[serde(default)]
+    pub text: String,
+}
+
+/// What became of a complaint.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ComplaintOutcome {
+    pub complaint_id: i64,
+    pub order_id: i64,
+    /// An order was already open for the device: the complaint was linked to it.
+    pub linked: bool,
+    /// The order was opened before any complaint (未诉先办).
+    pub pre_emptive: bool,
+}
+
+/// A part used in a repair.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartUse {
+    /// Code in the unified price list.
+    pub code: String,
+    #[serde(default = "one")]
+    pub quantity: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// Something an operator, team or township does to an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderAction {
+    /// Dispatch; without a team, routing picks one.
+    Dispatch {
+        team_id: Option<String>,
+        technician_id: Option<String>,
+    },
+    Reassign {
+        team_id: String,
+        technician_id: Option<String>,
+        reason: String,
+    },
+    Accept,
+    Arrive,
+    Resolve {
+        parts: Vec<PartUse>,
+        misuse: bool,
+        note: String,
+    },
+    Callback {
+        satisfaction: i64,
+        solved: bool,
+        note: String,
+    },
+    Close,
+    Cancel {
+        reason: String,
+    },
+    Merge {
+        into: i64,
+    },
+    /// A manual escalation (督办) by an operator or township officer.
+    Escalate {
+        note: String,
+    },
+}
+
+/// Why an action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("no order {0}")]
+    NotFound(i64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A change operators and technicians may want to see live (SSE, MQTT).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct OrderNotice {
+    pub order_id: i64,
+    pub township: String,
+    pub team_id: Option<String>,
+    pub category: String,
+    pub priority: String,
+    /// `rule` or the intake channel.
+    pub source: String,
+    /// When the order was created (SLA clocks run from here), Unix ms.
+    pub created_at_ms: i64,
+    /// The event kind (`created`, `dispatched`, `sla_warning`, `escalated`...).
+    pub kind: String,
+    pub at_ms: i64,
+    pub note: String,
+}
+
+impl OrderNotice {
+    /// A notice of `kind` about `order` at `at_ms`.
+    pub fn of(order: &OrderRow, kind: &str, at_ms: i64, note: String) -> Self {
+        Self {
+            order_id: order.id,
+            township: order.township.clone(),
+            team_id: order.team_id.clone(),
+            category: order.category.clone(),
+            priority: order.priority.clone(),
+            source: order.source.clone(),
+            created_at_ms: order.created_at_ms,
+            kind: kind.to_owned(),
+            at_ms,
+            note,
+        }
+    }
+}
+
+/// What applying alerts did: opened order ids, notices for the live stream, dispatched orders.
+pub type Applied = (Vec<i64>, Vec<OrderNotice>, Vec<OrderRow>);
+
+/// Publishes a team's new orders for technicians' clients (MQTT in the gateway).
+pub trait TeamNotifier: Send + Sync {
+    fn order_dispatched(&self, order: &OrderRow);
+}
+
+/// The order component: shared by ingest (alerts), the API (actions) and the SLA monitor.
 #[derive(Clone)]
 pub struct OrderService {
     store: Arc<Mutex<Store>>,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    sla: SlaConfig,
+    notices: broadcast::Sender<OrderNotice>,
+    notifier: Option<Arc<dyn TeamNotifier>>,
 }
 
 impl OrderService {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Store, metrics: Arc<Metrics>, clock: Arc<dyn Clock>, sla: SlaConfig) -> Self {
+        let (notices, _) = broadcast::channel(1024);
         Self {
             store: Arc::new(Mutex::new(store)),
             metrics,
+            clock,
+            sla,
+            notices,
+            notifier: None,
         }
+    }
+
+    /// Sends each dispatched order to its team's clients.
+    pub fn with_notifier(mut self, notifier: Arc<dyn TeamNotifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    pub fn sla(&self) -> &SlaConfig {
+        &self.sla
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Live notices of order events.
+    pub fn subscribe(&self) -> broadcast::Receiver<OrderNotice> {
+        self.notices.subscribe()
     }
 
     /// Runs `f` with the store on a blocking thread.
@@ -45,8 +255,26 @@ impl OrderService {
         .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))?
     }
 
-    /// Applies rule transitions: records alerts, opens orders for firing alerts whose action
-    /// asks for one. Returns the ids of newly opened orders.
+    /// Runs `f` with the store on the current thread (for synchronous callers and benches).
+    pub fn with_store_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .store
+            .lock()
+            .map_err(|_| StoreError::Corrupt("store lock poisoned".into()))?;
+        f(&mut guard)
+    }
+
+    fn notify(&self, notice: OrderNotice) {
+        // No receiver is fine: nobody is watching the stream.
+        let _ = self.notices.send(notice);
+    }
+
+    /// Applies rule transitions: records alerts; for firing alerts whose action asks for an
+    /// order, opens one (or links the episode to the device's open order) and dispatches it.
+    /// Returns the ids of newly opened orders.
     pub async fn apply(
         &self,
         transitions: Vec<(Transition, String)>,
@@ -54,52 +282,623 @@ impl OrderService {
         if transitions.is_empty() {
             return Ok(Vec::new());
         }
-        let metrics = Arc::clone(&self.metrics);
-        self.with_store(move |store| {
-            let mut opened = Vec::new();
-            for (transition, township) in transitions {
-                match transition.kind {
-                    TransitionKind::Firing => {
-                        let alert = AlertRow {
-                            episode_id: transition.episode_id.clone(),
-                            device_id: transition.device_id.to_string(),
-                            township: township.clone(),
-                            rule_id: transition.rule_id.clone(),
-                            severity: label(&transition.severity),
-                            summary: transition.summary.clone(),
-                            fired_at_ms: transition.at_ms,
-                            resolved_at_ms: None,
-                        };
-                        if store.alert_fired(&alert)? {
-                            metrics.alert_fired(&transition.rule_id);
-                        }
-                        if let Action::Order { category, priority } = &transition.action {
-                            let order = NewOrder {
-                                episode_id: Some(transition.episode_id.clone()),
-                                device_id: transition.device_id.to_string(),
-                                township,
-                                category: category.clone(),
-                                priority: label(priority),
-                                source: "rule".into(),
-                                summary: transition.summary.clone(),
-                                created_at_ms: transition.at_ms,
-                                actor: format!("rule:{}", transition.rule_id),
-                            };
-                            if let Some(id) = store.create_order(&order)? {
-                                metrics.order_opened();
-                                tracing::info!(order = id, device = %transition.device_id, rule = %transition.rule_id, category = %category, "work order opened");
-                                opened.push(id);
-                            }
-                        }
+        let service = self.clone();
+        let (opened, notices, dispatched) = self
+            .with_store(move |store| service.apply_in(store, transitions))
+            .await?;
+        for notice in notices {
+            self.notify(notice);
+        }
+        if let Some(notifier) = &self.notifier {
+            for order in &dispatched {
+                notifier.order_dispatched(order);
+            }
+        }
+        Ok(opened)
+    }
+
+    /// [`OrderService::apply`] on a store the caller holds: the opened order ids, the notices
+    /// to send and the dispatched orders to announce to their teams.
+    pub fn apply_in(
+        &self,
+        store: &mut Store,
+        transitions: Vec<(Transition, String)>,
+    ) -> Result<Applied, StoreError> {
+        let mut opened = Vec::new();
+        let mut notices = Vec::new();
+        let mut dispatched = Vec::new();
+        for (transition, township) in transitions {
+            match transition.kind {
+                TransitionKind::Firing => {
+                    let alert = AlertRow {
+                        episode_id: transition.episode_id.clone(),
+                        device_id: transition.device_id.to_string(),
+                        township: township.clone(),
+                        rule_id: transition.rule_id.clone(),
+                        severity: label(&transition.severity),
+                        summary: transition.summary.clone(),
+                        fired_at_ms: transition.at_ms,
+                        resolved_at_ms: None,
+                    };
+                    if store.alert_fired(&alert)? {
+                        self.metrics.alert_fired(&transition.rule_id);
                     }
-                    TransitionKind::Resolved => {
-                        store.alert_resolved(&transition.episode_id, transition.at_ms)?;
+                    let Action::Order { category, priority } = &transition.action else {
+                        continue;
+                    };
+                    if store.episode_has_order(&transition.episode_id)? {
+                        continue;
+                    }
+                    let device = transition.device_id.as_str();
+                    if let Some(open) = store.open_order_for_device(device)? {
+                        if store.link_episode(
+                            &transition.episode_id,
+                            open.id,
+                            transition.at_ms,
+                            &transition.summary,
+                        )? {
+                            tracing::info!(order = open.id, device, rule = %transition.rule_id, "alert linked to the device's open order");
+                        }
+                        continue;
+                    }
+                    let order = self.new_order(
+                        store,
+                        device,
+                        &township,
+                        category,
+                        &label(priority),
+                        "rule",
+                        &transition.summary,
+                        transition.at_ms,
+                        &format!("rule:{}", transition.rule_id),
+                        true,
+                        Some(transition.episode_id.clone()),
+                    )?;
+                    let Some(id) = store.create_order(&order)? else {
+                        continue;
+                    };
+                    self.metrics.order_opened();
+                    tracing::info!(order = id, device, rule = %transition.rule_id, category = %category, "work order opened");
+                    if let Some(row) = store.order_row(id)? {
+                        notices.push(OrderNotice::of(
+                            &row,
+                            "created",
+                            row.created_at_ms,
+                            row.summary.clone(),
+                        ));
+                    }
+                    opened.push(id);
+                    if let Some((row, notice)) =
+                        self.auto_dispatch(store, id, order.created_at_ms)?
+                    {
+                        notices.push(notice);
+                        dispatched.push(row);
+                    }
+                }
+                TransitionKind::Resolved => {
+                    store.alert_resolved(&transition.episode_id, transition.at_ms)?;
+                }
+            }
+        }
+        Ok((opened, notices, dispatched))
+    }
+
+    /// Builds a new order with what the registry knows of the device.
+    #[allow(clippy::too_many_arguments)]
+    fn new_order(
+        &self,
+        store: &Store,
+        device: &str,
+        township: &str,
+        category: &str,
+        priority: &str,
+        source: &str,
+        summary: &str,
+        at_ms: i64,
+        actor: &str,
+        pre_emptive: bool,
+        episode_id: Option<String>,
+    ) -> Result<NewOrder, StoreError> {
+        let context = store.device_context(device)?;
+        let mut order = NewOrder {
+            episode_id,
+            device_id: device.to_owned(),
+            township: township.to_owned(),
+            category: category.to_owned(),
+            priority: priority.to_owned(),
+            source: source.to_owned(),
+            summary: summary.to_owned(),
+            created_at_ms: at_ms,
+            actor: actor.to_owned(),
+            pre_emptive,
+            ..NewOrder::default()
+        };
+        if let Some(context) = context {
+            order.township = context.village.township_id.clone();
+            order.household_id = Some(context.household.id.clone());
+            order.village_id = Some(context.village.id.clone());
+            order.vendor_id = Some(context.device.vendor_id.clone());
+            order.in_warranty =
+                Some(calendar::cst_date_string(at_ms) <= context.device.warranty_until);
+            if context.household.vulnerable && priority != "urgent" {
+                order.priority = "urgent".to_owned();
+                order.summary = format!("{summary} (vulnerable resident: urgent)");
+            }
+        }
+        Ok(order)
+    }
+
+    /// Routes and dispatches a new order; leaves it `created` with a note when nobody fits.
+    fn auto_dispatch(
+        &self,
+        store: &mut Store,
+        order_id: i64,
+        at_ms: i64,
+    ) -> Result<Option<(OrderRow, OrderNotice)>, StoreError> {
+        let Some(order) = store.order_row(order_id)? else {
+            return Ok(None);
+        };
+        match dispatch::route(store, &order)? {
+            Some(assignment) => {
+                let update = OrderUpdate {
+                    state: Some(OrderState::Dispatched),
+                    team_id: Some(assignment.team.id.clone()),
+                    technician_id: assignment.technician.as_ref().map(|t| t.id.clone()),
+                    dispatched_at_ms: Some(at_ms),
+                    ..OrderUpdate::default()
+                };
+                store.append_event(
+                    order_id,
+                    at_ms,
+                    "dispatcher:auto",
+                    "dispatched",
+                    &assignment.note,
+                    &update,
+                )?;
+                self.metrics.order_dispatched();
+                let row = store.order_row(order_id)?.unwrap_or(order);
+                let notice = OrderNotice::of(&row, "dispatched", at_ms, assignment.note);
+                Ok(Some((row, notice)))
+            }
+            None => {
+                let note = format!(
+                    "no team found for device {} in township {}: an operator must dispatch it",
+                    order.device_id, order.township
+                );
+                tracing::warn!(order = order_id, device = %order.device_id, "automatic dispatch found no team");
+                store.append_event(
+                    order_id,
+                    at_ms,
+                    "dispatcher:auto",
+                    "dispatch_failed",
+                    &note,
+                    &OrderUpdate::default(),
+                )?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Takes a complaint: links it to the device's (or household's) open order, or opens a new
+    /// order from it and dispatches it.
+    pub async fn complaint(
+        &self,
+        request: ComplaintRequest,
+    ) -> Result<ComplaintOutcome, OrderError> {
+        let service = self.clone();
+        let (outcome, notices, dispatched) = self
+            .with_store(move |store| Ok(service.complaint_in(store, request)))
+            .await??;
+        for notice in notices {
+            self.notify(notice);
+        }
+        if let Some(notifier) = &self.notifier {
+            for order in &dispatched {
+                notifier.order_dispatched(order);
+            }
+        }
+        Ok(outcome)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn complaint_in(
+        &self,
+        store: &mut Store,
+        request: ComplaintRequest,
+    ) -> Result<(ComplaintOutcome, Vec<OrderNotice>, Vec<OrderRow>), OrderError> {
+        let at_ms = request
+            .received_at_ms
+            .unwrap_or_else(|| self.clock.now_ms());
+        let device_id = match (&request.device_id, &request.household_id) {
+            (Some(device), _) => device.clone(),
+            (None, Some(household)) => store.device_of_household(household)?.ok_or_else(|| {
+                OrderError::Invalid(format!("household {household:?} has no registered device"))
+            })?,
+            (None, None) => {
+                return Err(OrderError::Invalid(
+                    "a complaint needs device_id or household_id".into(),
+                ))
+            }
+        };
+        let context = store.device_context(&device_id)?;
+        let existing = match (&context, &request.household_id) {
+            (_, Some(household)) => store.open_order_for_household(household)?,
+            (Some(context), None) => store
+                .open_order_for_household(&context.household.id)?
+                .or(store.open_order_for_device(&device_id)?),
+            (None, None) => store.open_order_for_device(&device_id)?,
+        };
+        let channel = request.channel.as_str();
+        let mut notices = Vec::new();
+        let mut dispatched = Vec::new();
+        let (order_id, linked, pre_emptive) = match existing {
+            Some(order) => (order.id, true, order.pre_emptive),
+            None => {
+                let Some(context) = context.as_ref() else {
+                    return Err(OrderError::Invalid(format!(
+                        "device {device_id:?} is not in the registry; import it first"
+                    )));
+                };
+                let summary = if request.text.is_empty() {
+                    format!("complaint via {channel}")
+                } else {
+                    format!("complaint via {channel}: {}", request.text)
+                };
+                let order = self.new_order(
+                    store,
+                    &device_id,
+                    &context.village.township_id,
+                    "repair",
+                    "high",
+                    channel,
+                    &summary,
+                    at_ms,
+                    &format!("complaint:{channel}"),
+                    false,
+                    None,
+                )?;
+                let id = store
+                    .create_order(&order)?
+                    .ok_or_else(|| OrderError::Invalid("the order could not be created".into()))?;
+                self.metrics.order_opened();
+                if let Some(row) = store.order_row(id)? {
+                    notices.push(OrderNotice::of(&row, "created", at_ms, row.summary.clone()));
+                }
+                if let Some((row, notice)) = self.auto_dispatch(store, id, at_ms)? {
+                    notices.push(notice);
+                    dispatched.push(row);
+                }
+                (id, false, false)
+            }
+        };
+        let complaint_id = store.add_complaint(&ComplaintRow {
+            id: 0,
+            channel: channel.to_owned(),
+            device_id: Some(device_id.clone()),
+            household_id: request.household_id.clone(),
+            received_at_ms: at_ms,
+            text: request.text.clone(),
+            order_id,
+            linked,
+        })?;
+        self.metrics.complaint(linked && pre_emptive);
+        tracing::info!(complaint = complaint_id, order = order_id, device = %device_id, channel, linked, pre_emptive, "complaint taken");
+        Ok((
+            ComplaintOutcome {
+                complaint_id,
+                order_id,
+                linked,
+                pre_emptive,
+            },
+            notices,
+            dispatched,
+        ))
+    }
+
+    /// Applies an action to an order on behalf of `actor`. Permission checks are the caller's
+    /// (the API); this checks the lifecycle and the data.
+    pub async fn act(
+        &self,
+        order_id: i64,
+        actor: String,
+        action: OrderAction,
+        at_ms: Option<i64>,
+    ) -> Result<OrderRow, OrderError> {
+        let service = self.clone();
+        let (row, notice) = self
+            .with_store(move |store| Ok(service.act_in(store, order_id, &actor, action, at_ms)))
+            .await??;
+        self.notify(notice);
+        if row.state == OrderState::Dispatched {
+            if let Some(notifier) = &self.notifier {
+                notifier.order_dispatched(&row);
+            }
+        }
+        Ok(row)
+    }
+
+    fn act_in(
+        &self,
+        store: &mut Store,
+        order_id: i64,
+        actor: &str,
+        action: OrderAction,
+        at_ms: Option<i64>,
+    ) -> Result<(OrderRow, OrderNotice), OrderError> {
+        let order = store
+            .order_row(order_id)?
+            .ok_or(OrderError::NotFound(order_id))?;
+        let at = at_ms
+            .unwrap_or_else(|| self.clock.now_ms())
+            .max(order.created_at_ms);
+        let mut update = OrderUpdate::default();
+        let (kind, note): (String, String) = match action {
+            OrderAction::Dispatch {
+                team_id,
+                technician_id,
+            } => {
+                update.state = Some(next_state(order.state, &Step::Dispatch)?);
+                let assignment = match team_id {
+                    Some(team) => {
+                        dispatch::assign_to(store, &order, &team, technician_id.as_deref())?
+                            .ok_or_else(|| {
+                                OrderError::Invalid(format!(
+                                    "no team {team:?} (or technician not in it)"
+                                ))
+                            })?
+                    }
+                    None => dispatch::route(store, &order)?.ok_or_else(|| {
+                        OrderError::Invalid(
+                            "no team covers this order; name one with team_id".into(),
+                        )
+                    })?,
+                };
+                update.team_id = Some(assignment.team.id.clone());
+                update.technician_id = assignment.technician.map(|t| t.id);
+                update.dispatched_at_ms = Some(at);
+                self.metrics.order_dispatched();
+                ("dispatched".into(), assignment.note)
+            }
+            OrderAction::Reassign {
+                team_id,
+                technician_id,
+                reason,
+            } => {
+                update.state = Some(next_state(order.state, &Step::Reassign)?);
+                let assignment =
+                    dispatch::assign_to(store, &order, &team_id, technician_id.as_deref())?
+                        .ok_or_else(|| {
+                            OrderError::Invalid(format!(
+                                "no team {team_id:?} (or technician not in it)"
+                            ))
+                        })?;
+                update.team_id = Some(assignment.team.id.clone());
+                update.technician_id = assignment.technician.map(|t| t.id);
+                (
+                    "reassigned".into(),
+                    format!("{}; reason: {reason}", assignment.note),
+                )
+            }
+            OrderAction::Accept => {
+                update.state = Some(next_state(order.state, &Step::Accept)?);
+                update.accepted_at_ms = Some(at);
+                ("accepted".into(), String::new())
+            }
+            OrderAction::Arrive => {
+                update.state = Some(next_state(order.state, &Step::Arrive)?);
+                update.on_site_at_ms = Some(at);
+                ("arrived".into(), String::new())
+            }
+            OrderAction::Resolve {
+                parts,
+                misuse,
+                note,
+            } => {
+                update.state = Some(next_state(order.state, &Step::Resolve)?);
+                let mut used = Vec::with_capacity(parts.len());
+                for part in &parts {
+                    if !(1..=100).contains(&part.quantity) {
+                        return Err(OrderError::Invalid(format!(
+                            "part {:?}: quantity {} is not 1..=100",
+                            part.code, part.quantity
+                        )));
+                    }
+                    let known = store.part(&part.code)?.ok_or_else(|| {
+                        OrderError::Invalid(format!(
+                            "part {:?} is not in the unified price list",
+                            part.code
+                        ))
+                    })?;
+                    used.push((known, part.quantity));
+                }
+                let parts_cents: i64 = used.iter().map(|(p, q)| p.price_cents * q).sum();
+                let charge = charge(parts_cents, order.in_warranty.unwrap_or(false), misuse);
+                store.add_parts(order_id, &used)?;
+                update.resolved_at_ms = Some(at);
+                update.parts_cents = Some(charge.parts_cents);
+                update.resident_pays_cents = Some(charge.resident_pays_cents);
+                update.misuse = Some(misuse);
+                let parts_text: Vec<String> = used
+                    .iter()
+                    .map(|(p, q)| format!("{} x{q}", p.code))
+                    .collect();
+                (
+                    "resolved".into(),
+                    format!(
+                        "parts: [{}]; parts value {:.2} CNY; resident pays {:.2} CNY{}{}",
+                        parts_text.join(", "),
+                        charge.parts_cents as f64 / 100.0,
+                        charge.resident_pays_cents as f64 / 100.0,
+                        if misuse { "; misuse" } else { "" },
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {note}")
+                        }
+                    ),
+                )
+            }
+            OrderAction::Callback {
+                satisfaction,
+                solved,
+                note,
+            } => {
+                if !(1..=5).contains(&satisfaction) {
+                    return Err(OrderError::Invalid(format!(
+                        "satisfaction {satisfaction} is not 1..=5"
+                    )));
+                }
+                let step = Step::Callback { solved };
+                update.state = Some(next_state(order.state, &step)?);
+                update.satisfaction = Some(satisfaction);
+                update.reopen = !solved;
+                (
+                    step.kind().into(),
+                    format!(
+                        "satisfaction {satisfaction}/5; {}{}",
+                        if solved {
+                            "solved"
+                        } else {
+                            "NOT solved: order reopened"
+                        },
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {note}")
+                        }
+                    ),
+                )
+            }
+            OrderAction::Close => {
+                update.state = Some(next_state(order.state, &Step::Close)?);
+                update.closed_at_ms = Some(at);
+                ("closed".into(), String::new())
+            }
+            OrderAction::Cancel { reason } => {
+                if reason.trim().is_empty() {
+                    return Err(OrderError::Invalid("a cancellation needs a reason".into()));
+                }
+                update.state = Some(next_state(order.state, &Step::Cancel)?);
+                update.closed_at_ms = Some(at);
+                ("cancelled".into(), reason)
+            }
+            OrderAction::Merge { into } => {
+                if into == order_id {
+                    return Err(OrderError::Invalid(
+                        "an order cannot be merged into itself".into(),
+                    ));
+                }
+                let target = store.order_row(into)?.ok_or(OrderError::NotFound(into))?;
+                if !target.state.is_open() {
+                    return Err(OrderError::Invalid(format!(
+                        "order {into} is {}",
+                        target.state.as_str()
+                    )));
+                }
+                update.state = Some(next_state(order.state, &Step::Merge)?);
+                update.closed_at_ms = Some(at);
+                store.append_event(
+                    into,
+                    at,
+                    actor,
+                    "merged_from",
+                    &format!("order {order_id} merged into this one"),
+                    &OrderUpdate::default(),
+                )?;
+                ("merged".into(), format!("merged into order {into}"))
+            }
+            OrderAction::Escalate { note } => {
+                if !order.state.is_open() {
+                    return Err(OrderError::Invalid(format!(
+                        "order is {}",
+                        order.state.as_str()
+                    )));
+                }
+                self.metrics.escalation();
+                ("escalated".into(), format!("督办 by {actor}: {note}"))
+            }
+        };
+        store.append_event(order_id, at, actor, &kind, &note, &update)?;
+        let row = store
+            .order_row(order_id)?
+            .ok_or(OrderError::NotFound(order_id))?;
+        let notice = OrderNotice::of(&row, &kind, at, note);
+        Ok((row, notice))
+    }
+
+    /// Raises the SLA warnings and escalations due at the service's clock. Returns them.
+    pub async fn check_sla(&self) -> Result<Vec<sla::SlaNotice>, StoreError> {
+        let now = self.clock.now_ms();
+        let config = self.sla;
+        let notices = self
+            .with_store(move |store| {
+                let open = store.orders(&store::OrderFilter {
+                    open_only: true,
+                    limit: 1_000_000,
+                    ..store::OrderFilter::default()
+                })?;
+                let mut raised = Vec::new();
+                for order in open {
+                    for notice in sla::due(&config, &order, now) {
+                        let bit = if notice.kind == "escalated" {
+                            notice.stage.breached_bit() | notice.stage.warned_bit()
+                        } else {
+                            notice.stage.warned_bit()
+                        };
+                        store.append_event(
+                            notice.order_id,
+                            notice.at_ms,
+                            "sla",
+                            notice.kind,
+                            &notice.note,
+                            &OrderUpdate {
+                                sla_flags: bit,
+                                ..OrderUpdate::default()
+                            },
+                        )?;
+                        raised.push((notice, order.clone()));
+                    }
+                }
+                Ok(raised)
+            })
+            .await?;
+        let mut raised = Vec::with_capacity(notices.len());
+        for (notice, order) in notices {
+            if notice.kind == "escalated" {
+                self.metrics.sla_breach(notice.stage.as_str());
+                tracing::warn!(order = notice.order_id, township = %notice.township, stage = notice.stage.as_str(), "SLA breached: escalated");
+            } else {
+                self.metrics.sla_warning(notice.stage.as_str());
+            }
+            self.notify(OrderNotice::of(
+                &order,
+                notice.kind,
+                notice.at_ms,
+                notice.note.clone(),
+            ));
+            raised.push(notice);
+        }
+        Ok(raised)
+    }
+
+    /// Checks SLA clocks every `sla.check_every` until `shutdown`.
+    pub async fn run_sla_monitor(
+        self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(self.sla.check_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {
+                    if let Err(error) = self.check_sla().await {
+                        self.metrics.store_error();
+                        tracing::error!(%error, "SLA check failed");
                     }
                 }
             }
-            Ok(opened)
-        })
-        .await
+        }
     }
 }
 

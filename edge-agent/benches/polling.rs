@@ -1,0 +1,164 @@
+//! Benchmark: the release `edge-agent` binary polling 8 devices x 40 registers every 10 s
+//! (pymodbus serves them over Modbus TCP, rumqttd takes the telemetry): resident memory and
+//! CPU share of one core, requests per poll cycle against the minimum, and the stripped binary
+//! size. Run: `cargo bench -p edge-agent --bench polling` (BENCH_SECONDS=60 by default).
+
+#[path = "../tests/agent/support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use edge_agent::plan::PollPlan;
+use edge_agent::profile::Profile;
+use support::*;
+
+fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(seconds));
+}
+
+async fn run(seconds: u64) {
+    let dir = scratch("bench-polling");
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).expect("profiles dir");
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/profiles/bench-40.toml");
+    std::fs::copy(&source, profiles.join("bench-40.toml")).expect("copy profile");
+    let profile = Profile::load(&source).expect("bench profile");
+    let words: u16 = profile.registers.iter().map(|r| r.value_type.width()).sum();
+    let values: std::collections::BTreeMap<&str, f64> = profile
+        .registers
+        .iter()
+        .map(|r| (r.name.as_str(), 1.0))
+        .collect();
+
+    let broker = rumqttd();
+    let recorder =
+        Recorder::start(broker, "bench-recorder", "heating/v1/+/+/telemetry", false).await;
+    let port = free_port();
+    let mut args = vec!["--tcp".to_owned(), format!("127.0.0.1:{port}")];
+    for unit in 1..=8u8 {
+        args.push("--device".into());
+        args.push(device_arg(&dir, unit, &source, &values));
+    }
+    let _device = pymodbus(&args);
+    let mut devices = String::new();
+    for unit in 1..=8 {
+        devices.push_str(&format!(
+            "[[devices]]\nid = \"bench-{unit}\"\nprofile = \"bench-40\"\nunit_id = {unit}\ninterval = \"10s\"\ntransport = {{ type = \"tcp\", address = \"127.0.0.1:{port}\" }}\n\n"
+        ));
+    }
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "agent_id = \"box-bench\"\ntownship = \"yanqing\"\nprofiles_dir = \"profiles\"\n\n[mqtt]\nhost = \"{}\"\nport = {}\n\n{devices}",
+            broker.ip(),
+            broker.port()
+        ),
+    )
+    .expect("write config");
+    let agent = agent_process(&config);
+    let pid = agent.pid();
+    eventually(
+        "a reading from each of the 8 devices",
+        Duration::from_secs(60),
+        || {
+            (1..=8)
+                .all(|u| !recorder.telemetry(&format!("bench-{u}")).is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+
+    let ticks_before = cpu_ticks(pid).expect("cpu ticks");
+    let received_before = recorder.messages().len();
+    let start = Instant::now();
+    let mut rss_max = 0;
+    let mut rss_sum = 0;
+    let mut samples = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while start.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        if let Some(rss) = proc_field(pid, "status", "VmRSS:") {
+            rss_max = rss_max.max(rss);
+            rss_sum += rss;
+            samples += 1;
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let ticks = cpu_ticks(pid).expect("cpu ticks") - ticks_before;
+    let cpu_pct = ticks as f64 / clock_ticks_per_second() / wall * 100.0;
+    let peak = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
+    let received = recorder.messages().len() - received_before;
+
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_edge-agent"));
+    let stripped = dir.join("edge-agent.stripped");
+    std::fs::copy(&binary, &stripped).expect("copy binary");
+    let strip_ok = std::process::Command::new("strip")
+        .arg(&stripped)
+        .status()
+        .is_ok_and(|s| s.success());
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let plan = PollPlan::new(&profile, 8);
+
+    println!("edge-agent polling benchmark: 8 devices x {words} registers every 10 s, {wall:.0} s measured");
+    println!(
+        "  readings published          {received} (expected about {})",
+        (wall / 10.0 * 8.0) as u64
+    );
+    println!(
+        "  RSS average / max (sampled) {:.1} MiB / {:.1} MiB",
+        rss_sum as f64 / samples.max(1) as f64 / 1024.0,
+        rss_max as f64 / 1024.0
+    );
+    println!(
+        "  RSS peak (VmHWM)            {:.1} MiB   target <= 6 MiB",
+        peak as f64 / 1024.0
+    );
+    println!("  CPU                         {cpu_pct:.3} % of one core   target <= 1 %");
+    println!("  requests per poll cycle     {} (minimum possible: 1, one table of {words} contiguous registers)", plan.blocks.len());
+    println!(
+        "  binary size                 {:.2} MiB, stripped {:.2} MiB{}",
+        size(&binary) as f64 / 1048576.0,
+        size(&stripped) as f64 / 1048576.0,
+        if strip_ok { "" } else { " (strip failed)" }
+    );
+}

@@ -1,0 +1,234 @@
+//! Remote commands through a real broker to a pymodbus device (write, read back, refusals,
+//! duplicates, fault reset), and the health report with an unreachable device next to a good
+//! one.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use edge_agent::agent::{now_ms, Agent};
+use edge_agent::config::AgentConfig;
+use rumqttc::QoS;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::*;
+
+const DEVICE: &str = "yq-cmd-0001";
+
+async fn send(recorder: &Recorder, body: serde_json::Value) {
+    recorder
+        .client
+        .publish(
+            format!("heating/v1/yanqing/{DEVICE}/cmd"),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&body).expect("json"),
+        )
+        .await
+        .expect("publish command");
+}
+
+async fn ack_of(recorder: &Recorder, id: &str, nth: usize) -> serde_json::Value {
+    eventually(
+        &format!("ack {nth} of command {id}"),
+        Duration::from_secs(15),
+        || {
+            recorder
+                .on(&format!("/{DEVICE}/cmd/ack"))
+                .into_iter()
+                .filter(|a| a["id"] == id)
+                .nth(nth)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_written_read_back_refused_with_reasons_and_never_run_twice() {
+    let dir = scratch("commands");
+    let broker = rumqttd();
+    let recorder = Recorder::start(broker, "operator", "heating/v1/#", false).await;
+    let port = free_port();
+    let _device = pymodbus(&[
+        "--tcp".into(),
+        format!("127.0.0.1:{port}"),
+        "--device".into(),
+        device_arg(&dir, 1, &all_types_profile(), &all_types_values()),
+    ]);
+    let devices = format!(
+        "[[devices]]\nid = \"{DEVICE}\"\nprofile = \"peer-all-types\"\ntransport = {{ type = \"tcp\", address = \"127.0.0.1:{port}\" }}\n"
+    );
+    let config = AgentConfig::load(&agent_config(&dir, broker, &devices, ""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(Agent::new(config).run(shutdown.clone()));
+    eventually("the agent online", Duration::from_secs(20), || {
+        recorder
+            .on("/box-it/status")
+            .iter()
+            .any(|s| s["state"] == "online")
+            .then_some(())
+    })
+    .await;
+    // The agent subscribes right after it is online; wait for its first reading to be sure.
+    eventually("a reading", Duration::from_secs(20), || {
+        (!recorder.telemetry(DEVICE).is_empty()).then_some(())
+    })
+    .await;
+    let soon = now_ms() + 60_000;
+
+    send(&recorder, serde_json::json!({"v":1,"id":"set-1","expires_ms":soon,"action":"write","name":"setpoint_c","value":23.5})).await;
+    let ack = ack_of(&recorder, "set-1", 0).await;
+    assert_eq!(ack["status"], "done", "{ack}");
+    assert_eq!(ack["read_back"], 23.5, "{ack}");
+    eventually(
+        "telemetry with the new set point",
+        Duration::from_secs(10),
+        || {
+            recorder
+                .telemetry(DEVICE)
+                .iter()
+                .any(|t| t["values"]["setpoint_c"] == 23.5)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Same id again, with another value: answered as a duplicate, not executed.
+    send(&recorder, serde_json::json!({"v":1,"id":"set-1","expires_ms":soon,"action":"write","name":"setpoint_c","value":12.0})).await;
+    let duplicate = ack_of(&recorder, "set-1", 1).await;
+    assert_eq!(duplicate["status"], "duplicate", "{duplicate}");
+    assert_eq!(
+        duplicate["read_back"], 23.5,
+        "the first outcome is repeated"
+    );
+
+    send(&recorder, serde_json::json!({"v":1,"id":"hot","expires_ms":soon,"action":"write","name":"setpoint_c","value":35.0})).await;
+    let refused = ack_of(&recorder, "hot", 0).await;
+    assert_eq!(refused["status"], "refused");
+    assert_eq!(refused["error"]["reason"], "out_of_range", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("10..=28"),
+        "{refused}"
+    );
+
+    send(&recorder, serde_json::json!({"v":1,"id":"late","expires_ms":now_ms() - 3_600_000,"action":"write","name":"setpoint_c","value":20.0})).await;
+    let expired = ack_of(&recorder, "late", 0).await;
+    assert_eq!(expired["error"]["reason"], "expired", "{expired}");
+
+    send(&recorder, serde_json::json!({"v":1,"id":"ro","expires_ms":soon,"action":"write","name":"indoor_temp_c","value":20.0})).await;
+    assert_eq!(
+        ack_of(&recorder, "ro", 0).await["error"]["reason"],
+        "not_writable"
+    );
+
+    send(
+        &recorder,
+        serde_json::json!({"v":1,"id":"reset-1","expires_ms":soon,"action":"fault_reset"}),
+    )
+    .await;
+    let reset = ack_of(&recorder, "reset-1", 0).await;
+    assert_eq!(reset["status"], "done", "{reset}");
+    assert_eq!(
+        reset["fault_code_after"], 6.0,
+        "pymodbus keeps its fault code: {reset}"
+    );
+
+    // Nothing but the first write changed the device.
+    let last = recorder
+        .telemetry(DEVICE)
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["values"]["setpoint_c"], 23.5, "{last}");
+    shutdown.cancel();
+    task.await.expect("join").expect("agent ran");
+
+    // After a restart the executed id is still known.
+    let config = AgentConfig::load(&dir.join("agent.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(Agent::new(config).run(shutdown.clone()));
+    eventually("the agent online again", Duration::from_secs(20), || {
+        (recorder
+            .on("/box-it/status")
+            .iter()
+            .filter(|s| s["state"] == "online")
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await;
+    let readings = recorder.telemetry(DEVICE).len();
+    eventually(
+        "a reading after the restart",
+        Duration::from_secs(20),
+        || (recorder.telemetry(DEVICE).len() > readings).then_some(()),
+    )
+    .await;
+    send(&recorder, serde_json::json!({"v":1,"id":"set-1","expires_ms":soon,"action":"write","name":"setpoint_c","value":12.0})).await;
+    assert_eq!(ack_of(&recorder, "set-1", 2).await["status"], "duplicate");
+    shutdown.cancel();
+    task.await.expect("join").expect("agent ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_device_is_reported_while_the_other_keeps_publishing() {
+    let dir = scratch("unreachable");
+    let broker = rumqttd();
+    let recorder = Recorder::start(broker, "watcher", "heating/v1/#", false).await;
+    let port = free_port();
+    let _device = pymodbus(&[
+        "--tcp".into(),
+        format!("127.0.0.1:{port}"),
+        "--device".into(),
+        device_arg(&dir, 1, &all_types_profile(), &all_types_values()),
+    ]);
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let devices = format!(
+        "[[devices]]\nid = \"yq-good\"\nprofile = \"peer-all-types\"\ntransport = {{ type = \"tcp\", address = \"127.0.0.1:{port}\" }}\n\n[[devices]]\nid = \"yq-dead\"\nprofile = \"peer-all-types\"\ntransport = {{ type = \"tcp\", address = \"{dead}\" }}\n"
+    );
+    let config = AgentConfig::load(&agent_config(&dir, broker, &devices, ""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(Agent::new(config).run(shutdown.clone()));
+
+    let health = eventually(
+        "a health report naming the dead device unreachable",
+        Duration::from_secs(20),
+        || {
+            recorder
+                .on("/box-it/health")
+                .into_iter()
+                .find(|h| h["devices"]["yq-dead"]["state"] == "unreachable")
+        },
+    )
+    .await;
+    assert_eq!(health["devices"]["yq-good"]["state"], "ok", "{health}");
+    assert!(
+        health["devices"]["yq-dead"]["errors"]["connect"].as_u64() >= Some(3),
+        "{health}"
+    );
+    assert!(health["polls"]["failed"].as_u64() >= Some(3), "{health}");
+    assert!(health["queue"]["depth"].is_u64(), "{health}");
+    assert!(health["mqtt"]["bytes_sent"].as_u64() > Some(0), "{health}");
+    let status = eventually(
+        "the retained status listing it",
+        Duration::from_secs(10),
+        || {
+            recorder
+                .on("/box-it/status")
+                .into_iter()
+                .find(|s| s["unreachable"] == serde_json::json!(["yq-dead"]))
+        },
+    )
+    .await;
+    assert_eq!(status["state"], "online");
+    // The good device was never held up: it kept its 100 ms cadence.
+    let good = recorder.telemetry("yq-good");
+    assert!(good.len() >= 10, "{}", good.len());
+    assert!(recorder.telemetry("yq-dead").is_empty());
+    shutdown.cancel();
+    task.await.expect("join").expect("agent ran");
+}

@@ -1,0 +1,125 @@
+// The console's only door to the gateway: JSON requests to /api/v1 with the bearer token kept in
+// sessionStorage, URLs for links that cannot send headers, and the order event stream (SSE).
+
+const TOKEN_KEY = 'console.token';
+
+/** An answer other than 2xx, with the API's `{"error": ...}` text. */
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** The saved token, or '' when none (a gateway with auth disabled needs none). */
+export function token() {
+  try {
+    return window.sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch (_) {
+    return '';
+  }
+}
+
+/** Saves (or with '' forgets) the token for this tab. */
+export function setToken(value) {
+  try {
+    if (value) window.sessionStorage.setItem(TOKEN_KEY, value);
+    else window.sessionStorage.removeItem(TOKEN_KEY);
+  } catch (_) {
+    // Without storage the token lives until the page reloads.
+  }
+}
+
+function headers(extra) {
+  const result = { Accept: 'application/json', ...extra };
+  const value = token();
+  if (value) result.Authorization = `Bearer ${value}`;
+  return result;
+}
+
+async function answer(response) {
+  const text = await response.text();
+  let body = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch (_) {
+      body = text;
+    }
+  }
+  if (!response.ok) {
+    const message = body && typeof body === 'object' && body.error ? body.error : `${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, message);
+  }
+  return body;
+}
+
+/** GET `/api/v1{path}` as JSON; `query` values that are '' or null are left out. */
+export async function get(path, query) {
+  const response = await fetch(url(path, query, false), { headers: headers(), cache: 'no-store' });
+  return answer(response);
+}
+
+/** POST a JSON body to `/api/v1{path}`. */
+export async function post(path, body) {
+  const response = await fetch(url(path, null, false), {
+    method: 'POST',
+    headers: headers({ 'Content-Type': 'application/json' }),
+    body: JSON.stringify(body ?? {}),
+  });
+  return answer(response);
+}
+
+/**
+ * The URL of `/api/v1{path}` with `query`; with `withToken`, the token rides along as
+ * `access_token` (for links and EventSource, which cannot send an Authorization header).
+ */
+export function url(path, query, withToken) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query || {})) {
+    if (value !== '' && value !== null && value !== undefined) params.set(key, String(value));
+  }
+  if (withToken && token()) params.set('access_token', token());
+  const search = params.toString();
+  return `/api/v1${path}${search ? `?${search}` : ''}`;
+}
+
+/**
+ * The live order stream. `onEvent(notice)` gets each `order` event's data; `onLagged()` when the
+ * gateway says events were dropped; `onState(state)` gets 'connecting', 'open' or 'closed'.
+ * EventSource reconnects by itself. Returns a function that closes the stream.
+ */
+export function stream({ onEvent, onLagged, onState }) {
+  const source = new EventSource(url('/stream', null, true));
+  onState('connecting');
+  source.addEventListener('open', () => onState('open'));
+  source.addEventListener('error', () => onState(source.readyState === EventSource.CLOSED ? 'closed' : 'connecting'));
+  source.addEventListener('order', (event) => {
+    try {
+      onEvent(JSON.parse(event.data));
+    } catch (_) {
+      // A malformed event is skipped; the lists reload on the next one anyway.
+    }
+  });
+  source.addEventListener('lagged', () => onLagged());
+  return () => source.close();
+}
+
+const cache = new Map();
+
+/** A registry list (`townships`, `villages`, `teams`, `parts`), fetched once per page load. */
+export function registry(name) {
+  if (!cache.has(name)) {
+    const promise = get(`/registry/${name}`).catch((error) => {
+      cache.delete(name);
+      throw error;
+    });
+    cache.set(name, promise);
+  }
+  return cache.get(name);
+}
+
+/** Forgets cached registry lists (after signing in with another token). */
+export function forgetRegistry() {
+  cache.clear();
+}

@@ -1,0 +1,291 @@
+// Page 4, one work order: facts and assignee, the three SLA clocks, the event timeline, parts and
+// charge, the callback and linked complaints, and the operator actions (dispatch, reassign,
+// escalate, cancel with a reason, record a callback) that call the API and refresh the page.
+
+import { t, code } from './i18n.js';
+import { get, post, registry } from './api.js';
+import {
+  h,
+  fill,
+  table,
+  panel,
+  empty,
+  errorBox,
+  tag,
+  stateTag,
+  priorityTag,
+  categoryLabel,
+  places,
+  teams,
+  dateTime,
+  yuan,
+  slaClocks,
+  isOpen,
+  SLA,
+} from './ui.js';
+
+function facts(order, where, teamNames) {
+  const rows = [
+    [t('order.summary'), order.summary],
+    [t('col.device'), h('a', { href: `#/device/${encodeURIComponent(order.device_id)}` }, order.device_id)],
+    [t('order.household'), order.household_id || t('common.dash')],
+    [t('order.village'), where.village(order.village_id)],
+    [t('order.township'), where.township(order.township)],
+    [t('col.category'), categoryLabel(order.category)],
+    [t('col.source'), [code('source', order.source), order.pre_emptive ? [' ', tag(t('pre_emptive'), 'pre')] : null]],
+    [
+      t('order.warranty'),
+      order.in_warranty === null || order.in_warranty === undefined ? t('common.unknown') : order.in_warranty ? t('order.in_warranty') : t('order.out_of_warranty'),
+    ],
+    [t('col.created'), dateTime(order.created_at_ms)],
+    [t('order.assignee'), h('span', { id: 'order-team', dataset: { teamId: order.team_id || '' } }, teamNames.name(order.team_id))],
+    [t('order.technician'), order.technician_id || t('common.dash')],
+  ];
+  return h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
+}
+
+function stageTimes(order) {
+  const rows = [
+    ['state.dispatched', order.dispatched_at_ms],
+    ['state.accepted', order.accepted_at_ms],
+    ['state.on_site', order.on_site_at_ms],
+    ['state.resolved', order.resolved_at_ms],
+    ['state.closed', order.closed_at_ms],
+  ];
+  return h('dl', { class: 'facts compact' }, rows.map(([k, v]) => [h('dt', null, t(k)), h('dd', null, dateTime(v))]));
+}
+
+function timeline(events) {
+  return h(
+    'ol',
+    { class: 'timeline', id: 'order-timeline' },
+    events.map((e) =>
+      h(
+        'li',
+        { dataset: { kind: e.kind }, class: `event-${e.kind}` },
+        h('time', { datetime: new Date(e.at_ms).toISOString() }, dateTime(e.at_ms)),
+        h('strong', null, code('event', e.kind)),
+        h('span', { class: 'muted actor' }, e.actor),
+        e.note ? h('p', { class: 'event-note' }, e.note) : null,
+      ),
+    ),
+  );
+}
+
+function partsView(detail, partNames) {
+  const total = h(
+    'dl',
+    { class: 'facts compact' },
+    h('dt', null, t('order.parts_value')),
+    h('dd', null, `¥ ${yuan(detail.parts_cents)}`),
+    h('dt', null, t('order.resident_pays')),
+    h('dd', { id: 'resident-pays' }, `¥ ${yuan(detail.resident_pays_cents)}`),
+    detail.misuse ? [h('dt', null, t('order.misuse')), h('dd', null, t('common.yes'))] : null,
+  );
+  if (!detail.parts.length) return [empty(t('order.parts_empty')), total];
+  return [
+    table(
+      [
+        { label: t('col.part'), cell: ([c]) => [partNames.get(c) || c, ' ', h('code', { class: 'muted' }, c)] },
+        { label: t('col.qty'), cell: ([, q]) => String(q), class: 'num' },
+        { label: t('col.unit_price'), cell: ([, , p]) => `¥ ${yuan(p)}`, class: 'num' },
+        { label: t('col.subtotal'), cell: ([, q, p]) => `¥ ${yuan(q * p)}`, class: 'num' },
+      ],
+      detail.parts,
+      { caption: t('order.parts') },
+    ),
+    total,
+  ];
+}
+
+function complaintsView(complaints) {
+  if (!complaints.length) return empty(t('order.complaints_empty'));
+  return table(
+    [
+      { label: t('col.time'), cell: (c) => dateTime(c.received_at_ms) },
+      { label: t('col.channel'), cell: (c) => code('source', c.channel) },
+      { label: t('col.text'), cell: (c) => c.text || t('common.dash') },
+      { label: t('col.linked'), cell: (c) => (c.linked ? t('common.yes') : t('common.no')) },
+    ],
+    complaints,
+    { caption: t('order.complaints') },
+  );
+}
+
+function teamOptions(teamList, order, { auto }) {
+  const covering = teamList.filter((team) => team.townships.includes(order.township));
+  const others = teamList.filter((team) => !team.townships.includes(order.township));
+  const option = (team) => h('option', { value: team.id, selected: team.id === order.team_id && !auto }, `${team.name} (${code('team', team.kind)})`);
+  return [
+    auto ? h('option', { value: '' }, t('order.auto_route')) : null,
+    covering.length ? h('optgroup', { label: t('order.covering') }, covering.map(option)) : null,
+    others.length ? h('optgroup', { label: t('order.other_teams') }, others.map(option)) : null,
+  ];
+}
+
+/** A small form for one action; `fields` are [label, control] pairs; `submit` returns the body. */
+function actionForm(id, title, fields, buttonText, submit, { danger } = {}) {
+  return h(
+    'form',
+    {
+      class: `action ${danger ? 'danger' : ''}`,
+      id: `action-${id}`,
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const button = event.target.querySelector('button[type=submit]');
+        button.disabled = true;
+        try {
+          await submit();
+        } finally {
+          button.disabled = false;
+        }
+      },
+    },
+    h('h3', null, title),
+    fields.map(([label, control]) => h('div', { class: 'field' }, h('label', { for: control.id }, label), control)),
+    h('button', { type: 'submit', class: danger ? 'danger' : 'primary' }, buttonText),
+  );
+}
+
+function actions(order, teamList, act) {
+  const forms = [];
+  const open = isOpen(order);
+  if (order.state === 'created') {
+    const team = h('select', { id: 'dispatch-team' }, teamOptions(teamList, order, { auto: true }));
+    forms.push(
+      actionForm('dispatch', t('order.dispatch'), [[t('order.dispatch_team'), team]], t('order.dispatch'), () =>
+        act('dispatch', t('order.dispatch'), team.value ? { team_id: team.value } : {}),
+      ),
+    );
+  }
+  if (['dispatched', 'accepted'].includes(order.state)) {
+    const team = h('select', { id: 'reassign-team', required: true }, teamOptions(teamList, order, { auto: false }));
+    const reason = h('input', { id: 'reassign-reason', type: 'text', required: true, autocomplete: 'off' });
+    forms.push(
+      actionForm(
+        'reassign',
+        t('order.reassign'),
+        [
+          [t('order.reassign_team'), team],
+          [t('order.reason'), reason],
+        ],
+        t('order.reassign'),
+        () => act('reassign', t('order.reassign'), { team_id: team.value, reason: reason.value.trim() }),
+      ),
+    );
+  }
+  if (order.state === 'resolved') {
+    const score = h('select', { id: 'callback-score' }, [5, 4, 3, 2, 1].map((n) => h('option', { value: String(n) }, `${n} / 5`)));
+    const solved = h('input', { id: 'callback-solved', type: 'checkbox', checked: true });
+    const note = h('input', { id: 'callback-note', type: 'text', autocomplete: 'off' });
+    forms.push(
+      actionForm(
+        'callback',
+        t('order.callback_do'),
+        [
+          [t('order.satisfaction'), score],
+          [t('order.solved'), solved],
+          [t('col.note'), note],
+        ],
+        t('order.callback_do'),
+        () => act('callback', t('order.callback_do'), { satisfaction: Number(score.value), solved: solved.checked, note: note.value.trim() }),
+      ),
+    );
+  }
+  if (open) {
+    const note = h('input', { id: 'escalate-note', type: 'text', autocomplete: 'off' });
+    forms.push(
+      actionForm('escalate', t('order.escalate'), [[t('order.escalate_note'), note]], t('order.escalate'), () =>
+        act('escalate', t('order.escalate'), { note: note.value.trim() }),
+      ),
+    );
+    const reason = h('input', { id: 'cancel-reason', type: 'text', required: true, autocomplete: 'off' });
+    forms.push(
+      actionForm('cancel', t('order.cancel'), [[t('order.cancel_reason'), reason]], t('order.cancel'), () => act('cancel', t('order.cancel'), { reason: reason.value.trim() }), {
+        danger: true,
+      }),
+    );
+  }
+  return forms.length ? h('div', { class: 'actions' }, forms) : empty(t('order.actions_none'));
+}
+
+export async function mount(main, [id], _query, ctx) {
+  const [where, teamNames, parts] = await Promise.all([places(), teams(), registry('parts').catch(() => [])]);
+  const partNames = new Map(parts.map((p) => [p.code, p.name]));
+  const status = h('p', { class: 'action-status', id: 'action-status', role: 'status', 'aria-live': 'polite' });
+
+  // A render still waiting for the API when the operator has moved on must not draw.
+  let mounted = true;
+  async function render() {
+    const detail = await get(`/orders/${id}`);
+    if (!mounted) return;
+    const act = async (action, label, body) => {
+      try {
+        await post(`/orders/${id}/${action}`, body);
+        status.textContent = t('order.done', { action: label });
+        status.className = 'action-status ok';
+        await render();
+      } catch (error) {
+        status.textContent = t('order.failed', { message: error.message });
+        status.className = 'action-status failed';
+      }
+    };
+    const canAct = ctx.session.role === 'district' || ctx.session.role === 'township';
+    fill(
+      main,
+      h(
+        'div',
+        { class: 'page-head' },
+        h('h1', null, t('order.title', { id })),
+        h('span', { class: 'head-tags', id: 'order-state', dataset: { state: detail.state } }, stateTag(detail.state), ' ', priorityTag(detail.priority), detail.pre_emptive ? [' ', tag(t('pre_emptive'), 'pre')] : null),
+        h('a', { href: '#/', class: 'back' }, `← ${t('nav.live')}`),
+      ),
+      h(
+        'div',
+        { class: 'two-col' },
+        panel(t('order.facts'), null, facts(detail, where, teamNames)),
+        h(
+          'div',
+          null,
+          panel(t('order.clocks'), { id: 'order-clocks' }, slaClocks(detail), h('p', { class: 'legend muted' }, SLA.stages.map((s) => `${t(`sla.${s.key}`)} ≤ ${t('common.minutes', { n: s.deadlineMs / 60000 })}`).join(' · ')), stageTimes(detail)),
+          canAct ? panel(t('order.actions'), { id: 'order-actions' }, status, actions(detail, teamNames.list, act)) : null,
+        ),
+      ),
+      h(
+        'div',
+        { class: 'two-col' },
+        panel(t('order.timeline'), null, timeline(detail.events)),
+        h(
+          'div',
+          null,
+          panel(t('order.parts'), null, partsView(detail, partNames)),
+          panel(
+            t('order.callback'),
+            null,
+            detail.satisfaction ? h('p', { id: 'order-satisfaction' }, `${t('order.satisfaction')}: ${detail.satisfaction} / 5`) : empty(t('order.no_callback')),
+          ),
+          panel(t('order.complaints'), null, complaintsView(detail.complaints)),
+        ),
+      ),
+    );
+  }
+
+  await render();
+  let pending = null;
+  const unsubscribe = ctx.onStream((notice) => {
+    if (notice && String(notice.order_id) !== String(id)) return;
+    window.clearTimeout(pending);
+    pending = window.setTimeout(() => {
+      // Do not wipe a form the operator is typing into.
+      if (main.contains(document.activeElement) && document.activeElement.closest('form')) return;
+      render().catch((error) => {
+        if (mounted) fill(main, errorBox(error));
+      });
+    }, 300);
+  });
+  return () => {
+    mounted = false;
+    unsubscribe();
+    window.clearTimeout(pending);
+  };
+}

@@ -1,0 +1,165 @@
+//! API handlers for the live fleet: the summary, devices with their latest reading and status,
+//! and alert episodes.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, ApiState, ErrorBody};
+use crate::auth::Principal;
+use crate::fleet::DeviceState;
+use crate::orders::store::AlertRow;
+
+/// Today's picture of the district.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Summary {
+    pub devices: usize,
+    pub online: usize,
+    pub offline: usize,
+    pub faulty: usize,
+    pub active_alerts: usize,
+    pub orders_by_state: BTreeMap<String, i64>,
+    pub messages_in: u64,
+    pub readings_accepted: u64,
+    /// Messages dropped at ingest, by reason.
+    pub rejected: BTreeMap<String, u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/summary", tag = "fleet",
+    responses((status = 200, body = Summary), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn summary(
+    principal: Principal,
+    State(state): State<ApiState>,
+) -> Result<Json<Summary>, ApiError> {
+    if !principal.sees_district() {
+        return Err(ApiError::forbidden("the summary covers the whole district"));
+    }
+    let (devices, online, offline, faulty) = state.fleet.counts();
+    let (counts, active) = state
+        .orders
+        .with_store(|s| Ok((s.order_counts()?, s.alerts(true, 1_000_000)?.len())))
+        .await?;
+    Ok(Json(Summary {
+        devices,
+        online,
+        offline,
+        faulty,
+        active_alerts: active,
+        orders_by_state: counts.into_iter().collect(),
+        messages_in: state.metrics.messages_in_total(),
+        readings_accepted: state.metrics.readings_accepted_total(),
+        rejected: state
+            .metrics
+            .rejects()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    /// Only devices of this township.
+    township: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", tag = "fleet", params(DeviceQuery),
+    responses((status = 200, body = [DeviceState]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn devices(
+    principal: Principal,
+    State(state): State<ApiState>,
+    query: Result<Query<DeviceQuery>, QueryRejection>,
+) -> Result<Json<Vec<DeviceState>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let township = match (&query.township, principal.sees_district()) {
+        (_, true) => query.township.clone(),
+        (Some(t), false) if principal.can_read_township(t) => Some(t.clone()),
+        (None, false) if principal.township.is_some() => principal.township.clone(),
+        _ => return Err(ApiError::forbidden("this token may not list these devices")),
+    };
+    Ok(Json(state.fleet.list(township.as_deref())))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "fleet", params(("id" = String, Path, description = "device id")),
+    responses((status = 200, body = DeviceState), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn device(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceState>, ApiError> {
+    let device = state
+        .fleet
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no device {id:?}")))?;
+    if !principal.can_read_township(&device.township) {
+        return Err(ApiError::forbidden(
+            "this device is outside the token's township",
+        ));
+    }
+    Ok(Json(device))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AlertQuery {
+    /// Only alerts that have not resolved.
+    #[serde(default)]
+    active: bool,
+    /// Most alerts to return (default 500, at most 10000).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "fleet", params(AlertQuery),
+    responses((status = 200, body = [AlertRow]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn alerts(
+    principal: Principal,
+    State(state): State<ApiState>,
+    query: Result<Query<AlertQuery>, QueryRejection>,
+) -> Result<Json<Vec<AlertRow>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if principal.role == crate::auth::Role::Team {
+        return Err(ApiError::forbidden(
+            "team tokens see their orders, not the alert stream",
+        ));
+    }
+    let limit = query.limit.unwrap_or(500).min(10_000);
+    let alerts = state
+        .orders
+        .with_store(move |s| s.alerts(query.active, limit))
+        .await?;
+    Ok(Json(
+        alerts
+            .into_iter()
+            .filter(|a| principal.can_read_township(&a.township))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/history", tag = "fleet", params(("id" = String, Path, description = "device id")),
+    responses((status = 200, body = crate::fleet::History), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn history(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::fleet::History>, ApiError> {
+    let device = state
+        .fleet
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no device {id:?}")))?;
+    if !principal.can_read_township(&device.township) {
+        return Err(ApiError::forbidden(
+            "this device is outside the token's township",
+        ));
+    }
+    Ok(Json(state.fleet.history(&id).unwrap_or(
+        crate::fleet::History {
+            device_id: id,
+            points: Vec::new(),
+        },
+    )))
+}

@@ -1,0 +1,545 @@
+//! API handlers for work orders: list and detail, the lifecycle actions (dispatch, reassign,
+//! accept, arrive, resolve with parts, callback, close, cancel, merge, escalate), complaint
+//! intake from every channel, and the live stream of order events (Server-Sent Events).
+
+use std::convert::Infallible;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{require, ApiError, ApiState, ErrorBody};
+use crate::auth::{Principal, Role};
+use crate::orders::store::{ComplaintRow, OrderEventRow, OrderFilter, OrderRow};
+use crate::orders::{ComplaintOutcome, ComplaintRequest, OrderAction, OrderState, PartUse};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OrderQuery {
+    /// Only orders of this device.
+    device_id: Option<String>,
+    /// Only orders of this township.
+    township: Option<String>,
+    /// Only orders of this team.
+    team_id: Option<String>,
+    /// Only orders in this state (created, dispatched, accepted, on_site, resolved, callback_done, closed, cancelled, merged).
+    state: Option<String>,
+    /// Only orders that are not closed, cancelled or merged.
+    #[serde(default)]
+    open: bool,
+    /// Most orders to return (default 500, at most 10000).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(OrderQuery),
+    responses((status = 200, body = [OrderRow]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_orders(
+    principal: Principal,
+    State(state): State<ApiState>,
+    query: Result<Query<OrderQuery>, QueryRejection>,
+) -> Result<Json<Vec<OrderRow>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let order_state = match query.state.as_deref() {
+        Some(s) => Some(OrderState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "state {s:?} is not one of {}",
+                OrderState::ALL.map(OrderState::as_str).join(", ")
+            ))
+        })?),
+        None => None,
+    };
+    let mut filter = OrderFilter {
+        device_id: query.device_id,
+        township: query.township,
+        team_id: query.team_id,
+        state: order_state,
+        open_only: query.open,
+        limit: query.limit.unwrap_or(500).clamp(1, 10_000),
+    };
+    // Narrow the query to what the token may see.
+    match principal.role {
+        Role::Township => filter.township = principal.township.clone(),
+        Role::Team => filter.team_id = principal.team.clone(),
+        Role::Operator | Role::ReadOnly => {}
+    }
+    let orders = state.orders.with_store(move |s| s.orders(&filter)).await?;
+    Ok(Json(
+        orders
+            .into_iter()
+            .filter(|o| principal.can_read(o))
+            .collect(),
+    ))
+}
+
+/// An order with its history, parts and complaints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderDetail {
+    #[serde(flatten)]
+    pub order: OrderRow,
+    pub events: Vec<OrderEventRow>,
+    /// (part code, quantity, unit price in fen)
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub parts: Vec<(String, i64, i64)>,
+    pub complaints: Vec<ComplaintRow>,
+}
+
+async fn readable_order(
+    state: &ApiState,
+    principal: &Principal,
+    id: i64,
+) -> Result<OrderRow, ApiError> {
+    let order = state
+        .orders
+        .with_store(move |s| s.order_row(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
+    if !principal.can_read(&order) {
+        // Do not tell another team that the order exists.
+        return Err(ApiError::not_found(format!("no order {id}")));
+    }
+    Ok(order)
+}
+
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = i64, Path, description = "order id")),
+    responses((status = 200, body = OrderDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_order(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderDetail>, ApiError> {
+    let id = parse_id(&id)?;
+    readable_order(&state, &principal, id).await?;
+    let detail = state
+        .orders
+        .with_store(move |s| {
+            let Some((order, events)) = s.order(id)? else {
+                return Ok(None);
+            };
+            Ok(Some(OrderDetail {
+                parts: s.order_parts(id)?,
+                complaints: s.complaints_of(id)?,
+                order,
+                events,
+            }))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
+    Ok(Json(detail))
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .ok()
+        .filter(|id: &i64| *id > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("order id {id:?} is not a positive number")))
+}
+
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+async fn act(
+    state: ApiState,
+    principal: Principal,
+    id: &str,
+    allowed: &[Role],
+    what: &str,
+    action: OrderAction,
+    at_ms: Option<i64>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let id = parse_id(id)?;
+    require(&principal, allowed, what)?;
+    readable_order(&state, &principal, id).await?;
+    let row = state
+        .orders
+        .act(id, principal.actor(), action, at_ms)
+        .await?;
+    Ok(Json(row))
+}
+
+/// `at_ms`: when it happened (Unix ms); defaults to now. For offline technicians' apps that
+/// sync later, and for replays.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlainStep {
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchBody {
+    /// The team; omitted: routing picks it.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    #[serde(default)]
+    pub technician_id: Option<String>,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/dispatch", tag = "orders", params(("id" = i64, Path)), request_body = DispatchBody,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn dispatch(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<DispatchBody>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator],
+        "dispatch orders",
+        OrderAction::Dispatch {
+            team_id: b.team_id,
+            technician_id: b.technician_id,
+        },
+        b.at_ms,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignBody {
+    pub team_id: String,
+    #[serde(default)]
+    pub technician_id: Option<String>,
+    pub reason: String,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/reassign", tag = "orders", params(("id" = i64, Path)), request_body = ReassignBody,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn reassign(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<ReassignBody>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator],
+        "reassign orders",
+        OrderAction::Reassign {
+            team_id: b.team_id,
+            technician_id: b.technician_id,
+            reason: b.reason,
+        },
+        b.at_ms,
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/accept", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn accept(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<PlainStep>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator, Role::Team],
+        "accept orders",
+        OrderAction::Accept,
+        b.at_ms,
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/arrive", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn arrive(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<PlainStep>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator, Role::Team],
+        "report arrival",
+        OrderAction::Arrive,
+        b.at_ms,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// Parts used, from the unified price list.
+    #[serde(default)]
+    pub parts: Vec<PartUse>,
+    /// Damage from misuse: the resident pays for the parts even in warranty.
+    #[serde(default)]
+    pub misuse: bool,
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/resolve", tag = "orders", params(("id" = i64, Path)), request_body = ResolveBody,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn resolve(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<ResolveBody>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator, Role::Team],
+        "resolve orders",
+        OrderAction::Resolve {
+            parts: b.parts,
+            misuse: b.misuse,
+            note: b.note,
+        },
+        b.at_ms,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackBody {
+    /// The resident's satisfaction, 1 (very unhappy) to 5 (very happy).
+    pub satisfaction: i64,
+    /// The heating really works again; `false` reopens the order.
+    pub solved: bool,
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/callback", tag = "orders", params(("id" = i64, Path)), request_body = CallbackBody,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn callback(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<CallbackBody>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator, Role::Township],
+        "record callbacks",
+        OrderAction::Callback {
+            satisfaction: b.satisfaction,
+            solved: b.solved,
+            note: b.note,
+        },
+        b.at_ms,
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/close", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn close(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<PlainStep>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator],
+        "close orders",
+        OrderAction::Close,
+        b.at_ms,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    pub reason: String,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = i64, Path)), request_body = CancelBody,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<CancelBody>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator],
+        "cancel orders",
+        OrderAction::Cancel { reason: b.reason },
+        b.at_ms,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeBody {
+    /// The order this one duplicates.
+    pub into: i64,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/merge", tag = "orders", params(("id" = i64, Path)), request_body = MergeBody,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn merge(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<MergeBody>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator],
+        "merge orders",
+        OrderAction::Merge { into: b.into },
+        b.at_ms,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateBody {
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/escalate", tag = "orders", params(("id" = i64, Path)), request_body = EscalateBody,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn escalate(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<EscalateBody>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator, Role::Township],
+        "escalate orders",
+        OrderAction::Escalate { note: b.note },
+        b.at_ms,
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/complaints", tag = "orders", request_body = ComplaintRequest,
+    responses((status = 201, body = ComplaintOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn complaint(
+    principal: Principal,
+    State(state): State<ApiState>,
+    payload: Result<Json<ComplaintRequest>, JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<ComplaintOutcome>), ApiError> {
+    let request = body(payload)?;
+    require(
+        &principal,
+        &[Role::Operator, Role::Township],
+        "take complaints",
+    )?;
+    if principal.role == Role::Township {
+        let device = request.device_id.clone();
+        let household = request.household_id.clone();
+        let township = state
+            .orders
+            .with_store(move |s| {
+                let device = match (device, household) {
+                    (Some(d), _) => Some(d),
+                    (None, Some(h)) => s.device_of_household(&h)?,
+                    (None, None) => None,
+                };
+                Ok(match device {
+                    Some(d) => s.device_context(&d)?.map(|c| c.village.township_id),
+                    None => None,
+                })
+            })
+            .await?;
+        if township.is_some() && township != principal.township {
+            return Err(ApiError::forbidden(
+                "the device is outside the token's township",
+            ));
+        }
+    }
+    let outcome = state.orders.complaint(request).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(outcome)))
+}
+
+#[utoipa::path(get, path = "/api/v1/stream", tag = "orders",
+    responses((status = 200, description = "Server-Sent Events: one `order` event per order event (created, dispatched, sla_warning, escalated...), JSON data", content_type = "text/event-stream"), (status = 401, body = ErrorBody)))]
+pub async fn stream(
+    principal: Principal,
+    State(state): State<ApiState>,
+) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
+    use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+    use tokio_stream::StreamExt as _;
+    let events = tokio_stream::wrappers::BroadcastStream::new(state.orders.subscribe()).filter_map(
+        move |item| match item {
+            Ok(notice) => {
+                let visible = match principal.role {
+                    Role::Operator | Role::ReadOnly => true,
+                    Role::Township => {
+                        principal.township.as_deref() == Some(notice.township.as_str())
+                    }
+                    Role::Team => principal.team.is_some() && principal.team == notice.team_id,
+                };
+                visible.then(|| {
+                    let data = serde_json::to_string(&notice).unwrap_or_default();
+                    Ok(Event::default().event("order").data(data))
+                })
+            }
+            // A slow client missed events: say so, so it can reload the list.
+            Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{missed}}}")))),
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,192 @@
+//! Bearer tokens and roles for the HTTP API: operator (everything), township officer (own
+//! township), team (own team's orders), read-only. Tokens are compared in constant time.
+
+use serde::Deserialize;
+
+use crate::config::{ApiConfig, AuthMode};
+use crate::orders::store::OrderRow;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Operator,
+    Township,
+    Team,
+    ReadOnly,
+}
+
+/// The caller of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    pub township: Option<String>,
+    pub team: Option<String>,
+}
+
+impl Principal {
+    /// The principal of a gateway whose API checks no tokens (local demo).
+    pub fn unauthenticated_operator() -> Self {
+        Self {
+            name: "operator".into(),
+            role: Role::Operator,
+            township: None,
+            team: None,
+        }
+    }
+
+    /// May see this order.
+    pub fn can_read(&self, order: &OrderRow) -> bool {
+        match self.role {
+            Role::Operator | Role::ReadOnly => true,
+            Role::Township => self.township.as_deref() == Some(order.township.as_str()),
+            Role::Team => self.team.is_some() && self.team == order.team_id,
+        }
+    }
+
+    /// May see everything of a township (devices, alerts, reports).
+    pub fn can_read_township(&self, township: &str) -> bool {
+        match self.role {
+            Role::Operator | Role::ReadOnly => true,
+            Role::Township => self.township.as_deref() == Some(township),
+            Role::Team => false,
+        }
+    }
+
+    /// Sees the whole district.
+    pub fn sees_district(&self) -> bool {
+        matches!(self.role, Role::Operator | Role::ReadOnly)
+    }
+
+    /// The actor name recorded on order events.
+    pub fn actor(&self) -> String {
+        match self.role {
+            Role::Operator => format!("operator:{}", self.name),
+            Role::Township => format!("township:{}", self.name),
+            Role::Team => format!("team:{}", self.name),
+            Role::ReadOnly => format!("read_only:{}", self.name),
+        }
+    }
+}
+
+/// Checks bearer tokens.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    mode: AuthMode,
+    tokens: Vec<(Vec<u8>, Principal)>,
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing `Authorization: Bearer <token>` header")]
+    Missing,
+    #[error("unknown or malformed bearer token")]
+    Unknown,
+}
+
+impl Authenticator {
+    pub fn new(config: &ApiConfig) -> Self {
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|t| {
+                (
+                    t.token.as_bytes().to_vec(),
+                    Principal {
+                        name: t.name.clone(),
+                        role: t.role,
+                        township: t.township.clone(),
+                        team: t.team.clone(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            mode: config.auth,
+            tokens,
+        }
+    }
+
+    /// The principal of an `Authorization` header value.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        if self.mode == AuthMode::Disabled {
+            return Ok(Principal::unauthenticated_operator());
+        }
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(AuthError::Unknown)?
+            .trim()
+            .as_bytes();
+        let mut found = None;
+        for (candidate, principal) in &self.tokens {
+            // Look at every token and every byte, so timing does not tell how close a guess was.
+            if constant_time_eq(candidate, token) {
+                found = Some(principal);
+            }
+        }
+        found.cloned().ok_or(AuthError::Unknown)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = u8::from(a.len() != b.len());
+    for (index, byte) in a.iter().enumerate() {
+        difference |= byte ^ b.get(index).copied().unwrap_or(0);
+    }
+    difference == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenConfig;
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(&ApiConfig {
+            auth: AuthMode::Tokens,
+            tokens: vec![TokenConfig {
+                name: "team-a".into(),
+                token: "0123456789abcdef-team".into(),
+                role: Role::Team,
+                township: None,
+                team: Some("aurora-yanqing".into()),
+            }],
+        })
+    }
+
+    #[test]
+    fn only_configured_tokens_pass() {
+        let auth = authenticator();
+        assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
+        assert_eq!(
+            auth.authenticate(Some("Bearer nope")),
+            Err(AuthError::Unknown)
+        );
+        assert_eq!(
+            auth.authenticate(Some("Basic abc")),
+            Err(AuthError::Unknown)
+        );
+        assert_eq!(
+            auth.authenticate(Some("Bearer 0123456789abcdef-tea")),
+            Err(AuthError::Unknown)
+        );
+        let principal = auth
+            .authenticate(Some("Bearer 0123456789abcdef-team"))
+            .expect("valid");
+        assert_eq!(principal.role, Role::Team);
+        assert_eq!(principal.actor(), "team:team-a");
+    }
+
+    #[test]
+    fn disabled_auth_makes_everyone_an_operator() {
+        let auth = Authenticator::new(&ApiConfig {
+            auth: AuthMode::Disabled,
+            tokens: Vec::new(),
+        });
+        assert_eq!(auth.authenticate(None).map(|p| p.role), Ok(Role::Operator));
+    }
+}

@@ -1,0 +1,158 @@
+//! Scale-out mode: instead of the embedded broker, the gateway is a client (rumqttc) of an
+//! external broker or cluster (Mosquitto, EMQX) and subscribes only to the townships it owns,
+//! so several gateway instances can split a district between them.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use serde::Deserialize;
+use wire::{Topic, TopicKind, TownshipId};
+
+/// How to reach the external broker, and which townships this instance owns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalBrokerConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// MQTT client id; keep it stable so the broker keeps this instance's session (and the
+    /// messages of a restart) between connections.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// User name, if the broker asks for one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, or `env:VARIABLE`; never logged.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// MQTT keep-alive.
+    #[serde(default = "default_keep_alive", with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Townships this instance owns; empty means every township.
+    #[serde(default)]
+    pub townships: Vec<TownshipId>,
+}
+
+fn default_port() -> u16 {
+    1883
+}
+fn default_client_id() -> String {
+    "heating-gateway".into()
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl ExternalBrokerConfig {
+    /// The topic filters this instance subscribes to.
+    pub fn filters(&self) -> Vec<String> {
+        let kinds = [TopicKind::Telemetry, TopicKind::Status];
+        if self.townships.is_empty() {
+            return kinds.iter().map(|k| Topic::all_filter(*k)).collect();
+        }
+        self.townships
+            .iter()
+            .flat_map(|t| kinds.iter().map(move |k| Topic::township_filter(t, *k)))
+            .collect()
+    }
+}
+
+/// A connected (or connecting) client of the external broker.
+pub struct ExternalSource {
+    pub client: AsyncClient,
+    eventloop: EventLoop,
+    filters: Vec<String>,
+    backoff: Duration,
+}
+
+impl ExternalSource {
+    /// Prepares the client; the connection is made by the first [`ExternalSource::next`].
+    pub fn new(config: &ExternalBrokerConfig) -> Result<Self, String> {
+        let mut options =
+            MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+        options.set_keep_alive(config.keep_alive.max(Duration::from_secs(5)));
+        options.set_clean_session(false);
+        options.set_max_packet_size(256 * 1024, 256 * 1024);
+        if let Some(user) = &config.username {
+            let password = match config
+                .password
+                .as_deref()
+                .map(|p| (p, p.strip_prefix("env:")))
+            {
+                Some((_, Some(variable))) => std::env::var(variable).map_err(|_| {
+                    format!("environment variable {variable} (broker.external.password) is not set")
+                })?,
+                Some((plain, None)) => plain.to_owned(),
+                None => String::new(),
+            };
+            options.set_credentials(user.clone(), password);
+        }
+        let (client, eventloop) = AsyncClient::new(options, 1024);
+        Ok(Self {
+            client,
+            eventloop,
+            filters: config.filters(),
+            backoff: Duration::from_millis(500),
+        })
+    }
+
+    /// The next publish (topic, payload); reconnects and resubscribes by itself.
+    pub async fn next(&mut self) -> (Vec<u8>, Vec<u8>) {
+        loop {
+            match self.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    return (publish.topic.into_bytes(), publish.payload.to_vec());
+                }
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    self.backoff = Duration::from_millis(500);
+                    tracing::info!(session_present = ack.session_present, filters = ?self.filters, "connected to the external MQTT broker");
+                    for filter in &self.filters {
+                        if let Err(error) =
+                            self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce)
+                        {
+                            tracing::error!(%error, filter, "subscription could not be queued");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?self.backoff, "external MQTT broker connection failed");
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_cover_only_the_owned_townships() {
+        let config = ExternalBrokerConfig {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "g1".into(),
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(30),
+            townships: vec![TownshipId::parse("sihai").expect("id")],
+        };
+        assert_eq!(
+            config.filters(),
+            ["heating/v1/sihai/+/telemetry", "heating/v1/sihai/+/status"]
+        );
+        let all = ExternalBrokerConfig {
+            townships: Vec::new(),
+            ..config
+        };
+        assert_eq!(
+            all.filters(),
+            ["heating/v1/+/+/telemetry", "heating/v1/+/+/status"]
+        );
+    }
+}

@@ -1,0 +1,833 @@
+//! The registry: townships, villages, households, devices, vendors, teams with their
+//! responsibility zones, technicians, village caretakers and electricians, and the unified parts
+//! price list. Imported from CSV files (one per table) with errors that name file, line and
+//! column; the import is applied in one transaction or not at all (see `orders::store`).
+
+pub mod demo;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A township (镇/乡), the unit responsibility zones are drawn by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Township {
+    pub id: String,
+    pub name: String,
+}
+
+/// A village (村) of a township.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Village {
+    /// Unique in the district, e.g. `yanqing-dongguan`.
+    pub id: String,
+    pub township_id: String,
+    pub name: String,
+}
+
+/// A household with its resident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Household {
+    pub id: String,
+    pub village_id: String,
+    pub address: String,
+    pub resident: String,
+    pub phone: String,
+    /// An elderly person living alone, or another reason to come first.
+    pub vulnerable: bool,
+}
+
+/// A winning-bid vendor (中标厂家), responsible for its devices' 5-year warranty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Vendor {
+    pub id: String,
+    pub name: String,
+}
+
+/// A heater.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Device {
+    pub id: String,
+    pub household_id: String,
+    /// `heat_pump` or `gas_boiler`.
+    pub kind: String,
+    pub brand: String,
+    pub model: String,
+    pub vendor_id: String,
+    /// Installation date, `YYYY-MM-DD`.
+    pub installed_on: String,
+    /// Last day of the free warranty, `YYYY-MM-DD` (5 years after installation).
+    pub warranty_until: String,
+}
+
+/// Who a team works for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamKind {
+    /// A vendor's own repair team: devices in warranty, free of charge.
+    Vendor,
+    /// The district's third-party company: devices out of warranty, resident pays parts.
+    ThirdParty,
+    /// The power company with the village electricians: supply incidents.
+    PowerUtility,
+    /// The gas company: gas supply incidents.
+    GasUtility,
+}
+
+impl TeamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamKind::Vendor => "vendor",
+            TeamKind::ThirdParty => "third_party",
+            TeamKind::PowerUtility => "power_utility",
+            TeamKind::GasUtility => "gas_utility",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<TeamKind> {
+        [
+            TeamKind::Vendor,
+            TeamKind::ThirdParty,
+            TeamKind::PowerUtility,
+            TeamKind::GasUtility,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == value)
+    }
+}
+
+/// A repair team and the townships it answers for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub kind: TeamKind,
+    /// The vendor, for vendor teams.
+    pub vendor_id: Option<String>,
+    pub phone: String,
+    /// Township ids of the team's responsibility zone.
+    pub townships: Vec<String>,
+}
+
+/// A technician of a team.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Technician {
+    pub id: String,
+    pub team_id: String,
+    pub name: String,
+    pub phone: String,
+    /// Where the technician is based; dispatch prefers the same village, then township.
+    pub home_village_id: Option<String>,
+}
+
+/// A village caretaker (管护员) or electrician (电工).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VillageContact {
+    pub id: String,
+    pub village_id: String,
+    /// `caretaker` or `electrician`.
+    pub role: String,
+    pub name: String,
+    pub phone: String,
+}
+
+/// One part of the unified price list (统一配件价格).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Part {
+    pub code: String,
+    pub name: String,
+    /// Price in fen (0.01 CNY).
+    pub price_cents: i64,
+}
+
+/// Everything an import brings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryData {
+    pub townships: Vec<Township>,
+    pub villages: Vec<Village>,
+    pub vendors: Vec<Vendor>,
+    pub households: Vec<Household>,
+    pub devices: Vec<Device>,
+    pub teams: Vec<Team>,
+    pub technicians: Vec<Technician>,
+    pub contacts: Vec<VillageContact>,
+    pub parts: Vec<Part>,
+}
+
+/// Rows per table of an import.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct ImportSummary {
+    pub townships: usize,
+    pub villages: usize,
+    pub vendors: usize,
+    pub households: usize,
+    pub devices: usize,
+    pub teams: usize,
+    pub technicians: usize,
+    pub contacts: usize,
+    pub parts: usize,
+}
+
+/// A bad row: which file, line and column, and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {field}: {message}")]
+pub struct ImportError {
+    pub file: String,
+    pub line: u64,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// The CSV files of a registry folder, in import order. Every file is optional.
+pub const FILES: [&str; 9] = [
+    "townships.csv",
+    "villages.csv",
+    "vendors.csv",
+    "households.csv",
+    "devices.csv",
+    "teams.csv",
+    "technicians.csv",
+    "contacts.csv",
+    "parts.csv",
+];
+
+/// Reads one CSV text into rows of named fields, with positions for errors.
+struct Table<'a> {
+    file: &'a str,
+    headers: Vec<String>,
+    rows: Vec<(u64, csv::StringRecord)>,
+}
+
+impl<'a> Table<'a> {
+    fn parse(file: &'a str, text: &str, required: &[&str]) -> Result<Table<'a>, ImportError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .comment(Some(b'#'))
+            .from_reader(text.as_bytes());
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| csv_error(file, &e))?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        for name in required {
+            if !headers.iter().any(|h| h == name) {
+                return Err(ImportError {
+                    file: file.to_owned(),
+                    line: 1,
+                    column: 1,
+                    field: (*name).to_owned(),
+                    message: format!("missing column (the header has: {})", headers.join(",")),
+                });
+            }
+        }
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| csv_error(file, &e))?;
+            let line = record.position().map_or(0, |p| p.line());
+            rows.push((line, record));
+        }
+        Ok(Table {
+            file,
+            headers,
+            rows,
+        })
+    }
+
+    fn column(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or(usize::MAX)
+    }
+
+    fn error(&self, line: u64, name: &str, message: String) -> ImportError {
+        ImportError {
+            file: self.file.to_owned(),
+            line,
+            column: self.column(name).saturating_add(1),
+            field: name.to_owned(),
+            message,
+        }
+    }
+
+    /// A required, non-empty field.
+    fn text(
+        &self,
+        line: u64,
+        record: &csv::StringRecord,
+        name: &str,
+    ) -> Result<String, ImportError> {
+        match record.get(self.column(name)) {
+            Some(value) if !value.is_empty() => Ok(value.to_owned()),
+            _ => Err(self.error(line, name, "is empty".into())),
+        }
+    }
+
+    /// An optional field (empty or missing column = `None`).
+    fn optional(&self, record: &csv::StringRecord, name: &str) -> Option<String> {
+        record
+            .get(self.column(name))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// A lowercase identifier usable in topics and URLs.
+    fn id(&self, line: u64, record: &csv::StringRecord, name: &str) -> Result<String, ImportError> {
+        let value = self.text(line, record, name)?;
+        wire::DeviceId::parse(&value)
+            .map(|_| value)
+            .map_err(|e| self.error(line, name, e.to_string()))
+    }
+}
+
+fn csv_error(file: &str, error: &csv::Error) -> ImportError {
+    let line = error.position().map_or(0, |p| p.line());
+    ImportError {
+        file: file.to_owned(),
+        line,
+        column: 1,
+        field: "row".into(),
+        message: error.to_string(),
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "是" => Some(true),
+        "false" | "no" | "0" | "否" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Checks `YYYY-MM-DD` and returns (year, month, day).
+pub fn parse_date(value: &str) -> Option<(i32, u32, u32)> {
+    let mut parts = value.split('-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u32 = parts.next()?.parse().ok()?;
+    let day: u32 = parts.next()?.parse().ok()?;
+    if parts.next().is_some()
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+    {
+        return None;
+    }
+    Some((year, month, day))
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// The last day of a warranty of `years` from `installed_on` (the day before the anniversary).
+pub fn warranty_until(installed_on: (i32, u32, u32), years: i32) -> String {
+    let (year, month, day) = installed_on;
+    let end_year = year + years;
+    // Day before the anniversary; 29 Feb anniversaries fall back to 28 Feb.
+    let day = day.min(days_in_month(end_year, month));
+    let (y, m, d) = if day > 1 {
+        (end_year, month, day - 1)
+    } else if month > 1 {
+        (end_year, month - 1, days_in_month(end_year, month - 1))
+    } else {
+        (end_year - 1, 12, 31)
+    };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Parses the CSV texts of a registry import (file name -> content) and checks every reference
+/// against the batch itself and `existing` ids already in the database.
+pub fn parse(
+    files: &HashMap<String, String>,
+    existing: &KnownIds,
+) -> Result<RegistryData, ImportError> {
+    let mut data = RegistryData::default();
+    let mut known = existing.clone();
+    let empty = String::new();
+    let get = |name: &str| files.get(name).unwrap_or(&empty);
+
+    if files.contains_key("townships.csv") {
+        let t = Table::parse("townships.csv", get("townships.csv"), &["id", "name"])?;
+        for (line, r) in &t.rows {
+            let row = Township {
+                id: t.id(*line, r, "id")?,
+                name: t.text(*line, r, "name")?,
+            };
+            known.townships.insert(row.id.clone());
+            data.townships.push(row);
+        }
+    }
+    if files.contains_key("villages.csv") {
+        let t = Table::parse(
+            "villages.csv",
+            get("villages.csv"),
+            &["id", "township_id", "name"],
+        )?;
+        for (line, r) in &t.rows {
+            let row = Village {
+                id: t.id(*line, r, "id")?,
+                township_id: t.text(*line, r, "township_id")?,
+                name: t.text(*line, r, "name")?,
+            };
+            if !known.townships.contains(&row.township_id) {
+                return Err(t.error(
+                    *line,
+                    "township_id",
+                    format!("unknown township {:?}", row.township_id),
+                ));
+            }
+            known.villages.insert(row.id.clone());
+            data.villages.push(row);
+        }
+    }
+    if files.contains_key("vendors.csv") {
+        let t = Table::parse("vendors.csv", get("vendors.csv"), &["id", "name"])?;
+        for (line, r) in &t.rows {
+            let row = Vendor {
+                id: t.id(*line, r, "id")?,
+                name: t.text(*line, r, "name")?,
+            };
+            known.vendors.insert(row.id.clone());
+            data.vendors.push(row);
+        }
+    }
+    if files.contains_key("households.csv") {
+        let t = Table::parse(
+            "households.csv",
+            get("households.csv"),
+            &[
+                "id",
+                "village_id",
+                "address",
+                "resident",
+                "phone",
+                "vulnerable",
+            ],
+        )?;
+        for (line, r) in &t.rows {
+            let vulnerable_text = t.optional(r, "vulnerable").unwrap_or_default();
+            let row = Household {
+                id: t.id(*line, r, "id")?,
+                village_id: t.text(*line, r, "village_id")?,
+                address: t.text(*line, r, "address")?,
+                resident: t.text(*line, r, "resident")?,
+                phone: t.text(*line, r, "phone")?,
+                vulnerable: parse_bool(&vulnerable_text).ok_or_else(|| {
+                    t.error(
+                        *line,
+                        "vulnerable",
+                        format!("{vulnerable_text:?} is not true/false"),
+                    )
+                })?,
+            };
+            if !known.villages.contains(&row.village_id) {
+                return Err(t.error(
+                    *line,
+                    "village_id",
+                    format!("unknown village {:?}", row.village_id),
+                ));
+            }
+            known.households.insert(row.id.clone());
+            data.households.push(row);
+        }
+    }
+    if files.contains_key("devices.csv") {
+        let t = Table::parse(
+            "devices.csv",
+            get("devices.csv"),
+            &[
+                "id",
+                "household_id",
+                "kind",
+                "brand",
+                "model",
+                "vendor_id",
+                "installed_on",
+            ],
+        )?;
+        for (line, r) in &t.rows {
+            let kind = t.text(*line, r, "kind")?;
+            if kind != "heat_pump" && kind != "gas_boiler" {
+                return Err(t.error(
+                    *line,
+                    "kind",
+                    format!("{kind:?} is not heat_pump or gas_boiler"),
+                ));
+            }
+            let installed_on = t.text(*line, r, "installed_on")?;
+            let date = parse_date(&installed_on).ok_or_else(|| {
+                t.error(
+                    *line,
+                    "installed_on",
+                    format!("{installed_on:?} is not a date YYYY-MM-DD"),
+                )
+            })?;
+            let years = match t.optional(r, "warranty_years") {
+                Some(text) => text
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|y| (0..=30).contains(y))
+                    .ok_or_else(|| {
+                        t.error(
+                            *line,
+                            "warranty_years",
+                            format!("{text:?} is not a number of years 0..=30"),
+                        )
+                    })?,
+                None => 5,
+            };
+            let row = Device {
+                id: t.id(*line, r, "id")?,
+                household_id: t.text(*line, r, "household_id")?,
+                kind,
+                brand: t.text(*line, r, "brand")?,
+                model: t.text(*line, r, "model")?,
+                vendor_id: t.text(*line, r, "vendor_id")?,
+                warranty_until: warranty_until(date, years),
+                installed_on,
+            };
+            if !known.households.contains(&row.household_id) {
+                return Err(t.error(
+                    *line,
+                    "household_id",
+                    format!("unknown household {:?}", row.household_id),
+                ));
+            }
+            if !known.vendors.contains(&row.vendor_id) {
+                return Err(t.error(
+                    *line,
+                    "vendor_id",
+                    format!("unknown vendor {:?}", row.vendor_id),
+                ));
+            }
+            data.devices.push(row);
+        }
+    }
+    if files.contains_key("teams.csv") {
+        let t = Table::parse(
+            "teams.csv",
+            get("teams.csv"),
+            &["id", "name", "kind", "phone", "townships"],
+        )?;
+        for (line, r) in &t.rows {
+            let kind_text = t.text(*line, r, "kind")?;
+            let kind = TeamKind::parse(&kind_text).ok_or_else(|| {
+                t.error(
+                    *line,
+                    "kind",
+                    format!(
+                        "{kind_text:?} is not vendor, third_party, power_utility or gas_utility"
+                    ),
+                )
+            })?;
+            let vendor_id = t.optional(r, "vendor_id");
+            match (&kind, &vendor_id) {
+                (TeamKind::Vendor, None) => {
+                    return Err(t.error(
+                        *line,
+                        "vendor_id",
+                        "a vendor team needs its vendor".into(),
+                    ))
+                }
+                (_, Some(vendor)) if !known.vendors.contains(vendor) => {
+                    return Err(t.error(*line, "vendor_id", format!("unknown vendor {vendor:?}")))
+                }
+                _ => {}
+            }
+            let townships: Vec<String> = t
+                .text(*line, r, "townships")?
+                .split(';')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if let Some(bad) = townships.iter().find(|s| !known.townships.contains(*s)) {
+                return Err(t.error(*line, "townships", format!("unknown township {bad:?}")));
+            }
+            let row = Team {
+                id: t.id(*line, r, "id")?,
+                name: t.text(*line, r, "name")?,
+                kind,
+                vendor_id,
+                phone: t.text(*line, r, "phone")?,
+                townships,
+            };
+            known.teams.insert(row.id.clone());
+            data.teams.push(row);
+        }
+    }
+    if files.contains_key("technicians.csv") {
+        let t = Table::parse(
+            "technicians.csv",
+            get("technicians.csv"),
+            &["id", "team_id", "name", "phone"],
+        )?;
+        for (line, r) in &t.rows {
+            let row = Technician {
+                id: t.id(*line, r, "id")?,
+                team_id: t.text(*line, r, "team_id")?,
+                name: t.text(*line, r, "name")?,
+                phone: t.text(*line, r, "phone")?,
+                home_village_id: t.optional(r, "home_village_id"),
+            };
+            if !known.teams.contains(&row.team_id) {
+                return Err(t.error(*line, "team_id", format!("unknown team {:?}", row.team_id)));
+            }
+            if let Some(village) = &row.home_village_id {
+                if !known.villages.contains(village) {
+                    return Err(t.error(
+                        *line,
+                        "home_village_id",
+                        format!("unknown village {village:?}"),
+                    ));
+                }
+            }
+            data.technicians.push(row);
+        }
+    }
+    if files.contains_key("contacts.csv") {
+        let t = Table::parse(
+            "contacts.csv",
+            get("contacts.csv"),
+            &["id", "village_id", "role", "name", "phone"],
+        )?;
+        for (line, r) in &t.rows {
+            let row = VillageContact {
+                id: t.id(*line, r, "id")?,
+                village_id: t.text(*line, r, "village_id")?,
+                role: t.text(*line, r, "role")?,
+                name: t.text(*line, r, "name")?,
+                phone: t.text(*line, r, "phone")?,
+            };
+            if row.role != "caretaker" && row.role != "electrician" {
+                return Err(t.error(
+                    *line,
+                    "role",
+                    format!("{:?} is not caretaker or electrician", row.role),
+                ));
+            }
+            if !known.villages.contains(&row.village_id) {
+                return Err(t.error(
+                    *line,
+                    "village_id",
+                    format!("unknown village {:?}", row.village_id),
+                ));
+            }
+            data.contacts.push(row);
+        }
+    }
+    if files.contains_key("parts.csv") {
+        let t = Table::parse(
+            "parts.csv",
+            get("parts.csv"),
+            &["code", "name", "price_cny"],
+        )?;
+        for (line, r) in &t.rows {
+            let price = t.text(*line, r, "price_cny")?;
+            let price_cents = parse_price(&price).ok_or_else(|| {
+                t.error(
+                    *line,
+                    "price_cny",
+                    format!("{price:?} is not a price in yuan such as 120.50"),
+                )
+            })?;
+            data.parts.push(Part {
+                code: t.id(*line, r, "code")?,
+                name: t.text(*line, r, "name")?,
+                price_cents,
+            });
+        }
+    }
+    check_unique(&data)?;
+    Ok(data)
+}
+
+fn check_unique(data: &RegistryData) -> Result<(), ImportError> {
+    fn unique<'a>(file: &str, ids: impl Iterator<Item = &'a str>) -> Result<(), ImportError> {
+        let mut seen = HashSet::new();
+        for (index, id) in ids.enumerate() {
+            if !seen.insert(id) {
+                return Err(ImportError {
+                    file: file.to_owned(),
+                    line: index as u64 + 2,
+                    column: 1,
+                    field: "id".into(),
+                    message: format!("{id:?} appears twice"),
+                });
+            }
+        }
+        Ok(())
+    }
+    unique(
+        "townships.csv",
+        data.townships.iter().map(|r| r.id.as_str()),
+    )?;
+    unique("villages.csv", data.villages.iter().map(|r| r.id.as_str()))?;
+    unique("vendors.csv", data.vendors.iter().map(|r| r.id.as_str()))?;
+    unique(
+        "households.csv",
+        data.households.iter().map(|r| r.id.as_str()),
+    )?;
+    unique("devices.csv", data.devices.iter().map(|r| r.id.as_str()))?;
+    unique("teams.csv", data.teams.iter().map(|r| r.id.as_str()))?;
+    unique(
+        "technicians.csv",
+        data.technicians.iter().map(|r| r.id.as_str()),
+    )?;
+    unique("contacts.csv", data.contacts.iter().map(|r| r.id.as_str()))?;
+    unique("parts.csv", data.parts.iter().map(|r| r.code.as_str()))
+}
+
+/// `120.5` / `120.50` / `120` yuan -> fen.
+fn parse_price(text: &str) -> Option<i64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 2 || whole.is_empty() {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok().filter(|w| *w >= 0)?;
+    let fraction: i64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<2}").parse().ok()?
+    };
+    whole.checked_mul(100)?.checked_add(fraction)
+}
+
+/// Ids already in the database, so an import may refer to them.
+#[derive(Debug, Clone, Default)]
+pub struct KnownIds {
+    pub townships: HashSet<String>,
+    pub villages: HashSet<String>,
+    pub vendors: HashSet<String>,
+    pub households: HashSet<String>,
+    pub teams: HashSet<String>,
+}
+
+/// Reads the registry CSV files present in `dir`.
+pub fn read_dir(dir: &Path) -> Result<HashMap<String, String>, ImportError> {
+    let mut files = HashMap::new();
+    for name in FILES {
+        let path = dir.join(name);
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| ImportError {
+                file: path.display().to_string(),
+                line: 0,
+                column: 0,
+                field: "file".into(),
+                message: format!("cannot be read: {e}"),
+            })?;
+            files.insert(name.to_owned(), text);
+        }
+    }
+    if files.is_empty() {
+        return Err(ImportError {
+            file: dir.display().to_string(),
+            line: 0,
+            column: 0,
+            field: "folder".into(),
+            message: format!("has none of {}", FILES.join(", ")),
+        });
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("townships.csv", "id,name\nyanqing,延庆镇\n"),
+        ("villages.csv", "id,township_id,name\nyanqing-dongguan,yanqing,东关村\n"),
+        ("vendors.csv", "id,name\naurora,Aurora\n"),
+        ("households.csv", "id,village_id,address,resident,phone,vulnerable\nh1,yanqing-dongguan,东关村1号,王秀英,13800000001,true\n"),
+        ("devices.csv", "id,household_id,kind,brand,model,vendor_id,installed_on\nd1,h1,heat_pump,Aurora,KF,aurora,2022-03-01\n"),
+    ];
+
+    #[test]
+    fn a_consistent_import_parses_with_warranty_ends() {
+        let data = parse(&files(BASE), &KnownIds::default()).expect("valid");
+        assert_eq!(data.devices[0].warranty_until, "2027-02-28");
+        assert!(data.households[0].vulnerable);
+    }
+
+    #[test]
+    fn a_bad_row_names_file_line_and_column() {
+        let mut f = files(BASE);
+        f.insert(
+            "households.csv".into(),
+            "id,village_id,address,resident,phone,vulnerable\nh1,yanqing-dongguan,a,b,c,true\nh2,yanqing-nowhere,a,b,c,false\n".into(),
+        );
+        let error = parse(&f, &KnownIds::default()).expect_err("unknown village");
+        assert_eq!(
+            error.to_string(),
+            "households.csv:3:2: village_id: unknown village \"yanqing-nowhere\""
+        );
+        let mut f = files(BASE);
+        f.insert(
+            "devices.csv".into(),
+            "id,household_id,kind,brand,model,vendor_id,installed_on\nd1,h1,heat_pump,A,K,aurora,2022-02-30\n".into(),
+        );
+        let error = parse(&f, &KnownIds::default()).expect_err("bad date");
+        assert_eq!(
+            (error.line, error.column, error.field.as_str()),
+            (2, 7, "installed_on")
+        );
+    }
+
+    #[test]
+    fn references_may_point_at_rows_already_imported() {
+        let mut known = KnownIds::default();
+        known.households.insert("h9".into());
+        known.vendors.insert("aurora".into());
+        let f = files(&[(
+            "devices.csv",
+            "id,household_id,kind,brand,model,vendor_id,installed_on\nd9,h9,gas_boiler,L,X,aurora,2019-11-30\n",
+        )]);
+        let data = parse(&f, &known).expect("valid");
+        assert_eq!(data.devices[0].warranty_until, "2024-11-29");
+    }
+
+    #[test]
+    fn duplicates_and_bad_prices_are_refused() {
+        let f = files(&[(
+            "parts.csv",
+            "code,name,price_cny\nfan,风机,120.5\nfan,风机,99\n",
+        )]);
+        assert!(parse(&f, &KnownIds::default())
+            .expect_err("dup")
+            .message
+            .contains("twice"));
+        let f = files(&[("parts.csv", "code,name,price_cny\nfan,风机,12.345\n")]);
+        assert_eq!(
+            parse(&f, &KnownIds::default()).expect_err("price").field,
+            "price_cny"
+        );
+        let f = files(&[("parts.csv", "code,name,price_cny\nfan,风机,120.5\n")]);
+        assert_eq!(
+            parse(&f, &KnownIds::default()).expect("ok").parts[0].price_cents,
+            12_050
+        );
+    }
+
+    #[test]
+    fn warranty_ends_the_day_before_the_anniversary() {
+        assert_eq!(warranty_until((2020, 1, 1), 5), "2024-12-31");
+        assert_eq!(warranty_until((2020, 2, 29), 5), "2025-02-27");
+        assert_eq!(warranty_until((2021, 6, 15), 5), "2026-06-14");
+    }
+}

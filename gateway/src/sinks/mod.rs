@@ -1,0 +1,3 @@
+//! Sinks: where the gateway writes history. Today one, [`influxdb`].
+
+pub mod influxdb;

@@ -1,0 +1,281 @@
+//! The InfluxDB v2 sink against a real server: Debian's VictoriaMetrics accepts InfluxDB v2
+//! writes on `/api/v2/write`. Readings are written, the server is killed in the middle of the
+//! stream and started again on the same storage, and every reading must be there afterwards.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use gateway::sinks::influxdb::{build, InfluxConfig, SinkHandle, SinkStats};
+use tokio_util::sync::CancellationToken;
+use wire::{DeviceId, DeviceKind, Telemetry};
+
+/// An hour ago: VictoriaMetrics refuses samples from the future and older than its retention.
+fn t0() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    now - 3_600_000
+}
+
+struct Vm {
+    child: Child,
+}
+
+impl Vm {
+    fn start(port: u16, storage: &Path) -> Vm {
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-storageDataPath={}", storage.display()))
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics must be installed (apt-get install victoria-metrics; scripts/test does it)");
+        Vm { child }
+    }
+
+    /// Stops the server the way an operator or systemd does (SIGTERM), so that it keeps what it
+    /// acknowledged; a SIGKILL would lose VictoriaMetrics' own unflushed second of data.
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        ticks.tick().await;
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+    }
+}
+
+async fn healthy(client: &reqwest::Client, base: &str) -> bool {
+    client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+fn reading(t0: i64, device: usize, n: i64) -> Telemetry {
+    Telemetry {
+        v: 1,
+        device_id: DeviceId::parse(&format!("yanqing-dongguan-{device:04}")).expect("id"),
+        ts_ms: t0 + n * 1_000,
+        seq: n as u64,
+        profile: "aurora-ashp".into(),
+        kind: DeviceKind::HeatPump,
+        values: BTreeMap::from([
+            ("indoor_temp_c".to_owned(), 18.0 + (n % 30) as f64 / 10.0),
+            ("flow_temp_c".to_owned(), 40.0),
+        ]),
+        fault: None,
+        extra: BTreeMap::new(),
+    }
+}
+
+fn feed(sink: &SinkHandle, t0: i64, devices: usize, from: i64, to: i64) {
+    for n in from..to {
+        for device in 0..devices {
+            sink.telemetry(&reading(t0, device, n), "yanqing", Some("yanqing-dongguan"));
+        }
+    }
+}
+
+/// Distinct (series, timestamp) samples of `metric` stored in VictoriaMetrics.
+async fn stored_samples(client: &reqwest::Client, base: &str, metric: &str) -> usize {
+    let _ = client
+        .get(format!("{base}/internal/force_flush"))
+        .send()
+        .await;
+    let Ok(response) = client
+        .get(format!("{base}/api/v1/export"))
+        .query(&[("match[]", metric)])
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    let mut samples = HashSet::new();
+    for line in text.lines() {
+        let Ok(series) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let device = series["metric"]["device_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for ts in series["timestamps"].as_array().into_iter().flatten() {
+            samples.insert((device.clone(), ts.as_i64().unwrap_or_default()));
+        }
+    }
+    samples.len()
+}
+
+fn written(stats: &SinkStats) -> u64 {
+    stats.points_written.load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_in_the_middle_of_a_write_stream_loses_nothing() {
+    let storage = std::env::temp_dir().join(format!("gateway-vm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&storage);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut vm = Vm::start(port, &storage);
+    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
+        healthy(&client, &base)
+    })
+    .await;
+
+    let config = InfluxConfig {
+        url: Some(base.clone()),
+        batch_size: 500,
+        flush_every: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(500),
+        timeout: Duration::from_secs(2),
+        ..InfluxConfig::default()
+    };
+    let (task, sink) = build(&config).expect("valid").expect("enabled");
+    let stats = sink.stats();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(task.run(shutdown.clone(), Duration::from_secs(5)));
+
+    // 10 devices x 200 readings, then the server dies, 200 more each while it is down.
+    let t0 = t0();
+    feed(&sink, t0, 10, 0, 200);
+    wait_for(
+        "the first half to be written",
+        Duration::from_secs(30),
+        || async { written(&stats) >= 2_000 },
+    )
+    .await;
+    vm.stop();
+    feed(&sink, t0, 10, 200, 400);
+    wait_for(
+        "writes to fail while the server is down",
+        Duration::from_secs(30),
+        || async { stats.write_failures.load(Ordering::Relaxed) > 0 },
+    )
+    .await;
+    assert!(
+        written(&stats) < 4_000,
+        "nothing can be written while the server is down"
+    );
+    let mut vm = Vm::start(port, &storage);
+    wait_for(
+        "VictoriaMetrics to restart",
+        Duration::from_secs(30),
+        || healthy(&client, &base),
+    )
+    .await;
+    wait_for(
+        "the buffered half to be written",
+        Duration::from_secs(60),
+        || async { written(&stats) >= 4_000 },
+    )
+    .await;
+    wait_for("every reading stored", Duration::from_secs(30), || async {
+        stored_samples(&client, &base, "telemetry_indoor_temp_c").await >= 4_000
+    })
+    .await;
+    assert_eq!(
+        stored_samples(&client, &base, "telemetry_indoor_temp_c").await,
+        4_000
+    );
+    assert_eq!(stats.dropped_buffer_full.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.dropped_channel_full.load(Ordering::Relaxed), 0);
+    let text = stats.render();
+    assert!(
+        text.contains("gateway_influx_points_written_total 4000"),
+        "{text}"
+    );
+
+    shutdown.cancel();
+    running.await.expect("join").expect("sink ran");
+    vm.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_drops_the_oldest_points_and_counts_them() {
+    // Nothing listens here: every write fails, the buffer fills and must stay bounded.
+    let config = InfluxConfig {
+        url: Some(format!("http://127.0.0.1:{}", free_port())),
+        batch_size: 100,
+        max_buffer: 1_000,
+        flush_every: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        timeout: Duration::from_millis(500),
+        ..InfluxConfig::default()
+    };
+    let (task, sink) = build(&config).expect("valid").expect("enabled");
+    let stats = sink.stats();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(task.run(shutdown.clone(), Duration::from_millis(200)));
+    for chunk in 0..5 {
+        feed(&sink, t0(), 10, chunk * 30, chunk * 30 + 30);
+        wait_for(
+            "the task to take the chunk",
+            Duration::from_secs(10),
+            || async { stats.buffered.load(Ordering::Relaxed) >= 300.min(1_000) },
+        )
+        .await;
+    }
+    wait_for(
+        "the cap to be enforced",
+        Duration::from_secs(10),
+        || async { stats.dropped_buffer_full.load(Ordering::Relaxed) >= 500 },
+    )
+    .await;
+    assert!(stats.buffered.load(Ordering::Relaxed) <= 1_000);
+    assert_eq!(written(&stats), 0);
+    let queued = stats.points_queued.load(Ordering::Relaxed);
+    assert_eq!(queued, 1_500);
+    shutdown.cancel();
+    running.await.expect("join").expect("sink ran");
+    // After shutdown every point is accounted for: written + dropped = queued.
+    let dropped = stats.dropped_buffer_full.load(Ordering::Relaxed)
+        + stats.dropped_channel_full.load(Ordering::Relaxed);
+    assert_eq!(written(&stats) + dropped, queued);
+}

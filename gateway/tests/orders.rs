@@ -1,0 +1,1056 @@
+//! Work-order tests through the gateway library: the full lifecycle, routing by township and
+//! warranty, exactly one order under duplicate and concurrent alerts, complaint linking, SLA
+//! clocks moved by a test clock, reports, role isolation over HTTP, and a restart.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gateway::auth::{Authenticator, Role};
+use gateway::config::{ApiConfig, AuthMode, TokenConfig};
+use gateway::metrics::Metrics;
+use gateway::orders::clock::SharedClock;
+use gateway::orders::sla::SlaConfig;
+use gateway::orders::store::{OrderFilter, OrderRow, Store};
+use gateway::orders::{Channel, ComplaintRequest, OrderAction, OrderService, OrderState, PartUse};
+use gateway::registry::demo::{generate, FleetHousehold};
+use gateway::registry::RegistryData;
+use rules::{Engine, RuleSet, Transition};
+use serde_json::{json, Value};
+use wire::{DeviceId, DeviceKind, Fault, FaultCategory, Telemetry};
+
+const MIN: i64 = 60_000;
+/// 2026-12-01T00:00:00Z.
+const T0: i64 = 1_796_083_200_000;
+
+fn fleet() -> Vec<FleetHousehold> {
+    let mut households = Vec::new();
+    for (index, (township, village)) in [
+        ("yanqing", "dongguan"),
+        ("yanqing", "xiguan"),
+        ("sihai", "sihai"),
+        ("yongning", "beiguan"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for n in 0..3 {
+            households.push(FleetHousehold {
+                device_id: format!("{township}-{village}-{:04}", index * 10 + n),
+                township: (*township).into(),
+                township_name: format!("{township}镇"),
+                village: (*village).into(),
+                village_name: format!("{village}村"),
+                kind: "heat_pump".into(),
+                brand: if n == 2 {
+                    "Beifeng".into()
+                } else {
+                    "Aurora".into()
+                },
+                model: "X".into(),
+                vulnerable: n == 1,
+            });
+        }
+    }
+    households
+}
+
+/// The demo registry with fixed installation dates: `…0000`-style devices in warranty,
+/// `…0001` out of warranty.
+fn registry() -> RegistryData {
+    let mut data = generate(&fleet(), 3);
+    for device in &mut data.devices {
+        let in_warranty = !device.id.ends_with('1');
+        device.installed_on = if in_warranty {
+            "2024-10-01".into()
+        } else {
+            "2018-10-01".into()
+        };
+        device.warranty_until = if in_warranty {
+            "2029-09-30".into()
+        } else {
+            "2023-09-30".into()
+        };
+    }
+    data
+}
+
+fn service(store: Store) -> (OrderService, SharedClock) {
+    let clock = SharedClock::new(T0);
+    let service = OrderService::new(
+        store,
+        Arc::new(Metrics::default()),
+        Arc::new(clock.clone()),
+        SlaConfig::default(),
+    );
+    (service, clock)
+}
+
+fn fixture() -> (OrderService, SharedClock) {
+    let mut store = Store::in_memory().expect("store");
+    store.import_registry(&registry()).expect("import");
+    service(store)
+}
+
+fn reading(device: &str, ts_ms: i64, seq: u64, fault: Option<FaultCategory>) -> Telemetry {
+    Telemetry {
+        v: 1,
+        device_id: DeviceId::parse(device).expect("id"),
+        ts_ms,
+        seq,
+        profile: "aurora-ashp".into(),
+        kind: DeviceKind::HeatPump,
+        values: BTreeMap::from([("indoor_temp_c".to_owned(), 19.0)]),
+        fault: fault.map(|category| Fault {
+            code: 1,
+            category,
+            text: "test fault".into(),
+        }),
+        extra: BTreeMap::new(),
+    }
+}
+
+/// The firing transition of the default fault rule for `device` at `at_ms`.
+fn fault_alert(device: &str, at_ms: i64) -> Vec<(Transition, String)> {
+    let mut engine = Engine::new(RuleSet::parse(rules::DEFAULT_RULES, "default").expect("rules"));
+    let transitions = engine.ingest(&reading(device, at_ms, 1, Some(FaultCategory::WaterFlow)));
+    assert_eq!(transitions.len(), 1, "{transitions:?}");
+    let township = device.split('-').next().unwrap_or_default().to_owned();
+    transitions
+        .into_iter()
+        .map(|t| (t, township.clone()))
+        .collect()
+}
+
+async fn orders(service: &OrderService) -> Vec<OrderRow> {
+    service
+        .with_store(|s| s.orders(&OrderFilter::default()))
+        .await
+        .expect("orders")
+}
+
+async fn event_kinds(service: &OrderService, id: i64) -> Vec<String> {
+    let (_, events) = service
+        .with_store(move |s| s.order(id))
+        .await
+        .expect("read")
+        .expect("exists");
+    events.into_iter().map(|e| e.kind).collect()
+}
+
+#[tokio::test]
+async fn the_full_lifecycle_from_alert_to_closed_order() {
+    let (service, clock) = fixture();
+    let opened = service
+        .apply(fault_alert("yanqing-dongguan-0000", T0))
+        .await
+        .expect("apply");
+    assert_eq!(opened.len(), 1);
+    let id = opened[0];
+    let order = &orders(&service).await[0];
+    assert_eq!(
+        order.state,
+        OrderState::Dispatched,
+        "dispatched automatically at creation"
+    );
+    assert_eq!(order.team_id.as_deref(), Some("aurora-yanqing"));
+    assert!(order
+        .technician_id
+        .as_deref()
+        .is_some_and(|t| t.starts_with("aurora-yanqing-tech-")));
+    assert_eq!((order.in_warranty, order.pre_emptive), (Some(true), true));
+
+    clock.advance_by(5 * MIN);
+    service
+        .act(id, "team:a".into(), OrderAction::Accept, None)
+        .await
+        .expect("accept");
+    clock.advance_by(40 * MIN);
+    service
+        .act(id, "team:a".into(), OrderAction::Arrive, None)
+        .await
+        .expect("arrive");
+    clock.advance_by(30 * MIN);
+    let resolved = service
+        .act(
+            id,
+            "team:a".into(),
+            OrderAction::Resolve {
+                parts: vec![PartUse {
+                    code: "flow-switch".into(),
+                    quantity: 1,
+                }],
+                misuse: false,
+                note: "replaced the flow switch".into(),
+            },
+            None,
+        )
+        .await
+        .expect("resolve");
+    assert_eq!(
+        (resolved.parts_cents, resolved.resident_pays_cents),
+        (8_500, 0),
+        "in warranty: free"
+    );
+    service
+        .act(
+            id,
+            "operator:o".into(),
+            OrderAction::Callback {
+                satisfaction: 5,
+                solved: true,
+                note: String::new(),
+            },
+            None,
+        )
+        .await
+        .expect("callback");
+    let closed = service
+        .act(id, "operator:o".into(), OrderAction::Close, None)
+        .await
+        .expect("close");
+    assert_eq!(closed.state, OrderState::Closed);
+    assert_eq!(
+        event_kinds(&service, id).await,
+        [
+            "created",
+            "dispatched",
+            "accepted",
+            "arrived",
+            "resolved",
+            "callback",
+            "closed"
+        ]
+    );
+    // Out of order steps are refused with the state.
+    let error = service
+        .act(id, "team:a".into(), OrderAction::Accept, None)
+        .await
+        .expect_err("closed");
+    assert!(error.to_string().contains("closed"), "{error}");
+}
+
+#[tokio::test]
+async fn an_unsolved_callback_reopens_the_order_and_misuse_is_charged() {
+    let (service, _) = fixture();
+    let id = service
+        .apply(fault_alert("yanqing-dongguan-0000", T0))
+        .await
+        .expect("apply")[0];
+    for action in [OrderAction::Accept, OrderAction::Arrive] {
+        service
+            .act(id, "team".into(), action, None)
+            .await
+            .expect("step");
+    }
+    let resolved = service
+        .act(
+            id,
+            "team".into(),
+            OrderAction::Resolve {
+                parts: vec![PartUse {
+                    code: "fan-motor".into(),
+                    quantity: 1,
+                }],
+                misuse: true,
+                note: "fan blade broken by a stick".into(),
+            },
+            None,
+        )
+        .await
+        .expect("resolve");
+    assert_eq!(
+        resolved.resident_pays_cents, 45_000,
+        "misuse is the resident's cost even in warranty"
+    );
+    let reopened = service
+        .act(
+            id,
+            "operator".into(),
+            OrderAction::Callback {
+                satisfaction: 2,
+                solved: false,
+                note: "still cold".into(),
+            },
+            None,
+        )
+        .await
+        .expect("callback");
+    assert_eq!(reopened.state, OrderState::Dispatched);
+    assert_eq!(
+        (reopened.resolved_at_ms, reopened.on_site_at_ms),
+        (None, None)
+    );
+    assert!(event_kinds(&service, id)
+        .await
+        .contains(&"reopened".to_owned()));
+    let unknown_part = service
+        .act(
+            id,
+            "team".into(),
+            OrderAction::Resolve {
+                parts: vec![PartUse {
+                    code: "gold".into(),
+                    quantity: 1,
+                }],
+                misuse: false,
+                note: String::new(),
+            },
+            None,
+        )
+        .await;
+    assert!(unknown_part.is_err());
+}
+
+#[tokio::test]
+async fn routing_follows_township_warranty_and_supply() {
+    let (service, _) = fixture();
+    // device, expected team, expected note fragment
+    let cases = [
+        ("yanqing-dongguan-0000", "aurora-yanqing", "in warranty"),
+        (
+            "yanqing-dongguan-0001",
+            "third-party-yanqing",
+            "out of warranty",
+        ),
+        ("yanqing-dongguan-0002", "beifeng-yanqing", "in warranty"),
+        ("sihai-sihai-0020", "aurora-sihai", "in warranty"),
+        ("sihai-sihai-0021", "third-party-sihai", "out of warranty"),
+        ("yongning-beiguan-0030", "aurora-yongning", "in warranty"),
+    ];
+    for (index, (device, team, note)) in cases.iter().enumerate() {
+        let id = service
+            .apply(fault_alert(device, T0 + index as i64 * MIN))
+            .await
+            .expect("apply")[0];
+        let (order, events) = service
+            .with_store(move |s| s.order(id))
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(order.team_id.as_deref(), Some(*team), "{device}");
+        assert!(
+            events[1].note.contains(note),
+            "{device}: {}",
+            events[1].note
+        );
+        if order.in_warranty == Some(false) {
+            assert!(
+                events[1].note.contains("resident pays parts"),
+                "{}",
+                events[1].note
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_vendor_without_staff_delegates_and_supply_incidents_go_to_the_utility() {
+    let mut data = registry();
+    data.teams.retain(|t| t.id != "beifeng-sihai");
+    data.technicians.retain(|t| t.team_id != "beifeng-sihai");
+    let mut store = Store::in_memory().expect("store");
+    store.import_registry(&data).expect("import");
+    let (service, _) = service(store);
+    let id = service
+        .apply(fault_alert("sihai-sihai-0022", T0))
+        .await
+        .expect("apply")[0];
+    let (order, events) = service
+        .with_store(move |s| s.order(id))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(order.team_id.as_deref(), Some("third-party-sihai"));
+    assert!(
+        events[1].note.contains("delegated") && events[1].note.contains("vendor's cost"),
+        "{}",
+        events[1].note
+    );
+
+    let power_rules = RuleSet::parse(
+        "[[rule]]\nid = \"village_power\"\nkind = \"fault\"\ncategories = [\"power_supply\"]\nseverity = \"critical\"\naction = { order = { category = \"power_supply\", priority = \"urgent\" } }\n",
+        "power.toml",
+    )
+    .expect("rules");
+    let mut engine = Engine::new(power_rules);
+    let transitions = engine.ingest(&reading(
+        "yongning-beiguan-0030",
+        T0,
+        1,
+        Some(FaultCategory::PowerSupply),
+    ));
+    let opened = service
+        .apply(
+            transitions
+                .into_iter()
+                .map(|t| (t, "yongning".into()))
+                .collect(),
+        )
+        .await
+        .expect("apply");
+    let order = service
+        .with_store(move |s| s.order_row(opened[0]))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(order.team_id.as_deref(), Some("power-utility"));
+}
+
+#[tokio::test]
+async fn the_same_alert_twice_or_concurrently_opens_exactly_one_order() {
+    let (service, _) = fixture();
+    let alert = fault_alert("yanqing-xiguan-0010", T0);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let service = service.clone();
+        let alert = alert.clone();
+        tasks.push(tokio::spawn(async move {
+            service.apply(alert).await.expect("apply").len()
+        }));
+    }
+    let mut opened = 0;
+    for task in tasks {
+        opened += task.await.expect("task");
+    }
+    opened += service.apply(alert).await.expect("again").len();
+    assert_eq!(opened, 1);
+    assert_eq!(orders(&service).await.len(), 1);
+    // A second alert episode of the same device links to the open order instead.
+    let later = fault_alert("yanqing-xiguan-0010", T0 + 30 * MIN);
+    assert!(service.apply(later).await.expect("apply").is_empty());
+    assert_eq!(orders(&service).await.len(), 1);
+    let id = orders(&service).await[0].id;
+    assert!(event_kinds(&service, id)
+        .await
+        .contains(&"alert_linked".to_owned()));
+}
+
+#[tokio::test]
+async fn complaints_link_to_open_orders_and_prove_pre_emption() {
+    let (service, clock) = fixture();
+    let id = service
+        .apply(fault_alert("yanqing-dongguan-0000", T0))
+        .await
+        .expect("apply")[0];
+    clock.advance_by(50 * MIN);
+    let linked = service
+        .complaint(ComplaintRequest {
+            channel: Channel::Hotline12345,
+            device_id: Some("yanqing-dongguan-0000".into()),
+            household_id: None,
+            received_at_ms: None,
+            text: "家里不热".into(),
+        })
+        .await
+        .expect("complaint");
+    assert_eq!(
+        (linked.order_id, linked.linked, linked.pre_emptive),
+        (id, true, true)
+    );
+    // A complaint about a healthy device opens an order that is not pre-emptive ...
+    let new = service
+        .complaint(ComplaintRequest {
+            channel: Channel::App,
+            device_id: None,
+            household_id: Some("hh-sihai-sihai-0020".into()),
+            received_at_ms: Some(T0 + 60 * MIN),
+            text: String::new(),
+        })
+        .await
+        .expect("complaint");
+    assert!(!new.linked && !new.pre_emptive);
+    let order = service
+        .with_store(move |s| s.order_row(new.order_id))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (
+            order.source.as_str(),
+            order.created_at_ms,
+            order.team_id.as_deref()
+        ),
+        ("app", T0 + 60 * MIN, Some("aurora-sihai"))
+    );
+    // ... and a second call about the same household links to it.
+    let again = service
+        .complaint(ComplaintRequest {
+            channel: Channel::SmsWechat,
+            device_id: Some("sihai-sihai-0020".into()),
+            household_id: None,
+            received_at_ms: None,
+            text: "还是不热".into(),
+        })
+        .await
+        .expect("complaint");
+    assert_eq!(
+        (again.order_id, again.linked, again.pre_emptive),
+        (new.order_id, true, false)
+    );
+    let unknown = service
+        .complaint(ComplaintRequest {
+            channel: Channel::WalkIn,
+            device_id: Some("nowhere-0".into()),
+            household_id: None,
+            received_at_ms: None,
+            text: String::new(),
+        })
+        .await;
+    assert!(unknown.is_err());
+}
+
+#[tokio::test]
+async fn sla_clocks_warn_then_escalate_as_the_test_clock_moves() {
+    let (service, clock) = fixture();
+    // A device nobody covers stays undispatched.
+    let mut engine = Engine::new(RuleSet::parse(rules::DEFAULT_RULES, "default").expect("rules"));
+    let t = engine.ingest(&reading(
+        "badaling-x-0001",
+        T0,
+        1,
+        Some(FaultCategory::WaterFlow),
+    ));
+    let id = service
+        .apply(t.into_iter().map(|t| (t, "badaling".into())).collect())
+        .await
+        .expect("apply")[0];
+    assert!(event_kinds(&service, id)
+        .await
+        .contains(&"dispatch_failed".to_owned()));
+    assert!(service.check_sla().await.expect("check").is_empty());
+    clock.advance_to(T0 + 8 * MIN);
+    let warnings = service.check_sla().await.expect("check");
+    assert_eq!(
+        warnings
+            .iter()
+            .map(|n| (n.stage.as_str(), n.kind))
+            .collect::<Vec<_>>(),
+        [("dispatch", "sla_warning")]
+    );
+    assert!(
+        service.check_sla().await.expect("check").is_empty(),
+        "raised once"
+    );
+    clock.advance_to(T0 + 10 * MIN);
+    let breach = service.check_sla().await.expect("check");
+    assert_eq!(
+        breach
+            .iter()
+            .map(|n| (n.stage.as_str(), n.kind))
+            .collect::<Vec<_>>(),
+        [("dispatch", "escalated")]
+    );
+    assert!(breach[0].note.contains("badaling"));
+    // Skipping past every deadline escalates each remaining stage once, without warnings.
+    clock.advance_to(T0 + 5 * 60 * MIN);
+    let stages: Vec<_> = service
+        .check_sla()
+        .await
+        .expect("check")
+        .iter()
+        .map(|n| (n.stage.as_str(), n.kind))
+        .collect();
+    assert_eq!(
+        stages,
+        [("on_site", "escalated"), ("repaired", "escalated")]
+    );
+    let kinds = event_kinds(&service, id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "escalated").count(), 3);
+}
+
+#[tokio::test]
+async fn orders_and_events_survive_a_restart() {
+    let path = std::env::temp_dir().join(format!(
+        "gateway-orders-restart-{}.sqlite",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let id = {
+        let mut store = Store::open(&path).expect("open");
+        store.import_registry(&registry()).expect("import");
+        let (service, _) = service(store);
+        let id = service
+            .apply(fault_alert("yanqing-dongguan-0000", T0))
+            .await
+            .expect("apply")[0];
+        service
+            .act(id, "team".into(), OrderAction::Accept, None)
+            .await
+            .expect("accept");
+        id
+    };
+    let (service, _) = service(Store::open(&path).expect("reopen"));
+    let all = orders(&service).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].state, OrderState::Accepted);
+    assert_eq!(
+        event_kinds(&service, id).await,
+        ["created", "dispatched", "accepted"]
+    );
+    // The episode is still known: replaying the alert opens nothing.
+    assert!(service
+        .apply(fault_alert("yanqing-dongguan-0000", T0))
+        .await
+        .expect("apply")
+        .is_empty());
+}
+
+// ----- over HTTP: roles, malformed requests, reports, OpenAPI -----
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    service: OrderService,
+}
+
+const OPERATOR: &str = "operator-token-0123456789";
+const TEAM_AURORA: &str = "team-aurora-yanqing-0123456789";
+const TEAM_THIRD: &str = "team-third-party-yanqing-0123";
+const VIEWER: &str = "read-only-token-0123456789";
+const SIHAI: &str = "township-sihai-0123456789";
+
+async fn api() -> Api {
+    let (service, _) = fixture();
+    let token =
+        |name: &str, token: &str, role: Role, township: Option<&str>, team: Option<&str>| {
+            TokenConfig {
+                name: name.into(),
+                token: token.into(),
+                role,
+                township: township.map(Into::into),
+                team: team.map(Into::into),
+            }
+        };
+    let auth = Authenticator::new(&ApiConfig {
+        auth: AuthMode::Tokens,
+        tokens: vec![
+            token("centre", OPERATOR, Role::Operator, None, None),
+            token(
+                "aurora-yq",
+                TEAM_AURORA,
+                Role::Team,
+                None,
+                Some("aurora-yanqing"),
+            ),
+            token(
+                "third-yq",
+                TEAM_THIRD,
+                Role::Team,
+                None,
+                Some("third-party-yanqing"),
+            ),
+            token("viewer", VIEWER, Role::ReadOnly, None, None),
+            token("sihai", SIHAI, Role::Township, Some("sihai"), None),
+        ],
+    });
+    let state = gateway::api::ApiState {
+        fleet: Arc::new(gateway::fleet::Fleet::default()),
+        orders: service.clone(),
+        metrics: Arc::new(Metrics::default()),
+        auth: Arc::new(auth),
+        sink: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(gateway::api::serve(
+        listener,
+        state,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    Api {
+        base,
+        client: reqwest::Client::new(),
+        service,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut request = match method {
+            "POST" => self.client.post(url),
+            _ => self.client.get(url),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_team_token_cannot_read_or_change_another_teams_order() {
+    let api = api().await;
+    let aurora = api
+        .service
+        .apply(fault_alert("yanqing-dongguan-0000", T0))
+        .await
+        .expect("apply")[0];
+    let third = api
+        .service
+        .apply(fault_alert("yanqing-dongguan-0001", T0))
+        .await
+        .expect("apply")[0];
+
+    let (status, list) = api
+        .call("GET", "/api/v1/orders", Some(TEAM_AURORA), None)
+        .await;
+    assert_eq!(status, 200);
+    let ids: Vec<i64> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [aurora]);
+    assert_eq!(
+        api.call(
+            "GET",
+            &format!("/api/v1/orders/{third}"),
+            Some(TEAM_AURORA),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/api/v1/orders/{third}/accept"),
+            Some(TEAM_AURORA),
+            Some(json!({}))
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, accepted) = api
+        .call(
+            "POST",
+            &format!("/api/v1/orders/{aurora}/accept"),
+            Some(TEAM_AURORA),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (status, accepted["state"].as_str()),
+        (200, Some("accepted"))
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/api/v1/orders/{third}/accept"),
+            Some(TEAM_THIRD),
+            Some(json!({}))
+        )
+        .await
+        .0,
+        200
+    );
+    // Teams may not dispatch or cancel; read-only tokens change nothing; townships see their own.
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/api/v1/orders/{aurora}/cancel"),
+            Some(TEAM_AURORA),
+            Some(json!({"reason": "x"}))
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/api/v1/orders/{aurora}/escalate"),
+            Some(VIEWER),
+            Some(json!({}))
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        api.call(
+            "GET",
+            &format!("/api/v1/orders/{aurora}"),
+            Some(SIHAI),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(api.call("GET", "/api/v1/orders", None, None).await.0, 401);
+    assert_eq!(
+        api.call("GET", "/api/v1/orders", Some("Bearer nonsense"), None)
+            .await
+            .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_with_a_message_never_a_500() {
+    let api = api().await;
+    let id = api
+        .service
+        .apply(fault_alert("yanqing-dongguan-0000", T0))
+        .await
+        .expect("apply")[0];
+    let cases: Vec<(&str, String, Option<Value>, u16)> = vec![
+        ("GET", "/api/v1/orders?state=done".into(), None, 400),
+        ("GET", "/api/v1/orders?limit=-3".into(), None, 400),
+        ("GET", "/api/v1/orders?colour=red".into(), None, 400),
+        ("GET", "/api/v1/orders/abc".into(), None, 400),
+        ("GET", "/api/v1/orders/999".into(), None, 404),
+        (
+            "POST",
+            format!("/api/v1/orders/{id}/callback"),
+            Some(json!({"satisfaction": 9, "solved": true})),
+            400,
+        ),
+        (
+            "POST",
+            format!("/api/v1/orders/{id}/close"),
+            Some(json!({})),
+            409,
+        ),
+        (
+            "POST",
+            format!("/api/v1/orders/{id}/resolve"),
+            Some(json!({"parts": "many"})),
+            400,
+        ),
+        (
+            "POST",
+            format!("/api/v1/orders/{id}/cancel"),
+            Some(json!({"reason": ""})),
+            400,
+        ),
+        (
+            "POST",
+            format!("/api/v1/orders/{id}/merge"),
+            Some(json!({"into": id})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/complaints".into(),
+            Some(json!({"channel": "carrier_pigeon", "device_id": "x"})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/complaints".into(),
+            Some(json!({"channel": "app"})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/registry/import".into(),
+            Some(json!({"files": {"evil.csv": "a"}})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/registry/import".into(),
+            Some(json!({"files": {"villages.csv": "id,township_id,name\nv1,nowhere,x\n"}})),
+            400,
+        ),
+        ("GET", "/api/v1/reports/yearly".into(), None, 400),
+        (
+            "GET",
+            "/api/v1/reports/daily?date=2026-02-30".into(),
+            None,
+            400,
+        ),
+        ("GET", "/api/v1/nothing".into(), None, 404),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, answer) = api.call(method, &path, Some(OPERATOR), body).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {answer}"
+        );
+    }
+    let (_, answer) = api
+        .call(
+            "POST",
+            "/api/v1/registry/import",
+            Some(OPERATOR),
+            Some(json!({"files": {"villages.csv": "id,township_id,name\nv1,nowhere,x\n"}})),
+        )
+        .await;
+    assert_eq!(
+        answer["error"],
+        "villages.csv:2:2: township_id: unknown township \"nowhere\""
+    );
+}
+
+#[tokio::test]
+async fn reports_come_as_json_csv_and_printable_html() {
+    let api = api().await;
+    let id = api
+        .service
+        .apply(fault_alert("yanqing-dongguan-0000", T0))
+        .await
+        .expect("apply")[0];
+    for step in ["accept", "arrive"] {
+        api.call(
+            "POST",
+            &format!("/api/v1/orders/{id}/{step}"),
+            Some(OPERATOR),
+            Some(json!({})),
+        )
+        .await;
+    }
+    api.call(
+        "POST",
+        &format!("/api/v1/orders/{id}/resolve"),
+        Some(OPERATOR),
+        Some(json!({"parts": [{"code": "ntc-sensor"}]})),
+    )
+    .await;
+    let (status, report) = api
+        .call(
+            "GET",
+            "/api/v1/reports/daily?date=2026-12-01",
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["total"]["requests"], 1);
+    assert_eq!(report["total"]["pre_emptive_rate"], 1.0);
+    assert_eq!(report["total"]["parts_cents"], 4_500);
+    assert_eq!(report["by_team"][0]["key"], "aurora-yanqing");
+    let (_, csv) = api
+        .call(
+            "GET",
+            "/api/v1/reports/monthly?date=2026-12-15&format=csv",
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert!(
+        csv.as_str()
+            .is_some_and(|c| c.lines().count() >= 4 && c.contains("\ntotal,all,1,1,")),
+        "{csv}"
+    );
+    let (_, html) = api
+        .call(
+            "GET",
+            "/api/v1/reports/weekly?date=2026-12-02&format=html",
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert!(html
+        .as_str()
+        .is_some_and(|h| h.contains("周报") && h.contains("aurora-yanqing")));
+    let (_, sihai) = api
+        .call(
+            "GET",
+            "/api/v1/reports/daily?date=2026-12-01",
+            Some(SIHAI),
+            None,
+        )
+        .await;
+    assert_eq!(
+        sihai["total"]["requests"], 0,
+        "a township sees only its own orders"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_api_route() {
+    let api = api().await;
+    let (status, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    for path in [
+        "/api/v1/orders",
+        "/api/v1/orders/{id}",
+        "/api/v1/orders/{id}/resolve",
+        "/api/v1/complaints",
+        "/api/v1/registry/import",
+        "/api/v1/reports/{period}",
+        "/api/v1/stream",
+        "/api/v1/devices/{id}",
+    ] {
+        assert!(paths.contains(&path), "{path} missing from {paths:?}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn the_event_stream_takes_its_token_from_the_query_and_delivers_order_events() {
+    let api = api().await;
+    let unauthorised = api
+        .client
+        .get(format!("{}/api/v1/stream", api.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unauthorised.status().as_u16(), 401);
+    let mut stream = api
+        .client
+        .get(format!(
+            "{}/api/v1/stream?access_token={TEAM_AURORA}",
+            api.base
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(stream.status().as_u16(), 200);
+    assert!(stream
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream")));
+    // Another team's order is not streamed to this team; its own is.
+    api.service
+        .apply(fault_alert("yanqing-dongguan-0001", T0))
+        .await
+        .expect("apply");
+    let own = api
+        .service
+        .apply(fault_alert("yanqing-dongguan-0000", T0))
+        .await
+        .expect("apply")[0];
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !text.contains("\"kind\":\"dispatched\"") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dispatched event in {text}"
+        );
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("stream ended: {other:?}; got {text}"),
+        }
+    }
+    assert!(text.contains(&format!("\"order_id\":{own},")), "{text}");
+    assert!(!text.contains("third-party-yanqing"), "{text}");
+}

@@ -1,0 +1,839 @@
+//! Derived values over event-time windows, in bounded memory per device.
+//!
+//! Every windowed function a rule set uses (`avg(flow_temp_c, 1h)`, `starts(running, 1h)`,
+//! `cop(6h)`...) becomes one [`SeriesSpec`]; equal specs are shared by all rules. Per device a
+//! series is a ring of [`BUCKETS`] buckets, each covering `window / BUCKETS` of event time and
+//! holding a few aggregates ([`Cell`]: count, sum, min, max or their equivalents), plus a small
+//! head (newest bucket, last value). Memory per device is therefore fixed by the rule set, not
+//! by the reading rate: a device reporting every second costs the same as one reporting every
+//! minute. The price is resolution: a window is the current bucket plus the previous
+//! `BUCKETS - 1`, so it reaches back between `window - window/BUCKETS` and `window`.
+//!
+//! Readings reach a series in event-time order (the engine's reorder buffer sees to it). A
+//! reading older than the newest bucket is counted in the newest bucket.
+
+use serde::{Deserialize, Serialize};
+use wire::FaultCategory;
+
+/// Buckets per series.
+pub const BUCKETS: usize = 12;
+
+/// Outdoor temperature bands of the COP baseline: `BAND_WIDTH_C` wide from `BAND_LOW_C`.
+pub const BASELINE_BANDS: usize = 12;
+const BAND_LOW_C: f64 = -30.0;
+const BAND_WIDTH_C: f64 = 4.0;
+/// Periods (closed buckets) per band that make the baseline; after that it is frozen.
+pub const BASELINE_LEARN_PERIODS: u32 = 24;
+/// Periods per band needed before `cop_ratio` is known.
+pub const BASELINE_MIN_PERIODS: u32 = 8;
+/// Samples a closed bucket needs to count as a baseline period.
+const BASELINE_MIN_SAMPLES: u32 = 3;
+
+/// Largest magnitude a series accepts (larger values are treated as missing).
+const MAX_MAGNITUDE: f64 = 1.0e12;
+
+/// A gap between two readings longer than this is not counted as time in a state (the device
+/// was silent; nobody knows what it did).
+const SHARE_MAX_GAP_MS: i64 = 15 * 60_000;
+
+/// Indices into [`wire::values::CANONICAL`] of the values the COP series reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopSources {
+    pub heat: u8,
+    pub electric: u8,
+    pub running: u8,
+    pub outdoor: u8,
+}
+
+/// What a series aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SeriesKind {
+    /// Count, sum, min, max of a value: `min`, `max`, `avg`, `count`, `rate`, `slope_per_day`,
+    /// `hours_to`.
+    Stats,
+    /// Rising edges of a 0/1 value (above 0.5): `starts`.
+    Starts,
+    /// Increase of a counter (a decrease is a reset: the new value counts): `increase`.
+    Increase,
+    /// Time share of a 0/1 value being on: `share`.
+    Share,
+    /// Appearances of a fault whose category is in the mask (bit = category index; 0 = any):
+    /// `trips`.
+    Trips(u32),
+    /// Heat output over electric power while running: `cop`, `cop_ratio`.
+    Cop,
+}
+
+/// One windowed series: what, over which value, how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesSpec {
+    pub kind: SeriesKind,
+    /// Canonical value index (unused for `Trips` and `Cop`).
+    pub source: u8,
+    pub window_ms: i64,
+}
+
+impl SeriesSpec {
+    /// Length of one bucket, at least 1 ms.
+    pub fn bucket_ms(&self) -> i64 {
+        let buckets = BUCKETS as i64;
+        (self.window_ms.saturating_add(buckets - 1) / buckets).max(1)
+    }
+}
+
+/// The series of a rule set, deduplicated, with their layout in a device's cell array.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesTable {
+    specs: Vec<SeriesSpec>,
+    /// Whether the series keeps a COP baseline (some rule uses `cop_ratio` on it).
+    baseline: Vec<bool>,
+    /// First cell of each series.
+    offsets: Vec<usize>,
+    cells: usize,
+    cop: Option<CopSources>,
+    /// Per series: whether heat pumps / gas boilers need it (some rule for that kind reads it).
+    /// Empty: every kind needs every series.
+    needed: Vec<[bool; 2]>,
+}
+
+impl SeriesTable {
+    /// The index of `spec`, adding it if new.
+    pub fn intern(&mut self, spec: SeriesSpec) -> u16 {
+        if let Some(index) = self.specs.iter().position(|s| *s == spec) {
+            return index as u16;
+        }
+        self.specs.push(spec);
+        self.baseline.push(false);
+        self.layout();
+        (self.specs.len() - 1) as u16
+    }
+
+    /// Marks a COP series as keeping a baseline.
+    pub fn keep_baseline(&mut self, index: u16) {
+        if let Some(flag) = self.baseline.get_mut(usize::from(index)) {
+            *flag = true;
+        }
+        self.layout();
+    }
+
+    /// Records which device kinds need which series; series a kind does not need are not
+    /// updated for devices of that kind.
+    pub fn set_needed(&mut self, needed: Vec<[bool; 2]>) {
+        self.needed = needed;
+    }
+
+    pub fn set_cop_sources(&mut self, sources: CopSources) {
+        self.cop = Some(sources);
+    }
+
+    fn layout(&mut self) {
+        self.offsets.clear();
+        let mut next = 0;
+        for (spec, baseline) in self.specs.iter().zip(&self.baseline) {
+            self.offsets.push(next);
+            next += BUCKETS;
+            if *baseline && spec.kind == SeriesKind::Cop {
+                next += BASELINE_BANDS;
+            }
+        }
+        self.cells = next;
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    pub fn specs(&self) -> &[SeriesSpec] {
+        &self.specs
+    }
+
+    /// A stable name per series (kind, source, window, baseline), so snapshots can be restored
+    /// under a changed rule set.
+    pub fn keys(&self) -> Vec<String> {
+        self.specs
+            .iter()
+            .zip(&self.baseline)
+            .map(|(spec, baseline)| {
+                let kind = match spec.kind {
+                    SeriesKind::Stats => "stats".to_owned(),
+                    SeriesKind::Starts => "starts".to_owned(),
+                    SeriesKind::Increase => "increase".to_owned(),
+                    SeriesKind::Share => "share".to_owned(),
+                    SeriesKind::Trips(mask) => format!("trips{mask}"),
+                    SeriesKind::Cop => "cop".to_owned(),
+                };
+                let baseline = if *baseline && spec.kind == SeriesKind::Cop {
+                    ":baseline"
+                } else {
+                    ""
+                };
+                format!("{kind}:{}:{}{baseline}", spec.source, spec.window_ms)
+            })
+            .collect()
+    }
+
+    /// First cell of series `index`.
+    pub fn offset_of(&self, index: usize) -> usize {
+        self.offsets.get(index).copied().unwrap_or(self.cells)
+    }
+
+    /// Cells of series `index`.
+    pub fn width_of(&self, index: usize) -> usize {
+        match (self.specs.get(index), self.baseline.get(index)) {
+            (Some(spec), Some(true)) if spec.kind == SeriesKind::Cop => BUCKETS + BASELINE_BANDS,
+            (Some(_), _) => BUCKETS,
+            _ => 0,
+        }
+    }
+
+    /// Cells a device needs for every series.
+    pub fn cell_count(&self) -> usize {
+        self.cells
+    }
+
+    /// A fresh state for one device.
+    pub fn new_state(&self) -> SeriesState {
+        SeriesState {
+            heads: vec![Head::EMPTY; self.specs.len()],
+            cells: vec![Cell::EMPTY; self.cells],
+        }
+    }
+
+    /// Feeds one reading (dense canonical values, NaN when missing) to every series.
+    pub fn update(
+        &self,
+        state: &mut SeriesState,
+        ts_ms: i64,
+        values: &[f64],
+        fault: Option<(u32, FaultCategory)>,
+    ) {
+        self.update_for(state, None, ts_ms, values, fault);
+    }
+
+    /// [`SeriesTable::update`] for a device of `kind` (`0` heat pump, `1` gas boiler): series
+    /// no rule of that kind reads are skipped.
+    pub fn update_for(
+        &self,
+        state: &mut SeriesState,
+        kind: Option<usize>,
+        ts_ms: i64,
+        values: &[f64],
+        fault: Option<(u32, FaultCategory)>,
+    ) {
+        if state.heads.len() != self.specs.len() || state.cells.len() != self.cells {
+            *state = self.new_state();
+        }
+        for (index, spec) in self.specs.iter().enumerate() {
+            if let (Some(kind), Some(needed)) = (kind, self.needed.get(index)) {
+                if !needed.get(kind).copied().unwrap_or(true) {
+                    continue;
+                }
+            }
+            let offset = self.offsets[index];
+            let baseline = self.baseline[index];
+            let (head, cells) = (&mut state.heads[index], &mut state.cells[offset..]);
+            let (ring, bands) = cells.split_at_mut(BUCKETS);
+            let bands = if baseline && spec.kind == SeriesKind::Cop {
+                &mut bands[..BASELINE_BANDS]
+            } else {
+                &mut bands[..0]
+            };
+            // Values beyond any physical range are treated as missing, so every stored number
+            // stays finite (snapshots are JSON, which has no infinity).
+            let value = |i: u8| {
+                values
+                    .get(usize::from(i))
+                    .copied()
+                    .filter(|v| v.abs() <= MAX_MAGNITUDE)
+                    .unwrap_or(f64::NAN)
+            };
+            let closed = advance(head, ring, spec.bucket_ms(), ts_ms);
+            if let Some(closed) = closed {
+                if spec.kind == SeriesKind::Cop && !bands.is_empty() {
+                    learn_baseline(bands, &closed);
+                }
+            }
+            let cell = &mut ring[usize::from(head.pos)];
+            match spec.kind {
+                SeriesKind::Stats => {
+                    let x = value(spec.source);
+                    if x.is_finite() {
+                        let x = x as f32;
+                        if cell.n == 0 {
+                            cell.b = x;
+                            cell.c = x;
+                        } else {
+                            cell.b = cell.b.min(x);
+                            cell.c = cell.c.max(x);
+                        }
+                        cell.n = cell.n.saturating_add(1);
+                        cell.a += x;
+                        head.last = x;
+                    }
+                }
+                SeriesKind::Starts => {
+                    let x = value(spec.source);
+                    if x.is_finite() {
+                        if head.last.is_finite() && head.last <= 0.5 && x > 0.5 {
+                            cell.n = cell.n.saturating_add(1);
+                        }
+                        head.last = x as f32;
+                    }
+                }
+                SeriesKind::Increase => {
+                    let x = value(spec.source);
+                    if x.is_finite() {
+                        if head.last.is_finite() {
+                            let delta = x - f64::from(head.last);
+                            cell.a += if delta >= 0.0 { delta as f32 } else { x as f32 };
+                        }
+                        head.last = x as f32;
+                    }
+                }
+                SeriesKind::Share => {
+                    let x = value(spec.source);
+                    if x.is_finite() {
+                        if head.last.is_finite() && head.last_ts != i64::MIN {
+                            let gap = ts_ms.saturating_sub(head.last_ts);
+                            if gap > 0 && gap <= SHARE_MAX_GAP_MS {
+                                cell.b += gap as f32;
+                                if head.last > 0.5 {
+                                    cell.a += gap as f32;
+                                }
+                            }
+                        }
+                        head.last = x as f32;
+                        head.last_ts = ts_ms;
+                    }
+                }
+                SeriesKind::Trips(mask) => {
+                    let matching = fault
+                        .filter(|(_, category)| mask == 0 || mask & category_bit(*category) != 0);
+                    let code = matching.map_or(-1, |(code, _)| i64::from(code));
+                    // `last_ts` holds the previous matching code (-1: none) for this kind.
+                    if code >= 0 && code != head.last_ts {
+                        cell.n = cell.n.saturating_add(1);
+                    }
+                    head.last_ts = code;
+                }
+                SeriesKind::Cop => {
+                    let Some(cop) = self.cop else { continue };
+                    let (heat, electric) = (value(cop.heat), value(cop.electric));
+                    let (running, outdoor) = (value(cop.running), value(cop.outdoor));
+                    let running = !running.is_finite() || running > 0.5;
+                    if heat.is_finite()
+                        && electric.is_finite()
+                        && electric >= 1.0
+                        && outdoor.is_finite()
+                        && running
+                    {
+                        cell.n = cell.n.saturating_add(1);
+                        cell.a += heat as f32;
+                        cell.b += electric as f32;
+                        cell.c += outdoor as f32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evaluates a derived function on series `index` as of the device's newest reading.
+    /// NaN when there is not enough data.
+    pub fn query(&self, state: &SeriesState, index: u16, function: Derived) -> f64 {
+        let index = usize::from(index);
+        let (Some(spec), Some(head), Some(offset)) = (
+            self.specs.get(index),
+            state.heads.get(index),
+            self.offsets.get(index),
+        ) else {
+            return f64::NAN;
+        };
+        let Some(ring) = state.cells.get(*offset..offset + BUCKETS) else {
+            return f64::NAN;
+        };
+        if head.bucket == i64::MIN {
+            return f64::NAN;
+        }
+        let sum = |f: fn(&Cell) -> f64| ring.iter().map(f).sum::<f64>();
+        let count = sum(|c| f64::from(c.n));
+        match function {
+            Derived::Count => count,
+            Derived::Avg => ratio(sum(|c| f64::from(c.a)), count),
+            Derived::Min => ring
+                .iter()
+                .filter(|c| c.n > 0)
+                .map(|c| f64::from(c.b))
+                .fold(f64::NAN, f64::min),
+            Derived::Max => ring
+                .iter()
+                .filter(|c| c.n > 0)
+                .map(|c| f64::from(c.c))
+                .fold(f64::NAN, f64::max),
+            Derived::Rate => slope_per_hour(spec, head, ring),
+            Derived::SlopePerDay => slope_per_hour(spec, head, ring) * 24.0,
+            Derived::HoursTo(target) => {
+                let slope = slope_per_hour(spec, head, ring);
+                let last = f64::from(head.last);
+                if !slope.is_finite() || !last.is_finite() {
+                    f64::NAN
+                } else if last == target {
+                    0.0
+                } else {
+                    let hours = (target - last) / slope;
+                    if hours.is_finite() && hours >= 0.0 {
+                        hours
+                    } else {
+                        f64::INFINITY
+                    }
+                }
+            }
+            Derived::Starts | Derived::Trips => count,
+            Derived::Increase => sum(|c| f64::from(c.a)),
+            Derived::Share => {
+                let observed = sum(|c| f64::from(c.b));
+                if observed < spec.bucket_ms() as f64 {
+                    f64::NAN
+                } else {
+                    sum(|c| f64::from(c.a)) / observed
+                }
+            }
+            Derived::Cop => {
+                if count < 3.0 {
+                    f64::NAN
+                } else {
+                    ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)))
+                }
+            }
+            Derived::CopRatio => {
+                if count < 3.0 {
+                    return f64::NAN;
+                }
+                let cop = ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)));
+                let outdoor = sum(|c| f64::from(c.c)) / count;
+                let Some(bands) = state
+                    .cells
+                    .get(offset + BUCKETS..offset + BUCKETS + BASELINE_BANDS)
+                else {
+                    return f64::NAN;
+                };
+                let band = &bands[band_of(outdoor)];
+                if band.n < BASELINE_MIN_PERIODS {
+                    f64::NAN
+                } else {
+                    ratio(cop, f64::from(band.a) / f64::from(band.n))
+                }
+            }
+        }
+    }
+}
+
+/// Cells of a series from its key (see [`SeriesTable::keys`]).
+pub fn width_of_key(key: &str) -> usize {
+    if key.ends_with(":baseline") {
+        BUCKETS + BASELINE_BANDS
+    } else {
+        BUCKETS
+    }
+}
+
+/// A derived function over one series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Derived {
+    Min,
+    Max,
+    Avg,
+    Count,
+    /// Least-squares slope of the bucket means, per hour.
+    Rate,
+    /// The same, per day.
+    SlopePerDay,
+    /// Hours until the value, moving at its current slope, reaches the target from the side it
+    /// is on: 0 at the target, infinity when moving away or flat.
+    HoursTo(f64),
+    Starts,
+    Increase,
+    Share,
+    Trips,
+    Cop,
+    /// COP over the window divided by the device's baseline COP at the window's mean outdoor
+    /// temperature.
+    CopRatio,
+}
+
+/// Per-device state of every series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeriesState {
+    pub heads: Vec<Head>,
+    pub cells: Vec<Cell>,
+}
+
+/// The newest bucket and last value of one series.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Head {
+    /// Absolute index of the newest bucket (`ts / bucket_ms`); `i64::MIN` before any reading.
+    pub bucket: i64,
+    /// Ring position of the newest bucket.
+    pub pos: u16,
+    /// Last value seen (NaN when none; JSON writes it as null).
+    #[serde(with = "nan_as_null")]
+    pub last: f32,
+    /// Time of the last value (share) or the last fault code (trips); `i64::MIN` when none.
+    pub last_ts: i64,
+}
+
+impl PartialEq for Head {
+    /// Equal when every field is; two NaN `last` values (no value) are equal.
+    fn eq(&self, other: &Self) -> bool {
+        self.bucket == other.bucket
+            && self.pos == other.pos
+            && self.last_ts == other.last_ts
+            && (self.last == other.last || (self.last.is_nan() && other.last.is_nan()))
+    }
+}
+
+impl Head {
+    const EMPTY: Head = Head {
+        bucket: i64::MIN,
+        pos: 0,
+        last: f32::NAN,
+        last_ts: i64::MIN,
+    };
+}
+
+/// One bucket's aggregates. Stats: `n` samples, `a` sum, `b` min, `c` max. Starts, trips: `n`
+/// events. Increase: `a` increase. Share: `a` ms on, `b` ms observed. COP: `n` samples, `a` heat,
+/// `b` electric power, `c` outdoor temperature sums. Baseline bands: `n` periods, `a` COP sum.
+/// In snapshots a cell is the array `[n, a, b, c]`, to keep them small.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(u32, f32, f32, f32)", into = "(u32, f32, f32, f32)")]
+pub struct Cell {
+    pub n: u32,
+    pub a: f32,
+    pub b: f32,
+    pub c: f32,
+}
+
+impl From<(u32, f32, f32, f32)> for Cell {
+    fn from((n, a, b, c): (u32, f32, f32, f32)) -> Self {
+        Cell { n, a, b, c }
+    }
+}
+
+impl From<Cell> for (u32, f32, f32, f32) {
+    fn from(cell: Cell) -> Self {
+        (cell.n, cell.a, cell.b, cell.c)
+    }
+}
+
+impl Cell {
+    const EMPTY: Cell = Cell {
+        n: 0,
+        a: 0.0,
+        b: 0.0,
+        c: 0.0,
+    };
+}
+
+/// Moves the ring forward to the bucket of `ts_ms`, clearing buckets that fall out of the
+/// window. Returns the previous newest bucket when it was closed by this move.
+fn advance(head: &mut Head, ring: &mut [Cell], bucket_ms: i64, ts_ms: i64) -> Option<Cell> {
+    let bucket = ts_ms.div_euclid(bucket_ms);
+    if head.bucket == i64::MIN {
+        ring.fill(Cell::EMPTY);
+        head.bucket = bucket;
+        head.pos = 0;
+        return None;
+    }
+    if bucket <= head.bucket {
+        return None;
+    }
+    let closed = ring.get(usize::from(head.pos)).copied();
+    let steps = bucket.saturating_sub(head.bucket);
+    if steps >= BUCKETS as i64 {
+        ring.fill(Cell::EMPTY);
+        head.pos = 0;
+    } else {
+        for _ in 0..steps {
+            head.pos = ((usize::from(head.pos) + 1) % BUCKETS) as u16;
+            if let Some(cell) = ring.get_mut(usize::from(head.pos)) {
+                *cell = Cell::EMPTY;
+            }
+        }
+    }
+    head.bucket = bucket;
+    closed
+}
+
+/// Adds a closed COP bucket to the baseline band of its mean outdoor temperature, until the
+/// band has learned [`BASELINE_LEARN_PERIODS`] periods.
+fn learn_baseline(bands: &mut [Cell], closed: &Cell) {
+    if closed.n < BASELINE_MIN_SAMPLES || closed.b <= 0.0 {
+        return;
+    }
+    let cop = f64::from(closed.a) / f64::from(closed.b);
+    let outdoor = f64::from(closed.c) / f64::from(closed.n);
+    if !cop.is_finite() || !outdoor.is_finite() {
+        return;
+    }
+    if let Some(band) = bands.get_mut(band_of(outdoor)) {
+        if band.n < BASELINE_LEARN_PERIODS {
+            band.n += 1;
+            band.a += cop as f32;
+        }
+    }
+}
+
+fn band_of(outdoor_c: f64) -> usize {
+    let band = ((outdoor_c - BAND_LOW_C) / BAND_WIDTH_C).floor();
+    if band.is_nan() || band < 0.0 {
+        0
+    } else {
+        (band as usize).min(BASELINE_BANDS - 1)
+    }
+}
+
+fn ratio(numerator: f64, denominator: f64) -> f64 {
+    if denominator == 0.0 || !denominator.is_finite() {
+        f64::NAN
+    } else {
+        numerator / denominator
+    }
+}
+
+/// Least-squares slope of bucket means against bucket time, per hour. Needs at least three
+/// buckets with data spanning at least half the window.
+fn slope_per_hour(spec: &SeriesSpec, head: &Head, ring: &[Cell]) -> f64 {
+    let bucket_h = spec.bucket_ms() as f64 / 3_600_000.0;
+    let mut points = 0.0;
+    let (mut sum_x, mut sum_y, mut sum_xx, mut sum_xy) = (0.0, 0.0, 0.0, 0.0);
+    let (mut oldest, mut newest) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (pos, cell) in ring.iter().enumerate() {
+        if cell.n == 0 {
+            continue;
+        }
+        // Age in buckets: 0 for the newest, BUCKETS - 1 for the oldest.
+        let age = (usize::from(head.pos) + BUCKETS - pos) % BUCKETS;
+        let x = -(age as f64) * bucket_h;
+        let y = f64::from(cell.a) / f64::from(cell.n);
+        points += 1.0;
+        sum_x += x;
+        sum_y += y;
+        sum_xx += x * x;
+        sum_xy += x * y;
+        oldest = oldest.min(x);
+        newest = newest.max(x);
+    }
+    let span_buckets = (newest - oldest) / bucket_h + 1.0;
+    if points < 3.0 || span_buckets < (BUCKETS as f64) / 2.0 {
+        return f64::NAN;
+    }
+    let denominator = points * sum_xx - sum_x * sum_x;
+    if denominator == 0.0 {
+        return f64::NAN;
+    }
+    (points * sum_xy - sum_x * sum_y) / denominator
+}
+
+/// The bit of a fault category in a trips mask.
+pub fn category_bit(category: FaultCategory) -> u32 {
+    FaultCategory::ALL
+        .iter()
+        .position(|c| *c == category)
+        .map_or(0, |i| 1u32 << i)
+}
+
+/// Serialises NaN as `null` so snapshots stay valid JSON.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f32, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            serializer.serialize_some(value)
+        } else {
+            serializer.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+        Ok(Option::<f32>::deserialize(deserializer)?.unwrap_or(f32::NAN))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const T0: i64 = 1_764_547_200_000;
+
+    fn table(kind: SeriesKind, window_ms: i64) -> SeriesTable {
+        let mut table = SeriesTable::default();
+        table.intern(SeriesSpec {
+            kind,
+            source: 0,
+            window_ms,
+        });
+        table
+    }
+
+    fn feed(table: &SeriesTable, state: &mut SeriesState, points: &[(i64, f64)]) {
+        for (minute, value) in points {
+            table.update(state, T0 + minute * MIN, &[*value], None);
+        }
+    }
+
+    #[test]
+    fn stats_cover_the_window_and_forget_older_buckets() {
+        let t = table(SeriesKind::Stats, 60 * MIN);
+        let mut s = t.new_state();
+        feed(&t, &mut s, &[(0, 10.0), (10, 20.0), (20, 30.0)]);
+        assert_eq!(t.query(&s, 0, Derived::Count), 3.0);
+        assert_eq!(t.query(&s, 0, Derived::Avg), 20.0);
+        assert_eq!(t.query(&s, 0, Derived::Min), 10.0);
+        assert_eq!(t.query(&s, 0, Derived::Max), 30.0);
+        // 70 minutes later the first two readings are out of the window.
+        feed(&t, &mut s, &[(70, 40.0)]);
+        assert_eq!(t.query(&s, 0, Derived::Min), 30.0);
+        // After a long silence everything is gone but the new reading.
+        feed(&t, &mut s, &[(500, 1.0)]);
+        assert_eq!(t.query(&s, 0, Derived::Count), 1.0);
+    }
+
+    #[test]
+    fn rate_is_per_hour_and_needs_enough_buckets() {
+        let t = table(SeriesKind::Stats, 120 * MIN);
+        let mut s = t.new_state();
+        feed(&t, &mut s, &[(0, 20.0), (10, 19.0)]);
+        assert!(t.query(&s, 0, Derived::Rate).is_nan());
+        let mut s = t.new_state();
+        let points: Vec<(i64, f64)> = (0..=12).map(|i| (i * 10, 20.0 - i as f64)).collect();
+        feed(&t, &mut s, &points);
+        let rate = t.query(&s, 0, Derived::Rate);
+        assert!((rate + 6.0).abs() < 1e-3, "{rate}");
+        assert!((t.query(&s, 0, Derived::SlopePerDay) + 144.0).abs() < 0.1);
+        // Falling 6 per hour from 8: 2 reached in one hour.
+        let hours = t.query(&s, 0, Derived::HoursTo(2.0));
+        assert!((hours - 1.0).abs() < 1e-3, "{hours}");
+        // A falling value moves away from a target above it.
+        assert_eq!(t.query(&s, 0, Derived::HoursTo(9.0)), f64::INFINITY);
+        assert_eq!(t.query(&s, 0, Derived::HoursTo(8.0)), 0.0);
+        // A rising value never reaches a target below it.
+        let mut rising = t.new_state();
+        let points: Vec<(i64, f64)> = (0..=12).map(|i| (i * 10, i as f64)).collect();
+        feed(&t, &mut rising, &points);
+        assert_eq!(t.query(&rising, 0, Derived::HoursTo(-5.0)), f64::INFINITY);
+    }
+
+    #[test]
+    fn starts_increase_and_share() {
+        let t = table(SeriesKind::Starts, 60 * MIN);
+        let mut s = t.new_state();
+        feed(
+            &t,
+            &mut s,
+            &[(0, 1.0), (5, 0.0), (10, 1.0), (15, 0.0), (20, 1.0)],
+        );
+        assert_eq!(t.query(&s, 0, Derived::Starts), 2.0);
+
+        let t = table(SeriesKind::Increase, 60 * MIN);
+        let mut s = t.new_state();
+        feed(
+            &t,
+            &mut s,
+            &[(0, 100.0), (10, 103.0), (20, 104.0), (30, 2.0)],
+        );
+        assert_eq!(t.query(&s, 0, Derived::Increase), 6.0);
+
+        let t = table(SeriesKind::Share, 60 * MIN);
+        let mut s = t.new_state();
+        let points: Vec<(i64, f64)> = (0..=40)
+            .map(|m| (m, if m % 4 == 0 { 1.0 } else { 0.0 }))
+            .collect();
+        feed(&t, &mut s, &points);
+        assert!((t.query(&s, 0, Derived::Share) - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn trips_count_fault_appearances_of_the_masked_categories() {
+        let mut t = SeriesTable::default();
+        t.intern(SeriesSpec {
+            kind: SeriesKind::Trips(category_bit(FaultCategory::WaterFlow)),
+            source: 0,
+            window_ms: 60 * MIN,
+        });
+        let mut s = t.new_state();
+        let flow = Some((3, FaultCategory::WaterFlow));
+        let other = Some((9, FaultCategory::SensorFault));
+        for (minute, fault) in [
+            (0, flow),
+            (1, flow),
+            (2, None),
+            (3, flow),
+            (4, other),
+            (5, flow),
+        ] {
+            t.update(&mut s, T0 + minute * MIN, &[], fault);
+        }
+        assert_eq!(t.query(&s, 0, Derived::Trips), 3.0);
+    }
+
+    #[test]
+    fn cop_ratio_compares_with_the_learned_band() {
+        let mut t = SeriesTable::default();
+        t.set_cop_sources(CopSources {
+            heat: 0,
+            electric: 1,
+            running: 2,
+            outdoor: 3,
+        });
+        let index = t.intern(SeriesSpec {
+            kind: SeriesKind::Cop,
+            source: 0,
+            window_ms: 120 * MIN,
+        });
+        t.keep_baseline(index);
+        let mut s = t.new_state();
+        let mut minute = 0;
+        // Ten hours at COP 3 teach the band around -5 °C (10-minute buckets).
+        while minute < 600 {
+            t.update(
+                &mut s,
+                T0 + minute * MIN,
+                &[6000.0, 2000.0, 1.0, -5.0],
+                None,
+            );
+            minute += 1;
+        }
+        assert!((t.query(&s, index, Derived::Cop) - 3.0).abs() < 1e-6);
+        assert!((t.query(&s, index, Derived::CopRatio) - 1.0).abs() < 1e-6);
+        // Then the unit degrades to COP 2 for two hours.
+        while minute < 720 {
+            t.update(
+                &mut s,
+                T0 + minute * MIN,
+                &[4000.0, 2000.0, 1.0, -5.0],
+                None,
+            );
+            minute += 1;
+        }
+        let ratio = t.query(&s, index, Derived::CopRatio);
+        assert!((ratio - 2.0 / 3.0).abs() < 1e-3, "{ratio}");
+        // Standby samples (not running) do not count.
+        t.update(&mut s, T0 + minute * MIN, &[0.0, 12.0, 0.0, -5.0], None);
+        assert!((t.query(&s, index, Derived::Cop) - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn series_state_round_trips_through_json_with_nan() {
+        let t = table(SeriesKind::Starts, 60 * MIN);
+        let s = t.new_state();
+        let json = serde_json::to_string(&s).expect("serialises");
+        let back: SeriesState = serde_json::from_str(&json).expect("parses");
+        assert!(back.heads[0].last.is_nan());
+        assert_eq!(back.cells, s.cells);
+    }
+}

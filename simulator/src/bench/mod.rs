@@ -1,0 +1,724 @@
+//! `simulator bench winter`: the whole system through a simulated Yanqing winter, scored on
+//! 未诉先办. A real `gateway run` process (rules in event time) receives the telemetry of
+//! many virtual edge boxes over MQTT; residents complain through its complaints API; a
+//! technician model repairs what its orders (or complaints) point at; the score card compares
+//! the gateway's real orders with the ground truth.
+//!
+//! Determinism: every household steps in lockstep in simulated time. One poll round is
+//! published per telemetry interval, and the next round waits until the gateway has handled
+//! the one before it (a round in flight is far less than the watermark's lateness). Wherever
+//! the bench reads or writes the gateway's state (fetching orders, posting complaints), it
+//! first waits until every published reading is handled and a few ingest ticks have passed,
+//! so the gateway has seen exactly the rounds published so far with its watermark at the last
+//! one minus the lateness. Those barriers fall on simulated moments fixed by the scenario.
+//! The speed only adds wall-clock pacing, so the same seed gives the same score card at any
+//! speed.
+//!
+//! - [`world::World`]: households, faults, traps, residents (no IO).
+//! - [`gateway::GatewayProcess`], [`gateway::GatewayApi`]: the gateway under test.
+//! - [`registry::csv_files`]: the fleet's registry for the gateway.
+//! - [`run_winter`] with [`BenchOptions`] returns a [`BenchReport`] (run facts + score card).
+
+pub mod gateway;
+pub mod registry;
+pub mod world;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_agent::profile::Profile;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::fleet::{self, TOWNSHIPS};
+use crate::load::{BoxIdentity, BoxPool, LoadError, PoolStats};
+use crate::mix::{FaultKind, Mix, MixError};
+use crate::scenario::{self, ScenarioError};
+use crate::score::{self, ComplaintRecord, Inputs, OrderView, ScoreCard, VisitRecord};
+use crate::technician::{Dispatcher, Request};
+use gateway::{GatewayApi, GatewayProcess, GatewaySettings, MAX_PAGE};
+use world::{NewComplaint, Purpose, World, WorldStats};
+
+/// Why a bench run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("invalid bench options: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Mix(#[from] MixError),
+    #[error("scenario: {0}")]
+    Scenario(#[from] ScenarioError),
+    #[error("fleet: {0}")]
+    Fleet(#[from] fleet::FleetError),
+    #[error("profile: {0}")]
+    Profile(#[from] edge_agent::profile::ProfileError),
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the gateway executable {0} does not exist (build it with `cargo build -p gateway`, or pass --gateway-bin)")]
+    GatewayMissing(PathBuf),
+    #[error("gateway: {0}")]
+    Gateway(String),
+    #[error("gateway API: {0}")]
+    Api(String),
+    #[error("load: {0}")]
+    Load(#[from] LoadError),
+    #[error("the gateway stopped handling readings: {0}")]
+    Stalled(String),
+}
+
+/// How fast simulated time runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// As fast as the gateway keeps up.
+    Max,
+    /// Simulated seconds per wall-clock second (at most; slower if the gateway cannot keep up).
+    Factor(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Speed, String> {
+        if text == "max" {
+            return Ok(Speed::Max);
+        }
+        let factor: f64 = text
+            .trim_end_matches('x')
+            .parse()
+            .map_err(|_| format!("{text:?} is not a speed like 60, 600 or max"))?;
+        if factor.is_finite() && factor > 0.0 {
+            Ok(Speed::Factor(factor))
+        } else {
+            Err(format!("the speed must be above 0, not {text:?}"))
+        }
+    }
+}
+
+impl std::fmt::Display for Speed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Speed::Max => write!(f, "max"),
+            Speed::Factor(x) => write!(f, "{x}x"),
+        }
+    }
+}
+
+/// Everything a bench run needs.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub households: usize,
+    pub days: f64,
+    pub seed: u64,
+    pub mix: Mix,
+    pub speed: Speed,
+    pub profiles: Vec<Arc<Profile>>,
+    pub gateway_bin: PathBuf,
+    /// Rule file for the gateway (`None`: its built-in pack).
+    pub rules: Option<PathBuf>,
+    /// Folder for the gateway's files; a fresh temporary folder when `None`.
+    pub work_dir: Option<PathBuf>,
+    /// Keep the work folder after a successful run.
+    pub keep_work_dir: bool,
+    pub lateness: Duration,
+    pub tick: Duration,
+    /// `RUST_LOG` of the gateway.
+    pub gateway_log: String,
+    /// How often progress is logged (wall time).
+    pub progress_every: Duration,
+}
+
+impl BenchOptions {
+    /// Defaults for everything but the size, the seed and the gateway.
+    pub fn new(households: usize, days: f64, seed: u64, gateway_bin: PathBuf) -> Result<BenchOptions, BenchError> {
+        Ok(BenchOptions {
+            households,
+            days,
+            seed,
+            mix: Mix::default_mix()?,
+            speed: Speed::Max,
+            profiles: shipped_profiles()?,
+            gateway_bin,
+            rules: None,
+            work_dir: None,
+            keep_work_dir: false,
+            lateness: Duration::from_secs(120),
+            tick: Duration::from_millis(50),
+            gateway_log: "warn".to_owned(),
+            progress_every: Duration::from_secs(5),
+        })
+    }
+}
+
+/// The four shipped register-map profiles, built into the binary.
+pub fn shipped_profiles() -> Result<Vec<Arc<Profile>>, BenchError> {
+    const PROFILES: &[(&str, &str)] = &[
+        ("aurora-ashp.toml", include_str!("../../../profiles/aurora-ashp.toml")),
+        ("beifeng-ashp.toml", include_str!("../../../profiles/beifeng-ashp.toml")),
+        ("huanre-boiler.toml", include_str!("../../../profiles/huanre-boiler.toml")),
+        ("lingyun-boiler.toml", include_str!("../../../profiles/lingyun-boiler.toml")),
+    ];
+    PROFILES
+        .iter()
+        .map(|(file, text)| Ok(Arc::new(Profile::parse(text, file)?)))
+        .collect()
+}
+
+/// Facts about the run (not part of the score: wall-clock figures differ between runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub households: usize,
+    pub days: f64,
+    pub seed: u64,
+    pub mix: String,
+    pub speed: String,
+    pub telemetry_interval_s: f64,
+    pub lateness_s: f64,
+    pub rounds: u64,
+    pub barriers: u64,
+    pub readings_published: u64,
+    pub readings_accepted: u64,
+    pub readings_rejected: BTreeMap<String, u64>,
+    pub faults_not_placed: BTreeMap<String, u64>,
+    pub technicians: BTreeMap<String, usize>,
+    pub wall_seconds: f64,
+    /// Simulated seconds per wall-clock second, over the whole run.
+    pub achieved_speed: f64,
+    pub readings_per_second: f64,
+    pub alerts_truncated: bool,
+    pub pool: PoolStats,
+    pub world: WorldStats,
+    pub work_dir: String,
+}
+
+/// The result of a bench run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub run: RunInfo,
+    pub score: ScoreCard,
+}
+
+/// The run loop's state.
+struct Bench {
+    world: World,
+    pool: BoxPool,
+    api: GatewayApi,
+    gateway: GatewayProcess,
+    dispatcher: Dispatcher,
+    mix: Mix,
+    tick: Duration,
+    lateness_ms: i64,
+    published: u64,
+    handled: u64,
+    last_round_ms: i64,
+    coverage_ms: i64,
+    barriers: u64,
+    unposted: VecDeque<NewComplaint>,
+    complaints: Vec<ComplaintRecord>,
+    complaint_requests: Vec<(i64, usize, String)>,
+    orders: BTreeMap<i64, OrderView>,
+    unprocessed_orders: Vec<OrderView>,
+    visits: Vec<VisitRecord>,
+    device_index: BTreeMap<String, usize>,
+}
+
+impl Bench {
+    /// Waits until the gateway has handled `count` readings (accepted or rejected).
+    async fn wait_handled(&mut self, count: u64) -> Result<(), BenchError> {
+        if self.handled >= count {
+            return Ok(());
+        }
+        let mut pause = Duration::from_millis(1);
+        let mut last_progress = Instant::now();
+        loop {
+            let handled = self.api.summary().await?.readings_handled();
+            if handled > self.handled {
+                self.handled = handled;
+                last_progress = Instant::now();
+            }
+            if self.handled >= count {
+                return Ok(());
+            }
+            if let Some(status) = self.gateway.exited() {
+                return Err(BenchError::Stalled(format!(
+                    "the gateway exited ({status}); its log ends:\n{}",
+                    self.gateway.log_tail(30)
+                )));
+            }
+            if last_progress.elapsed() > Duration::from_secs(120) {
+                return Err(BenchError::Stalled(format!(
+                    "{} of {count} readings handled and no progress for 120 s; the gateway log ends:\n{}",
+                    self.handled,
+                    self.gateway.log_tail(30)
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+            self.pool.keep_alive(Duration::from_secs(20)).await?;
+        }
+    }
+
+    /// Brings the gateway up to date with everything published, then posts due complaints,
+    /// collects new orders and hands requests up to the covered moment to the technicians.
+    ///
+    /// The final barrier (`last`) covers up to the last round itself, so that every
+    /// complaint is posted.
+    async fn barrier(&mut self, last: bool) -> Result<(), BenchError> {
+        self.barriers += 1;
+        self.wait_handled(self.published).await?;
+        // Let ingest apply the last readings' transitions and advance its watermark.
+        tokio::time::sleep(self.tick * 3).await;
+        self.coverage_ms = if last {
+            self.last_round_ms
+        } else {
+            self.last_round_ms - self.lateness_ms
+        };
+        while let Some(complaint) = self.unposted.front() {
+            if complaint.received_at_ms > self.coverage_ms {
+                break;
+            }
+            let Some(complaint) = self.unposted.pop_front() else {
+                break;
+            };
+            let reply = self
+                .api
+                .post_complaint(
+                    &complaint.channel,
+                    &complaint.device_id,
+                    complaint.received_at_ms,
+                    &complaint.text,
+                )
+                .await;
+            if let Err(error) = &reply {
+                tracing::warn!(device = %complaint.device_id, %error, "complaint not taken");
+            }
+            self.complaint_requests.push((
+                complaint.received_at_ms,
+                complaint.household,
+                complaint.channel.clone(),
+            ));
+            self.complaints.push(ComplaintRecord {
+                household: complaint.household,
+                device_id: complaint.device_id,
+                fault: complaint.fault,
+                received_at_ms: complaint.received_at_ms,
+                channel: complaint.channel,
+                reply,
+            });
+        }
+        self.fetch_new_orders().await?;
+        self.dispatch_requests();
+        Ok(())
+    }
+
+    /// Adds the orders created since the last barrier.
+    async fn fetch_new_orders(&mut self) -> Result<(), BenchError> {
+        // Orders come newest first (by creation time). Everything created before the previous
+        // coverage is known, so a page that reaches an hour before it holds every new order.
+        let known_until = self.coverage_ms - 3_600_000;
+        let mut limit = 256;
+        let page = loop {
+            let page = self.api.orders(limit, None).await?;
+            let reaches_back = page.last().is_some_and(|o| o.created_at_ms < known_until);
+            if page.len() < limit || reaches_back {
+                break page;
+            }
+            if limit >= MAX_PAGE {
+                // More than a page of new orders: read them township by township.
+                let mut all = Vec::new();
+                for township in TOWNSHIPS {
+                    let orders = self.api.orders(MAX_PAGE, Some(township.id)).await?;
+                    if orders.len() >= MAX_PAGE {
+                        tracing::warn!(township = township.id, "more than {MAX_PAGE} orders in one township; older ones are not read");
+                    }
+                    all.extend(orders);
+                }
+                break all;
+            }
+            limit = (limit * 8).min(MAX_PAGE);
+        };
+        for order in page {
+            if self.orders.contains_key(&order.id) {
+                continue;
+            }
+            if order.source == "rule" {
+                self.unprocessed_orders.push(order.clone());
+            }
+            self.orders.insert(order.id, order);
+        }
+        Ok(())
+    }
+
+    /// Hands every request (rule order or complaint) up to the coverage to the technicians,
+    /// in time order.
+    fn dispatch_requests(&mut self) {
+        let coverage = self.coverage_ms;
+        let mut requests: Vec<(i64, String, String, usize)> = Vec::new();
+        self.unprocessed_orders.retain(|order| {
+            if order.created_at_ms > coverage {
+                return true;
+            }
+            if let Some(&household) = self.device_index.get(&order.device_id) {
+                requests.push((
+                    order.created_at_ms,
+                    order.device_id.clone(),
+                    "rule".to_owned(),
+                    household,
+                ));
+            }
+            false
+        });
+        let world = &self.world;
+        self.complaint_requests.retain(|(at, household, channel)| {
+            if *at > coverage {
+                return true;
+            }
+            if let Some(device) = world.device_id(*household) {
+                requests.push((*at, device.to_owned(), channel.clone(), *household));
+            }
+            false
+        });
+        requests.sort();
+        for (at_ms, device_id, source, household) in requests {
+            let Some(purpose) = self.world.classify_request(household, at_ms) else {
+                continue;
+            };
+            let (repair, fault) = match purpose {
+                Purpose::Repair { fault, time } => (Some(time), Some(fault)),
+                Purpose::Check { fault } => (None, fault),
+            };
+            let township = self.world.township(household).unwrap_or_default().to_owned();
+            let schedule = self.dispatcher.assign(&Request {
+                at_ms,
+                device_id,
+                township,
+                source: source.clone(),
+                repair,
+            });
+            if let (Some(fault), Some(_)) = (fault, repair) {
+                self.world.schedule_repair(fault, schedule.done_ms);
+            }
+            self.visits.push(VisitRecord {
+                household,
+                fault,
+                source,
+                request_ms: at_ms,
+                dispatched_ms: schedule.dispatched_ms,
+                on_site_ms: schedule.on_site_ms,
+                done_ms: schedule.done_ms,
+            });
+        }
+    }
+
+    /// Publishes one poll round: boxes that lost power or network drop their connection
+    /// abruptly, boxes that got them back reconnect, and every online box publishes.
+    async fn publish_round(&mut self) -> Result<(), BenchError> {
+        let rounds = self.world.poll_round();
+        let mut reconnect = Vec::new();
+        for round in &rounds {
+            let connected = self.pool.is_connected(round.household);
+            if connected && !round.online {
+                self.pool.drop_abruptly(round.household);
+            } else if !connected && round.online {
+                reconnect.push(round.household);
+            }
+        }
+        if !reconnect.is_empty() {
+            self.pool.connect(&reconnect).await?;
+        }
+        for round in rounds {
+            if round.readings.is_empty() {
+                continue;
+            }
+            let Some(topic) = self.world.telemetry_topic(round.household).map(str::to_owned)
+            else {
+                continue;
+            };
+            for payload in &round.readings {
+                self.pool.publish(round.household, &topic, payload).await?;
+                self.published += 1;
+            }
+        }
+        self.pool.keep_alive(Duration::from_secs(20)).await?;
+        Ok(())
+    }
+}
+
+/// The shortest repair in the mix (or the check visit), for the request horizon.
+fn shortest_repair(mix: &Mix) -> Duration {
+    FaultKind::ALL
+        .into_iter()
+        .filter_map(|k| mix.faults.repair(k))
+        .map(|r| r.min)
+        .min()
+        .unwrap_or(mix.technicians.check_visit)
+}
+
+/// Runs a winter bench and scores it.
+pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError> {
+    if options.households == 0 {
+        return Err(BenchError::Config("households must be at least 1".into()));
+    }
+    if !(options.days.is_finite() && options.days > 0.0 && options.days <= 120.0) {
+        return Err(BenchError::Config(format!(
+            "days must be above 0 and at most 120, not {}",
+            options.days
+        )));
+    }
+    let wall_start = Instant::now();
+    let mix = options.mix.clone();
+    let fleet = fleet::generate(options.households, options.seed, &options.profiles)?;
+    let scenario = scenario::build(&fleet, &mix, options.days, options.seed)?;
+    let world = World::new(&fleet, &mix, &scenario, options.seed);
+    let interval_ms = mix.telemetry.interval.as_millis() as i64;
+    let lateness_ms = options.lateness.as_millis() as i64;
+    if lateness_ms < 2 * interval_ms {
+        return Err(BenchError::Config(format!(
+            "the lateness ({:?}) must be at least two telemetry intervals ({:?}): one round is in flight while the next is built",
+            options.lateness, mix.telemetry.interval
+        )));
+    }
+    let mut per_township: BTreeMap<String, usize> = BTreeMap::new();
+    for h in &fleet {
+        *per_township.entry(h.township.id.to_owned()).or_default() += 1;
+    }
+    let dispatcher = Dispatcher::new(mix.technicians, &per_township, options.seed);
+    let min_response_ms = dispatcher.min_response_ms(shortest_repair(&mix));
+    // Requests must be known before their visit can end: the coverage may trail the
+    // simulated time by at most the shortest response.
+    let horizon_ms = min_response_ms - lateness_ms - 2 * interval_ms;
+    if horizon_ms < interval_ms {
+        return Err(BenchError::Config(format!(
+            "the shortest technician response ({} min) must exceed the lateness plus three telemetry intervals",
+            min_response_ms / 60_000
+        )));
+    }
+
+    let (work_dir, temporary) = match &options.work_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!(
+                "yanqing-bench-{}-{}",
+                std::process::id(),
+                options.seed
+            )),
+            true,
+        ),
+    };
+    let io = |what: String| move |source| BenchError::Io { what, source };
+    let registry_dir = work_dir.join("registry");
+    std::fs::create_dir_all(&registry_dir)
+        .map_err(io(format!("create {}", registry_dir.display())))?;
+    for (name, text) in registry::csv_files(
+        &fleet,
+        mix.technicians.households_per_technician,
+        options.seed,
+    ) {
+        let path = registry_dir.join(name);
+        std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
+    }
+    let settings = GatewaySettings {
+        binary: options.gateway_bin.clone(),
+        dir: work_dir.clone(),
+        rules: options.rules.clone(),
+        registry: Some(registry_dir),
+        lateness: options.lateness,
+        tick: options.tick,
+        max_connections: (options.households + 1000).max(20_000),
+        log_filter: options.gateway_log.clone(),
+    };
+    let gateway = GatewayProcess::start(&settings).await?;
+    tracing::info!(mqtt = %gateway.mqtt, http = %gateway.http, dir = %work_dir.display(), "gateway started");
+    let api = GatewayApi::new(gateway.http)?;
+    let boxes = fleet
+        .iter()
+        .map(|h| BoxIdentity {
+            box_id: format!("box-{}", h.device_id),
+            township: h.township_id.clone(),
+            devices: vec![h.device_id.clone()],
+        })
+        .collect();
+    let mut pool = BoxPool::new(gateway.mqtt, boxes);
+    let all: Vec<usize> = (0..fleet.len()).collect();
+    pool.connect(&all).await?;
+    tracing::info!(boxes = fleet.len(), "edge boxes connected");
+
+    let mut bench = Bench {
+        world,
+        pool,
+        api,
+        gateway,
+        dispatcher,
+        mix: mix.clone(),
+        tick: options.tick,
+        lateness_ms,
+        published: 0,
+        handled: 0,
+        last_round_ms: scenario.start_ms,
+        coverage_ms: scenario.start_ms - lateness_ms,
+        barriers: 0,
+        unposted: VecDeque::new(),
+        complaints: Vec::new(),
+        complaint_requests: Vec::new(),
+        orders: BTreeMap::new(),
+        unprocessed_orders: Vec::new(),
+        visits: Vec::new(),
+        device_index: fleet
+            .iter()
+            .map(|h| (h.device_id.to_string(), h.index))
+            .collect(),
+    };
+    let result = run_rounds(&mut bench, &scenario, &options, wall_start, horizon_ms).await;
+    let outcome = match result {
+        Ok(()) => finish(bench, &scenario, &options, wall_start, &work_dir, &fleet).await,
+        Err(error) => {
+            bench.pool.close().await;
+            bench.gateway.stop().await;
+            Err(error)
+        }
+    };
+    match &outcome {
+        Ok(_) if temporary && !options.keep_work_dir => {
+            let _ = std::fs::remove_dir_all(&work_dir);
+        }
+        _ => tracing::info!(dir = %work_dir.display(), "bench files kept"),
+    }
+    outcome
+}
+
+async fn run_rounds(
+    bench: &mut Bench,
+    scenario: &scenario::Scenario,
+    options: &BenchOptions,
+    wall_start: Instant,
+    horizon_ms: i64,
+) -> Result<(), BenchError> {
+    let interval_ms = bench.mix.telemetry.interval.as_millis() as i64;
+    let rounds = (scenario.end_ms - scenario.start_ms) / interval_ms;
+    let mut previous_round_total = 0;
+    let mut last_progress = Instant::now();
+    let run_start = Instant::now();
+    for round in 1..=rounds {
+        let target = scenario.start_ms + round * interval_ms;
+        let postable = bench
+            .unposted
+            .front()
+            .is_some_and(|c| c.received_at_ms <= bench.last_round_ms - bench.lateness_ms);
+        if target > bench.coverage_ms + horizon_ms || postable {
+            bench.barrier(false).await?;
+        }
+        bench.world.advance_to(target);
+        bench.unposted.extend(bench.world.take_complaints());
+        bench.publish_round().await?;
+        bench.last_round_ms = target;
+        // One round in flight: the previous one must be handled before the next is built.
+        bench.wait_handled(previous_round_total).await?;
+        previous_round_total = bench.published;
+        if let Speed::Factor(factor) = options.speed {
+            let sim_s = (target - scenario.start_ms) as f64 / 1000.0;
+            let due = run_start + Duration::from_secs_f64(sim_s / factor);
+            tokio::time::sleep_until(due).await;
+        }
+        if last_progress.elapsed() >= options.progress_every {
+            last_progress = Instant::now();
+            let sim_days = (target - scenario.start_ms) as f64 / 86_400_000.0;
+            let wall = wall_start.elapsed().as_secs_f64();
+            tracing::info!(
+                day = format!("{sim_days:.2}/{}", options.days),
+                speed = format!("{:.0}x", sim_days * 86_400.0 / run_start.elapsed().as_secs_f64().max(1e-3)),
+                readings = bench.published,
+                faults = bench.world.faults_started(),
+                orders = bench.orders.len(),
+                complaints = bench.complaints.len() + bench.unposted.len(),
+                wall_s = format!("{wall:.0}"),
+                "bench progress"
+            );
+        }
+    }
+    // The end: every complaint posted, every order read.
+    bench.barrier(true).await
+
+}
+
+async fn finish(
+    mut bench: Bench,
+    scenario: &scenario::Scenario,
+    options: &BenchOptions,
+    wall_start: Instant,
+    work_dir: &std::path::Path,
+    fleet: &[fleet::HouseholdSpec],
+) -> Result<BenchReport, BenchError> {
+    let alerts = bench.api.alerts(MAX_PAGE).await?;
+    let summary = bench.api.summary().await?;
+    let alerts_truncated = alerts.len() >= MAX_PAGE;
+    if alerts_truncated {
+        tracing::warn!("more than {MAX_PAGE} alerts: the oldest were not read");
+    }
+    let (households, faults, traps) = bench.world.truth();
+    let inputs = Inputs {
+        households,
+        faults,
+        traps,
+        complaints: bench.complaints.clone(),
+        orders: bench.orders.values().cloned().collect(),
+        alerts,
+        visits: bench.visits.clone(),
+        defrost_cycles: bench.world.defrost_cycles(),
+    };
+    let card = score::score(&inputs);
+    let wall_seconds = wall_start.elapsed().as_secs_f64();
+    let sim_seconds = (scenario.end_ms - scenario.start_ms) as f64 / 1000.0;
+    let run = RunInfo {
+        households: fleet.len(),
+        days: options.days,
+        seed: options.seed,
+        mix: bench.mix.name.clone(),
+        speed: options.speed.to_string(),
+        telemetry_interval_s: bench.mix.telemetry.interval.as_secs_f64(),
+        lateness_s: options.lateness.as_secs_f64(),
+        rounds: ((scenario.end_ms - scenario.start_ms)
+            / bench.mix.telemetry.interval.as_millis().max(1) as i64) as u64,
+        barriers: bench.barriers,
+        readings_published: bench.published,
+        readings_accepted: summary.readings_accepted,
+        readings_rejected: summary.rejected.clone(),
+        faults_not_placed: scenario.not_placed.clone(),
+        technicians: bench.dispatcher.team_sizes(),
+        wall_seconds: (wall_seconds * 10.0).round() / 10.0,
+        achieved_speed: (sim_seconds / wall_seconds.max(1e-3)).round(),
+        readings_per_second: (bench.published as f64 / wall_seconds.max(1e-3)).round(),
+        alerts_truncated,
+        pool: bench.pool.stats(),
+        world: bench.world.stats(),
+        work_dir: work_dir.display().to_string(),
+    };
+    bench.pool.close().await;
+    bench.gateway.stop().await;
+    let unique: BTreeSet<i64> = bench.orders.keys().copied().collect();
+    tracing::info!(orders = unique.len(), wall_s = run.wall_seconds, "bench finished");
+    Ok(BenchReport { run, score: card })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speeds_parse() {
+        assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
+        assert_eq!("600".parse::<Speed>(), Ok(Speed::Factor(600.0)));
+        assert_eq!("60x".parse::<Speed>(), Ok(Speed::Factor(60.0)));
+        assert!("0".parse::<Speed>().is_err());
+        assert!("fast".parse::<Speed>().is_err());
+    }
+
+    #[test]
+    fn the_shipped_profiles_are_built_in() {
+        let profiles = shipped_profiles().expect("profiles");
+        assert_eq!(profiles.len(), 4);
+    }
+}

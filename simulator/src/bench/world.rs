@@ -1,0 +1,825 @@
+//! The simulated world of a bench run: every household's house and heater stepped in lockstep
+//! through simulated time, the scheduled faults and traps applied at their moments, residents
+//! who notice the cold and complain, technicians' repairs applied when they finish, and the
+//! edge boxes' readings (with their store-and-forward backlogs) produced for each poll round.
+//!
+//! The world is deterministic: it reads no clock and draws every random number from the seed,
+//! keyed by what it is for, so the same run gives the same telemetry at any speed. It does no
+//! IO: the bench moves its readings to the broker and its complaints to the gateway.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use edge_agent::profile::Profile;
+use wire::{DeviceKind, Topic, TopicKind};
+
+use crate::fleet::HouseholdSpec;
+use crate::load::telemetry::{reading_json, ProfileCodec};
+use crate::mix::{DurationRange, FaultKind, Mix, TrapKind};
+use crate::model::{Climate, Degradation, House, HouseParams, SensorFailure, Weather};
+use crate::rng::Rng;
+use crate::scenario::{PlannedFault, PlannedTrap, Scenario, GRID_MS};
+use crate::score::{FaultTruth, HouseholdTruth, TrapTruth};
+
+/// The model step, ms (the scenario grid).
+pub const STEP_MS: i64 = GRID_MS;
+/// After a fault ends, orders stay attributed to it until the house has recovered plus this.
+pub const ATTRIBUTION_GRACE_MS: i64 = 3_600_000;
+/// A supply fault's would-notice search stops this long after the supply is back.
+const SUPPLY_SHADOW_AFTER_MS: i64 = 12 * 3_600_000;
+/// Most readings a box keeps while its network is down (3 days at one a minute).
+const MAX_BACKLOG: usize = 3 * 24 * 60;
+
+/// Scheduled changes to the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    FaultStart(usize),
+    IgnitionLockout(usize),
+    SupplyEnd(usize),
+    BoxBack(usize),
+    TrapStart(usize),
+    TrapEnd(usize),
+    Repair(usize),
+}
+
+/// One household in the world.
+#[derive(Debug)]
+struct Home {
+    spec: HouseholdSpec,
+    house: House,
+    codec: Arc<ProfileCodec>,
+    topic: String,
+    comfort_c: f64,
+    night_setback_k: f64,
+    powered: bool,
+    network_up: bool,
+    seq: u64,
+    backlog: VecDeque<Vec<u8>>,
+    /// The fault the household suffers now or is recovering from.
+    fault: Option<usize>,
+    /// Back from being away, until the room is warm again (the resident knows why it is cold).
+    reheating_after_away: Option<usize>,
+    away: bool,
+    discomfort_since_ms: Option<i64>,
+    complaint_due_ms: Option<i64>,
+    /// Causes already complained about (a fault id, or `None` for cold without a fault).
+    complained: BTreeSet<Option<usize>>,
+}
+
+#[derive(Debug)]
+struct FaultState {
+    planned: PlannedFault,
+    started: bool,
+    ended_ms: Option<i64>,
+    noticed_ms: Option<i64>,
+    would_notice_ms: Option<i64>,
+    /// A technician visit is scheduled (or a repair applied).
+    visited: bool,
+    /// Households not yet warm again after the end.
+    recovering: BTreeSet<usize>,
+    window_end_ms: i64,
+}
+
+#[derive(Debug)]
+struct TrapState {
+    planned: PlannedTrap,
+    window_end_ms: i64,
+}
+
+/// A complaint a resident made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewComplaint {
+    pub household: usize,
+    pub device_id: String,
+    pub fault: Option<usize>,
+    pub received_at_ms: i64,
+    pub channel: String,
+    pub text: String,
+}
+
+/// What a technician request is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Purpose {
+    /// Repair the fault (its repair time range).
+    Repair { fault: usize, time: DurationRange },
+    /// Look and find nothing to repair (a false order, a supply fault).
+    Check { fault: Option<usize> },
+}
+
+/// One box in one poll round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoxRound {
+    pub household: usize,
+    /// The box has power and network: it should be connected.
+    pub online: bool,
+    /// The box lost power since its last round (it must disconnect abruptly, without DISCONNECT).
+    pub readings: Vec<Vec<u8>>,
+}
+
+/// Counters of the world.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorldStats {
+    /// Readings produced (published or buffered).
+    pub readings: u64,
+    /// Readings a box dropped because its backlog was full.
+    pub backlog_dropped: u64,
+    /// Repairs scheduled for a moment already simulated (applied at once; should stay 0).
+    pub late_actions: u64,
+}
+
+/// The world of a bench run.
+pub struct World {
+    mix: Mix,
+    seed: u64,
+    start_ms: i64,
+    now_ms: i64,
+    end_ms: i64,
+    /// The district weather at every step from the start to the end (one extra).
+    weather: Vec<Weather>,
+    climate: Climate,
+    homes: Vec<Home>,
+    faults: Vec<FaultState>,
+    traps: Vec<TrapState>,
+    actions: BTreeMap<(i64, u64), Action>,
+    next_action: u64,
+    complaints: Vec<NewComplaint>,
+    /// Check visits already made per (household, fault).
+    checks: BTreeSet<(usize, Option<usize>)>,
+    stats: WorldStats,
+}
+
+/// Stable per-purpose random stream of a household.
+fn household_rng(seed: u64, purpose: u64, household: usize, key: u64) -> Rng {
+    Rng::derive(
+        seed ^ purpose,
+        (household as u64).wrapping_mul(0x9E37_79B9).wrapping_add(key),
+    )
+}
+
+const RESIDENT_STREAM: u64 = 0x2E51_DE47;
+
+impl World {
+    /// Builds the world at the scenario's start.
+    pub fn new(
+        fleet: &[HouseholdSpec],
+        mix: &Mix,
+        scenario: &Scenario,
+        seed: u64,
+    ) -> World {
+        let climate = Climate::yanqing_winter(seed);
+        let steps = ((scenario.end_ms - scenario.start_ms) / STEP_MS).max(0) as usize + 2;
+        let weather = (0..steps)
+            .map(|k| climate.weather((scenario.start_ms + k as i64 * STEP_MS) as f64 / 1000.0))
+            .collect();
+        let mut codecs: BTreeMap<String, Arc<ProfileCodec>> = BTreeMap::new();
+        let homes = fleet
+            .iter()
+            .map(|spec| {
+                let codec = codecs
+                    .entry(spec.profile.id.clone())
+                    .or_insert_with(|| Arc::new(ProfileCodec::new(Arc::clone(&spec.profile))))
+                    .clone();
+                let mut house = House::new(
+                    HouseParams::from(spec),
+                    Arc::<Profile>::clone(&spec.profile),
+                    &climate,
+                    scenario.start_ms as f64 / 1000.0,
+                );
+                let night_setback_k = scenario
+                    .night_setback_k
+                    .get(spec.index)
+                    .copied()
+                    .unwrap_or(0.0);
+                house.set_night_setback(night_setback_k);
+                let comfort_c = if spec.vulnerable {
+                    mix.residents.vulnerable_comfort_c
+                } else {
+                    mix.residents.comfort_c
+                };
+                Home {
+                    topic: Topic::new(
+                        spec.township_id.clone(),
+                        spec.device_id.to_string(),
+                        TopicKind::Telemetry,
+                    )
+                    .to_string(),
+                    spec: spec.clone(),
+                    house,
+                    codec,
+                    comfort_c,
+                    night_setback_k,
+                    powered: true,
+                    network_up: true,
+                    seq: (scenario.start_ms.max(0) as u64).saturating_mul(1000),
+                    backlog: VecDeque::new(),
+                    fault: None,
+                    reheating_after_away: None,
+                    away: false,
+                    discomfort_since_ms: None,
+                    complaint_due_ms: None,
+                    complained: BTreeSet::new(),
+                }
+            })
+            .collect();
+        let mut world = World {
+            mix: mix.clone(),
+            seed,
+            start_ms: scenario.start_ms,
+            now_ms: scenario.start_ms,
+            end_ms: scenario.end_ms,
+            weather,
+            climate,
+            homes,
+            faults: scenario
+                .faults
+                .iter()
+                .map(|planned| FaultState {
+                    planned: planned.clone(),
+                    started: false,
+                    ended_ms: None,
+                    noticed_ms: None,
+                    would_notice_ms: None,
+                    visited: false,
+                    recovering: BTreeSet::new(),
+                    window_end_ms: i64::MAX,
+                })
+                .collect(),
+            traps: scenario
+                .traps
+                .iter()
+                .map(|planned| TrapState {
+                    planned: planned.clone(),
+                    window_end_ms: i64::MAX,
+                })
+                .collect(),
+            actions: BTreeMap::new(),
+            next_action: 0,
+            complaints: Vec::new(),
+            checks: BTreeSet::new(),
+            stats: WorldStats::default(),
+        };
+        for (id, fault) in scenario.faults.iter().enumerate() {
+            world.schedule(fault.start_ms, Action::FaultStart(id));
+        }
+        for (id, trap) in scenario.traps.iter().enumerate() {
+            world.schedule(trap.start_ms, Action::TrapStart(id));
+            world.schedule(trap.end_ms, Action::TrapEnd(id));
+        }
+        world
+    }
+
+    fn schedule(&mut self, at_ms: i64, action: Action) {
+        self.next_action += 1;
+        self.actions.insert((at_ms, self.next_action), action);
+    }
+
+    /// Simulated now, Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    pub fn households(&self) -> usize {
+        self.homes.len()
+    }
+
+    /// A household's device id.
+    pub fn device_id(&self, household: usize) -> Option<&str> {
+        self.homes.get(household).map(|h| h.spec.device_id.as_str())
+    }
+
+    /// A household's township id.
+    pub fn township(&self, household: usize) -> Option<&str> {
+        self.homes.get(household).map(|h| h.spec.township.id)
+    }
+
+    pub fn stats(&self) -> WorldStats {
+        self.stats
+    }
+
+    /// Heat-pump defrost cycles so far, fleet-wide.
+    pub fn defrost_cycles(&self) -> u64 {
+        self.homes.iter().map(|h| h.house.defrost_cycles()).sum()
+    }
+
+    /// Faults started so far.
+    pub fn faults_started(&self) -> usize {
+        self.faults.iter().filter(|f| f.started).count()
+    }
+
+    fn weather_at(&self, at_ms: i64) -> Weather {
+        let index = ((at_ms - self.start_ms) / STEP_MS).max(0) as usize;
+        self.weather
+            .get(index)
+            .copied()
+            .unwrap_or_else(|| self.climate.weather(at_ms as f64 / 1000.0))
+    }
+
+    /// Steps the world to `target_ms` (a multiple of the step after the start).
+    pub fn advance_to(&mut self, target_ms: i64) {
+        while self.now_ms < target_ms {
+            self.apply_due_actions();
+            let next = self.now_ms + STEP_MS;
+            let weather = self.weather_at(next);
+            let dt_s = STEP_MS as f64 / 1000.0;
+            for home in &mut self.homes {
+                home.house.step_in(dt_s, weather);
+            }
+            self.now_ms = next;
+            self.residents();
+            self.recoveries();
+        }
+        self.apply_due_actions();
+    }
+
+    fn apply_due_actions(&mut self) {
+        while let Some((&(at, seq), &action)) = self.actions.first_key_value() {
+            if at > self.now_ms {
+                break;
+            }
+            self.actions.remove(&(at, seq));
+            self.apply(action);
+        }
+    }
+
+    fn apply(&mut self, action: Action) {
+        let now = self.now_ms;
+        match action {
+            Action::FaultStart(id) => self.start_fault(id),
+            Action::IgnitionLockout(id) => {
+                if self.faults[id].ended_ms.is_none() {
+                    for &h in &self.faults[id].planned.households {
+                        self.homes[h].house.start(Degradation::IgnitionFailure);
+                    }
+                }
+            }
+            Action::SupplyEnd(id) => {
+                let kind = self.faults[id].planned.kind;
+                for h in self.faults[id].planned.households.clone() {
+                    let home = &mut self.homes[h];
+                    match kind {
+                        FaultKind::PowerOutage => {
+                            home.house.set_power(true);
+                            home.powered = true;
+                            // The box boots: a new run of sequence numbers.
+                            home.seq = (now.max(0) as u64).saturating_mul(1000);
+                        }
+                        _ => home.house.set_gas_supply(None),
+                    }
+                }
+                self.end_fault(id);
+            }
+            Action::BoxBack(id) => {
+                if self.faults[id].ended_ms.is_none() {
+                    for &h in &self.faults[id].planned.households {
+                        self.homes[h].network_up = true;
+                    }
+                    self.end_fault(id);
+                }
+            }
+            Action::Repair(id) => {
+                if self.faults[id].ended_ms.is_none() {
+                    for &h in &self.faults[id].planned.households {
+                        let home = &mut self.homes[h];
+                        home.house.clear();
+                        home.network_up = true;
+                    }
+                    self.end_fault(id);
+                }
+            }
+            Action::TrapStart(id) => {
+                let trap = self.traps[id].planned.clone();
+                let home = &mut self.homes[trap.household];
+                match trap.kind {
+                    TrapKind::ResidentAway => {
+                        home.house.set_away(trap.setpoint_c);
+                        home.away = true;
+                        home.discomfort_since_ms = None;
+                        home.complaint_due_ms = None;
+                    }
+                    TrapKind::WifiDrop => home.network_up = false,
+                    TrapKind::NightSetback | TrapKind::Defrost => {}
+                }
+            }
+            Action::TrapEnd(id) => {
+                let trap = self.traps[id].planned.clone();
+                let home = &mut self.homes[trap.household];
+                match trap.kind {
+                    TrapKind::ResidentAway => {
+                        home.house.set_away(None);
+                        home.away = false;
+                        home.reheating_after_away = Some(id);
+                    }
+                    TrapKind::WifiDrop => {
+                        home.network_up = true;
+                        self.traps[id].window_end_ms = now + ATTRIBUTION_GRACE_MS;
+                    }
+                    TrapKind::NightSetback | TrapKind::Defrost => {}
+                }
+            }
+        }
+    }
+
+    fn start_fault(&mut self, id: usize) {
+        let planned = self.faults[id].planned.clone();
+        self.faults[id].started = true;
+        for &h in &planned.households {
+            let home = &mut self.homes[h];
+            home.fault = Some(id);
+            match planned.kind {
+                FaultKind::Lockout => {
+                    if let Some(category) = planned.category {
+                        home.house.start(Degradation::Lockout(category));
+                    }
+                }
+                FaultKind::IgnitionFailure => {
+                    if planned.lockout_ms.is_some_and(|at| at > planned.start_ms) {
+                        home.house.start(Degradation::IgnitionWear);
+                    } else {
+                        home.house.start(Degradation::IgnitionFailure);
+                    }
+                }
+                FaultKind::FlowSwitch => home.house.start(Degradation::FlowSwitch),
+                FaultKind::SensorOpen => {
+                    home.house.start(Degradation::Sensor(SensorFailure::Open));
+                }
+                FaultKind::SensorShort => {
+                    home.house.start(Degradation::Sensor(SensorFailure::Short));
+                }
+                FaultKind::RefrigerantLeak => home.house.start(Degradation::RefrigerantLeak {
+                    charge_per_day: planned.speed.unwrap_or(0.0),
+                }),
+                FaultKind::WaterLeak => home.house.start(Degradation::WaterLeak {
+                    bar_per_day: planned.speed.unwrap_or(0.0),
+                }),
+                FaultKind::FouledFilter => home.house.start(Degradation::FouledFilter {
+                    flow_per_day: planned.speed.unwrap_or(0.0),
+                }),
+                FaultKind::PowerOutage => {
+                    home.house.set_power(false);
+                    home.powered = false;
+                    // Readings a box had queued are lost with its power.
+                    home.backlog.clear();
+                }
+                FaultKind::GasPressureDrop => home.house.set_gas_supply(planned.gas_mbar),
+                FaultKind::BoxOffline => home.network_up = false,
+            }
+        }
+        match planned.kind {
+            FaultKind::IgnitionFailure => {
+                if let Some(at) = planned.lockout_ms.filter(|&at| at > planned.start_ms) {
+                    self.schedule(at, Action::IgnitionLockout(id));
+                }
+            }
+            FaultKind::PowerOutage | FaultKind::GasPressureDrop => {
+                if let Some(at) = planned.scheduled_end_ms {
+                    self.schedule(at, Action::SupplyEnd(id));
+                }
+            }
+            FaultKind::BoxOffline => {
+                if let Some(at) = planned.scheduled_end_ms {
+                    self.schedule(at, Action::BoxBack(id));
+                }
+            }
+            _ => {}
+        }
+        self.faults[id].would_notice_ms = self.would_notice(&planned);
+    }
+
+    /// When the first affected resident would feel the cold if nobody repaired anything.
+    fn would_notice(&self, planned: &PlannedFault) -> Option<i64> {
+        if planned.kind == FaultKind::BoxOffline {
+            return None;
+        }
+        let limit = match planned.scheduled_end_ms {
+            Some(end) if planned.kind.is_supply() => (end + SUPPLY_SHADOW_AFTER_MS).min(self.end_ms),
+            _ => self.end_ms,
+        };
+        planned
+            .households
+            .iter()
+            .filter_map(|&h| {
+                let home = &self.homes[h];
+                let mut house = home.house.clone();
+                let mut t = self.now_ms;
+                let lockout = planned.lockout_ms.filter(|&at| at > t);
+                let restore = planned.scheduled_end_ms.filter(|_| planned.kind.is_supply());
+                while t < limit {
+                    if house.indoor_temp_c() < home.comfort_c {
+                        return Some(t);
+                    }
+                    if lockout == Some(t) {
+                        house.start(Degradation::IgnitionFailure);
+                    }
+                    if restore == Some(t) {
+                        house.set_power(true);
+                        house.set_gas_supply(None);
+                    }
+                    t += STEP_MS;
+                    house.step_in(STEP_MS as f64 / 1000.0, self.weather_at(t));
+                }
+                None
+            })
+            .min()
+    }
+
+    fn end_fault(&mut self, id: usize) {
+        let now = self.now_ms;
+        let fault = &mut self.faults[id];
+        if fault.ended_ms.is_some() {
+            return;
+        }
+        fault.ended_ms = Some(now);
+        if fault.planned.kind == FaultKind::BoxOffline {
+            fault.window_end_ms = now + ATTRIBUTION_GRACE_MS;
+            return;
+        }
+        fault.recovering = fault.planned.households.iter().copied().collect();
+        self.recoveries();
+    }
+
+    /// Marks households warm again after their fault (or their time away) ended.
+    fn recoveries(&mut self) {
+        let now = self.now_ms;
+        for fault in self.faults.iter_mut().filter(|f| !f.recovering.is_empty()) {
+            let homes = &mut self.homes;
+            fault.recovering.retain(|&h| {
+                let home = &mut homes[h];
+                let warm = home.house.indoor_temp_c()
+                    >= (home.comfort_c + 1.0).min(home.house.setpoint_c() - 0.5);
+                if warm && home.fault == Some(fault.planned.id) {
+                    home.fault = None;
+                }
+                !warm
+            });
+            if fault.recovering.is_empty() {
+                fault.window_end_ms = now + ATTRIBUTION_GRACE_MS;
+            }
+        }
+        for home in &mut self.homes {
+            if let Some(trap) = home.reheating_after_away {
+                let warm = home.house.indoor_temp_c()
+                    >= (home.comfort_c + 1.0).min(home.house.setpoint_c() - 0.5);
+                if warm {
+                    home.reheating_after_away = None;
+                    if let Some(state) = self.traps.get_mut(trap) {
+                        state.window_end_ms = now + ATTRIBUTION_GRACE_MS;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Residents feel the cold, notice and complain.
+    fn residents(&mut self) {
+        let now = self.now_ms;
+        let residents = self.mix.residents;
+        for (index, home) in self.homes.iter_mut().enumerate() {
+            if home.away || home.reheating_after_away.is_some() {
+                continue;
+            }
+            let indoor = home.house.indoor_temp_c();
+            let cause = home.fault;
+            if indoor >= home.comfort_c + 0.5 {
+                home.discomfort_since_ms = None;
+                home.complaint_due_ms = None;
+                continue;
+            }
+            if indoor >= home.comfort_c {
+                continue;
+            }
+            let since = *home.discomfort_since_ms.get_or_insert(now);
+            if let Some(fault) = cause.and_then(|f| self.faults.get_mut(f)) {
+                fault.noticed_ms.get_or_insert(now);
+            }
+            if home.complained.contains(&cause) {
+                continue;
+            }
+            let key = cause.map_or(u64::MAX, |f| f as u64);
+            let mut rng = household_rng(self.seed, RESIDENT_STREAM, index, key);
+            let (never, patience) = if home.spec.vulnerable {
+                (residents.vulnerable_never_calls, residents.vulnerable_patience)
+            } else {
+                (residents.never_calls, residents.patience)
+            };
+            if rng.chance(never) {
+                continue;
+            }
+            let patience_ms = (patience.pick_s(rng.unit()) * 1000.0) as i64;
+            let wake_delay_ms = (residents.wake_up_delay.pick_s(rng.unit()) * 1000.0) as i64;
+            if home.complaint_due_ms.is_none() && now - since >= patience_ms {
+                let due = match asleep_until(
+                    now,
+                    residents.sleep_from.0,
+                    residents.sleep_to.0,
+                ) {
+                    Some(wake) => wake + wake_delay_ms,
+                    None => now,
+                };
+                home.complaint_due_ms = Some(due);
+            }
+            if home.complaint_due_ms.is_some_and(|due| now >= due) {
+                home.complaint_due_ms = None;
+                home.complained.insert(cause);
+                let channel = pick_channel(&mut rng, &residents.channels.entries());
+                let text = format!(
+                    "{}{}: 家里暖气不热，屋里只有{:.0}度{}",
+                    home.spec.village.name,
+                    home.spec.device_id,
+                    indoor,
+                    if home.spec.vulnerable {
+                        "，老人独居，请尽快来修"
+                    } else {
+                        "，请派人来看看"
+                    }
+                );
+                self.complaints.push(NewComplaint {
+                    household: index,
+                    device_id: home.spec.device_id.to_string(),
+                    fault: cause,
+                    received_at_ms: now,
+                    channel: channel.to_owned(),
+                    text,
+                });
+            }
+        }
+    }
+
+    /// Complaints made since the last call, in time order.
+    pub fn take_complaints(&mut self) -> Vec<NewComplaint> {
+        std::mem::take(&mut self.complaints)
+    }
+
+    /// The readings of a poll round at the world's current time, box by box.
+    pub fn poll_round(&mut self) -> Vec<BoxRound> {
+        let ts_ms = self.now_ms;
+        let store_and_forward = self.mix.telemetry.store_and_forward;
+        let mut rounds = Vec::with_capacity(self.homes.len());
+        for (index, home) in self.homes.iter_mut().enumerate() {
+            let online = home.powered && home.network_up;
+            let mut readings = Vec::new();
+            if home.powered {
+                home.seq += 1;
+                home.house.refresh_noise();
+                let values = home.house.values();
+                let (quantised, fault) = home.codec.quantise(&values);
+                let json = reading_json(
+                    home.spec.device_id.as_str(),
+                    ts_ms,
+                    home.seq,
+                    &home.spec.profile.id,
+                    home.spec.kind,
+                    &quantised,
+                    fault.as_ref(),
+                );
+                self.stats.readings += 1;
+                if online {
+                    readings.extend(home.backlog.drain(..));
+                    readings.push(json);
+                } else if store_and_forward {
+                    if home.backlog.len() >= MAX_BACKLOG {
+                        home.backlog.pop_front();
+                        self.stats.backlog_dropped += 1;
+                    }
+                    home.backlog.push_back(json);
+                }
+            }
+            rounds.push(BoxRound {
+                household: index,
+                online,
+                readings,
+            });
+        }
+        rounds
+    }
+
+    /// The telemetry topic of a household's device.
+    pub fn telemetry_topic(&self, household: usize) -> Option<&str> {
+        self.homes.get(household).map(|h| h.topic.as_str())
+    }
+
+    /// What a request (a rule order or a complaint) about `household` at `at_ms` sends a
+    /// technician to do; `None` when a technician is already on the fault.
+    pub fn classify_request(&mut self, household: usize, at_ms: i64) -> Option<Purpose> {
+        let fault = self
+            .faults
+            .iter()
+            .filter(|f| f.planned.households.contains(&household))
+            .find(|f| {
+                f.started
+                    && f.planned.start_ms <= at_ms
+                    && f.ended_ms.is_none_or(|end| end > at_ms)
+            })
+            .map(|f| f.planned.id);
+        match fault {
+            Some(id) if !self.faults[id].planned.kind.is_supply() => {
+                if self.faults[id].visited {
+                    return None;
+                }
+                self.faults[id].visited = true;
+                let time = self.mix.faults.repair(self.faults[id].planned.kind)?;
+                Some(Purpose::Repair { fault: id, time })
+            }
+            // A supply fault: one wasted check per household and fault.
+            Some(id) => self
+                .checks
+                .insert((household, Some(id)))
+                .then_some(Purpose::Check { fault: Some(id) }),
+            // Nothing wrong: every false order or cold-without-fault complaint costs a check.
+            None => Some(Purpose::Check { fault: None }),
+        }
+    }
+
+    /// The technician finishes repairing `fault` at `at_ms`.
+    pub fn schedule_repair(&mut self, fault: usize, at_ms: i64) {
+        let at = if at_ms <= self.now_ms {
+            self.stats.late_actions += 1;
+            self.now_ms
+        } else {
+            at_ms.div_euclid(STEP_MS) * STEP_MS
+        };
+        self.schedule(at, Action::Repair(fault));
+    }
+
+    /// The ground truth for the score card.
+    pub fn truth(&self) -> (Vec<HouseholdTruth>, Vec<FaultTruth>, Vec<TrapTruth>) {
+        let households = self
+            .homes
+            .iter()
+            .map(|h| HouseholdTruth {
+                device_id: h.spec.device_id.to_string(),
+                township: h.spec.township.id.to_owned(),
+                village: h.spec.village.id.to_owned(),
+                night_setback_k: h.night_setback_k,
+            })
+            .collect();
+        let faults = self
+            .faults
+            .iter()
+            .filter(|f| f.started)
+            .map(|f| FaultTruth {
+                id: f.planned.id,
+                kind: f.planned.kind,
+                households: f.planned.households.clone(),
+                village: f.planned.village.clone(),
+                start_ms: f.planned.start_ms,
+                ended_ms: f.ended_ms,
+                window_end_ms: f.window_end_ms,
+                noticed_ms: f.noticed_ms,
+                would_notice_ms: f.would_notice_ms,
+            })
+            .collect();
+        let traps = self
+            .traps
+            .iter()
+            .filter(|t| t.planned.start_ms <= self.now_ms)
+            .map(|t| TrapTruth {
+                id: t.planned.id,
+                kind: t.planned.kind,
+                household: t.planned.household,
+                start_ms: t.planned.start_ms,
+                window_end_ms: t.window_end_ms,
+            })
+            .collect();
+        (households, faults, traps)
+    }
+
+    /// The kind of a household's device.
+    pub fn device_kind(&self, household: usize) -> Option<DeviceKind> {
+        self.homes.get(household).map(|h| h.spec.kind)
+    }
+
+    /// A household's true indoor temperature (for tests and progress).
+    pub fn indoor_temp_c(&self, household: usize) -> Option<f64> {
+        self.homes.get(household).map(|h| h.house.indoor_temp_c())
+    }
+}
+
+/// If `now_ms` falls in the sleeping hours, the moment the resident wakes (Unix ms).
+fn asleep_until(now_ms: i64, sleep_from_h: f64, sleep_to_h: f64) -> Option<i64> {
+    let hour = crate::model::local_hour(now_ms as f64 / 1000.0);
+    let asleep = if sleep_from_h <= sleep_to_h {
+        (sleep_from_h..sleep_to_h).contains(&hour)
+    } else {
+        hour >= sleep_from_h || hour < sleep_to_h
+    };
+    if !asleep {
+        return None;
+    }
+    let hours_to_wake = (sleep_to_h - hour).rem_euclid(24.0);
+    Some(now_ms + (hours_to_wake * 3_600_000.0).round() as i64)
+}
+
+fn pick_channel<'a>(rng: &mut Rng, weights: &[(&'a str, f64)]) -> &'a str {
+    let total: f64 = weights.iter().map(|(_, w)| w.max(0.0)).sum();
+    let mut target = rng.unit() * total;
+    for (name, weight) in weights {
+        if target < weight.max(0.0) {
+            return name;
+        }
+        target -= weight.max(0.0);
+    }
+    weights.last().map_or("hotline_12345", |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests;

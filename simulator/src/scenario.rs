@@ -1,0 +1,620 @@
+//! The ground-truth schedule of a bench run: which fault or trap hits which household or
+//! village, when, and with what parameters, drawn from a [`Mix`], the fleet and a seed.
+//!
+//! Counts are Poisson draws from the mix's rates; times are uniform over the run on the 10 s
+//! model grid; targets are uniform among the households (or villages) still free. A household
+//! takes part in at most one fault or trap per run, so every order the gateway opens can be
+//! traced to exactly one cause (or to none: a false order). Scripted events are placed first.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use wire::{DeviceKind, FaultCategory};
+
+use crate::fleet::HouseholdSpec;
+use crate::mix::{lockout_categories, EventKind, FaultKind, Mix, ScriptedEvent, TrapKind};
+use crate::rng::Rng;
+
+/// Every scheduled time is a multiple of this (the model step), ms.
+pub const GRID_MS: i64 = 10_000;
+
+/// A fault the run will inject.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedFault {
+    pub id: usize,
+    pub kind: FaultKind,
+    /// Indexes of the households it affects (one, or a village's).
+    pub households: Vec<usize>,
+    /// `(township id, village id)` of a supply fault.
+    pub village: Option<(String, String)>,
+    /// When it starts, Unix ms (simulated).
+    pub start_ms: i64,
+    /// When it ends by itself (supply restored, box restarted); household faults end when a
+    /// technician repairs them.
+    pub scheduled_end_ms: Option<i64>,
+    /// Ignition failure: the lockout after the wear period, Unix ms.
+    pub lockout_ms: Option<i64>,
+    /// Lockout: the category of the code.
+    pub category: Option<FaultCategory>,
+    /// Gradual faults: progress per day.
+    pub speed: Option<f64>,
+    /// Gas pressure drop: the supply pressure, mbar.
+    pub gas_mbar: Option<f64>,
+    /// Placed by a scripted event rather than drawn.
+    pub scripted: bool,
+}
+
+/// A trap the run will spring.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedTrap {
+    pub id: usize,
+    pub kind: TrapKind,
+    pub household: usize,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Resident away: the frost-protection set point.
+    pub setpoint_c: Option<f64>,
+    pub scripted: bool,
+}
+
+/// The whole schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scenario {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub faults: Vec<PlannedFault>,
+    pub traps: Vec<PlannedTrap>,
+    /// Night set-back depth per household, K (0: none).
+    pub night_setback_k: Vec<f64>,
+    /// Events drawn but not placed because no free household (or village) was left, by kind.
+    pub not_placed: BTreeMap<String, u64>,
+}
+
+/// Why a scenario cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("scripted event {index}: household {household} does not exist (the fleet has {households})")]
+    NoSuchHousehold {
+        index: usize,
+        household: usize,
+        households: usize,
+    },
+    #[error("scripted event {index}: {kind} does not apply to household {household} ({device_kind})")]
+    NotApplicable {
+        index: usize,
+        kind: &'static str,
+        household: usize,
+        device_kind: &'static str,
+    },
+    #[error("scripted event {index}: household {household} already takes part in another event")]
+    Busy { index: usize, household: usize },
+}
+
+/// Poisson-distributed count with mean `lambda`.
+fn poisson(rng: &mut Rng, lambda: f64) -> u64 {
+    if !(lambda.is_finite() && lambda > 0.0) {
+        return 0;
+    }
+    if lambda > 50.0 {
+        return (lambda + lambda.sqrt() * rng.gaussian(1.0)).round().max(0.0) as u64;
+    }
+    // Knuth: multiply uniforms until the product drops below e^-lambda.
+    let limit = (-lambda).exp();
+    let mut product = rng.unit();
+    let mut count = 0;
+    while product > limit {
+        count += 1;
+        product *= rng.unit();
+    }
+    count
+}
+
+fn on_grid(ms: i64) -> i64 {
+    ms.div_euclid(GRID_MS) * GRID_MS
+}
+
+struct Builder<'a> {
+    fleet: &'a [HouseholdSpec],
+    mix: &'a Mix,
+    start_ms: i64,
+    end_ms: i64,
+    busy: Vec<bool>,
+    faults: Vec<PlannedFault>,
+    traps: Vec<PlannedTrap>,
+    not_placed: BTreeMap<String, u64>,
+}
+
+impl Builder<'_> {
+    fn village_of(&self, household: usize) -> Vec<usize> {
+        let Some(spec) = self.fleet.get(household) else {
+            return Vec::new();
+        };
+        self.fleet
+            .iter()
+            .filter(|h| h.township.id == spec.township.id && h.village.id == spec.village.id)
+            .map(|h| h.index)
+            .collect()
+    }
+
+    fn middle(range: crate::mix::DurationRange) -> i64 {
+        (range.pick_s(0.5) * 1000.0) as i64
+    }
+
+    /// A fault of `kind` on `household` (or its village), with parameters drawn by `rng` or
+    /// taken from a scripted event.
+    fn fault(
+        &mut self,
+        kind: FaultKind,
+        household: usize,
+        start_ms: i64,
+        rng: &mut Rng,
+        scripted: Option<&ScriptedEvent>,
+    ) {
+        let rates = &self.mix.faults;
+        let members = if kind.is_supply() {
+            self.village_of(household)
+        } else {
+            vec![household]
+        };
+        for &h in &members {
+            if let Some(busy) = self.busy.get_mut(h) {
+                *busy = true;
+            }
+        }
+        // A gas pressure drop reaches the boilers only; the whole village is kept free of
+        // other events all the same, so its heat pumps cannot confuse the attribution.
+        let households = if kind == FaultKind::GasPressureDrop {
+            members
+                .into_iter()
+                .filter(|&h| self.fleet[h].kind == DeviceKind::GasBoiler)
+                .collect()
+        } else {
+            members
+        };
+        let spec = &self.fleet[household];
+        let device_kind = spec.kind;
+        let duration_ms = |range: crate::mix::DurationRange, rng: &mut Rng| match scripted {
+            Some(event) => event
+                .duration
+                .map_or(Builder::middle(range), |d| d.as_millis() as i64),
+            None => (range.pick_s(rng.unit()) * 1000.0) as i64,
+        };
+        let speed = |range: crate::mix::ValueRange, rng: &mut Rng| match scripted {
+            Some(event) => event.speed.unwrap_or(range.pick(0.5)),
+            None => range.pick(rng.unit()),
+        };
+        let mut planned = PlannedFault {
+            id: self.faults.len(),
+            kind,
+            households,
+            village: kind
+                .is_supply()
+                .then(|| (spec.township.id.to_owned(), spec.village.id.to_owned())),
+            start_ms,
+            scheduled_end_ms: None,
+            lockout_ms: None,
+            category: None,
+            speed: None,
+            gas_mbar: None,
+            scripted: scripted.is_some(),
+        };
+        match kind {
+            FaultKind::Lockout => {
+                let categories = lockout_categories(device_kind);
+                planned.category = Some(match scripted.and_then(|e| e.category) {
+                    Some(category) => category,
+                    None if scripted.is_some() => categories[0],
+                    None => categories[rng.index(categories.len())],
+                });
+            }
+            FaultKind::IgnitionFailure => {
+                let wear = duration_ms(rates.ignition_failure.precursor, rng);
+                planned.lockout_ms = Some(on_grid(start_ms + wear));
+            }
+            FaultKind::RefrigerantLeak => {
+                planned.speed = Some(speed(rates.refrigerant_leak.speed, rng));
+            }
+            FaultKind::WaterLeak => planned.speed = Some(speed(rates.water_leak.speed, rng)),
+            FaultKind::FouledFilter => {
+                planned.speed = Some(speed(rates.fouled_filter.speed, rng));
+            }
+            FaultKind::PowerOutage => {
+                let duration = duration_ms(rates.power_outage.duration, rng);
+                planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
+            }
+            FaultKind::GasPressureDrop => {
+                let duration = duration_ms(rates.gas_pressure_drop.duration, rng);
+                planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
+                planned.gas_mbar = Some(speed(rates.gas_pressure_drop.pressure_mbar, rng));
+            }
+            FaultKind::BoxOffline => {
+                let duration = duration_ms(rates.box_offline.duration, rng);
+                planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
+            }
+            FaultKind::FlowSwitch | FaultKind::SensorOpen | FaultKind::SensorShort => {}
+        }
+        self.faults.push(planned);
+    }
+
+    fn trap(
+        &mut self,
+        kind: TrapKind,
+        household: usize,
+        start_ms: i64,
+        rng: &mut Rng,
+        scripted: Option<&ScriptedEvent>,
+    ) {
+        if let Some(busy) = self.busy.get_mut(household) {
+            *busy = true;
+        }
+        let range = match kind {
+            TrapKind::WifiDrop => self.mix.traps.wifi_drop.duration,
+            _ => self.mix.traps.resident_away.duration,
+        };
+        let duration = match scripted {
+            Some(event) => event
+                .duration
+                .map_or(Builder::middle(range), |d| d.as_millis() as i64),
+            None => (range.pick_s(rng.unit()) * 1000.0) as i64,
+        };
+        self.traps.push(PlannedTrap {
+            id: self.traps.len(),
+            kind,
+            household,
+            start_ms,
+            end_ms: on_grid(start_ms + duration.max(GRID_MS)),
+            setpoint_c: (kind == TrapKind::ResidentAway)
+                .then_some(self.mix.traps.resident_away.setpoint_c),
+            scripted: scripted.is_some(),
+        });
+    }
+
+    fn random_start(&self, rng: &mut Rng) -> i64 {
+        let span = (self.end_ms - self.start_ms).max(GRID_MS);
+        on_grid(self.start_ms + (rng.unit() * span as f64) as i64)
+    }
+
+    fn place_random_faults(&mut self, seed: u64) {
+        let days = (self.end_ms - self.start_ms) as f64 / 86_400_000.0;
+        // Supply faults first: they need a whole free village.
+        let mut order: Vec<FaultKind> = FaultKind::ALL
+            .into_iter()
+            .filter(|k| k.is_supply())
+            .collect();
+        order.extend(FaultKind::ALL.into_iter().filter(|k| !k.is_supply()));
+        for kind in order {
+            let mut rng = Rng::derive(seed ^ 0x5CE7_A210, kind as u64);
+            let rate = self.mix.faults.rate(kind);
+            if kind.is_supply() {
+                let villages = self.villages(kind);
+                let count = poisson(&mut rng, rate * villages.len() as f64 * days);
+                for _ in 0..count {
+                    let start = self.random_start(&mut rng);
+                    let free: Vec<usize> = self
+                        .villages(kind)
+                        .into_iter()
+                        .filter(|members| members.iter().all(|&h| !self.busy[h]))
+                        .filter_map(|members| members.first().copied())
+                        .collect();
+                    if free.is_empty() {
+                        *self.not_placed.entry(kind.as_str().to_owned()).or_default() += 1;
+                        continue;
+                    }
+                    let household = free[rng.index(free.len())];
+                    self.fault(kind, household, start, &mut rng, None);
+                }
+            } else {
+                let applicable = self.fleet.iter().filter(|h| kind.applies_to(h.kind)).count();
+                let count = poisson(&mut rng, rate / 1000.0 * applicable as f64 * days);
+                for _ in 0..count {
+                    let start = self.random_start(&mut rng);
+                    let free: Vec<usize> = self
+                        .fleet
+                        .iter()
+                        .filter(|h| kind.applies_to(h.kind) && !self.busy[h.index])
+                        .map(|h| h.index)
+                        .collect();
+                    if free.is_empty() {
+                        *self.not_placed.entry(kind.as_str().to_owned()).or_default() += 1;
+                        continue;
+                    }
+                    let household = free[rng.index(free.len())];
+                    self.fault(kind, household, start, &mut rng, None);
+                }
+            }
+        }
+    }
+
+    fn place_random_traps(&mut self, seed: u64) {
+        let days = (self.end_ms - self.start_ms) as f64 / 86_400_000.0;
+        for (kind, rate) in [
+            (TrapKind::ResidentAway, self.mix.traps.resident_away.rate),
+            (TrapKind::WifiDrop, self.mix.traps.wifi_drop.rate),
+        ] {
+            let mut rng = Rng::derive(seed ^ 0x7EA9_5000, kind as u64);
+            let count = poisson(&mut rng, rate / 1000.0 * self.fleet.len() as f64 * days);
+            for _ in 0..count {
+                let start = self.random_start(&mut rng);
+                let free: Vec<usize> = self
+                    .fleet
+                    .iter()
+                    .filter(|h| !self.busy[h.index])
+                    .map(|h| h.index)
+                    .collect();
+                if free.is_empty() {
+                    *self.not_placed.entry(kind.as_str().to_owned()).or_default() += 1;
+                    continue;
+                }
+                let household = free[rng.index(free.len())];
+                self.trap(kind, household, start, &mut rng, None);
+            }
+        }
+    }
+
+    /// The households of every village a supply fault of `kind` can hit, grouped, in a fixed
+    /// order (a gas drop needs at least one boiler in the village).
+    fn villages(&self, kind: FaultKind) -> Vec<Vec<usize>> {
+        let mut villages: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+        for h in self.fleet {
+            villages
+                .entry((h.township.id, h.village.id))
+                .or_default()
+                .push(h.index);
+        }
+        villages
+            .into_values()
+            .filter(|members| {
+                kind != FaultKind::GasPressureDrop
+                    || members
+                        .iter()
+                        .any(|&h| self.fleet[h].kind == DeviceKind::GasBoiler)
+            })
+            .collect()
+    }
+}
+
+/// Builds the schedule of a run of `days` days from `mix` over `fleet` with `seed`.
+pub fn build(
+    fleet: &[HouseholdSpec],
+    mix: &Mix,
+    days: f64,
+    seed: u64,
+) -> Result<Scenario, ScenarioError> {
+    let start_ms = mix.start.unix_s() * 1000;
+    let end_ms = start_ms + on_grid((days.max(0.0) * 86_400_000.0) as i64);
+    let mut builder = Builder {
+        fleet,
+        mix,
+        start_ms,
+        end_ms,
+        busy: vec![false; fleet.len()],
+        faults: Vec::new(),
+        traps: Vec::new(),
+        not_placed: BTreeMap::new(),
+    };
+    let mut scripted_rng = Rng::derive(seed ^ 0x5C21_9735, 0);
+    for (index, event) in mix.events.iter().enumerate() {
+        let Some(spec) = fleet.get(event.household) else {
+            return Err(ScenarioError::NoSuchHousehold {
+                index,
+                household: event.household,
+                households: fleet.len(),
+            });
+        };
+        let start = on_grid(start_ms + event.at.as_millis() as i64);
+        match event.kind {
+            EventKind::Fault(kind) => {
+                if !kind.applies_to(spec.kind) {
+                    return Err(ScenarioError::NotApplicable {
+                        index,
+                        kind: kind.as_str(),
+                        household: event.household,
+                        device_kind: spec.kind.as_str(),
+                    });
+                }
+                let members = if kind.is_supply() {
+                    builder.village_of(event.household)
+                } else {
+                    vec![event.household]
+                };
+                if members.iter().any(|&h| builder.busy[h]) {
+                    return Err(ScenarioError::Busy {
+                        index,
+                        household: event.household,
+                    });
+                }
+                builder.fault(kind, event.household, start, &mut scripted_rng, Some(event));
+            }
+            EventKind::Trap(kind) => {
+                if builder.busy[event.household] {
+                    return Err(ScenarioError::Busy {
+                        index,
+                        household: event.household,
+                    });
+                }
+                builder.trap(kind, event.household, start, &mut scripted_rng, Some(event));
+            }
+        }
+    }
+    builder.place_random_faults(seed);
+    builder.place_random_traps(seed);
+
+    let mut setback_rng = Rng::derive(seed ^ 0x5E7B_AC00, 1);
+    let night_setback_k = fleet
+        .iter()
+        .map(|h| {
+            let wants = setback_rng.chance(mix.fleet.night_setback_share);
+            let depth = mix.fleet.night_setback_k.pick(setback_rng.unit());
+            let room = (h.setpoint_c - mix.fleet.min_setback_setpoint_c).max(0.0);
+            if wants {
+                depth.min(room)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let Builder {
+        mut faults,
+        mut traps,
+        not_placed,
+        ..
+    } = builder;
+    faults.sort_by_key(|f| (f.start_ms, f.id));
+    for (id, fault) in faults.iter_mut().enumerate() {
+        fault.id = id;
+    }
+    traps.sort_by_key(|t| (t.start_ms, t.id));
+    for (id, trap) in traps.iter_mut().enumerate() {
+        trap.id = id;
+    }
+    Ok(Scenario {
+        start_ms,
+        end_ms,
+        faults,
+        traps,
+        night_setback_k,
+        not_placed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn fleet(households: usize, seed: u64) -> Vec<HouseholdSpec> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+        let mut profiles = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("profiles folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                profiles.push(Arc::new(
+                    edge_agent::profile::Profile::load(&path).expect("profile"),
+                ));
+            }
+        }
+        crate::fleet::generate(households, seed, &profiles).expect("fleet")
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule_and_another_seed_another() {
+        let fleet = fleet(300, 4);
+        let mix = Mix::default();
+        let a = build(&fleet, &mix, 14.0, 9).expect("scenario");
+        let b = build(&fleet, &mix, 14.0, 9).expect("scenario");
+        assert_eq!(a, b);
+        let c = build(&fleet, &mix, 14.0, 10).expect("scenario");
+        assert_ne!(a.faults, c.faults);
+    }
+
+    #[test]
+    fn counts_follow_the_rates() {
+        let fleet = fleet(1000, 1);
+        let mix = Mix::default();
+        let scenario = build(&fleet, &mix, 14.0, 3).expect("scenario");
+        let count = |kind: FaultKind| scenario.faults.iter().filter(|f| f.kind == kind).count();
+        // Lockouts: 1.0 per 1000 devices per day over 1000 devices and 14 days: mean 14.
+        let lockouts = count(FaultKind::Lockout);
+        assert!((5..=26).contains(&lockouts), "{lockouts} lockouts");
+        let all: usize = scenario.faults.len();
+        assert!((60..=140).contains(&all), "{all} faults");
+        assert!(count(FaultKind::PowerOutage) >= 1);
+        assert!(scenario.not_placed.is_empty(), "{:?}", scenario.not_placed);
+        let setback = scenario.night_setback_k.iter().filter(|k| **k > 0.0).count();
+        assert!((280..=420).contains(&setback), "{setback} set-back households");
+    }
+
+    #[test]
+    fn faults_hit_applicable_free_households_on_the_grid_inside_the_run() {
+        let fleet = fleet(500, 2);
+        let mix = Mix::default();
+        let scenario = build(&fleet, &mix, 14.0, 5).expect("scenario");
+        let mut seen = BTreeSet::new();
+        for fault in &scenario.faults {
+            assert_eq!(fault.start_ms % GRID_MS, 0);
+            assert!(fault.start_ms >= scenario.start_ms && fault.start_ms < scenario.end_ms);
+            for &h in &fault.households {
+                assert!(seen.insert(h), "household {h} in two events");
+                if !fault.kind.is_supply() {
+                    assert!(fault.kind.applies_to(fleet[h].kind));
+                }
+            }
+            if fault.kind.is_supply() {
+                let village = fault.village.clone().expect("village");
+                let members = fleet
+                    .iter()
+                    .filter(|h| (h.township.id, h.village.id) == (&village.0[..], &village.1[..]))
+                    .filter(|h| {
+                        fault.kind == FaultKind::PowerOutage || h.kind == DeviceKind::GasBoiler
+                    })
+                    .count();
+                assert_eq!(fault.households.len(), members);
+            }
+        }
+        for trap in &scenario.traps {
+            assert!(seen.insert(trap.household), "household {} in two events", trap.household);
+            assert!(trap.end_ms > trap.start_ms);
+        }
+    }
+
+    #[test]
+    fn scripted_events_are_placed_exactly_and_checked() {
+        let fleet = fleet(20, 7);
+        let boiler = fleet
+            .iter()
+            .position(|h| h.kind == DeviceKind::GasBoiler)
+            .expect("a boiler");
+        let heat_pump = fleet
+            .iter()
+            .position(|h| h.kind == DeviceKind::HeatPump)
+            .expect("a heat pump");
+        let mix = Mix::parse(
+            &format!(
+                "[[event]]\nkind = \"water_leak\"\nhousehold = {boiler}\nat = \"1h\"\nspeed = 0.5\n"
+            ),
+            "m.toml",
+        )
+        .expect("mix");
+        let scenario = build(&fleet, &mix, 1.0, 1).expect("scenario");
+        let leak = scenario
+            .faults
+            .iter()
+            .find(|f| f.scripted)
+            .expect("the scripted leak");
+        assert_eq!(leak.kind, FaultKind::WaterLeak);
+        assert_eq!(leak.households, vec![boiler]);
+        assert_eq!(leak.start_ms, scenario.start_ms + 3_600_000);
+        assert_eq!(leak.speed, Some(0.5));
+
+        let wrong = Mix::parse(
+            &format!("[[event]]\nkind = \"water_leak\"\nhousehold = {heat_pump}\nat = \"1h\"\n"),
+            "m.toml",
+        )
+        .expect("mix");
+        assert!(matches!(
+            build(&fleet, &wrong, 1.0, 1),
+            Err(ScenarioError::NotApplicable { .. })
+        ));
+        let missing =
+            Mix::parse("[[event]]\nkind = \"lockout\"\nhousehold = 99\nat = \"1h\"\n", "m.toml")
+                .expect("mix");
+        assert!(matches!(
+            build(&fleet, &missing, 1.0, 1),
+            Err(ScenarioError::NoSuchHousehold { .. })
+        ));
+    }
+
+    #[test]
+    fn poisson_draws_have_the_right_mean() {
+        let mut rng = Rng::new(11);
+        for lambda in [0.5, 3.0, 20.0, 200.0] {
+            let n = 4000;
+            let mean = (0..n).map(|_| poisson(&mut rng, lambda) as f64).sum::<f64>() / n as f64;
+            assert!((mean - lambda).abs() < 0.1 * lambda.max(1.0), "λ {lambda}: {mean}");
+        }
+        assert_eq!(poisson(&mut rng, 0.0), 0);
+        assert_eq!(poisson(&mut rng, f64::NAN), 0);
+    }
+}
