@@ -542,7 +542,8 @@ impl DiskQueue {
             self.state_dirty = false;
             // Only now that `acked_through` is durable may acknowledged segments go.
             while self.segments.len() > 1
-                && self.segments.get(1).map(|s| s.first_id - 1) <= Some(self.acked_through)
+                && self.segments.get(1).map(|s| s.first_id.saturating_sub(1))
+                    <= Some(self.acked_through)
             {
                 let segment = self.segments.remove(0);
                 std::fs::remove_file(&segment.path).map_err(io_error(&segment.path))?;

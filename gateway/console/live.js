@@ -48,14 +48,14 @@ function deviceLink(id) {
   return h('a', { href: `#/device/${encodeURIComponent(id)}`, class: 'device-link' }, id);
 }
 
-function ordersTable(orders, where, teamNames) {
+function ordersTable(orders, where, teamNames, devicesVisible) {
   const now = Date.now();
   const sorted = [...orders].sort(
     (a, b) => urgency(a, now) - urgency(b, now) || (PRIORITY_RANK[a.priority] ?? 9) - (PRIORITY_RANK[b.priority] ?? 9) || b.id - a.id,
   );
   const columns = [
     { label: t('col.order'), cell: (o) => [orderLink(o.id), o.pre_emptive ? tag(t('pre_emptive'), 'pre') : null] },
-    { label: t('col.device'), cell: (o) => deviceLink(o.device_id) },
+    { label: t('col.device'), cell: (o) => (devicesVisible ? deviceLink(o.device_id) : o.device_id) },
     { label: t('col.place'), cell: (o) => `${where.township(o.township)} · ${where.village(o.village_id)}` },
     { label: t('col.category'), cell: (o) => categoryLabel(o.category), class: 'trio' },
     { label: t('col.priority'), cell: (o) => priorityTag(o.priority), class: 'trio' },
@@ -186,7 +186,7 @@ export async function mount(main, _args, _query, ctx) {
         summary ? figure(t('live.devices_faulty'), String(summary.faulty), { tone: summary.faulty ? 'warn' : null }) : null,
         summary ? figure(t('live.active_alerts'), String(summary.active_alerts)) : null,
       );
-      fill(ordersBox, orders.length ? ordersTable(orders, where, teamNames) : empty(t('live.orders_empty')));
+      fill(ordersBox, orders.length ? ordersTable(orders, where, teamNames, ctx.session.role !== 'team') : empty(t('live.orders_empty')));
       fill(supplyBox, supplyList(orders, where));
       fill(alertsBox, alerts instanceof Error ? errorBox(alerts) : alertsTable(alerts, where));
       updated.textContent = t('common.updated', { time: clockTime(now) });

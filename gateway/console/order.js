@@ -24,10 +24,10 @@ import {
   SLA,
 } from './ui.js';
 
-function facts(order, where, teamNames) {
+function facts(order, where, teamNames, devicesVisible) {
   const rows = [
     [t('order.summary'), order.summary],
-    [t('col.device'), h('a', { href: `#/device/${encodeURIComponent(order.device_id)}` }, order.device_id)],
+    [t('col.device'), devicesVisible ? h('a', { href: `#/device/${encodeURIComponent(order.device_id)}` }, order.device_id) : order.device_id],
     [t('order.household'), order.household_id || t('common.dash')],
     [t('order.village'), where.village(order.village_id)],
     [t('order.township'), where.township(order.township)],
@@ -210,76 +210,84 @@ function actions(order, teamList, act) {
 }
 
 export async function mount(main, [id], _query, ctx) {
-  const [where, teamNames, parts] = await Promise.all([places(), teams(), registry('parts').catch(() => [])]);
+  const [where, teamNames, parts, first] = await Promise.all([places(), teams(), registry('parts').catch(() => []), get(`/orders/${id}`)]);
   const partNames = new Map(parts.map((p) => [p.code, p.name]));
+  const canAct = ctx.session.role === 'district' || ctx.session.role === 'township';
   const status = h('p', { class: 'action-status', id: 'action-status', role: 'status', 'aria-live': 'polite' });
+  const box = () => h('div');
+  const head = h('span', { class: 'head-tags', id: 'order-state' });
+  const [factsBox, clocksBox, actionsBox, timelineBox, partsBox, callbackBox, complaintsBox] = [box(), box(), box(), box(), box(), box(), box()];
+  fill(
+    main,
+    h('div', { class: 'page-head' }, h('h1', null, t('order.title', { id })), head, h('a', { href: '#/', class: 'back' }, `← ${t('nav.live')}`)),
+    h(
+      'div',
+      { class: 'two-col' },
+      panel(t('order.facts'), null, factsBox),
+      h(
+        'div',
+        null,
+        panel(t('order.clocks'), { id: 'order-clocks' }, clocksBox),
+        canAct ? panel(t('order.actions'), { id: 'order-actions' }, status, actionsBox) : null,
+      ),
+    ),
+    h(
+      'div',
+      { class: 'two-col' },
+      panel(t('order.timeline'), null, timelineBox),
+      h('div', null, panel(t('order.parts'), null, partsBox), panel(t('order.callback'), null, callbackBox), panel(t('order.complaints'), null, complaintsBox)),
+    ),
+  );
 
-  // A render still waiting for the API when the operator has moved on must not draw.
+  // Only the parts that changed are redrawn; the action forms only when the order's state or
+  // team changed, so a live update never wipes what the operator is typing.
+  let actionsKey = null;
   let mounted = true;
-  async function render() {
-    const detail = await get(`/orders/${id}`);
-    if (!mounted) return;
-    const act = async (action, label, body) => {
-      try {
-        await post(`/orders/${id}/${action}`, body);
-        status.textContent = t('order.done', { action: label });
-        status.className = 'action-status ok';
-        await render();
-      } catch (error) {
-        status.textContent = t('order.failed', { message: error.message });
-        status.className = 'action-status failed';
-      }
-    };
-    const canAct = ctx.session.role === 'district' || ctx.session.role === 'township';
+  const act = async (action, label, body) => {
+    try {
+      await post(`/orders/${id}/${action}`, body);
+      status.textContent = t('order.done', { action: label });
+      status.className = 'action-status ok';
+      await refresh();
+    } catch (error) {
+      status.textContent = t('order.failed', { message: error.message });
+      status.className = 'action-status failed';
+    }
+  };
+  function draw(detail) {
+    head.dataset.state = detail.state;
+    fill(head, stateTag(detail.state), ' ', priorityTag(detail.priority), detail.pre_emptive ? [' ', tag(t('pre_emptive'), 'pre')] : null);
+    fill(factsBox, facts(detail, where, teamNames, ctx.session.role !== 'team'));
     fill(
-      main,
-      h(
-        'div',
-        { class: 'page-head' },
-        h('h1', null, t('order.title', { id })),
-        h('span', { class: 'head-tags', id: 'order-state', dataset: { state: detail.state } }, stateTag(detail.state), ' ', priorityTag(detail.priority), detail.pre_emptive ? [' ', tag(t('pre_emptive'), 'pre')] : null),
-        h('a', { href: '#/', class: 'back' }, `← ${t('nav.live')}`),
-      ),
-      h(
-        'div',
-        { class: 'two-col' },
-        panel(t('order.facts'), null, facts(detail, where, teamNames)),
-        h(
-          'div',
-          null,
-          panel(t('order.clocks'), { id: 'order-clocks' }, slaClocks(detail), h('p', { class: 'legend muted' }, SLA.stages.map((s) => `${t(`sla.${s.key}`)} ≤ ${t('common.minutes', { n: s.deadlineMs / 60000 })}`).join(' · ')), stageTimes(detail)),
-          canAct ? panel(t('order.actions'), { id: 'order-actions' }, status, actions(detail, teamNames.list, act)) : null,
-        ),
-      ),
-      h(
-        'div',
-        { class: 'two-col' },
-        panel(t('order.timeline'), null, timeline(detail.events)),
-        h(
-          'div',
-          null,
-          panel(t('order.parts'), null, partsView(detail, partNames)),
-          panel(
-            t('order.callback'),
-            null,
-            detail.satisfaction ? h('p', { id: 'order-satisfaction' }, `${t('order.satisfaction')}: ${detail.satisfaction} / 5`) : empty(t('order.no_callback')),
-          ),
-          panel(t('order.complaints'), null, complaintsView(detail.complaints)),
-        ),
-      ),
+      clocksBox,
+      slaClocks(detail),
+      h('p', { class: 'legend muted' }, SLA.stages.map((stage) => `${t(`sla.${stage.key}`)} ≤ ${t('common.minutes', { n: stage.deadlineMs / 60000 })}`).join(' · ')),
+      stageTimes(detail),
     );
+    const key = `${detail.state}|${detail.team_id}`;
+    if (canAct && key !== actionsKey) {
+      actionsKey = key;
+      fill(actionsBox, actions(detail, teamNames.list, act));
+    }
+    fill(timelineBox, timeline(detail.events));
+    fill(partsBox, partsView(detail, partNames));
+    fill(callbackBox, detail.satisfaction ? h('p', { id: 'order-satisfaction' }, `${t('order.satisfaction')}: ${detail.satisfaction} / 5`) : empty(t('order.no_callback')));
+    fill(complaintsBox, complaintsView(detail.complaints));
+  }
+  async function refresh() {
+    const detail = await get(`/orders/${id}`);
+    // A refresh still waiting for the API when the operator has moved on must not draw.
+    if (mounted) draw(detail);
   }
 
-  await render();
+  draw(first);
   let pending = null;
   const unsubscribe = ctx.onStream((notice) => {
     if (notice && String(notice.order_id) !== String(id)) return;
     window.clearTimeout(pending);
     pending = window.setTimeout(() => {
-      // Do not wipe a form the operator is typing into.
-      if (main.contains(document.activeElement) && document.activeElement.closest('form')) return;
-      render().catch((error) => {
-        if (mounted) fill(main, errorBox(error));
+      refresh().catch((error) => {
+        if (mounted) fill(timelineBox, errorBox(error));
       });
     }, 300);
   });

@@ -171,9 +171,9 @@ export async function mount(main, [periodArg], query) {
       panel(t('reports.rates_chart'), null, boxes.rates),
       panel(t('reports.channel_chart'), null, boxes.channel),
     ),
-    panel(t('reports.by_township'), null, report.by_township.length ? h('div', { class: 'table-wrap' }, groupTable(report.by_township, t('reports.by_township'), (k) => where.township(k))) : empty(t('reports.empty'))),
-    panel(t('reports.by_team'), null, report.by_team.length ? h('div', { class: 'table-wrap' }, groupTable(report.by_team, t('reports.by_team'), (k) => (k === 'unassigned' ? t('order.unassigned') : teamNames.name(k)))) : empty(t('reports.empty'))),
-    panel(t('reports.by_vendor'), null, report.by_vendor.length ? h('div', { class: 'table-wrap' }, groupTable(report.by_vendor, t('reports.by_vendor'), (k) => k)) : empty(t('reports.empty'))),
+    panel(t('reports.by_township'), null, report.by_township.length ? h('div', { class: 'table-wrap scroll' }, groupTable(report.by_township, t('reports.by_township'), (k) => where.township(k))) : empty(t('reports.empty'))),
+    panel(t('reports.by_team'), null, report.by_team.length ? h('div', { class: 'table-wrap scroll' }, groupTable(report.by_team, t('reports.by_team'), (k) => (k === 'unassigned' ? t('order.unassigned') : teamNames.name(k)))) : empty(t('reports.empty'))),
+    panel(t('reports.by_vendor'), null, report.by_vendor.length ? h('div', { class: 'table-wrap scroll' }, groupTable(report.by_vendor, t('reports.by_vendor'), (k) => k)) : empty(t('reports.empty'))),
   );
   charts(report, where, boxes);
   let resizeTimer = null;

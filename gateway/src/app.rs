@@ -57,18 +57,22 @@ pub async fn start(
     let store = Store::open(&config.store.path).map_err(|e| {
         anyhow::anyhow!("cannot open the store {}: {e}", config.store.path.display())
     })?;
-    let engine = match store.get(SNAPSHOT_KEY)? {
+    let engine_config = rules::EngineConfig {
+        lateness: config.rules.lateness,
+        ..rules::EngineConfig::default()
+    };
+    let mut engine = match store.get(SNAPSHOT_KEY)? {
         Some(json) => match serde_json::from_str::<Snapshot>(&json) {
             Ok(snapshot) => {
                 tracing::info!("rule state restored from the last snapshot");
-                Engine::restore(rules, snapshot)
+                Engine::restore_with_config(rules, engine_config, snapshot)
             }
             Err(error) => {
                 tracing::warn!(%error, "the saved rule state is unreadable; starting with empty state");
-                Engine::new(rules)
+                Engine::with_config(rules, engine_config)
             }
         },
-        None => Engine::new(rules),
+        None => Engine::with_config(rules, engine_config),
     };
     let mut store = store;
     if let Some(folder) = &config.registry.import {
@@ -77,6 +81,38 @@ pub async fn start(
         let summary = store.import_registry(&data)?;
         tracing::info!(folder = %folder.display(), households = summary.households, devices = summary.devices, teams = summary.teams, "registry imported");
     }
+    // The rules know each registered device's township, village and vulnerability (fleet rules,
+    // overrides for vulnerable households).
+    let registered = store.registered_devices()?;
+    for (device, kind, township, village, vulnerable) in &registered {
+        let Ok(id) = wire::DeviceId::parse(device) else {
+            continue;
+        };
+        let kind = match kind.as_str() {
+            "heat_pump" => Some(wire::DeviceKind::HeatPump),
+            "gas_boiler" => Some(wire::DeviceKind::GasBoiler),
+            _ => None,
+        };
+        engine.register_device(
+            id,
+            rules::DeviceInfo {
+                kind,
+                township: Some(township.clone()),
+                village: Some(village.clone()),
+                vulnerable: *vulnerable,
+                ..rules::DeviceInfo::default()
+            },
+        );
+    }
+    tracing::info!(
+        devices = registered.len(),
+        "registered devices given to the rules"
+    );
+    let rules_modified = config
+        .rules
+        .path
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let (clock, watermark_clock): (Arc<dyn Clock>, Option<SharedClock>) = match config.rules.clock {
         crate::config::Clock::Wall => (Arc::new(WallClock), None),
         crate::config::Clock::Event => {
@@ -126,6 +162,7 @@ pub async fn start(
         rules: config.rules.clone(),
         watermark_clock,
         sink: sink.as_ref().map(|(_, handle)| handle.clone()),
+        rules_modified,
     };
     // The sink stops after ingest, so that it flushes what ingest gave it last.
     let sink_shutdown = CancellationToken::new();

@@ -262,6 +262,9 @@ pub struct RulesConfig {
     /// How often the watermark advances (fires offline rules without new readings).
     #[serde(default = "default_tick", with = "humantime_serde")]
     pub tick: Duration,
+    /// How often the rule file is checked for changes (hot reload; only with `path`).
+    #[serde(default = "default_reload_every", with = "humantime_serde")]
+    pub reload_every: Duration,
     /// How often the rule state is saved to the store (it is also saved at shutdown).
     #[serde(default = "default_snapshot_every", with = "humantime_serde")]
     pub snapshot_every: Duration,
@@ -272,6 +275,7 @@ impl Default for RulesConfig {
         Self {
             path: None,
             clock: default_clock(),
+            reload_every: default_reload_every(),
             lateness: default_lateness(),
             tick: default_tick(),
             snapshot_every: default_snapshot_every(),
@@ -279,6 +283,9 @@ impl Default for RulesConfig {
     }
 }
 
+fn default_reload_every() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_clock() -> Clock {
     Clock::Wall
 }
@@ -394,6 +401,9 @@ impl GatewayConfig {
                 "broker.connection_timeout",
                 "must be at most 65s (rumqttd counts it in u16 milliseconds)",
             ));
+        }
+        if self.rules.reload_every.is_zero() {
+            return Err(invalid("rules.reload_every", "must be greater than 0"));
         }
         if self.rules.tick.is_zero() {
             return Err(invalid("rules.tick", "must be greater than 0"));

@@ -280,6 +280,7 @@ fn print_banner(
         options.fault_every, options.repair_after
     );
     println!();
+    println!("  console         http://{http}/  (operator console, 中文 / English)");
     println!("  HTTP API        http://{http}/api/v1/summary");
     println!("  work orders     http://{http}/api/v1/orders");
     println!("  active alerts   http://{http}/api/v1/alerts?active=true");

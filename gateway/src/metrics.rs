@@ -6,6 +6,23 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// Most recent rejects kept for operators.
+pub const REJECT_SAMPLES: usize = 100;
+
+/// One rejected message, kept so an operator can see what a misbehaving box sends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct RejectSample {
+    /// When it arrived (gateway clock), Unix ms.
+    pub at_ms: i64,
+    pub reason: String,
+    /// The topic, lossily decoded.
+    pub topic: String,
+    /// What was wrong, as a sentence.
+    pub error: String,
+    /// The first 200 bytes of the payload, lossily decoded.
+    pub payload_head: String,
+}
+
 /// The gateway's counters. Cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -16,12 +33,16 @@ pub struct Metrics {
     orders_opened: AtomicU64,
     store_errors: AtomicU64,
     orders_dispatched: AtomicU64,
+    rule_reloads: AtomicU64,
+    rule_reload_failures: AtomicU64,
     complaints: AtomicU64,
     complaints_pre_empted: AtomicU64,
     escalations: AtomicU64,
     sla_warnings: Mutex<BTreeMap<&'static str, u64>>,
     sla_breaches: Mutex<BTreeMap<&'static str, u64>>,
     rejects: Mutex<BTreeMap<&'static str, u64>>,
+    reject_samples: Mutex<std::collections::VecDeque<RejectSample>>,
+    ingest_ready: std::sync::atomic::AtomicBool,
     alerts_by_rule: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -46,6 +67,15 @@ impl Metrics {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A changed rule file was applied (`true`) or refused (`false`).
+    pub fn rules_reloaded(&self, applied: bool) {
+        let counter = if applied {
+            &self.rule_reloads
+        } else {
+            &self.rule_reload_failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     pub fn order_dispatched(&self) {
         self.orders_dispatched.fetch_add(1, Ordering::Relaxed);
     }
@@ -82,6 +112,33 @@ impl Metrics {
         if let Ok(mut alerts) = self.alerts_by_rule.lock() {
             *alerts.entry(rule.to_owned()).or_default() += 1;
         }
+    }
+
+    /// Keeps a sample of a rejected message (the newest [`REJECT_SAMPLES`]).
+    pub fn reject_sample(&self, sample: RejectSample) {
+        if let Ok(mut samples) = self.reject_samples.lock() {
+            if samples.len() == REJECT_SAMPLES {
+                samples.pop_front();
+            }
+            samples.push_back(sample);
+        }
+    }
+
+    /// The kept reject samples, newest first.
+    pub fn reject_samples(&self) -> Vec<RejectSample> {
+        self.reject_samples
+            .lock()
+            .map(|s| s.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Ingest has subscribed and is taking messages.
+    pub fn set_ingest_ready(&self, ready: bool) {
+        self.ingest_ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn ingest_ready(&self) -> bool {
+        self.ingest_ready.load(Ordering::Relaxed)
     }
 
     /// Messages rejected, by reason.
@@ -135,6 +192,16 @@ impl Metrics {
             "gateway_store_errors_total",
             "failed database operations",
             self.store_errors.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_rule_reloads_total",
+            "changed rule files applied without a restart",
+            self.rule_reloads.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_rule_reload_failures_total",
+            "changed rule files refused (the running rules stay)",
+            self.rule_reload_failures.load(Ordering::Relaxed),
         );
         counter(
             "gateway_orders_dispatched_total",

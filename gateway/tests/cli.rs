@@ -147,3 +147,71 @@ fn the_example_config_in_deploy_is_valid() {
         "{stderr}"
     );
 }
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+#[test]
+fn a_changed_rule_file_is_applied_and_a_broken_one_is_refused_without_a_restart() {
+    let dir = scratch("hot-reload");
+    std::fs::write(dir.join("rules.toml"), rules::DEFAULT_RULES).expect("write rules");
+    std::fs::write(
+        dir.join("gateway.toml"),
+        "[broker]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"g.sqlite\"\n[api]\nauth = \"disabled\"\n[rules]\npath = \"rules.toml\"\nreload_every = \"100ms\"\n",
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--config", "gateway.toml"])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gateway");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("ready line");
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+    let http = ready["http"].as_str().unwrap_or_default().to_owned();
+    let metrics = || -> String {
+        let mut stream = std::net::TcpStream::connect(&http).expect("connect");
+        use std::io::{Read, Write};
+        let _ = write!(stream, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    };
+    let wait_for = |name: &str, value: u64| {
+        let start = Instant::now();
+        loop {
+            if metric(&metrics(), name) == Some(value) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "{name} never reached {value}"
+            );
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+    };
+    // A broken rule (unknown value name) is refused; the running rules stay.
+    let broken = format!(
+        "{}\n[[rule]]\nid = \"broken\"\nkind = \"threshold\"\nvalue = \"room_temp_c\"\nbelow = 14.0\nseverity = \"major\"\naction = \"alert\"\n",
+        rules::DEFAULT_RULES
+    );
+    std::fs::write(dir.join("rules.toml"), broken).expect("write broken rules");
+    wait_for("gateway_rule_reload_failures_total", 1);
+    assert_eq!(metric(&metrics(), "gateway_rule_reloads_total"), Some(0));
+    // A valid change is applied.
+    std::fs::write(
+        dir.join("rules.toml"),
+        format!("{}\n# changed\n", rules::DEFAULT_RULES),
+    )
+    .expect("write rules");
+    wait_for("gateway_rule_reloads_total", 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}

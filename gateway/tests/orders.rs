@@ -1053,4 +1053,85 @@ async fn the_event_stream_takes_its_token_from_the_query_and_delivers_order_even
     }
     assert!(text.contains(&format!("\"order_id\":{own},")), "{text}");
     assert!(!text.contains("third-party-yanqing"), "{text}");
+    drop(stream);
+    // The query token also works on routes whose query parameters are checked strictly, and
+    // `whoami` tells the console the role.
+    let (status, orders) = api
+        .call(
+            "GET",
+            &format!("/api/v1/orders?open=true&access_token={TEAM_AURORA}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{orders}");
+    let (status, me) = api
+        .call(
+            "GET",
+            &format!("/api/v1/whoami?access_token={SIHAI}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, me["role"].as_str(), me["township"].as_str()),
+        (200, Some("township"), Some("sihai"))
+    );
+}
+
+#[tokio::test]
+async fn a_village_supply_incident_is_one_order_for_the_utility() {
+    let (service, _) = fixture();
+    let devices: Vec<DeviceId> = (0..3)
+        .map(|n| DeviceId::parse(&format!("yanqing-dongguan-000{n}")).expect("id"))
+        .collect();
+    let incident = |kind| rules::IncidentTransition {
+        incident_id: format!("village_power_outage:yanqing/yanqing-dongguan:{T0}"),
+        fleet_rule_id: "village_power_outage".into(),
+        group: rules::GroupKey {
+            township: "yanqing".into(),
+            village: Some("yanqing-dongguan".into()),
+        },
+        level: rules::GroupLevel::Village,
+        kind,
+        at_ms: T0,
+        severity: rules::Severity::Critical,
+        action: rules::Action::Order {
+            category: "power_supply".into(),
+            priority: rules::Priority::Urgent,
+        },
+        summary: "3 of 3 devices silent within 5m".into(),
+        devices: devices.clone(),
+        group_size: 3,
+    };
+    let opened = service
+        .apply_incidents(vec![incident(rules::TransitionKind::Firing)])
+        .await
+        .expect("apply");
+    assert_eq!(opened.len(), 1);
+    // The same incident again (a replay) opens nothing more.
+    assert!(service
+        .apply_incidents(vec![incident(rules::TransitionKind::Firing)])
+        .await
+        .expect("apply")
+        .is_empty());
+    let order = service
+        .with_store(move |s| s.order_row(opened[0]))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (order.category.as_str(), order.priority.as_str()),
+        ("power_supply", "urgent")
+    );
+    assert_eq!(order.team_id.as_deref(), Some("power-utility"));
+    assert_eq!(order.device_id, "village:yanqing/yanqing-dongguan");
+    service
+        .apply_incidents(vec![incident(rules::TransitionKind::Resolved)])
+        .await
+        .expect("resolve");
+    assert!(event_kinds(&service, order.id)
+        .await
+        .contains(&"alert_cleared".to_owned()));
+    assert_eq!(orders(&service).await.len(), 1, "no per-device orders");
 }

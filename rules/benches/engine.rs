@@ -217,8 +217,42 @@ fn memory() {
     black_box(&engine);
 }
 
+/// CPU time this thread has run and waited for a core, in ns (Linux `/proc/thread-self/schedstat`).
+fn schedstat() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some((fields.next()??, fields.next()??))
+}
+
+/// Readings per second of CPU time (and of wall time), so the figure does not depend on how
+/// busy the machine is: the other sessions' builds share its two cores.
+fn cpu_throughput() {
+    const DEVICES: usize = 50_000;
+    const ROUNDS: usize = 20;
+    let (mut engine, mut readings) = fleet(DEVICES, 3);
+    let (Some(before), wall) = (schedstat(), std::time::Instant::now()) else {
+        return;
+    };
+    for _ in 0..ROUNDS {
+        black_box(round(&mut engine, &mut readings));
+    }
+    let elapsed = wall.elapsed().as_secs_f64();
+    let Some(after) = schedstat() else { return };
+    let cpu = (after.0 - before.0) as f64 / 1e9;
+    let waited = (after.1 - before.1) as f64 / 1e9;
+    let total = (DEVICES * ROUNDS) as f64;
+    println!(
+        "cpu throughput: {:.0} readings/s per CPU second ({:.0} per wall second; {:.0} % of the \
+         wall time spent waiting for a core)",
+        total / cpu,
+        total / elapsed,
+        100.0 * waited / elapsed
+    );
+}
+
 fn main() {
     memory();
+    cpu_throughput();
     let mut criterion = Criterion::default().configure_from_args();
     throughput(&mut criterion);
     snapshot_and_restore(&mut criterion);

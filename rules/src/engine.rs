@@ -362,6 +362,8 @@ pub struct Engine {
     next_absence_ms: i64,
     /// Per rule: index of the threshold value (simple threshold rules).
     threshold_index: Vec<Option<u8>>,
+    /// Positions of the absence rules.
+    absence_rules: Vec<usize>,
     fleet: Fleet,
     stats: EngineStats,
 }
@@ -375,6 +377,13 @@ impl Engine {
     /// An engine with a configuration.
     pub fn with_config(rules: RuleSet, config: EngineConfig) -> Self {
         let threshold_index = threshold_indices(&rules);
+        let absence_rules = rules
+            .rules()
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.condition.is_absence())
+            .map(|(index, _)| index)
+            .collect();
         Self {
             rules,
             config,
@@ -384,6 +393,7 @@ impl Engine {
             watermark_ms: None,
             next_absence_ms: i64::MIN,
             threshold_index,
+            absence_rules,
             fleet: Fleet::default(),
             stats: EngineStats::default(),
         }
@@ -476,7 +486,14 @@ impl Engine {
         let first = !device.released && device.buffer.is_empty();
         let previous_newest = (!first).then_some(device.newest_ts_ms);
         let sample = Sample::from_reading(reading);
-        let resumed = receive_absence(&self.rules, device, &sample, previous_newest, &mut out);
+        let resumed = receive_absence(
+            &self.rules,
+            &self.absence_rules,
+            device,
+            &sample,
+            previous_newest,
+            &mut out,
+        );
         if resumed {
             self.next_absence_ms = i64::MIN;
         }
@@ -804,6 +821,7 @@ fn release(
 /// Returns whether an absence alert ended (its deadline restarts).
 fn receive_absence(
     rules: &RuleSet,
+    absence_rules: &[usize],
     device: &mut DeviceState,
     reading: &Sample,
     previous_newest: Option<i64>,
@@ -812,20 +830,20 @@ fn receive_absence(
     let now = reading.ts_ms;
     let newest = previous_newest.is_none_or(|p| now >= p);
     let mut resumed = false;
-    // Guards read only the reading's own values (the parser refuses windowed functions there).
-    let no_series = crate::window::SeriesTable::default();
+    // Guards read only the reading's own values (the parser refuses windowed functions
+    // there), so they are judged against the rule set's series table with an empty state.
     let no_state = SeriesState::default();
     let context = Context {
         values: &reading.values,
         fault: reading.fault.as_ref().map(|f| f.category),
         vulnerable: device.vulnerable,
-        series: &no_series,
+        series: rules.series(),
         state: &no_state,
     };
-    for (index, rule) in rules.rules().iter().enumerate() {
-        if !rule.condition.is_absence() {
+    for &index in absence_rules {
+        let Some(rule) = rules.rules().get(index) else {
             continue;
-        }
+        };
         let variant = variant_of(device, index);
         let Some(pair) = device.pairs.get_mut(index) else {
             continue;

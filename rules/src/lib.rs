@@ -2,21 +2,27 @@
 //!
 //! Rules are data: operators write them in TOML ([`RuleSet::parse`]; the default pack is
 //! [`DEFAULT_RULES`]). The [`Engine`] takes validated [`wire::Telemetry`] readings and an
-//! event-time watermark and returns alert [`Transition`]s (firing, resolved). It does no IO and
-//! never reads a clock, so the same code runs live in the gateway, in a backtest over recorded
-//! telemetry and at the edge, and the same input always gives the same output.
+//! event-time watermark and returns an [`Outcome`]: alert [`Transition`]s (firing, resolved),
+//! [`Escalation`]s within an episode and fleet [`IncidentTransition`]s. It does no IO and never
+//! reads a clock, so the same code runs live in the gateway, in a backtest over recorded
+//! telemetry ([`backtest`], the `rules backtest` command) and at the edge, and the same input
+//! always gives the same output.
 //!
 //! Main types:
-//! - [`RuleSet`] and [`Rule`]: a validated rule file. Errors are [`RuleError`], which names the
-//!   file, line, column, rule and field at fault.
-//! - [`Condition`]: what a rule watches (a fault, a threshold on a canonical value, or the
-//!   absence of readings). It lives in its own module so that a richer expression language can
-//!   replace it.
-//! - [`Engine`]: per device × rule state machines (idle, pending, firing), duplicate and late
-//!   reading detection, absence deadlines driven by the watermark.
-//! - [`Transition`]: one alert becoming active or resolved, with a stable episode id.
-//! - [`Snapshot`]: the engine state, serialisable, so pending timers and active alerts survive a
-//!   restart and a rule reload.
+//! - [`RuleSet`] and [`Rule`]: a validated rule file with its escalation levels, per-group
+//!   [`Override`]s and [`FleetRule`]s. Errors are [`RuleError`], which names the file, line,
+//!   column, rule and field at fault (inside expressions too).
+//! - [`Condition`]: what a rule watches: a fault, a threshold, the absence of readings, or an
+//!   [`Expr`] (module [`expr`]: a winnow parser, a type checker against the canonical values,
+//!   three-valued evaluation).
+//! - [`window`]: derived values (rates, windowed min/max/avg, starts, counter increases, time
+//!   shares, protection trips, COP and its baseline) in fixed memory per device.
+//! - [`Engine`]: a per-device reorder buffer ([`EngineConfig::lateness`]), per device × rule
+//!   state machines (idle, pending, firing, with escalation levels), absence deadlines driven by
+//!   the watermark, device registration ([`DeviceInfo`]) and the [`fleet`] layer that turns many
+//!   device alerts into one incident and suppresses the orders it explains.
+//! - [`Snapshot`]: the whole engine state, serialisable, so timers, active alerts, windows,
+//!   buffers and incidents survive a restart and a rule reload.
 //!
 //! ```
 //! use std::collections::BTreeMap;

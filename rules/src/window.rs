@@ -257,7 +257,14 @@ impl SeriesTable {
                     learn_baseline(bands, &closed);
                 }
             }
-            let cell = &mut ring[usize::from(head.pos)];
+            if usize::from(head.pos) >= BUCKETS {
+                // Only a corrupted snapshot can get here: start the series afresh.
+                *head = Head::EMPTY;
+                advance(head, ring, spec.bucket_ms(), ts_ms);
+            }
+            let Some(cell) = ring.get_mut(usize::from(head.pos)) else {
+                continue;
+            };
             match spec.kind {
                 SeriesKind::Stats => {
                     let x = value(spec.source);
@@ -825,6 +832,17 @@ mod tests {
         // Standby samples (not running) do not count.
         t.update(&mut s, T0 + minute * MIN, &[0.0, 12.0, 0.0, -5.0], None);
         assert!((t.query(&s, index, Derived::Cop) - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_corrupted_ring_position_restarts_the_series_instead_of_panicking() {
+        let t = table(SeriesKind::Stats, 60 * MIN);
+        let mut s = t.new_state();
+        feed(&t, &mut s, &[(0, 10.0)]);
+        s.heads[0].pos = 200;
+        feed(&t, &mut s, &[(1, 12.0)]);
+        assert_eq!(t.query(&s, 0, Derived::Count), 1.0);
+        assert_eq!(t.query(&s, 0, Derived::Max), 12.0);
     }
 
     #[test]

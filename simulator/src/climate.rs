@@ -163,8 +163,7 @@ impl Climate {
                 let offset = today * (1.0 - blend) + tomorrow * blend;
                 let day_wind = today_wind * (1.0 - blend) + tomorrow_wind * blend;
                 // Afternoon gusts: strongest around 14:00.
-                let gusts =
-                    1.0 + 0.5 * (std::f64::consts::TAU * (hour - 14.0) / 24.0).cos();
+                let gusts = 1.0 + 0.5 * (std::f64::consts::TAU * (hour - 14.0) / 24.0).cos();
                 let (mut wave_drop, mut wave_wind) = (0.0, 0.0);
                 for wave in self.waves_near(seed, unix_s) {
                     wave_drop += wave.depth_c * wave.shape(unix_s);
@@ -252,7 +251,10 @@ mod tests {
         for seed in 0..10 {
             let climate = Climate::yanqing_winter(seed);
             let waves = climate.cold_waves(MIDNIGHT_LOCAL, MIDNIGHT_LOCAL + 60.0 * 86_400.0);
-            assert!(!waves.is_empty(), "seed {seed}: two months without a cold wave");
+            assert!(
+                !waves.is_empty(),
+                "seed {seed}: two months without a cold wave"
+            );
             for wave in waves {
                 let middle = (wave.start_unix_s + wave.end_unix_s) / 2.0;
                 let inside = climate.weather(middle);
@@ -271,7 +273,10 @@ mod tests {
         let shallowest = coldest_nights.iter().copied().fold(f64::MIN, f64::max);
         assert!(deepest <= -20.0, "deepest cold-wave night {deepest:.1} °C");
         assert!(deepest >= -30.0, "deepest cold-wave night {deepest:.1} °C");
-        assert!(shallowest <= -12.0, "every cold wave has a cold night: {shallowest:.1}");
+        assert!(
+            shallowest <= -12.0,
+            "every cold wave has a cold night: {shallowest:.1}"
+        );
     }
 
     #[test]

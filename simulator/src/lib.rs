@@ -25,8 +25,8 @@ pub mod model;
 pub mod rng;
 pub mod scenario;
 pub mod score;
-pub mod technician;
 pub mod sim;
+pub mod technician;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -88,6 +88,11 @@ struct WinterArgs {
     /// How often progress is logged (wall time).
     #[arg(long, default_value = "5s", value_parser = simulator::parse_duration)]
     progress_every: Duration,
+    /// Most messages sent and not yet taken in by the gateway's ingest. The embedded broker's
+    /// link to ingest stalls once 200 queue up, so keep this below 200 until the gateway
+    /// answers rumqttd's `Unschedule` notification.
+    #[arg(long, default_value_t = 150)]
+    max_in_flight: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,13 +156,9 @@ async fn bench_winter(args: WinterArgs) -> anyhow::Result<()> {
             .map(|dir| dir.join("gateway"))
             .context("this executable has no folder")?,
     };
-    let mut options = simulator::bench::BenchOptions::new(
-        args.households,
-        args.days,
-        args.seed,
-        gateway_bin,
-    )
-    .context("cannot prepare the bench")?;
+    let mut options =
+        simulator::bench::BenchOptions::new(args.households, args.days, args.seed, gateway_bin)
+            .context("cannot prepare the bench")?;
     if let Some(path) = &args.mix {
         options.mix = simulator::mix::Mix::load(path).context("cannot load the mix")?;
     }
@@ -172,6 +173,7 @@ async fn bench_winter(args: WinterArgs) -> anyhow::Result<()> {
     options.tick = args.tick;
     options.gateway_log = args.gateway_log;
     options.progress_every = args.progress_every;
+    options.max_in_flight = args.max_in_flight;
     let report = simulator::bench::run_winter(options)
         .await
         .context("the winter bench failed")?;

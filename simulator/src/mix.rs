@@ -169,9 +169,8 @@ impl<'de> Deserialize<'de> for StartDate {
                 2 => 28,
                 _ => return None,
             };
-            ((2020..=2100).contains(&year) && (1..=days_in_month).contains(&day)).then_some(
-                StartDate { year, month, day },
-            )
+            ((2020..=2100).contains(&year) && (1..=days_in_month).contains(&day))
+                .then_some(StartDate { year, month, day })
         })();
         parsed.ok_or_else(|| {
             serde::de::Error::custom(format!(
@@ -673,7 +672,9 @@ impl From<RawTrapRates> for TrapRates {
     fn from(raw: RawTrapRates) -> TrapRates {
         let d = TrapRates::default();
         TrapRates {
-            resident_away: raw.resident_away.map_or(d.resident_away, |p| p.over(d.resident_away)),
+            resident_away: raw
+                .resident_away
+                .map_or(d.resident_away, |p| p.over(d.resident_away)),
             wifi_drop: raw.wifi_drop.map_or(d.wifi_drop, |p| p.over(d.wifi_drop)),
         }
     }
@@ -1032,14 +1033,20 @@ impl Mix {
 
     fn validate(&self, text: &str, origin: &str) -> Result<(), MixError> {
         let invalid = |field: &str, message: String| MixError::Invalid {
-            place: format!("{} field `{field}`", diagnostics::place(origin, text, field)),
+            place: format!(
+                "{} field `{field}`",
+                diagnostics::place(origin, text, field)
+            ),
             message,
         };
         let share = |field: &str, value: f64| {
             if (0.0..=1.0).contains(&value) {
                 Ok(())
             } else {
-                Err(invalid(field, format!("{value} is not a share between 0 and 1")))
+                Err(invalid(
+                    field,
+                    format!("{value} is not a share between 0 and 1"),
+                ))
             }
         };
         let interval = self.telemetry.interval;
@@ -1157,9 +1164,12 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_values_name_line_and_field() {
-        let error = Mix::parse("[faults.lockout]\nrate = 1.0\nrepiar = [\"1m\", \"2m\"]\n", "m.toml")
-            .expect_err("typo")
-            .to_string();
+        let error = Mix::parse(
+            "[faults.lockout]\nrate = 1.0\nrepiar = [\"1m\", \"2m\"]\n",
+            "m.toml",
+        )
+        .expect_err("typo")
+        .to_string();
         assert!(error.starts_with("m.toml:3:1"), "{error}");
         assert!(error.contains("repiar"), "{error}");
         let error = Mix::parse("[fleet]\nnight_setback_share = 1.5\n", "m.toml")
@@ -1169,9 +1179,12 @@ mod tests {
             error.contains("m.toml:2:23 field `fleet.night_setback_share`"),
             "{error}"
         );
-        let error = Mix::parse("[faults.power_outage]\nduration = [\"6h\", \"1h\"]\n", "m.toml")
-            .expect_err("range")
-            .to_string();
+        let error = Mix::parse(
+            "[faults.power_outage]\nduration = [\"6h\", \"1h\"]\n",
+            "m.toml",
+        )
+        .expect_err("range")
+        .to_string();
         assert!(error.contains("m.toml:2"), "{error}");
         assert!(Mix::parse("start = \"2026-02-30\"\n", "m.toml").is_err());
         assert!(Mix::parse("[telemetry]\ninterval = \"45s\"\n", "m.toml").is_err());

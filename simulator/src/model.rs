@@ -197,8 +197,9 @@ pub enum SensorFailure {
 pub enum Degradation {
     /// The unit locks out at once with the brand's code for the category.
     Lockout(FaultCategory),
-    /// The water-flow switch opens while running: a protection trip every 10-25 minutes of
-    /// running, so the third trip within an hour locks the unit out.
+    /// The water-flow switch opens while running: a protection trip every 5-15 minutes of
+    /// running, so the third trip within an hour locks the unit out (later on mild days, when
+    /// the compressor runs less).
     FlowSwitch,
     /// Worn ignition electrode: each burner start needs retries (the counter climbs faster).
     IgnitionWear,
@@ -749,7 +750,8 @@ impl House {
         let health = &mut self.health;
         health.refrigerant_charge =
             (health.refrigerant_charge - health.charge_loss_per_s * dt_s).max(MIN_CHARGE);
-        health.filter_flow = (health.filter_flow - health.fouling_per_s * dt_s).max(MIN_FILTER_FLOW);
+        health.filter_flow =
+            (health.filter_flow - health.fouling_per_s * dt_s).max(MIN_FILTER_FLOW);
         match &mut self.heater {
             Heater::HeatPump(hp) => {
                 let defrosting = hp.defrost_left_s > 0.0;
@@ -831,7 +833,7 @@ impl House {
                     if self.health.flow_switch_faulty {
                         self.health.flow_trip_in_s -= dt_s;
                         if self.health.flow_trip_in_s <= 0.0 {
-                            self.health.flow_trip_in_s = self.rng.uniform(600.0, 1500.0);
+                            self.health.flow_trip_in_s = self.rng.uniform(300.0, 900.0);
                             trip = Some(FaultCategory::WaterFlow);
                         }
                     }
@@ -902,7 +904,13 @@ impl House {
     /// Starts a physical fault (see [`Degradation`]). Faults that do not apply to the unit's
     /// kind (a refrigerant leak in a boiler) change nothing.
     pub fn start(&mut self, degradation: Degradation) {
-        let per_day = |x: f64| if x.is_finite() { x.max(0.0) / 86_400.0 } else { 0.0 };
+        let per_day = |x: f64| {
+            if x.is_finite() {
+                x.max(0.0) / 86_400.0
+            } else {
+                0.0
+            }
+        };
         let is_boiler = matches!(self.heater, Heater::GasBoiler(_));
         match degradation {
             Degradation::Lockout(category) => {
@@ -969,8 +977,7 @@ impl House {
     /// The fault the unit shows now (lockout, protection trip or supply fault) as an agent
     /// decodes it through the profile.
     pub fn fault(&self) -> Option<Fault> {
-        self.shown_fault()
-            .and_then(|f| self.profile.fault(f.code))
+        self.shown_fault().and_then(|f| self.profile.fault(f.code))
     }
 
     /// Applies a remote write of a canonical value (only `setpoint_c` is writable); it sets

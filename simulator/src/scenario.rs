@@ -73,13 +73,17 @@ pub struct Scenario {
 /// Why a scenario cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("scripted event {index}: household {household} does not exist (the fleet has {households})")]
+    #[error(
+        "scripted event {index}: household {household} does not exist (the fleet has {households})"
+    )]
     NoSuchHousehold {
         index: usize,
         household: usize,
         households: usize,
     },
-    #[error("scripted event {index}: {kind} does not apply to household {household} ({device_kind})")]
+    #[error(
+        "scripted event {index}: {kind} does not apply to household {household} ({device_kind})"
+    )]
     NotApplicable {
         index: usize,
         kind: &'static str,
@@ -96,7 +100,9 @@ fn poisson(rng: &mut Rng, lambda: f64) -> u64 {
         return 0;
     }
     if lambda > 50.0 {
-        return (lambda + lambda.sqrt() * rng.gaussian(1.0)).round().max(0.0) as u64;
+        return (lambda + lambda.sqrt() * rng.gaussian(1.0))
+            .round()
+            .max(0.0) as u64;
     }
     // Knuth: multiply uniforms until the product drops below e^-lambda.
     let limit = (-lambda).exp();
@@ -304,7 +310,11 @@ impl Builder<'_> {
                     self.fault(kind, household, start, &mut rng, None);
                 }
             } else {
-                let applicable = self.fleet.iter().filter(|h| kind.applies_to(h.kind)).count();
+                let applicable = self
+                    .fleet
+                    .iter()
+                    .filter(|h| kind.applies_to(h.kind))
+                    .count();
                 let count = poisson(&mut rng, rate / 1000.0 * applicable as f64 * days);
                 for _ in 0..count {
                     let start = self.random_start(&mut rng);
@@ -522,8 +532,15 @@ mod tests {
         assert!((60..=140).contains(&all), "{all} faults");
         assert!(count(FaultKind::PowerOutage) >= 1);
         assert!(scenario.not_placed.is_empty(), "{:?}", scenario.not_placed);
-        let setback = scenario.night_setback_k.iter().filter(|k| **k > 0.0).count();
-        assert!((280..=420).contains(&setback), "{setback} set-back households");
+        let setback = scenario
+            .night_setback_k
+            .iter()
+            .filter(|k| **k > 0.0)
+            .count();
+        assert!(
+            (280..=420).contains(&setback),
+            "{setback} set-back households"
+        );
     }
 
     #[test]
@@ -554,7 +571,11 @@ mod tests {
             }
         }
         for trap in &scenario.traps {
-            assert!(seen.insert(trap.household), "household {} in two events", trap.household);
+            assert!(
+                seen.insert(trap.household),
+                "household {} in two events",
+                trap.household
+            );
             assert!(trap.end_ms > trap.start_ms);
         }
     }
@@ -597,9 +618,11 @@ mod tests {
             build(&fleet, &wrong, 1.0, 1),
             Err(ScenarioError::NotApplicable { .. })
         ));
-        let missing =
-            Mix::parse("[[event]]\nkind = \"lockout\"\nhousehold = 99\nat = \"1h\"\n", "m.toml")
-                .expect("mix");
+        let missing = Mix::parse(
+            "[[event]]\nkind = \"lockout\"\nhousehold = 99\nat = \"1h\"\n",
+            "m.toml",
+        )
+        .expect("mix");
         assert!(matches!(
             build(&fleet, &missing, 1.0, 1),
             Err(ScenarioError::NoSuchHousehold { .. })
@@ -611,8 +634,14 @@ mod tests {
         let mut rng = Rng::new(11);
         for lambda in [0.5, 3.0, 20.0, 200.0] {
             let n = 4000;
-            let mean = (0..n).map(|_| poisson(&mut rng, lambda) as f64).sum::<f64>() / n as f64;
-            assert!((mean - lambda).abs() < 0.1 * lambda.max(1.0), "λ {lambda}: {mean}");
+            let mean = (0..n)
+                .map(|_| poisson(&mut rng, lambda) as f64)
+                .sum::<f64>()
+                / n as f64;
+            assert!(
+                (mean - lambda).abs() < 0.1 * lambda.max(1.0),
+                "λ {lambda}: {mean}"
+            );
         }
         assert_eq!(poisson(&mut rng, 0.0), 0);
         assert_eq!(poisson(&mut rng, f64::NAN), 0);

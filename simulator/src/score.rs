@@ -389,7 +389,10 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
             continue;
         }
         orders.rule += 1;
-        *orders.by_category.entry(order.category.clone()).or_default() += 1;
+        *orders
+            .by_category
+            .entry(order.category.clone())
+            .or_default() += 1;
         let at = order.created_at_ms;
         let household = device_index.get(order.device_id.as_str()).copied();
         let in_window = |f: &&FaultTruth| f.start_ms <= at && at < f.window_end_ms;
@@ -478,7 +481,9 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
     let mut first_complaint: BTreeMap<usize, i64> = BTreeMap::new();
     for complaint in &inputs.complaints {
         if let Some(fault) = complaint.fault {
-            let entry = first_complaint.entry(fault).or_insert(complaint.received_at_ms);
+            let entry = first_complaint
+                .entry(fault)
+                .or_insert(complaint.received_at_ms);
             *entry = (*entry).min(complaint.received_at_ms);
         }
     }
@@ -736,7 +741,15 @@ impl ScoreCard {
         let _ = writeln!(
             out,
             "  {:<18} {:<13} {:>8} {:>11} {:>5} {:>7} {:>7} {:>10} {:>12}",
-            "fault", "class", "injected", "pre-emptive", "late", "missed", "latent", "complained", "median lead"
+            "fault",
+            "class",
+            "injected",
+            "pre-emptive",
+            "late",
+            "missed",
+            "latent",
+            "complained",
+            "median lead"
         );
         for row in &self.by_kind {
             let class = serde_json::to_value(row.class)
@@ -933,11 +946,29 @@ mod tests {
         ];
         let orders = vec![
             order(1, "yanqing-xiguan-0001", "repair", "rule", M),
-            order(2, "yanqing-xiguan-0001", "low_indoor_temperature", "rule", 2 * H),
-            order(3, "yanqing-xiguan-0002", "low_indoor_temperature", "rule", 2 * H + 30 * M),
+            order(
+                2,
+                "yanqing-xiguan-0001",
+                "low_indoor_temperature",
+                "rule",
+                2 * H,
+            ),
+            order(
+                3,
+                "yanqing-xiguan-0002",
+                "low_indoor_temperature",
+                "rule",
+                2 * H + 30 * M,
+            ),
             order(4, "yanqing-xiguan-0003", "repair", "hotline_12345", H),
             order(5, "yanqing-dongguan", "power_supply", "rule", 20 * M),
-            order(6, "yanqing-beiguan-0002", "low_indoor_temperature", "rule", 6 * H),
+            order(
+                6,
+                "yanqing-beiguan-0002",
+                "low_indoor_temperature",
+                "rule",
+                6 * H,
+            ),
             order(7, "yanqing-beiguan-0003", "repair", "rule", 2 * H),
         ];
         let alerts = vec![AlertView {
@@ -1031,7 +1062,10 @@ mod tests {
         assert_eq!(card.orders.per_device_supply_orders, 2);
         assert_eq!(card.supply.one_incident, 0);
         assert_eq!(card.supply.rows[0].incidents, 0);
-        assert_eq!(card.pre_emptive, 1, "the first per-device order still detects it");
+        assert_eq!(
+            card.pre_emptive, 1,
+            "the first per-device order still detects it"
+        );
         assert_eq!(card.orders.false_orders, 0);
     }
 

@@ -57,7 +57,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 impl Dispatcher {
     /// Teams sized from the households per township.
-    pub fn new(mix: TechnicianMix, households_per_township: &BTreeMap<String, usize>, seed: u64) -> Dispatcher {
+    pub fn new(
+        mix: TechnicianMix,
+        households_per_township: &BTreeMap<String, usize>,
+        seed: u64,
+    ) -> Dispatcher {
         let per = mix.households_per_technician.max(1);
         let teams = households_per_township
             .iter()
@@ -175,8 +179,7 @@ mod tests {
         let mut d2 = dispatcher(100);
         let mountain = d2.assign(&request(0, "yanqing-a-0001", "sihai"));
         assert!(
-            mountain.on_site_ms - mountain.dispatched_ms
-                > basin.on_site_ms - basin.dispatched_ms
+            mountain.on_site_ms - mountain.dispatched_ms > basin.on_site_ms - basin.dispatched_ms
         );
     }
 

@@ -1241,6 +1241,7 @@ fn the_runbook_explains_exactly_the_metrics_the_gateway_exports() -> anyhow::Res
     let mut exported = BTreeSet::new();
     let mut files = vec![repo_root().join("gateway/src/metrics.rs")];
     rust_files(&repo_root().join("gateway/src/api"), &mut files)?;
+    rust_files(&repo_root().join("gateway/src/sinks"), &mut files)?;
     for file in &files {
         exported.extend(metric_names(&read(file)?));
     }

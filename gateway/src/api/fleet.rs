@@ -163,3 +163,15 @@ pub async fn history(
         },
     )))
 }
+
+#[utoipa::path(get, path = "/api/v1/rejects", tag = "fleet",
+    responses((status = 200, body = [crate::metrics::RejectSample], description = "the newest rejected messages (at most 100), newest first"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn rejects(
+    principal: Principal,
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<crate::metrics::RejectSample>>, ApiError> {
+    if !principal.sees_district() {
+        return Err(ApiError::forbidden("rejects cover the whole district"));
+    }
+    Ok(Json(state.metrics.reject_samples()))
+}

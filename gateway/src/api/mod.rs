@@ -127,20 +127,74 @@ impl FromRequestParts<ApiState> for Principal {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            // Browsers' EventSource cannot send headers: GET requests may carry the token as
-            // `?access_token=` instead.
-            .or_else(|| {
-                (parts.method == axum::http::Method::GET)
-                    .then(|| access_token(parts.uri.query()?))
-                    .flatten()
-                    .map(|token| format!("Bearer {token}"))
-            });
+            .map(str::to_owned);
         state
             .auth
             .authenticate(header.as_deref())
             .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
     }
+}
+
+/// Browsers' EventSource and plain links cannot send headers: a GET may carry its token as
+/// `?access_token=`. This moves it into the `Authorization` header and removes it from the
+/// query before any handler (whose query structs refuse unknown fields) sees it.
+async fn token_from_query(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() == axum::http::Method::GET
+        && !request.headers().contains_key(header::AUTHORIZATION)
+    {
+        if let Some(query) = request.uri().query().map(str::to_owned) {
+            if let Some(token) = access_token(&query) {
+                let rest: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| !pair.starts_with("access_token="))
+                    .collect();
+                let path = request.uri().path().to_owned();
+                let uri = if rest.is_empty() {
+                    path
+                } else {
+                    format!("{path}?{}", rest.join("&"))
+                };
+                if let (Ok(uri), Ok(value)) = (
+                    uri.parse::<axum::http::Uri>(),
+                    axum::http::HeaderValue::from_str(&format!("Bearer {token}")),
+                ) {
+                    *request.uri_mut() = uri;
+                    request.headers_mut().insert(header::AUTHORIZATION, value);
+                }
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Who the caller is: the console adapts its pages to the role.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub name: String,
+    /// `operator`, `township`, `team` or `read_only`.
+    pub role: String,
+    pub township: Option<String>,
+    pub team: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "fleet",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+async fn whoami(principal: Principal) -> Json<WhoAmI> {
+    let role = match principal.role {
+        Role::Operator => "operator",
+        Role::Township => "township",
+        Role::Team => "team",
+        Role::ReadOnly => "read_only",
+    };
+    Json(WhoAmI {
+        name: principal.name.clone(),
+        role: role.to_owned(),
+        township: principal.township.clone(),
+        team: principal.team.clone(),
+    })
 }
 
 /// The `access_token` query parameter, percent-decoded.
@@ -202,11 +256,13 @@ struct ApiDoc;
 /// Builds the router and its OpenAPI document from the same declarations.
 pub fn router(state: ApiState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(whoami))
         .routes(routes!(fleet::summary))
         .routes(routes!(fleet::devices))
         .routes(routes!(fleet::device))
         .routes(routes!(fleet::history))
         .routes(routes!(fleet::alerts))
+        .routes(routes!(fleet::rejects))
         .routes(routes!(orders::list_orders))
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::dispatch))
@@ -232,6 +288,7 @@ pub fn router(state: ApiState) -> Router {
     let openapi = Arc::new(openapi);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz).with_state(state.clone()))
         .route("/metrics", get(metrics).with_state(state))
         .route(
             "/api/v1/openapi.json",
@@ -243,6 +300,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(api)
         .merge(console::router())
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn(token_from_query))
 }
 
 /// Serves `router` on an already bound listener until `shutdown`.
@@ -262,6 +320,24 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener
     tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind the HTTP API on {address}: {e}"))
+}
+
+/// Ready when ingest takes messages and the store answers; 503 otherwise.
+async fn readyz(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
+    let store_ok = state.orders.with_store(|s| s.order_counts()).await.is_ok();
+    if state.metrics.ingest_ready() && store_ok {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: ingest {}, store {}\n",
+                state.metrics.ingest_ready(),
+                store_ok
+            ),
+        )
+            .into_response()
+    }
 }
 
 async fn metrics(

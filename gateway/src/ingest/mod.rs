@@ -114,6 +114,8 @@ pub struct Ingest {
     pub watermark_clock: Option<crate::orders::clock::SharedClock>,
     /// History sink, if configured; fed without ever waiting.
     pub sink: Option<crate::sinks::influxdb::SinkHandle>,
+    /// When the rule file was last read (hot reload compares it).
+    pub rules_modified: Option<std::time::SystemTime>,
 }
 
 impl Ingest {
@@ -122,6 +124,10 @@ impl Ingest {
         self.source
             .subscribe()
             .map_err(|e| anyhow::anyhow!("cannot subscribe: {e}"))?;
+        self.metrics.set_ingest_ready(true);
+        let mut reload = tokio::time::interval(self.rules.reload_every);
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reload.tick().await;
         let mut tick = tokio::time::interval(self.rules.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut snapshot = tokio::time::interval(self.rules.snapshot_every);
@@ -150,6 +156,14 @@ impl Ingest {
                         Err(reject) => {
                             self.metrics.reject(reject.reason());
                             tracing::debug!(reason = reject.reason(), error = %reject, "message rejected");
+                            let head = &payload[..payload.len().min(200)];
+                            self.metrics.reject_sample(crate::metrics::RejectSample {
+                                at_ms: now_ms(),
+                                reason: reject.reason().to_owned(),
+                                topic: String::from_utf8_lossy(&topic).into_owned(),
+                                error: reject.to_string(),
+                                payload_head: String::from_utf8_lossy(head).into_owned(),
+                            });
                         }
                     }
                 }
@@ -162,13 +176,15 @@ impl Ingest {
                         if let Some(clock) = &self.watermark_clock {
                             clock.advance_to(watermark);
                         }
-                        let transitions = self.engine.advance(watermark);
-                        self.apply(transitions).await;
+                        let outcome = self.engine.advance_watermark(watermark);
+                        self.apply_outcome(outcome).await;
                     }
                 }
                 _ = snapshot.tick() => self.save_snapshot().await,
+                _ = reload.tick() => self.reload_rules(),
             }
         }
+        self.metrics.set_ingest_ready(false);
         self.save_snapshot().await;
         Ok(())
     }
@@ -181,8 +197,19 @@ impl Ingest {
                 if let Some(sink) = &self.sink {
                     sink.telemetry(&reading, &township, None);
                 }
-                let transitions = self.engine.ingest(&reading);
-                self.apply(transitions).await;
+                if self.engine.device_info(&reading.device_id).is_none() {
+                    // Not in the registry: the rules still know its township and kind.
+                    self.engine.register_device(
+                        reading.device_id.clone(),
+                        rules::DeviceInfo {
+                            kind: Some(reading.kind),
+                            township: Some(township.clone()),
+                            ..rules::DeviceInfo::default()
+                        },
+                    );
+                }
+                let outcome = self.engine.process(&reading);
+                self.apply_outcome(outcome).await;
             }
             Decoded::Status(status, township) => {
                 self.metrics.status_accepted();
@@ -192,6 +219,56 @@ impl Ingest {
                     .agent_status(&township, &status.agent_id, &status.devices, online);
             }
             Decoded::Ignored => {}
+        }
+    }
+
+    async fn apply_outcome(&mut self, outcome: rules::Outcome) {
+        self.apply(outcome.transitions).await;
+        if !outcome.escalations.is_empty() {
+            if let Err(error) = self.orders.apply_escalations(outcome.escalations).await {
+                self.metrics.store_error();
+                tracing::error!(%error, "escalations could not be stored");
+            }
+        }
+        if !outcome.incidents.is_empty() {
+            if let Some(sink) = &self.sink {
+                for incident in &outcome.incidents {
+                    sink.incident(incident);
+                }
+            }
+            if let Err(error) = self.orders.apply_incidents(outcome.incidents).await {
+                self.metrics.store_error();
+                tracing::error!(%error, "supply incidents could not be stored");
+            }
+        }
+    }
+
+    /// Hot reload: applies a changed rule file; an invalid one is refused and the running rules
+    /// stay.
+    fn reload_rules(&mut self) {
+        let Some(path) = self.rules.path.clone() else {
+            return;
+        };
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if modified.is_none() || modified == self.rules_modified {
+            return;
+        }
+        self.rules_modified = modified;
+        let origin = path.display().to_string();
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{origin}: cannot be read: {e}"))
+            .and_then(|text| rules::RuleSet::parse(&text, &origin).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(rules) => {
+                let count = rules.len();
+                self.engine.replace_rules(rules);
+                self.metrics.rules_reloaded(true);
+                tracing::info!(file = %origin, rules = count, "rule file reloaded");
+            }
+            Err(error) => {
+                self.metrics.rules_reloaded(false);
+                tracing::error!(%error, "changed rule file refused; the running rules stay");
+            }
         }
     }
 

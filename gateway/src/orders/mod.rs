@@ -284,7 +284,7 @@ impl OrderService {
         }
         let service = self.clone();
         let (opened, notices, dispatched) = self
-            .with_store(move |store| service.apply_in(store, transitions))
+            .with_store(move |store| store.batch(|store| service.apply_in(store, transitions)))
             .await?;
         for notice in notices {
             self.notify(notice);
@@ -381,6 +381,140 @@ impl OrderService {
             }
         }
         Ok((opened, notices, dispatched))
+    }
+
+    /// Severity escalations within alert episodes: an event on the episode's order, and a
+    /// higher priority when the new level asks for one.
+    pub async fn apply_escalations(
+        &self,
+        escalations: Vec<rules::Escalation>,
+    ) -> Result<(), StoreError> {
+        if escalations.is_empty() {
+            return Ok(());
+        }
+        self.with_store(move |store| {
+            for escalation in escalations {
+                let Some(order) = store.order_of_episode(&escalation.episode_id)? else {
+                    continue;
+                };
+                let note = format!(
+                    "severity {} -> {}: {}",
+                    label(&escalation.from),
+                    label(&escalation.severity),
+                    escalation.summary
+                );
+                store.append_event(
+                    order.id,
+                    escalation.at_ms,
+                    &format!("rule:{}", escalation.rule_id),
+                    "severity_escalated",
+                    &note,
+                    &OrderUpdate::default(),
+                )?;
+                if let Action::Order { priority, .. } = &escalation.action {
+                    let rank = |p: &str| {
+                        ["low", "normal", "high", "urgent"]
+                            .iter()
+                            .position(|x| *x == p)
+                    };
+                    let new = label(priority);
+                    if rank(&new) > rank(&order.priority) {
+                        store.set_priority(order.id, &new)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Fleet incidents (a village without power or gas): one order per incident, routed to the
+    /// utility; its end is noted on the order.
+    pub async fn apply_incidents(
+        &self,
+        incidents: Vec<rules::IncidentTransition>,
+    ) -> Result<Vec<i64>, StoreError> {
+        if incidents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let service = self.clone();
+        let (opened, notices, dispatched) = self
+            .with_store(move |store| {
+                store.batch(|store| {
+                    let mut opened = Vec::new();
+                    let mut notices = Vec::new();
+                    let mut dispatched = Vec::new();
+                    for incident in incidents {
+                        let subject = format!("{}:{}", label(&incident.level), incident.group);
+                        match incident.kind {
+                            TransitionKind::Firing => {
+                                let alert = AlertRow {
+                                    episode_id: incident.incident_id.clone(),
+                                    device_id: subject.clone(),
+                                    township: incident.group.township.clone(),
+                                    rule_id: incident.fleet_rule_id.clone(),
+                                    severity: label(&incident.severity),
+                                    summary: incident.summary.clone(),
+                                    fired_at_ms: incident.at_ms,
+                                    resolved_at_ms: None,
+                                };
+                                if store.alert_fired(&alert)? {
+                                    service.metrics.alert_fired(&incident.fleet_rule_id);
+                                }
+                                let Action::Order { category, priority } = &incident.action else {
+                                    continue;
+                                };
+                                let order = NewOrder {
+                                    episode_id: Some(incident.incident_id.clone()),
+                                    device_id: subject.clone(),
+                                    village_id: incident.group.village.clone(),
+                                    township: incident.group.township.clone(),
+                                    category: category.clone(),
+                                    priority: label(priority),
+                                    source: "rule".into(),
+                                    summary: format!(
+                                        "{} ({} of {} devices)",
+                                        incident.summary,
+                                        incident.devices.len(),
+                                        incident.group_size
+                                    ),
+                                    created_at_ms: incident.at_ms,
+                                    actor: format!("fleet:{}", incident.fleet_rule_id),
+                                    pre_emptive: true,
+                                    ..NewOrder::default()
+                                };
+                                let Some(id) = store.create_order(&order)? else {
+                                    continue;
+                                };
+                                service.metrics.order_opened();
+                                tracing::warn!(order = id, group = %incident.group, rule = %incident.fleet_rule_id, devices = incident.devices.len(), "supply incident: one order for the whole group");
+                                if let Some(row) = store.order_row(id)? {
+                                    notices.push(OrderNotice::of(&row, "created", row.created_at_ms, row.summary.clone()));
+                                }
+                                opened.push(id);
+                                if let Some((row, notice)) = service.auto_dispatch(store, id, incident.at_ms)? {
+                                    notices.push(notice);
+                                    dispatched.push(row);
+                                }
+                            }
+                            TransitionKind::Resolved => {
+                                store.alert_resolved(&incident.incident_id, incident.at_ms)?;
+                            }
+                        }
+                    }
+                    Ok((opened, notices, dispatched))
+                })
+            })
+            .await?;
+        for notice in notices {
+            self.notify(notice);
+        }
+        if let Some(notifier) = &self.notifier {
+            for order in &dispatched {
+                notifier.order_dispatched(order);
+            }
+        }
+        Ok(opened)
     }
 
     /// Builds a new order with what the registry knows of the device.

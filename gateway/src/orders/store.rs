@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -330,6 +330,27 @@ impl Store {
         Ok(Store { connection })
     }
 
+    /// Runs `f` as one transaction: every change it makes is committed together, or none
+    /// (the methods it calls nest as savepoints). Used for bursts of alerts.
+    pub fn batch<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.connection.execute_batch("SAVEPOINT batch")?;
+        match f(self) {
+            Ok(value) => {
+                self.connection.execute_batch("RELEASE batch")?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = self
+                    .connection
+                    .execute_batch("ROLLBACK TO batch; RELEASE batch");
+                Err(error)
+            }
+        }
+    }
+
     // ----- registry -----
 
     /// Ids already stored, for checking an import's references.
@@ -353,7 +374,7 @@ impl Store {
     /// Stores a parsed import in one transaction: every row or none. Rows with an id that
     /// exists already replace it.
     pub fn import_registry(&mut self, data: &RegistryData) -> Result<ImportSummary, StoreError> {
-        let tx = self.connection.transaction()?;
+        let tx = self.connection.savepoint()?;
         for t in &data.townships {
             tx.execute(
                 "INSERT INTO townships (id, name) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET name = excluded.name",
@@ -482,6 +503,46 @@ impl Store {
                 },
             )
             .optional()?)
+    }
+
+    /// Every registered device with what the rules need: (id, kind, township, village, vulnerable).
+    pub fn registered_devices(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, bool)>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT d.id, d.kind, v.township_id, v.id, h.vulnerable
+             FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id
+             ORDER BY d.id",
+        )?;
+        let rows = statement.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The order opened by, or linked to, an alert episode.
+    pub fn order_of_episode(&self, episode_id: &str) -> Result<Option<OrderRow>, StoreError> {
+        let id: Option<i64> = self
+            .connection
+            .query_row(
+                "SELECT id FROM orders WHERE episode_id = ?1 UNION SELECT order_id FROM alert_links WHERE episode_id = ?1",
+                [episode_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match id {
+            Some(id) => self.order_row(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Raises an order's priority.
+    pub fn set_priority(&mut self, order_id: i64, priority: &str) -> Result<(), StoreError> {
+        self.connection.execute(
+            "UPDATE orders SET priority = ?2 WHERE id = ?1",
+            params![order_id, priority],
+        )?;
+        Ok(())
     }
 
     /// A household's first registered device (complaints name a household).
@@ -691,7 +752,7 @@ impl Store {
     /// Records that an alert episode ended; notes it on the episode's order, if any.
     /// Policy: the order stays open. The fault may recur, and the technician confirms the cause.
     pub fn alert_resolved(&mut self, episode_id: &str, at_ms: i64) -> Result<bool, StoreError> {
-        let tx = self.connection.transaction()?;
+        let tx = self.connection.savepoint()?;
         let updated = tx.execute(
             "UPDATE alerts SET resolved_at_ms = ?2 WHERE episode_id = ?1 AND resolved_at_ms IS NULL",
             params![episode_id, at_ms],
@@ -760,7 +821,7 @@ impl Store {
     /// Creates an order unless one exists for the same alert episode. Returns the new order's
     /// id, or `None` when the episode already had one (exactly one order per episode).
     pub fn create_order(&mut self, order: &NewOrder) -> Result<Option<i64>, StoreError> {
-        let tx = self.connection.transaction()?;
+        let tx = self.connection.savepoint()?;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO orders (episode_id, device_id, household_id, village_id, vendor_id, township, category,
                 priority, source, summary, created_at_ms, state, pre_emptive, in_warranty)
@@ -810,7 +871,7 @@ impl Store {
         if self.episode_has_order(episode_id)? {
             return Ok(false);
         }
-        let tx = self.connection.transaction()?;
+        let tx = self.connection.savepoint()?;
         tx.execute(
             "INSERT INTO alert_links (episode_id, order_id) VALUES (?1, ?2)",
             params![episode_id, order_id],
@@ -861,7 +922,7 @@ impl Store {
         note: &str,
         update: &OrderUpdate,
     ) -> Result<(), StoreError> {
-        let tx = self.connection.transaction()?;
+        let tx = self.connection.savepoint()?;
         insert_event(&tx, order_id, at_ms, actor, kind, note)?;
         if update.reopen {
             tx.execute(
@@ -901,7 +962,7 @@ impl Store {
 
     /// Records the parts used on an order at their unified prices.
     pub fn add_parts(&mut self, order_id: i64, parts: &[(Part, i64)]) -> Result<(), StoreError> {
-        let tx = self.connection.transaction()?;
+        let tx = self.connection.savepoint()?;
         for (part, quantity) in parts {
             tx.execute(
                 "INSERT INTO order_parts (order_id, part_code, quantity, price_cents) VALUES (?1, ?2, ?3, ?4)",
@@ -923,7 +984,7 @@ impl Store {
 
     /// Stores a complaint.
     pub fn add_complaint(&mut self, complaint: &ComplaintRow) -> Result<i64, StoreError> {
-        let tx = self.connection.transaction()?;
+        let tx = self.connection.savepoint()?;
         tx.execute(
             "INSERT INTO complaints (channel, device_id, household_id, received_at_ms, text, order_id, linked)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -1080,7 +1141,7 @@ impl Store {
 }
 
 fn insert_event(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     order_id: i64,
     at_ms: i64,
     actor: &str,

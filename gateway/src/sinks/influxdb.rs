@@ -212,6 +212,26 @@ impl SinkHandle {
         self.send(point.build());
     }
 
+    /// One point per supply incident transition (measurement `alerts`, rule = the fleet rule,
+    /// `device_id` = the group).
+    pub fn incident(&self, incident: &rules::IncidentTransition) {
+        let fired = incident.kind == rules::TransitionKind::Firing;
+        let severity = serde_json::to_value(incident.severity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let point = DataPoint::builder("alerts")
+            .tag("rule", incident.fleet_rule_id.as_str())
+            .tag("severity", severity)
+            .tag("township", incident.group.township.as_str())
+            .tag("device_id", incident.group.to_string())
+            .tag("transition", if fired { "fired" } else { "cleared" })
+            .field("episode_id", incident.incident_id.as_str())
+            .field("active", i64::from(fired))
+            .timestamp(incident.at_ms);
+        self.send(point.build());
+    }
+
     /// One point per order event (measurement `orders`).
     pub fn order(&self, notice: &OrderNotice, sla: &crate::orders::sla::SlaConfig) {
         let elapsed_ms = notice.at_ms - notice.created_at_ms;

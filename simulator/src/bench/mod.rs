@@ -130,11 +130,19 @@ pub struct BenchOptions {
     pub gateway_log: String,
     /// How often progress is logged (wall time).
     pub progress_every: Duration,
+    /// Most messages sent to the gateway and not yet taken in by its ingest (see
+    /// `Bench::make_room`).
+    pub max_in_flight: u64,
 }
 
 impl BenchOptions {
     /// Defaults for everything but the size, the seed and the gateway.
-    pub fn new(households: usize, days: f64, seed: u64, gateway_bin: PathBuf) -> Result<BenchOptions, BenchError> {
+    pub fn new(
+        households: usize,
+        days: f64,
+        seed: u64,
+        gateway_bin: PathBuf,
+    ) -> Result<BenchOptions, BenchError> {
         Ok(BenchOptions {
             households,
             days,
@@ -150,6 +158,7 @@ impl BenchOptions {
             tick: Duration::from_millis(50),
             gateway_log: "warn".to_owned(),
             progress_every: Duration::from_secs(5),
+            max_in_flight: 150,
         })
     }
 }
@@ -157,10 +166,22 @@ impl BenchOptions {
 /// The four shipped register-map profiles, built into the binary.
 pub fn shipped_profiles() -> Result<Vec<Arc<Profile>>, BenchError> {
     const PROFILES: &[(&str, &str)] = &[
-        ("aurora-ashp.toml", include_str!("../../../profiles/aurora-ashp.toml")),
-        ("beifeng-ashp.toml", include_str!("../../../profiles/beifeng-ashp.toml")),
-        ("huanre-boiler.toml", include_str!("../../../profiles/huanre-boiler.toml")),
-        ("lingyun-boiler.toml", include_str!("../../../profiles/lingyun-boiler.toml")),
+        (
+            "aurora-ashp.toml",
+            include_str!("../../../profiles/aurora-ashp.toml"),
+        ),
+        (
+            "beifeng-ashp.toml",
+            include_str!("../../../profiles/beifeng-ashp.toml"),
+        ),
+        (
+            "huanre-boiler.toml",
+            include_str!("../../../profiles/huanre-boiler.toml"),
+        ),
+        (
+            "lingyun-boiler.toml",
+            include_str!("../../../profiles/lingyun-boiler.toml"),
+        ),
     ];
     PROFILES
         .iter()
@@ -214,6 +235,12 @@ struct Bench {
     lateness_ms: i64,
     published: u64,
     handled: u64,
+    /// Statuses and readings published (wills excluded).
+    sent_messages: u64,
+    /// The gateway's `messages_in` as last read.
+    messages_in: u64,
+    max_in_flight: u64,
+    last_progress: Instant,
     last_round_ms: i64,
     coverage_ms: i64,
     barriers: u64,
@@ -227,39 +254,85 @@ struct Bench {
 }
 
 impl Bench {
-    /// Waits until the gateway has handled `count` readings (accepted or rejected).
-    async fn wait_handled(&mut self, count: u64) -> Result<(), BenchError> {
-        if self.handled >= count {
+    /// Reads the gateway's counters once; fails if the gateway died or stopped moving.
+    async fn refresh(&mut self, waiting_since: Instant, what: &str) -> Result<(), BenchError> {
+        let summary = self.api.summary().await?;
+        if summary.readings_handled() > self.handled || summary.messages_in > self.messages_in {
+            self.last_progress = Instant::now();
+        }
+        self.handled = self.handled.max(summary.readings_handled());
+        self.messages_in = self.messages_in.max(summary.messages_in);
+        if let Some(status) = self.gateway.exited() {
+            return Err(BenchError::Stalled(format!(
+                "the gateway exited ({status}) while the bench waited for {what}; its log ends:\n{}",
+                self.gateway.log_tail(30)
+            )));
+        }
+        let stalled_for = self.last_progress.max(waiting_since).elapsed();
+        if stalled_for > Duration::from_secs(120) {
+            return Err(BenchError::Stalled(format!(
+                "no progress for 120 s waiting for {what} ({} of {} readings handled, {} of {} messages in); the gateway log ends:\n{}",
+                self.handled,
+                self.published,
+                self.messages_in,
+                self.sent_messages,
+                self.gateway.log_tail(30)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Polls the gateway's counters until `done` holds.
+    async fn wait_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&Bench) -> bool,
+    ) -> Result<(), BenchError> {
+        if done(self) {
             return Ok(());
         }
+        let since = Instant::now();
         let mut pause = Duration::from_millis(1);
-        let mut last_progress = Instant::now();
         loop {
-            let handled = self.api.summary().await?.readings_handled();
-            if handled > self.handled {
-                self.handled = handled;
-                last_progress = Instant::now();
-            }
-            if self.handled >= count {
+            self.refresh(since, what).await?;
+            if done(self) {
                 return Ok(());
-            }
-            if let Some(status) = self.gateway.exited() {
-                return Err(BenchError::Stalled(format!(
-                    "the gateway exited ({status}); its log ends:\n{}",
-                    self.gateway.log_tail(30)
-                )));
-            }
-            if last_progress.elapsed() > Duration::from_secs(120) {
-                return Err(BenchError::Stalled(format!(
-                    "{} of {count} readings handled and no progress for 120 s; the gateway log ends:\n{}",
-                    self.handled,
-                    self.gateway.log_tail(30)
-                )));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(20));
             self.pool.keep_alive(Duration::from_secs(20)).await?;
         }
+    }
+
+    /// Waits until the gateway has handled `count` readings (accepted or rejected).
+    async fn wait_handled(&mut self, count: u64) -> Result<(), BenchError> {
+        self.wait_until("readings to be handled", |b| b.handled >= count)
+            .await
+    }
+
+    /// Waits until sending `extra` more messages keeps at most `max_in_flight` of them
+    /// waiting in the gateway: its embedded broker's link to ingest stalls for good once 200
+    /// messages queue up (rumqttd's `Unschedule`, which the gateway does not answer yet).
+    async fn make_room(&mut self, extra: u64) -> Result<(), BenchError> {
+        let limit = self.max_in_flight;
+        if self.sent_messages + extra <= self.messages_in + limit {
+            return Ok(());
+        }
+        // Refill to half, so the counters are read once per half a window.
+        let target = (self.sent_messages + extra).saturating_sub(limit / 2);
+        self.wait_until("room in the gateway's queue", |b| b.messages_in >= target)
+            .await
+    }
+
+    /// Connects boxes in groups small enough for the gateway's queue (each sends its status).
+    async fn connect_boxes(&mut self, boxes: &[usize]) -> Result<(), BenchError> {
+        let group = (self.max_in_flight / 2).max(1) as usize;
+        for chunk in boxes.chunks(group) {
+            self.make_room(chunk.len() as u64).await?;
+            self.pool.connect(chunk).await?;
+            self.sent_messages += chunk.len() as u64;
+        }
+        Ok(())
     }
 
     /// Brings the gateway up to date with everything published, then posts due complaints,
@@ -333,7 +406,10 @@ impl Bench {
                 for township in TOWNSHIPS {
                     let orders = self.api.orders(MAX_PAGE, Some(township.id)).await?;
                     if orders.len() >= MAX_PAGE {
-                        tracing::warn!(township = township.id, "more than {MAX_PAGE} orders in one township; older ones are not read");
+                        tracing::warn!(
+                            township = township.id,
+                            "more than {MAX_PAGE} orders in one township; older ones are not read"
+                        );
                     }
                     all.extend(orders);
                 }
@@ -391,7 +467,11 @@ impl Bench {
                 Purpose::Repair { fault, time } => (Some(time), Some(fault)),
                 Purpose::Check { fault } => (None, fault),
             };
-            let township = self.world.township(household).unwrap_or_default().to_owned();
+            let township = self
+                .world
+                .township(household)
+                .unwrap_or_default()
+                .to_owned();
             let schedule = self.dispatcher.assign(&Request {
                 at_ms,
                 device_id,
@@ -428,19 +508,24 @@ impl Bench {
             }
         }
         if !reconnect.is_empty() {
-            self.pool.connect(&reconnect).await?;
+            self.connect_boxes(&reconnect).await?;
         }
         for round in rounds {
             if round.readings.is_empty() {
                 continue;
             }
-            let Some(topic) = self.world.telemetry_topic(round.household).map(str::to_owned)
+            let Some(topic) = self
+                .world
+                .telemetry_topic(round.household)
+                .map(str::to_owned)
             else {
                 continue;
             };
             for payload in &round.readings {
+                self.make_room(1).await?;
                 self.pool.publish(round.household, &topic, payload).await?;
                 self.published += 1;
+                self.sent_messages += 1;
             }
         }
         self.pool.keep_alive(Duration::from_secs(20)).await?;
@@ -542,10 +627,7 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
             devices: vec![h.device_id.clone()],
         })
         .collect();
-    let mut pool = BoxPool::new(gateway.mqtt, boxes);
-    let all: Vec<usize> = (0..fleet.len()).collect();
-    pool.connect(&all).await?;
-    tracing::info!(boxes = fleet.len(), "edge boxes connected");
+    let pool = BoxPool::new(gateway.mqtt, boxes);
 
     let mut bench = Bench {
         world,
@@ -558,6 +640,10 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         lateness_ms,
         published: 0,
         handled: 0,
+        sent_messages: 0,
+        messages_in: 0,
+        max_in_flight: options.max_in_flight.max(2),
+        last_progress: Instant::now(),
         last_round_ms: scenario.start_ms,
         coverage_ms: scenario.start_ms - lateness_ms,
         barriers: 0,
@@ -572,7 +658,15 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
             .map(|h| (h.device_id.to_string(), h.index))
             .collect(),
     };
-    let result = run_rounds(&mut bench, &scenario, &options, wall_start, horizon_ms).await;
+    let all: Vec<usize> = (0..fleet.len()).collect();
+    let connected = bench.connect_boxes(&all).await;
+    if connected.is_ok() {
+        tracing::info!(boxes = fleet.len(), "edge boxes connected");
+    }
+    let result = match connected {
+        Ok(()) => run_rounds(&mut bench, &scenario, &options, wall_start, horizon_ms).await,
+        Err(error) => Err(error),
+    };
     let outcome = match result {
         Ok(()) => finish(bench, &scenario, &options, wall_start, &work_dir, &fleet).await,
         Err(error) => {
@@ -629,7 +723,10 @@ async fn run_rounds(
             let wall = wall_start.elapsed().as_secs_f64();
             tracing::info!(
                 day = format!("{sim_days:.2}/{}", options.days),
-                speed = format!("{:.0}x", sim_days * 86_400.0 / run_start.elapsed().as_secs_f64().max(1e-3)),
+                speed = format!(
+                    "{:.0}x",
+                    sim_days * 86_400.0 / run_start.elapsed().as_secs_f64().max(1e-3)
+                ),
                 readings = bench.published,
                 faults = bench.world.faults_started(),
                 orders = bench.orders.len(),
@@ -641,7 +738,6 @@ async fn run_rounds(
     }
     // The end: every complaint posted, every order read.
     bench.barrier(true).await
-
 }
 
 async fn finish(
@@ -699,7 +795,11 @@ async fn finish(
     bench.pool.close().await;
     bench.gateway.stop().await;
     let unique: BTreeSet<i64> = bench.orders.keys().copied().collect();
-    tracing::info!(orders = unique.len(), wall_s = run.wall_seconds, "bench finished");
+    tracing::info!(
+        orders = unique.len(),
+        wall_s = run.wall_seconds,
+        "bench finished"
+    );
     Ok(BenchReport { run, score: card })
 }
 

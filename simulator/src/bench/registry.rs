@@ -66,7 +66,10 @@ pub fn csv_files(
     let mut villages: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     let mut vendors: BTreeMap<String, String> = BTreeMap::new();
     for h in fleet {
-        townships.entry(h.township.id).or_insert((h.township.name, 0)).1 += 1;
+        townships
+            .entry(h.township.id)
+            .or_insert((h.township.name, 0))
+            .1 += 1;
         villages
             .entry(format!("{}-{}", h.township.id, h.village.id))
             .or_insert((h.township.id, h.village.name));
@@ -88,12 +91,16 @@ pub fn csv_files(
         row(&mut out_vendors, &[id, vendor_name]);
     }
     let mut out_households = String::from("id,village_id,address,resident,phone,vulnerable\n");
-    let mut out_devices =
-        String::from("id,household_id,kind,brand,model,vendor_id,installed_on\n");
+    let mut out_devices = String::from("id,household_id,kind,brand,model,vendor_id,installed_on\n");
     for h in fleet {
         let household = format!("hh-{}", h.device_id);
         let village = format!("{}-{}", h.township.id, h.village.id);
-        let address = format!("{}{}{}号", h.township.name, h.village.name, h.index % 400 + 1);
+        let address = format!(
+            "{}{}{}号",
+            h.township.name,
+            h.village.name,
+            h.index % 400 + 1
+        );
         let phone = format!("138{:08}", h.index % 100_000_000);
         row(
             &mut out_households,
@@ -199,7 +206,14 @@ pub fn csv_files(
     ] {
         row(
             &mut out_teams,
-            &[team, team_name, kind, &next_phone(), &all_townships.join(";"), ""],
+            &[
+                team,
+                team_name,
+                kind,
+                &next_phone(),
+                &all_townships.join(";"),
+                "",
+            ],
         );
         row(
             &mut out_technicians,
@@ -211,7 +225,13 @@ pub fn csv_files(
         for role in ["caretaker", "electrician"] {
             row(
                 &mut out_contacts,
-                &[&format!("{village}-{role}"), village, role, &name(), &next_phone()],
+                &[
+                    &format!("{village}-{role}"),
+                    village,
+                    role,
+                    &name(),
+                    &next_phone(),
+                ],
             );
         }
     }

@@ -152,7 +152,9 @@ pub struct World {
 fn household_rng(seed: u64, purpose: u64, household: usize, key: u64) -> Rng {
     Rng::derive(
         seed ^ purpose,
-        (household as u64).wrapping_mul(0x9E37_79B9).wrapping_add(key),
+        (household as u64)
+            .wrapping_mul(0x9E37_79B9)
+            .wrapping_add(key),
     )
 }
 
@@ -160,12 +162,7 @@ const RESIDENT_STREAM: u64 = 0x2E51_DE47;
 
 impl World {
     /// Builds the world at the scenario's start.
-    pub fn new(
-        fleet: &[HouseholdSpec],
-        mix: &Mix,
-        scenario: &Scenario,
-        seed: u64,
-    ) -> World {
+    pub fn new(fleet: &[HouseholdSpec], mix: &Mix, scenario: &Scenario, seed: u64) -> World {
         let climate = Climate::yanqing_winter(seed);
         let steps = ((scenario.end_ms - scenario.start_ms) / STEP_MS).max(0) as usize + 2;
         let weather = (0..steps)
@@ -491,7 +488,9 @@ impl World {
             return None;
         }
         let limit = match planned.scheduled_end_ms {
-            Some(end) if planned.kind.is_supply() => (end + SUPPLY_SHADOW_AFTER_MS).min(self.end_ms),
+            Some(end) if planned.kind.is_supply() => {
+                (end + SUPPLY_SHADOW_AFTER_MS).min(self.end_ms)
+            }
             _ => self.end_ms,
         };
         planned
@@ -502,7 +501,9 @@ impl World {
                 let mut house = home.house.clone();
                 let mut t = self.now_ms;
                 let lockout = planned.lockout_ms.filter(|&at| at > t);
-                let restore = planned.scheduled_end_ms.filter(|_| planned.kind.is_supply());
+                let restore = planned
+                    .scheduled_end_ms
+                    .filter(|_| planned.kind.is_supply());
                 while t < limit {
                     if house.indoor_temp_c() < home.comfort_c {
                         return Some(t);
@@ -597,7 +598,10 @@ impl World {
             let key = cause.map_or(u64::MAX, |f| f as u64);
             let mut rng = household_rng(self.seed, RESIDENT_STREAM, index, key);
             let (never, patience) = if home.spec.vulnerable {
-                (residents.vulnerable_never_calls, residents.vulnerable_patience)
+                (
+                    residents.vulnerable_never_calls,
+                    residents.vulnerable_patience,
+                )
             } else {
                 (residents.never_calls, residents.patience)
             };
@@ -607,11 +611,7 @@ impl World {
             let patience_ms = (patience.pick_s(rng.unit()) * 1000.0) as i64;
             let wake_delay_ms = (residents.wake_up_delay.pick_s(rng.unit()) * 1000.0) as i64;
             if home.complaint_due_ms.is_none() && now - since >= patience_ms {
-                let due = match asleep_until(
-                    now,
-                    residents.sleep_from.0,
-                    residents.sleep_to.0,
-                ) {
+                let due = match asleep_until(now, residents.sleep_from.0, residents.sleep_to.0) {
                     Some(wake) => wake + wake_delay_ms,
                     None => now,
                 };
@@ -705,9 +705,7 @@ impl World {
             .iter()
             .filter(|f| f.planned.households.contains(&household))
             .find(|f| {
-                f.started
-                    && f.planned.start_ms <= at_ms
-                    && f.ended_ms.is_none_or(|end| end > at_ms)
+                f.started && f.planned.start_ms <= at_ms && f.ended_ms.is_none_or(|end| end > at_ms)
             })
             .map(|f| f.planned.id);
         match fault {

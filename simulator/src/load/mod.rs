@@ -44,7 +44,11 @@ pub struct BoxIdentity {
 
 impl BoxIdentity {
     fn status(&self, state: AgentState) -> (String, Vec<u8>) {
-        let topic = Topic::new(self.township.clone(), self.box_id.clone(), TopicKind::Status);
+        let topic = Topic::new(
+            self.township.clone(),
+            self.box_id.clone(),
+            TopicKind::Status,
+        );
         let body = AgentStatus::new(self.box_id.clone(), state, self.devices.clone());
         (topic.to_string(), body.to_json())
     }

@@ -196,7 +196,9 @@ impl Connection {
                 .bind(SocketAddr::new(addr, 0))
                 .map_err(|source| MqttError::Bind { addr, source })?;
         }
-        let keep_alive_s = u16::try_from(keep_alive.as_secs()).unwrap_or(u16::MAX).max(1);
+        let keep_alive_s = u16::try_from(keep_alive.as_secs())
+            .unwrap_or(u16::MAX)
+            .max(1);
         let packet = connect_packet(client_id, keep_alive_s, will)?;
         let handshake = async {
             let mut stream = socket.connect(broker).await.map_err(connect_error)?;
@@ -354,7 +356,10 @@ mod tests {
         assert_eq!(connect[0], 0x10);
         assert_eq!(&connect[2..8], b"\x00\x04MQTT");
         assert_eq!(connect[8], 4);
-        assert_eq!(connect[9], 0x2E, "clean session, will, will QoS 1, will retain");
+        assert_eq!(
+            connect[9], 0x2E,
+            "clean session, will, will QoS 1, will retain"
+        );
         assert_eq!(&connect[10..12], &[0, 60]);
         assert_eq!(usize::from(connect[1]), connect.len() - 2);
 

@@ -191,7 +191,10 @@ mod tests {
                     );
                     // serde_json parses floats to within an ulp or so, not always exactly.
                     let parsed = reading.values[*name];
-                    assert!((parsed - value).abs() <= value.abs() * 1e-12, "{parsed} vs {value}");
+                    assert!(
+                        (parsed - value).abs() <= value.abs() * 1e-12,
+                        "{parsed} vs {value}"
+                    );
                 }
                 assert_eq!(reading.fault, fault);
                 if failure.is_some() {

@@ -111,7 +111,9 @@ fn a_healthy_heat_pump_keeps_an_old_house_warm_on_a_windy_minus_twenty_night() {
     for building in [Building::OldBrick, Building::LargeCourtyard] {
         let mut house = house(DeviceKind::HeatPump, building, &climate);
         let mut coldest = f64::MAX;
-        run(&mut house, &climate, 12.0, |h| coldest = coldest.min(h.indoor_temp_c()));
+        run(&mut house, &climate, 12.0, |h| {
+            coldest = coldest.min(h.indoor_temp_c())
+        });
         assert!(coldest > 19.0, "{building:?}: {coldest:.2} °C");
         assert_eq!(house.trips_total(), 0, "a healthy unit never trips");
     }
@@ -266,7 +268,9 @@ fn night_set_back_lowers_the_set_point_at_night_only_and_the_room_follows() {
     // START is midnight local: night.
     assert_eq!(house.setpoint_c(), 17.5);
     let mut coldest = f64::MAX;
-    run(&mut house, &climate, 5.5, |h| coldest = coldest.min(h.indoor_temp_c()));
+    run(&mut house, &climate, 5.5, |h| {
+        coldest = coldest.min(h.indoor_temp_c())
+    });
     assert!(coldest > 16.9 && coldest < 18.5, "night low {coldest:.2}");
     // 08:00: day set point again, and the room is back near it by 10:00.
     run(&mut house, &climate, 4.5, |_| {});
@@ -358,9 +362,15 @@ fn a_water_leak_lowers_the_boiler_pressure_day_by_day_until_it_locks_out() {
         // Noon to noon: the pressure falls by about the leak rate (the water temperature
         // differs a little between two samples).
         let drop = pair[0] - pair[1];
-        assert!((0.1..0.45).contains(&drop), "daily drop {drop:.3} in {daily:?}");
+        assert!(
+            (0.1..0.45).contains(&drop),
+            "daily drop {drop:.3} in {daily:?}"
+        );
     }
-    assert!(locked_after_h.is_some_and(|h| (48..150).contains(&h)), "{locked_after_h:?}");
+    assert!(
+        locked_after_h.is_some_and(|h| (48..150).contains(&h)),
+        "{locked_after_h:?}"
+    );
     assert_eq!(
         house.fault().map(|f| f.category),
         Some(FaultCategory::LowWaterPressure)
@@ -374,9 +384,8 @@ fn a_water_leak_lowers_the_boiler_pressure_day_by_day_until_it_locks_out() {
 fn a_fouled_filter_raises_the_flow_return_difference_then_trips_and_locks_out() {
     let climate = Climate::constant(3.0);
     let mut house = house(DeviceKind::HeatPump, Building::LargeCourtyard, &climate);
-    let delta_t = |values: &BTreeMap<&'static str, f64>| {
-        values[v::FLOW_TEMP_C] - values[v::RETURN_TEMP_C]
-    };
+    let delta_t =
+        |values: &BTreeMap<&'static str, f64>| values[v::FLOW_TEMP_C] - values[v::RETURN_TEMP_C];
     let mut healthy_dt = 0.0f64;
     run(&mut house, &climate, 2.0, |h| {
         let values = h.values();
@@ -397,13 +406,20 @@ fn a_fouled_filter_raises_the_flow_return_difference_then_trips_and_locks_out() 
             codes.push(code);
         }
     });
-    assert!(fouled_dt > healthy_dt + 5.0, "ΔT {healthy_dt:.1} -> {fouled_dt:.1}");
+    assert!(
+        fouled_dt > healthy_dt + 5.0,
+        "ΔT {healthy_dt:.1} -> {fouled_dt:.1}"
+    );
     assert!(house.trips_total() >= LOCKOUT_TRIPS as u64);
     assert_eq!(
         house.fault().map(|f| f.category),
         Some(FaultCategory::HighPressure)
     );
-    assert_eq!(codes.first(), Some(&2.0), "Aurora's high-pressure code is E2");
+    assert_eq!(
+        codes.first(),
+        Some(&2.0),
+        "Aurora's high-pressure code is E2"
+    );
 }
 
 #[test]
@@ -420,12 +436,20 @@ fn a_failing_flow_switch_trips_and_the_third_trip_in_an_hour_locks_out() {
         }
     });
     let first = first_code_at.expect("the switch tripped");
-    assert!(first - START <= 900.0, "first trip after {} s", first - START);
+    assert!(
+        first - START <= 900.0,
+        "first trip after {} s",
+        first - START
+    );
     assert_eq!(
         house.fault().map(|f| f.category),
         Some(FaultCategory::WaterFlow)
     );
-    assert_eq!(house.injected(), Some(FaultCategory::WaterFlow), "locked out");
+    assert_eq!(
+        house.injected(),
+        Some(FaultCategory::WaterFlow),
+        "locked out"
+    );
     assert_eq!(house.trips_total(), LOCKOUT_TRIPS as u64);
     assert!(code_readings > 0);
 }
@@ -443,7 +467,10 @@ fn ignition_wear_speeds_up_the_counter_and_ignition_failure_locks_out() {
         house.values()[v::IGNITION_ATTEMPTS] - before
     };
     let (healthy, worn) = (count(false), count(true));
-    assert!(worn > healthy * 1.5, "attempts {healthy} healthy vs {worn} worn");
+    assert!(
+        worn > healthy * 1.5,
+        "attempts {healthy} healthy vs {worn} worn"
+    );
 
     let mut house = house(DeviceKind::GasBoiler, Building::Renovated, &climate);
     let before = house.values()[v::IGNITION_ATTEMPTS];

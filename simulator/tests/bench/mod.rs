@@ -151,10 +151,7 @@ fn hand_mix(p: &Picks) -> Mix {
         } else {
             "repair = [\"1h\", \"1h\"]\n"
         };
-        text.push_str(&format!(
-            "[faults.{}]\nrate = 0.0\n{repair}",
-            kind.as_str()
-        ));
+        text.push_str(&format!("[faults.{}]\nrate = 0.0\n{repair}", kind.as_str()));
     }
     text.push_str("[traps.resident_away]\nrate = 0.0\n[traps.wifi_drop]\nrate = 0.0\n");
     for (kind, household, at, extra) in [
@@ -206,9 +203,20 @@ fn a_scripted_day_gives_the_hand_counted_score_card() {
     let report = run(Duration::from_secs(120), options);
     let card = &report.score;
     let table = card.table();
-    assert_eq!(report.run.readings_rejected.values().sum::<u64>(), 0, "{table}");
+    eprintln!("{table}");
+    assert_eq!(
+        report.run.readings_rejected.values().sum::<u64>(),
+        0,
+        "{table}"
+    );
     let injected = |kind: &str| card.faults_injected.get(kind).copied().unwrap_or(0);
-    for kind in ["lockout", "sensor_short", "water_leak", "box_offline", "power_outage"] {
+    for kind in [
+        "lockout",
+        "sensor_short",
+        "water_leak",
+        "box_offline",
+        "power_outage",
+    ] {
         assert_eq!(injected(kind), 1, "{kind}\n{table}");
     }
     assert_eq!(card.faults_injected.values().sum::<u64>(), 5, "{table}");
@@ -221,7 +229,10 @@ fn a_scripted_day_gives_the_hand_counted_score_card() {
     );
     assert_eq!(card.pre_emptive_rate, Some(1.0), "{table}");
     assert_eq!(card.lead_times.count, 3, "{table}");
-    assert!(card.lead_times.p10_min.is_some_and(|m| m >= 60.0), "{table}");
+    assert!(
+        card.lead_times.p10_min.is_some_and(|m| m >= 60.0),
+        "{table}"
+    );
     assert_eq!(card.orders.rule, 4, "{table}");
     assert_eq!(card.orders.detections, 3, "{table}");
     assert_eq!(card.orders.duplicates, 0, "{table}");
@@ -233,7 +244,11 @@ fn a_scripted_day_gives_the_hand_counted_score_card() {
     );
     assert_eq!(card.orders.false_order_share, Some(0.25), "{table}");
     assert_eq!(card.complaints.total, 0, "{table}");
-    assert_eq!((card.supply.faults, card.supply.one_incident), (1, 0), "{table}");
+    assert_eq!(
+        (card.supply.faults, card.supply.one_incident),
+        (1, 0),
+        "{table}"
+    );
     assert_eq!(card.supply.rows[0].households, picks.outage_village.len());
     assert_eq!(card.supply.rows[0].per_device_orders, 0, "{table}");
     assert_eq!(card.communication.injected, 1, "{table}");
@@ -259,6 +274,7 @@ fn the_same_seed_gives_the_same_score_card_at_two_speeds() {
         Duration::from_secs(120),
         options(20, 0.5, 3, mix, Speed::Factor(3600.0)),
     );
+    eprintln!("{}", fast.score.table());
     let fast_json = serde_json::to_value(&fast.score).expect("json");
     let paced_json = serde_json::to_value(&paced.score).expect("json");
     assert!(

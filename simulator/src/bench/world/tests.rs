@@ -28,7 +28,9 @@ fn quiet_mix(events: &str) -> Mix {
         text.push_str(&format!("[faults.{kind}]\nrate = 0.0\n"));
     }
     for kind in ["refrigerant_leak", "water_leak", "fouled_filter"] {
-        text.push_str(&format!("[faults.{kind}]\nrate = 0.0\nspeed = [0.1, 0.1]\n"));
+        text.push_str(&format!(
+            "[faults.{kind}]\nrate = 0.0\nspeed = [0.1, 0.1]\n"
+        ));
     }
     text.push_str("[faults.power_outage]\nrate = 0.0\nduration = [\"1h\", \"1h\"]\n");
     text.push_str(
@@ -106,7 +108,10 @@ fn a_lockout_shows_at_the_next_poll_and_the_resident_notices_then_calls_an_hour_
     }
     let (_, faults, _) = world.truth();
     let noticed = faults[0].noticed_ms.expect("noticed");
-    assert!(noticed > start + 2 * 3_600_000, "a warm house takes hours to cool");
+    assert!(
+        noticed > start + 2 * 3_600_000,
+        "a warm house takes hours to cool"
+    );
     assert_eq!(
         faults[0].would_notice_ms,
         Some(noticed),
@@ -115,7 +120,9 @@ fn a_lockout_shows_at_the_next_poll_and_the_resident_notices_then_calls_an_hour_
     assert_eq!(complaints.len(), 1);
     assert_eq!(complaints[0].fault, Some(0));
     assert_eq!(complaints[0].received_at_ms, noticed + 3_600_000);
-    assert!(complaints[0].text.contains(fleet[heat_pump].device_id.as_str()));
+    assert!(complaints[0]
+        .text
+        .contains(fleet[heat_pump].device_id.as_str()));
 }
 
 #[test]
@@ -148,7 +155,10 @@ fn a_repair_ends_the_fault_and_the_window_closes_after_the_house_recovers() {
     assert_eq!(faults[0].ended_ms, Some(start + 2 * 3_600_000));
     assert!(faults[0].window_end_ms < start + 6 * 3_600_000);
     assert!(faults[0].window_end_ms >= start + 3 * 3_600_000);
-    assert!(faults[0].noticed_ms.is_none(), "repaired before the room got cold");
+    assert!(
+        faults[0].noticed_ms.is_none(),
+        "repaired before the room got cold"
+    );
     assert!(faults[0].would_notice_ms.is_some(), "but it would have");
     let round = world.poll_round();
     assert!(parse(&round[boiler].readings[0]).fault.is_none());
@@ -179,14 +189,20 @@ fn a_power_outage_silences_the_village_and_its_boxes_boot_with_new_sequence_numb
     world.advance_to(start + 90 * 60_000);
     let dark = world.poll_round();
     for &h in &village {
-        assert!(!dark[h].online && dark[h].readings.is_empty(), "household {h}");
+        assert!(
+            !dark[h].online && dark[h].readings.is_empty(),
+            "household {h}"
+        );
     }
     assert!(dark.iter().filter(|r| r.online).count() == 40 - village.len());
     world.advance_to(start + 3 * 3_600_000 + 60_000);
     let back = world.poll_round();
     assert!(back[0].online);
     let after = parse(&back[0].readings[0]).seq;
-    assert!(after > before, "a boot starts a later run of sequence numbers");
+    assert!(
+        after > before,
+        "a boot starts a later run of sequence numbers"
+    );
     let (_, faults, _) = world.truth();
     assert_eq!(faults[0].households, village);
     assert_eq!(faults[0].ended_ms, Some(start + 3 * 3_600_000));
@@ -210,7 +226,9 @@ fn a_box_offline_keeps_its_readings_and_sends_them_when_it_is_back() {
         sent.extend(round[2].readings.iter().map(|r| parse(r)));
     }
     assert_eq!(sent.len(), 120, "nothing lost with store and forward");
-    assert!(sent.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[1].ts_ms > w[0].ts_ms));
+    assert!(sent
+        .windows(2)
+        .all(|w| w[1].seq == w[0].seq + 1 && w[1].ts_ms > w[0].ts_ms));
 }
 
 #[test]
