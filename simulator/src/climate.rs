@@ -33,6 +33,10 @@ const COLD_WAVE_RECOVERY_H: f64 = 36.0;
 const WIND_BASE_M_S: f64 = 2.0;
 /// Extra wind on a cold front at its strongest, m/s.
 const COLD_WAVE_WIND_M_S: f64 = 7.0;
+/// Local hour of sunrise in deep winter.
+const SUNRISE_LOCAL_HOUR: f64 = 7.5;
+/// Local hour of sunset in deep winter.
+const SUNSET_LOCAL_HOUR: f64 = 17.0;
 /// Nothing in this winter is colder than this, °C (Yanqing's record low is -27.3 °C).
 const COLDEST_POSSIBLE_C: f64 = -30.0;
 
@@ -43,6 +47,8 @@ pub struct Weather {
     pub outdoor_c: f64,
     /// Wind speed, m/s; it raises a house's heat loss through draughts.
     pub wind_m_s: f64,
+    /// Sunshine on south windows, 0 (night, overcast) to 1 (clear winter noon).
+    pub sun: f64,
 }
 
 /// One cold wave of a seeded winter.
@@ -140,6 +146,7 @@ impl Climate {
             } => Weather {
                 outdoor_c,
                 wind_m_s,
+                sun: 0.0,
             },
             ClimateMode::YanqingWinter { seed } => {
                 let local_s = unix_s + LOCAL_UTC_OFFSET_S;
@@ -156,10 +163,12 @@ impl Climate {
                     (
                         rng.uniform(-WINTER_DAY_SPREAD_C, WINTER_DAY_SPREAD_C),
                         rng.uniform(0.0, 2.0),
+                        // Beijing winters are mostly clear: overcast days are the exception.
+                        rng.uniform(0.3, 1.0),
                     )
                 };
-                let (today, today_wind) = day_draw(day);
-                let (tomorrow, tomorrow_wind) = day_draw(day + 1.0);
+                let (today, today_wind, today_clear) = day_draw(day);
+                let (tomorrow, tomorrow_wind, _) = day_draw(day + 1.0);
                 let offset = today * (1.0 - blend) + tomorrow * blend;
                 let day_wind = today_wind * (1.0 - blend) + tomorrow_wind * blend;
                 // Afternoon gusts: strongest around 14:00.
@@ -169,10 +178,26 @@ impl Climate {
                     wave_drop += wave.depth_c * wave.shape(unix_s);
                     wave_wind += COLD_WAVE_WIND_M_S * wave.wind_shape(unix_s);
                 }
+                // The sun is up from about 07:30 to 17:00 local in January, strongest at noon.
+                // The day's clearness is the one drawn for the day the noon belongs to.
+                let local_hour = (local_s / 3600.0).rem_euclid(24.0);
+                let clear = if fraction >= 0.5 {
+                    day_draw(day + 1.0).2
+                } else {
+                    today_clear
+                };
+                let sun = if (SUNRISE_LOCAL_HOUR..SUNSET_LOCAL_HOUR).contains(&local_hour) {
+                    let phase = (local_hour - SUNRISE_LOCAL_HOUR)
+                        / (SUNSET_LOCAL_HOUR - SUNRISE_LOCAL_HOUR);
+                    (std::f64::consts::PI * phase).sin() * clear
+                } else {
+                    0.0
+                };
                 Weather {
                     outdoor_c: (WINTER_MEAN_C + diurnal + offset - wave_drop)
                         .max(COLDEST_POSSIBLE_C),
                     wind_m_s: WIND_BASE_M_S * gusts + day_wind + wave_wind,
+                    sun,
                 }
             }
         }
@@ -280,6 +305,20 @@ mod tests {
     }
 
     #[test]
+    fn the_sun_shines_by_day_only() {
+        let climate = Climate::yanqing_winter(8);
+        for day in 0..10 {
+            let at =
+                |h: f64| climate.weather(MIDNIGHT_LOCAL + f64::from(day) * 86_400.0 + h * 3600.0);
+            assert_eq!(at(3.0).sun, 0.0);
+            assert_eq!(at(20.0).sun, 0.0);
+            let noon = at(12.25).sun;
+            assert!((0.29..=1.0).contains(&noon), "day {day}: noon sun {noon}");
+            assert!(at(9.0).sun < noon);
+        }
+    }
+
+    #[test]
     fn cold_waves_are_windier_than_calm_days() {
         let climate = Climate::yanqing_winter(3);
         let waves = climate.cold_waves(MIDNIGHT_LOCAL, MIDNIGHT_LOCAL + 60.0 * 86_400.0);
@@ -297,7 +336,8 @@ mod tests {
             climate.weather(0.0),
             Weather {
                 outdoor_c: -3.0,
-                wind_m_s: 4.0
+                wind_m_s: 4.0,
+                sun: 0.0,
             }
         );
         assert!(climate.cold_waves(0.0, 1e9).is_empty());

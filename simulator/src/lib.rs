@@ -1,18 +1,28 @@
-//! The simulator: virtual Yanqing households whose heat pumps and gas boilers follow a simple
-//! physical model, each served over real Modbus TCP through a brand's register-map profile,
-//! with faults that can be injected and cleared over HTTP.
+//! The simulator: virtual Yanqing households whose heat pumps and gas boilers follow a physical
+//! model through a seeded winter, served over real Modbus TCP (`simulator serve`), or published
+//! straight to the gateway by virtual edge boxes for the 未诉先办 benchmark
+//! (`simulator bench winter`).
 //!
 //! Main types:
 //! - [`fleet::HouseholdSpec`] and [`fleet::generate`]: a deterministic fleet over the 15
 //!   townships and their villages, from `(households, seed)`.
-//! - [`model::House`] and [`model::Climate`]: one house's thermal model and heater, stepped in
-//!   simulated time under a Yanqing winter; no IO and no clock inside.
+//! - [`climate::Climate`]: the Yanqing winter (daily cycle, cold waves to about -20 °C, wind).
+//! - [`model::House`]: one house's thermal model and heater (capacity and COP against outdoor
+//!   temperature, defrost, boiler modulation and circuit pressure, night set-back, sensors),
+//!   with faults: [`model::House::inject`] latches a code, [`model::Degradation`] grows one.
+//!   No IO and no clock inside.
 //! - [`modbus::RegisterMap`] and [`modbus::HouseholdService`]: the register image encoded from
 //!   the model through the profile, answered on one Modbus TCP listener per household.
 //! - [`Simulation`] with [`SimConfig`]: loads profiles, builds the fleet, binds the listeners,
-//!   steps the models; [`HouseholdInfo`] is one manifest entry.
-//! - [`api::router`]: the HTTP control API (manifest, live values, fault injection).
-//! - [`SimError`]: everything that can stop a simulation from starting or a call from working.
+//!   steps the models; [`HouseholdInfo`] is one manifest entry. [`api::router`]: its HTTP
+//!   control API (manifest, live values, fault injection).
+//! - The benchmark: [`mix::Mix`] (fault, trap, resident and technician parameters, TOML),
+//!   [`scenario::build`] (the ground-truth schedule), [`bench::world::World`] (households,
+//!   residents and repairs in lockstep simulated time), [`load::BoxPool`] (one MQTT connection
+//!   per virtual edge box), [`technician::Dispatcher`] (the SLA model),
+//!   [`bench::run_winter`] (the run against a spawned gateway) and [`score::score`] (the card).
+//! - [`SimError`]: everything that can stop a simulation from starting or a call from working;
+//!   [`bench::BenchError`] for the benchmark.
 
 pub mod api;
 pub mod bench;

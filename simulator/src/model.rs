@@ -30,8 +30,15 @@ pub use crate::climate::{
 use crate::fleet::HouseholdSpec;
 use crate::rng::Rng;
 
-/// Thermostat hysteresis band (on below set point - half, off above set point + half), K.
-pub const THERMOSTAT_BAND_K: f64 = 0.5;
+/// Thermostat hysteresis band (on below set point - half, off above set point + half), K:
+/// a room thermostat's usual 1 K differential.
+pub const THERMOSTAT_BAND_K: f64 = 1.0;
+/// Sun through the south windows at a clear winter noon, W.
+pub const SOLAR_GAIN_W: f64 = 700.0;
+/// People, lights and appliances of an occupied home, W.
+pub const OCCUPANT_GAIN_W: f64 = 150.0;
+/// Cooking (a coal-free kitchen still warms the house) at meal times, W.
+pub const COOKING_GAIN_W: f64 = 350.0;
 /// Extra heat loss per m/s of wind (draughts through old windows and doors), per unit.
 pub const WIND_LOSS_PER_M_S: f64 = 0.02;
 /// Night set-back runs from this local hour...
@@ -332,6 +339,8 @@ pub struct House {
     night_setback_k: f64,
     /// While the resident is away, the frost-protection set point they left.
     away_setpoint_c: Option<f64>,
+    /// Sun, occupants and cooking warm the house (off for bare physics experiments).
+    free_gains: bool,
     /// The heater is producing heat (thermostat call, burner lit, compressor running).
     heater_on: bool,
     heat_output_w: f64,
@@ -445,6 +454,7 @@ impl House {
             water_c,
             night_setback_k: 0.0,
             away_setpoint_c: None,
+            free_gains: false,
             heater_on: true,
             heat_output_w: 0.0,
             electric_power_w: 0.0,
@@ -545,6 +555,31 @@ impl House {
         self.trips_total
     }
 
+    /// Sun through the windows, occupants and cooking warm the house (off by default, so
+    /// that bare physics experiments see only the heater and the losses).
+    pub fn set_free_gains(&mut self, on: bool) {
+        self.free_gains = on;
+    }
+
+    /// Heat from sun, occupants and cooking now, W.
+    fn free_gains_w(&self, sun: f64) -> f64 {
+        if !self.free_gains {
+            return 0.0;
+        }
+        let mut gains = SOLAR_GAIN_W * sun.clamp(0.0, 1.0);
+        if self.away_setpoint_c.is_none() {
+            gains += OCCUPANT_GAIN_W;
+            let hour = local_hour(self.now_unix_s);
+            let cooking = [(6.5, 7.5), (11.5, 12.5), (17.5, 19.0)]
+                .iter()
+                .any(|&(from, to)| (from..to).contains(&hour));
+            if cooking {
+                gains += COOKING_GAIN_W;
+            }
+        }
+        gains
+    }
+
     /// Night set-back depth in K (0 switches it off).
     pub fn set_night_setback(&mut self, depth_k: f64) {
         self.night_setback_k = if depth_k.is_finite() {
@@ -596,8 +631,9 @@ impl House {
         let loss_w = self.params.heat_loss_w_per_k
             * (1.0 + WIND_LOSS_PER_M_S * self.wind_m_s)
             * (self.indoor_c - self.outdoor_c);
+        let gains_w = self.free_gains_w(weather.sun);
         self.indoor_c +=
-            dt_s * (self.heat_output_w - loss_w) / self.params.thermal_capacity_j_per_k;
+            dt_s * (self.heat_output_w + gains_w - loss_w) / self.params.thermal_capacity_j_per_k;
         self.update_circuit(dt_s);
         self.protections(dt_s);
         self.energy_kwh += self.electric_power_w * dt_s / 3.6e6;

@@ -273,6 +273,9 @@ pub struct DeviceContext {
     pub village: Village,
 }
 
+/// A registered device as the rules see it: (id, kind, township, village, vulnerable).
+pub type RegisteredDevice = (String, String, String, String, bool);
+
 /// A complaint as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ComplaintRow {
@@ -506,9 +509,7 @@ impl Store {
     }
 
     /// Every registered device with what the rules need: (id, kind, township, village, vulnerable).
-    pub fn registered_devices(
-        &self,
-    ) -> Result<Vec<(String, String, String, String, bool)>, StoreError> {
+    pub fn registered_devices(&self) -> Result<Vec<RegisteredDevice>, StoreError> {
         let mut statement = self.connection.prepare(
             "SELECT d.id, d.kind, v.township_id, v.id, h.vulnerable
              FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id

@@ -188,6 +188,7 @@ impl World {
                     .copied()
                     .unwrap_or(0.0);
                 house.set_night_setback(night_setback_k);
+                house.set_free_gains(true);
                 let comfort_c = if spec.vulnerable {
                     mix.residents.vulnerable_comfort_c
                 } else {
