@@ -272,6 +272,18 @@ impl OrderService {
         let _ = self.notices.send(notice);
     }
 
+    /// Sends notices to the live stream and dispatched orders to their teams' clients.
+    fn announce(&self, notices: Vec<OrderNotice>, dispatched: &[OrderRow]) {
+        for notice in notices {
+            self.notify(notice);
+        }
+        if let Some(notifier) = &self.notifier {
+            for order in dispatched {
+                notifier.order_dispatched(order);
+            }
+        }
+    }
+
     /// Applies rule transitions: records alerts; for firing alerts whose action asks for an
     /// order, opens one (or links the episode to the device's open order) and dispatches it.
     /// Returns the ids of newly opened orders.
@@ -286,14 +298,7 @@ impl OrderService {
         let (opened, notices, dispatched) = self
             .with_store(move |store| store.batch(|store| service.apply_in(store, transitions)))
             .await?;
-        for notice in notices {
-            self.notify(notice);
-        }
-        if let Some(notifier) = &self.notifier {
-            for order in &dispatched {
-                notifier.order_dispatched(order);
-            }
-        }
+        self.announce(notices, &dispatched);
         Ok(opened)
     }
 
@@ -506,14 +511,7 @@ impl OrderService {
                 })
             })
             .await?;
-        for notice in notices {
-            self.notify(notice);
-        }
-        if let Some(notifier) = &self.notifier {
-            for order in &dispatched {
-                notifier.order_dispatched(order);
-            }
-        }
+        self.announce(notices, &dispatched);
         Ok(opened)
     }
 
@@ -623,14 +621,7 @@ impl OrderService {
         let (outcome, notices, dispatched) = self
             .with_store(move |store| Ok(service.complaint_in(store, request)))
             .await??;
-        for notice in notices {
-            self.notify(notice);
-        }
-        if let Some(notifier) = &self.notifier {
-            for order in &dispatched {
-                notifier.order_dispatched(order);
-            }
-        }
+        self.announce(notices, &dispatched);
         Ok(outcome)
     }
 
