@@ -623,12 +623,11 @@ fn the_environment_variable_column_follows_the_prefix_and_key_path() -> anyhow::
     for program in [Program::Gateway, Program::EdgeAgent] {
         let examples = example_table(program)?;
         for row in doc_rows(program)? {
-            // Sections and arrays of tables have no variable of their own.
-            let section = match value_at(&examples, &row.key) {
-                Some(toml::Value::Table(_)) => true,
-                Some(toml::Value::Array(items)) => items.iter().all(toml::Value::is_table),
-                _ => false,
-            };
+            // Sections and arrays (of tables or of values) have no variable of their own.
+            let section = matches!(
+                value_at(&examples, &row.key),
+                Some(toml::Value::Table(_) | toml::Value::Array(_))
+            );
             let expected = if row.key.contains("[]") || section {
                 "—".to_owned()
             } else {

@@ -13,6 +13,7 @@ use wire::{Topic, TopicKind, TownshipId};
 #[serde(deny_unknown_fields)]
 pub struct ExternalBrokerConfig {
     /// Broker host.
+    #[serde(default = "default_host")]
     pub host: String,
     /// Broker port.
     #[serde(default = "default_port")]
@@ -35,6 +36,9 @@ pub struct ExternalBrokerConfig {
     pub townships: Vec<TownshipId>,
 }
 
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
 fn default_port() -> u16 {
     1883
 }

@@ -137,8 +137,11 @@ impl SinkStats {
         ));
         out.push_str("# HELP gateway_influx_write_seconds time spent in successful InfluxDB writes\n# TYPE gateway_influx_write_seconds summary\n");
         out.push_str(&format!(
-            "gateway_influx_write_seconds_sum {}\ngateway_influx_write_seconds_count {}\n",
-            load(&self.write_micros) as f64 / 1e6,
+            "gateway_influx_write_seconds_sum {}\n",
+            load(&self.write_micros) as f64 / 1e6
+        ));
+        out.push_str(&format!(
+            "gateway_influx_write_seconds_count {}\n",
             load(&self.write_requests)
         ));
         out.push_str("# HELP gateway_influx_buffered_points points waiting to be written\n# TYPE gateway_influx_buffered_points gauge\n");
