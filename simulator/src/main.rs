@@ -89,9 +89,10 @@ struct WinterArgs {
     #[arg(long, default_value = "5s", value_parser = simulator::parse_duration)]
     progress_every: Duration,
     /// Most messages sent and not yet taken in by the gateway's ingest. The embedded broker's
-    /// link to ingest stalls once 200 queue up, so keep this below 200 until the gateway
-    /// answers rumqttd's `Unschedule` notification.
-    #[arg(long, default_value_t = 150)]
+    /// link to ingest stalls for good once rumqttd unschedules it (about 200 queued messages,
+    /// reached at lower counts around bursts of last wills), so keep this small until the
+    /// gateway answers rumqttd's `Unschedule` notification.
+    #[arg(long, default_value_t = 32)]
     max_in_flight: u64,
 }
 

@@ -158,7 +158,7 @@ impl BenchOptions {
             tick: Duration::from_millis(50),
             gateway_log: "warn".to_owned(),
             progress_every: Duration::from_secs(5),
-            max_in_flight: 150,
+            max_in_flight: 32,
         })
     }
 }
@@ -311,8 +311,9 @@ impl Bench {
     }
 
     /// Waits until sending `extra` more messages keeps at most `max_in_flight` of them
-    /// waiting in the gateway: its embedded broker's link to ingest stalls for good once 200
-    /// messages queue up (rumqttd's `Unschedule`, which the gateway does not answer yet).
+    /// waiting in the gateway: its embedded broker's link to ingest stalls for good once
+    /// rumqttd unschedules it (about 200 queued messages; seen at 150 in flight around bursts
+    /// of last wills), because the gateway does not answer rumqttd's `Unschedule` yet.
     async fn make_room(&mut self, extra: u64) -> Result<(), BenchError> {
         let limit = self.max_in_flight;
         if self.sent_messages + extra <= self.messages_in + limit {
