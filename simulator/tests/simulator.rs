@@ -60,8 +60,9 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 /// Polls `condition` until it holds, failing the test at the deadline.
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     within(what, async {
+        let mut ticks = tokio::time::interval(Duration::from_millis(10));
         while !condition() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            ticks.tick().await;
         }
     })
     .await;
