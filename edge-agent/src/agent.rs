@@ -248,7 +248,12 @@ fn mqtt_options(config: &AgentConfig) -> anyhow::Result<MqttOptions> {
     options.set_clean_session(true);
     options.set_inflight(mqtt.max_inflight);
     let (topic, payload) = status_message(config, AgentState::Offline, &[]);
-    options.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, true));
+    options.set_last_will(LastWill::new(
+        mqtt.tenant_topic(topic),
+        payload,
+        QoS::AtLeastOnce,
+        true,
+    ));
     if let (Some(user), Some(password)) = (&mqtt.username, &mqtt.password) {
         options.set_credentials(user.clone(), password.clone());
     }
@@ -728,11 +733,11 @@ impl Uplink {
                 .ok()
                 .and_then(|id| self.township_of.get(&id).cloned())
                 .unwrap_or_else(|| self.config.township.clone());
-            let topic = format!(
+            let topic = self.config.mqtt.tenant_topic(format!(
                 "{}/{township}/{}/telemetry",
                 wire::TOPIC_ROOT,
                 record.device
-            );
+            ));
             let bytes = (topic.len() + record.payload.len()) as u64;
             match self
                 .client
@@ -760,6 +765,7 @@ impl Uplink {
             tracing::debug!(%topic, "not connected; message not sent");
             return;
         }
+        let topic = self.config.mqtt.tenant_topic(topic);
         let bytes = (topic.len() + payload.len()) as u64;
         match self
             .client
@@ -808,10 +814,8 @@ impl Uplink {
                             device.id.to_string(),
                             TopicKind::Command,
                         );
-                        if let Err(error) = self
-                            .client
-                            .try_subscribe(topic.to_string(), QoS::AtLeastOnce)
-                        {
+                        let topic = self.config.mqtt.tenant_topic(topic.to_string());
+                        if let Err(error) = self.client.try_subscribe(topic, QoS::AtLeastOnce) {
                             tracing::warn!(%error, device = %device.id, "cannot subscribe to commands");
                         }
                     }

@@ -292,6 +292,11 @@ pub struct MqttConfig {
     /// TLS to the broker (rustls); plain TCP when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// This box's tenant id on a broker that confines each client certificate to its own
+    /// topic prefix (the gateway's `[broker.tls]` listener; `gateway certs box` prints it):
+    /// every topic is then published and subscribed under `/tenants/{tenant}/`.
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// Readings sent and not yet acknowledged at most (QoS 1 window).
     #[serde(default = "default_max_inflight")]
     pub max_inflight: u16,
@@ -315,6 +320,16 @@ pub struct TlsConfig {
     /// against `mqtt.host`.
     #[serde(default)]
     pub client_key: Option<PathBuf>,
+}
+
+impl MqttConfig {
+    /// `topic` under this box's tenant prefix, if it has one.
+    pub fn tenant_topic(&self, topic: String) -> String {
+        match &self.tenant {
+            Some(tenant) => format!("/tenants/{tenant}/{topic}"),
+            None => topic,
+        }
+    }
 }
 
 fn default_mqtt_port() -> u16 {
@@ -546,6 +561,14 @@ impl AgentConfig {
             return Err(invalid("mqtt.max_inflight", "must be at least 1".into()));
         }
         let mut mqtt = raw.mqtt;
+        if let Some(tenant) = &mqtt.tenant {
+            if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(invalid(
+                    "mqtt.tenant",
+                    format!("{tenant:?} is not a tenant id (ASCII letters and digits only)"),
+                ));
+            }
+        }
         if let Some(tls) = &mut mqtt.tls {
             tls.ca_file = base.join(&tls.ca_file);
             tls.client_cert = tls.client_cert.as_ref().map(|p| base.join(p));

@@ -25,6 +25,8 @@ use crate::orders::OrderService;
 pub struct Started {
     /// The embedded broker's listen address, or the external broker's `host:port`.
     pub mqtt: String,
+    /// The embedded broker's mutual-TLS listeners, when enabled.
+    pub mqtt_tls: Option<broker::TlsListeners>,
     pub http: SocketAddr,
     pub fleet: Arc<Fleet>,
     pub orders: OrderService,
@@ -124,6 +126,7 @@ pub async fn start(
     let sink = crate::sinks::influxdb::build(&config.influxdb)?;
 
     let orders = OrderService::new(store, Arc::clone(&metrics), clock, config.sla);
+    let mut mqtt_tls = None;
     let (source, orders, mqtt) = match (&config.broker.mode, &config.broker.external) {
         (BrokerMode::External, Some(external)) => {
             let source = ExternalSource::new(external).map_err(|e| anyhow::anyhow!(e))?;
@@ -140,11 +143,20 @@ pub async fn start(
         _ => {
             let broker = broker::start(&config.broker, "gateway-ingest")?;
             wait_until_listening(broker.listen, Duration::from_secs(10)).await?;
+            if let Some(tls) = broker.tls {
+                wait_until_listening(tls.v4, Duration::from_secs(10)).await?;
+                if let Some(v5) = tls.v5 {
+                    wait_until_listening(v5, Duration::from_secs(10)).await?;
+                }
+                mqtt_tls = Some(tls);
+            }
             let notifier = broker::TeamOrderPublisher::new(broker.publisher);
             (
                 MessageSource::Embedded {
                     link_tx: broker.link_tx,
                     link_rx: broker.link_rx,
+                    logs: Default::default(),
+                    wake_pending: false,
                 },
                 orders.with_notifier(Arc::new(notifier)),
                 broker.listen.to_string(),
@@ -163,6 +175,7 @@ pub async fn start(
         watermark_clock,
         sink: sink.as_ref().map(|(_, handle)| handle.clone()),
         rules_modified,
+        tenants: None,
     };
     // The sink stops after ingest, so that it flushes what ingest gave it last.
     let sink_shutdown = CancellationToken::new();
@@ -225,6 +238,7 @@ pub async fn start(
     tracing::info!(%mqtt, %http, "gateway started");
     Ok(Started {
         mqtt,
+        mqtt_tls,
         http,
         fleet,
         orders,

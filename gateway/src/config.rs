@@ -140,6 +140,78 @@ pub struct BrokerConfig {
     /// How long a new connection may take to send CONNECT.
     #[serde(default = "default_connection_timeout", with = "humantime_serde")]
     pub connection_timeout: Duration,
+    /// Pause of each listener after accepting a connection: caps the connection rate (a
+    /// reconnect storm after an outage, or a client opening connections in a loop).
+    #[serde(default = "default_next_connection_delay", with = "humantime_serde")]
+    pub next_connection_delay: Duration,
+    /// Size in bytes of one segment of the broker's in-memory log (one log per ingest
+    /// subscription) that holds messages until ingest reads them.
+    #[serde(default = "default_log_segment_size")]
+    pub log_segment_size: usize,
+    /// Segments each log keeps besides the one being written: with `log_segment_size` this is how
+    /// far ingest may fall behind before the broker drops the oldest messages (counted in
+    /// `gateway_broker_messages_lost_total`), and most of the broker's memory.
+    #[serde(default = "default_log_segments")]
+    pub log_segments: usize,
+    /// The mutual-TLS listeners for edge boxes (`enabled = true` in production).
+    #[serde(default)]
+    pub tls: BrokerTlsConfig,
+}
+
+/// Mutual TLS of the embedded broker: every edge box presents a certificate issued by the
+/// district CA (`gateway certs box`); the certificate's Organization is the box's tenant id and
+/// the broker confines the box's publishes to `/tenants/{tenant}/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerTlsConfig {
+    /// Whether the TLS listeners run.
+    #[serde(default)]
+    pub enabled: bool,
+    /// MQTT 3.1.1 listener over TLS.
+    #[serde(default = "default_tls_listen")]
+    pub listen: SocketAddr,
+    /// MQTT 5 listener over TLS; unset: none.
+    #[serde(default)]
+    pub listen_v5: Option<SocketAddr>,
+    /// PEM certificate of the CA that signs the boxes' certificates (`ca.pem` of
+    /// `gateway certs init-ca`); relative to the config file.
+    #[serde(default = "default_tls_ca_file")]
+    pub ca_file: PathBuf,
+    /// PEM certificate (chain) of the broker (`server.pem` of `gateway certs server`).
+    #[serde(default = "default_tls_cert_file")]
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    #[serde(default = "default_tls_key_file")]
+    pub key_file: PathBuf,
+}
+
+impl Default for BrokerTlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: default_tls_listen(),
+            listen_v5: None,
+            ca_file: default_tls_ca_file(),
+            cert_file: default_tls_cert_file(),
+            key_file: default_tls_key_file(),
+        }
+    }
+}
+
+fn default_tls_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8883))
+}
+fn default_tls_ca_file() -> PathBuf {
+    PathBuf::from("tls/ca.pem")
+}
+fn default_tls_cert_file() -> PathBuf {
+    PathBuf::from("tls/server.pem")
+}
+fn default_tls_key_file() -> PathBuf {
+    PathBuf::from("tls/server.key")
+}
+fn default_next_connection_delay() -> Duration {
+    Duration::from_millis(2)
 }
 
 impl Default for BrokerConfig {
@@ -151,6 +223,10 @@ impl Default for BrokerConfig {
             max_payload_size: default_max_payload(),
             max_connections: default_max_connections(),
             connection_timeout: default_connection_timeout(),
+            next_connection_delay: default_next_connection_delay(),
+            log_segment_size: default_log_segment_size(),
+            log_segments: default_log_segments(),
+            tls: BrokerTlsConfig::default(),
         }
     }
 }
@@ -163,6 +239,12 @@ fn default_mqtt_listen() -> SocketAddr {
 }
 fn default_max_payload() -> usize {
     16 * 1024
+}
+fn default_log_segment_size() -> usize {
+    32 * 1024 * 1024
+}
+fn default_log_segments() -> usize {
+    8
 }
 fn default_max_connections() -> usize {
     20_000
@@ -364,6 +446,15 @@ impl GatewayConfig {
                 })?;
             }
         }
+        for path in [
+            &mut config.broker.tls.ca_file,
+            &mut config.broker.tls.cert_file,
+            &mut config.broker.tls.key_file,
+        ] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
         if let Some(import) = config.registry.import.as_mut() {
             if import.is_relative() {
                 *import = base.join(&*import);
@@ -393,6 +484,15 @@ impl GatewayConfig {
                 "mode = \"external\" needs a [broker.external] table with host and townships",
             ));
         }
+        if self.broker.log_segment_size < 64 * 1024 {
+            return Err(invalid(
+                "broker.log_segment_size",
+                "must be at least 65536 bytes",
+            ));
+        }
+        if self.broker.log_segments == 0 {
+            return Err(invalid("broker.log_segments", "must be at least 1"));
+        }
         if self.broker.max_connections == 0 {
             return Err(invalid("broker.max_connections", "must be at least 1"));
         }
@@ -401,6 +501,15 @@ impl GatewayConfig {
                 "broker.connection_timeout",
                 "must be at most 65s (rumqttd counts it in u16 milliseconds)",
             ));
+        }
+        if self.broker.next_connection_delay > Duration::from_secs(10) {
+            return Err(invalid(
+                "broker.next_connection_delay",
+                "must be at most 10s (each listener admits one connection per this pause)",
+            ));
+        }
+        if self.broker.tls.enabled {
+            self.validate_tls(&invalid)?;
         }
         if self.rules.reload_every.is_zero() {
             return Err(invalid("rules.reload_every", "must be greater than 0"));
@@ -473,6 +582,50 @@ impl GatewayConfig {
     }
 }
 
+impl GatewayConfig {
+    /// The TLS listeners' files exist and hold what they should; the listeners' addresses
+    /// differ from each other and from the plain listener.
+    fn validate_tls(&self, invalid: &dyn Fn(&str, &str) -> ConfigError) -> Result<(), ConfigError> {
+        let tls = &self.broker.tls;
+        let pem = |field: &str, path: &Path, label: &str| -> Result<(), ConfigError> {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(field, &format!("{} cannot be read: {e}", path.display())))?;
+            if !text.contains(&format!("-----BEGIN {label}")) {
+                return Err(invalid(
+                    field,
+                    &format!("{} holds no PEM {label}", path.display()),
+                ));
+            }
+            Ok(())
+        };
+        pem("broker.tls.ca_file", &tls.ca_file, "CERTIFICATE")?;
+        pem("broker.tls.cert_file", &tls.cert_file, "CERTIFICATE")?;
+        pem("broker.tls.key_file", &tls.key_file, "")?;
+        let key = std::fs::read_to_string(&tls.key_file).unwrap_or_default();
+        if !key.contains("PRIVATE KEY-----") {
+            return Err(invalid(
+                "broker.tls.key_file",
+                &format!("{} holds no PEM private key", tls.key_file.display()),
+            ));
+        }
+        if tls.listen.port() != 0 && tls.listen == self.broker.listen {
+            return Err(invalid(
+                "broker.tls.listen",
+                "must differ from broker.listen (the plain listener)",
+            ));
+        }
+        if let Some(v5) = tls.listen_v5 {
+            if v5.port() != 0 && (v5 == tls.listen || v5 == self.broker.listen) {
+                return Err(invalid(
+                    "broker.tls.listen_v5",
+                    "must differ from broker.tls.listen and broker.listen",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,6 +668,19 @@ mod tests {
             .to_string();
         assert!(err.contains("gateway.toml:3:1"), "{err}");
         assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_are_checked_at_start_up_with_the_field() {
+        let err = load(
+            "[api]\nauth = \"disabled\"\n[broker.tls]\nenabled = true\nca_file = \"no/ca.pem\"\n",
+        )
+        .expect_err("missing CA file")
+        .to_string();
+        assert!(err.contains("field `broker.tls.ca_file`"), "{err}");
+        assert!(err.contains("no/ca.pem cannot be read"), "{err}");
+        // Disabled, the files are not needed.
+        load("[api]\nauth = \"disabled\"\n[broker.tls]\nenabled = false\n").expect("valid");
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
                 keep_alive: Duration::from_secs(15),
                 max_reconnect_backoff: Duration::from_secs(10),
                 tls: None,
+                tenant: None,
                 max_inflight: 100,
             },
             polling: PollingConfig {

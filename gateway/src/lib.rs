@@ -4,6 +4,8 @@
 //! Main types, by component:
 //! - [`config::GatewayConfig`]: the validated configuration (TOML + `GATEWAY__...` overrides).
 //! - [`broker::EmbeddedBroker`]: the rumqttd broker and the gateway's in-process link.
+//! - [`broker::tenants`]: which edge box may publish what (mutual TLS, tenant prefixes);
+//!   [`certs`]: `gateway certs ...` issues the CA, broker and box certificates.
 //! - [`ingest::Ingest`]: validates messages, keeps the [`fleet::Fleet`] picture, runs the rules.
 //! - [`orders::OrderService`]: alerts and work orders, one order per alert episode.
 //! - [`api::router`]: the HTTP API under `/api/v1`.
@@ -13,6 +15,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod broker;
+pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod fleet;

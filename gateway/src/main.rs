@@ -40,6 +40,105 @@ enum Command {
     },
     /// Everything in one process: broker, simulated households, edge agents, rules, orders, API.
     Demo(DemoOptions),
+    /// Issue the district's TLS certificates (CA, broker, one per edge box) as PEM files.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// A new district CA: `ca.pem` (give it to the broker and the boxes) and `ca.key` (keep it
+    /// offline; whoever has it can issue box certificates).
+    InitCa {
+        /// Folder to write to; existing files are never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 7300)]
+        days: u32,
+    },
+    /// The broker's certificate `server.pem` and key `server.key`, signed by the CA.
+    Server {
+        /// Folder of `ca.pem` and `ca.key`.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Name or IP address the boxes connect to (`mqtt.host`); repeat for several.
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Folder to write to; existing files are never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 1825)]
+        days: u32,
+    },
+    /// An edge box's client certificate `box.pem`, key `box.key` and a copy of `ca.pem`.
+    Box {
+        /// Folder of `ca.pem` and `ca.key`.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The box's id: its `agent_id`, the household's `edge_box` in the registry (or the
+        /// household id when that column is empty).
+        #[arg(long = "box")]
+        box_id: String,
+        /// Folder to write to; existing files are never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+}
+
+/// Runs a `certs` subcommand and says what it wrote.
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    use gateway::certs;
+    let (what, issued) = match command {
+        CertsCommand::InitCa { out, days } => ("district CA", certs::init_ca(&out, days)?),
+        CertsCommand::Server {
+            ca,
+            hosts,
+            out,
+            days,
+        } => (
+            "broker server certificate",
+            certs::server(&ca, &hosts, &out, days)?,
+        ),
+        CertsCommand::Box {
+            ca,
+            box_id,
+            out,
+            days,
+        } => (
+            "edge box certificate",
+            certs::edge_box(&ca, &box_id, &out, days)?,
+        ),
+    };
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "issued the {what}:")?;
+    for file in &issued.files {
+        writeln!(stdout, "  {}", file.display())?;
+    }
+    if let Some(tenant) = &issued.tenant {
+        let path = |name: &str| {
+            issued
+                .files
+                .iter()
+                .find(|f| f.ends_with(name))
+                .map(|f| f.display().to_string())
+                .unwrap_or_default()
+        };
+        writeln!(
+            stdout,
+            "tenant id {tenant}: the box publishes under /tenants/{tenant}/ \
+             (edge-agent.toml: mqtt.tenant = \"{tenant}\")\n\
+             [mqtt.tls]\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            path(gateway::certs::CA_CERT),
+            path(gateway::certs::BOX_CERT),
+            path(gateway::certs::BOX_KEY),
+        )?;
+    }
+    Ok(())
 }
 
 /// How long shutdown may take before the process exits anyway.
@@ -77,6 +176,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Demo(options) => gateway::demo::run(options, shutdown_on_signal()).await,
+            Command::Certs(command) => certs(command),
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -121,6 +221,8 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     let ready = serde_json::json!({
         "event": "ready",
         "mqtt": started.mqtt,
+        "mqtt_tls": started.mqtt_tls.map(|tls| tls.v4.to_string()),
+        "mqtt_tls_v5": started.mqtt_tls.and_then(|tls| tls.v5).map(|v5| v5.to_string()),
         "http": started.http.to_string(),
     });
     let mut stdout = std::io::stdout();

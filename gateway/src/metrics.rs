@@ -27,6 +27,7 @@ pub struct RejectSample {
 #[derive(Debug, Default)]
 pub struct Metrics {
     messages_in: AtomicU64,
+    broker_messages_lost: AtomicU64,
     readings_accepted: AtomicU64,
     status_accepted: AtomicU64,
     rule_transitions: AtomicU64,
@@ -47,6 +48,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Messages the embedded broker dropped from its log before ingest read them.
+    pub fn broker_messages_lost(&self, count: u64) {
+        self.broker_messages_lost
+            .fetch_add(count, Ordering::Relaxed);
+    }
+
     pub fn message_in(&self) {
         self.messages_in.fetch_add(1, Ordering::Relaxed);
     }
@@ -167,6 +174,11 @@ impl Metrics {
             "gateway_mqtt_messages_in_total",
             "MQTT messages received on heating topics",
             self.messages_in.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_broker_messages_lost_total",
+            "messages the embedded broker dropped from its in-memory log before ingest read them",
+            self.broker_messages_lost.load(Ordering::Relaxed),
         );
         counter(
             "gateway_readings_accepted_total",

@@ -239,9 +239,12 @@ async fn an_outage_in_the_middle_of_a_write_stream_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_drops_the_oldest_points_and_counts_them() {
-    // Nothing listens here: every write fails, the buffer fills and must stay bounded.
+    // A listener that never answers (held for the whole test, so no other process can take
+    // its port): every write times out, the buffer fills and must stay bounded.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
     let config = InfluxConfig {
-        url: Some(format!("http://127.0.0.1:{}", free_port())),
+        url: Some(format!("http://127.0.0.1:{port}")),
         batch_size: 100,
         max_buffer: 1_000,
         flush_every: Duration::from_millis(50),
@@ -264,7 +267,7 @@ async fn a_full_buffer_drops_the_oldest_points_and_counts_them() {
     }
     wait_for(
         "the cap to be enforced",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async { stats.dropped_buffer_full.load(Ordering::Relaxed) >= 500 },
     )
     .await;
@@ -278,4 +281,5 @@ async fn a_full_buffer_drops_the_oldest_points_and_counts_them() {
     let dropped = stats.dropped_buffer_full.load(Ordering::Relaxed)
         + stats.dropped_channel_full.load(Ordering::Relaxed);
     assert_eq!(written(&stats) + dropped, queued);
+    drop(silent);
 }

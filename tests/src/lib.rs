@@ -96,6 +96,11 @@ impl Proc {
             log_path,
         };
         if !wait_ready {
+            // Drain stdout, so that the process never fails writing to a closed pipe.
+            std::thread::spawn(move || {
+                let mut lines = BufReader::new(stdout).lines();
+                while let Some(Ok(_)) = lines.next() {}
+            });
             return Ok((proc, None));
         }
         let (tx, rx) = mpsc::channel();

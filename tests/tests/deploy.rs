@@ -269,7 +269,11 @@ fn parse_items(source: &str) -> BTreeMap<String, Item> {
             }
             let declaration = trimmed.strip_prefix("pub ").unwrap_or(trimmed);
             if let Some((field, ty)) = declaration.split_once(": ") {
-                if field.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !field.is_empty() {
+                if field.starts_with(|c: char| c.is_ascii_lowercase())
+                    && field
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
                     item.fields.push(Field {
                         name: rename.take().unwrap_or_else(|| field.to_owned()),
                         ty: ty.trim_end_matches(',').to_owned(),

@@ -27,6 +27,12 @@ pub enum TopicKind {
     /// New and changed work orders of a team (`{id}` is the team id), from the gateway, for
     /// technicians' clients.
     Orders,
+    /// Alert transitions and escalations of a device (`{id}` is the device id), from the
+    /// gateway, for operators' tools.
+    Alerts,
+    /// Supply incidents of a village (`{id}` is the village id) or of a whole township (`{id}`
+    /// is the township id), from the gateway.
+    Incidents,
 }
 
 impl TopicKind {
@@ -37,6 +43,8 @@ impl TopicKind {
             TopicKind::Command => "cmd",
             TopicKind::CommandAck => "cmd/ack",
             TopicKind::Orders => "orders",
+            TopicKind::Alerts => "alerts",
+            TopicKind::Incidents => "incidents",
         }
     }
 }
@@ -59,7 +67,9 @@ pub enum TopicError {
     WrongRoot,
     #[error("topic has {levels} levels; expected {TOPIC_ROOT}/{{township}}/{{id}}/{{kind}}")]
     WrongShape { levels: usize },
-    #[error("topic kind {0:?} is not one of telemetry, status, cmd, cmd/ack, orders")]
+    #[error(
+        "topic kind {0:?} is not one of telemetry, status, cmd, cmd/ack, orders, alerts, incidents"
+    )]
     UnknownKind(String),
     #[error("topic township: {0}")]
     Township(IdError),
@@ -97,6 +107,8 @@ impl Topic {
             [_, _, "cmd"] => TopicKind::Command,
             [_, _, "cmd", "ack"] => TopicKind::CommandAck,
             [_, _, "orders"] => TopicKind::Orders,
+            [_, _, "alerts"] => TopicKind::Alerts,
+            [_, _, "incidents"] => TopicKind::Incidents,
             [_, _, other] => return Err(TopicError::UnknownKind((*other).to_owned())),
             [_, _, a, b] => return Err(TopicError::UnknownKind(format!("{a}/{b}"))),
             _ => {
@@ -157,6 +169,8 @@ mod tests {
             TopicKind::Command,
             TopicKind::CommandAck,
             TopicKind::Orders,
+            TopicKind::Alerts,
+            TopicKind::Incidents,
         ] {
             let topic = Topic::new(township("yongning"), "yn-0001-hp", kind);
             assert_eq!(Topic::parse(&topic.to_string()), Ok(topic));

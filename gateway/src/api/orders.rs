@@ -513,33 +513,58 @@ pub async fn complaint(
 }
 
 #[utoipa::path(get, path = "/api/v1/stream", tag = "orders",
-    responses((status = 200, description = "Server-Sent Events: one `order` event per order event (created, dispatched, sla_warning, escalated...), JSON data", content_type = "text/event-stream"), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "Server-Sent Events, JSON data: `order` for every order event (created, dispatched, sla_warning, escalated...), `alert` for every alert that fires or resolves (the rule's transition with its township), `escalation` for a severity rise within an alert episode, `incident` for a village or township supply incident that begins or ends, and `lagged` with the number of events a slow client missed", content_type = "text/event-stream"), (status = 401, body = ErrorBody)))]
 pub async fn stream(
     principal: Principal,
     State(state): State<ApiState>,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
     use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
     use tokio_stream::StreamExt as _;
-    let events = tokio_stream::wrappers::BroadcastStream::new(state.orders.subscribe()).filter_map(
+    // A slow client missed events: say so, so it can reload the lists.
+    let lagged = |missed: u64| {
+        Some(Ok(Event::default()
+            .event("lagged")
+            .data(format!("{{\"missed\":{missed}}}"))))
+    };
+    let order_viewer = principal.clone();
+    let orders = tokio_stream::wrappers::BroadcastStream::new(state.orders.subscribe()).filter_map(
         move |item| match item {
             Ok(notice) => {
-                let visible = match principal.role {
+                let visible = match order_viewer.role {
                     Role::Operator | Role::ReadOnly => true,
                     Role::Township => {
-                        principal.township.as_deref() == Some(notice.township.as_str())
+                        order_viewer.township.as_deref() == Some(notice.township.as_str())
                     }
-                    Role::Team => principal.team.is_some() && principal.team == notice.team_id,
+                    Role::Team => {
+                        order_viewer.team.is_some() && order_viewer.team == notice.team_id
+                    }
                 };
                 visible.then(|| {
                     let data = serde_json::to_string(&notice).unwrap_or_default();
                     Ok(Event::default().event("order").data(data))
                 })
             }
-            // A slow client missed events: say so, so it can reload the list.
-            Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
-                .event("lagged")
-                .data(format!("{{\"missed\":{missed}}}")))),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => lagged(missed),
         },
     );
-    Sse::new(events).keep_alive(KeepAlive::default())
+    let live = tokio_stream::wrappers::BroadcastStream::new(state.orders.subscribe_live())
+        .filter_map(move |item| match item {
+            Ok(event) => {
+                // Teams see their orders only; townships their own township's alerts.
+                let visible = match principal.role {
+                    Role::Operator | Role::ReadOnly => true,
+                    Role::Township => {
+                        principal.township.is_some()
+                            && principal.township.as_deref() == event.township()
+                    }
+                    Role::Team => false,
+                };
+                visible.then(|| {
+                    let data = serde_json::to_string(&event).unwrap_or_default();
+                    Ok(Event::default().event(event.name()).data(data))
+                })
+            }
+            Err(BroadcastStreamRecvError::Lagged(missed)) => lagged(missed),
+        });
+    Sse::new(orders.merge(live)).keep_alive(KeepAlive::default())
 }

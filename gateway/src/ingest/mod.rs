@@ -3,12 +3,13 @@
 //! rule engine in event time and hands its transitions to the order service.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rules::{Engine, Transition};
 use tokio_util::sync::CancellationToken;
 use wire::{AgentState, AgentStatus, PayloadError, Telemetry, Topic, TopicKind};
 
+use crate::broker::tenants::{self, Directory, Published, TenantError};
 use crate::config::{Clock, IngestConfig, RulesConfig};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
@@ -40,6 +41,11 @@ pub enum Reject {
     Payload { topic: String, error: PayloadError },
     #[error("status on {topic:?} is for agent {in_payload:?}")]
     AgentMismatch { topic: String, in_payload: String },
+    #[error("on {topic:?}: {error}")]
+    Tenant {
+        topic: String,
+        error: crate::broker::tenants::TenantError,
+    },
 }
 
 impl Reject {
@@ -49,6 +55,7 @@ impl Reject {
             Reject::Topic { .. } => "bad_topic",
             Reject::Payload { error, .. } => error.reason(),
             Reject::AgentMismatch { .. } => "agent_mismatch",
+            Reject::Tenant { .. } => "tenant_mismatch",
         }
     }
 }
@@ -96,7 +103,11 @@ pub fn decode(
             }
             Ok(Decoded::Status(status, parsed.township.to_string()))
         }
-        TopicKind::Command | TopicKind::CommandAck | TopicKind::Orders => Ok(Decoded::Ignored),
+        TopicKind::Command
+        | TopicKind::CommandAck
+        | TopicKind::Orders
+        | TopicKind::Alerts
+        | TopicKind::Incidents => Ok(Decoded::Ignored),
     }
 }
 
@@ -116,7 +127,17 @@ pub struct Ingest {
     pub sink: Option<crate::sinks::influxdb::SinkHandle>,
     /// When the rule file was last read (hot reload compares it).
     pub rules_modified: Option<std::time::SystemTime>,
+    /// The registry as the tenant check sees it, and when it was read; loaded with the first
+    /// message under a tenant prefix.
+    pub tenants: Option<(Directory, Instant)>,
 }
+
+/// How long the tenant directory is trusted before it is read again (a box re-keyed or a
+/// device moved in the registry takes effect within this).
+pub const TENANT_DIRECTORY_MAX_AGE: Duration = Duration::from_secs(30);
+/// A refused message reads the directory again if it is older than this (a device just added
+/// to the registry is accepted at once), at most once per this.
+pub const TENANT_DIRECTORY_RECHECK: Duration = Duration::from_secs(5);
 
 impl Ingest {
     /// Subscribes and processes messages until `shutdown`; saves the rule state on the way out.
@@ -146,25 +167,29 @@ impl Ingest {
                 message = self.source.next() => {
                     let (topic, payload) = message.map_err(|e| anyhow::anyhow!("the broker link closed: {e}"))?;
                     self.metrics.message_in();
-                    match decode(&topic, &payload, now_ms(), max_skew_ms) {
+                    let lost = self.source.take_lost();
+                    if lost > 0 {
+                        self.metrics.broker_messages_lost(lost);
+                        tracing::error!(lost, "the embedded broker dropped messages before ingest read them: ingest fell behind by more than the broker's log holds");
+                    }
+                    let decoded = decode(&topic, &payload, now_ms(), max_skew_ms);
+                    let decoded = match (decoded, tenants::tenant_of_topic(&topic)) {
+                        (Ok(decoded), Some(tenant)) => {
+                            let tenant = tenant.to_owned();
+                            self.check_tenant(&tenant, &decoded).await.map(|()| decoded).map_err(|error| {
+                                Reject::Tenant { topic: String::from_utf8_lossy(&topic).into_owned(), error }
+                            })
+                        }
+                        (decoded, _) => decoded,
+                    };
+                    match decoded {
                         Ok(decoded) => {
                             if let Decoded::Reading(reading, _) = &decoded {
                                 newest_event_ms = newest_event_ms.max(Some(reading.ts_ms));
                             }
                             self.accept(decoded).await
                         }
-                        Err(reject) => {
-                            self.metrics.reject(reject.reason());
-                            tracing::debug!(reason = reject.reason(), error = %reject, "message rejected");
-                            let head = &payload[..payload.len().min(200)];
-                            self.metrics.reject_sample(crate::metrics::RejectSample {
-                                at_ms: now_ms(),
-                                reason: reject.reason().to_owned(),
-                                topic: String::from_utf8_lossy(&topic).into_owned(),
-                                error: reject.to_string(),
-                                payload_head: String::from_utf8_lossy(head).into_owned(),
-                            });
-                        }
+                        Err(reject) => self.rejected(&reject, &topic, &payload),
                     }
                 }
                 _ = tick.tick() => {
@@ -187,6 +212,87 @@ impl Ingest {
         self.metrics.set_ingest_ready(false);
         self.save_snapshot().await;
         Ok(())
+    }
+
+    /// Counts a refused message by reason and keeps a sample of it.
+    fn rejected(&self, reject: &Reject, topic: &[u8], payload: &[u8]) {
+        self.metrics.reject(reject.reason());
+        if let Reject::Tenant { error, .. } = reject {
+            // A box speaking for another household: a misconfigured box or a stolen certificate.
+            tracing::warn!(reason = reject.reason(), %error, topic = %String::from_utf8_lossy(topic), "message under a tenant prefix refused");
+        } else {
+            tracing::debug!(reason = reject.reason(), error = %reject, "message rejected");
+        }
+        let head = &payload[..payload.len().min(200)];
+        self.metrics.reject_sample(crate::metrics::RejectSample {
+            at_ms: now_ms(),
+            reason: reject.reason().to_owned(),
+            topic: String::from_utf8_lossy(topic).into_owned(),
+            error: reject.to_string(),
+            payload_head: String::from_utf8_lossy(head).into_owned(),
+        });
+    }
+
+    /// Whether the box behind `tenant` may publish `decoded`; reads the registry again when the
+    /// directory is stale, or when it refuses and was read more than a few seconds ago.
+    async fn check_tenant(&mut self, tenant: &str, decoded: &Decoded) -> Result<(), TenantError> {
+        let published = match decoded {
+            Decoded::Reading(reading, _) => Published::Reading {
+                device: reading.device_id.as_str(),
+            },
+            Decoded::Status(status, _) => Published::Status {
+                agent: &status.agent_id,
+                devices: &status.devices,
+            },
+            Decoded::Ignored => return Ok(()),
+        };
+        let age = self.tenants.as_ref().map(|(_, read)| read.elapsed());
+        if age.is_none_or(|age| age >= TENANT_DIRECTORY_MAX_AGE) {
+            self.reload_tenants().await;
+        }
+        let verdict = match &self.tenants {
+            Some((directory, _)) => directory.check(tenant, published),
+            None => Err(TenantError::UnknownBox(
+                tenants::box_of_tenant(tenant).unwrap_or_else(|| tenant.to_owned()),
+            )),
+        };
+        let recheck = self
+            .tenants
+            .as_ref()
+            .is_none_or(|(_, read)| read.elapsed() >= TENANT_DIRECTORY_RECHECK);
+        if verdict.is_err() && recheck {
+            self.reload_tenants().await;
+            if let Some((directory, _)) = &self.tenants {
+                return directory.check(tenant, published);
+            }
+        }
+        verdict
+    }
+
+    /// Reads the tenant directory from the registry; on a store error the old one stays (or
+    /// none: every tenant message is then refused).
+    async fn reload_tenants(&mut self) {
+        match self
+            .orders
+            .with_store(|store| store.tenant_directory())
+            .await
+        {
+            Ok((households, devices)) => {
+                let directory = Directory::new(households, devices);
+                tracing::debug!(
+                    boxes = directory.boxes(),
+                    "tenant directory read from the registry"
+                );
+                self.tenants = Some((directory, Instant::now()));
+            }
+            Err(error) => {
+                self.metrics.store_error();
+                tracing::error!(%error, "the tenant directory could not be read; keeping the last one");
+                if let Some((_, read)) = self.tenants.as_mut() {
+                    *read = Instant::now();
+                }
+            }
+        }
     }
 
     async fn accept(&mut self, decoded: Decoded) {

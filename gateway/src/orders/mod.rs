@@ -187,12 +187,93 @@ impl OrderNotice {
     }
 }
 
+/// An alert or supply-incident change for the live streams (SSE `alert`, `escalation` and
+/// `incident` events; MQTT `alerts` and `incidents` topics), sent once the change is stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// A device alert fired or resolved (the rule engine's transition).
+    Alert {
+        township: String,
+        #[serde(flatten)]
+        transition: Transition,
+    },
+    /// An alert's severity rose within its episode.
+    Escalation {
+        township: Option<String>,
+        #[serde(flatten)]
+        escalation: rules::Escalation,
+    },
+    /// A village or township supply incident began or ended.
+    Incident {
+        #[serde(flatten)]
+        incident: rules::IncidentTransition,
+    },
+}
+
+impl LiveEvent {
+    /// The township the event belongs to, for township-scoped viewers.
+    pub fn township(&self) -> Option<&str> {
+        match self {
+            LiveEvent::Alert { township, .. } => Some(township),
+            LiveEvent::Escalation { township, .. } => township.as_deref(),
+            LiveEvent::Incident { incident } => Some(&incident.group.township),
+        }
+    }
+
+    /// The MQTT topic the event is published on: `heating/v1/{township}/{device}/alerts` for
+    /// alerts and escalations, `heating/v1/{township}/{village or township}/incidents` for
+    /// incidents. `None` when the township is unknown or not a valid id.
+    pub fn topic(&self) -> Option<String> {
+        let (township, id, kind) = match self {
+            LiveEvent::Alert {
+                township,
+                transition,
+            } => (
+                township.as_str(),
+                transition.device_id.to_string(),
+                wire::TopicKind::Alerts,
+            ),
+            LiveEvent::Escalation {
+                township,
+                escalation,
+            } => (
+                township.as_deref()?,
+                escalation.device_id.to_string(),
+                wire::TopicKind::Alerts,
+            ),
+            LiveEvent::Incident { incident } => (
+                incident.group.township.as_str(),
+                incident
+                    .group
+                    .village
+                    .clone()
+                    .unwrap_or_else(|| incident.group.township.clone()),
+                wire::TopicKind::Incidents,
+            ),
+        };
+        let township = wire::TownshipId::parse(township).ok()?;
+        Some(wire::Topic::new(township, id, kind).to_string())
+    }
+
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LiveEvent::Alert { .. } => "alert",
+            LiveEvent::Escalation { .. } => "escalation",
+            LiveEvent::Incident { .. } => "incident",
+        }
+    }
+}
+
 /// What applying alerts did: opened order ids, notices for the live stream, dispatched orders.
 pub type Applied = (Vec<i64>, Vec<OrderNotice>, Vec<OrderRow>);
 
 /// Publishes a team's new orders for technicians' clients (MQTT in the gateway).
 pub trait TeamNotifier: Send + Sync {
     fn order_dispatched(&self, order: &OrderRow);
+    /// Publishes an alert, escalation or incident on its topic ([`LiveEvent::topic`]).
+    fn live_event(&self, event: &LiveEvent);
 }
 
 /// The order component: shared by ingest (alerts), the API (actions) and the SLA monitor.
@@ -203,18 +284,21 @@ pub struct OrderService {
     clock: Arc<dyn Clock>,
     sla: SlaConfig,
     notices: broadcast::Sender<OrderNotice>,
+    live: broadcast::Sender<LiveEvent>,
     notifier: Option<Arc<dyn TeamNotifier>>,
 }
 
 impl OrderService {
     pub fn new(store: Store, metrics: Arc<Metrics>, clock: Arc<dyn Clock>, sla: SlaConfig) -> Self {
         let (notices, _) = broadcast::channel(1024);
+        let (live, _) = broadcast::channel(4096);
         Self {
             store: Arc::new(Mutex::new(store)),
             metrics,
             clock,
             sla,
             notices,
+            live,
             notifier: None,
         }
     }
@@ -236,6 +320,21 @@ impl OrderService {
     /// Live notices of order events.
     pub fn subscribe(&self) -> broadcast::Receiver<OrderNotice> {
         self.notices.subscribe()
+    }
+
+    /// Live alert, escalation and incident events.
+    pub fn subscribe_live(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+
+    fn send_live(&self, events: Vec<LiveEvent>) {
+        for event in events {
+            if let Some(notifier) = &self.notifier {
+                notifier.live_event(&event);
+            }
+            // No receiver is fine: nobody is watching.
+            let _ = self.live.send(event);
+        }
     }
 
     /// Runs `f` with the store on a blocking thread.
@@ -294,10 +393,18 @@ impl OrderService {
         if transitions.is_empty() {
             return Ok(Vec::new());
         }
+        let live = transitions
+            .iter()
+            .map(|(transition, township)| LiveEvent::Alert {
+                township: township.clone(),
+                transition: transition.clone(),
+            })
+            .collect();
         let service = self.clone();
         let (opened, notices, dispatched) = self
             .with_store(move |store| store.batch(|store| service.apply_in(store, transitions)))
             .await?;
+        self.send_live(live);
         self.announce(notices, &dispatched);
         Ok(opened)
     }
@@ -397,40 +504,52 @@ impl OrderService {
         if escalations.is_empty() {
             return Ok(());
         }
-        self.with_store(move |store| {
-            for escalation in escalations {
-                let Some(order) = store.order_of_episode(&escalation.episode_id)? else {
-                    continue;
-                };
-                let note = format!(
-                    "severity {} -> {}: {}",
-                    label(&escalation.from),
-                    label(&escalation.severity),
-                    escalation.summary
-                );
-                store.append_event(
-                    order.id,
-                    escalation.at_ms,
-                    &format!("rule:{}", escalation.rule_id),
-                    "severity_escalated",
-                    &note,
-                    &OrderUpdate::default(),
-                )?;
-                if let Action::Order { priority, .. } = &escalation.action {
-                    let rank = |p: &str| {
-                        ["low", "normal", "high", "urgent"]
-                            .iter()
-                            .position(|x| *x == p)
+        let live = self
+            .with_store(move |store| {
+                let mut live = Vec::with_capacity(escalations.len());
+                for escalation in escalations {
+                    let Some(order) = store.order_of_episode(&escalation.episode_id)? else {
+                        live.push(LiveEvent::Escalation {
+                            township: None,
+                            escalation,
+                        });
+                        continue;
                     };
-                    let new = label(priority);
-                    if rank(&new) > rank(&order.priority) {
-                        store.set_priority(order.id, &new)?;
+                    let note = format!(
+                        "severity {} -> {}: {}",
+                        label(&escalation.from),
+                        label(&escalation.severity),
+                        escalation.summary
+                    );
+                    store.append_event(
+                        order.id,
+                        escalation.at_ms,
+                        &format!("rule:{}", escalation.rule_id),
+                        "severity_escalated",
+                        &note,
+                        &OrderUpdate::default(),
+                    )?;
+                    if let Action::Order { priority, .. } = &escalation.action {
+                        let rank = |p: &str| {
+                            ["low", "normal", "high", "urgent"]
+                                .iter()
+                                .position(|x| *x == p)
+                        };
+                        let new = label(priority);
+                        if rank(&new) > rank(&order.priority) {
+                            store.set_priority(order.id, &new)?;
+                        }
                     }
+                    live.push(LiveEvent::Escalation {
+                        township: Some(order.township.clone()),
+                        escalation,
+                    });
                 }
-            }
-            Ok(())
-        })
-        .await
+                Ok(live)
+            })
+            .await?;
+        self.send_live(live);
+        Ok(())
     }
 
     /// Fleet incidents (a village without power or gas): one order per incident, routed to the
@@ -442,6 +561,12 @@ impl OrderService {
         if incidents.is_empty() {
             return Ok(Vec::new());
         }
+        let live = incidents
+            .iter()
+            .map(|incident| LiveEvent::Incident {
+                incident: incident.clone(),
+            })
+            .collect();
         let service = self.clone();
         let (opened, notices, dispatched) = self
             .with_store(move |store| {
@@ -511,6 +636,7 @@ impl OrderService {
                 })
             })
             .await?;
+        self.send_live(live);
         self.announce(notices, &dispatched);
         Ok(opened)
     }

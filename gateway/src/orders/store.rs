@@ -147,6 +147,10 @@ CREATE INDEX complaints_order ON complaints (order_id);
 CREATE INDEX orders_technician ON orders (technician_id, state);
 CREATE INDEX orders_episode_links ON alert_links (order_id);
 "#,
+    r#"
+ALTER TABLE households ADD COLUMN edge_box TEXT;
+CREATE UNIQUE INDEX households_edge_box ON households (edge_box);
+"#,
 ];
 
 /// An alert as stored.
@@ -276,6 +280,10 @@ pub struct DeviceContext {
 /// A registered device as the rules see it: (id, kind, township, village, vulnerable).
 pub type RegisteredDevice = (String, String, String, String, bool);
 
+/// Households with their edge box, and devices with their household
+/// ([`Store::tenant_directory`]).
+pub type TenantRows = (Vec<(String, Option<String>)>, Vec<(String, String)>);
+
 /// A complaint as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ComplaintRow {
@@ -399,10 +407,12 @@ impl Store {
         }
         for h in &data.households {
             tx.execute(
-                "INSERT INTO households (id, village_id, address, resident, phone, vulnerable) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO households (id, village_id, address, resident, phone, vulnerable, edge_box)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, address = excluded.address,
-                 resident = excluded.resident, phone = excluded.phone, vulnerable = excluded.vulnerable",
-                params![h.id, h.village_id, h.address, h.resident, h.phone, h.vulnerable],
+                 resident = excluded.resident, phone = excluded.phone, vulnerable = excluded.vulnerable,
+                 edge_box = excluded.edge_box",
+                params![h.id, h.village_id, h.address, h.resident, h.phone, h.vulnerable, h.edge_box],
             )?;
         }
         for d in &data.devices {
@@ -473,7 +483,8 @@ impl Store {
             .connection
             .query_row(
                 "SELECT d.id, d.household_id, d.kind, d.brand, d.model, d.vendor_id, d.installed_on, d.warranty_until,
-                        h.village_id, h.address, h.resident, h.phone, h.vulnerable, v.township_id, v.name
+                        h.village_id, h.address, h.resident, h.phone, h.vulnerable, v.township_id, v.name,
+                        h.edge_box
                  FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id
                  WHERE d.id = ?1",
                 [device_id],
@@ -496,6 +507,7 @@ impl Store {
                             resident: r.get(10)?,
                             phone: r.get(11)?,
                             vulnerable: r.get(12)?,
+                            edge_box: r.get(15)?,
                         },
                         village: Village {
                             id: r.get(8)?,
@@ -519,6 +531,24 @@ impl Store {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What the tenant check of ingest needs: every household with its edge box (`None`: the
+    /// box's id is the household's id), and every device with its household.
+    pub fn tenant_directory(&self) -> Result<TenantRows, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, edge_box FROM households")?;
+        let households = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, household_id FROM devices")?;
+        let devices = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok((households, devices))
     }
 
     /// The order opened by, or linked to, an alert episode.

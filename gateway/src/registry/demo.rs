@@ -128,6 +128,7 @@ pub fn generate(fleet: &[FleetHousehold], seed: u64) -> RegistryData {
             resident,
             phone: format!("1380000{:04}", index % 10_000),
             vulnerable: h.vulnerable,
+            edge_box: None,
         });
         // Installed between the 2016 and 2024 heating seasons: older ones are out of warranty.
         let year = 2016 + (rng.next() % 9) as i32;

@@ -37,6 +37,18 @@ pub struct Household {
     pub phone: String,
     /// An elderly person living alone, or another reason to come first.
     pub vulnerable: bool,
+    /// The id (`agent_id`) of the household's edge box, whose client certificate
+    /// (`gateway certs box`) lets it publish this household's devices; `None`: the box's id is
+    /// the household's id.
+    #[serde(default)]
+    pub edge_box: Option<String>,
+}
+
+impl Household {
+    /// The id of the household's edge box.
+    pub fn edge_box_id(&self) -> &str {
+        self.edge_box.as_deref().unwrap_or(&self.id)
+    }
 }
 
 /// A winning-bid vendor (中标厂家), responsible for its devices' 5-year warranty.
@@ -413,6 +425,7 @@ pub fn parse(
                 "vulnerable",
             ],
         )?;
+        let mut edge_boxes: HashMap<String, String> = HashMap::new();
         for (line, r) in &t.rows {
             let vulnerable_text = t.optional(r, "vulnerable").unwrap_or_default();
             let row = Household {
@@ -428,7 +441,25 @@ pub fn parse(
                         format!("{vulnerable_text:?} is not true/false"),
                     )
                 })?,
+                edge_box: match t.optional(r, "edge_box") {
+                    Some(_) => Some(t.id(*line, r, "edge_box")?),
+                    None => None,
+                },
             };
+            if let Some(other) = edge_boxes.insert(row.edge_box_id().to_owned(), row.id.clone()) {
+                return Err(t.error(
+                    *line,
+                    if row.edge_box.is_some() {
+                        "edge_box"
+                    } else {
+                        "id"
+                    },
+                    format!(
+                        "edge box {:?} is already the box of household {other:?}",
+                        row.edge_box_id()
+                    ),
+                ));
+            }
             if !known.villages.contains(&row.village_id) {
                 return Err(t.error(
                     *line,
@@ -786,6 +817,39 @@ mod tests {
         assert_eq!(
             (error.line, error.column, error.field.as_str()),
             (2, 7, "installed_on")
+        );
+    }
+
+    #[test]
+    fn edge_boxes_are_optional_valid_ids_and_one_household_each() {
+        let header = "id,village_id,address,resident,phone,vulnerable,edge_box\n";
+        let mut f = files(BASE);
+        f.insert(
+            "households.csv".into(),
+            format!("{header}h1,yanqing-dongguan,a,b,c,true,box-0001\nh2,yanqing-dongguan,a,b,c,false,\n"),
+        );
+        let data = parse(&f, &KnownIds::default()).expect("valid");
+        assert_eq!(data.households[0].edge_box_id(), "box-0001");
+        assert_eq!(data.households[1].edge_box_id(), "h2");
+        f.insert(
+            "households.csv".into(),
+            format!("{header}h1,yanqing-dongguan,a,b,c,true,Box 1\n"),
+        );
+        let error = parse(&f, &KnownIds::default()).expect_err("not an id");
+        assert_eq!(
+            (error.line, error.column, error.field.as_str()),
+            (2, 7, "edge_box")
+        );
+        f.insert(
+            "households.csv".into(),
+            format!(
+                "{header}h1,yanqing-dongguan,a,b,c,true,h2\nh2,yanqing-dongguan,a,b,c,false,\n"
+            ),
+        );
+        let error = parse(&f, &KnownIds::default()).expect_err("two households, one box");
+        assert_eq!(
+            error.to_string(),
+            "households.csv:3:1: id: edge box \"h2\" is already the box of household \"h1\""
         );
     }
 
