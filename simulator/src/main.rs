@@ -88,11 +88,9 @@ struct WinterArgs {
     /// How often progress is logged (wall time).
     #[arg(long, default_value = "5s", value_parser = simulator::parse_duration)]
     progress_every: Duration,
-    /// Most messages sent and not yet taken in by the gateway's ingest. The embedded broker's
-    /// link to ingest stalls for good once rumqttd unschedules it (about 200 queued messages,
-    /// reached at lower counts around bursts of last wills), so keep this small until the
-    /// gateway answers rumqttd's `Unschedule` notification.
-    #[arg(long, default_value_t = 32)]
+    /// Most messages (statuses, readings, last wills) sent and not yet taken in by the
+    /// gateway's ingest: the load generator stays this close to what the gateway has seen.
+    #[arg(long, default_value_t = 2_000)]
     max_in_flight: u64,
 }
 

@@ -455,7 +455,18 @@ pub fn build(
         .map(|h| {
             let wants = setback_rng.chance(mix.fleet.night_setback_share);
             let depth = mix.fleet.night_setback_k.pick(setback_rng.unit());
-            let room = (h.setpoint_c - mix.fleet.min_setback_setpoint_c).max(0.0);
+            // Nobody sets back so far that the room swings into their own discomfort: the
+            // thermostat's lower edge stays half a kelvin above the resident's comfort.
+            let comfort = if h.vulnerable {
+                mix.residents.vulnerable_comfort_c
+            } else {
+                mix.residents.comfort_c
+            };
+            let floor = mix
+                .fleet
+                .min_setback_setpoint_c
+                .max(comfort + crate::model::THERMOSTAT_BAND_K);
+            let room = (h.setpoint_c - floor).max(0.0);
             if wants {
                 depth.min(room)
             } else {

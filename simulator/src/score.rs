@@ -11,8 +11,9 @@
 //!   attributed to the supply fault of that village active then.
 //! - A fault is *detected* by its first attributed order opened by a rule (source `rule`).
 //! - Its *reference time* is the resident's first complaint, or, when nobody called, the moment
-//!   the resident would have noticed (the room below their comfort temperature in the same run
-//!   without any repair). A fault with neither is *latent* (nothing to race against yet).
+//!   the resident would have noticed (the room below their comfort temperature for 10 minutes
+//!   in the same run without any repair). A fault with neither is *latent* (nothing to race
+//!   against yet).
 //! - *Pre-emptive*: detected before the reference time (or detected and latent). *Late*:
 //!   detected at or after it. *Missed*: not detected, with a reference time. Pre-emptive rate =
 //!   pre-emptive / (pre-emptive + late + missed), over sudden, gradual and supply faults.

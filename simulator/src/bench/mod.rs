@@ -158,7 +158,7 @@ impl BenchOptions {
             tick: Duration::from_millis(50),
             gateway_log: "warn".to_owned(),
             progress_every: Duration::from_secs(5),
-            max_in_flight: 32,
+            max_in_flight: 2_000,
         })
     }
 }
@@ -275,7 +275,7 @@ impl Bench {
                 self.handled,
                 self.published,
                 self.messages_in,
-                self.sent_messages,
+                self.expected_messages(),
                 self.gateway.log_tail(30)
             )));
         }
@@ -310,19 +310,33 @@ impl Bench {
             .await
     }
 
+    /// Messages the gateway's ingest should eventually take in: statuses and readings sent,
+    /// plus one last will per connection closed abruptly (the broker publishes it).
+    fn expected_messages(&self) -> u64 {
+        self.sent_messages + self.pool.stats().abrupt_drops
+    }
+
     /// Waits until sending `extra` more messages keeps at most `max_in_flight` of them
-    /// waiting in the gateway: its embedded broker's link to ingest stalls for good once
-    /// rumqttd unschedules it (about 200 queued messages; seen at 150 in flight around bursts
-    /// of last wills), because the gateway does not answer rumqttd's `Unschedule` yet.
+    /// waiting in the gateway, so that the load generator never runs far ahead of ingest (the
+    /// broker would only buffer them) and event time stays close to what the gateway has
+    /// seen. Both the messages (with the wills) and the readings are bounded, so that a lost
+    /// or extra will cannot widen the window.
     async fn make_room(&mut self, extra: u64) -> Result<(), BenchError> {
         let limit = self.max_in_flight;
-        if self.sent_messages + extra <= self.messages_in + limit {
+        let expected = self.expected_messages() + extra;
+        let readings = self.published + extra;
+        if expected <= self.messages_in + limit && readings <= self.handled + limit {
             return Ok(());
         }
         // Refill to half, so the counters are read once per half a window.
-        let target = (self.sent_messages + extra).saturating_sub(limit / 2);
-        self.wait_until("room in the gateway's queue", |b| b.messages_in >= target)
-            .await
+        let (message_target, reading_target) = (
+            expected.saturating_sub(limit / 2),
+            readings.saturating_sub(limit / 2),
+        );
+        self.wait_until("room in the gateway's queue", |b| {
+            b.messages_in >= message_target && b.handled >= reading_target
+        })
+        .await
     }
 
     /// Connects boxes in groups small enough for the gateway's queue (each sends its status).
@@ -509,6 +523,14 @@ impl Bench {
             }
         }
         if !reconnect.is_empty() {
+            // The broker must be done with a box's old connection (its will is in) before the
+            // box connects again with the same client id: at hundreds of times real speed a box
+            // is back within milliseconds, and the will of the old connection must not race the
+            // new connection's `online` status.
+            self.wait_until("the wills of dropped boxes", |b| {
+                b.messages_in >= b.expected_messages()
+            })
+            .await?;
             self.connect_boxes(&reconnect).await?;
         }
         for round in rounds {

@@ -27,6 +27,8 @@ pub const STEP_MS: i64 = GRID_MS;
 pub const ATTRIBUTION_GRACE_MS: i64 = 3_600_000;
 /// A supply fault's would-notice search stops this long after the supply is back.
 const SUPPLY_SHADOW_AFTER_MS: i64 = 12 * 3_600_000;
+/// A resident notices the cold once the room has stayed below their comfort this long.
+pub const NOTICE_AFTER_MS: i64 = 10 * 60_000;
 /// Most readings a box keeps while its network is down (3 days at one a minute).
 const MAX_BACKLOG: usize = 3 * 24 * 60;
 
@@ -505,9 +507,15 @@ impl World {
                 let restore = planned
                     .scheduled_end_ms
                     .filter(|_| planned.kind.is_supply());
+                let mut cold_since = None;
                 while t < limit {
                     if house.indoor_temp_c() < home.comfort_c {
-                        return Some(t);
+                        let since = *cold_since.get_or_insert(t);
+                        if t - since >= NOTICE_AFTER_MS {
+                            return Some(t);
+                        }
+                    } else if house.indoor_temp_c() >= home.comfort_c + 0.5 {
+                        cold_since = None;
                     }
                     if lockout == Some(t) {
                         house.start(Degradation::IgnitionFailure);
@@ -590,6 +598,9 @@ impl World {
                 continue;
             }
             let since = *home.discomfort_since_ms.get_or_insert(now);
+            if now - since < NOTICE_AFTER_MS {
+                continue;
+            }
             if let Some(fault) = cause.and_then(|f| self.faults.get_mut(f)) {
                 fault.noticed_ms.get_or_insert(now);
             }
@@ -611,7 +622,7 @@ impl World {
             }
             let patience_ms = (patience.pick_s(rng.unit()) * 1000.0) as i64;
             let wake_delay_ms = (residents.wake_up_delay.pick_s(rng.unit()) * 1000.0) as i64;
-            if home.complaint_due_ms.is_none() && now - since >= patience_ms {
+            if home.complaint_due_ms.is_none() && now - since >= NOTICE_AFTER_MS + patience_ms {
                 let due = match asleep_until(now, residents.sleep_from.0, residents.sleep_to.0) {
                     Some(wake) => wake + wake_delay_ms,
                     None => now,

@@ -59,7 +59,8 @@ impl BoxIdentity {
 pub struct PoolStats {
     /// Successful connects (first connects and reconnects).
     pub connects: u64,
-    /// Abrupt closes (power cuts, network drops): each makes the broker publish a will.
+    /// Abrupt closes (power cuts, network drops, and connections the broker had closed): each
+    /// makes the broker publish a will.
     pub abrupt_drops: u64,
     /// Connections the broker closed unexpectedly (each reconnected).
     pub unexpected_closes: u64,
@@ -126,7 +127,9 @@ impl BoxPool {
             while running.len() < PARALLEL_CONNECTS {
                 let Some(index) = pending.next() else { break };
                 if let Some(Some(old)) = self.connections.get_mut(index).map(Option::take) {
+                    // The broker closed it already and published its will.
                     old.drop_abruptly();
+                    self.stats.abrupt_drops += 1;
                 }
                 let identity = self.boxes[index].clone();
                 let (broker, keep_alive, timeout) = (self.broker, self.keep_alive, self.timeout);
