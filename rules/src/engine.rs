@@ -14,8 +14,7 @@
 //! device's newest timestamp minus L passes it, and readings within L are evaluated in
 //! event-time order whatever order they arrived in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +23,7 @@ use wire::{DeviceId, DeviceKind, Fault, Telemetry};
 use crate::condition::{
     absence_firing_summary, absence_resolved_summary, for_clause, Condition, Evaluation, Observed,
 };
+use crate::dense::IdIndex;
 use crate::expr::{canonical_index, Context, Truth};
 use crate::fleet::{Fleet, IncidentTransition};
 use crate::rule::{duration_ms, Action, Effective, Rule, RuleSet, Severity};
@@ -240,7 +240,7 @@ struct Sample {
 impl Sample {
     fn from_reading(reading: &Telemetry) -> Self {
         let mut values = [f64::NAN; CANONICAL_LEN];
-        dense_values(reading, &mut values);
+        crate::dense::dense_values(&reading.values, &mut values);
         Sample {
             ts_ms: reading.ts_ms,
             seq: reading.seq,
@@ -281,52 +281,6 @@ impl Observed for Sample {
         self.fault.as_ref()
     }
 }
-
-/// Fills `out` (NaN-initialised, canonical order) from a reading's values. Unknown names are
-/// ignored.
-fn dense_values(reading: &Telemetry, out: &mut [f64]) {
-    let index = canonical_index_map();
-    for (name, value) in &reading.values {
-        if let Some(slot) = index.get(name.as_str()).and_then(|i| out.get_mut(*i)) {
-            *slot = *value;
-        }
-    }
-}
-
-/// Canonical names to their index in `CANONICAL`, hashed with [`IdHasher`].
-fn canonical_index_map() -> &'static HashMap<&'static str, usize, BuildHasherDefault<IdHasher>> {
-    static INDEX: std::sync::OnceLock<HashMap<&'static str, usize, BuildHasherDefault<IdHasher>>> =
-        std::sync::OnceLock::new();
-    INDEX.get_or_init(|| {
-        wire::values::CANONICAL
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name, i))
-            .collect()
-    })
-}
-
-/// A small, fast, deterministic hasher for device ids (FxHash's multiply-rotate). The index only
-/// maps ids to positions; nothing iterates it, so its order never shows.
-#[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
-        }
-    }
-}
-
-type IdIndex = HashMap<DeviceId, usize, BuildHasherDefault<IdHasher>>;
 
 /// What the engine keeps per device.
 #[derive(Debug, Clone)]
@@ -399,6 +353,12 @@ impl Engine {
         }
     }
 
+    /// The position of a device in `devices`.
+    fn device_position(&self, device_id: &DeviceId) -> Option<usize> {
+        let devices = &self.devices;
+        self.index.get(device_id, |i| devices.get(i).map(|d| &d.id))
+    }
+
     /// The configuration.
     pub fn config(&self) -> EngineConfig {
         self.config
@@ -408,7 +368,7 @@ impl Engine {
     /// registered devices per group; overrides select on these attributes. Registration may
     /// come before or after the device's first reading.
     pub fn register_device(&mut self, device_id: DeviceId, info: DeviceInfo) {
-        if let Some(&index) = self.index.get(&device_id) {
+        if let Some(index) = self.device_position(&device_id) {
             if let Some(device) = self.devices.get_mut(index) {
                 device.variants = variants_for(&self.rules, Some(&info));
                 device.vulnerable = info.vulnerable;
@@ -445,8 +405,8 @@ impl Engine {
     pub fn process(&mut self, reading: &Telemetry) -> Outcome {
         self.stats.readings_total = self.stats.readings_total.saturating_add(1);
         let mut out = Outcome::default();
-        let index = match self.index.get(&reading.device_id) {
-            Some(&index) => index,
+        let index = match self.device_position(&reading.device_id) {
+            Some(index) => index,
             None => {
                 let info = self.fleet.registry.get(&reading.device_id);
                 self.devices.push(DeviceState {
@@ -463,7 +423,9 @@ impl Engine {
                     vulnerable: info.is_some_and(|i| i.vulnerable),
                 });
                 let index = self.devices.len() - 1;
-                self.index.insert(reading.device_id.clone(), index);
+                let devices = &self.devices;
+                self.index
+                    .insert(&reading.device_id, index, |i| devices.get(i).map(|d| &d.id));
                 self.next_absence_ms = i64::MIN;
                 index
             }
@@ -485,6 +447,7 @@ impl Engine {
         // Receipt: the device is alive, whatever the reading says.
         let first = !device.released && device.buffer.is_empty();
         let previous_newest = (!first).then_some(device.newest_ts_ms);
+        warm(self.rules.series(), device, reading.kind);
         let sample = Sample::from_reading(reading);
         let resumed = receive_absence(
             &self.rules,
@@ -656,7 +619,7 @@ impl Engine {
         self.rules
             .index_of(rule_id)
             .and_then(|rule| {
-                let device = self.devices.get(*self.index.get(device_id)?)?;
+                let device = self.devices.get(self.device_position(device_id)?)?;
                 device.pairs.get(rule).map(|p| p.alert)
             })
             .unwrap_or_default()
@@ -734,15 +697,21 @@ impl Engine {
             .collect();
         for device in snapshot.devices {
             let state = restore_device(&engine, &rule_index, &series_map, &snapshot.series, device);
-            match engine.index.get(&state.id) {
-                Some(&index) => {
+            match engine.device_position(&state.id) {
+                Some(index) => {
                     if let Some(slot) = engine.devices.get_mut(index) {
                         *slot = state;
                     }
                 }
                 None => {
-                    engine.index.insert(state.id.clone(), engine.devices.len());
+                    let index = engine.devices.len();
                     engine.devices.push(state);
+                    let devices = &engine.devices;
+                    if let Some(id) = devices.get(index).map(|d| &d.id) {
+                        engine
+                            .index
+                            .insert(id, index, |i| devices.get(i).map(|d| &d.id));
+                    }
                 }
             }
         }
@@ -792,6 +761,26 @@ fn variants_for(rules: &RuleSet, info: Option<&DeviceInfo>) -> Vec<u8> {
 
 fn variant_of(device: &DeviceState, rule: usize) -> u8 {
     device.variants.get(rule).copied().unwrap_or(0)
+}
+
+/// Bytes of a cache line.
+const CACHE_LINE: usize = 64;
+
+/// Reads one word of every cache line of a device's rule and series state, so the loads are in
+/// flight while the reading's values are converted, rather than one after the other later: at
+/// tens of thousands of devices this state is rarely cached. Touches, changes nothing.
+fn warm(series: &crate::window::SeriesTable, device: &DeviceState, kind: DeviceKind) {
+    fn every_line<T>(items: &[T], word: impl Fn(&T) -> u64) -> u64 {
+        let step = (CACHE_LINE / std::mem::size_of::<T>().max(1)).max(1);
+        items
+            .iter()
+            .step_by(step)
+            .fold(0, |acc, item| acc ^ word(item))
+    }
+    let pairs = every_line(&device.pairs, |p| p.escalation_since[0] as u64);
+    let series = series.touch(&device.series, crate::parse::kind_slot(kind));
+    let variants = every_line(&device.variants, |v| u64::from(*v));
+    std::hint::black_box(pairs ^ series ^ variants);
 }
 
 /// Releases buffered readings at or before `frontier` (and the oldest beyond `max_buffered`),
@@ -1057,7 +1046,11 @@ fn evaluate(
                     summary,
                 ));
             }
-            *pair = PairState::IDLE;
+            // Written only when it changes: most pairs of rules for another kind stay idle,
+            // and an unneeded store would dirty their cache line at every reading.
+            if *pair != PairState::IDLE {
+                *pair = PairState::IDLE;
+            }
             continue;
         }
         let base = match (

@@ -50,6 +50,7 @@
 
 pub mod backtest;
 pub mod condition;
+mod dense;
 pub mod engine;
 pub mod error;
 pub mod expr;

@@ -89,11 +89,16 @@ pub struct SeriesTable {
     baseline: Vec<bool>,
     /// First cell of each series.
     offsets: Vec<usize>,
+    /// Bucket length of each series ([`SeriesSpec::bucket_ms`]).
+    bucket_ms: Vec<i64>,
     cells: usize,
     cop: Option<CopSources>,
     /// Per series: whether heat pumps / gas boilers need it (some rule for that kind reads it).
     /// Empty: every kind needs every series.
     needed: Vec<[bool; 2]>,
+    /// Per kind (heat pump, gas boiler): one cell in each cache line of the rings that kind
+    /// updates ([`SeriesTable::touch`]).
+    touch_cells: [Vec<u32>; 2],
 }
 
 impl SeriesTable {
@@ -120,6 +125,27 @@ impl SeriesTable {
     /// updated for devices of that kind.
     pub fn set_needed(&mut self, needed: Vec<[bool; 2]>) {
         self.needed = needed;
+        self.plan_touch();
+    }
+
+    /// Recomputes [`SeriesTable::touch_cells`] from the layout and the needed series.
+    fn plan_touch(&mut self) {
+        for (kind, cells) in self.touch_cells.iter_mut().enumerate() {
+            cells.clear();
+            for (index, offset) in self.offsets.iter().enumerate() {
+                let needed = self
+                    .needed
+                    .get(index)
+                    .and_then(|n| n.get(kind).copied())
+                    .unwrap_or(true);
+                if needed {
+                    // A ring is 12 cells of 16 bytes: cells 0, 4, 8 and 11 cover its lines.
+                    for cell in [0, 4, 8, BUCKETS - 1] {
+                        cells.extend(u32::try_from(offset + cell).ok());
+                    }
+                }
+            }
+        }
     }
 
     pub fn set_cop_sources(&mut self, sources: CopSources) {
@@ -128,6 +154,7 @@ impl SeriesTable {
 
     fn layout(&mut self) {
         self.offsets.clear();
+        self.bucket_ms = self.specs.iter().map(SeriesSpec::bucket_ms).collect();
         let mut next = 0;
         for (spec, baseline) in self.specs.iter().zip(&self.baseline) {
             self.offsets.push(next);
@@ -137,6 +164,7 @@ impl SeriesTable {
             }
         }
         self.cells = next;
+        self.plan_touch();
     }
 
     pub fn len(&self) -> usize {
@@ -235,6 +263,7 @@ impl SeriesTable {
             }
             let offset = self.offsets[index];
             let baseline = self.baseline[index];
+            let bucket_ms = self.bucket_ms[index];
             let (head, cells) = (&mut state.heads[index], &mut state.cells[offset..]);
             let (ring, bands) = cells.split_at_mut(BUCKETS);
             let bands = if baseline && spec.kind == SeriesKind::Cop {
@@ -251,7 +280,7 @@ impl SeriesTable {
                     .filter(|v| v.abs() <= MAX_MAGNITUDE)
                     .unwrap_or(f64::NAN)
             };
-            let closed = advance(head, ring, spec.bucket_ms(), ts_ms);
+            let closed = advance(head, ring, bucket_ms, ts_ms);
             if let Some(closed) = closed {
                 if spec.kind == SeriesKind::Cop && !bands.is_empty() {
                     learn_baseline(bands, &closed);
@@ -260,7 +289,7 @@ impl SeriesTable {
             if usize::from(head.pos) >= BUCKETS {
                 // Only a corrupted snapshot can get here: start the series afresh.
                 *head = Head::EMPTY;
-                advance(head, ring, spec.bucket_ms(), ts_ms);
+                advance(head, ring, bucket_ms, ts_ms);
             }
             let Some(cell) = ring.get_mut(usize::from(head.pos)) else {
                 continue;
@@ -348,6 +377,26 @@ impl SeriesTable {
         }
     }
 
+    /// Reads one word of every cache line of the series a device of `kind` (`0` heat pump, `1`
+    /// gas boiler, as in [`SeriesTable::update_for`]) updates and reads, and returns them mixed: touching them
+    /// early lets the loads run in parallel. Changes nothing.
+    pub fn touch(&self, state: &SeriesState, kind: usize) -> u64 {
+        let heads = state
+            .heads
+            .iter()
+            .step_by(2)
+            .fold(0u64, |acc, head| acc ^ head.bucket as u64);
+        let Some(cells) = self.touch_cells.get(kind) else {
+            return heads;
+        };
+        cells.iter().fold(heads, |acc, cell| {
+            acc ^ state
+                .cells
+                .get(*cell as usize)
+                .map_or(0, |cell| u64::from(cell.n))
+        })
+    }
+
     /// Evaluates a derived function on series `index` as of the device's newest reading.
     /// NaN when there is not enough data.
     pub fn query(&self, state: &SeriesState, index: u16, function: Derived) -> f64 {
@@ -366,10 +415,10 @@ impl SeriesTable {
             return f64::NAN;
         }
         let sum = |f: fn(&Cell) -> f64| ring.iter().map(f).sum::<f64>();
-        let count = sum(|c| f64::from(c.n));
+        let count = || sum(|c| f64::from(c.n));
         match function {
-            Derived::Count => count,
-            Derived::Avg => ratio(sum(|c| f64::from(c.a)), count),
+            Derived::Count => count(),
+            Derived::Avg => ratio(sum(|c| f64::from(c.a)), count()),
             Derived::Min => ring
                 .iter()
                 .filter(|c| c.n > 0)
@@ -398,7 +447,7 @@ impl SeriesTable {
                     }
                 }
             }
-            Derived::Starts | Derived::Trips => count,
+            Derived::Starts | Derived::Trips => count(),
             Derived::Increase => sum(|c| f64::from(c.a)),
             Derived::Share => {
                 let observed = sum(|c| f64::from(c.b));
@@ -409,13 +458,14 @@ impl SeriesTable {
                 }
             }
             Derived::Cop => {
-                if count < 3.0 {
+                if count() < 3.0 {
                     f64::NAN
                 } else {
                     ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)))
                 }
             }
             Derived::CopRatio => {
+                let count = count();
                 if count < 3.0 {
                     return f64::NAN;
                 }
@@ -548,6 +598,17 @@ impl Cell {
 /// Moves the ring forward to the bucket of `ts_ms`, clearing buckets that fall out of the
 /// window. Returns the previous newest bucket when it was closed by this move.
 fn advance(head: &mut Head, ring: &mut [Cell], bucket_ms: i64, ts_ms: i64) -> Option<Cell> {
+    if head.bucket != i64::MIN {
+        // Fast path without a division: `ts_ms` is before the end of the newest bucket, so its
+        // bucket is not newer (nothing moves).
+        let end = head
+            .bucket
+            .checked_add(1)
+            .and_then(|b| b.checked_mul(bucket_ms));
+        if end.is_some_and(|end| ts_ms < end) {
+            return None;
+        }
+    }
     let bucket = ts_ms.div_euclid(bucket_ms);
     if head.bucket == i64::MIN {
         ring.fill(Cell::EMPTY);

@@ -122,6 +122,10 @@ enum Op {
     Not(Box<Op>),
     Arith(BinOp, Box<Op>, Box<Op>),
     Compare(BinOp, Box<Op>, Box<Op>),
+    /// `Compare` of a number with a constant (the common case, evaluated without a call).
+    CompareConst(BinOp, Box<Op>, f64),
+    /// `Compare` of a canonical value with a constant.
+    ValueConst(BinOp, u8, f64),
     And(Box<Op>, Box<Op>),
     Or(Box<Op>, Box<Op>),
 }
@@ -296,22 +300,34 @@ fn truth(op: &Op, context: &Context<'_>) -> Truth {
                 _ => Truth::Unknown,
             },
         },
-        Op::Compare(op, a, b) => {
-            let (a, b) = (number(a, context), number(b, context));
-            if a.is_nan() || b.is_nan() {
-                return Truth::Unknown;
-            }
-            Truth::from_bool(match op {
-                BinOp::Lt => a < b,
-                BinOp::Le => a <= b,
-                BinOp::Gt => a > b,
-                BinOp::Ge => a >= b,
-                BinOp::Eq => a == b,
-                _ => a != b,
-            })
-        }
+        Op::Compare(op, a, b) => compare(*op, number(a, context), number(b, context)),
+        Op::CompareConst(op, a, b) => compare(*op, number(a, context), *b),
+        Op::ValueConst(op, index, b) => compare(
+            *op,
+            context
+                .values
+                .get(usize::from(*index))
+                .copied()
+                .unwrap_or(f64::NAN),
+            *b,
+        ),
         _ => Truth::Unknown,
     }
+}
+
+/// A comparison in three values: unknown when either side is NaN.
+fn compare(op: BinOp, a: f64, b: f64) -> Truth {
+    if a.is_nan() || b.is_nan() {
+        return Truth::Unknown;
+    }
+    Truth::from_bool(match op {
+        BinOp::Lt => a < b,
+        BinOp::Le => a <= b,
+        BinOp::Gt => a > b,
+        BinOp::Ge => a >= b,
+        BinOp::Eq => a == b,
+        _ => a != b,
+    })
 }
 
 struct Compiler<'a> {
@@ -368,7 +384,11 @@ impl Compiler<'_> {
                 self.leaves.push((name.clone(), op.0.clone()));
                 op
             }
-            NodeKind::Neg(inner) => (Op::Neg(Box::new(self.expect(inner, Type::Number)?)), Type::Number),
+            NodeKind::Neg(inner) => match self.expect(inner, Type::Number)? {
+                // A negative literal is a constant (so `x < -10` compares with a constant).
+                Op::Number(n) => (Op::Number(-n), Type::Number),
+                inner => (Op::Neg(Box::new(inner)), Type::Number),
+            },
             NodeKind::Not(inner) => (Op::Not(Box::new(self.expect(inner, Type::Bool)?)), Type::Bool),
             NodeKind::Binary(op, a, b) => match op {
                 BinOp::And | BinOp::Or => {
@@ -386,7 +406,12 @@ impl Compiler<'_> {
                 }
                 _ => {
                     let (a, b) = (self.expect(a, Type::Number)?, self.expect(b, Type::Number)?);
-                    (Op::Compare(*op, Box::new(a), Box::new(b)), Type::Bool)
+                    let compiled = match (a, b) {
+                        (Op::Value(index), Op::Number(n)) => Op::ValueConst(*op, index, n),
+                        (a, Op::Number(n)) => Op::CompareConst(*op, Box::new(a), n),
+                        (a, b) => Op::Compare(*op, Box::new(a), Box::new(b)),
+                    };
+                    (compiled, Type::Bool)
                 }
             },
             NodeKind::Call { name, args } => {
