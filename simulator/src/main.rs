@@ -90,7 +90,8 @@ struct WinterArgs {
     progress_every: Duration,
     /// Most messages (statuses, readings, last wills) sent and not yet taken in by the
     /// gateway's ingest: the load generator stays this close to what the gateway has seen.
-    #[arg(long, default_value_t = 2_000)]
+    /// (The 1,000-household fortnight in BENCHMARKS.md ran with 128.)
+    #[arg(long, default_value_t = 128)]
     max_in_flight: u64,
 }
 

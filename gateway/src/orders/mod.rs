@@ -32,7 +32,9 @@ use sla::SlaConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
-    /// The 12345 citizen hotline.
+    /// The 12345 citizen hotline (`hotline_12345`, the name orders, reports and the console
+    /// use; `hotline12345` is accepted too).
+    #[serde(rename = "hotline_12345", alias = "hotline12345")]
     Hotline12345,
     /// The maintenance centre's own hotline.
     CentreHotline,
@@ -1158,5 +1160,28 @@ fn label<T: serde::Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         _ => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Channel;
+
+    #[test]
+    fn a_channel_has_one_name_in_json_orders_and_reports() {
+        for channel in [
+            Channel::Hotline12345,
+            Channel::CentreHotline,
+            Channel::App,
+            Channel::SmsWechat,
+            Channel::WalkIn,
+        ] {
+            let json = serde_json::to_value(channel).expect("serializes");
+            assert_eq!(json, channel.as_str());
+            let back: Channel = serde_json::from_value(json).expect("deserializes");
+            assert_eq!(back, channel);
+        }
+        let old: Channel = serde_json::from_str("\"hotline12345\"").expect("the old name");
+        assert_eq!(old, Channel::Hotline12345);
     }
 }

@@ -158,7 +158,7 @@ impl BenchOptions {
             tick: Duration::from_millis(50),
             gateway_log: "warn".to_owned(),
             progress_every: Duration::from_secs(5),
-            max_in_flight: 2_000,
+            max_in_flight: 128,
         })
     }
 }
