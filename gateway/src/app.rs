@@ -83,10 +83,10 @@ pub async fn start(
         let summary = store.import_registry(&data)?;
         tracing::info!(folder = %folder.display(), households = summary.households, devices = summary.devices, teams = summary.teams, "registry imported");
     }
-    // The rules know each registered device's township, village and vulnerability (fleet rules,
-    // overrides for vulnerable households).
+    // The rules know each registered device's township, village, household and vulnerability
+    // (fleet rules count households; overrides for vulnerable households).
     let registered = store.registered_devices()?;
-    for (device, kind, township, village, vulnerable) in &registered {
+    for (device, kind, township, village, vulnerable, household) in &registered {
         let Ok(id) = wire::DeviceId::parse(device) else {
             continue;
         };
@@ -102,6 +102,7 @@ pub async fn start(
                 township: Some(township.clone()),
                 village: Some(village.clone()),
                 vulnerable: *vulnerable,
+                household: Some(household.clone()),
                 ..rules::DeviceInfo::default()
             },
         );

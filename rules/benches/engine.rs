@@ -111,6 +111,7 @@ fn info(i: usize) -> DeviceInfo {
         village: Some(format!("v{:03}", (i / TOWNSHIPS.len()) % 40)),
         vulnerable: i % 10 == 0,
         tags: Vec::new(),
+        household: None,
     }
 }
 

@@ -163,6 +163,11 @@ pub struct DeviceInfo {
     /// Free device groups for rule overrides (e.g. `pilot`, `old_building`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The household (one edge box) the device belongs to. Fleet rules count households, so a
+    /// box that dies with its heat pump and boiler is one affected household, not two; a
+    /// device without one counts as its own household.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household: Option<String>,
 }
 
 /// Engine settings that are not rules.

@@ -149,6 +149,9 @@ pub enum Problem {
     /// NaN or infinity.
     #[error("{value} is not a finite number")]
     NotFinite { value: f64 },
+    /// `members` of a fleet rule that is neither a rule id nor a list of them.
+    #[error("members must be a rule id or a list of rule ids, e.g. [\"gas_fault\", \"gas_pressure_low\"]")]
+    MembersType,
     /// A list that would match nothing.
     #[error("an empty list matches nothing; leave the field out to match everything")]
     EmptyList,

@@ -15,7 +15,7 @@
 //! over: the suppressed episode resolves and a new episode of the same rule opens with the
 //! rule's own action, so the device gets its own order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -45,20 +45,22 @@ pub struct FleetRule {
     pub description: String,
     /// Village or township.
     pub group: GroupLevel,
-    /// The device rule whose active alerts count a device as affected (e.g. `offline`).
-    pub members: String,
+    /// The device rules whose active alerts count a device as affected (e.g. `offline`; for
+    /// gas, `gas_fault` or `gas_pressure_low`): a device counts while any of them is active,
+    /// from the first one's start.
+    pub members: Vec<String>,
     /// Device kinds counted in the group (registered kind; devices registered without a kind
     /// count for every fleet rule).
     pub applies_to: Vec<DeviceKind>,
-    /// The incident fires when at least this share of the group's devices had the member alert
-    /// start within `within` and still active.
+    /// The incident fires when at least this share of the group's households (devices of one
+    /// household count once) had a member alert start within `within` and still active.
     pub share: f64,
-    /// The incident resolves when fewer than this share still have the member alert.
+    /// The incident resolves when fewer than this share still have a member alert.
     pub clear_share: f64,
-    /// And at least this many devices (0: no minimum beyond the share).
+    /// And at least this many households (0: no minimum beyond the share).
     pub min_affected: usize,
-    /// Groups smaller than this never make an incident (a village of 3 is not an outage on
-    /// one box).
+    /// Groups of fewer households than this never make an incident (a lone box going silent
+    /// is not a village outage). The field keeps its name from when it counted devices.
     pub min_devices: usize,
     /// The correlation window.
     pub within: Duration,
@@ -135,7 +137,7 @@ pub struct IncidentTransition {
     /// Devices affected: at firing, those that made it fire; at resolution, those still
     /// affected.
     pub devices: Vec<DeviceId>,
-    /// Registered devices in the group counted by the rule.
+    /// Registered households in the group with a device counted by the rule.
     pub group_size: usize,
 }
 
@@ -163,6 +165,10 @@ pub struct QueueKey {
 pub enum Item {
     Member {
         fleet: String,
+        /// The member rule whose alert this is (empty in older snapshots: the fleet rule's
+        /// first member rule).
+        #[serde(default)]
+        member: String,
         device: DeviceId,
         firing: bool,
         at_ms: i64,
@@ -181,8 +187,12 @@ pub enum Item {
 /// The state of one fleet rule for one group.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {
-    /// Devices whose member alert is active, with the time it fired.
+    /// Devices with a member alert active, with the time the first of them fired.
     pub members: BTreeMap<DeviceId, i64>,
+    /// Which member rules are active on each of those devices (absent in snapshots written
+    /// before fleet rules took several member rules: there one rule per device).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub member_rules: BTreeMap<DeviceId, BTreeSet<String>>,
     pub open: Option<OpenIncident>,
     pub ended: Option<EndedIncident>,
 }
@@ -236,7 +246,8 @@ pub struct FleetSnapshot {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Fleet {
     pub registry: BTreeMap<DeviceId, DeviceInfo>,
-    sizes: BTreeMap<(GroupLevel, GroupKey), [usize; 3]>,
+    /// Per group, its households with their registered devices by kind slot.
+    sizes: BTreeMap<(GroupLevel, GroupKey), BTreeMap<String, [usize; 3]>>,
     queue: BTreeMap<QueueKey, Item>,
     groups: BTreeMap<(String, GroupKey), GroupState>,
     suppressed: BTreeMap<(DeviceId, String), Suppressed>,
@@ -274,6 +285,34 @@ fn size_keys(info: &DeviceInfo) -> Vec<(GroupLevel, GroupKey)> {
     keys
 }
 
+/// The household a device counts as in fleet rules: its registered household, else itself.
+fn household_of(registry: &BTreeMap<DeviceId, DeviceInfo>, device: &DeviceId) -> String {
+    registry
+        .get(device)
+        .and_then(|info| info.household.clone())
+        .unwrap_or_else(|| device.to_string())
+}
+
+/// `3 of 5 households`, or `2 of 5 households (3 devices)` when some have several devices.
+fn count_households(households: usize, devices: usize, size: usize) -> String {
+    if households == devices {
+        format!("{households} of {size} households")
+    } else {
+        format!("{households} of {size} households ({devices} devices)")
+    }
+}
+
+/// Distinct households among `devices`.
+fn households_among<'a>(
+    registry: &BTreeMap<DeviceId, DeviceInfo>,
+    devices: impl Iterator<Item = &'a DeviceId>,
+) -> usize {
+    devices
+        .map(|device| household_of(registry, device))
+        .collect::<BTreeSet<String>>()
+        .len()
+}
+
 fn episode_start(episode_id: &str) -> i64 {
     episode_id
         .rsplit(':')
@@ -286,30 +325,47 @@ impl Fleet {
     /// Registers (or re-registers) a device.
     pub fn register(&mut self, id: DeviceId, info: DeviceInfo) {
         if let Some(old) = self.registry.remove(&id) {
+            let household = old.household.clone().unwrap_or_else(|| id.to_string());
             for key in size_keys(&old) {
-                if let Some(size) = self.sizes.get_mut(&key) {
-                    let slot = &mut size[kind_slot(old.kind)];
-                    *slot = slot.saturating_sub(1);
+                if let Some(households) = self.sizes.get_mut(&key) {
+                    if let Some(counts) = households.get_mut(&household) {
+                        let slot = &mut counts[kind_slot(old.kind)];
+                        *slot = slot.saturating_sub(1);
+                        if counts.iter().all(|&n| n == 0) {
+                            households.remove(&household);
+                        }
+                    }
                 }
             }
         }
+        let household = info.household.clone().unwrap_or_else(|| id.to_string());
         for key in size_keys(&info) {
-            let size = self.sizes.entry(key).or_default();
-            size[kind_slot(info.kind)] += 1;
+            let counts = self
+                .sizes
+                .entry(key)
+                .or_default()
+                .entry(household.clone())
+                .or_default();
+            counts[kind_slot(info.kind)] += 1;
         }
         self.registry.insert(id, info);
     }
 
-    /// Registered devices in `group` counted by `rule`.
+    /// Registered households in `group` with a device counted by `rule`.
     pub fn group_size(&self, rule: &FleetRule, group: &GroupKey) -> usize {
-        let Some(size) = self.sizes.get(&(rule.group, group.clone())) else {
+        let Some(households) = self.sizes.get(&(rule.group, group.clone())) else {
             return 0;
         };
-        let mut total = size[2];
-        for kind in &rule.applies_to {
-            total += size[kind_slot(Some(*kind))];
-        }
-        total
+        households
+            .values()
+            .filter(|counts| {
+                counts[2] > 0
+                    || rule
+                        .applies_to
+                        .iter()
+                        .any(|kind| counts[kind_slot(Some(*kind))] > 0)
+            })
+            .count()
     }
 
     fn group_of(&self, rule: &FleetRule, device: &DeviceId) -> Option<GroupKey> {
@@ -331,7 +387,7 @@ impl Fleet {
     pub fn route_transition(&mut self, rules: &RuleSet, t: &Transition) -> bool {
         let mut routed = false;
         for rule in rules.fleet() {
-            if rule.members == t.rule_id && self.group_of(rule, &t.device_id).is_some() {
+            if rule.members.contains(&t.rule_id) && self.group_of(rule, &t.device_id).is_some() {
                 let key = QueueKey {
                     release_ms: t.at_ms,
                     class: 0,
@@ -350,6 +406,7 @@ impl Fleet {
                     key,
                     Item::Member {
                         fleet: rule.id.clone(),
+                        member: t.rule_id.clone(),
                         device: t.device_id.clone(),
                         firing: t.kind == TransitionKind::Firing,
                         at_ms: t.at_ms,
@@ -423,10 +480,11 @@ impl Fleet {
             match item {
                 Item::Member {
                     fleet,
+                    member,
                     device,
                     firing,
                     at_ms,
-                } => self.member(rules, &fleet, device, firing, at_ms, out),
+                } => self.member(rules, &fleet, &member, device, firing, at_ms, out),
                 Item::Transition(t) => self.held_transition(rules, t, out),
                 Item::Escalation(e) => self.held_escalation(e, out),
                 Item::Grace {
@@ -439,10 +497,12 @@ impl Fleet {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn member(
         &mut self,
         rules: &RuleSet,
         fleet_id: &str,
+        member: &str,
         device: DeviceId,
         firing: bool,
         at_ms: i64,
@@ -454,6 +514,11 @@ impl Fleet {
         let Some(group) = self.group_of(rule, &device) else {
             return;
         };
+        let member = if member.is_empty() {
+            rule.members.first().map_or("", String::as_str)
+        } else {
+            member
+        };
         let size = self.group_size(rule, &group);
         let max_window = rules
             .fleet()
@@ -461,14 +526,47 @@ impl Fleet {
             .map(FleetRule::within_ms)
             .max()
             .unwrap_or(0);
+        // Members of the same group that went down at the same event time and wait right
+        // behind this one in the queue: an incident that fires now lists them too, so what it
+        // says does not depend on which of them the queue happened to release first.
+        let simultaneous: Vec<(DeviceId, i64)> = if firing {
+            self.queue
+                .iter()
+                .take_while(|(key, _)| key.release_ms == at_ms && key.class == 0)
+                .filter_map(|(_, item)| match item {
+                    Item::Member {
+                        fleet,
+                        device: other,
+                        firing: true,
+                        at_ms: other_at,
+                        ..
+                    } if fleet == fleet_id
+                        && self.group_of(rule, other).as_ref() == Some(&group) =>
+                    {
+                        Some((other.clone(), *other_at))
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let state = self
             .groups
             .entry((rule.id.clone(), group.clone()))
             .or_default();
         if firing {
-            state.members.insert(device, at_ms);
+            state
+                .member_rules
+                .entry(device.clone())
+                .or_default()
+                .insert(member.to_owned());
+            state.members.entry(device).or_insert(at_ms);
             if state.open.is_some() || size < rule.min_devices {
                 return;
+            }
+            for (other, other_at) in simultaneous {
+                state.members.entry(other).or_insert(other_at);
             }
             let since = at_ms.saturating_sub(rule.within_ms());
             let recent: Vec<DeviceId> = state
@@ -480,7 +578,8 @@ impl Fleet {
             let need = ((rule.share * size as f64).ceil() as usize)
                 .max(rule.min_affected)
                 .max(1);
-            if recent.len() >= need {
+            let affected = households_among(&self.registry, recent.iter());
+            if affected >= need {
                 let id = format!("{}:{}:{}", rule.id, group, at_ms);
                 state.open = Some(OpenIncident {
                     id: id.clone(),
@@ -496,11 +595,10 @@ impl Fleet {
                     severity: rule.severity,
                     action: rule.action.clone(),
                     summary: format!(
-                        "{} of {} devices in {} with {} within {}",
-                        recent.len(),
-                        size,
+                        "{} in {} with {} within {}",
+                        count_households(affected, recent.len(), size),
                         group,
-                        rule.members,
+                        rule.members.join(" or "),
                         format_duration(rule.within)
                     ),
                     devices: recent,
@@ -508,9 +606,16 @@ impl Fleet {
                 });
             }
         } else {
+            if let Some(active) = state.member_rules.get_mut(&device) {
+                active.remove(member);
+                if !active.is_empty() {
+                    return;
+                }
+                state.member_rules.remove(&device);
+            }
             state.members.remove(&device);
             let clear_need = ((rule.clear_share * size as f64).ceil() as usize).max(1);
-            if state.members.len() >= clear_need {
+            if households_among(&self.registry, state.members.keys()) >= clear_need {
                 return;
             }
             let Some(open) = state.open.take() else {
@@ -531,11 +636,14 @@ impl Fleet {
                 severity: rule.severity,
                 action: rule.action.clone(),
                 summary: format!(
-                    "{} of {} devices in {} still with {}",
-                    still.len(),
-                    size,
+                    "{} in {} still with {}",
+                    count_households(
+                        households_among(&self.registry, still.iter()),
+                        still.len(),
+                        size
+                    ),
                     group,
-                    rule.members
+                    rule.members.join(" or ")
                 ),
                 devices: still,
                 group_size: size,

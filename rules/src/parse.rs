@@ -38,7 +38,8 @@ struct RawFleet {
     #[serde(default)]
     description: String,
     group: GroupLevel,
-    members: Spanned<String>,
+    /// A rule id or a list of rule ids.
+    members: Spanned<toml::Value>,
     applies_to: Option<Spanned<Vec<DeviceKind>>>,
     share: Spanned<f64>,
     clear_share: Option<Spanned<f64>>,
@@ -339,12 +340,34 @@ impl Checker<'_> {
             ));
         }
         let known = |id: &str| rules.iter().any(|r| r.id == id);
-        if !known(raw.members.get_ref()) {
+        let members_span = raw.members.span();
+        let members: Vec<String> = match raw.members.get_ref() {
+            toml::Value::String(id) => vec![id.clone()],
+            toml::Value::Array(items) => {
+                let ids: Option<Vec<String>> = items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect();
+                match ids {
+                    Some(ids) if ids.is_empty() => {
+                        return Err(self.invalid(members_span, "members", Problem::EmptyList));
+                    }
+                    Some(ids) => ids,
+                    None => {
+                        return Err(self.invalid(members_span, "members", Problem::MembersType));
+                    }
+                }
+            }
+            _ => {
+                return Err(self.invalid(members_span, "members", Problem::MembersType));
+            }
+        };
+        if let Some(unknown) = members.iter().find(|id| !known(id)) {
             return Err(self.invalid(
-                raw.members.span(),
+                members_span,
                 "members",
                 Problem::UnknownRule {
-                    id: raw.members.get_ref().clone(),
+                    id: unknown.clone(),
                 },
             ));
         }
@@ -414,7 +437,7 @@ impl Checker<'_> {
             id: raw.id.into_inner(),
             description: raw.description,
             group: raw.group,
-            members: raw.members.into_inner(),
+            members,
             applies_to,
             share,
             clear_share,
@@ -1362,6 +1385,38 @@ action = { order = { category = "power_supply", priority = "urgent" } }
             error_of(&text),
             "rules/test.toml:13:11: rule \"outage\" field `members`: no rule has the id \"offline\""
         );
+        // A list of member rules; each must exist, and the list must hold rule ids.
+        let text = format!(
+            "{EXPR}{}",
+            fleet.replace("members = \"cold\"", "members = [\"cold\"]")
+        );
+        let set = RuleSet::parse(&text, "t").expect("a list parses");
+        assert_eq!(set.fleet()[0].members, vec!["cold".to_owned()]);
+        let text = format!(
+            "{EXPR}{}",
+            fleet.replace("members = \"cold\"", "members = [\"cold\", \"gone\"]")
+        );
+        assert_eq!(
+            error_of(&text),
+            "rules/test.toml:13:11: rule \"outage\" field `members`: no rule has the id \"gone\""
+        );
+        let text = format!(
+            "{EXPR}{}",
+            fleet.replace("members = \"cold\"", "members = [\"cold\", 3]")
+        );
+        assert!(
+            error_of(&text).starts_with(
+                "rules/test.toml:13:11: rule \"outage\" field `members`: members must be a rule id \
+                 or a list of rule ids"
+            ),
+            "{}",
+            error_of(&text)
+        );
+        let text = format!(
+            "{EXPR}{}",
+            fleet.replace("members = \"cold\"", "members = []")
+        );
+        assert!(error_of(&text).contains("field `members`: an empty list matches nothing"));
         let text = format!("{EXPR}{}", fleet.replace("share = 0.3", "share = 1.5"));
         assert!(error_of(&text).contains("field `share`: 1.5 is not a share"));
         let text = format!(

@@ -645,6 +645,7 @@ fn village_engine(lateness_ms: u64) -> Engine {
                 village: Some("dongguan".into()),
                 vulnerable: device == 0,
                 tags: Vec::new(),
+                household: None,
             },
         );
     }

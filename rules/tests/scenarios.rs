@@ -58,6 +58,8 @@ struct DeviceStep {
     #[serde(default)]
     vulnerable: bool,
     kind: Option<DeviceKind>,
+    /// The household (edge box); fleet rules count households.
+    household: Option<String>,
 }
 
 /// One step: exactly one of the fields.
@@ -331,6 +333,7 @@ fn run(scenario: &Scenario, rules: &RuleSet, mode: Mode) -> Result<(Outcome, Eng
                 village: device.village.clone(),
                 vulnerable: device.vulnerable,
                 tags: Vec::new(),
+                household: device.household.clone(),
             },
         );
     }

@@ -277,8 +277,8 @@ pub struct DeviceContext {
     pub village: Village,
 }
 
-/// A registered device as the rules see it: (id, kind, township, village, vulnerable).
-pub type RegisteredDevice = (String, String, String, String, bool);
+/// A registered device as the rules see it: (id, kind, township, village, vulnerable, household).
+pub type RegisteredDevice = (String, String, String, String, bool, String);
 
 /// Households with their edge box, and devices with their household
 /// ([`Store::tenant_directory`]).
@@ -523,12 +523,19 @@ impl Store {
     /// Every registered device with what the rules need: (id, kind, township, village, vulnerable).
     pub fn registered_devices(&self) -> Result<Vec<RegisteredDevice>, StoreError> {
         let mut statement = self.connection.prepare(
-            "SELECT d.id, d.kind, v.township_id, v.id, h.vulnerable
+            "SELECT d.id, d.kind, v.township_id, v.id, h.vulnerable, h.id
              FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id
              ORDER BY d.id",
         )?;
         let rows = statement.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
