@@ -27,12 +27,11 @@
 //! - SLA: each technician visit from its request (rule order or complaint): dispatched within
 //!   10 minutes, on site within 2 hours, repaired within 4 hours.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::TOWNSHIPS;
 use crate::mix::{FaultClass, FaultKind, TrapKind};
 
 /// A household as the score card needs it.
@@ -344,11 +343,27 @@ pub struct ScoreCard {
     pub faults: Vec<FaultResult>,
 }
 
-/// The tokens of a group id such as `yanqing-dongguan` or `village:yanqing/dongguan`.
-fn tokens(id: &str) -> BTreeSet<&str> {
-    id.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .collect()
+/// How a supply incident's group id names the village `village` of `township`: 2 for the
+/// village (`village:yanqing/yanqing-dongguan`, `yanqing/dongguan`, `yanqing-dongguan`,
+/// `dongguan`), 1 for its township alone (`township:yanqing`, `yanqing`), 0 for neither. Names
+/// are compared whole: `jiuxian/jiuxian-gucheng` does not name the village `jiuxian` of
+/// `jiuxian`.
+fn group_level(group: &str, township: &str, village: &str) -> u8 {
+    let name = group.rsplit_once(':').map_or(group, |(_, name)| name);
+    let long = format!("{township}-{village}");
+    let (in_township, village_part) = match name.split_once('/') {
+        Some((t, v)) => (Some(t), v),
+        None => (None, name),
+    };
+    if in_township.is_some_and(|t| t != township) {
+        0
+    } else if village_part == village || village_part == long {
+        2
+    } else if in_township.is_none() && village_part == township {
+        1
+    } else {
+        0
+    }
 }
 
 fn is_supply_category(category: &str) -> bool {
@@ -399,21 +414,23 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
         let in_window = |f: &&FaultTruth| f.start_ms <= at && at < f.window_end_ms;
         let cause = match household {
             None if is_supply_category(&order.category) => {
-                let group = tokens(&order.device_id);
-                let names_township = |t: &str| TOWNSHIPS.iter().any(|known| known.id == t);
-                let matched = inputs.faults.iter().filter(in_window).find(|f| {
-                    f.kind.is_supply()
-                        && f.village.as_ref().is_some_and(|(township, village)| {
-                            // `yanqing-dongguan` or `dongguan` names the village;
-                            // a lone `yanqing` names the whole township.
-                            let village_level = group.contains(village.as_str())
-                                && (group.contains(township.as_str())
-                                    || !group.iter().any(|t| names_township(t)));
-                            let township_level =
-                                group.len() == 1 && group.contains(township.as_str());
-                            village_level || township_level
-                        })
-                });
+                // The supply fault whose village the incident's group names; a group naming
+                // only the township matches when no fault names the village itself.
+                let level = |f: &&FaultTruth| {
+                    f.village.as_ref().map_or(0, |(township, village)| {
+                        group_level(&order.device_id, township, village)
+                    })
+                };
+                let candidates = || {
+                    inputs
+                        .faults
+                        .iter()
+                        .filter(in_window)
+                        .filter(|f| f.kind.is_supply())
+                };
+                let matched = candidates()
+                    .find(|f| level(f) == 2)
+                    .or_else(|| candidates().find(|f| level(f) == 1));
                 match matched {
                     Some(fault) => {
                         incidents[fault.id] += 1;
@@ -1076,5 +1093,35 @@ mod tests {
         assert_eq!(leads.median_min, Some(10.5));
         assert_eq!(leads.p10_min, Some(2.0));
         assert_eq!(LeadTimes::of(Vec::new()).median_min, None);
+    }
+
+    #[test]
+    fn supply_incidents_name_their_village_whole() {
+        // The gateway's form, with the village id that carries its township.
+        assert_eq!(
+            group_level("village:jiuxian/jiuxian-gucheng", "jiuxian", "gucheng"),
+            2
+        );
+        // A village named like its township is not every village of that township.
+        assert_eq!(
+            group_level("village:jiuxian/jiuxian-gucheng", "jiuxian", "jiuxian"),
+            0
+        );
+        assert_eq!(
+            group_level("village:jiuxian/jiuxian-jiuxian", "jiuxian", "jiuxian"),
+            2
+        );
+        assert_eq!(group_level("yanqing/dongguan", "yanqing", "dongguan"), 2);
+        assert_eq!(group_level("yanqing-dongguan", "yanqing", "dongguan"), 2);
+        assert_eq!(group_level("dongguan", "yanqing", "dongguan"), 2);
+        assert_eq!(group_level("township:yanqing", "yanqing", "dongguan"), 1);
+        assert_eq!(
+            group_level("village:kangzhuang/dongguan", "yanqing", "dongguan"),
+            0
+        );
+        assert_eq!(
+            group_level("village:yanqing/xiguan", "yanqing", "dongguan"),
+            0
+        );
     }
 }
