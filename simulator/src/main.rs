@@ -1,7 +1,8 @@
 //! The `simulator` binary. `serve` starts a simulated fleet over Modbus TCP and its HTTP control
 //! API, prints one JSON ready line on stdout, and runs until SIGINT or SIGTERM. `bench winter`
-//! runs the whole system through a simulated winter and prints the 未诉先办 score card. Logs and
-//! progress go to stderr.
+//! runs the whole system through a simulated winter and prints the 未诉先办 score card; `bench
+//! ingest` measures the gateway's ingest rate against mosquitto's relay rate. Logs and progress
+//! go to stderr.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +39,57 @@ enum Command {
 enum BenchCommand {
     /// A Yanqing winter through a spawned gateway: does our order come before the resident's call?
     Winter(WinterArgs),
+    /// The gateway's sustained ingest rate against mosquitto relaying the same load, publish ->
+    /// alert latency under that load, and the gateway's memory.
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct IngestArgs {
+    /// Load devices (one edge box and one MQTT connection each).
+    #[arg(long)]
+    devices: usize,
+    /// Readings per device (poll rounds, one telemetry interval apart).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// QoS of the load's publishes: 1 (as edge agents) or 0.
+    #[arg(long, default_value = "1")]
+    qos: simulator::bench::ingest::Qos,
+    /// Latency probe boxes (extra devices; 0 measures no latency).
+    #[arg(long, default_value_t = 50)]
+    probes: usize,
+    /// Pause between one probe's fault readings (the probes are staggered over it).
+    #[arg(long, default_value = "1s", value_parser = simulator::parse_duration)]
+    probe_interval: Duration,
+    /// Publisher tasks sharing the boxes' connections.
+    #[arg(long, default_value_t = 8)]
+    publishers: usize,
+    /// Seed of the fleet and its readings.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The gateway executable (default: `gateway` next to this executable).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    #[arg(long, default_value = "mosquitto")]
+    mosquitto_bin: PathBuf,
+    #[arg(long, default_value = "victoria-metrics")]
+    victoria_metrics_bin: PathBuf,
+    /// Run the gateway without its InfluxDB sink (no victoria-metrics).
+    #[arg(long)]
+    no_sink: bool,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Folder for configs, logs and databases (default: a temporary folder, removed after a
+    /// successful run); must be empty.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the work folder after a successful run.
+    #[arg(long)]
+    keep_work_dir: bool,
+    /// RUST_LOG filter of the gateway process.
+    #[arg(long, default_value = "warn")]
+    gateway_log: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,17 +196,57 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Bench(BenchCommand::Winter(args)) => bench_winter(args).await,
+        Command::Bench(BenchCommand::Ingest(args)) => bench_ingest(args).await,
     }
+}
+
+/// `gateway` next to this executable.
+fn default_gateway_bin() -> anyhow::Result<PathBuf> {
+    std::env::current_exe()
+        .context("cannot find this executable's folder")?
+        .parent()
+        .map(|dir| dir.join("gateway"))
+        .context("this executable has no folder")
+}
+
+async fn bench_ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let gateway_bin = match args.gateway_bin {
+        Some(path) => path,
+        None => default_gateway_bin()?,
+    };
+    let mut options = simulator::bench::ingest::IngestOptions::new(args.devices, gateway_bin)
+        .context("cannot prepare the bench")?;
+    options.rounds = args.rounds;
+    options.qos = args.qos;
+    options.probes = args.probes;
+    options.probe_interval = args.probe_interval;
+    options.publishers = args.publishers;
+    options.seed = args.seed;
+    options.mosquitto_bin = args.mosquitto_bin;
+    options.victoria_metrics_bin = args.victoria_metrics_bin;
+    options.sink = !args.no_sink;
+    options.work_dir = args.work_dir;
+    options.keep_work_dir = args.keep_work_dir;
+    options.gateway_log = args.gateway_log;
+    let report = simulator::bench::ingest::run_ingest(options)
+        .await
+        .context("the ingest bench failed")?;
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report).context("cannot encode the report")?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        tracing::info!(path = %path.display(), "report written");
+    }
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{}", report.table())?;
+    stdout.flush()?;
+    Ok(())
 }
 
 async fn bench_winter(args: WinterArgs) -> anyhow::Result<()> {
     let gateway_bin = match args.gateway_bin {
         Some(path) => path,
-        None => std::env::current_exe()
-            .context("cannot find this executable's folder")?
-            .parent()
-            .map(|dir| dir.join("gateway"))
-            .context("this executable has no folder")?,
+        None => default_gateway_bin()?,
     };
     let mut options =
         simulator::bench::BenchOptions::new(args.households, args.days, args.seed, gateway_bin)

@@ -34,6 +34,13 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// `RUST_LOG` of the gateway process.
     pub log_filter: String,
+    /// Base URL of the InfluxDB v2 API the history sink writes to (`None`: no sink).
+    pub influx_url: Option<String>,
+    /// The broker's in-memory log: segment size in bytes and segments kept (`None`: the
+    /// gateway's defaults).
+    pub broker_log: Option<(usize, usize)>,
+    /// The broker's pause after each accepted connection (`None`: the gateway's default).
+    pub next_connection_delay: Option<Duration>,
 }
 
 fn humantime(duration: Duration) -> String {
@@ -51,15 +58,29 @@ fn toml_path(path: &Path) -> String {
 impl GatewaySettings {
     /// The configuration file text.
     pub fn config_text(&self) -> String {
+        let mut broker = format!(
+            "[broker]\nlisten = \"127.0.0.1:0\"\nmax_connections = {}\n",
+            self.max_connections
+        );
+        if let Some((size, segments)) = self.broker_log {
+            broker.push_str(&format!(
+                "log_segment_size = {size}\nlog_segments = {segments}\n"
+            ));
+        }
+        if let Some(delay) = self.next_connection_delay {
+            broker.push_str(&format!(
+                "next_connection_delay = \"{}\"\n",
+                humantime(delay)
+            ));
+        }
         let mut text = format!(
-            "# Written by `simulator bench winter`: rules in event time, so the simulated clock \
-             in the readings drives them.\n\
-             [broker]\nlisten = \"127.0.0.1:0\"\nmax_connections = {}\n\n\
+            "# Written by `simulator bench`: rules in event time, so the simulated clock in the \
+             readings drives them.\n\
+             {broker}\n\
              [http]\nlisten = \"127.0.0.1:0\"\n\n\
              [store]\npath = \"{}\"\n\n\
              [api]\nauth = \"disabled\"\n\n\
              [rules]\nclock = \"event\"\nlateness = \"{}\"\ntick = \"{}\"\n",
-            self.max_connections,
             toml_path(&self.dir.join("gateway.sqlite")),
             humantime(self.lateness),
             humantime(self.tick),
@@ -71,6 +92,13 @@ impl GatewaySettings {
             text.push_str(&format!(
                 "\n[registry]\nimport = \"{}\"\n",
                 toml_path(registry)
+            ));
+        }
+        if let Some(url) = &self.influx_url {
+            // VictoriaMetrics ignores the organisation, bucket and token.
+            text.push_str(&format!(
+                "\n[influxdb]\nurl = \"{}\"\norg = \"bench\"\nbucket = \"bench\"\ntoken = \"bench\"\n",
+                url.replace('\\', "\\\\").replace('"', "\\\"")
             ));
         }
         text
@@ -164,6 +192,11 @@ impl GatewayProcess {
         })
     }
 
+    /// The process id, while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The last lines of the gateway's log.
     pub fn log_tail(&self, lines: usize) -> String {
         tail_of(&self.log_path, lines)
@@ -196,7 +229,7 @@ impl GatewayProcess {
     }
 }
 
-fn tail_of(path: &Path, lines: usize) -> String {
+pub(crate) fn tail_of(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -337,6 +370,9 @@ mod tests {
             tick: Duration::from_millis(50),
             max_connections: 1100,
             log_filter: "warn".into(),
+            influx_url: None,
+            broker_log: None,
+            next_connection_delay: None,
         };
         let text = settings.config_text();
         let parsed: toml::Value = toml::from_str(&text).expect("valid TOML");
@@ -348,6 +384,37 @@ mod tests {
         assert_eq!(
             parsed["registry"]["import"].as_str(),
             Some("/tmp/bench/registry")
+        );
+        assert!(parsed.get("influxdb").is_none());
+        assert!(parsed["broker"].get("log_segments").is_none());
+    }
+
+    #[test]
+    fn the_config_can_add_a_sink_a_larger_broker_log_and_no_connection_delay() {
+        let settings = GatewaySettings {
+            binary: PathBuf::from("gateway"),
+            dir: PathBuf::from("/tmp/bench"),
+            rules: None,
+            registry: None,
+            lateness: Duration::ZERO,
+            tick: Duration::from_millis(50),
+            max_connections: 5100,
+            log_filter: "warn".into(),
+            influx_url: Some("http://127.0.0.1:8428".into()),
+            broker_log: Some((33_554_432, 12)),
+            next_connection_delay: Some(Duration::ZERO),
+        };
+        let parsed: toml::Value = toml::from_str(&settings.config_text()).expect("valid TOML");
+        assert_eq!(parsed["rules"]["lateness"].as_str(), Some("0ms"));
+        assert_eq!(parsed["broker"]["max_connections"].as_integer(), Some(5100));
+        assert_eq!(parsed["broker"]["log_segments"].as_integer(), Some(12));
+        assert_eq!(
+            parsed["broker"]["next_connection_delay"].as_str(),
+            Some("0ms")
+        );
+        assert_eq!(
+            parsed["influxdb"]["url"].as_str(),
+            Some("http://127.0.0.1:8428")
         );
     }
 }

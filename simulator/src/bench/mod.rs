@@ -18,8 +18,11 @@
 //! - [`gateway::GatewayProcess`], [`gateway::GatewayApi`]: the gateway under test.
 //! - [`registry::csv_files`]: the fleet's registry for the gateway.
 //! - [`run_winter`] with [`BenchOptions`] returns a [`BenchReport`] (run facts + score card).
+//! - [`ingest::run_ingest`]: `simulator bench ingest`, the gateway's ingest throughput against
+//!   mosquitto relaying the same load, publish → alert latency and the gateway's memory.
 
 pub mod gateway;
+pub mod ingest;
 pub mod registry;
 pub mod world;
 
@@ -638,6 +641,9 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         tick: options.tick,
         max_connections: (options.households + 1000).max(20_000),
         log_filter: options.gateway_log.clone(),
+        influx_url: None,
+        broker_log: None,
+        next_connection_delay: None,
     };
     let gateway = GatewayProcess::start(&settings).await?;
     tracing::info!(mqtt = %gateway.mqtt, http = %gateway.http, dir = %work_dir.display(), "gateway started");

@@ -8,8 +8,11 @@
 //! - [`BoxPool`]: the connections of a whole fleet, opened concurrently, spread over several
 //!   127.0.0.x source addresses when the broker is on loopback (one address has about 28k
 //!   ephemeral ports).
+//! - [`subscriber::Subscriber`]: a counting subscriber (the ingest bench's relay and alert
+//!   listeners).
 
 pub mod mqtt;
+pub mod subscriber;
 pub mod telemetry;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -91,8 +94,21 @@ impl BoxPool {
         }
     }
 
+    /// Sets the keep-alive the connections announce (default 60 s, as the edge agent).
+    pub fn with_keep_alive(mut self, keep_alive: Duration) -> BoxPool {
+        self.keep_alive = keep_alive;
+        self
+    }
+
     pub fn stats(&self) -> PoolStats {
         self.stats
+    }
+
+    /// Takes the open connections out of the pool (for callers that drive them from several
+    /// tasks); a box's slot is `None` if it is not connected.
+    pub fn take_connections(&mut self) -> Vec<Option<Connection>> {
+        let empty = self.connections.iter().map(|_| None).collect();
+        std::mem::replace(&mut self.connections, empty)
     }
 
     /// The source address box `index` connects from.

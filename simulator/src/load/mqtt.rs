@@ -1,6 +1,7 @@
 //! A minimal MQTT 3.1.1 publisher for virtual edge boxes: CONNECT with a retained QoS 1 last
-//! will, QoS 1 PUBLISH with in-flight flow control, PINGREQ, DISCONNECT, and an abrupt close
-//! (no DISCONNECT, so the broker publishes the will, as when a box loses power).
+//! will, QoS 1 PUBLISH with in-flight flow control (and QoS 0 PUBLISH for the ingest bench),
+//! PINGREQ, DISCONNECT, and an abrupt close (no DISCONNECT, so the broker publishes the will, as
+//! when a box loses power).
 //!
 //! Why not `rumqttc`: the load generator opens one connection per box (10k and more) and must
 //! choose each connection's source address (several 127.0.0.x when one address runs out of
@@ -47,6 +48,10 @@ pub enum MqttError {
     Closed,
     #[error("{0} is too long for an MQTT packet")]
     TooLong(&'static str),
+    #[error("the broker sent a malformed packet: {0}")]
+    Malformed(&'static str),
+    #[error("the broker refused the subscription to {0:?}")]
+    SubscribeRefused(String),
 }
 
 /// The last will of a box: its `offline` status, retained.
@@ -56,7 +61,7 @@ pub struct Will {
     pub payload: Vec<u8>,
 }
 
-fn put_remaining_length(mut length: usize, out: &mut Vec<u8>) {
+pub(crate) fn put_remaining_length(mut length: usize, out: &mut Vec<u8>) {
     loop {
         let mut byte = (length % 128) as u8;
         length /= 128;
@@ -70,7 +75,7 @@ fn put_remaining_length(mut length: usize, out: &mut Vec<u8>) {
     }
 }
 
-fn put_bytes(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), MqttError> {
+pub(crate) fn put_bytes(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), MqttError> {
     let length = u16::try_from(bytes.len()).map_err(|_| MqttError::TooLong("a string"))?;
     out.extend_from_slice(&length.to_be_bytes());
     out.extend_from_slice(bytes);
@@ -78,7 +83,7 @@ fn put_bytes(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), MqttError> {
 }
 
 /// The largest remaining length MQTT can express.
-const MAX_REMAINING: usize = 268_435_455;
+pub(crate) const MAX_REMAINING: usize = 268_435_455;
 
 /// A CONNECT packet with a clean session and, optionally, a retained QoS 1 will.
 pub fn connect_packet(
@@ -127,8 +132,26 @@ pub fn publish_packet(
     Ok(packet)
 }
 
-const PINGREQ: [u8; 2] = [0xC0, 0x00];
-const DISCONNECT: [u8; 2] = [0xE0, 0x00];
+/// A QoS 0 PUBLISH packet: no packet id, nothing to acknowledge.
+pub fn publish_packet_qos0(
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) -> Result<Vec<u8>, MqttError> {
+    let remaining = 2 + topic.len() + payload.len();
+    if remaining > MAX_REMAINING {
+        return Err(MqttError::TooLong("the payload"));
+    }
+    let mut packet = Vec::with_capacity(remaining + 5);
+    packet.push(0x30 | u8::from(retain));
+    put_remaining_length(remaining, &mut packet);
+    put_bytes(topic.as_bytes(), &mut packet)?;
+    packet.extend_from_slice(payload);
+    Ok(packet)
+}
+
+pub(crate) const PINGREQ: [u8; 2] = [0xC0, 0x00];
+pub(crate) const DISCONNECT: [u8; 2] = [0xE0, 0x00];
 
 /// Reads one packet's first byte and body; `None` at a clean end of stream.
 async fn read_packet(reader: &mut OwnedReadHalf) -> Result<Option<(u8, Vec<u8>)>, MqttError> {
@@ -265,6 +288,22 @@ impl Connection {
         Ok(())
     }
 
+    /// Publishes at QoS 0: written and forgotten (no packet id, no in-flight accounting).
+    pub async fn publish_qos0(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+    ) -> Result<(), MqttError> {
+        if self.is_closed() {
+            return Err(MqttError::Closed);
+        }
+        let packet = publish_packet_qos0(topic, payload, retain)?;
+        self.writer.write_all(&packet).await?;
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
     /// Waits until fewer than `limit` publishes are unacknowledged.
     pub async fn wait_in_flight_below(
         &self,
@@ -366,5 +405,18 @@ mod tests {
         let publish = publish_packet("a/b", b"xyz", 7, true).expect("packet");
         assert_eq!(publish, b"\x33\x0a\x00\x03a/b\x00\x07xyz".to_vec());
         assert!(publish_packet(&"x".repeat(70_000), b"", 1, false).is_err());
+    }
+
+    #[test]
+    fn qos0_publish_packets_carry_no_packet_id() {
+        let publish = publish_packet_qos0("a/b", b"xyz", false).expect("packet");
+        assert_eq!(publish, b"\x30\x08\x00\x03a/bxyz".to_vec());
+        let retained = publish_packet_qos0("t", b"", true).expect("packet");
+        assert_eq!(retained, b"\x31\x03\x00\x01t".to_vec());
+        // A 200-byte payload needs a two-byte remaining length.
+        let long = publish_packet_qos0("a/b", &[7u8; 200], false).expect("packet");
+        assert_eq!(&long[..3], &[0x30, 0xCD, 0x01], "205 = 0x4D | 0x80, 0x01");
+        assert_eq!(long.len(), 3 + 205);
+        assert!(publish_packet_qos0(&"x".repeat(70_000), b"", false).is_err());
     }
 }

@@ -1,0 +1,124 @@
+//! `simulator bench ingest` end to end: the same pre-built readings through Debian's mosquitto
+//! (installed on the machine, `apt-get install mosquitto`) and through the real `gateway`
+//! process with its InfluxDB sink writing to VictoriaMetrics (`apt-get install
+//! victoria-metrics`), with latency probes. The gateway executable is taken from
+//! `HEATING_BIN_DIR` or the target folder these tests were built into, and built with cargo if
+//! it is missing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use simulator::bench::ingest::{run_ingest, IngestOptions, IngestReport, Qos};
+
+/// The gateway executable; built with cargo when the target folder has none yet.
+fn gateway_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("HEATING_BIN_DIR") {
+        return PathBuf::from(dir).join("gateway");
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/ingest-<hash> -> target/<profile>/gateway
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile folder")
+        .to_path_buf();
+    let binary = profile_dir.join("gateway");
+    if !binary.is_file() {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut build = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        build.args(["build", "-p", "gateway", "--bin", "gateway"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building the gateway failed");
+    }
+    binary
+}
+
+fn run(options: IngestOptions) -> IngestReport {
+    let deadline = Duration::from_secs(300);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        tokio::time::timeout(deadline, run_ingest(options))
+            .await
+            .unwrap_or_else(|_| panic!("the ingest bench did not finish within {deadline:?}"))
+            .unwrap_or_else(|e| panic!("the ingest bench failed: {e}"))
+    })
+}
+
+#[test]
+fn mosquitto_and_the_gateway_take_the_same_load_and_the_probes_time_alerts() {
+    let mut options = IngestOptions::new(200, gateway_bin()).expect("options");
+    options.rounds = 2;
+    options.probes = 5;
+    options.probe_interval = Duration::from_millis(200);
+    options.qos = Qos::AtLeastOnce;
+    let report = run(options);
+    println!("{}", report.table());
+
+    assert_eq!(report.devices, 200);
+    assert!(
+        report.messages >= 390,
+        "about one reading per device and round: {}",
+        report.messages
+    );
+    let relay = &report.mosquitto;
+    assert_eq!(
+        relay.sent, report.messages,
+        "every reading was sent to mosquitto"
+    );
+    assert_eq!(
+        relay.received, relay.sent,
+        "mosquitto relayed every reading"
+    );
+    assert_eq!(relay.lost, 0);
+    assert!(relay.complete);
+    assert!(relay.rate_per_s > 0.0);
+    assert_eq!(relay.unacknowledged, 0);
+
+    let gateway = &report.gateway;
+    assert_eq!(
+        gateway.sent, report.messages,
+        "the same readings went to the gateway"
+    );
+    assert!(
+        gateway.complete,
+        "the gateway handled everything: {gateway:?}"
+    );
+    assert_eq!(gateway.handled, gateway.sent + gateway.probe_readings);
+    assert_eq!(
+        gateway.accepted, gateway.handled,
+        "no rejects: {:?}",
+        gateway.rejected
+    );
+    assert!(gateway.rejected.is_empty(), "{:?}", gateway.rejected);
+    assert_eq!(gateway.missing, 0);
+    assert_eq!(gateway.broker_messages_lost, 0);
+    assert!(gateway.rate_per_s > 0.0);
+    assert!(report.ratio.is_some_and(|r| r > 0.0));
+    assert_eq!(gateway.devices_held, 205);
+    assert!(gateway.rss_kib.is_some_and(|kib| kib > 0), "{gateway:?}");
+    assert!(gateway.hwm_kib >= gateway.rss_kib);
+    let sink = gateway.sink.as_ref().expect("the sink ran");
+    assert!(
+        sink.points_written >= gateway.accepted,
+        "a point per reading at least: {sink:?}"
+    );
+    assert!(sink.points_dropped.is_empty(), "{sink:?}");
+
+    let latency = &report.latency;
+    assert!(latency.samples > 0, "{latency:?}");
+    assert_eq!(latency.timeouts, 0, "every fault reading fired an alert");
+    assert!(latency.p50_ms.is_some_and(|ms| ms > 0.0));
+    assert!(latency.p99_ms >= latency.p50_ms && latency.max_ms >= latency.p99_ms);
+    assert!(
+        gateway.alerts_fired >= latency.samples,
+        "each sample is a fired alert"
+    );
+    assert!(report.load_generator_hwm_kib.is_some_and(|kib| kib > 0));
+}
