@@ -1,6 +1,7 @@
 //! The InfluxDB v2 sink against a real server: Debian's VictoriaMetrics accepts InfluxDB v2
 //! writes on `/api/v2/write`. Readings are written, the server is killed in the middle of the
 //! stream and started again on the same storage, and every reading must be there afterwards.
+//! A stand-in server that holds its answers shows the buffer keeps filling while a write hangs.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -282,4 +283,95 @@ async fn a_full_buffer_drops_the_oldest_points_and_counts_them() {
         + stats.dropped_channel_full.load(Ordering::Relaxed);
     assert_eq!(written(&stats) + dropped, queued);
     drop(silent);
+}
+
+/// A stand-in for a slow InfluxDB: `/api/v2/write` counts the lines it gets, and holds every
+/// request until the test opens the gate.
+#[derive(Clone)]
+struct SlowServer {
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    lines: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+async fn slow_write(
+    axum::extract::State(server): axum::extract::State<SlowServer>,
+    body: String,
+) -> axum::http::StatusCode {
+    server.requests.fetch_add(1, Ordering::SeqCst);
+    let mut gate = server.gate.clone();
+    let _ = gate.wait_for(|open| *open).await;
+    let lines = body.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    server.lines.fetch_add(lines, Ordering::SeqCst);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_keep_flowing_into_the_buffer_while_a_write_is_in_flight() {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let server = SlowServer {
+        requests: Default::default(),
+        lines: Default::default(),
+        gate,
+    };
+    let app = axum::Router::new()
+        .route("/api/v2/write", axum::routing::post(slow_write))
+        .with_state(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // A channel of 4 x 50 = 200 points between producers and the sink task.
+    let config = InfluxConfig {
+        url: Some(format!("http://127.0.0.1:{port}")),
+        batch_size: 50,
+        flush_every: Duration::from_millis(50),
+        timeout: Duration::from_secs(30),
+        ..InfluxConfig::default()
+    };
+    let (task, sink) = build(&config).expect("valid").expect("enabled");
+    let stats = sink.stats();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(task.run(shutdown.clone(), Duration::from_secs(5)));
+
+    // The first batch goes out and the server holds it.
+    let t0 = t0();
+    feed(&sink, t0, 50, 0, 1);
+    wait_for(
+        "the first write to reach the server",
+        Duration::from_secs(10),
+        || async { server.requests.load(Ordering::SeqCst) >= 1 },
+    )
+    .await;
+    // While it hangs, ten times the channel's capacity arrives, a channel-full at a time; the
+    // task must keep taking it into its buffer (buffered counts the write in flight too).
+    let mut fed = 50;
+    for round in 1..=10 {
+        feed(&sink, t0, 200, round, round + 1);
+        fed += 200;
+        wait_for(
+            "the task to take the points while the write hangs",
+            Duration::from_secs(10),
+            || async { stats.buffered.load(Ordering::Relaxed) >= fed },
+        )
+        .await;
+    }
+    assert_eq!(written(&stats), 0, "the server has answered nothing yet");
+    assert_eq!(stats.dropped_channel_full.load(Ordering::Relaxed), 0);
+
+    // The server answers: everything is written, nothing was dropped.
+    open.send(true).expect("gate");
+    wait_for("every point written", Duration::from_secs(30), || async {
+        written(&stats) >= fed
+    })
+    .await;
+    assert_eq!(written(&stats), fed);
+    assert_eq!(server.lines.load(Ordering::SeqCst), fed);
+    assert_eq!(stats.dropped_channel_full.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.dropped_buffer_full.load(Ordering::Relaxed), 0);
+    shutdown.cancel();
+    running.await.expect("join").expect("sink ran");
+    serving.abort();
 }

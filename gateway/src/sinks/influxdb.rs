@@ -7,6 +7,8 @@
 //! `orders`; event times in milliseconds). Only this module knows how points are shaped.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -308,50 +310,81 @@ pub fn build(config: &InfluxConfig) -> Result<Option<(InfluxSink, SinkHandle)>, 
     )))
 }
 
+/// A write request in progress: its points (kept for a retry), when it started, and the
+/// request itself.
+struct Write {
+    points: Vec<DataPoint>,
+    started: Instant,
+    request: Pin<Box<dyn Future<Output = Result<(), String>> + Send>>,
+}
+
 impl InfluxSink {
     /// Writes until `shutdown`, then flushes what is buffered for at most `drain` before exiting.
+    ///
+    /// One write request is in flight at a time, and the channel keeps draining into the
+    /// buffer while it is: a write that takes long does not back producers up into
+    /// `channel_full` drops; only `max_buffer` bounds what waits.
     pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) -> anyhow::Result<()> {
         let mut buffer: VecDeque<DataPoint> = VecDeque::new();
         let mut tick = tokio::time::interval(self.config.flush_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Duration::from_millis(500);
         let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut writing: Option<Write> = None;
         loop {
-            let due = buffer.len() >= self.config.batch_size
-                && retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
-            if due {
-                self.flush_once(&mut buffer, &mut backoff, &mut retry_at)
-                    .await;
-                continue;
+            let may_write =
+                writing.is_none() && retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
+            if may_write && buffer.len() >= self.config.batch_size {
+                writing = Some(self.start_write(&mut buffer));
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 point = self.rx.recv() => match point {
                     Some(point) => {
                         buffer.push_back(point);
-                        self.enforce_cap(&mut buffer);
+                        self.enforce_cap(&mut buffer, writing.as_ref());
                     }
                     None => break,
                 },
+                result = async {
+                    match writing.as_mut() {
+                        Some(write) => write.request.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(write) = writing.take() {
+                        self.finish_write(write, result, &mut buffer, &mut backoff, &mut retry_at);
+                    }
+                }
                 _ = tick.tick() => {
-                    if !buffer.is_empty() && retry_at.is_none_or(|at| at <= tokio::time::Instant::now()) {
-                        self.flush_once(&mut buffer, &mut backoff, &mut retry_at).await;
+                    let may_write = writing.is_none()
+                        && retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
+                    if may_write && !buffer.is_empty() {
+                        writing = Some(self.start_write(&mut buffer));
                     }
                 }
             }
         }
-        // Shutdown: take what producers already queued, then flush to a deadline.
+        // Shutdown: finish the write in flight, take what producers already queued, then
+        // flush to a deadline.
+        let deadline = Instant::now() + drain;
+        if let Some(mut write) = writing.take() {
+            let result = tokio::time::timeout(drain, write.request.as_mut())
+                .await
+                .unwrap_or_else(|_| Err("no answer before the shutdown deadline".to_owned()));
+            self.finish_write(write, result, &mut buffer, &mut backoff, &mut retry_at);
+        }
         self.rx.close();
         while let Ok(point) = self.rx.try_recv() {
             buffer.push_back(point);
         }
-        self.enforce_cap(&mut buffer);
-        let deadline = Instant::now() + drain;
+        self.enforce_cap(&mut buffer, None);
         while !buffer.is_empty() && Instant::now() < deadline {
             let before = buffer.len();
-            self.flush_once(&mut buffer, &mut backoff, &mut retry_at)
-                .await;
-            if buffer.len() == before {
+            let mut write = self.start_write(&mut buffer);
+            let result = write.request.as_mut().await;
+            self.finish_write(write, result, &mut buffer, &mut backoff, &mut retry_at);
+            if buffer.len() >= before {
                 let wait = backoff.min(deadline.saturating_duration_since(Instant::now()));
                 tokio::time::sleep(wait).await;
             }
@@ -368,7 +401,72 @@ impl InfluxSink {
         Ok(())
     }
 
-    fn enforce_cap(&self, buffer: &mut VecDeque<DataPoint>) {
+    /// Takes one batch from the front of the buffer and starts writing it.
+    fn start_write(&self, buffer: &mut VecDeque<DataPoint>) -> Write {
+        let count = buffer.len().min(self.config.batch_size);
+        let points: Vec<DataPoint> = buffer.drain(..count).collect();
+        let client = self.client.clone();
+        let bucket = self.config.bucket.clone();
+        let timeout = self.config.timeout;
+        let batch = points.clone();
+        let request = Box::pin(async move {
+            let write = client.write_with_precision(
+                &bucket,
+                tokio_stream::iter(batch),
+                TimestampPrecision::Milliseconds,
+            );
+            match tokio::time::timeout(timeout, write).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            }
+        });
+        Write {
+            points,
+            started: Instant::now(),
+            request,
+        }
+    }
+
+    /// Counts a finished write; a failed one goes back to the front of the buffer and the
+    /// next attempt waits for the backoff.
+    fn finish_write(
+        &self,
+        write: Write,
+        result: Result<(), String>,
+        buffer: &mut VecDeque<DataPoint>,
+        backoff: &mut Duration,
+        retry_at: &mut Option<tokio::time::Instant>,
+    ) {
+        let count = write.points.len();
+        match result {
+            Ok(()) => {
+                self.stats
+                    .points_written
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                self.stats.write_requests.fetch_add(1, Ordering::Relaxed);
+                self.stats.write_micros.fetch_add(
+                    write.started.elapsed().as_micros() as u64,
+                    Ordering::Relaxed,
+                );
+                *backoff = Duration::from_millis(500);
+                *retry_at = None;
+            }
+            Err(error) => {
+                self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                for point in write.points.into_iter().rev() {
+                    buffer.push_front(point);
+                }
+                tracing::warn!(%error, points = count, buffered = buffer.len(), retry_in = ?backoff, "InfluxDB write failed; will retry");
+                *retry_at = Some(tokio::time::Instant::now() + *backoff);
+                *backoff = (*backoff * 2).min(self.config.max_backoff);
+            }
+        }
+        self.enforce_cap(buffer, None);
+    }
+
+    /// Drops the oldest points beyond `max_buffer` (counted), and publishes how many wait,
+    /// the write in flight included.
+    fn enforce_cap(&self, buffer: &mut VecDeque<DataPoint>, writing: Option<&Write>) {
         let excess = buffer.len().saturating_sub(self.config.max_buffer);
         if excess > 0 {
             buffer.drain(..excess);
@@ -376,55 +474,9 @@ impl InfluxSink {
                 .dropped_buffer_full
                 .fetch_add(excess as u64, Ordering::Relaxed);
         }
+        let in_flight = writing.map_or(0, |write| write.points.len());
         self.stats
             .buffered
-            .store(buffer.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Writes one batch from the front of the buffer; on failure schedules the retry.
-    async fn flush_once(
-        &self,
-        buffer: &mut VecDeque<DataPoint>,
-        backoff: &mut Duration,
-        retry_at: &mut Option<tokio::time::Instant>,
-    ) {
-        let count = buffer.len().min(self.config.batch_size);
-        if count == 0 {
-            return;
-        }
-        let batch: Vec<DataPoint> = buffer.iter().take(count).cloned().collect();
-        let started = Instant::now();
-        let write = self.client.write_with_precision(
-            &self.config.bucket,
-            tokio_stream::iter(batch),
-            TimestampPrecision::Milliseconds,
-        );
-        let result = match tokio::time::timeout(self.config.timeout, write).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
-        };
-        match result {
-            Ok(()) => {
-                buffer.drain(..count);
-                self.stats
-                    .points_written
-                    .fetch_add(count as u64, Ordering::Relaxed);
-                self.stats.write_requests.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .write_micros
-                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                *backoff = Duration::from_millis(500);
-                *retry_at = None;
-            }
-            Err(error) => {
-                self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, points = count, buffered = buffer.len(), retry_in = ?backoff, "InfluxDB write failed; will retry");
-                *retry_at = Some(tokio::time::Instant::now() + *backoff);
-                *backoff = (*backoff * 2).min(self.config.max_backoff);
-            }
-        }
-        self.stats
-            .buffered
-            .store(buffer.len() as u64, Ordering::Relaxed);
+            .store((buffer.len() + in_flight) as u64, Ordering::Relaxed);
     }
 }
