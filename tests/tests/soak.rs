@@ -81,6 +81,11 @@ fn ten_thousand_devices_at_ten_second_intervals_lose_nothing() -> anyhow::Result
         .as_object()
         .map(|reasons| reasons.values().filter_map(Value::as_u64).sum())
         .unwrap_or(0);
+    println!(
+        "soak: {HOUSEHOLDS} devices, {minutes} min of event time: {published} readings \
+         published, {accepted} accepted, {rejected} rejected by reason; {} s wall, {} readings/s",
+        run["wall_seconds"], run["readings_per_second"]
+    );
     // One reading per 10 s from every device that had power and network.
     assert!(
         published >= HOUSEHOLDS * minutes * 6 * 9 / 10,
