@@ -4,6 +4,7 @@
 //! against the real gateway. Every wait polls a condition up to a deadline.
 
 mod bench;
+mod common;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;

@@ -1904,17 +1904,8 @@ pub async fn run_ingest(options: IngestOptions) -> Result<IngestReport, IngestEr
         })
         .collect();
 
-    let (work_dir, temporary) = match &options.work_dir {
-        Some(dir) => (dir.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!(
-                "yanqing-ingest-{}-{}",
-                std::process::id(),
-                options.seed
-            )),
-            true,
-        ),
-    };
+    let (work_dir, temporary) =
+        super::work_dir_or_temporary(options.work_dir.as_ref(), "ingest", options.seed);
     if work_dir
         .read_dir()
         .is_ok_and(|mut entries| entries.next().is_some())

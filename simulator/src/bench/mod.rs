@@ -569,6 +569,22 @@ fn shortest_repair(mix: &Mix) -> Duration {
         .unwrap_or(mix.technicians.check_visit)
 }
 
+/// The bench's work folder: the one given, or a fresh temporary one (`true`: remove it after a
+/// successful run) named after the bench, this process and the seed.
+pub(crate) fn work_dir_or_temporary(
+    given: Option<&PathBuf>,
+    bench: &str,
+    seed: u64,
+) -> (PathBuf, bool) {
+    match given {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("yanqing-{bench}-{}-{seed}", std::process::id())),
+            true,
+        ),
+    }
+}
+
 /// Runs a winter bench and scores it.
 pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError> {
     if options.households == 0 {
@@ -609,17 +625,8 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         )));
     }
 
-    let (work_dir, temporary) = match &options.work_dir {
-        Some(dir) => (dir.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!(
-                "yanqing-bench-{}-{}",
-                std::process::id(),
-                options.seed
-            )),
-            true,
-        ),
-    };
+    let (work_dir, temporary) =
+        work_dir_or_temporary(options.work_dir.as_ref(), "bench", options.seed);
     let io = |what: String| move |source| BenchError::Io { what, source };
     let registry_dir = work_dir.join("registry");
     std::fs::create_dir_all(&registry_dir)

@@ -11,38 +11,14 @@ use edge_agent::profile::Profile;
 use simulator::bench::{run_winter, shipped_profiles, BenchOptions, BenchReport, Speed};
 use simulator::fleet::{self, HouseholdSpec};
 use simulator::mix::{FaultKind, Mix};
+
+use crate::common::gateway_bin;
 use wire::DeviceKind;
 
 fn data(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/bench")
         .join(file)
-}
-
-/// The gateway executable; built with cargo when the target folder has none yet.
-fn gateway_bin() -> PathBuf {
-    if let Ok(dir) = std::env::var("HEATING_BIN_DIR") {
-        return PathBuf::from(dir).join("gateway");
-    }
-    let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/simulator-<hash> -> target/<profile>/gateway
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile folder")
-        .to_path_buf();
-    let binary = profile_dir.join("gateway");
-    if !binary.is_file() {
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut build = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        build.args(["build", "-p", "gateway", "--bin", "gateway"]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building the gateway failed");
-    }
-    binary
 }
 
 fn options(households: usize, days: f64, seed: u64, mix: Mix, speed: Speed) -> BenchOptions {
