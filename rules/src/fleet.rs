@@ -15,7 +15,7 @@
 //! over: the suppressed episode resolves and a new episode of the same rule opens with the
 //! rule's own action, so the device gets its own order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -321,6 +321,59 @@ fn episode_start(episode_id: &str) -> i64 {
         .unwrap_or(i64::MIN)
 }
 
+/// The firing member updates queued for one release time, by fleet rule and group. Built once
+/// per release time (not once per member, which made a district-wide outage quadratic); an
+/// entry counts only while its key is still in the queue.
+pub(crate) struct Simultaneous {
+    release_ms: i64,
+    by_group: HashMap<(String, GroupKey), Vec<QueuedMember>>,
+}
+
+/// A queued firing member update: its queue key, device and event time.
+type QueuedMember = (QueueKey, DeviceId, i64);
+
+impl Simultaneous {
+    fn build(
+        queue: &BTreeMap<QueueKey, Item>,
+        release_ms: i64,
+        group_of: impl Fn(&str, &DeviceId) -> Option<GroupKey>,
+    ) -> Simultaneous {
+        let mut by_group: HashMap<(String, GroupKey), Vec<QueuedMember>> = HashMap::new();
+        for (key, item) in queue
+            .iter()
+            .take_while(|(key, _)| key.release_ms == release_ms && key.class == 0)
+        {
+            if let Item::Member {
+                fleet,
+                device,
+                firing: true,
+                at_ms,
+                ..
+            } = item
+            {
+                if let Some(group) = group_of(fleet, device) {
+                    by_group.entry((fleet.clone(), group)).or_default().push((
+                        key.clone(),
+                        device.clone(),
+                        *at_ms,
+                    ));
+                }
+            }
+        }
+        Simultaneous {
+            release_ms,
+            by_group,
+        }
+    }
+
+    fn members(&self, fleet: &str, group: &GroupKey) -> impl Iterator<Item = &QueuedMember> {
+        self.by_group
+            .get(&(fleet.to_owned(), group.clone()))
+            .into_iter()
+            .flatten()
+    }
+}
+
 impl Fleet {
     /// Registers (or re-registers) a device.
     pub fn register(&mut self, id: DeviceId, info: DeviceInfo) {
@@ -472,6 +525,9 @@ impl Fleet {
 
     /// Processes every queued item whose release time is at or before `watermark_ms`.
     pub fn release(&mut self, rules: &RuleSet, watermark_ms: i64, out: &mut Outcome) {
+        // Built at most once per release time, when an incident may open: which members of
+        // which group fire at that time (see `Simultaneous`).
+        let mut simultaneous: Option<Simultaneous> = None;
         while let Some(entry) = self.queue.first_entry() {
             if entry.key().release_ms > watermark_ms {
                 break;
@@ -484,7 +540,16 @@ impl Fleet {
                     device,
                     firing,
                     at_ms,
-                } => self.member(rules, &fleet, &member, device, firing, at_ms, out),
+                } => self.member(
+                    rules,
+                    &fleet,
+                    &member,
+                    device,
+                    firing,
+                    at_ms,
+                    &mut simultaneous,
+                    out,
+                ),
                 Item::Transition(t) => self.held_transition(rules, t, out),
                 Item::Escalation(e) => self.held_escalation(e, out),
                 Item::Grace {
@@ -506,6 +571,7 @@ impl Fleet {
         device: DeviceId,
         firing: bool,
         at_ms: i64,
+        simultaneous: &mut Option<Simultaneous>,
         out: &mut Outcome,
     ) {
         let Some(rule) = rules.fleet().iter().find(|f| f.id == fleet_id) else {
@@ -526,31 +592,6 @@ impl Fleet {
             .map(FleetRule::within_ms)
             .max()
             .unwrap_or(0);
-        // Members of the same group that went down at the same event time and wait right
-        // behind this one in the queue: an incident that fires now lists them too, so what it
-        // says does not depend on which of them the queue happened to release first.
-        let simultaneous: Vec<(DeviceId, i64)> = if firing {
-            self.queue
-                .iter()
-                .take_while(|(key, _)| key.release_ms == at_ms && key.class == 0)
-                .filter_map(|(_, item)| match item {
-                    Item::Member {
-                        fleet,
-                        device: other,
-                        firing: true,
-                        at_ms: other_at,
-                        ..
-                    } if fleet == fleet_id
-                        && self.group_of(rule, other).as_ref() == Some(&group) =>
-                    {
-                        Some((other.clone(), *other_at))
-                    }
-                    _ => None,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
         let state = self
             .groups
             .entry((rule.id.clone(), group.clone()))
@@ -565,8 +606,25 @@ impl Fleet {
             if state.open.is_some() || size < rule.min_devices {
                 return;
             }
-            for (other, other_at) in simultaneous {
-                state.members.entry(other).or_insert(other_at);
+            // Members of the same group that went down at the same event time and wait right
+            // behind this one in the queue: an incident that fires now lists them too, so what
+            // it says does not depend on which of them the queue happened to release first.
+            let index = match simultaneous {
+                Some(index) if index.release_ms == at_ms => index,
+                _ => {
+                    simultaneous.insert(Simultaneous::build(&self.queue, at_ms, |fleet, device| {
+                        let rule = rules.fleet().iter().find(|f| f.id == fleet)?;
+                        let info = self.registry.get(device)?;
+                        rule.counts(info.kind)
+                            .then(|| rule.group_of(info))
+                            .flatten()
+                    }))
+                }
+            };
+            for (key, other, other_at) in index.members(fleet_id, &group) {
+                if self.queue.contains_key(key) {
+                    state.members.entry(other.clone()).or_insert(*other_at);
+                }
             }
             let since = at_ms.saturating_sub(rule.within_ms());
             let recent: Vec<DeviceId> = state
