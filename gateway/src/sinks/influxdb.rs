@@ -1,4 +1,4 @@
-//! The InfluxDB v2 history sink (influxdb2 crate): telemetry, alert transitions and order
+//! The InfluxDB v2 history sink (influxdb2 client): telemetry, alert transitions and order
 //! events written as points, batched by size and time, retried with exponential backoff, held
 //! in a bounded buffer with every dropped point counted by reason. A slow or down InfluxDB
 //! never blocks ingest, rules or orders: producers only ever `try_send`.
@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use influxdb2::api::write::TimestampPrecision;
-use influxdb2::models::DataPoint;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wire::Telemetry;
 
+use super::line::{Line, NoField};
 use crate::orders::OrderNotice;
 
 /// Where and how history is written.
@@ -158,12 +158,12 @@ impl SinkStats {
 /// The producers' side: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct SinkHandle {
-    tx: mpsc::Sender<DataPoint>,
+    tx: mpsc::Sender<String>,
     stats: Arc<SinkStats>,
 }
 
 impl SinkHandle {
-    fn send(&self, point: Result<DataPoint, influxdb2::models::data_point::DataPointError>) {
+    fn send(&self, point: Result<String, NoField>) {
         match point {
             Ok(point) => match self.tx.try_send(point) {
                 Ok(()) => {
@@ -183,38 +183,37 @@ impl SinkHandle {
 
     /// One point per accepted reading (measurement `telemetry`).
     pub fn telemetry(&self, reading: &Telemetry, township: &str, village: Option<&str>) {
-        let mut point = DataPoint::builder("telemetry")
+        // Tags in key order.
+        let mut point = Line::new("telemetry", 128 + reading.values.len() * 24)
             .tag("device_id", reading.device_id.as_str())
-            .tag("township", township)
             .tag("kind", reading.kind.as_str())
             .tag("profile", reading.profile.as_str())
-            .field("seq", reading.seq as i64)
-            .timestamp(reading.ts_ms);
+            .tag("township", township);
         if let Some(village) = village {
             point = point.tag("village", village);
         }
+        point = point.int("seq", i64::try_from(reading.seq).unwrap_or(i64::MAX));
         for (name, value) in &reading.values {
-            point = point.field(name.as_str(), *value);
+            point = point.float(name.as_str(), *value);
         }
         if let Some(fault) = &reading.fault {
-            point = point.field("fault_category", fault.category.as_str());
+            point = point.string("fault_category", fault.category.as_str());
         }
-        self.send(point.build());
+        self.send(point.finish(reading.ts_ms));
     }
 
     /// One point per alert transition (measurement `alerts`).
     pub fn alert(&self, transition: &rules::Transition, township: &str, severity: &str) {
         let fired = transition.kind == rules::TransitionKind::Firing;
-        let point = DataPoint::builder("alerts")
+        let point = Line::new("alerts", 192)
+            .tag("device_id", transition.device_id.as_str())
             .tag("rule", transition.rule_id.as_str())
             .tag("severity", severity)
             .tag("township", township)
-            .tag("device_id", transition.device_id.as_str())
             .tag("transition", if fired { "fired" } else { "cleared" })
-            .field("episode_id", transition.episode_id.as_str())
-            .field("active", i64::from(fired))
-            .timestamp(transition.at_ms);
-        self.send(point.build());
+            .string("episode_id", transition.episode_id.as_str())
+            .int("active", i64::from(fired));
+        self.send(point.finish(transition.at_ms));
     }
 
     /// One point per supply incident transition (measurement `alerts`, rule = the fleet rule,
@@ -225,30 +224,28 @@ impl SinkHandle {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let point = DataPoint::builder("alerts")
+        let point = Line::new("alerts", 192)
+            .tag("device_id", &incident.group.to_string())
             .tag("rule", incident.fleet_rule_id.as_str())
-            .tag("severity", severity)
+            .tag("severity", &severity)
             .tag("township", incident.group.township.as_str())
-            .tag("device_id", incident.group.to_string())
             .tag("transition", if fired { "fired" } else { "cleared" })
-            .field("episode_id", incident.incident_id.as_str())
-            .field("active", i64::from(fired))
-            .timestamp(incident.at_ms);
-        self.send(point.build());
+            .string("episode_id", incident.incident_id.as_str())
+            .int("active", i64::from(fired));
+        self.send(point.finish(incident.at_ms));
     }
 
     /// One point per order event (measurement `orders`).
     pub fn order(&self, notice: &OrderNotice, sla: &crate::orders::sla::SlaConfig) {
         let elapsed_ms = notice.at_ms - notice.created_at_ms;
-        let mut point = DataPoint::builder("orders")
-            .tag("township", notice.township.as_str())
+        let mut point = Line::new("orders", 160)
             .tag("category", notice.category.as_str())
+            .tag("event", notice.kind.as_str())
             .tag("priority", notice.priority.as_str())
             .tag("source", notice.source.as_str())
-            .tag("event", notice.kind.as_str())
-            .field("order_id", notice.order_id)
-            .field("elapsed_s", elapsed_ms as f64 / 1000.0)
-            .timestamp(notice.at_ms);
+            .tag("township", notice.township.as_str())
+            .int("order_id", notice.order_id)
+            .float("elapsed_s", elapsed_ms as f64 / 1000.0);
         let stage = match notice.kind.as_str() {
             "dispatched" => Some(crate::orders::sla::Stage::Dispatch),
             "arrived" => Some(crate::orders::sla::Stage::OnSite),
@@ -256,9 +253,9 @@ impl SinkHandle {
             _ => None,
         };
         if let Some(stage) = stage {
-            point = point.field("sla_met", i64::from(elapsed_ms <= sla.deadline_ms(stage)));
+            point = point.int("sla_met", i64::from(elapsed_ms <= sla.deadline_ms(stage)));
         }
-        self.send(point.build());
+        self.send(point.finish(notice.at_ms));
     }
 
     pub fn stats(&self) -> Arc<SinkStats> {
@@ -270,7 +267,7 @@ impl SinkHandle {
 pub struct InfluxSink {
     client: influxdb2::Client,
     config: InfluxConfig,
-    rx: mpsc::Receiver<DataPoint>,
+    rx: mpsc::Receiver<String>,
     stats: Arc<SinkStats>,
 }
 
@@ -313,7 +310,7 @@ pub fn build(config: &InfluxConfig) -> Result<Option<(InfluxSink, SinkHandle)>, 
 /// A write request in progress: its points (kept for a retry), when it started, and the
 /// request itself.
 struct Write {
-    points: Vec<DataPoint>,
+    points: Vec<String>,
     started: Instant,
     request: Pin<Box<dyn Future<Output = Result<(), String>> + Send>>,
 }
@@ -325,7 +322,7 @@ impl InfluxSink {
     /// buffer while it is: a write that takes long does not back producers up into
     /// `channel_full` drops; only `max_buffer` bounds what waits.
     pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) -> anyhow::Result<()> {
-        let mut buffer: VecDeque<DataPoint> = VecDeque::new();
+        let mut buffer: VecDeque<String> = VecDeque::new();
         let mut tick = tokio::time::interval(self.config.flush_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Duration::from_millis(500);
@@ -402,17 +399,20 @@ impl InfluxSink {
     }
 
     /// Takes one batch from the front of the buffer and starts writing it.
-    fn start_write(&self, buffer: &mut VecDeque<DataPoint>) -> Write {
+    fn start_write(&self, buffer: &mut VecDeque<String>) -> Write {
         let count = buffer.len().min(self.config.batch_size);
-        let points: Vec<DataPoint> = buffer.drain(..count).collect();
+        let points: Vec<String> = buffer.drain(..count).collect();
         let client = self.client.clone();
+        let org = self.config.org.clone();
         let bucket = self.config.bucket.clone();
         let timeout = self.config.timeout;
-        let batch = points.clone();
+        // One request body; the lines stay in `points` for a retry.
+        let body = points.concat();
         let request = Box::pin(async move {
-            let write = client.write_with_precision(
+            let write = client.write_line_protocol_with_precision(
+                &org,
                 &bucket,
-                tokio_stream::iter(batch),
+                body,
                 TimestampPrecision::Milliseconds,
             );
             match tokio::time::timeout(timeout, write).await {
@@ -433,7 +433,7 @@ impl InfluxSink {
         &self,
         write: Write,
         result: Result<(), String>,
-        buffer: &mut VecDeque<DataPoint>,
+        buffer: &mut VecDeque<String>,
         backoff: &mut Duration,
         retry_at: &mut Option<tokio::time::Instant>,
     ) {
@@ -466,7 +466,7 @@ impl InfluxSink {
 
     /// Drops the oldest points beyond `max_buffer` (counted), and publishes how many wait,
     /// the write in flight included.
-    fn enforce_cap(&self, buffer: &mut VecDeque<DataPoint>, writing: Option<&Write>) {
+    fn enforce_cap(&self, buffer: &mut VecDeque<String>, writing: Option<&Write>) {
         let excess = buffer.len().saturating_sub(self.config.max_buffer);
         if excess > 0 {
             buffer.drain(..excess);

@@ -1,3 +1,4 @@
 //! Sinks: where the gateway writes history. Today one, [`influxdb`].
 
 pub mod influxdb;
+pub mod line;
