@@ -208,6 +208,10 @@ pub struct RelayResult {
     pub complete: bool,
     /// QoS 1 publishes mosquitto had not acknowledged when the phase ended.
     pub unacknowledged: u64,
+    /// CPU seconds mosquitto used in the timed phase.
+    pub broker_cpu_seconds: Option<f64>,
+    /// CPU seconds the load generator (this process) used in the timed phase.
+    pub load_cpu_seconds: Option<f64>,
 }
 
 /// The gateway's history sink, once it settled.
@@ -262,6 +266,12 @@ pub struct GatewayResult {
     /// keeps messages ingest already read, up to this, so it is part of the RSS.
     pub broker_log_capacity_bytes: u64,
     pub unacknowledged: u64,
+    /// CPU seconds the gateway used in the timed phase.
+    pub cpu_seconds: Option<f64>,
+    /// CPU seconds victoria-metrics used in the timed phase (it shares the machine).
+    pub sink_server_cpu_seconds: Option<f64>,
+    /// CPU seconds the load generator (this process) used in the timed phase.
+    pub load_cpu_seconds: Option<f64>,
 }
 
 /// Publish → alert latency of the probes.
@@ -370,6 +380,22 @@ impl IngestReport {
             out,
             "  (gateway: {} load + {} probe readings; its rate counts the {} handled by the end of the timed phase)",
             b.sent, b.probe_readings, b.handled_in_time
+        );
+        let secs = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.2}"));
+        let per_reading = |cpu: Option<f64>, n: u64| {
+            cpu.filter(|_| n > 0)
+                .map_or_else(|| "?".to_owned(), |c| format!("{:.1}", c * 1e6 / n as f64))
+        };
+        let _ = writeln!(
+            out,
+            "  CPU in the timed phase (2 cores shared): mosquitto {} s ({} us/reading), load generator {} s; gateway {} s ({} us/reading), victoria-metrics {} s, load generator {} s",
+            secs(a.broker_cpu_seconds),
+            per_reading(a.broker_cpu_seconds, a.received),
+            secs(a.load_cpu_seconds),
+            secs(b.cpu_seconds),
+            per_reading(b.cpu_seconds, b.handled_in_time),
+            secs(b.sink_server_cpu_seconds),
+            secs(b.load_cpu_seconds)
         );
         let verdict = match self.ratio {
             Some(r) if r >= 1.0 => "met",
@@ -760,6 +786,27 @@ fn proc_status_kib(pid: &str, key: &str) -> Option<u64> {
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/{pid}/stat`.
+fn proc_cpu_seconds(pid: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: the command may hold spaces, so fields count from the last `)`;
+    // utime and stime are fields 14 and 15, the 12th and 13th after it.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)?;
+    Some((utime + stime) as f64 / ticks as f64)
+}
+
+/// CPU seconds a process used between two readings of [`proc_cpu_seconds`].
+fn cpu_between(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    Some((after? - before?).max(0.0))
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -1038,6 +1085,9 @@ async fn relay_load(
         "boxes connected to mosquitto; sending the load"
     );
     let clock = Arc::new(AtomicI64::new(prepared.start_ms));
+    let broker_pid = mosquitto.child.id().map(|p| p.to_string());
+    let broker_cpu = || broker_pid.as_deref().and_then(proc_cpu_seconds);
+    let (broker_cpu_start, load_cpu_start) = (broker_cpu(), proc_cpu_seconds("self"));
     let started = Instant::now();
     let mut publishers = spawn_publishers(
         &prepared.load,
@@ -1111,6 +1161,8 @@ async fn relay_load(
         )));
     };
     let received = counter.count.load(Ordering::Relaxed);
+    let broker_cpu_seconds = cpu_between(broker_cpu_start, broker_cpu());
+    let load_cpu_seconds = cpu_between(load_cpu_start, proc_cpu_seconds("self"));
     let last = base + Duration::from_nanos(counter.last_ns.load(Ordering::Relaxed));
     let seconds = seconds_between(started, last);
     let unacknowledged =
@@ -1127,6 +1179,8 @@ async fn relay_load(
         rate_per_s: rate(received, seconds),
         complete,
         unacknowledged,
+        broker_cpu_seconds,
+        load_cpu_seconds,
     };
     tracing::info!(
         sent = result.sent,
@@ -1508,7 +1562,12 @@ async fn phase_gateway(
     let outcome = match GatewayProcess::start(&settings).await {
         Ok(mut gateway) => {
             tracing::info!(mqtt = %gateway.mqtt, http = %gateway.http, "gateway started");
-            let outcome = measure_gateway(options, prepared, boxes, &settings, &mut gateway).await;
+            let sink_pid = sink
+                .as_ref()
+                .and_then(|(vm, _)| vm.child.id())
+                .map(|p| p.to_string());
+            let outcome =
+                measure_gateway(options, prepared, boxes, &settings, &mut gateway, sink_pid).await;
             let outcome = outcome.map_err(|error| match error {
                 IngestError::Gateway(text) | IngestError::Load(text) => IngestError::Gateway(
                     format!("{text}; the gateway's log ends:\n{}", gateway.log_tail(20)),
@@ -1535,6 +1594,7 @@ async fn measure_gateway(
     boxes: &[BoxIdentity],
     settings: &GatewaySettings,
     gateway: &mut GatewayProcess,
+    sink_pid: Option<String>,
 ) -> Result<(GatewayResult, LatencyResult), IngestError> {
     let metrics = MetricsClient::new(gateway.http)?;
     let pid = gateway.pid().map(|p| p.to_string());
@@ -1648,6 +1708,14 @@ async fn measure_gateway(
     let base_rejected = baseline.by_label("gateway_messages_rejected_total", "reason");
     let base_alerts = baseline.total("gateway_alerts_fired_total");
 
+    let cpu = || {
+        (
+            pid.as_deref().and_then(proc_cpu_seconds),
+            sink_pid.as_deref().and_then(proc_cpu_seconds),
+            proc_cpu_seconds("self"),
+        )
+    };
+    let cpu_start = cpu();
     let started = Instant::now();
     let mut probe_task = spawn_probes(probes, &shared);
     let mut publishers = spawn_publishers(
@@ -1690,8 +1758,8 @@ async fn measure_gateway(
                 }
             }
         }
-        if probe_task.is_finished() {
-            // The probes stop only when told: they failed.
+        if !prepared.probes.is_empty() && probe_task.is_finished() {
+            // The probes stop only when told: they failed. (With none, the task ends at once.)
             publishers.abort();
             let why = match (&mut probe_task).await {
                 Ok(Err(error)) => error.to_string(),
@@ -1719,6 +1787,7 @@ async fn measure_gateway(
             break None;
         }
     };
+    let cpu_end = cpu();
     // Stop the probes (each finishes its cycle) and collect what they measured.
     shared.stop.cancel();
     let probe_outcome =
@@ -1856,6 +1925,9 @@ async fn measure_gateway(
             .broker_log
             .map_or(0, |(size, segments)| (size * (segments + 1)) as u64),
         unacknowledged,
+        cpu_seconds: cpu_between(cpu_start.0, cpu_end.0),
+        sink_server_cpu_seconds: cpu_between(cpu_start.1, cpu_end.1),
+        load_cpu_seconds: cpu_between(cpu_start.2, cpu_end.2),
     };
     let latency = latency_result(&probe_totals, options, other_alerts.load(Ordering::Relaxed));
     Ok((result, latency))
@@ -1964,6 +2036,21 @@ pub async fn run_ingest(options: IngestOptions) -> Result<IngestReport, IngestEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_read_from_proc_and_only_grows() {
+        let before = proc_cpu_seconds("self").expect("this process's CPU time");
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let after = proc_cpu_seconds("self").expect("this process's CPU time");
+        assert!(before >= 0.0 && after >= before, "{before} then {after}");
+        assert_eq!(cpu_between(Some(2.0), Some(1.5)), Some(0.0));
+        assert_eq!(cpu_between(None, Some(1.5)), None);
+        assert_eq!(proc_cpu_seconds("no-such-process"), None);
+    }
 
     #[test]
     fn qos_parses() {
