@@ -14,18 +14,11 @@ use simulator::bench::ingest::{run_ingest, IngestOptions, IngestReport, Qos};
 use common::gateway_bin;
 
 fn run(options: IngestOptions) -> IngestReport {
-    let deadline = Duration::from_secs(300);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        tokio::time::timeout(deadline, run_ingest(options))
-            .await
-            .unwrap_or_else(|_| panic!("the ingest bench did not finish within {deadline:?}"))
-            .unwrap_or_else(|e| panic!("the ingest bench failed: {e}"))
-    })
+    common::run_bench(
+        "the ingest bench",
+        Duration::from_secs(300),
+        run_ingest(options),
+    )
 }
 
 #[test]

@@ -1969,11 +1969,7 @@ pub async fn run_ingest(options: IngestOptions) -> Result<IngestReport, IngestEr
     let boxes: Vec<BoxIdentity> = prepared
         .fleet
         .iter()
-        .map(|h| BoxIdentity {
-            box_id: format!("box-{}", h.device_id),
-            township: h.township_id.clone(),
-            devices: vec![h.device_id.clone()],
-        })
+        .map(BoxIdentity::of_household)
         .collect();
 
     let (work_dir, temporary) =

@@ -655,14 +655,7 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
     let gateway = GatewayProcess::start(&settings).await?;
     tracing::info!(mqtt = %gateway.mqtt, http = %gateway.http, dir = %work_dir.display(), "gateway started");
     let api = GatewayApi::new(gateway.http)?;
-    let boxes = fleet
-        .iter()
-        .map(|h| BoxIdentity {
-            box_id: format!("box-{}", h.device_id),
-            township: h.township_id.clone(),
-            devices: vec![h.device_id.clone()],
-        })
-        .collect();
+    let boxes = fleet.iter().map(BoxIdentity::of_household).collect();
     let pool = BoxPool::new(gateway.mqtt, boxes);
 
     let mut bench = Bench {

@@ -46,6 +46,15 @@ pub struct BoxIdentity {
 }
 
 impl BoxIdentity {
+    /// The box of a simulated household: `box-{device}`, with the household's one device.
+    pub fn of_household(household: &crate::fleet::HouseholdSpec) -> BoxIdentity {
+        BoxIdentity {
+            box_id: format!("box-{}", household.device_id),
+            township: household.township_id.clone(),
+            devices: vec![household.device_id.clone()],
+        }
+    }
+
     fn status(&self, state: AgentState) -> (String, Vec<u8>) {
         let topic = Topic::new(
             self.township.clone(),

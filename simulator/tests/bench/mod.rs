@@ -37,17 +37,7 @@ fn profiles() -> Vec<Arc<Profile>> {
 
 /// Runs `future` on a fresh multi-threaded runtime, failing the test after `deadline`.
 fn run(deadline: Duration, options: BenchOptions) -> BenchReport {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        tokio::time::timeout(deadline, run_winter(options))
-            .await
-            .unwrap_or_else(|_| panic!("the bench did not finish within {deadline:?}"))
-            .unwrap_or_else(|e| panic!("the bench failed: {e}"))
-    })
+    crate::common::run_bench("the bench", deadline, run_winter(options))
 }
 
 const HAND_SEED: u64 = 7;
