@@ -153,6 +153,28 @@ async fn stored_samples(client: &reqwest::Client, base: &str, metric: &str) -> u
     samples.len()
 }
 
+/// A running sink: its producers' handle, its counters, its stop signal and its task.
+struct Running {
+    sink: SinkHandle,
+    stats: std::sync::Arc<SinkStats>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Builds the sink from `config` and runs it, flushing for up to `drain` at shutdown.
+fn start_sink(config: &InfluxConfig, drain: Duration) -> Running {
+    let (task, sink) = build(config).expect("valid").expect("enabled");
+    let stats = sink.stats();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(task.run(shutdown.clone(), drain));
+    Running {
+        sink,
+        stats,
+        shutdown,
+        task,
+    }
+}
+
 fn written(stats: &SinkStats) -> u64 {
     stats.points_written.load(Ordering::Relaxed)
 }
@@ -178,10 +200,12 @@ async fn an_outage_in_the_middle_of_a_write_stream_loses_nothing() {
         timeout: Duration::from_secs(2),
         ..InfluxConfig::default()
     };
-    let (task, sink) = build(&config).expect("valid").expect("enabled");
-    let stats = sink.stats();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(task.run(shutdown.clone(), Duration::from_secs(5)));
+    let Running {
+        sink,
+        stats,
+        shutdown,
+        task: running,
+    } = start_sink(&config, Duration::from_secs(5));
 
     // 10 devices x 200 readings, then the server dies, 200 more each while it is down.
     let t0 = t0();
@@ -253,10 +277,12 @@ async fn a_full_buffer_drops_the_oldest_points_and_counts_them() {
         timeout: Duration::from_millis(500),
         ..InfluxConfig::default()
     };
-    let (task, sink) = build(&config).expect("valid").expect("enabled");
-    let stats = sink.stats();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(task.run(shutdown.clone(), Duration::from_millis(200)));
+    let Running {
+        sink,
+        stats,
+        shutdown,
+        task: running,
+    } = start_sink(&config, Duration::from_millis(200));
     for chunk in 0..5 {
         feed(&sink, t0(), 10, chunk * 30, chunk * 30 + 30);
         wait_for(
@@ -331,10 +357,12 @@ async fn points_keep_flowing_into_the_buffer_while_a_write_is_in_flight() {
         timeout: Duration::from_secs(30),
         ..InfluxConfig::default()
     };
-    let (task, sink) = build(&config).expect("valid").expect("enabled");
-    let stats = sink.stats();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(task.run(shutdown.clone(), Duration::from_secs(5)));
+    let Running {
+        sink,
+        stats,
+        shutdown,
+        task: running,
+    } = start_sink(&config, Duration::from_secs(5));
 
     // The first batch goes out and the server holds it.
     let t0 = t0();
