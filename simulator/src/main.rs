@@ -46,9 +46,14 @@ enum BenchCommand {
 
 #[derive(Debug, clap::Args)]
 struct IngestArgs {
-    /// Load devices (one edge box and one MQTT connection each).
+    /// Load devices.
     #[arg(long)]
     devices: usize,
+    /// Load devices per edge box: each box (one MQTT connection) publishes its devices'
+    /// readings on their own topics. A box serves devices of one village, so a village's last
+    /// box may serve fewer.
+    #[arg(long, default_value_t = 1)]
+    devices_per_box: usize,
     /// Readings per device (poll rounds, one telemetry interval apart).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -216,6 +221,7 @@ async fn bench_ingest(args: IngestArgs) -> anyhow::Result<()> {
     };
     let mut options = simulator::bench::ingest::IngestOptions::new(args.devices, gateway_bin)
         .context("cannot prepare the bench")?;
+    options.devices_per_box = args.devices_per_box;
     options.rounds = args.rounds;
     options.qos = args.qos;
     options.probes = args.probes;

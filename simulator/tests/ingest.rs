@@ -92,3 +92,58 @@ fn mosquitto_and_the_gateway_take_the_same_load_and_the_probes_time_alerts() {
     );
     assert!(report.load_generator_hwm_kib.is_some_and(|kib| kib > 0));
 }
+
+#[test]
+fn boxes_serving_several_devices_publish_each_on_its_own_topic_to_both_targets() {
+    let mut options = IngestOptions::new(120, gateway_bin()).expect("options");
+    options.devices_per_box = 8;
+    // Not the other test's seed: the temporary work folder is named by process and seed.
+    options.seed = 2;
+    options.rounds = 2;
+    options.probes = 2;
+    options.probe_interval = Duration::from_millis(200);
+    options.sink = false;
+    let report = run(options);
+    println!("{}", report.table());
+
+    assert_eq!(report.devices, 120);
+    assert_eq!(report.devices_per_box, 8);
+    assert!(
+        report.boxes >= 15 && report.boxes < 120,
+        "devices grouped into boxes: {}",
+        report.boxes
+    );
+    assert!(report.messages >= 235, "{}", report.messages);
+    let relay = &report.mosquitto;
+    assert_eq!(relay.sent, report.messages);
+    assert_eq!(
+        relay.received, relay.sent,
+        "mosquitto relayed every reading"
+    );
+    assert!(relay.complete);
+    let gateway = &report.gateway;
+    assert_eq!(gateway.sent, report.messages);
+    assert!(gateway.complete, "{gateway:?}");
+    assert_eq!(gateway.handled, gateway.sent + gateway.probe_readings);
+    assert_eq!(
+        gateway.accepted, gateway.handled,
+        "no rejects: {:?}",
+        gateway.rejected
+    );
+    assert_eq!(gateway.devices_held, 122);
+    assert_eq!(gateway.boxes_connected, report.boxes + 2);
+    assert!(
+        gateway.messages_in >= (report.boxes + 2) as u64 + gateway.handled,
+        "one status per box and every reading: {gateway:?}"
+    );
+    assert!(report.latency.samples > 0, "{:?}", report.latency);
+    assert_eq!(report.latency.timeouts, 0);
+    let table = report.table();
+    assert!(
+        table.contains(&format!(
+            "120 devices in {} edge boxes (up to 8 devices per box)",
+            report.boxes
+        )),
+        "{table}"
+    );
+}

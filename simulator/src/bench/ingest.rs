@@ -6,10 +6,14 @@
 //! Method:
 //! - Before anything is timed, a realistic fleet is generated (`fleet::generate`, the shipped
 //!   profiles) and [`World`] builds `rounds` poll rounds of reading payloads (one telemetry
-//!   interval apart, so `ts_ms` and `seq` grow). Both targets get exactly these payloads, sent
-//!   by the same code: `publishers` tasks, each owning a contiguous slice of the boxes' MQTT
+//!   interval apart, so `ts_ms` and `seq` grow). The devices are served by edge boxes,
+//!   `devices_per_box` each (default 1; the devices of a box are of one village, see
+//!   [`group_households`]); a box publishes each of its devices' readings on that device's
+//!   telemetry topic. Both targets get exactly these payloads over the same boxes, sent by the
+//!   same code: `publishers` tasks, each owning a contiguous slice of the boxes' MQTT
 //!   connections (one per box, opened and announced `online` before the clock starts), sending
-//!   round by round as fast as the target takes them, at QoS 1 (as edge agents) or QoS 0.
+//!   round by round, box by box and device by device, as fast as the target takes them, at
+//!   QoS 1 (as edge agents) or QoS 0.
 //! - Phase A: mosquitto (`persistence false`, no connection, queue or in-flight limits) with
 //!   one subscriber on the telemetry topics (subscribed at QoS 0, so mosquitto relays at QoS 0
 //!   whatever QoS the load uses). Relay rate = messages received / (last receipt − first
@@ -18,8 +22,10 @@
 //!   evaluated on arrival, the fleet's registry imported, the InfluxDB sink writing to
 //!   VictoriaMetrics unless `--no-sink`). Rate = readings handled (accepted + rejected, from
 //!   `/metrics`, polled every 50 ms) / (the poll that saw all of them − first publish), so the
-//!   figure errs against the gateway by up to one poll interval.
-//! - Latency (phase B only): probe boxes (extra registered devices, their own connections)
+//!   figure errs against the gateway by up to one poll interval. Its registry registers each
+//!   device to the household of its box (`edge_box`), as for a real multi-device box.
+//! - Latency (phase B only): probe boxes (extra registered devices, one per box, their own
+//!   connections)
 //!   publish, every `probe_interval`, a reading with a sensor fault (the default pack's
 //!   `device_fault` fires on it at once) and time it to the `firing` alert the gateway
 //!   publishes on `heating/v1/{township}/{device}/alerts`; then a clean reading resolves it.
@@ -56,7 +62,7 @@ use crate::fleet::{self, HouseholdSpec};
 use crate::load::mqtt::Connection;
 use crate::load::subscriber::{Publish, Subscriber};
 use crate::load::telemetry::{reading_json, ProfileCodec};
-use crate::load::{BoxIdentity, BoxPool};
+use crate::load::{group_households, BoxGroup, BoxIdentity, BoxPool};
 use crate::mix::Mix;
 use crate::model::{House, HouseParams};
 use crate::scenario;
@@ -140,8 +146,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> IngestError {
 /// Everything an ingest bench needs.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    /// Load devices (one edge box and one MQTT connection each).
+    /// Load devices.
     pub devices: usize,
+    /// Load devices per edge box (one MQTT connection per box); at least 1.
+    pub devices_per_box: usize,
     /// Poll rounds: readings per device.
     pub rounds: usize,
     pub qos: Qos,
@@ -174,6 +182,7 @@ impl IngestOptions {
     pub fn new(devices: usize, gateway_bin: PathBuf) -> Result<IngestOptions, IngestError> {
         Ok(IngestOptions {
             devices,
+            devices_per_box: 1,
             rounds: 5,
             qos: Qos::AtLeastOnce,
             probes: 50,
@@ -254,6 +263,8 @@ pub struct GatewayResult {
     pub sink: Option<SinkResult>,
     /// Devices in the gateway's registry and fleet picture (load and probes).
     pub devices_held: usize,
+    /// Boxes connected to the gateway, one MQTT connection each (load and probes).
+    pub boxes_connected: usize,
     /// `VmRSS` once started (registry imported, no connection yet).
     pub rss_started_kib: Option<u64>,
     /// `VmRSS` with every box connected and announced, before any reading.
@@ -296,6 +307,11 @@ pub struct LatencyResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
     pub devices: usize,
+    /// Load devices per edge box (the option; a village's last box may hold fewer).
+    pub devices_per_box: usize,
+    /// Edge boxes of the load: its MQTT connections, the same in both phases (the probes'
+    /// boxes come on top in phase B).
+    pub boxes: usize,
     pub rounds: usize,
     pub qos: u8,
     pub publishers: usize,
@@ -338,6 +354,15 @@ impl IngestReport {
             out,
             "simulator bench ingest: {} devices x {} rounds = {} readings ({:.0} B mean payload), QoS {}, {} publishers, seed {}",
             self.devices, self.rounds, self.messages, self.payload_bytes_mean, self.qos, self.publishers, self.seed
+        );
+        let per_box = match self.devices_per_box {
+            1 => "one device per box".to_owned(),
+            n => format!("up to {n} devices per box"),
+        };
+        let _ = writeln!(
+            out,
+            "  {} devices in {} edge boxes ({per_box}): {} MQTT connections to each target, plus {} probe boxes to the gateway",
+            self.devices, self.boxes, self.boxes, self.latency.probes
         );
         let _ = writeln!(
             out,
@@ -424,8 +449,9 @@ impl IngestReport {
         );
         let _ = writeln!(
             out,
-            "  gateway memory holding {} devices: VmRSS {}, VmHWM {} after the load (broker log capacity {:.0} MiB)",
+            "  gateway memory holding {} devices of {} connected boxes: VmRSS {}, VmHWM {} after the load (broker log capacity {:.0} MiB)",
             b.devices_held,
+            b.boxes_connected,
             mib(b.rss_kib),
             mib(b.hwm_kib),
             b.broker_log_capacity_bytes as f64 / 1_048_576.0
@@ -471,9 +497,13 @@ impl IngestReport {
     }
 }
 
-/// The pre-built load: every box's readings of every round.
+/// The pre-built load: every device's readings of every round, and the boxes publishing them.
 struct Load {
+    /// `[household]`: the telemetry topic of the household's device.
     topics: Vec<String>,
+    /// `[box]`: the households whose devices the box serves (with one device per box, box `i`
+    /// serves household `i`).
+    boxes: Vec<Vec<usize>>,
     /// `[round][household]`: the household's readings of that round (normally one).
     rounds: Vec<Vec<Vec<Vec<u8>>>>,
     round_ts: Vec<i64>,
@@ -571,6 +601,9 @@ fn probe_spec(
 struct Prepared {
     /// Load households first, then the probes.
     fleet: Vec<HouseholdSpec>,
+    /// The load's boxes first (as [`Load::boxes`]), then one box per probe; households are
+    /// positions in `fleet`.
+    boxes: Vec<BoxGroup>,
     load: Arc<Load>,
     probes: Vec<ProbeSpec>,
     start_ms: i64,
@@ -596,7 +629,7 @@ fn prepare(options: &IngestOptions) -> Result<Prepared, IngestError> {
     for round in 1..=options.rounds {
         let ts = plan.start_ms + round as i64 * interval_ms;
         world.advance_to(ts);
-        let mut per_box = vec![Vec::new(); options.devices];
+        let mut per_household = vec![Vec::new(); options.devices];
         for box_round in world.poll_round() {
             messages += box_round.readings.len() as u64;
             payload_bytes += box_round
@@ -604,16 +637,40 @@ fn prepare(options: &IngestOptions) -> Result<Prepared, IngestError> {
                 .iter()
                 .map(|r| r.len() as u64)
                 .sum::<u64>();
-            if let Some(slot) = per_box.get_mut(box_round.household) {
+            if let Some(slot) = per_household.get_mut(box_round.household) {
                 *slot = box_round.readings;
             }
         }
-        rounds.push(per_box);
+        rounds.push(per_household);
         round_ts.push(ts);
     }
-    let topics = (0..options.devices)
+    let topics: Vec<String> = (0..options.devices)
         .map(|h| world.telemetry_topic(h).unwrap_or_default().to_owned())
         .collect();
+    let mut boxes = group_households(load_fleet, options.devices_per_box);
+    // Each box publishes on its devices' own topics, under its prefix.
+    for group in &boxes {
+        for (&household, device) in group.households.iter().zip(&group.identity.devices) {
+            let topic = topics.get(household).map(String::as_str);
+            if group.identity.telemetry_topic(device.as_str()).as_deref() != topic {
+                return Err(IngestError::Config(format!(
+                    "device {device} publishes on {topic:?}, not under its box {} ({})",
+                    group.identity.box_id,
+                    group.identity.topic_prefix()
+                )));
+            }
+        }
+    }
+    let load_boxes = boxes.iter().map(|g| g.households.clone()).collect();
+    boxes.extend(
+        fleet[options.devices..]
+            .iter()
+            .enumerate()
+            .map(|(offset, spec)| BoxGroup {
+                identity: BoxIdentity::of_household(spec),
+                households: vec![options.devices + offset],
+            }),
+    );
     let climate = Climate::yanqing_winter(options.seed);
     let probes = fleet[options.devices..]
         .iter()
@@ -621,8 +678,10 @@ fn prepare(options: &IngestOptions) -> Result<Prepared, IngestError> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Prepared {
         fleet,
+        boxes,
         load: Arc::new(Load {
             topics,
+            boxes: load_boxes,
             rounds,
             round_ts,
             messages,
@@ -840,7 +899,7 @@ async fn connect_boxes(
         .collect()
 }
 
-/// One publisher's boxes: connections of the households `first..first + connections.len()`.
+/// One publisher's boxes: connections of the boxes `first..first + connections.len()`.
 struct Slice {
     first: usize,
     connections: Vec<Connection>,
@@ -900,13 +959,14 @@ async fn publish_slice(
         clock.fetch_max(*ts, Ordering::Relaxed);
         let readings = &load.rounds[round];
         for (offset, connection) in slice.connections.iter_mut().enumerate() {
-            let household = slice.first + offset;
-            let topic = &load.topics[household];
-            for payload in &readings[household] {
-                publish(connection, qos, topic, payload)
-                    .await
-                    .map_err(|e| IngestError::Load(format!("publishing on {topic}: {e}")))?;
-                sent += 1;
+            for &household in &load.boxes[slice.first + offset] {
+                let topic = &load.topics[household];
+                for payload in &readings[household] {
+                    publish(connection, qos, topic, payload)
+                        .await
+                        .map_err(|e| IngestError::Load(format!("publishing on {topic}: {e}")))?;
+                    sent += 1;
+                }
             }
         }
     }
@@ -1079,7 +1139,7 @@ async fn relay_load(
     )
     .await
     .map_err(|e| IngestError::Load(format!("the relay subscriber on mosquitto {addr}: {e}")))?;
-    let connections = connect_boxes(addr, boxes, options.devices).await?;
+    let connections = connect_boxes(addr, boxes, prepared.load.boxes.len()).await?;
     tracing::info!(
         boxes = connections.len(),
         "boxes connected to mosquitto; sending the load"
@@ -1536,15 +1596,16 @@ async fn phase_gateway(
     let registry_dir = dir.join("registry");
     std::fs::create_dir_all(&registry_dir)
         .map_err(io(format!("create {}", registry_dir.display())))?;
-    for (name, text) in registry::csv_files(
+    for (name, text) in registry::csv_files_with_boxes(
         &prepared.fleet,
+        &prepared.boxes,
         prepared.households_per_technician,
         options.seed,
     ) {
         let path = registry_dir.join(name);
         std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
     }
-    let total_boxes = options.devices + options.probes;
+    let total_boxes = prepared.boxes.len();
     let settings = GatewaySettings {
         binary: options.gateway_bin.clone(),
         dir: dir.to_path_buf(),
@@ -1646,9 +1707,9 @@ async fn measure_gateway(
     .await
     .map_err(|e| IngestError::Gateway(format!("the alerts subscriber: {e}")))?;
 
-    let total_boxes = options.devices + options.probes;
+    let total_boxes = boxes.len();
     let mut connections = connect_boxes(gateway.mqtt, boxes, total_boxes).await?;
-    let probe_connections = connections.split_off(options.devices);
+    let probe_connections = connections.split_off(prepared.load.boxes.len());
     // Every box announced itself: wait until ingest took in all those statuses, so the timed
     // phase starts with an idle gateway.
     let statuses = total_boxes as u64;
@@ -1916,7 +1977,8 @@ async fn measure_gateway(
             .total("gateway_alerts_fired_total")
             .saturating_sub(base_alerts),
         sink,
-        devices_held: total_boxes,
+        devices_held: options.devices + options.probes,
+        boxes_connected: total_boxes,
         rss_started_kib,
         rss_connected_kib,
         rss_kib,
@@ -1941,6 +2003,11 @@ pub async fn run_ingest(options: IngestOptions) -> Result<IngestReport, IngestEr
     if options.rounds == 0 {
         return Err(IngestError::Config("rounds must be at least 1".into()));
     }
+    if options.devices_per_box == 0 {
+        return Err(IngestError::Config(
+            "devices per box must be at least 1".into(),
+        ));
+    }
     if options.publishers == 0 {
         return Err(IngestError::Config("publishers must be at least 1".into()));
     }
@@ -1953,23 +2020,25 @@ pub async fn run_ingest(options: IngestOptions) -> Result<IngestReport, IngestEr
         return Err(BenchError::GatewayMissing(options.gateway_bin.clone()).into());
     }
     let load_average_start = load_average();
-    let total_boxes = options.devices + options.probes;
-    raise_open_files(total_boxes as u64 + 512)?;
 
     let prepare_start = Instant::now();
     let prepared = prepare(&options)?;
     tracing::info!(
         devices = options.devices,
+        boxes = prepared.load.boxes.len(),
         probes = options.probes,
         rounds = options.rounds,
         readings = prepared.load.messages,
         seconds = format!("{:.1}", prepare_start.elapsed().as_secs_f64()),
         "load built"
     );
+    // One socket per box's connection (load and probes), in this process and in the broker,
+    // which inherits the limit.
+    raise_open_files(prepared.boxes.len() as u64 + 512)?;
     let boxes: Vec<BoxIdentity> = prepared
-        .fleet
+        .boxes
         .iter()
-        .map(BoxIdentity::of_household)
+        .map(|group| group.identity.clone())
         .collect();
 
     let (work_dir, temporary) =
@@ -2005,6 +2074,8 @@ pub async fn run_ingest(options: IngestOptions) -> Result<IngestReport, IngestEr
     let load = &prepared.load;
     let report = IngestReport {
         devices: options.devices,
+        devices_per_box: options.devices_per_box,
+        boxes: load.boxes.len(),
         rounds: options.rounds,
         qos: options.qos.level(),
         publishers: options.publishers,
@@ -2046,6 +2117,17 @@ mod tests {
         assert_eq!(cpu_between(Some(2.0), Some(1.5)), Some(0.0));
         assert_eq!(cpu_between(None, Some(1.5)), None);
         assert_eq!(proc_cpu_seconds("no-such-process"), None);
+    }
+
+    #[tokio::test]
+    async fn zero_devices_per_box_is_refused() {
+        let mut options = IngestOptions::new(10, PathBuf::from("gateway")).expect("options");
+        options.devices_per_box = 0;
+        let error = run_ingest(options).await.expect_err("refused");
+        assert!(
+            matches!(error, IngestError::Config(ref text) if text.contains("per box")),
+            "{error}"
+        );
     }
 
     #[test]
@@ -2102,9 +2184,56 @@ mod tests {
     }
 
     #[test]
+    fn grouping_devices_into_boxes_keeps_every_reading_and_topic() {
+        let prepare_with = |per_box: usize| {
+            let mut options = IngestOptions::new(90, PathBuf::from("gateway")).expect("options");
+            options.devices_per_box = per_box;
+            options.rounds = 3;
+            options.probes = 4;
+            prepare(&options).expect("prepared")
+        };
+        let single = prepare_with(1);
+        let grouped = prepare_with(4);
+        let (a, b) = (&single.load, &grouped.load);
+        assert_eq!(a.boxes, (0..90).map(|h| vec![h]).collect::<Vec<_>>());
+        assert_eq!(a.messages, b.messages, "the same readings");
+        assert_eq!(a.rounds, b.rounds);
+        assert_eq!(a.topics, b.topics, "each device on its own topic");
+        assert!(
+            b.boxes.len() < 90 && b.boxes.len() >= 23,
+            "{}",
+            b.boxes.len()
+        );
+        let mut served: Vec<usize> = b.boxes.iter().flatten().copied().collect();
+        served.sort_unstable();
+        assert_eq!(served, (0..90).collect::<Vec<_>>(), "every device once");
+        // The load's boxes, then one box per probe device.
+        assert_eq!(grouped.boxes.len(), b.boxes.len() + 4);
+        for (group, households) in grouped.boxes.iter().zip(&b.boxes) {
+            assert_eq!(&group.households, households);
+            for &h in households {
+                assert!(b.topics[h].starts_with(&group.identity.topic_prefix()));
+            }
+        }
+        for (offset, group) in grouped.boxes[b.boxes.len()..].iter().enumerate() {
+            assert_eq!(group.households, vec![90 + offset]);
+            assert_eq!(group.identity.devices.len(), 1);
+        }
+        // What the publishers send: every reading of a round once, box by box.
+        let sent: usize = b
+            .boxes
+            .iter()
+            .flatten()
+            .map(|&h| b.rounds.iter().map(|round| round[h].len()).sum::<usize>())
+            .sum();
+        assert_eq!(sent as u64, b.messages);
+    }
+
+    #[test]
     fn the_broker_log_grows_only_for_loads_larger_than_its_default() {
         let small = Load {
             topics: Vec::new(),
+            boxes: Vec::new(),
             rounds: Vec::new(),
             round_ts: Vec::new(),
             messages: 20_000,

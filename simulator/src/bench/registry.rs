@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::fleet::HouseholdSpec;
+use crate::load::BoxGroup;
 use crate::rng::Rng;
 
 const SURNAMES: &[&str] = &[
@@ -48,12 +49,52 @@ fn vendor_id(brand: &str) -> String {
     }
 }
 
-/// The registry files `(file name, CSV text)` for a fleet.
+/// The registry files `(file name, CSV text)` for a fleet: one household per device, whose
+/// edge box id is the household's id (the gateway's default).
 pub fn csv_files(
     fleet: &[HouseholdSpec],
     households_per_technician: usize,
     seed: u64,
 ) -> Vec<(&'static str, String)> {
+    files(fleet, None, households_per_technician, seed)
+}
+
+/// The registry files for a fleet whose devices are served by edge boxes (`boxes`, positions
+/// in `fleet`): one household per box, `hh-{first device}` in the first device's village, with
+/// the box's id in `households.csv`'s `edge_box` column and every device of the box registered
+/// to that household, so the gateway finds each device under its box. A device no box serves
+/// gets a household of its own (box id: the household's id).
+pub fn csv_files_with_boxes(
+    fleet: &[HouseholdSpec],
+    boxes: &[BoxGroup],
+    households_per_technician: usize,
+    seed: u64,
+) -> Vec<(&'static str, String)> {
+    files(fleet, Some(boxes), households_per_technician, seed)
+}
+
+fn files(
+    fleet: &[HouseholdSpec],
+    boxes: Option<&[BoxGroup]>,
+    households_per_technician: usize,
+    seed: u64,
+) -> Vec<(&'static str, String)> {
+    // The box (if any) of each device.
+    let mut box_of: Vec<Option<usize>> = vec![None; fleet.len()];
+    for (index, group) in boxes.unwrap_or_default().iter().enumerate() {
+        for &position in &group.households {
+            if let Some(slot) = box_of.get_mut(position) {
+                slot.get_or_insert(index);
+            }
+        }
+    }
+    // Each device's household: the box's first device's household, or its own.
+    let household_of = |position: usize| -> usize {
+        box_of[position]
+            .and_then(|b| boxes?.get(b)?.households.first().copied())
+            .filter(|&first| first < fleet.len())
+            .unwrap_or(position)
+    };
     let mut rng = Rng::derive(seed, 0x2E6_1572);
     let mut name = || {
         format!(
@@ -90,29 +131,42 @@ pub fn csv_files(
     for (id, vendor_name) in &vendors {
         row(&mut out_vendors, &[id, vendor_name]);
     }
-    let mut out_households = String::from("id,village_id,address,resident,phone,vulnerable\n");
+    let mut out_households = String::from(if boxes.is_some() {
+        "id,village_id,address,resident,phone,vulnerable,edge_box\n"
+    } else {
+        "id,village_id,address,resident,phone,vulnerable\n"
+    });
     let mut out_devices = String::from("id,household_id,kind,brand,model,vendor_id,installed_on\n");
-    for h in fleet {
-        let household = format!("hh-{}", h.device_id);
-        let village = format!("{}-{}", h.township.id, h.village.id);
-        let address = format!(
-            "{}{}{}号",
-            h.township.name,
-            h.village.name,
-            h.index % 400 + 1
-        );
-        let phone = format!("138{:08}", h.index % 100_000_000);
-        row(
-            &mut out_households,
-            &[
-                &household,
+    for (position, h) in fleet.iter().enumerate() {
+        let first = household_of(position);
+        let household = format!("hh-{}", fleet[first].device_id);
+        if first == position {
+            let village = format!("{}-{}", h.township.id, h.village.id);
+            let address = format!(
+                "{}{}{}号",
+                h.township.name,
+                h.village.name,
+                h.index % 400 + 1
+            );
+            let phone = format!("138{:08}", h.index % 100_000_000);
+            let resident = name();
+            let mut fields = vec![
+                household.as_str(),
                 &village,
                 &address,
-                &name(),
+                &resident,
                 &phone,
                 if h.vulnerable { "true" } else { "false" },
-            ],
-        );
+            ];
+            if let Some(boxes) = boxes {
+                fields.push(
+                    box_of[position]
+                        .and_then(|b| boxes.get(b))
+                        .map_or("", |g| g.identity.box_id.as_str()),
+                );
+            }
+            row(&mut out_households, &fields);
+        }
         // Installed 2018-2024: the older ones are out of their 5-year warranty.
         let seed = h.model_seed;
         let installed = format!(
@@ -290,5 +344,75 @@ mod tests {
         }
         assert_eq!(ids("devices.csv").len(), 60);
         assert!(files["teams.csv"].contains("power_utility"));
+    }
+
+    #[test]
+    fn devices_of_a_box_are_registered_to_the_household_of_that_box() {
+        let profiles = crate::bench::shipped_profiles().expect("profiles");
+        let fleet = crate::fleet::generate(200, 3, &profiles).expect("fleet");
+        let groups = crate::load::group_households(&fleet, 4);
+        let files: BTreeMap<&str, String> = csv_files_with_boxes(&fleet, &groups, 500, 3)
+            .into_iter()
+            .collect();
+        let rows = |file: &str| -> Vec<Vec<String>> {
+            files[file]
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').map(str::to_owned).collect())
+                .collect()
+        };
+        assert!(files["households.csv"]
+            .starts_with("id,village_id,address,resident,phone,vulnerable,edge_box\n"));
+        // household -> (edge box, village)
+        let households: BTreeMap<String, (String, String)> = rows("households.csv")
+            .into_iter()
+            .map(|r| (r[0].clone(), (r[6].clone(), r[1].clone())))
+            .collect();
+        assert_eq!(households.len(), groups.len(), "one household per box");
+        let edge_boxes: std::collections::BTreeSet<&String> =
+            households.values().map(|(b, _)| b).collect();
+        assert_eq!(edge_boxes.len(), groups.len(), "one box per household");
+        let device_household: BTreeMap<String, String> = rows("devices.csv")
+            .into_iter()
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
+        assert_eq!(device_household.len(), 200);
+        for group in &groups {
+            for &position in &group.households {
+                let device = fleet[position].device_id.to_string();
+                let household = &device_household[&device];
+                let (edge_box, village) = &households[household];
+                assert_eq!(edge_box, &group.identity.box_id, "{device}");
+                assert_eq!(
+                    village,
+                    &format!(
+                        "{}-{}",
+                        fleet[position].township.id, fleet[position].village.id
+                    )
+                );
+            }
+        }
+        // One device per box: the households of the plain registry, each naming its box.
+        let single = crate::load::group_households(&fleet, 1);
+        let plain: BTreeMap<&str, String> = csv_files(&fleet, 500, 3).into_iter().collect();
+        let boxed: BTreeMap<&str, String> = csv_files_with_boxes(&fleet, &single, 500, 3)
+            .into_iter()
+            .collect();
+        for (file, text) in &plain {
+            if *file != "households.csv" {
+                assert_eq!(&boxed[file], text, "{file}");
+            }
+        }
+        for (plain_line, boxed_line) in plain["households.csv"]
+            .lines()
+            .skip(1)
+            .zip(boxed["households.csv"].lines().skip(1))
+        {
+            let edge_box = boxed_line
+                .strip_prefix(plain_line)
+                .and_then(|rest| rest.strip_prefix(','))
+                .expect("the same row with the box appended");
+            assert!(edge_box.starts_with("box-"), "{edge_box}");
+        }
     }
 }
