@@ -57,6 +57,19 @@ impl DeviceState {
     }
 }
 
+/// Makes `to` equal to `from`: in place when both hold the same names (a device's readings
+/// usually do), so no name is allocated again; otherwise a fresh copy.
+fn copy_values(to: &mut BTreeMap<String, f64>, from: &BTreeMap<String, f64>) {
+    let same_names = to.len() == from.len() && to.keys().zip(from.keys()).all(|(a, b)| a == b);
+    if same_names {
+        for (slot, value) in to.values_mut().zip(from.values()) {
+            *slot = *value;
+        }
+    } else {
+        to.clone_from(from);
+    }
+}
+
 /// The values kept in a device's 24-hour history (what the console charts).
 pub const HISTORY_VALUES: [&str; 5] = [
     "indoor_temp_c",
@@ -105,25 +118,36 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Records an accepted reading (the latest by event time wins).
+    /// Records an accepted reading (the latest by event time wins). Runs once per reading, so
+    /// it allocates only for a device it has not seen or a value set that changed.
     pub fn reading(&self, township: &str, reading: &Telemetry) {
         self.remember(reading);
         let Ok(mut devices) = self.devices.write() else {
             return;
         };
-        let state = devices
-            .entry(reading.device_id.to_string())
-            .or_insert_with(|| DeviceState::new(reading.device_id.as_str(), township));
+        let id = reading.device_id.as_str();
+        if !devices.contains_key(id) {
+            devices.insert(id.to_owned(), DeviceState::new(id, township));
+        }
+        let Some(state) = devices.get_mut(id) else {
+            return;
+        };
         state.readings += 1;
         state.status = DeviceStatus::Online;
         state.kind = Some(reading.kind);
-        state.profile = Some(reading.profile.clone());
+        if state.profile.as_deref() != Some(reading.profile.as_str()) {
+            state.profile = Some(reading.profile.clone());
+        }
         if state.last_ts_ms.is_none_or(|last| reading.ts_ms >= last) {
-            state.township = township.to_owned();
+            if state.township != township {
+                township.clone_into(&mut state.township);
+            }
             state.last_ts_ms = Some(reading.ts_ms);
             state.last_seq = Some(reading.seq);
-            state.values = reading.values.clone();
-            state.fault = reading.fault.clone();
+            copy_values(&mut state.values, &reading.values);
+            if state.fault != reading.fault {
+                state.fault.clone_from(&reading.fault);
+            }
         }
     }
 
@@ -132,7 +156,13 @@ impl Fleet {
         let Ok(mut history) = self.history.write() else {
             return;
         };
-        let buckets = history.entry(reading.device_id.to_string()).or_default();
+        let id = reading.device_id.as_str();
+        if !history.contains_key(id) {
+            history.insert(id.to_owned(), std::collections::VecDeque::new());
+        }
+        let Some(buckets) = history.get_mut(id) else {
+            return;
+        };
         let start_ms = reading.ts_ms - reading.ts_ms.rem_euclid(HISTORY_BUCKET_MS);
         let newest = buckets.back().map_or(i64::MIN, |b| b.start_ms);
         if start_ms < newest.saturating_sub(HISTORY_SPAN_MS) {
@@ -304,5 +334,41 @@ mod tests {
         );
         assert_eq!(history.points.len(), 2);
         assert!(fleet.history("unknown").is_none());
+    }
+
+    #[test]
+    fn the_latest_reading_replaces_values_faults_profile_and_township() {
+        let fleet = Fleet::default();
+        let t0 = 1_796_083_200_000;
+        let mut first = reading(t0, 18.0);
+        first.values.insert("flow_temp_c".to_owned(), 40.0);
+        first.fault = Some(wire::Fault {
+            code: 7,
+            category: wire::FaultCategory::SensorFault,
+            text: String::new(),
+        });
+        fleet.reading("yanqing", &first);
+        // Same names: values overwritten in place.
+        let mut same = reading(t0 + 10_000, 19.5);
+        same.values.insert("flow_temp_c".to_owned(), 41.0);
+        fleet.reading("yanqing", &same);
+        let state = fleet.get("d-1").expect("state");
+        assert_eq!(state.values, same.values);
+        assert_eq!(state.fault, None);
+        // Other names and another profile and township: the old names are gone.
+        let mut other = reading(t0 + 20_000, 20.0);
+        other.values.insert("water_pressure_bar".to_owned(), 1.4);
+        other.profile = "q".into();
+        fleet.reading("badaling", &other);
+        let state = fleet.get("d-1").expect("state");
+        assert_eq!(state.values, other.values);
+        assert_eq!(state.profile.as_deref(), Some("q"));
+        assert_eq!(state.township, "badaling");
+        assert_eq!(state.readings, 3);
+        // An older reading counts but does not replace the latest values.
+        fleet.reading("yanqing", &first);
+        let state = fleet.get("d-1").expect("state");
+        assert_eq!(state.values, other.values);
+        assert_eq!(state.township, "badaling");
     }
 }

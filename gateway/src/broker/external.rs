@@ -103,11 +103,11 @@ impl ExternalSource {
     }
 
     /// The next publish (topic, payload); reconnects and resubscribes by itself.
-    pub async fn next(&mut self) -> (Vec<u8>, Vec<u8>) {
+    pub async fn next(&mut self) -> (bytes::Bytes, bytes::Bytes) {
         loop {
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    return (publish.topic.into_bytes(), publish.payload.to_vec());
+                    return (bytes::Bytes::from(publish.topic), publish.payload);
                 }
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     self.backoff = Duration::from_millis(500);

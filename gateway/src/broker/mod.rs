@@ -286,7 +286,7 @@ impl MessageSource {
     }
 
     /// The next message's topic and payload; `Err` when the embedded link is gone.
-    pub async fn next(&mut self) -> Result<(Vec<u8>, Vec<u8>), BrokerError> {
+    pub async fn next(&mut self) -> Result<(bytes::Bytes, bytes::Bytes), BrokerError> {
         match self {
             MessageSource::Embedded {
                 link_rx,
@@ -312,10 +312,7 @@ impl MessageSource {
                         if let Some((_, offset)) = forward.cursor {
                             logs.read(&forward.publish.topic, offset);
                         }
-                        return Ok((
-                            forward.publish.topic.to_vec(),
-                            forward.publish.payload.to_vec(),
-                        ));
+                        return Ok((forward.publish.topic, forward.publish.payload));
                     }
                     Ok(Some(rumqttd::Notification::Unschedule)) => *wake_pending = true,
                     Ok(_) => {}

@@ -175,8 +175,7 @@ impl Ingest {
                     let decoded = decode(&topic, &payload, now_ms(), max_skew_ms);
                     let decoded = match (decoded, tenants::tenant_of_topic(&topic)) {
                         (Ok(decoded), Some(tenant)) => {
-                            let tenant = tenant.to_owned();
-                            self.check_tenant(&tenant, &decoded).await.map(|()| decoded).map_err(|error| {
+                            self.check_tenant(tenant, &decoded).await.map(|()| decoded).map_err(|error| {
                                 Reject::Tenant { topic: String::from_utf8_lossy(&topic).into_owned(), error }
                             })
                         }
