@@ -126,11 +126,11 @@ impl Fleet {
             return;
         };
         let id = reading.device_id.as_str();
-        if !devices.contains_key(id) {
-            devices.insert(id.to_owned(), DeviceState::new(id, township));
-        }
-        let Some(state) = devices.get_mut(id) else {
-            return;
+        let state = match devices.get_mut(id) {
+            Some(state) => state,
+            None => devices
+                .entry(id.to_owned())
+                .or_insert_with(|| DeviceState::new(id, township)),
         };
         state.readings += 1;
         state.status = DeviceStatus::Online;
@@ -157,11 +157,9 @@ impl Fleet {
             return;
         };
         let id = reading.device_id.as_str();
-        if !history.contains_key(id) {
-            history.insert(id.to_owned(), std::collections::VecDeque::new());
-        }
-        let Some(buckets) = history.get_mut(id) else {
-            return;
+        let buckets = match history.get_mut(id) {
+            Some(buckets) => buckets,
+            None => history.entry(id.to_owned()).or_default(),
         };
         let start_ms = reading.ts_ms - reading.ts_ms.rem_euclid(HISTORY_BUCKET_MS);
         let newest = buckets.back().map_or(i64::MIN, |b| b.start_ms);
