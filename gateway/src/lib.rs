@@ -20,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod fleet;
 pub mod ingest;
+pub mod logging;
 pub mod metrics;
 pub mod orders;
 pub mod registry;

@@ -155,15 +155,15 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
+    let subscriber = gateway::logging::subscriber(
+        gateway::logging::filter_from_env(),
+        cli.log_json,
+        std::io::stderr,
+    );
+    // `try_init` also forwards the `log` crate's records (rustls, for one) into `tracing`.
+    if let Err(error) = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber) {
+        eprintln!("error: cannot install the log subscriber: {error}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
