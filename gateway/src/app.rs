@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rules::{Engine, RuleSet, Snapshot};
+use rules::{Engine, RuleSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -15,7 +15,8 @@ use crate::broker::{self, external::ExternalSource, MessageSource};
 use crate::config::BrokerMode;
 use crate::config::GatewayConfig;
 use crate::fleet::Fleet;
-use crate::ingest::{Ingest, SNAPSHOT_KEY};
+use crate::ingest::snapshot::{self, SnapshotWriter};
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::orders::clock::{Clock, SharedClock, WallClock};
 use crate::orders::store::Store;
@@ -63,17 +64,20 @@ pub async fn start(
         lateness: config.rules.lateness,
         ..rules::EngineConfig::default()
     };
-    let mut engine = match store.get(SNAPSHOT_KEY)? {
-        Some(json) => match serde_json::from_str::<Snapshot>(&json) {
-            Ok(snapshot) => {
-                tracing::info!("rule state restored from the last snapshot");
-                Engine::restore_with_config(rules, engine_config, snapshot)
-            }
-            Err(error) => {
-                tracing::warn!(%error, "the saved rule state is unreadable; starting with empty state");
-                Engine::with_config(rules, engine_config)
-            }
-        },
+    let snapshot_path = config.snapshot_path();
+    if let Some(folder) = snapshot_path.parent().filter(|f| !f.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).map_err(|e| {
+            anyhow::anyhow!(
+                "rules.snapshot_path: cannot create the folder {}: {e}",
+                folder.display()
+            )
+        })?;
+    }
+    // The snapshot file, or the store entry of an earlier version; an unreadable file is set
+    // aside and the rules start with empty state.
+    let loaded = snapshot::load(&snapshot_path, &store)?;
+    let mut engine = match loaded.snapshot {
+        Some(snapshot) => Engine::restore_with_config(rules, engine_config, snapshot),
         None => Engine::with_config(rules, engine_config),
     };
     let mut store = store;
@@ -165,6 +169,10 @@ pub async fn start(
         }
     };
 
+    let mut snapshots = SnapshotWriter::new(snapshot_path, Arc::clone(&metrics));
+    if loaded.delete_store_entry {
+        snapshots = snapshots.delete_store_entry_after_first_write(orders.clone());
+    }
     let ingest = Ingest {
         source,
         engine,
@@ -177,6 +185,7 @@ pub async fn start(
         sink: sink.as_ref().map(|(_, handle)| handle.clone()),
         rules_modified,
         tenants: None,
+        snapshots,
     };
     // The sink stops after ingest, so that it flushes what ingest gave it last.
     let sink_shutdown = CancellationToken::new();

@@ -347,9 +347,13 @@ pub struct RulesConfig {
     /// How often the rule file is checked for changes (hot reload; only with `path`).
     #[serde(default = "default_reload_every", with = "humantime_serde")]
     pub reload_every: Duration,
-    /// How often the rule state is saved to the store (it is also saved at shutdown).
+    /// How often the rule state is saved to its snapshot file (it is also saved at shutdown).
     #[serde(default = "default_snapshot_every", with = "humantime_serde")]
     pub snapshot_every: Duration,
+    /// File of the saved rule state (JSON, replaced atomically at each save); relative to the
+    /// config file. Unset: `rules-snapshot.json` in the folder of `store.path`.
+    #[serde(default)]
+    pub snapshot_path: Option<PathBuf>,
 }
 
 impl Default for RulesConfig {
@@ -361,6 +365,7 @@ impl Default for RulesConfig {
             lateness: default_lateness(),
             tick: default_tick(),
             snapshot_every: default_snapshot_every(),
+            snapshot_path: None,
         }
     }
 }
@@ -430,9 +435,15 @@ impl GatewayConfig {
         if config.store.path.is_relative() {
             config.store.path = base.join(&config.store.path);
         }
-        if let Some(rules) = config.rules.path.as_mut() {
-            if rules.is_relative() {
-                *rules = base.join(&*rules);
+        for path in [
+            config.rules.path.as_mut(),
+            config.rules.snapshot_path.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
             }
         }
         for (index, token) in config.api.tokens.iter_mut().enumerate() {
@@ -520,6 +531,7 @@ impl GatewayConfig {
         if self.rules.snapshot_every.is_zero() {
             return Err(invalid("rules.snapshot_every", "must be greater than 0"));
         }
+        self.validate_snapshot_path(&invalid)?;
         if !(0.5..1.0).contains(&self.sla.warn_at) {
             return Err(invalid("sla.warn_at", "must be at least 0.5 and below 1.0"));
         }
@@ -583,6 +595,62 @@ impl GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// Where the rule state is saved: `rules.snapshot_path`, or `rules-snapshot.json` beside
+    /// the store when it is unset.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.rules
+            .snapshot_path
+            .clone()
+            .unwrap_or_else(|| crate::ingest::snapshot::default_path(&self.store.path))
+    }
+
+    /// The snapshot path names a file that is not the store, and its folder exists or can be
+    /// created (its nearest existing ancestor is a folder). Start-up creates the folder.
+    fn validate_snapshot_path(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        const FIELD: &str = "rules.snapshot_path";
+        let path = self.snapshot_path();
+        let unset = if self.rules.snapshot_path.is_none() {
+            " (unset: beside store.path)"
+        } else {
+            ""
+        };
+        let fail = |message: String| Err(invalid(FIELD, &format!("{message}{unset}")));
+        if path.file_name().is_none() {
+            return fail(format!("{} does not name a file", path.display()));
+        }
+        if path == self.store.path {
+            return fail(format!(
+                "{} is the store's database (store.path); give the snapshot its own file",
+                path.display()
+            ));
+        }
+        if path.is_dir() {
+            return fail(format!(
+                "{} is a folder; name a file in it, e.g. {}",
+                path.display(),
+                path.join(crate::ingest::snapshot::DEFAULT_FILE_NAME)
+                    .display()
+            ));
+        }
+        let folder = path.parent().unwrap_or(Path::new(""));
+        let existing = folder
+            .ancestors()
+            .find(|a| !a.as_os_str().is_empty() && std::fs::metadata(a).is_ok());
+        if let Some(existing) = existing {
+            if !existing.is_dir() {
+                return fail(format!(
+                    "its folder {} cannot be created: {} is not a folder",
+                    folder.display(),
+                    existing.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The TLS listeners' files exist and hold what they should; the listeners' addresses
     /// differ from each other and from the plain listener.
     fn validate_tls(&self, invalid: &dyn Fn(&str, &str) -> ConfigError) -> Result<(), ConfigError> {
@@ -631,10 +699,12 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<GatewayConfig, ConfigError> {
+        // One folder per call: tests run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "gateway-config-{}-{}",
             std::process::id(),
-            text.len()
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("gateway.toml");
@@ -659,6 +729,60 @@ mod tests {
         assert!(
             config.store.path.is_absolute() || config.store.path.starts_with(std::env::temp_dir())
         );
+    }
+
+    #[test]
+    fn the_rule_snapshot_sits_beside_the_store_unless_configured() {
+        let config = load("[api]\nauth = \"disabled\"\n[store]\npath = \"data/orders.sqlite\"\n")
+            .expect("valid");
+        assert_eq!(
+            config.snapshot_path(),
+            config.store.path.with_file_name("rules-snapshot.json")
+        );
+        let config =
+            load("[api]\nauth = \"disabled\"\n[rules]\nsnapshot_path = \"state/rules.json\"\n")
+                .expect("valid");
+        let path = config.snapshot_path();
+        assert!(path.ends_with("state/rules.json"), "{}", path.display());
+        assert!(
+            path.starts_with(std::env::temp_dir()),
+            "relative to the config file: {}",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn a_snapshot_path_that_cannot_be_a_file_is_refused_with_the_field() {
+        let err = load("[api]\nauth = \"disabled\"\n[store]\npath = \"g.sqlite\"\n[rules]\nsnapshot_path = \"g.sqlite\"\n")
+            .expect_err("the store's own file")
+            .to_string();
+        assert!(err.contains("field `rules.snapshot_path`"), "{err}");
+        assert!(err.contains("store.path"), "{err}");
+        // Its folder would have to be created inside a file.
+        let err = load(
+            "[api]\nauth = \"disabled\"\n[rules]\nsnapshot_path = \"gateway.toml/rules.json\"\n",
+        )
+        .expect_err("folder inside a file")
+        .to_string();
+        assert!(
+            err.contains("gateway.toml:4:17 field `rules.snapshot_path`"),
+            "{err}"
+        );
+        assert!(err.contains("is not a folder"), "{err}");
+        // A folder instead of a file.
+        let err = load("[api]\nauth = \"disabled\"\n[rules]\nsnapshot_path = \".\"\n")
+            .expect_err("a folder")
+            .to_string();
+        assert!(err.contains("rules.snapshot_path"), "{err}");
+        // Unset, the derived path is checked too and the message says where it came from.
+        let err = load("[api]\nauth = \"disabled\"\n[store]\npath = \"gateway.toml/g.sqlite\"\n")
+            .expect_err("store folder inside a file")
+            .to_string();
+        assert!(err.contains("rules.snapshot_path"), "{err}");
+        assert!(err.contains("unset: beside store.path"), "{err}");
+        // A folder that does not exist yet is fine: start-up creates it.
+        load("[api]\nauth = \"disabled\"\n[rules]\nsnapshot_path = \"new/folder/rules.json\"\n")
+            .expect("creatable");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`broker::EmbeddedBroker`]: the rumqttd broker and the gateway's in-process link.
 //! - [`broker::tenants`]: which edge box may publish what (mutual TLS, tenant prefixes);
 //!   [`certs`]: `gateway certs ...` issues the CA, broker and box certificates.
-//! - [`ingest::Ingest`]: validates messages, keeps the [`fleet::Fleet`] picture, runs the rules.
+//! - [`ingest::Ingest`]: validates messages, keeps the [`fleet::Fleet`] picture, runs the rules;
+//!   [`ingest::snapshot`] saves and restores the rule state's file.
 //! - [`orders::OrderService`]: alerts and work orders, one order per alert episode.
 //! - [`api::router`]: the HTTP API under `/api/v1`.
 //! - [`app::start`]: wires them together; [`demo`] runs the whole system in one process.

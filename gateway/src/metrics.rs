@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Most recent rejects kept for operators.
 pub const REJECT_SAMPLES: usize = 100;
@@ -39,6 +40,13 @@ pub struct Metrics {
     complaints: AtomicU64,
     complaints_pre_empted: AtomicU64,
     escalations: AtomicU64,
+    rule_snapshot_writes: AtomicU64,
+    rule_snapshot_write_failures: AtomicU64,
+    rule_snapshots_skipped: AtomicU64,
+    /// Duration of the last successful snapshot write, in microseconds.
+    rule_snapshot_last_write_micros: AtomicU64,
+    /// Size of the last snapshot written, in bytes.
+    rule_snapshot_bytes: AtomicU64,
     sla_warnings: Mutex<BTreeMap<&'static str, u64>>,
     sla_breaches: Mutex<BTreeMap<&'static str, u64>>,
     rejects: Mutex<BTreeMap<&'static str, u64>>,
@@ -96,6 +104,37 @@ impl Metrics {
     /// A manual escalation (督办).
     pub fn escalation(&self) {
         self.escalations.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A rule snapshot file was written in `took` (serialisation, sync and rename) with `bytes`.
+    pub fn rule_snapshot_written(&self, took: Duration, bytes: u64) {
+        self.rule_snapshot_writes.fetch_add(1, Ordering::Relaxed);
+        self.rule_snapshot_last_write_micros.store(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.rule_snapshot_bytes.store(bytes, Ordering::Relaxed);
+    }
+    /// A rule snapshot could not be written (the previous file stays).
+    pub fn rule_snapshot_write_failed(&self) {
+        self.rule_snapshot_write_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    /// A snapshot tick was skipped because the previous write was still running.
+    pub fn rule_snapshot_skipped(&self) {
+        self.rule_snapshots_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn rule_snapshot_writes_total(&self) -> u64 {
+        self.rule_snapshot_writes.load(Ordering::Relaxed)
+    }
+    pub fn rule_snapshot_write_failures_total(&self) -> u64 {
+        self.rule_snapshot_write_failures.load(Ordering::Relaxed)
+    }
+    pub fn rule_snapshots_skipped_total(&self) -> u64 {
+        self.rule_snapshots_skipped.load(Ordering::Relaxed)
+    }
+    /// Size in bytes of the last snapshot file written (0 before the first).
+    pub fn rule_snapshot_bytes(&self) -> u64 {
+        self.rule_snapshot_bytes.load(Ordering::Relaxed)
     }
     pub fn sla_warning(&self, stage: &'static str) {
         if let Ok(mut map) = self.sla_warnings.lock() {
@@ -235,6 +274,21 @@ impl Metrics {
             "escalations (督办) raised by operators or townships",
             self.escalations.load(Ordering::Relaxed),
         );
+        counter(
+            "gateway_rule_snapshot_writes_total",
+            "rule snapshot files written",
+            self.rule_snapshot_writes.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_rule_snapshot_write_failures_total",
+            "rule snapshots that could not be written (the previous file stays)",
+            self.rule_snapshot_write_failures.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_rule_snapshot_skipped_total",
+            "rule snapshot saves skipped because the previous write was still running",
+            self.rule_snapshots_skipped.load(Ordering::Relaxed),
+        );
         for (name, help, map) in [
             (
                 "gateway_sla_warnings_total",
@@ -267,7 +321,19 @@ impl Metrics {
                 let _ = writeln!(out, "gateway_alerts_fired_total{{rule=\"{rule}\"}} {count}");
             }
         }
-        for (name, help, value) in gauges {
+        let own = [
+            (
+                "gateway_rule_snapshot_last_write_seconds",
+                "duration of the last successful rule snapshot write (serialise, sync, rename)",
+                self.rule_snapshot_last_write_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "gateway_rule_snapshot_bytes",
+                "size of the last rule snapshot file written",
+                self.rule_snapshot_bytes.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, help, value) in own.iter().chain(gauges) {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
@@ -291,5 +357,33 @@ mod tests {
         assert!(text.contains("gateway_messages_rejected_total{reason=\"malformed\"} 2"));
         assert!(text.contains("gateway_mqtt_messages_in_total 1"));
         assert!(text.contains("gateway_devices 3"));
+    }
+
+    #[test]
+    fn renders_the_rule_snapshot_figures() {
+        let metrics = Metrics::default();
+        metrics.rule_snapshot_written(Duration::from_millis(1500), 4096);
+        metrics.rule_snapshot_written(Duration::from_millis(250), 2048);
+        metrics.rule_snapshot_write_failed();
+        metrics.rule_snapshot_skipped();
+        metrics.rule_snapshot_skipped();
+        let text = metrics.render(&[]);
+        assert!(
+            text.contains("gateway_rule_snapshot_writes_total 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway_rule_snapshot_write_failures_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway_rule_snapshot_skipped_total 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE gateway_rule_snapshot_last_write_seconds gauge\ngateway_rule_snapshot_last_write_seconds 0.25\n"), "{text}");
+        assert!(
+            text.contains("gateway_rule_snapshot_bytes 2048\n"),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Tests of the `gateway` binary's start-up: precise config and rule-file errors, the ready
-//! line, and graceful shutdown on SIGTERM.
+//! line, graceful shutdown on SIGTERM (which leaves a complete rule snapshot), and start-up
+//! beside an unreadable snapshot.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -74,17 +75,12 @@ fn a_good_config_is_accepted() {
     assert!(stderr.contains("api.tokens"), "{stderr}");
 }
 
-#[test]
-fn sigterm_stops_the_gateway_cleanly_after_it_reported_ready() {
-    let dir = scratch("sigterm");
-    std::fs::write(
-        dir.join("gateway.toml"),
-        "[broker]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"g.sqlite\"\n[api]\nauth = \"disabled\"\n",
-    )
-    .expect("write config");
+/// Starts `gateway run` in `dir` (its `gateway.toml`), waits for the ready line, sends SIGTERM
+/// and returns how it exited.
+fn run_until_sigterm(dir: &std::path::Path) -> std::process::ExitStatus {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--config", "gateway.toml"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -106,18 +102,62 @@ fn sigterm_stops_the_gateway_cleanly_after_it_reported_ready() {
         .expect("kill");
     assert!(status.success());
     let start = Instant::now();
-    let exit = loop {
+    loop {
         if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
+            return exit;
         }
         assert!(
             start.elapsed() < Duration::from_secs(15),
             "gateway did not stop on SIGTERM"
         );
         std::thread::park_timeout(Duration::from_millis(20));
-    };
+    }
+}
+
+const MINIMAL_CONFIG: &str = "[broker]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"g.sqlite\"\n[api]\nauth = \"disabled\"\n";
+
+#[test]
+fn sigterm_stops_the_gateway_cleanly_after_it_reported_ready() {
+    let dir = scratch("sigterm");
+    std::fs::write(dir.join("gateway.toml"), MINIMAL_CONFIG).expect("write config");
+    let exit = run_until_sigterm(&dir);
     assert!(exit.success(), "{exit:?}");
     assert!(dir.join("g.sqlite").exists());
+    // The rule state was saved on the way out, beside the store, complete.
+    let json = std::fs::read(dir.join("rules-snapshot.json")).expect("snapshot beside the store");
+    let snapshot: rules::Snapshot = serde_json::from_slice(&json).expect("a complete snapshot");
+    assert_eq!(snapshot.format, rules::SNAPSHOT_FORMAT);
+    assert!(!dir.join("rules-snapshot.json.tmp").exists());
+}
+
+#[test]
+fn an_unreadable_snapshot_is_kept_aside_and_the_gateway_starts_with_empty_state() {
+    let dir = scratch("unreadable-snapshot");
+    std::fs::write(
+        dir.join("gateway.toml"),
+        format!("{MINIMAL_CONFIG}[rules]\nsnapshot_path = \"state/rules.json\"\n"),
+    )
+    .expect("write config");
+    std::fs::create_dir_all(dir.join("state")).expect("state folder");
+    std::fs::write(
+        dir.join("state/rules.json"),
+        "{\"format\":2,\"watermark_ms\":",
+    )
+    .expect("truncated snapshot");
+    let exit = run_until_sigterm(&dir);
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("state/rules.json.unreadable")).expect("kept aside"),
+        "{\"format\":2,\"watermark_ms\":"
+    );
+    // Started empty, and saved its (empty) state in a new file at shutdown.
+    let json = std::fs::read(dir.join("state/rules.json")).expect("new snapshot");
+    let snapshot: rules::Snapshot = serde_json::from_slice(&json).expect("a complete snapshot");
+    assert!(snapshot.devices.is_empty(), "{snapshot:?}");
+    assert!(
+        !dir.join("rules-snapshot.json").exists(),
+        "the configured path is used"
+    );
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! Ingest: takes every message from the broker's in-process link, checks topic and payload
 //! against the wire schema (counting rejects by reason), updates the fleet picture, feeds the
-//! rule engine in event time and hands its transitions to the order service.
+//! rule engine in event time and hands its transitions to the order service; saves the rule
+//! state to its snapshot file ([`snapshot`]) in the background.
+
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +17,6 @@ use crate::config::{Clock, IngestConfig, RulesConfig};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::orders::OrderService;
-
-/// Key of the rule-engine snapshot in the store.
-pub const SNAPSHOT_KEY: &str = "rules.snapshot";
 
 /// What ingest made of one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +130,8 @@ pub struct Ingest {
     /// The registry as the tenant check sees it, and when it was read; loaded with the first
     /// message under a tenant prefix.
     pub tenants: Option<(Directory, Instant)>,
+    /// Writes the rule snapshots every `rules.snapshot_every` and at shutdown.
+    pub snapshots: snapshot::SnapshotWriter,
 }
 
 /// How long the tenant directory is trusted before it is read again (a box re-keyed or a
@@ -140,7 +142,8 @@ pub const TENANT_DIRECTORY_MAX_AGE: Duration = Duration::from_secs(30);
 pub const TENANT_DIRECTORY_RECHECK: Duration = Duration::from_secs(5);
 
 impl Ingest {
-    /// Subscribes and processes messages until `shutdown`; saves the rule state on the way out.
+    /// Subscribes and processes messages until `shutdown`; saves the rule state on the way out
+    /// (after any save still running) and returns once it is written.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.source
             .subscribe()
@@ -204,12 +207,14 @@ impl Ingest {
                         self.apply_outcome(outcome).await;
                     }
                 }
-                _ = snapshot.tick() => self.save_snapshot().await,
+                _ = snapshot.tick() => {
+                    self.snapshots.save_in_background(|| self.engine.snapshot()).await;
+                }
                 _ = reload.tick() => self.reload_rules(),
             }
         }
         self.metrics.set_ingest_ready(false);
-        self.save_snapshot().await;
+        self.snapshots.save_and_wait(self.engine.snapshot()).await;
         Ok(())
     }
 
@@ -404,25 +409,6 @@ impl Ingest {
         if let Err(error) = self.orders.apply(with_township).await {
             self.metrics.store_error();
             tracing::error!(%error, "alerts could not be stored");
-        }
-    }
-
-    async fn save_snapshot(&mut self) {
-        let snapshot = self.engine.snapshot();
-        let json = match serde_json::to_string(&snapshot) {
-            Ok(json) => json,
-            Err(error) => {
-                tracing::error!(%error, "rule state could not be serialised");
-                return;
-            }
-        };
-        if let Err(error) = self
-            .orders
-            .with_store(move |store| store.put(SNAPSHOT_KEY, &json))
-            .await
-        {
-            self.metrics.store_error();
-            tracing::error!(%error, "rule state could not be saved");
         }
     }
 }

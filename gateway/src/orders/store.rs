@@ -1168,6 +1168,23 @@ impl Store {
             .optional()?)
     }
 
+    /// Whether a value is saved under `key` (without reading it).
+    pub fn contains(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM kv WHERE key = ?1)",
+            [key],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Deletes the value saved under `key`; whether there was one.
+    pub fn delete(&mut self, key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .connection
+            .execute("DELETE FROM kv WHERE key = ?1", [key])?
+            > 0)
+    }
+
     /// Number of orders per state.
     pub fn order_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut statement = self
@@ -1367,5 +1384,18 @@ mod tests {
             2
         );
         assert_eq!(store.get("snapshot").expect("get").as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn kv_entries_are_found_and_deleted_by_key() {
+        let mut store = Store::in_memory().expect("store");
+        store.put("a", "1").expect("put");
+        store.put("b", "2").expect("put");
+        assert!(store.contains("a").expect("contains"));
+        assert!(!store.contains("c").expect("contains"));
+        assert!(store.delete("a").expect("delete"));
+        assert!(!store.delete("a").expect("delete again"));
+        assert!(!store.contains("a").expect("contains"));
+        assert_eq!(store.get("b").expect("get").as_deref(), Some("2"));
     }
 }
