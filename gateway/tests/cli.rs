@@ -193,6 +193,14 @@ fn metric(text: &str, name: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
+/// Replaces `path` atomically, as a deploy does: written beside it, then renamed over it, so the
+/// gateway's reload poll never reads an empty or half-written file.
+fn replace_file(path: &std::path::Path, contents: &str) {
+    let temporary = path.with_extension("toml.new");
+    std::fs::write(&temporary, contents).expect("write the new file");
+    std::fs::rename(&temporary, path).expect("rename it over the old one");
+}
+
 #[test]
 fn a_changed_rule_file_is_applied_and_a_broken_one_is_refused_without_a_restart() {
     let dir = scratch("hot-reload");
@@ -242,15 +250,14 @@ fn a_changed_rule_file_is_applied_and_a_broken_one_is_refused_without_a_restart(
         "{}\n[[rule]]\nid = \"broken\"\nkind = \"threshold\"\nvalue = \"room_temp_c\"\nbelow = 14.0\nseverity = \"major\"\naction = \"alert\"\n",
         rules::DEFAULT_RULES
     );
-    std::fs::write(dir.join("rules.toml"), broken).expect("write broken rules");
+    replace_file(&dir.join("rules.toml"), &broken);
     wait_for("gateway_rule_reload_failures_total", 1);
     assert_eq!(metric(&metrics(), "gateway_rule_reloads_total"), Some(0));
     // A valid change is applied.
-    std::fs::write(
-        dir.join("rules.toml"),
-        format!("{}\n# changed\n", rules::DEFAULT_RULES),
-    )
-    .expect("write rules");
+    replace_file(
+        &dir.join("rules.toml"),
+        &format!("{}\n# changed\n", rules::DEFAULT_RULES),
+    );
     wait_for("gateway_rule_reloads_total", 1);
     let _ = child.kill();
     let _ = child.wait();

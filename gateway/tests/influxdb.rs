@@ -283,12 +283,20 @@ async fn a_full_buffer_drops_the_oldest_points_and_counts_them() {
         shutdown,
         task: running,
     } = start_sink(&config, Duration::from_millis(200));
+    // 300 points a chunk into a 400-slot channel: each chunk is pushed only once the task has
+    // taken every earlier point in (buffered or dropped as buffer-full), so none is refused as
+    // channel-full however the task is scheduled.
     for chunk in 0..5 {
         feed(&sink, t0(), 10, chunk * 30, chunk * 30 + 30);
+        let taken = 300 * (chunk as u64 + 1);
         wait_for(
             "the task to take the chunk",
             Duration::from_secs(10),
-            || async { stats.buffered.load(Ordering::Relaxed) >= 300 },
+            || async {
+                stats.buffered.load(Ordering::Relaxed)
+                    + stats.dropped_buffer_full.load(Ordering::Relaxed)
+                    >= taken
+            },
         )
         .await;
     }

@@ -139,15 +139,30 @@ async fn two_gateways_on_one_mosquitto_each_open_orders_only_for_their_own_towns
     let dir = scratch_dir("scale-out")?;
     let port = free_port()?;
     let _broker = mosquitto(&dir, port)?;
+    eventually(
+        "mosquitto to listen",
+        Duration::from_secs(10),
+        || async move {
+            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop))
+        },
+    )
+    .await?;
     let (west, west_http) = start_gateway(&dir, "gateway-west", port, &["yanqing", "badaling"])?;
     let (east, east_http) = start_gateway(&dir, "gateway-east", port, &["sihai", "yongning"])?;
     let client = reqwest::Client::new();
 
-    // Both instances must have subscribed before the test publishes: wait until a probe reading
-    // of each half shows up as a device on its owner.
+    // Both instances must have subscribed to every township they own before the test publishes
+    // (one SUBSCRIBE per township, and a QoS 1 message published before its filter is in place
+    // is lost): wait until a probe reading of each owned township shows up as a device on its
+    // owner.
     let probes = [
         ("yanqing", "yanqing-probe-0000", &west_http),
+        ("badaling", "badaling-probe-0000", &west_http),
         ("sihai", "sihai-probe-0000", &east_http),
+        ("yongning", "yongning-probe-0000", &east_http),
     ];
     let mut seq = 0;
     for (township, device, http) in probes {
