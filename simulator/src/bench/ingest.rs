@@ -87,7 +87,8 @@ const RELAY_POLL: Duration = Duration::from_millis(5);
 const FIRE_DEADLINE: Duration = Duration::from_secs(60);
 /// Longest wait for a probe's `resolved` alert.
 const RESOLVE_DEADLINE: Duration = Duration::from_secs(10);
-/// The sink has settled once its written count stayed still this long (3 × its flush period).
+/// The sink has settled once nothing is buffered and its written count stayed still this
+/// long (3 × its flush period). The written count alone stands still during one slow write.
 const SINK_SETTLE: Duration = Duration::from_secs(3);
 
 /// MQTT quality of service of the load's publishes.
@@ -229,8 +230,11 @@ pub struct SinkResult {
     pub points_written: u64,
     pub points_dropped: BTreeMap<String, u64>,
     pub write_failures: u64,
-    /// From the end of the load until the written count stopped rising.
+    /// From the end of the load until nothing was buffered and the written count stopped
+    /// rising (or until the stall timeout).
     pub settle_seconds: f64,
+    /// Points still buffered when the bench stopped waiting (0 once settled).
+    pub points_buffered: u64,
 }
 
 /// Phase B: the gateway.
@@ -465,10 +469,18 @@ impl IngestReport {
         match &b.sink {
             Some(sink) => {
                 let dropped: u64 = sink.points_dropped.values().sum();
+                let settled = if sink.points_buffered == 0 {
+                    format!("settled {:.1} s after the load", sink.settle_seconds)
+                } else {
+                    format!(
+                        "NOT settled: {} points still buffered when the bench stopped waiting",
+                        sink.points_buffered
+                    )
+                };
                 let _ = writeln!(
                     out,
-                    "  sink: {} points written, {} dropped {:?}, {} write failures (settled {:.1} s after the load)",
-                    sink.points_written, dropped, sink.points_dropped, sink.write_failures, sink.settle_seconds
+                    "  sink: {} points written, {} dropped {:?}, {} write failures ({settled})",
+                    sink.points_written, dropped, sink.points_dropped, sink.write_failures
                 );
             }
             None => {
@@ -1910,7 +1922,9 @@ async fn measure_gateway(
             if now != written {
                 (written, still_since) = (now, Instant::now());
             }
-            if still_since.elapsed() >= SINK_SETTLE {
+            if still_since.elapsed() >= SINK_SETTLE
+                && last.total("gateway_influx_buffered_points") == 0
+            {
                 break;
             }
             if load_end.elapsed() >= options.stall_timeout {
@@ -1926,6 +1940,7 @@ async fn measure_gateway(
             points_dropped: last.by_label("gateway_influx_points_dropped_total", "reason"),
             write_failures: last.total("gateway_influx_write_failures_total"),
             settle_seconds: seconds_between(load_end, still_since),
+            points_buffered: last.total("gateway_influx_buffered_points"),
         })
     } else {
         None
