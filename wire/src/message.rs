@@ -116,7 +116,11 @@ pub struct Fault {
 }
 
 /// One poll of one device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Deserialize` is written out (below) instead of derived: with `#[serde(flatten)]` on
+/// `extra` the derive first copies the whole message, every value name included, into
+/// serde's buffered `Content` and then parses the fields again from that copy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Telemetry {
     /// Schema version.
     pub v: u32,
@@ -136,6 +140,117 @@ pub struct Telemetry {
     /// Fields this version does not know, kept as they came.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for Telemetry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TelemetryVisitor)
+    }
+}
+
+/// Reads a [`Telemetry`] object in one pass: the known fields by name, anything else into
+/// `extra`, as the derive with `flatten` did (same field names, same errors for a missing or
+/// repeated field).
+struct TelemetryVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TelemetryVisitor {
+    type Value = Telemetry;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a telemetry object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Telemetry, A::Error> {
+        use serde::de::Error as _;
+        fn once<T, E: serde::de::Error>(
+            slot: &mut Option<T>,
+            name: &'static str,
+            value: T,
+        ) -> Result<(), E> {
+            if slot.replace(value).is_some() {
+                return Err(E::duplicate_field(name));
+            }
+            Ok(())
+        }
+        let mut v = None;
+        let mut device_id = None;
+        let mut ts_ms = None;
+        let mut seq = None;
+        let mut profile = None;
+        let mut kind = None;
+        let mut values = None;
+        let mut fault: Option<Option<Fault>> = None;
+        let mut extra = BTreeMap::new();
+        while let Some(key) = map.next_key::<TelemetryField>()? {
+            match key {
+                TelemetryField::V => once(&mut v, "v", map.next_value()?)?,
+                TelemetryField::DeviceId => once(&mut device_id, "device_id", map.next_value()?)?,
+                TelemetryField::TsMs => once(&mut ts_ms, "ts_ms", map.next_value()?)?,
+                TelemetryField::Seq => once(&mut seq, "seq", map.next_value()?)?,
+                TelemetryField::Profile => once(&mut profile, "profile", map.next_value()?)?,
+                TelemetryField::Kind => once(&mut kind, "kind", map.next_value()?)?,
+                TelemetryField::Values => once(&mut values, "values", map.next_value()?)?,
+                TelemetryField::Fault => once(&mut fault, "fault", map.next_value()?)?,
+                TelemetryField::Other(name) => {
+                    extra.insert(name, map.next_value()?);
+                }
+            }
+        }
+        Ok(Telemetry {
+            v: v.ok_or_else(|| A::Error::missing_field("v"))?,
+            device_id: device_id.ok_or_else(|| A::Error::missing_field("device_id"))?,
+            ts_ms: ts_ms.ok_or_else(|| A::Error::missing_field("ts_ms"))?,
+            seq: seq.ok_or_else(|| A::Error::missing_field("seq"))?,
+            profile: profile.ok_or_else(|| A::Error::missing_field("profile"))?,
+            kind: kind.ok_or_else(|| A::Error::missing_field("kind"))?,
+            values: values.ok_or_else(|| A::Error::missing_field("values"))?,
+            fault: fault.flatten(),
+            extra,
+        })
+    }
+}
+
+/// A key of a telemetry object: a known field (read without allocating) or another name.
+enum TelemetryField {
+    V,
+    DeviceId,
+    TsMs,
+    Seq,
+    Profile,
+    Kind,
+    Values,
+    Fault,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for TelemetryField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(TelemetryFieldVisitor)
+    }
+}
+
+struct TelemetryFieldVisitor;
+
+impl serde::de::Visitor<'_> for TelemetryFieldVisitor {
+    type Value = TelemetryField;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<TelemetryField, E> {
+        Ok(match name {
+            "v" => TelemetryField::V,
+            "device_id" => TelemetryField::DeviceId,
+            "ts_ms" => TelemetryField::TsMs,
+            "seq" => TelemetryField::Seq,
+            "profile" => TelemetryField::Profile,
+            "kind" => TelemetryField::Kind,
+            "values" => TelemetryField::Values,
+            "fault" => TelemetryField::Fault,
+            other => TelemetryField::Other(other.to_owned()),
+        })
+    }
 }
 
 /// Why a payload was refused. Each variant is a reject reason counted by ingest.
@@ -317,6 +432,34 @@ mod tests {
         );
         let again: serde_json::Value = serde_json::from_slice(&parsed.to_json()).expect("json");
         assert_eq!(again, json);
+    }
+
+    #[test]
+    fn telemetry_parsing_names_a_missing_or_repeated_field_and_reads_escaped_keys() {
+        let json = |text: &str| Telemetry::from_json(text.as_bytes());
+        let base = r#""device_id":"yq-1","ts_ms":1796000000000,"seq":4,"profile":"p","kind":"heat_pump","values":{"indoor_temp_c":19.5}"#;
+        let parsed = json(&format!(r#"{{"v":1,{base},"fault":null}}"#)).expect("parses");
+        assert_eq!(parsed.fault, None);
+        assert_eq!(parsed.seq, 4);
+        assert!(parsed.extra.is_empty());
+        // An escaped key is the same key.
+        let parsed = json(&format!(r#"{{"v":1,{base}}}"#)).expect("parses");
+        assert_eq!(parsed.v, 1);
+        let without_seq = base.replace(r#""seq":4,"#, "");
+        let missing = json(&format!(r#"{{"v":1,{without_seq}}}"#)).expect_err("no seq");
+        assert!(
+            missing.to_string().contains("missing field `seq`"),
+            "{missing}"
+        );
+        let twice = json(&format!(r#"{{"v":1,{base},"seq":5}}"#)).expect_err("seq twice");
+        assert!(
+            twice.to_string().contains("duplicate field `seq`"),
+            "{twice}"
+        );
+        let wrong = json(&format!(r#"{{"v":1,{base},"kind":"stove"}}"#)).expect_err("kind");
+        assert!(wrong.to_string().contains("unknown variant"), "{wrong}");
+        assert!(json("[1,2]").is_err());
+        assert!(json(r#"{"v":1,"values":{"a":"x"}}"#).is_err());
     }
 
     #[test]
