@@ -34,17 +34,26 @@ pub struct Line {
 #[error("point of measurement {0:?} has no field")]
 pub struct NoField(pub String);
 
+/// Appends `value` with the `special` characters (all ASCII) escaped and line breaks as spaces.
+/// Names and ids rarely need either, so the text goes over in runs between the characters that
+/// do, not one `char` at a time.
 fn escaped(out: &mut String, value: &str, special: &[char]) {
-    for c in value.chars() {
-        match c {
-            '\n' | '\r' => out.push(' '),
-            c if special.contains(&c) => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
+    let needs = |b: u8| b == b'\n' || b == b'\r' || special.contains(&char::from(b));
+    let mut rest = value;
+    // An ASCII byte in UTF-8 is always a whole character, so `at` is a char boundary.
+    while let Some(at) = rest.bytes().position(|b| b.is_ascii() && needs(b)) {
+        let (run, tail) = rest.split_at(at);
+        let (c, after) = tail.split_at(1);
+        out.push_str(run);
+        if c == "\n" || c == "\r" {
+            out.push(' ');
+        } else {
+            out.push('\\');
+            out.push_str(c);
         }
+        rest = after;
     }
+    out.push_str(rest);
 }
 
 impl Line {
@@ -176,5 +185,18 @@ mod tests {
             assert!(!text.contains('e'), "{text}");
             assert_eq!(text.parse::<f64>().expect("number"), value);
         }
+    }
+
+    #[test]
+    fn escaping_keeps_multibyte_text_around_the_escaped_characters() {
+        let mut out = String::new();
+        escaped(&mut out, "延庆 村,东=1\r\n井", KEY);
+        assert_eq!(out, "延庆\\ 村\\,东\\=1  井");
+        let mut out = String::new();
+        escaped(&mut out, "say \"hi\" \\ 好", STRING_VALUE);
+        assert_eq!(out, "say \\\"hi\\\" \\\\ 好");
+        let mut out = String::new();
+        escaped(&mut out, "plain-id_01", KEY);
+        assert_eq!(out, "plain-id_01");
     }
 }
