@@ -16,11 +16,29 @@
 use std::fmt::Write as _;
 
 /// Characters escaped with a backslash in a measurement name.
-const MEASUREMENT: &[char] = &[',', ' '];
+const MEASUREMENT: Special = Special::of(b", ");
 /// ... in tag keys, tag values and field keys.
-const KEY: &[char] = &[',', '=', ' '];
+const KEY: Special = Special::of(b",= ");
 /// ... inside a string field value (between its double quotes).
-const STRING_VALUE: &[char] = &['"', '\\'];
+const STRING_VALUE: Special = Special::of(b"\"\\");
+
+/// The bytes that need attention in one position: the escaped characters (all ASCII) and the
+/// line breaks, as a table indexed by byte (one load per byte of every name and id written).
+struct Special([bool; 256]);
+
+impl Special {
+    const fn of(escaped: &[u8]) -> Special {
+        let mut table = [false; 256];
+        table[b'\n' as usize] = true;
+        table[b'\r' as usize] = true;
+        let mut i = 0;
+        while i < escaped.len() {
+            table[escaped[i] as usize] = true;
+            i += 1;
+        }
+        Special(table)
+    }
+}
 
 /// A point being written: measurement, then tags, then fields, then [`Line::finish`].
 #[derive(Debug)]
@@ -34,14 +52,13 @@ pub struct Line {
 #[error("point of measurement {0:?} has no field")]
 pub struct NoField(pub String);
 
-/// Appends `value` with the `special` characters (all ASCII) escaped and line breaks as spaces.
-/// Names and ids rarely need either, so the text goes over in runs between the characters that
-/// do, not one `char` at a time.
-fn escaped(out: &mut String, value: &str, special: &[char]) {
-    let needs = |b: u8| b == b'\n' || b == b'\r' || special.contains(&char::from(b));
+/// Appends `value` with the `special` characters escaped and line breaks as spaces. Names and
+/// ids rarely need either, so the text goes over in runs between the characters that do.
+fn escaped(out: &mut String, value: &str, special: &Special) {
     let mut rest = value;
-    // An ASCII byte in UTF-8 is always a whole character, so `at` is a char boundary.
-    while let Some(at) = rest.bytes().position(|b| b.is_ascii() && needs(b)) {
+    // Only ASCII bytes are marked, and an ASCII byte in UTF-8 is always a whole character, so
+    // `at` and `at + 1` are char boundaries.
+    while let Some(at) = rest.bytes().position(|b| special.0[usize::from(b)]) {
         let (run, tail) = rest.split_at(at);
         let (c, after) = tail.split_at(1);
         out.push_str(run);
@@ -60,7 +77,7 @@ impl Line {
     /// Starts a point; `capacity` is a hint for the line's length.
     pub fn new(measurement: &str, capacity: usize) -> Line {
         let mut text = String::with_capacity(capacity);
-        escaped(&mut text, measurement, MEASUREMENT);
+        escaped(&mut text, measurement, &MEASUREMENT);
         Line { text, fields: 0 }
     }
 
@@ -69,16 +86,16 @@ impl Line {
         debug_assert_eq!(self.fields, 0, "tags come before fields");
         if !value.is_empty() {
             self.text.push(',');
-            escaped(&mut self.text, key, KEY);
+            escaped(&mut self.text, key, &KEY);
             self.text.push('=');
-            escaped(&mut self.text, value, KEY);
+            escaped(&mut self.text, value, &KEY);
         }
         self
     }
 
     fn field_key(&mut self, key: &str) {
         self.text.push(if self.fields == 0 { ' ' } else { ',' });
-        escaped(&mut self.text, key, KEY);
+        escaped(&mut self.text, key, &KEY);
         self.text.push('=');
         self.fields += 1;
     }
@@ -105,7 +122,7 @@ impl Line {
     pub fn string(mut self, key: &str, value: &str) -> Line {
         self.field_key(key);
         self.text.push('"');
-        escaped(&mut self.text, value, STRING_VALUE);
+        escaped(&mut self.text, value, &STRING_VALUE);
         self.text.push('"');
         self
     }
@@ -190,13 +207,13 @@ mod tests {
     #[test]
     fn escaping_keeps_multibyte_text_around_the_escaped_characters() {
         let mut out = String::new();
-        escaped(&mut out, "延庆 村,东=1\r\n井", KEY);
+        escaped(&mut out, "延庆 村,东=1\r\n井", &KEY);
         assert_eq!(out, "延庆\\ 村\\,东\\=1  井");
         let mut out = String::new();
-        escaped(&mut out, "say \"hi\" \\ 好", STRING_VALUE);
+        escaped(&mut out, "say \"hi\" \\ 好", &STRING_VALUE);
         assert_eq!(out, "say \\\"hi\\\" \\\\ 好");
         let mut out = String::new();
-        escaped(&mut out, "plain-id_01", KEY);
+        escaped(&mut out, "plain-id_01", &KEY);
         assert_eq!(out, "plain-id_01");
     }
 }
