@@ -271,11 +271,6 @@ impl SnapshotWriter {
         self
     }
 
-    /// The snapshot file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// A periodic save. When the previous write is still running, this one is skipped (logged
     /// and counted) and `take` is not called; otherwise the snapshot `take` returns is written on
     /// a blocking thread and this returns at once. Returns whether a write was started.
