@@ -20,23 +20,23 @@ use wire::{DeviceId, DeviceKind, Telemetry, SCHEMA_VERSION};
 /// A reading as the shipped aurora-ashp profile produces it.
 fn telemetry(device: &DeviceId, ts_ms: i64, seq: u64, i: u64) -> Vec<u8> {
     let x = (i % 100) as f64 / 10.0;
-    let values = BTreeMap::from([
-        ("running".to_owned(), 1.0),
-        ("defrost_active".to_owned(), 0.0),
-        ("fault_code".to_owned(), 0.0),
-        ("indoor_temp_c".to_owned(), 19.5 + x / 10.0),
-        ("outdoor_temp_c".to_owned(), -12.3 + x),
-        ("flow_temp_c".to_owned(), 41.2),
-        ("return_temp_c".to_owned(), 36.8),
-        ("discharge_temp_c".to_owned(), 78.4),
-        ("coil_temp_c".to_owned(), -15.1),
-        ("compressor_freq_hz".to_owned(), 62.0),
-        ("compressor_current_a".to_owned(), 8.4),
-        ("electric_power_w".to_owned(), 2140.0),
-        ("heat_output_w".to_owned(), 5320.0),
-        ("energy_kwh".to_owned(), 12345.6 + x),
-        ("runtime_h".to_owned(), 4321.0),
-        ("setpoint_c".to_owned(), 21.0),
+    let values = wire::Values::from([
+        ("running", 1.0),
+        ("defrost_active", 0.0),
+        ("fault_code", 0.0),
+        ("indoor_temp_c", 19.5 + x / 10.0),
+        ("outdoor_temp_c", -12.3 + x),
+        ("flow_temp_c", 41.2),
+        ("return_temp_c", 36.8),
+        ("discharge_temp_c", 78.4),
+        ("coil_temp_c", -15.1),
+        ("compressor_freq_hz", 62.0),
+        ("compressor_current_a", 8.4),
+        ("electric_power_w", 2140.0),
+        ("heat_output_w", 5320.0),
+        ("energy_kwh", 12345.6 + x),
+        ("runtime_h", 4321.0),
+        ("setpoint_c", 21.0),
     ]);
     Telemetry {
         v: SCHEMA_VERSION,

@@ -344,7 +344,7 @@ fn jitter(base: Duration) -> Duration {
 struct Reading {
     device: DeviceId,
     ts_ms: i64,
-    values: BTreeMap<String, f64>,
+    values: wire::Values,
     fault: Option<Fault>,
 }
 

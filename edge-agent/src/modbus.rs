@@ -4,7 +4,6 @@
 //! [`DevicePoller::poll_on`]). Keeps tokio-modbus's two error layers apart: a device's Modbus
 //! exception is not a broken link, and only a broken link drops the connection.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio_modbus::client::{Context, Reader, Writer};
@@ -82,7 +81,7 @@ impl DeviceError {
 /// One poll's result: the decoded values, the active fault, and per-block errors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollResult {
-    pub values: BTreeMap<String, f64>,
+    pub values: wire::Values,
     pub fault: Option<Fault>,
     /// Errors of blocks that failed; the other blocks' values are still in `values`.
     pub errors: Vec<(Block, DeviceError)>,
@@ -271,18 +270,18 @@ impl DevicePoller {
             return Err(first);
         }
         let profile = &self.device.profile;
-        let mut values = BTreeMap::new();
+        let mut values = wire::Values::with_capacity(profile.registers.len());
         for (register, (block, offset)) in profile.registers.iter().zip(&self.plan.slots) {
             let Some(Some(words)) = data.get(*block) else {
                 continue;
             };
             if let Some(value) = words.get(*offset..).and_then(|w| decode(register, w)) {
-                values.insert(register.name.clone(), value);
+                values.insert(&register.name, value);
             }
         }
         let fault = values
             .get(wire::values::FAULT_CODE)
-            .and_then(|code| profile.fault(*code as u32));
+            .and_then(|code| profile.fault(code as u32));
         Ok(PollResult {
             values,
             fault,

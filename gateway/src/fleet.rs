@@ -1,7 +1,7 @@
 //! The live picture of the fleet: each device's latest reading and connection status, as
 //! ingest last saw them. Read by the API; written only by ingest.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use serde::Serialize;
@@ -32,7 +32,9 @@ pub struct DeviceState {
     /// Event time of the latest reading.
     pub last_ts_ms: Option<i64>,
     pub last_seq: Option<u64>,
-    pub values: BTreeMap<String, f64>,
+    /// Latest values by canonical name.
+    #[schema(value_type = std::collections::BTreeMap<String, f64>)]
+    pub values: wire::Values,
     /// The active fault: `code`, shared `category`, brand `text`.
     #[schema(value_type = Option<Object>)]
     pub fault: Option<Fault>,
@@ -50,23 +52,10 @@ impl DeviceState {
             profile: None,
             last_ts_ms: None,
             last_seq: None,
-            values: BTreeMap::new(),
+            values: wire::Values::new(),
             fault: None,
             readings: 0,
         }
-    }
-}
-
-/// Makes `to` equal to `from`: in place when both hold the same names (a device's readings
-/// usually do), so no name is allocated again; otherwise a fresh copy.
-fn copy_values(to: &mut BTreeMap<String, f64>, from: &BTreeMap<String, f64>) {
-    let same_names = to.len() == from.len() && to.keys().zip(from.keys()).all(|(a, b)| a == b);
-    if same_names {
-        for (slot, value) in to.values_mut().zip(from.values()) {
-            *slot = *value;
-        }
-    } else {
-        to.clone_from(from);
     }
 }
 
@@ -146,7 +135,7 @@ impl Fleet {
             }
             state.last_ts_ms = Some(reading.ts_ms);
             state.last_seq = Some(reading.seq);
-            copy_values(&mut state.values, &reading.values);
+            state.values.clone_from(&reading.values);
             if state.fault != reading.fault {
                 state.fault.clone_from(&reading.fault);
             }
@@ -309,9 +298,9 @@ mod tests {
             seq: ts_ms as u64,
             profile: "p".into(),
             kind: DeviceKind::HeatPump,
-            values: BTreeMap::from([("indoor_temp_c".to_owned(), indoor)]),
+            values: wire::Values::from([("indoor_temp_c", indoor)]),
             fault: None,
-            extra: BTreeMap::new(),
+            extra: Default::default(),
         }
     }
 
@@ -343,7 +332,7 @@ mod tests {
         let fleet = Fleet::default();
         let t0 = 1_796_083_200_000;
         let mut first = reading(t0, 18.0);
-        first.values.insert("flow_temp_c".to_owned(), 40.0);
+        first.values.insert("flow_temp_c", 40.0);
         first.fault = Some(wire::Fault {
             code: 7,
             category: wire::FaultCategory::SensorFault,
@@ -352,14 +341,14 @@ mod tests {
         fleet.reading("yanqing", &first);
         // Same names: values overwritten in place.
         let mut same = reading(t0 + 10_000, 19.5);
-        same.values.insert("flow_temp_c".to_owned(), 41.0);
+        same.values.insert("flow_temp_c", 41.0);
         fleet.reading("yanqing", &same);
         let state = fleet.get("d-1").expect("state");
         assert_eq!(state.values, same.values);
         assert_eq!(state.fault, None);
         // Other names and another profile and township: the old names are gone.
         let mut other = reading(t0 + 20_000, 20.0);
-        other.values.insert("water_pressure_bar".to_owned(), 1.4);
+        other.values.insert("water_pressure_bar", 1.4);
         other.profile = "q".into();
         fleet.reading("badaling", &other);
         let state = fleet.get("d-1").expect("state");

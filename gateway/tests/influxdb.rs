@@ -105,9 +105,9 @@ fn reading(t0: i64, device: usize, n: i64) -> Telemetry {
         seq: n as u64,
         profile: "aurora-ashp".into(),
         kind: DeviceKind::HeatPump,
-        values: BTreeMap::from([
-            ("indoor_temp_c".to_owned(), 18.0 + (n % 30) as f64 / 10.0),
-            ("flow_temp_c".to_owned(), 40.0),
+        values: wire::Values::from([
+            ("indoor_temp_c", 18.0 + (n % 30) as f64 / 10.0),
+            ("flow_temp_c", 40.0),
         ]),
         fault: None,
         extra: BTreeMap::new(),

@@ -99,7 +99,7 @@ fn reading(device: &str, ts_ms: i64, seq: u64, fault: Option<FaultCategory>) -> 
         seq,
         profile: "aurora-ashp".into(),
         kind: DeviceKind::HeatPump,
-        values: BTreeMap::from([("indoor_temp_c".to_owned(), 19.0)]),
+        values: wire::Values::from([("indoor_temp_c", 19.0)]),
         fault: fault.map(|category| Fault {
             code: 1,
             category,

@@ -42,9 +42,9 @@ fn reading(device: &str, ts_ms: i64, seq: u64, indoor: f64, fault: bool) -> Tele
         seq,
         profile: "aurora-ashp".into(),
         kind: DeviceKind::HeatPump,
-        values: BTreeMap::from([
-            (wire::values::INDOOR_TEMP_C.to_owned(), indoor),
-            (wire::values::SETPOINT_C.to_owned(), 20.0),
+        values: wire::Values::from([
+            (wire::values::INDOOR_TEMP_C, indoor),
+            (wire::values::SETPOINT_C, 20.0),
         ]),
         fault: fault.then(|| Fault {
             code: 1,

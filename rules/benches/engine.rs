@@ -53,7 +53,7 @@ fn kind(i: usize) -> DeviceKind {
 
 /// A healthy reading of device `i` with the values its kind reports.
 fn reading(i: usize) -> Telemetry {
-    let mut values: BTreeMap<String, f64> = [
+    let mut values: wire::Values = [
         ("indoor_temp_c", 20.0 + (i % 7) as f64 * 0.1),
         ("outdoor_temp_c", -8.0),
         ("setpoint_c", 20.0),
@@ -89,7 +89,7 @@ fn reading(i: usize) -> Telemetry {
         ],
     };
     for (k, v) in extra {
-        values.insert((*k).to_owned(), *v);
+        values.insert(*k, *v);
     }
     Telemetry {
         v: wire::SCHEMA_VERSION,

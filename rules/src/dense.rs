@@ -5,99 +5,18 @@
 //! general-purpose hashing and out-of-line `memcmp`/`memcpy` calls for the short names and ids
 //! telemetry carries.
 
-use std::collections::BTreeMap;
 use std::hash::Hasher;
-use std::sync::OnceLock;
 
-use wire::DeviceId;
+use wire::bytes::{same_bytes, tail_word};
+use wire::{DeviceId, Values};
 
-/// Buckets of the canonical name table (a power of two).
-const NAME_BUCKETS: usize = 256;
-
-/// The canonical names of one bucket, with their index in [`wire::values::CANONICAL`].
-type Bucket = Vec<(&'static [u8], usize)>;
-
-/// Canonical names by a cheap bucket of their length and a few bytes: per bucket, the names
-/// (with their index in [`wire::values::CANONICAL`]) that fall in it. A name is found by
-/// comparing it with the few names of its bucket, byte for byte.
-fn name_table() -> &'static [Bucket] {
-    static TABLE: OnceLock<Vec<Bucket>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table = vec![Vec::new(); NAME_BUCKETS];
-        for (index, canonical) in wire::values::CANONICAL.iter().enumerate() {
-            let name = canonical.name.as_bytes();
-            if let Some(bucket) = table.get_mut(name_bucket(name)) {
-                bucket.push((name, index));
-            }
-        }
-        table
-    })
-}
-
-/// The bucket of a name: its length, first, middle and last bytes, mixed.
-fn name_bucket(name: &[u8]) -> usize {
-    let byte = |i: usize| name.get(i).copied().map_or(0, usize::from);
-    let len = name.len();
-    let mixed = len
-        .wrapping_mul(0x9e)
-        .wrapping_add(byte(0).wrapping_mul(0x3b))
-        .wrapping_add(byte(len / 2).wrapping_mul(0x61))
-        .wrapping_add(byte(len.wrapping_sub(1)).wrapping_mul(0x1d))
-        .wrapping_add(byte(len / 4).wrapping_mul(0x07));
-    (mixed ^ (mixed >> 8)) & (NAME_BUCKETS - 1)
-}
-
-/// Up to 8 bytes as a little-endian word, zero padded, without a variable-length copy (which
-/// would be an out-of-line `memcpy` call).
-fn tail_word(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .take(8)
-        .enumerate()
-        .fold(0, |word, (i, byte)| word | u64::from(*byte) << (8 * i))
-}
-
-/// Byte-wise equality of two short strings without an out-of-line `memcmp` call: 8-byte words,
-/// the last word overlapping the one before it (strings shorter than a word: one zero-padded
-/// word; the lengths are equal, so padding cannot hide a difference).
-pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |w: &[u8; 8]| u64::from_le_bytes(*w);
-    let (Some(a_last), Some(b_last)) = (a.last_chunk::<8>(), b.last_chunk::<8>()) else {
-        return tail_word(a) == tail_word(b);
-    };
-    if word(a_last) != word(b_last) {
-        return false;
-    }
-    a.chunks_exact(8)
-        .zip(b.chunks_exact(8))
-        .all(|(x, y)| x.first_chunk::<8>().map(word) == y.first_chunk::<8>().map(word))
-}
-
-/// The index in [`wire::values::CANONICAL`] of a name, if it is canonical.
-pub(crate) fn canonical_position(name: &str) -> Option<usize> {
-    let name = name.as_bytes();
-    name_table()
-        .get(name_bucket(name))?
-        .iter()
-        .find(|(candidate, _)| same_bytes(candidate, name))
-        .map(|(_, index)| *index)
-}
-
-/// Fills `out` (NaN-initialised, canonical order) from a reading's values. Unknown names are
-/// ignored.
-pub(crate) fn dense_values(values: &BTreeMap<String, f64>, out: &mut [f64]) {
-    // First read one byte of every name, so the loads of the names (each its own allocation,
-    // rarely cached) are in flight together instead of one per step of the loop below.
-    let first_bytes = values.keys().fold(0u8, |acc, name| {
-        acc ^ name.as_bytes().first().copied().unwrap_or(0)
-    });
-    std::hint::black_box(first_bytes);
-    for (name, value) in values {
-        if let Some(slot) = canonical_position(name).and_then(|i| out.get_mut(i)) {
-            *slot = *value;
+/// Fills `out` (NaN-initialised, canonical order) from a reading's values. Names outside the
+/// canonical set are ignored. The values hold canonical names as their index, so no name is
+/// compared here.
+pub(crate) fn dense_values(values: &Values, out: &mut [f64]) {
+    for (index, value) in values.canonical() {
+        if let Some(slot) = out.get_mut(index) {
+            *slot = value;
         }
     }
 }
@@ -318,7 +237,7 @@ mod tests {
             )
             .collect();
         for skip in 0..names.len() {
-            let values: BTreeMap<String, f64> = names
+            let values: Values = names
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| skip == 0 || i % (skip + 1) != 0)
@@ -327,49 +246,11 @@ mod tests {
             let mut fast = vec![f64::NAN; wire::values::CANONICAL.len()];
             dense_values(&values, &mut fast);
             for (i, c) in wire::values::CANONICAL.iter().enumerate() {
-                let expected = values.get(c.name).copied();
+                let expected = values.get(c.name);
                 assert_eq!(fast[i].is_nan(), expected.is_none(), "{}", c.name);
                 if let Some(v) = expected {
                     assert_eq!(fast[i], v, "{}", c.name);
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn every_canonical_name_is_found_and_others_are_not() {
-        for (i, c) in wire::values::CANONICAL.iter().enumerate() {
-            assert_eq!(canonical_position(c.name), Some(i));
-            assert_eq!(canonical_position(&format!("{}x", c.name)), None);
-        }
-        assert_eq!(canonical_position(""), None);
-    }
-
-    #[test]
-    fn same_bytes_is_equality() {
-        let words = [
-            "",
-            "a",
-            "b",
-            "abcdefg",
-            "abcdefh",
-            "abcdefgh",
-            "abcdefghi",
-            "abcdefghj",
-            "bbcdefghi",
-            "abcdefgh\0",
-            "abcdefghijklmnopq",
-            "abcdefghijklmnopr",
-            "xbcdefghijklmnopq",
-            "abcdefghxjklmnopq",
-        ];
-        for a in words {
-            for b in words {
-                assert_eq!(
-                    same_bytes(a.as_bytes(), b.as_bytes()),
-                    a == b,
-                    "{a:?} {b:?}"
-                );
             }
         }
     }

@@ -1469,7 +1469,7 @@ mod tests {
             profile: "test".into(),
             kind: DeviceKind::HeatPump,
             values: indoor
-                .map(|v| BTreeMap::from([("indoor_temp_c".to_owned(), v)]))
+                .map(|v| wire::Values::from([("indoor_temp_c", v)]))
                 .unwrap_or_default(),
             fault: None,
             extra: BTreeMap::new(),
@@ -1745,7 +1745,7 @@ action = "alert"
         let mut engine = Engine::new(rules.clone());
         let run = |engine: &mut Engine, minute: i64, seq: u64, on: bool| {
             let mut r = reading("d-1", minute, seq, None);
-            r.values.insert("running".into(), f64::from(u8::from(on)));
+            r.values.insert("running", f64::from(u8::from(on)));
             engine.ingest(&r)
         };
         let mut seq = 0;

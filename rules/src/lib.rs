@@ -36,7 +36,7 @@
 //!     seq: 1,
 //!     profile: "aurora-ashp".into(),
 //!     kind: wire::DeviceKind::HeatPump,
-//!     values: BTreeMap::from([("indoor_temp_c".to_owned(), 19.5)]),
+//!     values: wire::Values::from([("indoor_temp_c", 19.5)]),
 //!     fault: None,
 //!     extra: BTreeMap::new(),
 //! };

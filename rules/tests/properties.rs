@@ -122,7 +122,7 @@ fn faults() -> impl Strategy<Value = Option<Fault>> {
     )
 }
 
-fn values() -> impl Strategy<Value = BTreeMap<String, f64>> {
+fn values() -> impl Strategy<Value = wire::Values> {
     let names = prop::sample::select(vec![
         "indoor_temp_c",
         "flow_temp_c",
@@ -136,7 +136,8 @@ fn values() -> impl Strategy<Value = BTreeMap<String, f64>> {
         Just(16.0),
         Just(f64::NAN),
     ];
-    prop::collection::btree_map(names.prop_map(str::to_owned), numbers, 0..4)
+    prop::collection::vec((names, numbers), 0..4)
+        .prop_map(|pairs| pairs.into_iter().collect::<wire::Values>())
 }
 
 fn timestamps() -> impl Strategy<Value = i64> {
@@ -281,7 +282,7 @@ fn timelines() -> impl Strategy<Value = Timeline> {
                 profile: "prop".into(),
                 kind,
                 values: indoor
-                    .map(|v| BTreeMap::from([("indoor_temp_c".to_owned(), v)]))
+                    .map(|v| wire::Values::from([("indoor_temp_c", v)]))
                     .unwrap_or_default(),
                 fault: fault.map(|category| Fault {
                     code: 1,
@@ -519,7 +520,7 @@ proptest! {
             dense.iter_mut().for_each(|v| *v = f64::NAN);
             for (name, value) in &values {
                 if let Some(index) = rules::expr::canonical_index(name) {
-                    dense[usize::from(index)] = *value;
+                    dense[usize::from(index)] = value;
                 }
             }
             let fault = fault.map(|f| (f.code, f.category));
@@ -592,13 +593,13 @@ fn village_timelines() -> impl Strategy<Value = Timeline> {
             } else {
                 DeviceKind::HeatPump
             };
-            let mut values = BTreeMap::from([
-                ("setpoint_c".to_owned(), if flags == 0 { 5.0 } else { 20.0 }),
-                ("outdoor_temp_c".to_owned(), -5.0),
-                ("running".to_owned(), f64::from(flags % 2)),
+            let mut values = wire::Values::from([
+                ("setpoint_c", if flags == 0 { 5.0 } else { 20.0 }),
+                ("outdoor_temp_c", -5.0),
+                ("running", f64::from(flags % 2)),
             ]);
             if let Some(indoor) = indoor {
-                values.insert("indoor_temp_c".to_owned(), indoor);
+                values.insert("indoor_temp_c", indoor);
             }
             out.push((
                 watermark.map(|w| w.min(now)),

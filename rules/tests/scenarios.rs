@@ -84,7 +84,7 @@ struct ReadingStep {
     #[serde(default = "heat_pump")]
     kind: DeviceKind,
     #[serde(default)]
-    values: BTreeMap<String, f64>,
+    values: wire::Values,
     fault: Option<FaultStep>,
 }
 
@@ -101,7 +101,7 @@ struct SeriesStep {
     kind: DeviceKind,
     /// Constant values.
     #[serde(default)]
-    values: BTreeMap<String, f64>,
+    values: wire::Values,
     /// Values that move linearly from the first number (at `from`) to the second (at `to`).
     #[serde(default)]
     ramp: BTreeMap<String, [f64; 2]>,
@@ -272,15 +272,15 @@ fn series(step: &SeriesStep) -> Result<Vec<(Telemetry, Option<i64>)>, String> {
         };
         for (name, [start, end]) in &step.ramp {
             let value = start + (end - start) * progress;
-            values.insert(name.clone(), (value * 1000.0).round() / 1000.0);
+            values.insert(name, (value * 1000.0).round() / 1000.0);
         }
         for (name, (period, on)) in &squares {
             let phase = (ts - from).rem_euclid((*period).max(1));
-            values.insert(name.clone(), if phase < *on { 1.0 } else { 0.0 });
+            values.insert(name, if phase < *on { 1.0 } else { 0.0 });
         }
         for (name, cycle) in &step.cycle {
             if let Some(value) = cycle.get(index % cycle.len().max(1)) {
-                values.insert(name.clone(), *value);
+                values.insert(name, *value);
             }
         }
         out.push((

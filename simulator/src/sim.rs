@@ -100,7 +100,7 @@ pub struct HouseholdSnapshot {
     /// Simulated time of the values, Unix milliseconds UTC.
     pub sim_time_ms: i64,
     /// Canonical values as the device shows them (with sensor noise, before quantisation).
-    pub values: BTreeMap<String, f64>,
+    pub values: wire::Values,
     /// The active fault as the profile decodes its code.
     pub fault: Option<Fault>,
     /// The category that was injected (the decoded one differs when the brand has no code for

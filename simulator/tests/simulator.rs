@@ -137,16 +137,12 @@ async fn decoded_registers_match_the_model_through_every_shipped_profile() {
         let mut ctx = connect(household).await;
         let before = snapshot(sim, &household.device_id);
         for register in &profile.registers {
-            let model_value = before
-                .values
-                .get(&register.name)
-                .copied()
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{} maps {} which the model does not produce",
-                        profile.id, register.name
-                    )
-                });
+            let model_value = before.values.get(&register.name).unwrap_or_else(|| {
+                panic!(
+                    "{} maps {} which the model does not produce",
+                    profile.id, register.name
+                )
+            });
             let decoded = within("read a register", read_register(&mut ctx, register)).await;
             assert!(
                 (decoded - model_value).abs() <= resolution(register, model_value),
@@ -259,7 +255,10 @@ async fn bad_requests_get_modbus_exceptions_and_the_connection_survives() {
         .expect("transport works");
     assert_eq!(write, Ok(()));
     assert_eq!(
-        snapshot(sim, &household.device_id).values["setpoint_c"],
+        snapshot(sim, &household.device_id)
+            .values
+            .get("setpoint_c")
+            .expect("setpoint_c"),
         22.5
     );
     assert_eq!(
@@ -281,7 +280,10 @@ async fn bad_requests_get_modbus_exceptions_and_the_connection_survives() {
         Err(ExceptionCode::IllegalDataAddress)
     );
     assert_eq!(
-        snapshot(sim, &household.device_id).values["setpoint_c"],
+        snapshot(sim, &household.device_id)
+            .values
+            .get("setpoint_c")
+            .expect("setpoint_c"),
         22.5
     );
 
@@ -312,12 +314,13 @@ async fn simulated_time_runs_at_the_configured_speed_and_a_faulted_house_cools()
     })
     .await;
     let later = snapshot(sim, device);
-    assert_eq!(later.values["running"], 0.0);
+    assert_eq!(later.values.get("running").expect("running"), 0.0);
     assert!(
-        later.values["indoor_temp_c"] < start.values["indoor_temp_c"] - 0.5,
+        later.values.get("indoor_temp_c").expect("indoor_temp_c")
+            < start.values.get("indoor_temp_c").expect("indoor_temp_c") - 0.5,
         "indoor went from {} to {} °C in two unheated winter hours",
-        start.values["indoor_temp_c"],
-        later.values["indoor_temp_c"]
+        start.values.get("indoor_temp_c").expect("indoor_temp_c"),
+        later.values.get("indoor_temp_c").expect("indoor_temp_c")
     );
 }
 
@@ -386,7 +389,7 @@ async fn the_http_api_injects_and_clears_faults_and_refuses_unknown_devices() {
         snap.fault.map(|f| f.category),
         Some(FaultCategory::SensorFault)
     );
-    assert_eq!(snap.values["running"], 0.0);
+    assert_eq!(snap.values.get("running").expect("running"), 0.0);
 
     let (status, _) = http(addr, "DELETE", &path, None).await;
     assert_eq!(status, 204);

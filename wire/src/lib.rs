@@ -4,13 +4,16 @@
 //! - [`topic::Topic`]: the MQTT topic scheme `heating/v1/{township}/{id}/{kind}` and its parser.
 //! - [`Telemetry`]: one poll of one device, stamped with event time and a per-device sequence.
 //! - [`AgentStatus`]: the retained `online` / last-will `offline` message of an edge box.
+//! - [`Values`]: a reading's values by name, canonical names stored as an index.
 //! - [`values`]: the canonical value names (with units and plausible ranges) shared by every brand.
 //! - [`FaultCategory`]: the brand-independent fault categories that profiles map fault codes onto.
 //! - [`DeviceId`], [`TownshipId`]: validated identifiers that are safe to use as topic levels.
 
+pub mod bytes;
 pub mod ids;
 pub mod message;
 pub mod topic;
+pub mod value_map;
 pub mod values;
 
 pub use ids::{DeviceId, IdError, TownshipId};
@@ -19,3 +22,4 @@ pub use message::{
     SCHEMA_VERSION,
 };
 pub use topic::{Topic, TopicError, TopicKind, TOPIC_ROOT};
+pub use value_map::Values;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::DeviceId;
+use crate::value_map::Values;
 use crate::values;
 
 /// The schema version this crate writes. Readers accept any message whose `v` they know.
@@ -133,7 +134,7 @@ pub struct Telemetry {
     pub profile: String,
     pub kind: DeviceKind,
     /// Canonical values by name (see [`crate::values`]).
-    pub values: BTreeMap<String, f64>,
+    pub values: Values,
     /// The active fault, if the fault register is non-zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
@@ -322,13 +323,14 @@ impl Telemetry {
             });
         }
         for (name, value) in &self.values {
-            let canonical = values::lookup(name)
-                .ok_or_else(|| PayloadError::UnknownValue { name: name.clone() })?;
+            let canonical = values::lookup(name).ok_or_else(|| PayloadError::UnknownValue {
+                name: name.to_owned(),
+            })?;
             // `!(a <= v && v <= b)` also rejects NaN (JSON cannot carry one, but be explicit).
-            if !(canonical.min <= *value && *value <= canonical.max) {
+            if !(canonical.min <= value && value <= canonical.max) {
                 return Err(PayloadError::OutOfRange {
-                    name: name.clone(),
-                    value: *value,
+                    name: name.to_owned(),
+                    value,
                     min: canonical.min,
                     max: canonical.max,
                 });
@@ -345,7 +347,7 @@ impl Telemetry {
 
     /// The value of a canonical name, if present.
     pub fn value(&self, name: &str) -> Option<f64> {
-        self.values.get(name).copied()
+        self.values.get(name)
     }
 }
 
@@ -409,7 +411,7 @@ mod tests {
             seq: 7,
             profile: "aurora-ashp".into(),
             kind: DeviceKind::HeatPump,
-            values: BTreeMap::from([(values::INDOOR_TEMP_C.to_owned(), 19.5)]),
+            values: Values::from([(values::INDOOR_TEMP_C, 19.5)]),
             fault: Some(Fault {
                 code: 3,
                 category: FaultCategory::WaterFlow,
@@ -465,13 +467,13 @@ mod tests {
     #[test]
     fn validation_names_the_bad_field() {
         let mut t = sample();
-        t.values.insert(values::INDOOR_TEMP_C.into(), 500.0);
+        t.values.insert(values::INDOOR_TEMP_C, 500.0);
         assert_eq!(
             t.validate(NOW, 60_000).map_err(|e| e.reason()),
             Err("out_of_range")
         );
         let mut t = sample();
-        t.values.insert("room_temp".into(), 20.0);
+        t.values.insert("room_temp", 20.0);
         assert_eq!(
             t.validate(NOW, 60_000),
             Err(PayloadError::UnknownValue {

@@ -197,12 +197,72 @@ pub const GAS_PRESSURE_MBAR: &str = "gas_pressure_mbar";
 
 /// Looks a canonical value up by name.
 pub fn lookup(name: &str) -> Option<&'static Canonical> {
-    CANONICAL.iter().find(|c| c.name == name)
+    CANONICAL.get(position(name)?)
+}
+
+/// Buckets of the canonical name table (a power of two).
+const NAME_BUCKETS: usize = 256;
+
+/// The canonical names of one bucket, with their index in [`CANONICAL`].
+type Bucket = Vec<(&'static [u8], usize)>;
+
+/// Canonical names by a cheap bucket of their length and a few bytes: per bucket, the names
+/// (with their index in [`CANONICAL`]) that fall in it. A name is found by comparing it with the
+/// few names of its bucket, byte for byte.
+fn name_table() -> &'static [Bucket] {
+    static TABLE: std::sync::OnceLock<Vec<Bucket>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = vec![Vec::new(); NAME_BUCKETS];
+        for (index, canonical) in CANONICAL.iter().enumerate() {
+            let name = canonical.name.as_bytes();
+            if let Some(bucket) = table.get_mut(name_bucket(name)) {
+                bucket.push((name, index));
+            }
+        }
+        table
+    })
+}
+
+/// The bucket of a name: its length, first, middle and last bytes, mixed.
+fn name_bucket(name: &[u8]) -> usize {
+    let byte = |i: usize| name.get(i).copied().map_or(0, usize::from);
+    let len = name.len();
+    let mixed = len
+        .wrapping_mul(0x9e)
+        .wrapping_add(byte(0).wrapping_mul(0x3b))
+        .wrapping_add(byte(len / 2).wrapping_mul(0x61))
+        .wrapping_add(byte(len.wrapping_sub(1)).wrapping_mul(0x1d))
+        .wrapping_add(byte(len / 4).wrapping_mul(0x07));
+    (mixed ^ (mixed >> 8)) & (NAME_BUCKETS - 1)
+}
+
+/// The index in [`CANONICAL`] of a name, if it is canonical: a hash-free bucket and an exact
+/// byte comparison with the one or two names in it (called for every value of every reading).
+pub fn position(name: &str) -> Option<usize> {
+    let name = name.as_bytes();
+    name_table()
+        .get(name_bucket(name))?
+        .iter()
+        .find(|(candidate, _)| crate::bytes::same_bytes(candidate, name))
+        .map(|(_, index)| *index)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_canonical_name_has_its_position_and_others_have_none() {
+        for (i, c) in CANONICAL.iter().enumerate() {
+            assert_eq!(position(c.name), Some(i));
+            assert_eq!(lookup(c.name), Some(c));
+            assert_eq!(position(&format!("{}x", c.name)), None);
+            assert_eq!(position(&c.name[..c.name.len() - 1]), None);
+        }
+        for other in ["", "a", "indoor_temp_c\0", "zzz", "\u{ff}", "running\0"] {
+            assert_eq!(position(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn names_are_unique_and_ranges_ordered() {

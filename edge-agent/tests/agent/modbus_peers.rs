@@ -196,7 +196,7 @@ async fn mbpoll_reads_the_same_registers_the_agent_decodes() {
             .filter_map(|i| table.get(&(register.address + i)).copied())
             .collect();
         let from_mbpoll = decode(register, &words).expect("decodes");
-        let from_agent = agent.get(&register.name).copied().expect("agent has it");
+        let from_agent = agent.get(&register.name).expect("agent has it");
         assert!(
             (from_mbpoll - from_agent).abs() < 1e-9,
             "{}: mbpoll {from_mbpoll} agent {from_agent}",

@@ -549,9 +549,9 @@ pub fn all_types_values() -> BTreeMap<&'static str, f64> {
 }
 
 /// Asserts `values` holds every expected value within 1e-3.
-pub fn assert_values(what: &str, values: &BTreeMap<String, f64>, expected: &BTreeMap<&str, f64>) {
+pub fn assert_values(what: &str, values: &wire::Values, expected: &BTreeMap<&str, f64>) {
     for (name, want) in expected {
-        let got = values.get(*name).copied();
+        let got = values.get(name);
         assert!(
             got.is_some_and(|g| (g - want).abs() < 1e-3),
             "{what}: {name} = {got:?}, expected {want}"

@@ -194,7 +194,7 @@ impl SinkHandle {
         }
         point = point.int("seq", i64::try_from(reading.seq).unwrap_or(i64::MAX));
         for (name, value) in &reading.values {
-            point = point.float(name.as_str(), *value);
+            point = point.float(name, value);
         }
         if let Some(fault) = &reading.fault {
             point = point.string("fault_category", fault.category.as_str());

@@ -132,10 +132,7 @@ enum Op {
 
 /// Index of a canonical value name.
 pub fn canonical_index(name: &str) -> Option<u8> {
-    wire::values::CANONICAL
-        .iter()
-        .position(|c| c.name == name)
-        .and_then(|i| u8::try_from(i).ok())
+    wire::values::position(name).and_then(|i| u8::try_from(i).ok())
 }
 
 /// The COP series' sources, by canonical index.

@@ -190,7 +190,7 @@ mod tests {
                         raw[name]
                     );
                     // serde_json parses floats to within an ulp or so, not always exactly.
-                    let parsed = reading.values[*name];
+                    let parsed = reading.values.get(name).expect("value present");
                     assert!(
                         (parsed - value).abs() <= value.abs() * 1e-12,
                         "{parsed} vs {value}"
