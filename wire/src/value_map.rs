@@ -82,6 +82,27 @@ impl Values {
         self.entries.is_empty()
     }
 
+    /// Values from pairs in any order, a repeated name keeping its last value (as inserting
+    /// them one by one into a map would). Sorting once keeps this O(n log n) whatever the order:
+    /// inserting one by one would move the list for every name of a payload written backwards.
+    fn from_unordered(mut entries: Vec<(Name, f64)>) -> Values {
+        let ordered = entries
+            .windows(2)
+            .all(|pair| matches!(pair, [a, b] if a.0.as_str() < b.0.as_str()));
+        if !ordered {
+            // Stable: equal names stay in arrival order, so the run's last is the latest.
+            entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            entries.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    kept.1 = later.1;
+                }
+                same
+            });
+        }
+        Values { entries }
+    }
+
     /// Where `name` is or would go, in name order.
     fn find(&self, name: &str) -> Result<usize, usize> {
         // Values mostly arrive in name order (agents write them so): try the end first.
@@ -162,20 +183,22 @@ impl fmt::Debug for Values {
 
 impl<N: AsRef<str>> FromIterator<(N, f64)> for Values {
     fn from_iter<I: IntoIterator<Item = (N, f64)>>(iter: I) -> Values {
-        let iter = iter.into_iter();
-        let mut values = Values::with_capacity(iter.size_hint().0);
-        for (name, value) in iter {
-            values.insert(name, value);
-        }
-        values
+        Values::from_unordered(
+            iter.into_iter()
+                .map(|(name, value)| (Name::new(name.as_ref()), value))
+                .collect(),
+        )
     }
 }
 
 impl<N: AsRef<str>> Extend<(N, f64)> for Values {
     fn extend<I: IntoIterator<Item = (N, f64)>>(&mut self, iter: I) {
-        for (name, value) in iter {
-            self.insert(name, value);
-        }
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.extend(
+            iter.into_iter()
+                .map(|(name, value)| (Name::new(name.as_ref()), value)),
+        );
+        *self = Values::from_unordered(entries);
     }
 }
 
@@ -238,13 +261,12 @@ impl<'de> Visitor<'de> for ValuesVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values, A::Error> {
-        let mut values = Values::with_capacity(map.size_hint().unwrap_or(20).min(64));
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(20).min(64));
         while let Some(name) = map.next_key::<NameKey<'de>>()? {
             let value: f64 = map.next_value()?;
-            // A repeated name keeps its last value, as the map did.
-            values.insert(name.as_str(), value);
+            entries.push((Name::new(name.as_str()), value));
         }
-        Ok(values)
+        Ok(Values::from_unordered(entries))
     }
 }
 
@@ -377,6 +399,32 @@ mod tests {
         assert_eq!(values.get("bA"), Some(3.0));
         assert!(serde_json::from_str::<Values>(r#"{"indoor_temp_c": "warm"}"#).is_err());
         assert!(serde_json::from_str::<Values>(r#"[1, 2]"#).is_err());
+    }
+
+    #[test]
+    fn a_payload_of_many_names_in_any_order_is_a_map() {
+        // Written backwards, every name twice: the order costs one sort, not a move per name.
+        let names: Vec<String> = (0..20_000).map(|i| format!("n{i:05}")).collect();
+        let mut json = String::from("{");
+        for round in 0..2 {
+            for (i, name) in names.iter().enumerate().rev() {
+                json.push_str(&format!("\"{name}\":{},", i * 2 + round));
+            }
+        }
+        json.pop();
+        json.push('}');
+        let values: Values = serde_json::from_str(&json).expect("parses");
+        let map: BTreeMap<String, f64> = serde_json::from_str(&json).expect("parses");
+        assert_eq!(values.len(), names.len());
+        assert!(values
+            .iter()
+            .eq(map.iter().map(|(name, value)| (name.as_str(), *value))));
+        let mut extended = Values::from([("n00003", 0.0)]);
+        extended.extend([("n00001", 1.0), ("n00003", 3.0), ("n00002", 2.0)]);
+        assert_eq!(
+            extended.iter().collect::<Vec<_>>(),
+            [("n00001", 1.0), ("n00002", 2.0), ("n00003", 3.0)]
+        );
     }
 
     #[test]
