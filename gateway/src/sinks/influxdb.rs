@@ -307,6 +307,9 @@ pub fn build(config: &InfluxConfig) -> Result<Option<(InfluxSink, SinkHandle)>, 
     )))
 }
 
+/// Most points the task takes from the channel at one wake-up.
+const RECEIVE_RUN: usize = 1024;
+
 /// A write request in progress: its points (kept for a retry), when it started, and the
 /// request itself.
 struct Write {
@@ -328,6 +331,10 @@ impl InfluxSink {
         let mut backoff = Duration::from_millis(500);
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut writing: Option<Write> = None;
+        // Taken from the channel in runs: one wake-up per run of points, not per point.
+        let mut arrived: Vec<String> = Vec::with_capacity(RECEIVE_RUN);
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let may_write =
                 writing.is_none() && retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
@@ -335,14 +342,14 @@ impl InfluxSink {
                 writing = Some(self.start_write(&mut buffer));
             }
             tokio::select! {
-                () = shutdown.cancelled() => break,
-                point = self.rx.recv() => match point {
-                    Some(point) => {
-                        buffer.push_back(point);
-                        self.enforce_cap(&mut buffer, writing.as_ref());
+                () = &mut cancelled => break,
+                taken = self.rx.recv_many(&mut arrived, RECEIVE_RUN) => {
+                    if taken == 0 {
+                        break;
                     }
-                    None => break,
-                },
+                    buffer.extend(arrived.drain(..));
+                    self.enforce_cap(&mut buffer, writing.as_ref());
+                }
                 result = async {
                     match writing.as_mut() {
                         Some(write) => write.request.as_mut().await,
