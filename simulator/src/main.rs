@@ -69,6 +69,10 @@ struct IngestArgs {
     /// Publisher tasks sharing the boxes' connections.
     #[arg(long, default_value_t = 8)]
     publishers: usize,
+    /// Rounds a publisher may run ahead of the slowest (keeps the fleet's event time together,
+    /// as agents polling on one clock; a large value lets the flood drift apart).
+    #[arg(long, default_value_t = 3)]
+    round_lead: usize,
     /// Seed of the fleet and its readings.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -227,6 +231,7 @@ async fn bench_ingest(args: IngestArgs) -> anyhow::Result<()> {
     options.probes = args.probes;
     options.probe_interval = args.probe_interval;
     options.publishers = args.publishers;
+    options.round_lead = args.round_lead;
     options.seed = args.seed;
     options.mosquitto_bin = args.mosquitto_bin;
     options.victoria_metrics_bin = args.victoria_metrics_bin;

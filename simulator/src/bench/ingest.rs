@@ -13,7 +13,11 @@
 //!   same code: `publishers` tasks, each owning a contiguous slice of the boxes' MQTT
 //!   connections (one per box, opened and announced `online` before the clock starts), sending
 //!   round by round, box by box and device by device, as fast as the target takes them, at
-//!   QoS 1 (as edge agents) or QoS 0.
+//!   QoS 1 (as edge agents) or QoS 0. A publisher may run at most `round_lead` rounds ahead of
+//!   the slowest (default 3, three simulated minutes), as edge agents polling on one clock do:
+//!   unpaced, the slices drift apart in event time, and after enough rounds the gateway's
+//!   watermark finds the slowest slice's devices silent past the `offline` rule (15 min) and
+//!   fires thousands of offline alerts and orders no real fleet would cause.
 //! - Phase A: mosquitto (`persistence false`, no connection, queue or in-flight limits) with
 //!   one subscriber on the telemetry topics (subscribed at QoS 0, so mosquitto relays at QoS 0
 //!   whatever QoS the load uses). Relay rate = messages received / (last receipt − first
@@ -40,7 +44,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,6 +164,8 @@ pub struct IngestOptions {
     pub probe_interval: Duration,
     /// Publisher tasks sharing the boxes.
     pub publishers: usize,
+    /// How many rounds a publisher may run ahead of the slowest one (see [`RoundGate`]).
+    pub round_lead: usize,
     pub seed: u64,
     pub profiles: Vec<Arc<Profile>>,
     pub gateway_bin: PathBuf,
@@ -189,6 +195,7 @@ impl IngestOptions {
             probes: 50,
             probe_interval: Duration::from_secs(1),
             publishers: 8,
+            round_lead: 3,
             seed: 1,
             profiles: shipped_profiles()?,
             gateway_bin,
@@ -264,6 +271,8 @@ pub struct GatewayResult {
     pub broker_messages_lost: u64,
     /// `gateway_alerts_fired_total` during the timed phase, all rules.
     pub alerts_fired: u64,
+    /// The same, by rule (rules that fired at least once).
+    pub alerts_by_rule: BTreeMap<String, u64>,
     pub sink: Option<SinkResult>,
     /// Devices in the gateway's registry and fleet picture (load and probes).
     pub devices_held: usize,
@@ -319,6 +328,8 @@ pub struct IngestReport {
     pub rounds: usize,
     pub qos: u8,
     pub publishers: usize,
+    /// Rounds a publisher may run ahead of the slowest.
+    pub round_lead: usize,
     pub seed: u64,
     pub telemetry_interval_s: f64,
     /// Load readings (pre-built), the same for both targets.
@@ -356,8 +367,8 @@ impl IngestReport {
         let b = &self.gateway;
         let _ = writeln!(
             out,
-            "simulator bench ingest: {} devices x {} rounds = {} readings ({:.0} B mean payload), QoS {}, {} publishers, seed {}",
-            self.devices, self.rounds, self.messages, self.payload_bytes_mean, self.qos, self.publishers, self.seed
+            "simulator bench ingest: {} devices x {} rounds = {} readings ({:.0} B mean payload), QoS {}, {} publishers at most {} rounds apart, seed {}",
+            self.devices, self.rounds, self.messages, self.payload_bytes_mean, self.qos, self.publishers, self.round_lead, self.seed
         );
         let per_box = match self.devices_per_box {
             1 => "one device per box".to_owned(),
@@ -490,8 +501,8 @@ impl IngestReport {
         let rejected: u64 = b.rejected.values().sum();
         let _ = writeln!(
             out,
-            "  losses: mosquitto {} of {}; gateway rejects {} {:?}, broker messages lost {}, not handled {}; alerts fired {}",
-            a.lost, a.sent, rejected, b.rejected, b.broker_messages_lost, b.missing, b.alerts_fired
+            "  losses: mosquitto {} of {}; gateway rejects {} {:?}, broker messages lost {}, not handled {}; alerts fired {} {:?}",
+            a.lost, a.sent, rejected, b.rejected, b.broker_messages_lost, b.missing, b.alerts_fired, b.alerts_by_rule
         );
         if a.unacknowledged + b.unacknowledged > 0 {
             let _ = writeln!(
@@ -959,15 +970,84 @@ async fn publish(
     }
 }
 
-/// Sends the slice's readings round by round; moves the shared event-time clock to each round.
+/// Keeps the publishers within `lead` rounds of each other, as edge agents polling on one
+/// clock are. Unpaced, one slice could run many telemetry intervals ahead of another in event
+/// time, and a gateway in event time would then find the slowest slice's devices silent for
+/// longer than the `offline` rule's duration: a flood of offline alerts (and orders) that no
+/// real fleet produces, measured as if it were ingest.
+struct RoundGate {
+    lead: usize,
+    /// Rounds finished, per publisher (`usize::MAX` once it stopped, for whatever reason).
+    finished: Vec<AtomicUsize>,
+    /// The least of `finished`.
+    slowest: tokio::sync::watch::Sender<usize>,
+}
+
+impl RoundGate {
+    fn new(publishers: usize, lead: usize) -> RoundGate {
+        RoundGate {
+            lead,
+            finished: (0..publishers).map(|_| AtomicUsize::new(0)).collect(),
+            slowest: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Waits until every publisher is at most `lead` rounds behind `round` (0-based).
+    async fn wait_to_start(&self, round: usize) {
+        let mut slowest = self.slowest.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = slowest
+            .wait_for(|&done| done.saturating_add(self.lead) >= round)
+            .await;
+    }
+
+    fn finished(&self, publisher: usize, rounds: usize) {
+        if let Some(slot) = self.finished.get(publisher) {
+            slot.store(rounds, Ordering::Release);
+        }
+        let least = self
+            .finished
+            .iter()
+            .map(|slot| slot.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(usize::MAX);
+        self.slowest.send_if_modified(|done| {
+            let moved = least > *done;
+            if moved {
+                *done = least;
+            }
+            moved
+        });
+    }
+}
+
+/// Sends the slice's readings round by round, at most the gate's lead ahead of the slowest
+/// slice; moves the shared event-time clock to each round.
 async fn publish_slice(
     load: Arc<Load>,
     mut slice: Slice,
     qos: Qos,
     clock: Arc<AtomicI64>,
+    gate: Arc<RoundGate>,
+    publisher: usize,
 ) -> Result<(Slice, u64), IngestError> {
+    let sent = send_rounds(&load, &mut slice, qos, &clock, &gate, publisher).await;
+    // Stopped, finished or failed: nobody waits for this slice any more.
+    gate.finished(publisher, usize::MAX);
+    sent.map(|count| (slice, count))
+}
+
+async fn send_rounds(
+    load: &Load,
+    slice: &mut Slice,
+    qos: Qos,
+    clock: &AtomicI64,
+    gate: &RoundGate,
+    publisher: usize,
+) -> Result<u64, IngestError> {
     let mut sent = 0u64;
     for (round, ts) in load.round_ts.iter().enumerate() {
+        gate.wait_to_start(round).await;
         clock.fetch_max(*ts, Ordering::Relaxed);
         let readings = &load.rounds[round];
         for (offset, connection) in slice.connections.iter_mut().enumerate() {
@@ -981,8 +1061,9 @@ async fn publish_slice(
                 }
             }
         }
+        gate.finished(publisher, round + 1);
     }
-    Ok((slice, sent))
+    Ok(sent)
 }
 
 /// What the publishers did.
@@ -997,14 +1078,18 @@ fn spawn_publishers(
     slices: Vec<Slice>,
     qos: Qos,
     clock: &Arc<AtomicI64>,
+    lead: usize,
 ) -> JoinHandle<Result<Published, IngestError>> {
+    let gate = Arc::new(RoundGate::new(slices.len(), lead));
     let mut tasks = JoinSet::new();
-    for slice in slices {
+    for (publisher, slice) in slices.into_iter().enumerate() {
         tasks.spawn(publish_slice(
             Arc::clone(load),
             slice,
             qos,
             Arc::clone(clock),
+            Arc::clone(&gate),
+            publisher,
         ));
     }
     tokio::spawn(async move {
@@ -1166,6 +1251,7 @@ async fn relay_load(
         slices(connections, options.publishers),
         options.qos,
         &clock,
+        options.round_lead,
     );
     let mut published: Option<Published> = None;
     let mut tick = tokio::time::interval(RELAY_POLL);
@@ -1780,6 +1866,7 @@ async fn measure_gateway(
     let base_accepted = baseline.total("gateway_readings_accepted_total");
     let base_rejected = baseline.by_label("gateway_messages_rejected_total", "reason");
     let base_alerts = baseline.total("gateway_alerts_fired_total");
+    let base_alerts_by_rule = baseline.by_label("gateway_alerts_fired_total", "rule");
 
     let cpu = || {
         (
@@ -1796,6 +1883,7 @@ async fn measure_gateway(
         slices(connections, options.publishers),
         options.qos,
         &clock,
+        options.round_lead,
     );
     let mut published: Option<Published> = None;
     let (mut last_handled, mut last_change) = (0u64, Instant::now());
@@ -1991,6 +2079,15 @@ async fn measure_gateway(
         alerts_fired: last
             .total("gateway_alerts_fired_total")
             .saturating_sub(base_alerts),
+        alerts_by_rule: last
+            .by_label("gateway_alerts_fired_total", "rule")
+            .into_iter()
+            .map(|(rule, count)| {
+                let before = base_alerts_by_rule.get(&rule).copied().unwrap_or(0);
+                (rule, count.saturating_sub(before))
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect(),
         sink,
         devices_held: options.devices + options.probes,
         boxes_connected: total_boxes,
@@ -2094,6 +2191,7 @@ pub async fn run_ingest(options: IngestOptions) -> Result<IngestReport, IngestEr
         rounds: options.rounds,
         qos: options.qos.level(),
         publishers: options.publishers,
+        round_lead: options.round_lead,
         seed: options.seed,
         telemetry_interval_s: prepared.interval_ms as f64 / 1000.0,
         messages: load.messages,
@@ -2132,6 +2230,44 @@ mod tests {
         assert_eq!(cpu_between(Some(2.0), Some(1.5)), Some(0.0));
         assert_eq!(cpu_between(None, Some(1.5)), None);
         assert_eq!(proc_cpu_seconds("no-such-process"), None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_publisher_waits_for_the_slowest_within_the_lead() {
+        let gate = Arc::new(RoundGate::new(3, 1));
+        // Rounds 0 and 1 may start at once: the slowest has finished 0 rounds, lead 1.
+        gate.wait_to_start(0).await;
+        gate.wait_to_start(1).await;
+        gate.finished(0, 2);
+        gate.finished(1, 1);
+        let waiting = tokio::spawn({
+            let gate = Arc::clone(&gate);
+            async move { gate.wait_to_start(2).await }
+        });
+        // On this one-thread runtime the task runs to its first wait when we yield.
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "publisher 2 has finished no round yet"
+        );
+        gate.finished(2, 1);
+        waiting
+            .await
+            .expect("released once every publisher finished round 1");
+
+        // A publisher that stopped (finished or failed) holds nobody back.
+        let waiting = tokio::spawn({
+            let gate = Arc::clone(&gate);
+            async move { gate.wait_to_start(5).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        for publisher in 0..3 {
+            gate.finished(publisher, usize::MAX);
+        }
+        waiting
+            .await
+            .expect("released when every publisher stopped");
     }
 
     #[tokio::test]
