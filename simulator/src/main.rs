@@ -57,6 +57,10 @@ struct IngestArgs {
     /// Readings per device (poll rounds, one telemetry interval apart).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Untimed rounds sent first (each device's first reading creates its database series and
+    /// rule state, which a running gateway paid long ago); 0 times them too.
+    #[arg(long, default_value_t = 1)]
+    warmup_rounds: usize,
     /// QoS of the load's publishes: 1 (as edge agents) or 0.
     #[arg(long, default_value = "1")]
     qos: simulator::bench::ingest::Qos,
@@ -227,6 +231,7 @@ async fn bench_ingest(args: IngestArgs) -> anyhow::Result<()> {
         .context("cannot prepare the bench")?;
     options.devices_per_box = args.devices_per_box;
     options.rounds = args.rounds;
+    options.warmup_rounds = args.warmup_rounds;
     options.qos = args.qos;
     options.probes = args.probes;
     options.probe_interval = args.probe_interval;

@@ -13,7 +13,11 @@
 //!   same code: `publishers` tasks, each owning a contiguous slice of the boxes' MQTT
 //!   connections (one per box, opened and announced `online` before the clock starts), sending
 //!   round by round, box by box and device by device, as fast as the target takes them, at
-//!   QoS 1 (as edge agents) or QoS 0. A publisher may run at most `round_lead` rounds ahead of
+//!   QoS 1 (as edge agents) or QoS 0. Each target first gets `warmup_rounds` untimed rounds
+//!   (default 1: every device's first reading, which creates its series in the database and
+//!   its first rule state, a cost a running district's gateway paid long ago); the clock
+//!   starts once the target has handled them (and, for the gateway, its sink written them).
+//!   A publisher may run at most `round_lead` rounds ahead of
 //!   the slowest (default 3, three simulated minutes), as edge agents polling on one clock do:
 //!   unpaced, the slices drift apart in event time, and after enough rounds the gateway's
 //!   watermark finds the slowest slice's devices silent past the `offline` rule (15 min) and
@@ -41,6 +45,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::str::FromStr;
@@ -155,8 +160,10 @@ pub struct IngestOptions {
     pub devices: usize,
     /// Load devices per edge box (one MQTT connection per box); at least 1.
     pub devices_per_box: usize,
-    /// Poll rounds: readings per device.
+    /// Poll rounds: readings per device, timed.
     pub rounds: usize,
+    /// Rounds sent before the clock starts (each device's first reading, paid once).
+    pub warmup_rounds: usize,
     pub qos: Qos,
     /// Latency probe boxes (phase B); 0 measures no latency.
     pub probes: usize,
@@ -191,6 +198,7 @@ impl IngestOptions {
             devices,
             devices_per_box: 1,
             rounds: 5,
+            warmup_rounds: 1,
             qos: Qos::AtLeastOnce,
             probes: 50,
             probe_interval: Duration::from_secs(1),
@@ -326,6 +334,8 @@ pub struct IngestReport {
     /// boxes come on top in phase B).
     pub boxes: usize,
     pub rounds: usize,
+    /// Untimed rounds sent to each target before its timed phase.
+    pub warmup_rounds: usize,
     pub qos: u8,
     pub publishers: usize,
     /// Rounds a publisher may run ahead of the slowest.
@@ -367,8 +377,8 @@ impl IngestReport {
         let b = &self.gateway;
         let _ = writeln!(
             out,
-            "simulator bench ingest: {} devices x {} rounds = {} readings ({:.0} B mean payload), QoS {}, {} publishers at most {} rounds apart, seed {}",
-            self.devices, self.rounds, self.messages, self.payload_bytes_mean, self.qos, self.publishers, self.round_lead, self.seed
+            "simulator bench ingest: {} devices x {} rounds = {} readings ({:.0} B mean payload) after {} untimed warm-up round(s), QoS {}, {} publishers at most {} rounds apart, seed {}",
+            self.devices, self.rounds, self.messages, self.payload_bytes_mean, self.warmup_rounds, self.qos, self.publishers, self.round_lead, self.seed
         );
         let per_box = match self.devices_per_box {
             1 => "one device per box".to_owned(),
@@ -527,11 +537,18 @@ struct Load {
     /// `[box]`: the households whose devices the box serves (with one device per box, box `i`
     /// serves household `i`).
     boxes: Vec<Vec<usize>>,
-    /// `[round][household]`: the household's readings of that round (normally one).
+    /// `[round][household]`: the household's readings of that round (normally one); the
+    /// first `warmup` rounds are sent before the clock starts.
     rounds: Vec<Vec<Vec<Vec<u8>>>>,
     round_ts: Vec<i64>,
+    /// Untimed rounds at the start of `rounds`.
+    warmup: usize,
+    /// Readings and payload bytes of the timed rounds.
     messages: u64,
     payload_bytes: u64,
+    /// ... of the warm-up rounds.
+    warmup_messages: u64,
+    warmup_payload_bytes: u64,
 }
 
 /// A latency probe's device and its two readings' values.
@@ -642,20 +659,27 @@ fn prepare(options: &IngestOptions) -> Result<Prepared, IngestError> {
     let mix = Mix::default_mix().map_err(BenchError::from)?;
     let interval_ms = mix.telemetry.interval.as_millis() as i64;
     // One spare interval, so the scenario's end (rounded down to its grid) covers every round.
-    let days = (options.rounds as f64 + 1.0) * interval_ms as f64 / 86_400_000.0;
+    let all_rounds = options.warmup_rounds + options.rounds;
+    let days = (all_rounds as f64 + 1.0) * interval_ms as f64 / 86_400_000.0;
     let load_fleet = &fleet[..options.devices];
     let plan = scenario::build(load_fleet, &mix, days, options.seed).map_err(BenchError::from)?;
     let mut world = World::new(load_fleet, &mix, &plan, options.seed);
-    let mut rounds = Vec::with_capacity(options.rounds);
-    let mut round_ts = Vec::with_capacity(options.rounds);
+    let mut rounds = Vec::with_capacity(all_rounds);
+    let mut round_ts = Vec::with_capacity(all_rounds);
     let (mut messages, mut payload_bytes) = (0u64, 0u64);
-    for round in 1..=options.rounds {
+    let (mut warmup_messages, mut warmup_payload_bytes) = (0u64, 0u64);
+    for round in 1..=all_rounds {
         let ts = plan.start_ms + round as i64 * interval_ms;
         world.advance_to(ts);
         let mut per_household = vec![Vec::new(); options.devices];
+        let (count, bytes) = if round <= options.warmup_rounds {
+            (&mut warmup_messages, &mut warmup_payload_bytes)
+        } else {
+            (&mut messages, &mut payload_bytes)
+        };
         for box_round in world.poll_round() {
-            messages += box_round.readings.len() as u64;
-            payload_bytes += box_round
+            *count += box_round.readings.len() as u64;
+            *bytes += box_round
                 .readings
                 .iter()
                 .map(|r| r.len() as u64)
@@ -707,8 +731,11 @@ fn prepare(options: &IngestOptions) -> Result<Prepared, IngestError> {
             boxes: load_boxes,
             rounds,
             round_ts,
+            warmup: options.warmup_rounds,
             messages,
             payload_bytes,
+            warmup_messages,
+            warmup_payload_bytes,
         }),
         probes,
         start_ms: plan.start_ms,
@@ -1030,8 +1057,9 @@ async fn publish_slice(
     clock: Arc<AtomicI64>,
     gate: Arc<RoundGate>,
     publisher: usize,
+    rounds: Range<usize>,
 ) -> Result<(Slice, u64), IngestError> {
-    let sent = send_rounds(&load, &mut slice, qos, &clock, &gate, publisher).await;
+    let sent = send_rounds(&load, &mut slice, qos, &clock, &gate, publisher, rounds).await;
     // Stopped, finished or failed: nobody waits for this slice any more.
     gate.finished(publisher, usize::MAX);
     sent.map(|count| (slice, count))
@@ -1044,12 +1072,15 @@ async fn send_rounds(
     clock: &AtomicI64,
     gate: &RoundGate,
     publisher: usize,
+    rounds: Range<usize>,
 ) -> Result<u64, IngestError> {
     let mut sent = 0u64;
-    for (round, ts) in load.round_ts.iter().enumerate() {
-        gate.wait_to_start(round).await;
+    for (step, round) in rounds.enumerate() {
+        let (Some(ts), Some(readings)) = (load.round_ts.get(round), load.rounds.get(round)) else {
+            break;
+        };
+        gate.wait_to_start(step).await;
         clock.fetch_max(*ts, Ordering::Relaxed);
-        let readings = &load.rounds[round];
         for (offset, connection) in slice.connections.iter_mut().enumerate() {
             for &household in &load.boxes[slice.first + offset] {
                 let topic = &load.topics[household];
@@ -1061,7 +1092,7 @@ async fn send_rounds(
                 }
             }
         }
-        gate.finished(publisher, round + 1);
+        gate.finished(publisher, step + 1);
     }
     Ok(sent)
 }
@@ -1079,6 +1110,7 @@ fn spawn_publishers(
     qos: Qos,
     clock: &Arc<AtomicI64>,
     lead: usize,
+    rounds: Range<usize>,
 ) -> JoinHandle<Result<Published, IngestError>> {
     let gate = Arc::new(RoundGate::new(slices.len(), lead));
     let mut tasks = JoinSet::new();
@@ -1090,6 +1122,7 @@ fn spawn_publishers(
             Arc::clone(clock),
             Arc::clone(&gate),
             publisher,
+            rounds.clone(),
         ));
     }
     tokio::spawn(async move {
@@ -1113,6 +1146,8 @@ fn spawn_publishers(
             }
         }
         let finished_at = Instant::now();
+        // Back in box order, for whoever sends next over the same connections.
+        done.sort_by_key(|slice| slice.first);
         match failure {
             Some(error) => Err(error),
             None => Ok(Published {
@@ -1122,6 +1157,26 @@ fn spawn_publishers(
             }),
         }
     })
+}
+
+/// Sends the load's warm-up rounds over `slices`, untimed, and gives the slices back with the
+/// number of readings sent. The first reading of every device is what a target pays once
+/// (a new series in the database, a device's first rule state); a district's gateway has long
+/// paid it, so the timed phase starts after it.
+async fn send_warmup(
+    load: &Arc<Load>,
+    slices: Vec<Slice>,
+    qos: Qos,
+    clock: &Arc<AtomicI64>,
+    lead: usize,
+) -> Result<(Vec<Slice>, u64), IngestError> {
+    if load.warmup == 0 {
+        return Ok((slices, 0));
+    }
+    let published = spawn_publishers(load, slices, qos, clock, lead, 0..load.warmup)
+        .await
+        .map_err(|e| IngestError::Load(format!("the warm-up publishers failed: {e}")))??;
+    Ok((published.slices, published.sent))
 }
 
 /// Waits (up to `MQTT_TIMEOUT` each) for the QoS 1 acknowledgements, then disconnects cleanly;
@@ -1242,20 +1297,50 @@ async fn relay_load(
         "boxes connected to mosquitto; sending the load"
     );
     let clock = Arc::new(AtomicI64::new(prepared.start_ms));
+    let (slices, warmup_sent) = send_warmup(
+        &prepared.load,
+        slices(connections, options.publishers),
+        options.qos,
+        &clock,
+        options.round_lead,
+    )
+    .await?;
+    let mut tick = tokio::time::interval(RELAY_POLL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let (mut last_count, mut last_change) = (0, Instant::now());
+    while counter.count.load(Ordering::Relaxed) < warmup_sent {
+        tick.tick().await;
+        let count = counter.count.load(Ordering::Relaxed);
+        if count != last_count {
+            (last_count, last_change) = (count, Instant::now());
+        }
+        if let Some(error) = mosquitto.died("during the warm-up") {
+            let _ = subscriber.stop().await;
+            return Err(error);
+        }
+        if last_change.elapsed() >= options.stall_timeout {
+            let _ = subscriber.stop().await;
+            return Err(IngestError::Load(format!(
+                "mosquitto relayed {count} of the {warmup_sent} warm-up readings"
+            )));
+        }
+    }
+    // Every warm-up reading arrived and nothing else is in flight: count from zero.
+    counter.count.store(0, Ordering::Relaxed);
+    counter.last_ns.store(0, Ordering::Relaxed);
     let broker_pid = mosquitto.child.id().map(|p| p.to_string());
     let broker_cpu = || broker_pid.as_deref().and_then(proc_cpu_seconds);
     let (broker_cpu_start, load_cpu_start) = (broker_cpu(), proc_cpu_seconds("self"));
     let started = Instant::now();
     let mut publishers = spawn_publishers(
         &prepared.load,
-        slices(connections, options.publishers),
+        slices,
         options.qos,
         &clock,
         options.round_lead,
+        prepared.load.warmup..prepared.load.rounds.len(),
     );
     let mut published: Option<Published> = None;
-    let mut tick = tokio::time::interval(RELAY_POLL);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut last_count, mut last_change) = (0, Instant::now());
     let complete = loop {
         tick.tick().await;
@@ -1653,7 +1738,9 @@ fn broker_log(load: &Load, boxes: usize) -> (usize, usize) {
     const SEGMENT: usize = 32 << 20;
     const DEFAULT_SEGMENTS: usize = 8;
     // Topic, framing and rumqttd's own per-message overhead: about 200 bytes.
-    let bytes = load.payload_bytes as usize + (load.messages as usize + boxes) * 200;
+    let messages = (load.messages + load.warmup_messages) as usize;
+    let bytes =
+        (load.payload_bytes + load.warmup_payload_bytes) as usize + (messages + boxes) * 200;
     let needed = (bytes * 3 / 2).div_ceil(SEGMENT) + 1;
     (SEGMENT, needed.max(DEFAULT_SEGMENTS))
 }
@@ -1840,6 +1927,52 @@ async fn measure_gateway(
     );
 
     let clock = Arc::new(AtomicI64::new(prepared.start_ms));
+    let (slices, warmup_sent) = send_warmup(
+        &prepared.load,
+        slices(connections, options.publishers),
+        options.qos,
+        &clock,
+        options.round_lead,
+    )
+    .await?;
+    // The warm-up is over when ingest has handled it and the sink has written it (the
+    // database has created every device's series).
+    let baseline = if warmup_sent > 0 {
+        let written_before = baseline.total("gateway_influx_points_written_total");
+        let sink = settings.influx_url.is_some();
+        let (mut last_progress, mut last_change) = ((0, 0), Instant::now());
+        loop {
+            tick.tick().await;
+            let now = metrics.read().await?;
+            let handled = now.handled().saturating_sub(baseline.handled());
+            let written = now
+                .total("gateway_influx_points_written_total")
+                .saturating_sub(written_before);
+            if handled >= warmup_sent
+                && (!sink
+                    || (written >= warmup_sent && now.total("gateway_influx_buffered_points") == 0))
+            {
+                break now;
+            }
+            if (handled, written) != last_progress {
+                (last_progress, last_change) = ((handled, written), Instant::now());
+            }
+            if let Some(status) = gateway.exited() {
+                return Err(IngestError::Gateway(format!(
+                    "the gateway exited ({status}) during the warm-up"
+                )));
+            }
+            if last_change.elapsed() >= options.stall_timeout {
+                return Err(IngestError::Gateway(format!(
+                    "of {warmup_sent} warm-up readings the gateway handled {handled} and its \
+                     sink wrote {written} within {:?}",
+                    options.stall_timeout
+                )));
+            }
+        }
+    } else {
+        baseline
+    };
     let shared = ProbeShared {
         qos: options.qos,
         clock: Arc::clone(&clock),
@@ -1880,10 +2013,11 @@ async fn measure_gateway(
     let mut probe_task = spawn_probes(probes, &shared);
     let mut publishers = spawn_publishers(
         &prepared.load,
-        slices(connections, options.publishers),
+        slices,
         options.qos,
         &clock,
         options.round_lead,
+        prepared.load.warmup..prepared.load.rounds.len(),
     );
     let mut published: Option<Published> = None;
     let (mut last_handled, mut last_change) = (0u64, Instant::now());
@@ -2189,6 +2323,7 @@ pub async fn run_ingest(options: IngestOptions) -> Result<IngestReport, IngestEr
         devices_per_box: options.devices_per_box,
         boxes: load.boxes.len(),
         rounds: options.rounds,
+        warmup_rounds: options.warmup_rounds,
         qos: options.qos.level(),
         publishers: options.publishers,
         round_lead: options.round_lead,
@@ -2375,9 +2510,18 @@ mod tests {
             .boxes
             .iter()
             .flatten()
-            .map(|&h| b.rounds.iter().map(|round| round[h].len()).sum::<usize>())
+            .map(|&h| {
+                b.rounds[b.warmup..]
+                    .iter()
+                    .map(|round| round[h].len())
+                    .sum::<usize>()
+            })
             .sum();
-        assert_eq!(sent as u64, b.messages);
+        assert_eq!(sent as u64, b.messages, "timed readings");
+        assert_eq!(b.rounds.len(), b.warmup + 3, "warm-up rounds come first");
+        let warm: usize = b.rounds[..b.warmup].iter().flatten().map(Vec::len).sum();
+        assert_eq!(warm as u64, b.warmup_messages);
+        assert!(b.warmup_messages > 0);
     }
 
     #[test]
@@ -2387,8 +2531,11 @@ mod tests {
             boxes: Vec::new(),
             rounds: Vec::new(),
             round_ts: Vec::new(),
+            warmup: 0,
             messages: 20_000,
             payload_bytes: 20_000 * 600,
+            warmup_messages: 0,
+            warmup_payload_bytes: 0,
         };
         assert_eq!(broker_log(&small, 5_000), (32 << 20, 8));
         let large = Load {
