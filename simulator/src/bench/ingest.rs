@@ -1159,20 +1159,21 @@ fn spawn_publishers(
     })
 }
 
-/// Sends the load's warm-up rounds over `slices`, untimed, and gives the slices back with the
-/// number of readings sent. The first reading of every device is what a target pays once
+/// Deals the connections to the publishers, sends the load's warm-up rounds over them, untimed,
+/// and gives the publishers' slices back with the number of readings sent. The first reading of every device is what a target pays once
 /// (a new series in the database, a device's first rule state); a district's gateway has long
 /// paid it, so the timed phase starts after it.
 async fn send_warmup(
+    options: &IngestOptions,
     load: &Arc<Load>,
-    slices: Vec<Slice>,
-    qos: Qos,
+    connections: Vec<Connection>,
     clock: &Arc<AtomicI64>,
-    lead: usize,
 ) -> Result<(Vec<Slice>, u64), IngestError> {
+    let slices = slices(connections, options.publishers);
     if load.warmup == 0 {
         return Ok((slices, 0));
     }
+    let (qos, lead) = (options.qos, options.round_lead);
     let published = spawn_publishers(load, slices, qos, clock, lead, 0..load.warmup)
         .await
         .map_err(|e| IngestError::Load(format!("the warm-up publishers failed: {e}")))??;
@@ -1297,14 +1298,7 @@ async fn relay_load(
         "boxes connected to mosquitto; sending the load"
     );
     let clock = Arc::new(AtomicI64::new(prepared.start_ms));
-    let (slices, warmup_sent) = send_warmup(
-        &prepared.load,
-        slices(connections, options.publishers),
-        options.qos,
-        &clock,
-        options.round_lead,
-    )
-    .await?;
+    let (slices, warmup_sent) = send_warmup(options, &prepared.load, connections, &clock).await?;
     let mut tick = tokio::time::interval(RELAY_POLL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut last_count, mut last_change) = (0, Instant::now());
@@ -1927,14 +1921,7 @@ async fn measure_gateway(
     );
 
     let clock = Arc::new(AtomicI64::new(prepared.start_ms));
-    let (slices, warmup_sent) = send_warmup(
-        &prepared.load,
-        slices(connections, options.publishers),
-        options.qos,
-        &clock,
-        options.round_lead,
-    )
-    .await?;
+    let (slices, warmup_sent) = send_warmup(options, &prepared.load, connections, &clock).await?;
     // The warm-up is over when ingest has handled it and the sink has written it (the
     // database has created every device's series).
     let baseline = if warmup_sent > 0 {
