@@ -17,11 +17,11 @@
 //!   (default 1: every device's first reading, which creates its series in the database and
 //!   its first rule state, a cost a running district's gateway paid long ago); the clock
 //!   starts once the target has handled them (and, for the gateway, its sink written them).
-//!   A publisher may run at most `round_lead` rounds ahead of
-//!   the slowest (default 3, three simulated minutes), as edge agents polling on one clock do:
-//!   unpaced, the slices drift apart in event time, and after enough rounds the gateway's
-//!   watermark finds the slowest slice's devices silent past the `offline` rule (15 min) and
-//!   fires thousands of offline alerts and orders no real fleet would cause.
+//!   A publisher may run at most `round_lead` rounds ahead of the slowest (default 3, three
+//!   simulated minutes), as edge agents polling on one clock do: unpaced, the slices drift
+//!   apart in event time, and after enough rounds the gateway's watermark finds the slowest
+//!   slice's devices silent past the `offline` rule (15 min) and fires thousands of offline
+//!   alerts and orders no real fleet would cause.
 //! - Phase A: mosquitto (`persistence false`, no connection, queue or in-flight limits) with
 //!   one subscriber on the telemetry topics (subscribed at QoS 0, so mosquitto relays at QoS 0
 //!   whatever QoS the load uses). Relay rate = messages received / (last receipt − first
@@ -1160,9 +1160,9 @@ fn spawn_publishers(
 }
 
 /// Deals the connections to the publishers, sends the load's warm-up rounds over them, untimed,
-/// and gives the publishers' slices back with the number of readings sent. The first reading of every device is what a target pays once
-/// (a new series in the database, a device's first rule state); a district's gateway has long
-/// paid it, so the timed phase starts after it.
+/// and gives the publishers' slices back with the number of readings sent. The first reading
+/// of every device is what a target pays once (a new series in the database, a device's first
+/// rule state); a district's gateway has long paid it, so the timed phase starts after it.
 async fn send_warmup(
     options: &IngestOptions,
     load: &Arc<Load>,
