@@ -95,7 +95,11 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     let households = simulation.households();
     let config_path = write_gateway_config(&options, &data_dir, &households, &profiles)?;
     let config = GatewayConfig::load(Some(&config_path))?;
-    let started = crate::app::start(config, shutdown.clone(), &tracker)
+    // On Ctrl-C the edge agents stop first and disconnect cleanly, then the gateway: stopped
+    // together, the broker's router went while 300 boxes were still connected, and each of
+    // their links logged the lost router as an error.
+    let gateway_stop = CancellationToken::new();
+    let started = crate::app::start(config, gateway_stop.clone(), &tracker)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#} (is another demo running? try --http 127.0.0.1:0)"))?;
     let mqtt_addr: SocketAddr = started
@@ -103,7 +107,8 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         .parse()
         .map_err(|e| anyhow::anyhow!("the embedded broker address {:?}: {e}", started.mqtt))?;
 
-    let agents = shutdown.child_token();
+    let agents = CancellationToken::new();
+    let agent_tasks = TaskTracker::new();
     for household in &households {
         let Some(profile) = profiles.get(&household.profile_id) else {
             anyhow::bail!(
@@ -150,12 +155,13 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
             commands: edge_agent::config::CommandsConfig::default(),
         };
         let token = agents.clone();
-        tracker.spawn(async move {
+        agent_tasks.spawn(async move {
             if let Err(error) = Agent::new(config).run(token).await {
                 tracing::error!(error = %format!("{error:#}"), "demo edge agent stopped");
             }
         });
     }
+    agent_tasks.close();
     tracker.close();
 
     print_banner(&options, started.http, mqtt_addr, &households, &data_dir);
@@ -198,11 +204,18 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         }
     }
     agents.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), agent_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("demo edge agents did not stop within 10s");
+    }
+    gateway_stop.cancel();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
         .await
         .is_err()
     {
-        tracing::warn!("demo tasks did not stop within 10s");
+        tracing::warn!("the demo's gateway did not stop within 10s");
     }
     Ok(())
 }
