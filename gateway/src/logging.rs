@@ -15,9 +15,9 @@
 //! connection (rumqttd's own comment in `handle_disconnection` says so): the second logs
 //! `no-connection id N is already gone`; and when the router has closed the link first, the
 //! link logs `router-drop` (rumqttd's name for "the router ended this connection", which is
-//! also how a session takeover ends the old one). Stopping the demo's 300 boxes logged 300 of
-//! the first and 40–60 of the second, none of them a fault. A router that really dies is not
-//! hidden by this: the gateway's own link to it fails, and ingest reports that and stops.
+//! also how a session takeover ends the old one). Stopping the demo's 300 boxes logged about
+//! 300 such lines, none of them a fault. A router that really dies is not hidden by this: the
+//! gateway's own link to it fails, and ingest reports that and stops.
 //! Likewise a peer that opens a TCP connection and closes it before sending CONNECT (the
 //! gateway's own start-up check that the listener is up, a load balancer's TCP health check)
 //! is not an `ERROR`: rumqttd's `Error while handling MQTT connect packet` is dropped when its
