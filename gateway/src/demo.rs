@@ -95,9 +95,8 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     let households = simulation.households();
     let config_path = write_gateway_config(&options, &data_dir, &households, &profiles)?;
     let config = GatewayConfig::load(Some(&config_path))?;
-    // On Ctrl-C the edge agents stop first and disconnect cleanly, then the gateway: stopped
-    // together, the broker's router went while 300 boxes were still connected, and each of
-    // their links logged the lost router as an error.
+    // On Ctrl-C the edge agents stop first and disconnect from a running broker, as boxes do,
+    // then the gateway; stopped together, the broker was torn down under 300 live connections.
     let gateway_stop = CancellationToken::new();
     let started = crate::app::start(config, gateway_stop.clone(), &tracker)
         .await

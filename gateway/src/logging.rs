@@ -10,15 +10,16 @@
 //! the per-message span prefix. The connection spans (`remote_link`, `incoming_connect`,
 //! `incoming_disconnect`) stay, so an error still names its client.
 //!
-//! Two rumqttd `ERROR` events that a clean disconnect produces are dropped. A client that sends
-//! DISCONNECT and then closes its socket reaches rumqttd's router as two disconnections of one
-//! connection (rumqttd's own comment in `handle_disconnection` says so): the second logs
+//! Three rumqttd `ERROR` events that are no fault are dropped. First, the two of a clean
+//! disconnect: a client that sends DISCONNECT and then closes its socket reaches rumqttd's
+//! router as two disconnections of one connection (rumqttd's own comment in
+//! `handle_disconnection` says so): the second logs
 //! `no-connection id N is already gone`; and when the router has closed the link first, the
 //! link logs `router-drop` (rumqttd's name for "the router ended this connection", which is
 //! also how a session takeover ends the old one). Stopping the demo's 300 boxes logged about
 //! 300 such lines, none of them a fault. A router that really dies is not hidden by this: the
 //! gateway's own link to it fails, and ingest reports that and stops.
-//! Likewise a peer that opens a TCP connection and closes it before sending CONNECT (the
+//! Third, a peer that opens a TCP connection and closes it before sending CONNECT (the
 //! gateway's own start-up check that the listener is up, a load balancer's TCP health check)
 //! is not an `ERROR`: rumqttd's `Error while handling MQTT connect packet` is dropped when its
 //! error is the peer closing (`ConnectionAborted`); every other connect error stays.
