@@ -1,5 +1,6 @@
 // The console's only door to the gateway: JSON requests to /api/v1 with the bearer token kept in
-// sessionStorage, URLs for links that cannot send headers, and the order event stream (SSE).
+// sessionStorage, downloads fetched with that header, and the order event stream (SSE), the one
+// request that carries the token in its URL (EventSource cannot send headers).
 
 const TOKEN_KEY = 'console.token';
 
@@ -72,7 +73,7 @@ export async function post(path, body) {
 
 /**
  * The URL of `/api/v1{path}` with `query`; with `withToken`, the token rides along as
- * `access_token` (for links and EventSource, which cannot send an Authorization header).
+ * `access_token` (only for EventSource, which cannot send an Authorization header).
  */
 export function url(path, query, withToken) {
   const params = new URLSearchParams();
@@ -82,6 +83,35 @@ export function url(path, query, withToken) {
   if (withToken && token()) params.set('access_token', token());
   const search = params.toString();
   return `/api/v1${path}${search ? `?${search}` : ''}`;
+}
+
+/**
+ * A click handler for a download link of `/api/v1{path}` with `query`. Without a token (a
+ * gateway with auth disabled) the plain link does the work. With one, the file is fetched with
+ * the Authorization header and handed over as a local object URL, so the token never rides in
+ * a URL (proxy logs, browser history): the gateway accepts `access_token` only on the stream.
+ * `filename` saves it; without one it opens in a new tab.
+ */
+export function download(path, query, filename) {
+  return async (event) => {
+    if (!token()) return;
+    event.preventDefault();
+    const response = await fetch(url(path, query, false), { headers: headers({ Accept: '*/*' }), cache: 'no-store' });
+    if (!response.ok) {
+      window.alert(`${response.status} ${response.statusText}`);
+      return;
+    }
+    const objectUrl = URL.createObjectURL(await response.blob());
+    if (filename) {
+      const link = document.createElement('a');
+      link.href = objectUrl;
+      link.download = filename;
+      link.click();
+    } else {
+      window.open(objectUrl, '_blank', 'noopener');
+    }
+    window.setTimeout(() => URL.revokeObjectURL(objectUrl), 60_000);
+  };
 }
 
 /**

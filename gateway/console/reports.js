@@ -3,7 +3,7 @@
 // bar charts, tables by township, team and vendor, CSV export and a printable version.
 
 import { t, code } from './i18n.js';
-import { get, url } from './api.js';
+import { get, url, download } from './api.js';
 import { h, fill, table, figure, panel, empty, errorBox, places, teams, percent, yuan, dateTime, todayCst } from './ui.js';
 import { barChart } from './charts.js';
 
@@ -143,8 +143,8 @@ export async function mount(main, [periodArg], query) {
       h(
         'div',
         { class: 'links' },
-        h('a', { href: url(`/reports/${period}`, { date, format: 'csv' }, true), download: `report-${period}-${date}.csv`, id: 'report-csv', class: 'button' }, t('reports.csv')),
-        h('a', { href: url(`/reports/${period}`, { date, format: 'html' }, true), target: '_blank', rel: 'noopener', id: 'report-html', class: 'button' }, t('reports.html')),
+        h('a', { href: url(`/reports/${period}`, { date, format: 'csv' }, false), download: `report-${period}-${date}.csv`, onclick: download(`/reports/${period}`, { date, format: 'csv' }, `report-${period}-${date}.csv`), id: 'report-csv', class: 'button' }, t('reports.csv')),
+        h('a', { href: url(`/reports/${period}`, { date, format: 'html' }, false), target: '_blank', rel: 'noopener', onclick: download(`/reports/${period}`, { date, format: 'html' }), id: 'report-html', class: 'button' }, t('reports.html')),
         h('button', { type: 'button', onclick: () => window.print() }, t('reports.print')),
       ),
     ),

@@ -28,6 +28,8 @@ pub struct Started {
     pub mqtt: String,
     /// The embedded broker's mutual-TLS listeners, when enabled.
     pub mqtt_tls: Option<broker::TlsListeners>,
+    /// The embedded broker's password listener, when enabled.
+    pub mqtt_passwords: Option<SocketAddr>,
     pub http: SocketAddr,
     pub fleet: Arc<Fleet>,
     pub orders: OrderService,
@@ -130,8 +132,12 @@ pub async fn start(
     let fleet = Arc::new(Fleet::default());
     let sink = crate::sinks::influxdb::build(&config.influxdb)?;
 
-    let orders = OrderService::new(store, Arc::clone(&metrics), clock, config.sla);
+    let mut orders = OrderService::new(store, Arc::clone(&metrics), clock, config.sla);
+    if config.rules.clock == crate::config::Clock::Event {
+        orders = orders.with_clock_lead(config.rules.lateness);
+    }
     let mut mqtt_tls = None;
+    let mut mqtt_passwords = None;
     let (source, orders, mqtt) = match (&config.broker.mode, &config.broker.external) {
         (BrokerMode::External, Some(external)) => {
             let source = ExternalSource::new(external).map_err(|e| anyhow::anyhow!(e))?;
@@ -146,7 +152,12 @@ pub async fn start(
             )
         }
         _ => {
-            let broker = broker::start(&config.broker, "gateway-ingest")?;
+            let broker = broker::start(&config.broker)?;
+            metrics.set_broker_guards(broker.guards.clone(), Arc::clone(&broker.password_failures));
+            if let Some(address) = broker.passwords {
+                wait_until_listening(address, Duration::from_secs(10)).await?;
+                mqtt_passwords = Some(address);
+            }
             wait_until_listening(broker.listen, Duration::from_secs(10)).await?;
             if let Some(tls) = broker.tls {
                 wait_until_listening(tls.v4, Duration::from_secs(10)).await?;
@@ -155,14 +166,10 @@ pub async fn start(
                 }
                 mqtt_tls = Some(tls);
             }
-            let notifier = broker::TeamOrderPublisher::new(broker.publisher);
+            let notifier =
+                broker::TeamOrderPublisher::new(broker.links.clone(), Arc::clone(&metrics))?;
             (
-                MessageSource::Embedded {
-                    link_tx: broker.link_tx,
-                    link_rx: broker.link_rx,
-                    logs: Default::default(),
-                    wake_pending: false,
-                },
+                MessageSource::Embedded(Box::new(broker::EmbeddedSource::open(broker.links)?)),
                 orders.with_notifier(Arc::new(notifier)),
                 broker.listen.to_string(),
             )
@@ -184,8 +191,13 @@ pub async fn start(
         watermark_clock,
         sink: sink.as_ref().map(|(_, handle)| handle.clone()),
         rules_modified,
-        tenants: None,
+        registry: crate::ingest::registry::RegistryCheck::new(
+            orders.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&fleet),
+        ),
         snapshots,
+        refusal_log: Default::default(),
     };
     // The sink stops after ingest, so that it flushes what ingest gave it last.
     let sink_shutdown = CancellationToken::new();
@@ -238,9 +250,29 @@ pub async fn start(
             "API authentication is disabled: anyone who reaches the HTTP port is an operator"
         );
     }
+    if let Some(address) = config.http.metrics_listen {
+        let metrics_listener = api::bind(address).await?;
+        tracing::info!(address = %metrics_listener.local_addr()?, "/metrics served without a token on loopback");
+        let app = api::metrics_router(state.clone());
+        let limits = config.http.clone();
+        let metrics_shutdown = shutdown.clone();
+        let metrics = Arc::clone(&metrics);
+        tracker.spawn(async move {
+            if let Err(error) =
+                api::serve_with(metrics_listener, app, metrics, &limits, metrics_shutdown).await
+            {
+                tracing::error!(error = %format!("{error:#}"), "the /metrics listener stopped");
+            }
+        });
+    }
     let api_shutdown = shutdown.clone();
+    let app = api::router_with(state.clone(), config.http.request_timeout);
+    let limits = config.http.clone();
+    let api_metrics = Arc::clone(&metrics);
     tracker.spawn(async move {
-        if let Err(error) = api::serve(listener, state, api_shutdown.clone()).await {
+        if let Err(error) =
+            api::serve_with(listener, app, api_metrics, &limits, api_shutdown.clone()).await
+        {
             tracing::error!(error = %format!("{error:#}"), "HTTP API stopped; shutting the gateway down");
             api_shutdown.cancel();
         }
@@ -249,6 +281,7 @@ pub async fn start(
     Ok(Started {
         mqtt,
         mqtt_tls,
+        mqtt_passwords,
         http,
         fleet,
         orders,

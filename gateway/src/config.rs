@@ -128,9 +128,47 @@ pub struct BrokerConfig {
     /// The external broker and the townships this instance owns (mode `external`).
     #[serde(default)]
     pub external: Option<crate::broker::external::ExternalBrokerConfig>,
-    /// MQTT 3.1.1 listener address. Port 0 picks a free port (printed at start-up).
+    /// Plain (no TLS, no authentication) MQTT 3.1.1 listener address, for local tools and the
+    /// demo. Port 0 picks a free port (printed at start-up). Must be a loopback address unless
+    /// `insecure_plain_listener = true`: a client on it may publish and subscribe anywhere.
     #[serde(default = "default_mqtt_listen")]
     pub listen: SocketAddr,
+    /// Allow `listen` on an address other than loopback. Anyone who reaches it can publish
+    /// faults for any device and read every command and order: only for an isolated test
+    /// network. Production boxes use the mutual-TLS listeners.
+    #[serde(default)]
+    pub insecure_plain_listener: bool,
+    /// Most TLS handshakes one remote address may have in progress (each is also bounded by
+    /// `connection_timeout`); further connections from it are closed at once and counted.
+    /// Boxes behind one carrier NAT share an address: keep it well above their reconnect burst.
+    #[serde(default = "default_max_pending_handshakes")]
+    pub max_pending_handshakes_per_address: usize,
+    /// Most retained messages the broker keeps. Retained messages are kept only on edge boxes'
+    /// status topics; others are delivered but not kept. Beyond the cap a new topic's retained
+    /// status is delivered, not kept (counted).
+    #[serde(default = "default_max_retained")]
+    pub max_retained: usize,
+    /// Most subscriptions one client may hold (an edge box subscribes once per device);
+    /// a subscription beyond it disconnects the client (counted).
+    #[serde(default = "default_max_subscriptions_per_connection")]
+    pub max_subscriptions_per_connection: usize,
+    /// Most distinct subscription filters in the broker (each has its own log); a subscription
+    /// that would add one more disconnects its client (counted).
+    #[serde(default = "default_max_filters")]
+    pub max_filters: usize,
+    /// Most distinct topics whose matching subscriptions the broker remembers; the cache is
+    /// emptied when full (counted). Keep it above the fleet's topics (devices and boxes).
+    #[serde(default = "default_max_cached_topics")]
+    pub max_cached_topics: usize,
+    /// Most MQTT packets per second one client of the TLS listeners may send on average (the
+    /// plain listener is for local tools and is not limited; an edge box sends a few
+    /// per minute, and its backlog after an outage at this rate); a faster client is not read
+    /// from until it is back within the rate: TCP pushes back, nothing is dropped (counted).
+    #[serde(default = "default_max_packets_per_second")]
+    pub max_packets_per_second: u32,
+    /// Packets a client may send at once above that rate (the first seconds of a backlog).
+    #[serde(default = "default_packet_burst")]
+    pub packet_burst: u32,
     /// Largest accepted MQTT payload in bytes; larger publishes close the connection.
     #[serde(default = "default_max_payload")]
     pub max_payload_size: usize,
@@ -156,6 +194,46 @@ pub struct BrokerConfig {
     /// The mutual-TLS listeners for edge boxes (`enabled = true` in production).
     #[serde(default)]
     pub tls: BrokerTlsConfig,
+    /// A TLS listener for edge boxes without a client certificate, which log in with a per-box
+    /// password instead (brownfield boxes); off unless `enabled`.
+    #[serde(default)]
+    pub passwords: BrokerPasswordsConfig,
+}
+
+/// The password listener: TLS with the broker's certificate (`broker.tls.cert_file` and
+/// `key_file`), no client certificate; each box logs in with its tenant id as user name and the
+/// password `gateway certs password` made for it, and is confined to `/tenants/{tenant}/` like a
+/// box with a certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerPasswordsConfig {
+    /// Whether the password listener runs.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Its address (MQTT 3.1.1 over TLS).
+    #[serde(default = "default_passwords_listen")]
+    pub listen: SocketAddr,
+    /// The password file (`tenant salt sha256` per line, written by `gateway certs password`);
+    /// relative to the config file. Re-read when it changes: deleting a line revokes a box.
+    #[serde(default = "default_passwords_file")]
+    pub file: PathBuf,
+}
+
+impl Default for BrokerPasswordsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: default_passwords_listen(),
+            file: default_passwords_file(),
+        }
+    }
+}
+
+fn default_passwords_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8885))
+}
+fn default_passwords_file() -> PathBuf {
+    PathBuf::from("tls/box-passwords")
 }
 
 /// Mutual TLS of the embedded broker: every edge box presents a certificate issued by the
@@ -220,6 +298,14 @@ impl Default for BrokerConfig {
             mode: default_broker_mode(),
             external: None,
             listen: default_mqtt_listen(),
+            insecure_plain_listener: false,
+            max_pending_handshakes_per_address: default_max_pending_handshakes(),
+            max_retained: default_max_retained(),
+            max_subscriptions_per_connection: default_max_subscriptions_per_connection(),
+            max_filters: default_max_filters(),
+            max_cached_topics: default_max_cached_topics(),
+            max_packets_per_second: default_max_packets_per_second(),
+            packet_burst: default_packet_burst(),
             max_payload_size: default_max_payload(),
             max_connections: default_max_connections(),
             connection_timeout: default_connection_timeout(),
@@ -227,10 +313,32 @@ impl Default for BrokerConfig {
             log_segment_size: default_log_segment_size(),
             log_segments: default_log_segments(),
             tls: BrokerTlsConfig::default(),
+            passwords: BrokerPasswordsConfig::default(),
         }
     }
 }
 
+fn default_max_pending_handshakes() -> usize {
+    64
+}
+fn default_max_retained() -> usize {
+    50_000
+}
+fn default_max_subscriptions_per_connection() -> usize {
+    64
+}
+fn default_max_filters() -> usize {
+    250_000
+}
+fn default_max_cached_topics() -> usize {
+    500_000
+}
+fn default_max_packets_per_second() -> u32 {
+    100
+}
+fn default_packet_burst() -> u32 {
+    1_000
+}
 fn default_broker_mode() -> BrokerMode {
     BrokerMode::Embedded
 }
@@ -260,14 +368,43 @@ pub struct HttpConfig {
     /// Listen address of the API. Port 0 picks a free port (printed at start-up).
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// How long a client may take to send a request's headers; a slower one is disconnected.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long one request may take, body read and answer (the event stream only to open).
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Most simultaneous HTTP connections (each open event stream holds one); further ones
+    /// are closed at once and counted.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
+    /// A second listener that serves only `/metrics`, without a token, for a Prometheus agent
+    /// on the same machine; loopback only. Unset: `/metrics` is served on `listen` and needs a
+    /// bearer token like the API.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: default_http_listen(),
+            header_read_timeout: default_header_read_timeout(),
+            request_timeout: default_request_timeout(),
+            max_connections: default_http_max_connections(),
+            metrics_listen: None,
         }
     }
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_http_max_connections() -> usize {
+    1024
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -461,9 +598,29 @@ impl GatewayConfig {
             &mut config.broker.tls.ca_file,
             &mut config.broker.tls.cert_file,
             &mut config.broker.tls.key_file,
+            &mut config.broker.passwords.file,
         ] {
             if path.is_relative() {
                 *path = base.join(&*path);
+            }
+        }
+        if let Some(tls) = config
+            .broker
+            .external
+            .as_mut()
+            .and_then(|external| external.tls.as_mut())
+        {
+            for path in [
+                Some(&mut tls.ca_file),
+                tls.client_cert.as_mut(),
+                tls.client_key.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
             }
         }
         if let Some(import) = config.registry.import.as_mut() {
@@ -495,6 +652,36 @@ impl GatewayConfig {
                 "mode = \"external\" needs a [broker.external] table with host and townships",
             ));
         }
+        if let (BrokerMode::External, Some(external)) = (self.broker.mode, &self.broker.external) {
+            match &external.tls {
+                Some(tls) => {
+                    pem(&invalid, "broker.external.tls.ca_file", &tls.ca_file, "CERTIFICATE")?;
+                    match (&tls.client_cert, &tls.client_key) {
+                        (Some(cert), Some(key)) => {
+                            pem(&invalid, "broker.external.tls.client_cert", cert, "CERTIFICATE")?;
+                            pem(&invalid, "broker.external.tls.client_key", key, "")?;
+                        }
+                        (None, None) => {}
+                        _ => {
+                            return Err(invalid(
+                                "broker.external.tls",
+                                "client_cert and client_key go together",
+                            ))
+                        }
+                    }
+                }
+                None if !external.host_is_loopback() && !external.insecure_plain_connection => {
+                    return Err(invalid(
+                        "broker.external.tls",
+                        &format!(
+                            "the broker {:?} is not on this machine: add [broker.external.tls] with its CA (ca_file), or set broker.external.insecure_plain_connection = true on an isolated test network",
+                            external.host
+                        ),
+                    ))
+                }
+                None => {}
+            }
+        }
         if self.broker.log_segment_size < 64 * 1024 {
             return Err(invalid(
                 "broker.log_segment_size",
@@ -519,8 +706,45 @@ impl GatewayConfig {
                 "must be at most 10s (each listener admits one connection per this pause)",
             ));
         }
+        if self.broker.mode == BrokerMode::Embedded
+            && !self.broker.listen.ip().is_loopback()
+            && !self.broker.insecure_plain_listener
+        {
+            return Err(invalid(
+                "broker.listen",
+                &format!(
+                    "{} is not a loopback address: the plain listener has no TLS and no authentication, so anyone who reaches it could publish faults for any device and read every command; bind it to 127.0.0.1, let boxes use the mutual-TLS listeners ([broker.tls]), or set broker.insecure_plain_listener = true on an isolated test network",
+                    self.broker.listen
+                ),
+            ));
+        }
+        for (field, value) in [
+            (
+                "broker.max_pending_handshakes_per_address",
+                self.broker.max_pending_handshakes_per_address,
+            ),
+            ("broker.max_retained", self.broker.max_retained),
+            (
+                "broker.max_subscriptions_per_connection",
+                self.broker.max_subscriptions_per_connection,
+            ),
+            ("broker.max_filters", self.broker.max_filters),
+            ("broker.max_cached_topics", self.broker.max_cached_topics),
+            (
+                "broker.max_packets_per_second",
+                self.broker.max_packets_per_second as usize,
+            ),
+            ("broker.packet_burst", self.broker.packet_burst as usize),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
         if self.broker.tls.enabled {
             self.validate_tls(&invalid)?;
+        }
+        if self.broker.passwords.enabled {
+            self.validate_passwords(&invalid)?;
         }
         if self.rules.reload_every.is_zero() {
             return Err(invalid("rules.reload_every", "must be greater than 0"));
@@ -568,6 +792,12 @@ impl GatewayConfig {
             if token.token.chars().count() < 16 {
                 return Err(invalid(&field("token"), "must be at least 16 characters"));
             }
+            if let Some(why) = placeholder(&token.token) {
+                return Err(invalid(
+                    &field("token"),
+                    &format!("looks like a placeholder ({why}), not a secret; generate one, e.g. `head -c 24 /dev/urandom | base64`"),
+                ));
+            }
             if !seen.insert(token.token.as_str()) {
                 return Err(invalid(&field("token"), "is used by another token"));
             }
@@ -584,6 +814,32 @@ impl GatewayConfig {
                 _ => {}
             }
         }
+        if self.http.header_read_timeout.is_zero() || self.http.request_timeout.is_zero() {
+            return Err(invalid(
+                "http.header_read_timeout",
+                "header_read_timeout and request_timeout must be greater than 0",
+            ));
+        }
+        if self.http.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        if let Some(address) = self.http.metrics_listen {
+            if !address.ip().is_loopback() {
+                return Err(invalid(
+                    "http.metrics_listen",
+                    &format!("{address} is not a loopback address: this listener serves /metrics without a token; leave it unset to serve /metrics behind a bearer token on http.listen"),
+                ));
+            }
+        }
+        if self.api.auth == AuthMode::Disabled && !self.http.listen.ip().is_loopback() {
+            return Err(invalid(
+                "api.auth",
+                &format!(
+                    "\"disabled\" makes everyone who reaches the HTTP port an operator; http.listen {} is not a loopback address: configure [[api.tokens]] or bind http.listen to 127.0.0.1",
+                    self.http.listen
+                ),
+            ));
+        }
         if self.api.auth == AuthMode::Tokens && self.api.tokens.is_empty() {
             return Err(invalid(
                 "api.tokens",
@@ -592,6 +848,44 @@ impl GatewayConfig {
         }
         Ok(())
     }
+}
+
+/// `path` can be read and holds a PEM block of `label`.
+fn pem(
+    invalid: &dyn Fn(&str, &str) -> ConfigError,
+    field: &str,
+    path: &Path,
+    label: &str,
+) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(field, &format!("{} cannot be read: {e}", path.display())))?;
+    if !text.contains(&format!("-----BEGIN {label}")) {
+        return Err(invalid(
+            field,
+            &format!("{} holds no PEM {label}", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Why a token reads as a placeholder left in a config file, if it does: a stock word, or
+/// too few distinct characters to be random (`aaaaaaaaaaaaaaaa`, `1234123412341234`).
+fn placeholder(token: &str) -> Option<&'static str> {
+    let lower = token.to_ascii_lowercase();
+    for word in [
+        "changeme",
+        "change-me",
+        "change_me",
+        "placeholder",
+        "example",
+        "xxxx",
+    ] {
+        if lower.contains(word) {
+            return Some("it contains a stock word");
+        }
+    }
+    let distinct: std::collections::HashSet<char> = token.chars().collect();
+    (distinct.len() < 8).then_some("fewer than 8 distinct characters")
 }
 
 impl GatewayConfig {
@@ -651,24 +945,19 @@ impl GatewayConfig {
         Ok(())
     }
 
-    /// The TLS listeners' files exist and hold what they should; the listeners' addresses
-    /// differ from each other and from the plain listener.
-    fn validate_tls(&self, invalid: &dyn Fn(&str, &str) -> ConfigError) -> Result<(), ConfigError> {
+    /// The broker's certificate and key files exist and hold what they should.
+    fn validate_server_certificate(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let tls = &self.broker.tls;
-        let pem = |field: &str, path: &Path, label: &str| -> Result<(), ConfigError> {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid(field, &format!("{} cannot be read: {e}", path.display())))?;
-            if !text.contains(&format!("-----BEGIN {label}")) {
-                return Err(invalid(
-                    field,
-                    &format!("{} holds no PEM {label}", path.display()),
-                ));
-            }
-            Ok(())
-        };
-        pem("broker.tls.ca_file", &tls.ca_file, "CERTIFICATE")?;
-        pem("broker.tls.cert_file", &tls.cert_file, "CERTIFICATE")?;
-        pem("broker.tls.key_file", &tls.key_file, "")?;
+        pem(
+            invalid,
+            "broker.tls.cert_file",
+            &tls.cert_file,
+            "CERTIFICATE",
+        )?;
+        pem(invalid, "broker.tls.key_file", &tls.key_file, "")?;
         let key = std::fs::read_to_string(&tls.key_file).unwrap_or_default();
         if !key.contains("PRIVATE KEY-----") {
             return Err(invalid(
@@ -676,6 +965,42 @@ impl GatewayConfig {
                 &format!("{} holds no PEM private key", tls.key_file.display()),
             ));
         }
+        Ok(())
+    }
+
+    /// The password listener has the broker's certificate, a readable password file and an
+    /// address of its own.
+    fn validate_passwords(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        self.validate_server_certificate(invalid)?;
+        let passwords = &self.broker.passwords;
+        crate::broker::passwords::PasswordFile::load(&passwords.file)
+            .map_err(|e| invalid("broker.passwords.file", &e.to_string()))?;
+        let taken = [
+            Some(self.broker.listen),
+            self.broker.tls.enabled.then_some(self.broker.tls.listen),
+            self.broker
+                .tls
+                .listen_v5
+                .filter(|_| self.broker.tls.enabled),
+        ];
+        if passwords.listen.port() != 0 && taken.contains(&Some(passwords.listen)) {
+            return Err(invalid(
+                "broker.passwords.listen",
+                "must differ from broker.listen and the TLS listeners",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The TLS listeners' files exist and hold what they should; the listeners' addresses
+    /// differ from each other and from the plain listener.
+    fn validate_tls(&self, invalid: &dyn Fn(&str, &str) -> ConfigError) -> Result<(), ConfigError> {
+        let tls = &self.broker.tls;
+        pem(invalid, "broker.tls.ca_file", &tls.ca_file, "CERTIFICATE")?;
+        self.validate_server_certificate(invalid)?;
         if tls.listen.port() != 0 && tls.listen == self.broker.listen {
             return Err(invalid(
                 "broker.tls.listen",
@@ -816,5 +1141,80 @@ mod tests {
             err.contains("gateway.toml:4:20 field `broker.max_payload_size`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_plain_listener_off_loopback_needs_the_insecure_key() {
+        let err = load("[api]\nauth = \"disabled\"\n[broker]\nlisten = \"0.0.0.0:1883\"\n")
+            .expect_err("anonymous listener on every interface")
+            .to_string();
+        assert!(err.contains("field `broker.listen`"), "{err}");
+        assert!(err.contains("insecure_plain_listener"), "{err}");
+        let config = load(
+            "[api]\nauth = \"disabled\"\n[broker]\nlisten = \"0.0.0.0:1883\"\ninsecure_plain_listener = true\n",
+        )
+        .expect("explicitly insecure");
+        assert!(config.broker.insecure_plain_listener);
+        // An external broker has no plain listener of ours.
+        load("[api]\nauth = \"disabled\"\n[broker]\nlisten = \"[::1]:1883\"\n")
+            .expect("loopback v6");
+    }
+
+    #[test]
+    fn disabled_api_auth_is_refused_off_loopback() {
+        let err = load("[api]\nauth = \"disabled\"\n[http]\nlisten = \"0.0.0.0:8080\"\n")
+            .expect_err("an open operator API")
+            .to_string();
+        assert!(err.contains("field `api.auth`"), "{err}");
+        load("[api]\nauth = \"disabled\"\n[http]\nlisten = \"127.0.0.1:8080\"\n")
+            .expect("loopback is the demo");
+    }
+
+    #[test]
+    fn broker_limits_must_be_positive() {
+        let err = load("[api]\nauth = \"disabled\"\n[broker]\nmax_retained = 0\n")
+            .expect_err("zero")
+            .to_string();
+        assert!(err.contains("field `broker.max_retained`"), "{err}");
+    }
+
+    #[test]
+    fn placeholder_tokens_are_refused() {
+        for token in [
+            "changeme-changeme-1",
+            "xxxxxxxxxxxxxxxxxxxx",
+            "aaaaaaaaaaaaaaaaaaaa",
+            "1234123412341234",
+            "Example-Token-For-Docs",
+        ] {
+            let err = load(&format!(
+                "[[api.tokens]]\nname = \"centre\"\ntoken = \"{token}\"\nrole = \"operator\"\n"
+            ))
+            .expect_err(token)
+            .to_string();
+            assert!(err.contains("placeholder"), "{token}: {err}");
+        }
+        load("[[api.tokens]]\nname = \"centre\"\ntoken = \"q8Zr2LwV9cT4nJx7PbK1\"\nrole = \"operator\"\n")
+            .expect("a random token");
+    }
+
+    #[test]
+    fn an_external_broker_off_this_machine_needs_tls() {
+        let base = "[api]\nauth = \"disabled\"\n[broker]\nmode = \"external\"\n[broker.external]\n";
+        let err = load(&format!("{base}host = \"mqtt.example.net\"\n"))
+            .expect_err("clear text across the network")
+            .to_string();
+        assert!(err.contains("field `broker.external.tls`"), "{err}");
+        load(&format!(
+            "{base}host = \"mqtt.example.net\"\ninsecure_plain_connection = true\n"
+        ))
+        .expect("explicitly insecure");
+        load(&format!("{base}host = \"127.0.0.1\"\n")).expect("loopback");
+        let err = load(&format!(
+            "{base}host = \"mqtt.example.net\"\n[broker.external.tls]\nca_file = \"no/ca.pem\"\n"
+        ))
+        .expect_err("missing CA")
+        .to_string();
+        assert!(err.contains("field `broker.external.tls.ca_file`"), "{err}");
     }
 }

@@ -71,9 +71,10 @@ pub struct DemoOptions {
 
 /// Runs the demo until `shutdown`.
 pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let data_dir = options.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("yanqing-heating-demo-{}", std::process::id()))
-    });
+    let data_dir = match options.data_dir.clone() {
+        Some(dir) => dir,
+        None => private_temp_dir()?,
+    };
     let profiles_dir = data_dir.join("profiles");
     std::fs::create_dir_all(&profiles_dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", profiles_dir.display()))?;
@@ -371,4 +372,18 @@ impl<'a> FaultSchedule<'a> {
         }
         None
     }
+}
+
+/// A new folder under the temp dir that only this user can enter, with a random name: a
+/// predictable one (`…-{pid}`) could be made in advance by another local user, or be a symlink
+/// to somewhere else.
+fn private_temp_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let suffix = crate::broker::random_suffix().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = std::env::temp_dir().join(format!("yanqing-heating-demo-{suffix}"));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
 }

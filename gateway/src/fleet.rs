@@ -1,5 +1,6 @@
 //! The live picture of the fleet: each device's latest reading and connection status, as
-//! ingest last saw them. Read by the API; written only by ingest.
+//! ingest last saw them, and the devices that published without being registered (refused,
+//! listed for installers). Read by the API; written only by ingest.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -99,6 +100,26 @@ pub struct History {
     pub points: Vec<HistoryPoint>,
 }
 
+/// Most unregistered devices listed; beyond it the one seen least recently gives way.
+pub const UNREGISTERED_KEPT: usize = 1_000;
+
+/// A device that published but is not in the registry: refused, and listed so an installer
+/// can see a box wired up before its household was imported (or a typo in a device id).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UnregisteredDevice {
+    pub device_id: String,
+    /// The township of the topic it published on (not trusted: the registry decides).
+    pub township: String,
+    /// The edge box, when known: the box of the tenant prefix it published under, or the box
+    /// whose status listed it.
+    pub edge_box: Option<String>,
+    /// Gateway clock, Unix ms.
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    /// Messages refused for it.
+    pub messages: u64,
+}
+
 /// Every device's state, keyed by device id.
 #[derive(Debug, Default)]
 pub struct Fleet {
@@ -106,9 +127,75 @@ pub struct Fleet {
     // compared a score of ids per lookup. Listings sort by id instead.
     devices: RwLock<HashMap<String, DeviceState>>,
     history: RwLock<HashMap<String, std::collections::VecDeque<Bucket>>>,
+    /// Refused devices, at most [`UNREGISTERED_KEPT`].
+    unregistered: std::sync::Mutex<HashMap<String, UnregisteredDevice>>,
 }
 
 impl Fleet {
+    /// Notes a message refused because `device_id` is not registered.
+    pub fn unregistered_seen(
+        &self,
+        device_id: &str,
+        township: &str,
+        edge_box: Option<&str>,
+        now_ms: i64,
+    ) {
+        let Ok(mut seen) = self.unregistered.lock() else {
+            return;
+        };
+        if let Some(entry) = seen.get_mut(device_id) {
+            entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+            entry.messages = entry.messages.saturating_add(1);
+            entry.township = township.to_owned();
+            if edge_box.is_some() {
+                entry.edge_box = edge_box.map(str::to_owned);
+            }
+            return;
+        }
+        if seen.len() >= UNREGISTERED_KEPT {
+            let stalest = seen
+                .values()
+                .min_by_key(|d| d.last_seen_ms)
+                .map(|d| d.device_id.clone());
+            if let Some(stalest) = stalest {
+                seen.remove(&stalest);
+            }
+        }
+        seen.insert(
+            device_id.to_owned(),
+            UnregisteredDevice {
+                device_id: device_id.to_owned(),
+                township: township.to_owned(),
+                edge_box: edge_box.map(str::to_owned),
+                first_seen_ms: now_ms,
+                last_seen_ms: now_ms,
+                messages: 1,
+            },
+        );
+    }
+
+    /// Forgets a device once it is registered.
+    pub fn unregistered_resolved(&self, device_id: &str) {
+        if let Ok(mut seen) = self.unregistered.lock() {
+            seen.remove(device_id);
+        }
+    }
+
+    /// The refused devices, most recently seen first.
+    pub fn unregistered(&self) -> Vec<UnregisteredDevice> {
+        let mut list: Vec<UnregisteredDevice> = self
+            .unregistered
+            .lock()
+            .map(|seen| seen.values().cloned().collect())
+            .unwrap_or_default();
+        list.sort_by(|a, b| {
+            b.last_seen_ms
+                .cmp(&a.last_seen_ms)
+                .then_with(|| a.device_id.cmp(&b.device_id))
+        });
+        list
+    }
+
     /// Records an accepted reading (the latest by event time wins). Runs once per reading, so
     /// it allocates only for a device it has not seen or a value set that changed.
     pub fn reading(&self, township: &str, reading: &Telemetry) {
@@ -381,5 +468,27 @@ mod tests {
         assert_eq!(ids(fleet.list(None)), ["yq-a", "yq-b", "yq-c"]);
         assert_eq!(ids(fleet.list(Some("yanqing"))), ["yq-b", "yq-c"]);
         assert_eq!(fleet.counts(), (3, 3, 0, 0));
+    }
+
+    #[test]
+    fn the_unregistered_list_is_bounded_and_keeps_the_recent_ones() {
+        let fleet = Fleet::default();
+        for n in 0..(UNREGISTERED_KEPT as i64 + 500) {
+            fleet.unregistered_seen(&format!("fake-{n}"), "yanqing", None, n);
+        }
+        fleet.unregistered_seen("fake-1499", "sihai", Some("box-x"), 10_000);
+        let list = fleet.unregistered();
+        assert_eq!(list.len(), UNREGISTERED_KEPT);
+        assert_eq!(list[0].device_id, "fake-1499");
+        assert_eq!(list[0].messages, 2);
+        assert_eq!(list[0].township, "sihai");
+        assert_eq!(list[0].edge_box.as_deref(), Some("box-x"));
+        assert!(
+            list.iter().all(|d| d.device_id != "fake-0"),
+            "the stalest gave way"
+        );
+        fleet.unregistered_resolved("fake-1499");
+        assert_eq!(fleet.unregistered().len(), UNREGISTERED_KEPT - 1);
+        assert_eq!(fleet.counts().0, 0, "refused devices never enter the fleet");
     }
 }

@@ -97,12 +97,45 @@ enum CertsCommand {
         #[arg(long, default_value_t = 3650)]
         days: u32,
     },
+    /// A password for an edge box without a client certificate (the password listener,
+    /// `[broker.passwords]`): adds its line to the password file and prints the box's user name
+    /// (its tenant id) and password once. Revoke a box by deleting its line.
+    Password {
+        /// The box's id, as for `certs box`.
+        #[arg(long = "box")]
+        box_id: String,
+        /// The password file (`broker.passwords.file`); created with mode 0600 if missing.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+/// `certs password`: adds the box to the password file and prints its login once.
+fn box_password(box_id: &str, file: &std::path::Path) -> anyhow::Result<()> {
+    let tenant = gateway::broker::tenants::tenant_of_box(box_id);
+    let password = gateway::broker::passwords::add_box(file, &tenant)?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "added edge box {box_id} to {}:", file.display())?;
+    writeln!(
+        stdout,
+        "  [mqtt] on the box: username = \"{tenant}\", password = \"{password}\", tenant = \"{tenant}\""
+    )?;
+    writeln!(
+        stdout,
+        "  [mqtt.tls] on the box: ca_file = the district CA (ca.pem), no client certificate"
+    )?;
+    writeln!(
+        stdout,
+        "the password is shown only now; the file keeps its salted hash"
+    )?;
+    Ok(())
 }
 
 /// Runs a `certs` subcommand and says what it wrote.
 fn certs(command: CertsCommand) -> anyhow::Result<()> {
     use gateway::certs;
     let (what, issued) = match command {
+        CertsCommand::Password { box_id, file } => return box_password(&box_id, &file),
         CertsCommand::InitCa { out, days } => ("district CA", certs::init_ca(&out, days)?),
         CertsCommand::Server {
             ca,
@@ -232,6 +265,7 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
         "mqtt": started.mqtt,
         "mqtt_tls": started.mqtt_tls.map(|tls| tls.v4.to_string()),
         "mqtt_tls_v5": started.mqtt_tls.and_then(|tls| tls.v5).map(|v5| v5.to_string()),
+        "mqtt_passwords": started.mqtt_passwords.map(|a| a.to_string()),
         "http": started.http.to_string(),
     });
     let mut stdout = std::io::stdout();

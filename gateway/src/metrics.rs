@@ -53,6 +53,13 @@ pub struct Metrics {
     reject_samples: Mutex<std::collections::VecDeque<RejectSample>>,
     ingest_ready: std::sync::atomic::AtomicBool,
     alerts_by_rule: Mutex<BTreeMap<String, u64>>,
+    /// In-process broker links opened to replace one the router dropped, by link.
+    broker_links_reopened: Mutex<BTreeMap<&'static str, u64>>,
+    /// HTTP connections closed at once because `http.max_connections` were open.
+    http_connections_refused: AtomicU64,
+    /// What the embedded broker's admission and memory limits refused, and the logins its
+    /// password listener refused (set at start-up).
+    broker_guards: std::sync::OnceLock<(rumqttd::guards::GuardCounters, std::sync::Arc<AtomicU64>)>,
 }
 
 impl Metrics {
@@ -60,6 +67,37 @@ impl Metrics {
     pub fn broker_messages_lost(&self, count: u64) {
         self.broker_messages_lost
             .fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// A link to the embedded broker (`ingest`, `publisher`) was replaced after the router
+    /// dropped it.
+    pub fn broker_link_reopened(&self, link: &'static str) {
+        if let Ok(mut map) = self.broker_links_reopened.lock() {
+            *map.entry(link).or_default() += 1;
+        }
+    }
+
+    /// An HTTP connection was closed at once: `http.max_connections` were open.
+    pub fn http_connection_refused(&self) {
+        self.http_connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The embedded broker's refusal counters, rendered with the others.
+    pub fn set_broker_guards(
+        &self,
+        guards: rumqttd::guards::GuardCounters,
+        password_failures: std::sync::Arc<AtomicU64>,
+    ) {
+        let _ = self.broker_guards.set((guards, password_failures));
+    }
+
+    /// Links to the embedded broker replaced after the router dropped them, by link.
+    pub fn broker_links_reopened(&self) -> BTreeMap<&'static str, u64> {
+        self.broker_links_reopened
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     pub fn message_in(&self) {
@@ -289,6 +327,30 @@ impl Metrics {
             "rule snapshot saves skipped because the previous write was still running",
             self.rule_snapshots_skipped.load(Ordering::Relaxed),
         );
+        counter(
+            "gateway_http_connections_refused_total",
+            "HTTP connections closed at once because http.max_connections were open",
+            self.http_connections_refused.load(Ordering::Relaxed),
+        );
+        if let Some((guards, password_failures)) = self.broker_guards.get() {
+            counter(
+                "gateway_broker_password_failures_total",
+                "logins refused on the password listener (unknown box or wrong password)",
+                password_failures.load(Ordering::Relaxed),
+            );
+            let c = guards.counts();
+            for (name, help, value) in [
+                ("gateway_broker_handshake_timeouts_total", "TLS handshakes not finished within broker.connection_timeout (the socket is closed)", c.handshake_timeouts),
+                ("gateway_broker_handshake_failures_total", "TLS handshakes that failed (no or a foreign client certificate, not TLS)", c.handshake_failures),
+                ("gateway_broker_admissions_refused_total", "connections closed at once: their address had broker.max_pending_handshakes_per_address handshakes in progress", c.admissions_refused),
+                ("gateway_broker_retained_refused_total", "retained messages delivered but not kept (not a status topic, or broker.max_retained reached)", c.retained_refused),
+                ("gateway_broker_subscriptions_refused_total", "subscriptions refused by broker.max_subscriptions_per_connection or broker.max_filters (the client is disconnected)", c.subscriptions_refused),
+                ("gateway_broker_clients_throttled_total", "times a client over broker.max_packets_per_second was made to wait before its next read", c.throttled),
+                ("gateway_broker_topic_cache_resets_total", "times the broker's topic cache reached broker.max_cached_topics and was emptied", c.topic_cache_resets),
+            ] {
+                counter(name, help, value);
+            }
+        }
         for (name, help, map) in [
             (
                 "gateway_sla_warnings_total",
@@ -307,6 +369,13 @@ impl Metrics {
                     let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {count}");
                 }
             }
+        }
+        let _ = writeln!(out, "# HELP gateway_broker_links_reopened_total in-process links to the embedded broker opened again after the router dropped them, by link\n# TYPE gateway_broker_links_reopened_total counter");
+        for (link, count) in self.broker_links_reopened() {
+            let _ = writeln!(
+                out,
+                "gateway_broker_links_reopened_total{{link=\"{link}\"}} {count}"
+            );
         }
         let _ = writeln!(out, "# HELP gateway_messages_rejected_total messages dropped at ingest, by reason\n# TYPE gateway_messages_rejected_total counter");
         for (reason, count) in self.rejects() {

@@ -279,7 +279,16 @@ pub enum PayloadError {
     FutureTimestamp { ts_ms: i64, max_skew_ms: i64 },
     #[error("timestamp {ts_ms} is before 2020-01-01")]
     AncientTimestamp { ts_ms: i64 },
+    /// The profile id becomes a label of the device's history: it is held to a short id.
+    #[error("profile {profile:?} is not a profile id (1 to {MAX_PROFILE_LEN} ASCII letters, digits, '-', '_' or '.')")]
+    BadProfile {
+        /// The first [`MAX_PROFILE_LEN`] characters of what was sent.
+        profile: String,
+    },
 }
+
+/// Longest profile id a reading may carry.
+pub const MAX_PROFILE_LEN: usize = 64;
 
 impl PayloadError {
     /// A short, stable label for metrics (`reason` label of the reject counter).
@@ -292,6 +301,7 @@ impl PayloadError {
             PayloadError::OutOfRange { .. } => "out_of_range",
             PayloadError::FutureTimestamp { .. } => "future_timestamp",
             PayloadError::AncientTimestamp { .. } => "ancient_timestamp",
+            PayloadError::BadProfile { .. } => "bad_profile",
         }
     }
 }
@@ -313,6 +323,16 @@ impl Telemetry {
     /// Checks that every value is a finite, canonical, plausible number and that the timestamp
     /// is not in the future by more than `max_skew_ms` relative to `now_ms`.
     pub fn validate(&self, now_ms: i64, max_skew_ms: i64) -> Result<(), PayloadError> {
+        let profile_ok = (1..=MAX_PROFILE_LEN).contains(&self.profile.len())
+            && self
+                .profile
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !profile_ok {
+            return Err(PayloadError::BadProfile {
+                profile: self.profile.chars().take(MAX_PROFILE_LEN).collect(),
+            });
+        }
         if self.ts_ms < EPOCH_2020_MS {
             return Err(PayloadError::AncientTimestamp { ts_ms: self.ts_ms });
         }
@@ -419,6 +439,22 @@ mod tests {
             }),
             extra: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_profile_id_is_a_short_plain_id() {
+        let mut reading = sample();
+        assert_eq!(reading.validate(NOW, 0), Ok(()));
+        for bad in ["", "a b", "x\"y", "拼音", &"p".repeat(MAX_PROFILE_LEN + 1)] {
+            reading.profile = bad.into();
+            let error = reading.validate(NOW, 0).expect_err(bad);
+            assert_eq!(error.reason(), "bad_profile");
+            if let PayloadError::BadProfile { profile } = error {
+                assert!(profile.chars().count() <= MAX_PROFILE_LEN);
+            }
+        }
+        reading.profile = "vendor_x.model-2".into();
+        assert_eq!(reading.validate(NOW, 0), Ok(()));
     }
 
     #[test]

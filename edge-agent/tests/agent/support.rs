@@ -206,6 +206,9 @@ pub fn rumqttd() -> SocketAddr {
         auth: None,
         external_auth: None,
         dynamic_filters: true,
+        max_packet_rate: None,
+        tenant_from_username: false,
+        counters: Default::default(),
     };
     let server = ServerSettings {
         name: "v4-1".into(),
@@ -213,6 +216,7 @@ pub fn rumqttd() -> SocketAddr {
         tls: None,
         next_connection_delay_ms: 0,
         connections,
+        max_pending_per_address: None,
     };
     let config = rumqttd::Config {
         id: 0,
@@ -224,6 +228,7 @@ pub fn rumqttd() -> SocketAddr {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
+            ..Default::default()
         },
         v4: Some(HashMap::from([("1".to_owned(), server)])),
         ..Default::default()

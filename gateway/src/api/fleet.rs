@@ -175,3 +175,21 @@ pub async fn rejects(
     }
     Ok(Json(state.metrics.reject_samples()))
 }
+
+#[utoipa::path(get, path = "/api/v1/registry/unregistered", tag = "registry",
+    responses((status = 200, body = [crate::fleet::UnregisteredDevice], description = "devices whose readings were refused because they are not in the registry (at most 1,000, the most recently seen first), with the township they claimed, their edge box when known, first and last seen; a township token sees those that claimed its township"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn unregistered(
+    principal: Principal,
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<crate::fleet::UnregisteredDevice>>, ApiError> {
+    let mut list = state.fleet.unregistered();
+    if !principal.sees_district() {
+        if principal.role != crate::auth::Role::Township {
+            return Err(ApiError::forbidden(
+                "the unregistered devices are for operators and townships",
+            ));
+        }
+        list.retain(|d| principal.can_read_township(&d.township));
+    }
+    Ok(Json(list))
+}

@@ -135,18 +135,30 @@ impl FromRequestParts<ApiState> for Principal {
     }
 }
 
-/// Browsers' EventSource and plain links cannot send headers: a GET may carry its token as
+/// The one route that takes its token in the URL.
+pub const STREAM_PATH: &str = "/api/v1/stream";
+
+/// Browsers' EventSource cannot send headers: a GET of the event stream may carry its token as
 /// `?access_token=`. This moves it into the `Authorization` header and removes it from the
-/// query before any handler (whose query structs refuse unknown fields) sees it.
+/// query before the handler sees it. Anywhere else a token in the URL is refused (URLs end up
+/// in proxy logs and browser history): the console fetches downloads with the header.
 async fn token_from_query(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let query = request.uri().query().map(str::to_owned);
+    let token = query.as_deref().and_then(access_token);
+    if token.is_some() && request.uri().path() != STREAM_PATH {
+        return ApiError::bad_request(format!(
+            "access_token in the URL is accepted only on {STREAM_PATH}; send the token as `Authorization: Bearer <token>`"
+        ))
+        .into_response();
+    }
     if request.method() == axum::http::Method::GET
         && !request.headers().contains_key(header::AUTHORIZATION)
     {
-        if let Some(query) = request.uri().query().map(str::to_owned) {
-            if let Some(token) = access_token(&query) {
+        if let Some(query) = query {
+            if let Some(token) = token {
                 let rest: Vec<&str> = query
                     .split('&')
                     .filter(|pair| !pair.starts_with("access_token="))
@@ -253,8 +265,38 @@ impl Modify for BearerSecurity {
 )]
 struct ApiDoc;
 
-/// Builds the router and its OpenAPI document from the same declarations.
+/// Builds the router and its OpenAPI document from the same declarations, with the default
+/// request timeout.
 pub fn router(state: ApiState) -> Router {
+    router_with(state, crate::config::HttpConfig::default().request_timeout)
+}
+
+/// Ends a request that takes longer than `limit` with 503 (the event stream's handler returns
+/// as soon as the stream is open, so an open stream is not cut).
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {limit:?} (http.request_timeout)"),
+        )
+        .into_response(),
+    }
+}
+
+/// Only `/metrics`, without a token: the router of `http.metrics_listen` (loopback only).
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_without_token).with_state(state))
+        .fallback(|| async { ApiError::not_found("this listener serves only /metrics") })
+}
+
+/// Builds the router and its OpenAPI document from the same declarations.
+pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(whoami))
         .routes(routes!(fleet::summary))
@@ -263,6 +305,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(fleet::history))
         .routes(routes!(fleet::alerts))
         .routes(routes!(fleet::rejects))
+        .routes(routes!(fleet::unregistered))
         .routes(routes!(orders::list_orders))
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::dispatch))
@@ -275,6 +318,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(orders::cancel))
         .routes(routes!(orders::merge))
         .routes(routes!(orders::escalate))
+        .routes(routes!(orders::confirm_misuse))
         .routes(routes!(orders::complaint))
         .routes(routes!(orders::stream))
         .routes(routes!(registry::import))
@@ -301,17 +345,75 @@ pub fn router(state: ApiState) -> Router {
         .merge(console::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(token_from_query))
+        .layer(axum::middleware::from_fn_with_state(
+            request_limit,
+            request_timeout,
+        ))
 }
 
-/// Serves `router` on an already bound listener until `shutdown`.
+/// Serves the API on an already bound listener until `shutdown`, with the default limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    let limits = crate::config::HttpConfig::default();
+    let app = router_with(state.clone(), limits.request_timeout);
+    serve_with(listener, app, state.metrics, &limits, shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown`: each connection in its own task, at most
+/// `http.max_connections` at once (further ones are closed and counted), headers read within
+/// `http.header_read_timeout`. At shutdown, open connections get 5 s to finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    metrics: Arc<Metrics>,
+    limits: &crate::config::HttpConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, mostly: wait a little instead of spinning.
+                    tracing::warn!(%error, "the HTTP listener could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.http_connection_refused();
+            tracing::debug!(%peer, "HTTP connection refused: http.max_connections reached");
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+            tracing::warn!("HTTP connections still open 5 s after shutdown began; closing them");
+        }
+    }
     Ok(())
 }
 
@@ -340,7 +442,16 @@ async fn readyz(axum::extract::State(state): axum::extract::State<ApiState>) -> 
     }
 }
 
+/// `/metrics` on the API's listener: any configured token (a Prometheus scrape job sends it as
+/// `authorization: credentials`).
 async fn metrics(
+    _principal: Principal,
+    state: axum::extract::State<ApiState>,
+) -> Result<Response, ApiError> {
+    metrics_without_token(state).await
+}
+
+async fn metrics_without_token(
     axum::extract::State(state): axum::extract::State<ApiState>,
 ) -> Result<Response, ApiError> {
     let (devices, online, offline, faulty) = state.fleet.counts();
@@ -378,9 +489,23 @@ async fn metrics(
             "work orders not closed, cancelled or merged",
             open as f64,
         ),
+        (
+            "process_resident_memory_bytes",
+            "resident memory of the gateway process (a flood that swells it shows here)",
+            resident_memory_bytes() as f64,
+        ),
     ]);
     if let Some(sink) = &state.sink {
         body.push_str(&sink.render());
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// The process's resident memory from `/proc/self/statm` (pages × 4 KiB); 0 where there is no
+/// such file.
+fn resident_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages.saturating_mul(4096))
 }

@@ -34,6 +34,29 @@ pub struct ExternalBrokerConfig {
     /// Townships this instance owns; empty means every township.
     #[serde(default)]
     pub townships: Vec<TownshipId>,
+    /// TLS to the broker: `ca_file` (the CAs that sign the broker's certificate, verified
+    /// against `host`), and `client_cert` with `client_key` when the broker wants a client
+    /// certificate; paths relative to the config file. Required unless `host` is a loopback
+    /// name or address, or `insecure_plain_connection = true`.
+    #[serde(default)]
+    pub tls: Option<edge_agent::config::TlsConfig>,
+    /// Allow a broker that is not on this machine without TLS: readings, commands and orders
+    /// then cross the network in clear text. Only for an isolated test network.
+    #[serde(default)]
+    pub insecure_plain_connection: bool,
+}
+
+impl ExternalBrokerConfig {
+    /// Whether `host` names this machine.
+    pub fn host_is_loopback(&self) -> bool {
+        self.host == "localhost"
+            || self
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 fn default_host() -> String {
@@ -93,6 +116,12 @@ impl ExternalSource {
             };
             options.set_credentials(user.clone(), password);
         }
+        if let Some(tls) = &config.tls {
+            // The MQTT client TLS set-up the edge agent uses (rustls with ring, PEM files).
+            let transport = edge_agent::agent::tls_transport(tls)
+                .map_err(|e| format!("broker.external.tls: {e:#}"))?;
+            options.set_transport(transport);
+        }
         let (client, eventloop) = AsyncClient::new(options, 1024);
         Ok(Self {
             client,
@@ -145,6 +174,8 @@ mod tests {
             password: None,
             keep_alive: Duration::from_secs(30),
             townships: vec![TownshipId::parse("sihai").expect("id")],
+            tls: None,
+            insecure_plain_connection: false,
         };
         assert_eq!(
             config.filters(),

@@ -3,7 +3,8 @@
 //! `/tenants/{tenant}/`; the tenant id is the box's id encoded to ASCII letters and digits
 //! ([`tenant_of_box`]). Ingest then checks, against the registry ([`Directory`]), that every
 //! device and box status under a tenant's prefix belongs to that box's household, so a stolen
-//! certificate can speak only for the one household it was issued to.
+//! certificate can speak only for the one household it was issued to. The same directory tells
+//! ingest which devices are registered at all, and in which township ([`Directory::township_of`]).
 
 use std::collections::HashMap;
 
@@ -118,6 +119,8 @@ pub enum Published<'a> {
 pub struct Directory {
     households_by_box: HashMap<String, String>,
     households_by_device: HashMap<String, String>,
+    /// Each registered device's township (through its household's village).
+    townships_by_device: HashMap<String, String>,
 }
 
 impl Directory {
@@ -143,7 +146,24 @@ impl Directory {
         Directory {
             households_by_box,
             households_by_device: devices.into_iter().collect(),
+            townships_by_device: HashMap::new(),
         }
+    }
+
+    /// Adds each device's township: `(device, township)`.
+    pub fn with_townships(mut self, townships: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.townships_by_device = townships.into_iter().collect();
+        self
+    }
+
+    /// The registered township of `device`; `None` when the device is not registered.
+    pub fn township_of(&self, device: &str) -> Option<&str> {
+        self.townships_by_device.get(device).map(String::as_str)
+    }
+
+    /// Registered devices the directory knows.
+    pub fn devices(&self) -> usize {
+        self.townships_by_device.len()
     }
 
     /// Boxes the directory knows.

@@ -3,6 +3,8 @@
 //! rule engine in event time and hands its transitions to the order service; saves the rule
 //! state to its snapshot file ([`snapshot`]) in the background.
 
+pub mod refusals;
+pub mod registry;
 pub mod snapshot;
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use rules::{Engine, Transition};
 use tokio_util::sync::CancellationToken;
 use wire::{AgentState, AgentStatus, PayloadError, Telemetry, Topic, TopicKind};
 
-use crate::broker::tenants::{self, Directory, Published, TenantError};
+use crate::broker::tenants;
 use crate::config::{Clock, IngestConfig, RulesConfig};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
@@ -46,6 +48,16 @@ pub enum Reject {
         topic: String,
         error: crate::broker::tenants::TenantError,
     },
+    #[error("device {device:?} (topic township {township:?}) is not in the registry")]
+    Unregistered { device: String, township: String },
+    #[error(
+        "device {device:?} is registered in township {registered:?} but published on {topic:?}"
+    )]
+    TownshipMismatch {
+        device: String,
+        registered: String,
+        topic: String,
+    },
 }
 
 impl Reject {
@@ -56,6 +68,8 @@ impl Reject {
             Reject::Payload { error, .. } => error.reason(),
             Reject::AgentMismatch { .. } => "agent_mismatch",
             Reject::Tenant { .. } => "tenant_mismatch",
+            Reject::Unregistered { .. } => "unregistered_device",
+            Reject::TownshipMismatch { .. } => "township_mismatch",
         }
     }
 }
@@ -127,19 +141,13 @@ pub struct Ingest {
     pub sink: Option<crate::sinks::influxdb::SinkHandle>,
     /// When the rule file was last read (hot reload compares it).
     pub rules_modified: Option<std::time::SystemTime>,
-    /// The registry as the tenant check sees it, and when it was read; loaded with the first
-    /// message under a tenant prefix.
-    pub tenants: Option<(Directory, Instant)>,
+    /// The registry as ingest checks it (registered devices, their townships, tenants' boxes).
+    pub registry: registry::RegistryCheck,
     /// Writes the rule snapshots every `rules.snapshot_every` and at shutdown.
     pub snapshots: snapshot::SnapshotWriter,
+    /// Refusals are logged at most once per reason per minute, with the count in between.
+    pub refusal_log: refusals::RefusalLog,
 }
-
-/// How long the tenant directory is trusted before it is read again (a box re-keyed or a
-/// device moved in the registry takes effect within this).
-pub const TENANT_DIRECTORY_MAX_AGE: Duration = Duration::from_secs(30);
-/// A refused message reads the directory again if it is older than this (a device just added
-/// to the registry is accepted at once), at most once per this.
-pub const TENANT_DIRECTORY_RECHECK: Duration = Duration::from_secs(5);
 
 impl Ingest {
     /// Subscribes and processes messages until `shutdown`; saves the rule state on the way out
@@ -170,19 +178,22 @@ impl Ingest {
                 message = self.source.next() => {
                     let (topic, payload) = message.map_err(|e| anyhow::anyhow!("the broker link closed: {e}"))?;
                     self.metrics.message_in();
+                    let reopened = self.source.take_reopened();
+                    for _ in 0..reopened {
+                        self.metrics.broker_link_reopened("ingest");
+                    }
                     let lost = self.source.take_lost();
                     if lost > 0 {
                         self.metrics.broker_messages_lost(lost);
                         tracing::error!(lost, "the embedded broker dropped messages before ingest read them: ingest fell behind by more than the broker's log holds");
                     }
-                    let decoded = decode(&topic, &payload, now_ms(), max_skew_ms);
-                    let decoded = match (decoded, tenants::tenant_of_topic(&topic)) {
-                        (Ok(decoded), Some(tenant)) => {
-                            self.check_tenant(tenant, &decoded).await.map(|()| decoded).map_err(|error| {
-                                Reject::Tenant { topic: String::from_utf8_lossy(&topic).into_owned(), error }
-                            })
+                    let now = now_ms();
+                    let decoded = match decode(&topic, &payload, now, max_skew_ms) {
+                        Ok(decoded) => {
+                            let tenant = tenants::tenant_of_topic(&topic);
+                            self.registry.check(&topic, tenant, decoded, now).await
                         }
-                        (decoded, _) => decoded,
+                        Err(reject) => Err(reject),
                     };
                     match decoded {
                         Ok(decoded) => {
@@ -219,11 +230,18 @@ impl Ingest {
     }
 
     /// Counts a refused message by reason and keeps a sample of it.
-    fn rejected(&self, reject: &Reject, topic: &[u8], payload: &[u8]) {
+    fn rejected(&mut self, reject: &Reject, topic: &[u8], payload: &[u8]) {
         self.metrics.reject(reject.reason());
-        if let Reject::Tenant { error, .. } = reject {
-            // A box speaking for another household: a misconfigured box or a stolen certificate.
-            tracing::warn!(reason = reject.reason(), %error, topic = %String::from_utf8_lossy(topic), "message under a tenant prefix refused");
+        if matches!(
+            reject,
+            Reject::Tenant { .. } | Reject::Unregistered { .. } | Reject::TownshipMismatch { .. }
+        ) {
+            // A box speaking for another household (a misconfigured box or a stolen
+            // certificate), or for a device the registry does not have there: one line per
+            // reason per minute, with the count of those not logged in between.
+            if let Some(not_logged) = self.refusal_log.admit(reject.reason(), Instant::now()) {
+                tracing::warn!(reason = reject.reason(), error = %reject, topic = %String::from_utf8_lossy(topic), refused_since_last_line = not_logged, "message refused by the registry check");
+            }
         } else {
             tracing::debug!(reason = reject.reason(), error = %reject, "message rejected");
         }
@@ -237,68 +255,6 @@ impl Ingest {
         });
     }
 
-    /// Whether the box behind `tenant` may publish `decoded`; reads the registry again when the
-    /// directory is stale, or when it refuses and was read more than a few seconds ago.
-    async fn check_tenant(&mut self, tenant: &str, decoded: &Decoded) -> Result<(), TenantError> {
-        let published = match decoded {
-            Decoded::Reading(reading, _) => Published::Reading {
-                device: reading.device_id.as_str(),
-            },
-            Decoded::Status(status, _) => Published::Status {
-                agent: &status.agent_id,
-                devices: &status.devices,
-            },
-            Decoded::Ignored => return Ok(()),
-        };
-        let age = self.tenants.as_ref().map(|(_, read)| read.elapsed());
-        if age.is_none_or(|age| age >= TENANT_DIRECTORY_MAX_AGE) {
-            self.reload_tenants().await;
-        }
-        let verdict = match &self.tenants {
-            Some((directory, _)) => directory.check(tenant, published),
-            None => Err(TenantError::UnknownBox(
-                tenants::box_of_tenant(tenant).unwrap_or_else(|| tenant.to_owned()),
-            )),
-        };
-        let recheck = self
-            .tenants
-            .as_ref()
-            .is_none_or(|(_, read)| read.elapsed() >= TENANT_DIRECTORY_RECHECK);
-        if verdict.is_err() && recheck {
-            self.reload_tenants().await;
-            if let Some((directory, _)) = &self.tenants {
-                return directory.check(tenant, published);
-            }
-        }
-        verdict
-    }
-
-    /// Reads the tenant directory from the registry; on a store error the old one stays (or
-    /// none: every tenant message is then refused).
-    async fn reload_tenants(&mut self) {
-        match self
-            .orders
-            .with_store(|store| store.tenant_directory())
-            .await
-        {
-            Ok((households, devices)) => {
-                let directory = Directory::new(households, devices);
-                tracing::debug!(
-                    boxes = directory.boxes(),
-                    "tenant directory read from the registry"
-                );
-                self.tenants = Some((directory, Instant::now()));
-            }
-            Err(error) => {
-                self.metrics.store_error();
-                tracing::error!(%error, "the tenant directory could not be read; keeping the last one");
-                if let Some((_, read)) = self.tenants.as_mut() {
-                    *read = Instant::now();
-                }
-            }
-        }
-    }
-
     async fn accept(&mut self, decoded: Decoded) {
         match decoded {
             Decoded::Reading(reading, township) => {
@@ -308,7 +264,8 @@ impl Ingest {
                     sink.telemetry(&reading, &township, None);
                 }
                 if self.engine.device_info(&reading.device_id).is_none() {
-                    // Not in the registry: the rules still know its township and kind.
+                    // Registered after start-up (a registry import through the API): the rules
+                    // learn its township and kind from here.
                     self.engine.register_device(
                         reading.device_id.clone(),
                         rules::DeviceInfo {

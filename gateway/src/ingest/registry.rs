@@ -1,0 +1,192 @@
+//! The registry as ingest sees it ([`RegistryCheck`]): a reading is accepted only from a
+//! registered device, published under its registered township, and, under a tenant prefix,
+//! only from the box of the device's household. Everything else is a counted reject that never
+//! reaches the fleet, the rules or the alert list; refused devices are listed for installers
+//! (`GET /api/v1/registry/unregistered`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::broker::tenants::{self, Directory, Published, TenantError};
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::orders::OrderService;
+
+use super::{Decoded, Reject};
+
+/// How long the directory is trusted before it is read again (a box re-keyed or a device moved
+/// in the registry takes effect within this).
+pub const DIRECTORY_MAX_AGE: Duration = Duration::from_secs(30);
+/// A refused message reads the directory again if it is older than this (a device just added
+/// to the registry is accepted at once), at most once per this: a flood of invented ids costs
+/// one registry read per this.
+pub const DIRECTORY_RECHECK: Duration = Duration::from_secs(5);
+
+/// The directory and when it was read (loaded with the first message), and where it reads it,
+/// counts store errors and lists refused devices.
+pub struct RegistryCheck {
+    directory: Option<(Directory, Instant)>,
+    orders: OrderService,
+    metrics: Arc<Metrics>,
+    fleet: Arc<Fleet>,
+}
+
+impl RegistryCheck {
+    pub fn new(orders: OrderService, metrics: Arc<Metrics>, fleet: Arc<Fleet>) -> Self {
+        Self {
+            directory: None,
+            orders,
+            metrics,
+            fleet,
+        }
+    }
+
+    /// Whether `decoded`, published under `tenant` (if any), may be accepted. A status keeps
+    /// only its registered devices (the others are listed as unregistered); a reading of an
+    /// unregistered device, or under another township's topic, is refused.
+    pub async fn check(
+        &mut self,
+        topic: &[u8],
+        tenant: Option<&str>,
+        decoded: Decoded,
+        now_ms: i64,
+    ) -> Result<Decoded, Reject> {
+        if matches!(decoded, Decoded::Ignored) {
+            return Ok(decoded);
+        }
+        if self.age().is_none_or(|age| age >= DIRECTORY_MAX_AGE) {
+            self.reload().await;
+        }
+        let mut verdict = self.verdict(topic, tenant, &decoded);
+        if verdict.is_err() && self.age().is_none_or(|age| age >= DIRECTORY_RECHECK) {
+            self.reload().await;
+            verdict = self.verdict(topic, tenant, &decoded);
+        }
+        if let Err(reject) = &verdict {
+            if let (Reject::Unregistered { device, township }, Decoded::Reading(..)) =
+                (reject, &decoded)
+            {
+                let edge_box = tenant.and_then(tenants::box_of_tenant);
+                self.fleet
+                    .unregistered_seen(device, township, edge_box.as_deref(), now_ms);
+            }
+        }
+        verdict?;
+        Ok(match decoded {
+            Decoded::Status(mut status, township) => {
+                let directory = self.directory();
+                let listed = status.devices.len();
+                status.devices.retain(|device| {
+                    let registered =
+                        directory.is_some_and(|d| d.township_of(device.as_str()).is_some());
+                    if !registered {
+                        self.fleet.unregistered_seen(
+                            device.as_str(),
+                            &township,
+                            Some(&status.agent_id),
+                            now_ms,
+                        );
+                    }
+                    registered
+                });
+                if status.devices.len() < listed {
+                    self.metrics.reject("unregistered_device");
+                }
+                Decoded::Status(status, township)
+            }
+            other => other,
+        })
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.directory.as_ref().map(|(_, read)| read.elapsed())
+    }
+
+    fn directory(&self) -> Option<&Directory> {
+        self.directory.as_ref().map(|(directory, _)| directory)
+    }
+
+    /// The verdict on the directory as it is.
+    fn verdict(&self, topic: &[u8], tenant: Option<&str>, decoded: &Decoded) -> Result<(), Reject> {
+        let topic_text = || String::from_utf8_lossy(topic).into_owned();
+        if let Some(tenant) = tenant {
+            let published = match decoded {
+                Decoded::Reading(reading, _) => Published::Reading {
+                    device: reading.device_id.as_str(),
+                },
+                Decoded::Status(status, _) => Published::Status {
+                    agent: &status.agent_id,
+                    devices: &status.devices,
+                },
+                Decoded::Ignored => return Ok(()),
+            };
+            let checked = match self.directory() {
+                Some(directory) => directory.check(tenant, published),
+                None => Err(TenantError::UnknownBox(
+                    tenants::box_of_tenant(tenant).unwrap_or_else(|| tenant.to_owned()),
+                )),
+            };
+            checked.map_err(|error| Reject::Tenant {
+                topic: topic_text(),
+                error,
+            })?;
+        }
+        if let Decoded::Reading(reading, township) = decoded {
+            let device = reading.device_id.as_str();
+            match self.directory().and_then(|d| d.township_of(device)) {
+                None => {
+                    return Err(Reject::Unregistered {
+                        device: device.to_owned(),
+                        township: township.clone(),
+                    })
+                }
+                Some(registered) if registered != township => {
+                    return Err(Reject::TownshipMismatch {
+                        device: device.to_owned(),
+                        registered: registered.to_owned(),
+                        topic: topic_text(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the directory from the registry; on a store error the old one stays (or none:
+    /// every reading is then refused). Devices registered since are taken off the
+    /// unregistered list.
+    async fn reload(&mut self) {
+        let read = self
+            .orders
+            .with_store(|store| Ok((store.tenant_directory()?, store.registered_devices()?)))
+            .await;
+        match read {
+            Ok(((households, devices), registered)) => {
+                let directory = Directory::new(households, devices).with_townships(
+                    registered
+                        .into_iter()
+                        .map(|(device, _, township, ..)| (device, township)),
+                );
+                for listed in self.fleet.unregistered() {
+                    if directory.township_of(&listed.device_id).is_some() {
+                        self.fleet.unregistered_resolved(&listed.device_id);
+                    }
+                }
+                tracing::debug!(
+                    boxes = directory.boxes(),
+                    devices = directory.devices(),
+                    "registry directory read"
+                );
+                self.directory = Some((directory, Instant::now()));
+            }
+            Err(error) => {
+                self.metrics.store_error();
+                tracing::error!(%error, "the registry directory could not be read; keeping the last one");
+                if let Some((_, read)) = self.directory.as_mut() {
+                    *read = Instant::now();
+                }
+            }
+        }
+    }
+}
