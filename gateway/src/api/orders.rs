@@ -1,6 +1,12 @@
 //! API handlers for work orders: list and detail, the lifecycle actions (dispatch, reassign,
-//! accept, arrive, resolve with parts, callback, close, cancel, merge, escalate), complaint
-//! intake from every channel, and the live stream of order events (Server-Sent Events).
+//! accept, arrive, resolve with parts, confirm a team's misuse claim, callback, close, cancel,
+//! merge, escalate), complaint intake from every channel, and the live stream of order events
+//! (Server-Sent Events).
+//!
+//! Each handler checks the role its route needs; the order service checks the rest in the
+//! transaction that writes (scope of everything named, event times, lifecycle, data), and its
+//! refusals map to 403 (role or scope), 404 (an order outside the caller's scope), 409
+//! (lifecycle) and 422 (a time or amount out of range, naming the field and the range).
 
 use std::convert::Infallible;
 
@@ -14,7 +20,22 @@ use utoipa::{IntoParams, ToSchema};
 use super::{require, ApiError, ApiState, ErrorBody};
 use crate::auth::{Principal, Role};
 use crate::orders::store::{ComplaintRow, OrderEventRow, OrderFilter, OrderRow};
-use crate::orders::{ComplaintOutcome, ComplaintRequest, OrderAction, OrderState, PartUse};
+use crate::orders::{
+    ComplaintOutcome, ComplaintRequest, OrderAction, OrderState, PartUse, RequestError,
+};
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::Forbidden(message) => Self::forbidden(message),
+            RequestError::OutOfRange { message, .. } => {
+                Self::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, message)
+            }
+            RequestError::Conflict(message) => Self::conflict(message),
+            RequestError::Order(error) => error.into(),
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +163,8 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
+/// Checks the role, then lets the order service check the order's scope (another team's or
+/// township's order is a 404), the time, the lifecycle and the data, and write.
 async fn act(
     state: ApiState,
     principal: Principal,
@@ -153,19 +176,18 @@ async fn act(
 ) -> Result<Json<OrderRow>, ApiError> {
     let id = parse_id(id)?;
     require(&principal, allowed, what)?;
-    readable_order(&state, &principal, id).await?;
-    let row = state
-        .orders
-        .act(id, principal.actor(), action, at_ms)
-        .await?;
+    let row = state.orders.act(id, &principal, action, at_ms).await?;
     Ok(Json(row))
 }
 
-/// `at_ms`: when it happened (Unix ms); defaults to now. For offline technicians' apps that
-/// sync later, and for replays.
+/// `at_ms` (every step has it): when it happened, Unix ms. Omitted, the server's clock is the
+/// event time. Only an operator may set it (recording a step reported by phone, or a replay),
+/// within [the order's last event, server now + 60 s]; outside it the answer is 422, and from
+/// any other role 403.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlainStep {
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
     #[serde(default)]
     pub at_ms: Option<i64>,
 }
@@ -178,12 +200,13 @@ pub struct DispatchBody {
     pub team_id: Option<String>,
     #[serde(default)]
     pub technician_id: Option<String>,
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
     #[serde(default)]
     pub at_ms: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/dispatch", tag = "orders", params(("id" = i64, Path)), request_body = DispatchBody,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn dispatch(
     principal: Principal,
     State(state): State<ApiState>,
@@ -213,12 +236,13 @@ pub struct ReassignBody {
     #[serde(default)]
     pub technician_id: Option<String>,
     pub reason: String,
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
     #[serde(default)]
     pub at_ms: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/reassign", tag = "orders", params(("id" = i64, Path)), request_body = ReassignBody,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn reassign(
     principal: Principal,
     State(state): State<ApiState>,
@@ -243,7 +267,7 @@ pub async fn reassign(
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/accept", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn accept(
     principal: Principal,
     State(state): State<ApiState>,
@@ -264,7 +288,7 @@ pub async fn accept(
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/arrive", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn arrive(
     principal: Principal,
     State(state): State<ApiState>,
@@ -287,20 +311,23 @@ pub async fn arrive(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
-    /// Parts used, from the unified price list.
+    /// Parts used, from the unified price list (at most 50 lines, quantity 1..=100 each).
     #[serde(default)]
     pub parts: Vec<PartUse>,
-    /// Damage from misuse: the resident pays for the parts even in warranty.
+    /// Damage from misuse: the resident pays for the parts even in warranty. From an operator
+    /// the charge applies at once; from a team it is recorded as a claim (`misuse_claimed`) and
+    /// the resident pays nothing for it until an operator confirms it (`confirm_misuse`).
     #[serde(default)]
     pub misuse: bool,
     #[serde(default)]
     pub note: String,
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
     #[serde(default)]
     pub at_ms: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/resolve", tag = "orders", params(("id" = i64, Path)), request_body = ResolveBody,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn resolve(
     principal: Principal,
     State(state): State<ApiState>,
@@ -324,6 +351,42 @@ pub async fn resolve(
     .await
 }
 
+/// An operator's confirmation of a team's misuse claim.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmMisuseBody {
+    /// Why the claim holds (photos seen, the resident's account...).
+    #[serde(default)]
+    pub note: String,
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+/// Confirms a team's misuse claim on a resolved order (operators only): the charge rule then
+/// applies with misuse, so the resident pays for the parts even in warranty. 409 when the
+/// order is not resolved (or is closed) or has no claim awaiting confirmation.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/confirm_misuse", tag = "orders", params(("id" = i64, Path)), request_body = ConfirmMisuseBody,
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn confirm_misuse(
+    principal: Principal,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Json<ConfirmMisuseBody>, JsonRejection>,
+) -> Result<Json<OrderRow>, ApiError> {
+    let b = body(payload)?;
+    act(
+        state,
+        principal,
+        &id,
+        &[Role::Operator],
+        "confirm misuse",
+        OrderAction::ConfirmMisuse { note: b.note },
+        b.at_ms,
+    )
+    .await
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackBody {
@@ -333,12 +396,13 @@ pub struct CallbackBody {
     pub solved: bool,
     #[serde(default)]
     pub note: String,
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
     #[serde(default)]
     pub at_ms: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/callback", tag = "orders", params(("id" = i64, Path)), request_body = CallbackBody,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn callback(
     principal: Principal,
     State(state): State<ApiState>,
@@ -363,7 +427,7 @@ pub async fn callback(
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/close", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn close(
     principal: Principal,
     State(state): State<ApiState>,
@@ -387,12 +451,13 @@ pub async fn close(
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     pub reason: String,
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
     #[serde(default)]
     pub at_ms: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = i64, Path)), request_body = CancelBody,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn cancel(
     principal: Principal,
     State(state): State<ApiState>,
@@ -417,12 +482,13 @@ pub async fn cancel(
 pub struct MergeBody {
     /// The order this one duplicates.
     pub into: i64,
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
     #[serde(default)]
     pub at_ms: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/merge", tag = "orders", params(("id" = i64, Path)), request_body = MergeBody,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn merge(
     principal: Principal,
     State(state): State<ApiState>,
@@ -447,12 +513,13 @@ pub async fn merge(
 pub struct EscalateBody {
     #[serde(default)]
     pub note: String,
+    /// Operators only: the event time (Unix ms), in [the order's last event, server now + 60 s].
     #[serde(default)]
     pub at_ms: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/escalate", tag = "orders", params(("id" = i64, Path)), request_body = EscalateBody,
-    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn escalate(
     principal: Principal,
     State(state): State<ApiState>,
@@ -473,7 +540,7 @@ pub async fn escalate(
 }
 
 #[utoipa::path(post, path = "/api/v1/complaints", tag = "orders", request_body = ComplaintRequest,
-    responses((status = 201, body = ComplaintOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = ComplaintOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn complaint(
     principal: Principal,
     State(state): State<ApiState>,
@@ -485,30 +552,9 @@ pub async fn complaint(
         &[Role::Operator, Role::Township],
         "take complaints",
     )?;
-    if principal.role == Role::Township {
-        let device = request.device_id.clone();
-        let household = request.household_id.clone();
-        let township = state
-            .orders
-            .with_store(move |s| {
-                let device = match (device, household) {
-                    (Some(d), _) => Some(d),
-                    (None, Some(h)) => s.device_of_household(&h)?,
-                    (None, None) => None,
-                };
-                Ok(match device {
-                    Some(d) => s.device_context(&d)?.map(|c| c.village.township_id),
-                    None => None,
-                })
-            })
-            .await?;
-        if township.is_some() && township != principal.township {
-            return Err(ApiError::forbidden(
-                "the device is outside the token's township",
-            ));
-        }
-    }
-    let outcome = state.orders.complaint(request).await?;
+    // The service checks that the device, the household and the order it would join are in
+    // the token's township, in the transaction that links.
+    let outcome = state.orders.complaint(&principal, request).await?;
     Ok((axum::http::StatusCode::CREATED, Json(outcome)))
 }
 

@@ -89,7 +89,15 @@ pub fn route(store: &Store, order: &OrderRow) -> Result<Option<Assignment>, Stor
     }
 }
 
-/// Assigns `order` to a named team (and technician, if given): operators' manual dispatch.
+/// Whether `township` is in `team`'s responsibility zone.
+pub fn covers(team: &Team, township: &str) -> bool {
+    team.townships.iter().any(|t| t == township)
+}
+
+/// Assigns `order` to a named team (and technician, if given): manual dispatch. `None` when
+/// the team does not exist or the technician is not in it. A team outside the order's
+/// township is assigned (an operator may send a neighbouring team) with that said in the note;
+/// whether the caller may do so is [`covers`] and the caller's to check.
 pub fn assign_to(
     store: &Store,
     order: &OrderRow,
@@ -110,8 +118,17 @@ pub fn assign_to(
         },
         None => pick_technician(store, &team, order)?,
     };
+    let zone = if covers(&team, &order.township) {
+        String::new()
+    } else {
+        format!(
+            ", outside its zone ({}) for township {}",
+            team.townships.join(", "),
+            order.township
+        )
+    };
     Ok(Some(Assignment {
-        note: format!("assigned by an operator to {} ({})", team.name, team.id),
+        note: format!("assigned to {} ({}){zone}", team.name, team.id),
         team,
         technician,
     }))

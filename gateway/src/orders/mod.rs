@@ -4,6 +4,11 @@
 //!
 //! [`OrderService`] is the component; [`store::Store`] the database; [`model`] the lifecycle;
 //! [`dispatch`] the routing; [`sla`] the clocks; [`reports`] the daily/weekly/monthly figures.
+//!
+//! The record is the server's: event times come from the service's [`Clock`]; only an operator
+//! may supply one, within a window ([`model::TimeWindow`]); every order, household, device and
+//! team a request names is checked against the caller's scope in the same store transaction
+//! that writes; a team's misuse finding is a claim until an operator confirms it.
 
 pub mod calendar;
 pub mod clock;
@@ -21,9 +26,14 @@ use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 pub use model::OrderState;
-use model::{charge, next_state, Step, TransitionError};
+use model::{
+    can_confirm_misuse, charge, misuse_claim_pending, next_state, Step, TimeWindow,
+    TransitionError, ORDER_EVENT_MISUSE_CLAIMED, ORDER_EVENT_MISUSE_CONFIRMED,
+    ORDER_EVENT_RESOLVED,
+};
 use store::{AlertRow, ComplaintRow, NewOrder, OrderRow, OrderUpdate, Store, StoreError};
 
+use crate::auth::{Principal, Role};
 use crate::metrics::Metrics;
 use clock::Clock;
 use sla::SlaConfig;
@@ -69,7 +79,8 @@ pub struct ComplaintRequest {
     /// The household complaining; give this or `device_id`.
     #[serde(default)]
     pub household_id: Option<String>,
-    /// When the complaint was received (Unix ms); defaults to now.
+    /// When the complaint was received (Unix ms); defaults to the server's clock. Only an
+    /// operator may set it, within [server now - 24 h, server now + 60 s] (a call logged late).
     #[serde(default)]
     pub received_at_ms: Option<i64>,
     /// What the resident said.
@@ -117,9 +128,15 @@ pub enum OrderAction {
     },
     Accept,
     Arrive,
+    /// `misuse` from an operator charges the resident at once; from anyone else it is recorded
+    /// as a claim (`misuse_claimed`) and charges nothing until [`OrderAction::ConfirmMisuse`].
     Resolve {
         parts: Vec<PartUse>,
         misuse: bool,
+        note: String,
+    },
+    /// An operator confirms a team's misuse claim: the charge rule then applies with misuse.
+    ConfirmMisuse {
         note: String,
     },
     Callback {
@@ -151,6 +168,53 @@ pub enum OrderError {
     Transition(#[from] TransitionError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Most part lines on one resolve.
+pub const MAX_PART_LINES: usize = 50;
+/// The most a repair's parts may be worth, in fen (1 000 000 CNY): far above any heater.
+pub const MAX_PARTS_CENTS: i64 = 100_000_000;
+
+/// Why a request to the order service was refused: an [`OrderError`], or a refusal that
+/// concerns the caller or a value's range.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The caller's role or scope does not allow it (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A value outside its allowed range (HTTP 422); `message` names the field and the range.
+    #[error("{message}")]
+    OutOfRange {
+        field: &'static str,
+        message: String,
+    },
+    /// The order's state or history does not allow it (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+}
+
+impl From<StoreError> for RequestError {
+    fn from(error: StoreError) -> Self {
+        Self::Order(OrderError::Store(error))
+    }
+}
+
+impl From<TransitionError> for RequestError {
+    fn from(error: TransitionError) -> Self {
+        Self::Order(OrderError::Transition(error))
+    }
+}
+
+impl RequestError {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::Order(OrderError::Invalid(message.into()))
+    }
+
+    fn out_of_range(field: &'static str, message: String) -> Self {
+        Self::OutOfRange { field, message }
+    }
 }
 
 /// A change operators and technicians may want to see live (SSE, MQTT).
@@ -288,6 +352,10 @@ pub struct OrderService {
     notices: broadcast::Sender<OrderNotice>,
     live: broadcast::Sender<LiveEvent>,
     notifier: Option<Arc<dyn TeamNotifier>>,
+    /// How far the newest data may be ahead of `clock`: 0 on the wall clock; in event-clock
+    /// mode the clock is the watermark, which trails the newest reading by `rules.lateness`, so
+    /// a client time up to that much ahead of it is not in the future of the data.
+    clock_lead_ms: i64,
 }
 
 impl OrderService {
@@ -302,7 +370,15 @@ impl OrderService {
             notices,
             live,
             notifier: None,
+            clock_lead_ms: 0,
         }
+    }
+
+    /// In event-clock mode: the watermark (the clock) trails the newest reading by `lead`;
+    /// client-supplied times are bounded against the newest reading instead.
+    pub fn with_clock_lead(mut self, lead: std::time::Duration) -> Self {
+        self.clock_lead_ms = i64::try_from(lead.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     /// Sends each dispatched order to its team's clients.
@@ -739,15 +815,23 @@ impl OrderService {
         }
     }
 
-    /// Takes a complaint: links it to the device's (or household's) open order, or opens a new
-    /// order from it and dispatches it.
+    /// Takes a complaint on behalf of `principal`: links it to the device's (or household's)
+    /// open order, or opens a new order from it and dispatches it. The roles that may file
+    /// complaints are the API's to check; this checks, in the transaction that writes, that the
+    /// device, the household and the order it would link to are all in the caller's scope, and
+    /// the time: the server's clock, unless an operator sets `received_at_ms` within
+    /// [`TimeWindow::complaint`].
     pub async fn complaint(
         &self,
+        principal: &Principal,
         request: ComplaintRequest,
-    ) -> Result<ComplaintOutcome, OrderError> {
+    ) -> Result<ComplaintOutcome, RequestError> {
         let service = self.clone();
+        let principal = principal.clone();
         let (outcome, notices, dispatched) = self
-            .with_store(move |store| Ok(service.complaint_in(store, request)))
+            .with_store(move |store| {
+                Ok(store.batch(|store| service.complaint_in(store, &principal, request)))
+            })
             .await??;
         self.announce(notices, &dispatched);
         Ok(outcome)
@@ -757,30 +841,95 @@ impl OrderService {
     fn complaint_in(
         &self,
         store: &mut Store,
+        principal: &Principal,
         request: ComplaintRequest,
-    ) -> Result<(ComplaintOutcome, Vec<OrderNotice>, Vec<OrderRow>), OrderError> {
-        let at_ms = request
-            .received_at_ms
-            .unwrap_or_else(|| self.clock.now_ms());
-        let device_id = match (&request.device_id, &request.household_id) {
-            (Some(device), _) => device.clone(),
-            (None, Some(household)) => store.device_of_household(household)?.ok_or_else(|| {
-                OrderError::Invalid(format!("household {household:?} has no registered device"))
-            })?,
+    ) -> Result<(ComplaintOutcome, Vec<OrderNotice>, Vec<OrderRow>), RequestError> {
+        let now = self.clock.now_ms();
+        let at_ms = match request.received_at_ms {
+            None => now,
+            Some(_) if principal.role != Role::Operator => {
+                return Err(RequestError::Forbidden(format!(
+                    "received_at_ms: a {:?} token may not date a complaint; omit it and the \
+                     server's clock is used (only an operator may set it, from server now - 24 h \
+                     to server now + 60 s)",
+                    principal.role
+                )))
+            }
+            Some(t) => TimeWindow::complaint(now.saturating_add(self.clock_lead_ms))
+                .check("received_at_ms", t)
+                .map_err(|m| RequestError::out_of_range("received_at_ms", m))?,
+        };
+        let outside = |field: &str, value: &str| {
+            RequestError::Forbidden(format!("{field} {value:?} is outside the token's township"))
+        };
+        // Scope first, for everything the request names, before anything else is said about it.
+        if let Some(household) = &request.household_id {
+            if let Some(township) = store.township_of_household(household)? {
+                if !principal.can_read_township(&township) {
+                    return Err(outside("household_id", household));
+                }
+            }
+        }
+        let (device_id, context) = match (&request.device_id, &request.household_id) {
+            (Some(device), _) => (device.clone(), store.device_context(device)?),
+            (None, Some(household)) => {
+                let device = store.device_of_household(household)?.ok_or_else(|| {
+                    RequestError::invalid(format!(
+                        "household_id {household:?} is not in the registry or has no registered device"
+                    ))
+                })?;
+                let context = store.device_context(&device)?;
+                (device, context)
+            }
             (None, None) => {
-                return Err(OrderError::Invalid(
-                    "a complaint needs device_id or household_id".into(),
+                return Err(RequestError::invalid(
+                    "a complaint needs device_id or household_id",
                 ))
             }
         };
-        let context = store.device_context(&device_id)?;
-        let existing = match (&context, &request.household_id) {
-            (_, Some(household)) => store.open_order_for_household(household)?,
-            (Some(context), None) => store
+        if let Some(context) = &context {
+            if !principal.can_read_township(&context.village.township_id) {
+                let (field, value) = match &request.device_id {
+                    Some(device) => ("device_id", device.as_str()),
+                    None => ("household_id", context.household.id.as_str()),
+                };
+                return Err(outside(field, value));
+            }
+        }
+        // A device and a household named together must agree: the household decides which
+        // open order the complaint joins, the device what a new order is about.
+        if let (Some(device), Some(household)) = (&request.device_id, &request.household_id) {
+            match &context {
+                Some(context) if context.household.id == *household => {}
+                Some(context) => {
+                    return Err(RequestError::invalid(format!(
+                        "device_id {device:?} belongs to household {:?}, not to household_id {household:?}",
+                        context.household.id
+                    )))
+                }
+                None => {
+                    return Err(RequestError::invalid(format!(
+                        "device_id {device:?} is not in the registry, so it cannot belong to household_id {household:?}; give one of them"
+                    )))
+                }
+            }
+        }
+        let existing = match &context {
+            Some(context) => store
                 .open_order_for_household(&context.household.id)?
                 .or(store.open_order_for_device(&device_id)?),
-            (None, None) => store.open_order_for_device(&device_id)?,
+            None => store.open_order_for_device(&device_id)?,
         };
+        if let Some(order) = &existing {
+            // An unregistered device's order carries the township of its topic.
+            if !principal.can_read_township(&order.township) {
+                let (field, value) = match (&request.device_id, &request.household_id) {
+                    (None, Some(household)) => ("household_id", household.as_str()),
+                    _ => ("device_id", device_id.as_str()),
+                };
+                return Err(outside(field, value));
+            }
+        }
         let channel = request.channel.as_str();
         let mut notices = Vec::new();
         let mut dispatched = Vec::new();
@@ -788,8 +937,8 @@ impl OrderService {
             Some(order) => (order.id, true, order.pre_emptive),
             None => {
                 let Some(context) = context.as_ref() else {
-                    return Err(OrderError::Invalid(format!(
-                        "device {device_id:?} is not in the registry; import it first"
+                    return Err(RequestError::invalid(format!(
+                        "device_id {device_id:?} is not in the registry; import it first"
                     )));
                 };
                 let summary = if request.text.is_empty() {
@@ -812,7 +961,7 @@ impl OrderService {
                 )?;
                 let id = store
                     .create_order(&order)?
-                    .ok_or_else(|| OrderError::Invalid("the order could not be created".into()))?;
+                    .ok_or_else(|| RequestError::invalid("the order could not be created"))?;
                 self.metrics.order_opened();
                 if let Some(row) = store.order_row(id)? {
                     notices.push(OrderNotice::of(&row, "created", at_ms, row.summary.clone()));
@@ -835,7 +984,7 @@ impl OrderService {
             linked,
         })?;
         self.metrics.complaint(linked && pre_emptive);
-        tracing::info!(complaint = complaint_id, order = order_id, device = %device_id, channel, linked, pre_emptive, "complaint taken");
+        tracing::info!(complaint = complaint_id, order = order_id, device = %device_id, channel, linked, pre_emptive, by = %principal.actor(), "complaint taken");
         Ok((
             ComplaintOutcome {
                 complaint_id,
@@ -848,20 +997,28 @@ impl OrderService {
         ))
     }
 
-    /// Applies an action to an order on behalf of `actor`. Permission checks are the caller's
-    /// (the API); this checks the lifecycle and the data.
+    /// Applies an action to an order on behalf of `principal`. The role each route needs is
+    /// the API's to check; this checks, in the transaction that writes: that the order (and
+    /// any order or team the action names) is in the caller's scope, the event time (the
+    /// server's clock; an operator may set one within [`TimeWindow::order_step`]), the
+    /// lifecycle and the data. A refusal writes nothing.
     pub async fn act(
         &self,
         order_id: i64,
-        actor: String,
+        principal: &Principal,
         action: OrderAction,
         at_ms: Option<i64>,
-    ) -> Result<OrderRow, OrderError> {
+    ) -> Result<OrderRow, RequestError> {
         let service = self.clone();
-        let (row, notice) = self
-            .with_store(move |store| Ok(service.act_in(store, order_id, &actor, action, at_ms)))
+        let principal = principal.clone();
+        let (row, notices) = self
+            .with_store(move |store| {
+                Ok(store.batch(|store| service.act_in(store, order_id, &principal, action, at_ms)))
+            })
             .await??;
-        self.notify(notice);
+        for notice in notices {
+            self.notify(notice);
+        }
         if row.state == OrderState::Dispatched {
             if let Some(notifier) = &self.notifier {
                 notifier.order_dispatched(&row);
@@ -870,21 +1027,72 @@ impl OrderService {
         Ok(row)
     }
 
+    /// A team named by a dispatch or reassignment, with the technician if one is named. Only
+    /// an operator may send a team outside its zone.
+    fn named_assignment(
+        store: &Store,
+        order: &OrderRow,
+        principal: &Principal,
+        team_id: &str,
+        technician_id: Option<&str>,
+    ) -> Result<dispatch::Assignment, RequestError> {
+        let assignment = dispatch::assign_to(store, order, team_id, technician_id)?
+            .ok_or_else(|| {
+                RequestError::invalid(match technician_id {
+                    Some(technician) => format!(
+                        "team_id {team_id:?} is not a team, or technician_id {technician:?} is not in it"
+                    ),
+                    None => format!("team_id {team_id:?} is not a team"),
+                })
+            })?;
+        if principal.role != Role::Operator && !dispatch::covers(&assignment.team, &order.township)
+        {
+            return Err(RequestError::Forbidden(format!(
+                "team_id {team_id:?}: the team's zone does not include township {:?}, the order's; only an operator may send a team outside its zone",
+                order.township
+            )));
+        }
+        Ok(assignment)
+    }
+
     fn act_in(
         &self,
         store: &mut Store,
         order_id: i64,
-        actor: &str,
+        principal: &Principal,
         action: OrderAction,
         at_ms: Option<i64>,
-    ) -> Result<(OrderRow, OrderNotice), OrderError> {
+    ) -> Result<(OrderRow, Vec<OrderNotice>), RequestError> {
+        // Another team's or township's order does not exist for the caller.
         let order = store
             .order_row(order_id)?
+            .filter(|order| principal.can_read(order))
             .ok_or(OrderError::NotFound(order_id))?;
-        let at = at_ms
-            .unwrap_or_else(|| self.clock.now_ms())
-            .max(order.created_at_ms);
+        let actor = principal.actor();
+        let actor = actor.as_str();
+        let now = self.clock.now_ms();
+        let last = store
+            .last_event_ms(order_id)?
+            .map_or(order.created_at_ms, |last| last.max(order.created_at_ms));
+        let at = match at_ms {
+            // The server's clock; never before the order's last event, so its history stays
+            // in order when the clock is behind (event-time mode, a reading from the future).
+            None => now.max(last),
+            Some(_) if principal.role != Role::Operator => {
+                return Err(RequestError::Forbidden(format!(
+                    "at_ms: a {:?} token may not set an event time; omit it and the server's \
+                     clock is used (only an operator may set it, from the order's last event to \
+                     server now + 60 s)",
+                    principal.role
+                )))
+            }
+            Some(t) => TimeWindow::order_step(last, now.saturating_add(self.clock_lead_ms))
+                .check("at_ms", t)
+                .map_err(|m| RequestError::out_of_range("at_ms", m))?,
+        };
         let mut update = OrderUpdate::default();
+        // Events recorded after the action's own, at the same time.
+        let mut follow_ups: Vec<(&'static str, String)> = Vec::new();
         let (kind, note): (String, String) = match action {
             OrderAction::Dispatch {
                 team_id,
@@ -892,18 +1100,15 @@ impl OrderService {
             } => {
                 update.state = Some(next_state(order.state, &Step::Dispatch)?);
                 let assignment = match team_id {
-                    Some(team) => {
-                        dispatch::assign_to(store, &order, &team, technician_id.as_deref())?
-                            .ok_or_else(|| {
-                                OrderError::Invalid(format!(
-                                    "no team {team:?} (or technician not in it)"
-                                ))
-                            })?
-                    }
+                    Some(team) => Self::named_assignment(
+                        store,
+                        &order,
+                        principal,
+                        &team,
+                        technician_id.as_deref(),
+                    )?,
                     None => dispatch::route(store, &order)?.ok_or_else(|| {
-                        OrderError::Invalid(
-                            "no team covers this order; name one with team_id".into(),
-                        )
+                        RequestError::invalid("no team covers this order; name one with team_id")
                     })?,
                 };
                 update.team_id = Some(assignment.team.id.clone());
@@ -918,13 +1123,13 @@ impl OrderService {
                 reason,
             } => {
                 update.state = Some(next_state(order.state, &Step::Reassign)?);
-                let assignment =
-                    dispatch::assign_to(store, &order, &team_id, technician_id.as_deref())?
-                        .ok_or_else(|| {
-                            OrderError::Invalid(format!(
-                                "no team {team_id:?} (or technician not in it)"
-                            ))
-                        })?;
+                let assignment = Self::named_assignment(
+                    store,
+                    &order,
+                    principal,
+                    &team_id,
+                    technician_id.as_deref(),
+                )?;
                 update.team_id = Some(assignment.team.id.clone());
                 update.technician_id = assignment.technician.map(|t| t.id);
                 (
@@ -948,41 +1153,123 @@ impl OrderService {
                 note,
             } => {
                 update.state = Some(next_state(order.state, &Step::Resolve)?);
+                if parts.len() > MAX_PART_LINES {
+                    return Err(RequestError::out_of_range(
+                        "parts",
+                        format!(
+                            "parts: {} lines, at most {MAX_PART_LINES} (give a quantity instead)",
+                            parts.len()
+                        ),
+                    ));
+                }
                 let mut used = Vec::with_capacity(parts.len());
                 for part in &parts {
                     if !(1..=100).contains(&part.quantity) {
-                        return Err(OrderError::Invalid(format!(
+                        return Err(RequestError::invalid(format!(
                             "part {:?}: quantity {} is not 1..=100",
                             part.code, part.quantity
                         )));
                     }
                     let known = store.part(&part.code)?.ok_or_else(|| {
-                        OrderError::Invalid(format!(
+                        RequestError::invalid(format!(
                             "part {:?} is not in the unified price list",
                             part.code
                         ))
                     })?;
                     used.push((known, part.quantity));
                 }
-                let parts_cents: i64 = used.iter().map(|(p, q)| p.price_cents * q).sum();
-                let charge = charge(parts_cents, order.in_warranty.unwrap_or(false), misuse);
+                let mut parts_cents: i64 = 0;
+                for (part, quantity) in &used {
+                    parts_cents = part
+                        .price_cents
+                        .checked_mul(*quantity)
+                        .and_then(|line| parts_cents.checked_add(line))
+                        .filter(|total| (0..=MAX_PARTS_CENTS).contains(total))
+                        .ok_or_else(|| {
+                            RequestError::out_of_range(
+                                "parts",
+                                format!(
+                                    "parts: the total value leaves 0..={} CNY at part {:?} ({} fen x{quantity}); check the price list",
+                                    MAX_PARTS_CENTS / 100,
+                                    part.code,
+                                    part.price_cents
+                                ),
+                            )
+                        })?;
+                }
+                // A team's finding of misuse is a claim: the resident is charged for it only
+                // once an operator confirms it.
+                let applied = misuse && principal.role == Role::Operator;
+                let claimed = misuse && !applied;
+                let charge = charge(parts_cents, order.in_warranty.unwrap_or(false), applied);
                 store.add_parts(order_id, &used)?;
                 update.resolved_at_ms = Some(at);
                 update.parts_cents = Some(charge.parts_cents);
                 update.resident_pays_cents = Some(charge.resident_pays_cents);
-                update.misuse = Some(misuse);
+                update.misuse = Some(applied);
+                if claimed {
+                    follow_ups.push((
+                        ORDER_EVENT_MISUSE_CLAIMED,
+                        format!(
+                            "misuse claimed by {actor}; the resident is not charged for it until an operator confirms it (confirm_misuse)"
+                        ),
+                    ));
+                }
                 let parts_text: Vec<String> = used
                     .iter()
                     .map(|(p, q)| format!("{} x{q}", p.code))
                     .collect();
                 (
-                    "resolved".into(),
+                    ORDER_EVENT_RESOLVED.into(),
                     format!(
                         "parts: [{}]; parts value {:.2} CNY; resident pays {:.2} CNY{}{}",
                         parts_text.join(", "),
                         charge.parts_cents as f64 / 100.0,
                         charge.resident_pays_cents as f64 / 100.0,
-                        if misuse { "; misuse" } else { "" },
+                        if applied {
+                            "; misuse"
+                        } else if claimed {
+                            "; misuse claimed, awaiting an operator's confirmation"
+                        } else {
+                            ""
+                        },
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {note}")
+                        }
+                    ),
+                )
+            }
+            OrderAction::ConfirmMisuse { note } => {
+                if principal.role != Role::Operator {
+                    return Err(RequestError::Forbidden(format!(
+                        "a {:?} token may not confirm misuse; only an operator may",
+                        principal.role
+                    )));
+                }
+                if !can_confirm_misuse(order.state) {
+                    return Err(TransitionError {
+                        step: "confirm misuse on",
+                        state: order.state.as_str(),
+                    }
+                    .into());
+                }
+                let kinds = store.event_kinds(order_id)?;
+                if !misuse_claim_pending(kinds.iter().map(String::as_str)) {
+                    return Err(RequestError::Conflict(format!(
+                        "order {order_id} has no misuse claim awaiting confirmation (a team's resolve with misuse: true records one)"
+                    )));
+                }
+                let charge = charge(order.parts_cents, order.in_warranty.unwrap_or(false), true);
+                update.misuse = Some(true);
+                update.resident_pays_cents = Some(charge.resident_pays_cents);
+                (
+                    ORDER_EVENT_MISUSE_CONFIRMED.into(),
+                    format!(
+                        "misuse confirmed: parts value {:.2} CNY; resident pays {:.2} CNY{}",
+                        charge.parts_cents as f64 / 100.0,
+                        charge.resident_pays_cents as f64 / 100.0,
                         if note.is_empty() {
                             String::new()
                         } else {
@@ -997,7 +1284,7 @@ impl OrderService {
                 note,
             } => {
                 if !(1..=5).contains(&satisfaction) {
-                    return Err(OrderError::Invalid(format!(
+                    return Err(RequestError::invalid(format!(
                         "satisfaction {satisfaction} is not 1..=5"
                     )));
                 }
@@ -1029,7 +1316,7 @@ impl OrderService {
             }
             OrderAction::Cancel { reason } => {
                 if reason.trim().is_empty() {
-                    return Err(OrderError::Invalid("a cancellation needs a reason".into()));
+                    return Err(RequestError::invalid("a cancellation needs a reason"));
                 }
                 update.state = Some(next_state(order.state, &Step::Cancel)?);
                 update.closed_at_ms = Some(at);
@@ -1037,13 +1324,16 @@ impl OrderService {
             }
             OrderAction::Merge { into } => {
                 if into == order_id {
-                    return Err(OrderError::Invalid(
-                        "an order cannot be merged into itself".into(),
+                    return Err(RequestError::invalid(
+                        "an order cannot be merged into itself",
                     ));
                 }
-                let target = store.order_row(into)?.ok_or(OrderError::NotFound(into))?;
+                let target = store
+                    .order_row(into)?
+                    .filter(|target| principal.can_read(target))
+                    .ok_or(OrderError::NotFound(into))?;
                 if !target.state.is_open() {
-                    return Err(OrderError::Invalid(format!(
+                    return Err(RequestError::invalid(format!(
                         "order {into} is {}",
                         target.state.as_str()
                     )));
@@ -1062,7 +1352,7 @@ impl OrderService {
             }
             OrderAction::Escalate { note } => {
                 if !order.state.is_open() {
-                    return Err(OrderError::Invalid(format!(
+                    return Err(RequestError::invalid(format!(
                         "order is {}",
                         order.state.as_str()
                     )));
@@ -1072,11 +1362,17 @@ impl OrderService {
             }
         };
         store.append_event(order_id, at, actor, &kind, &note, &update)?;
+        for (kind, note) in &follow_ups {
+            store.append_event(order_id, at, actor, kind, note, &OrderUpdate::default())?;
+        }
         let row = store
             .order_row(order_id)?
             .ok_or(OrderError::NotFound(order_id))?;
-        let notice = OrderNotice::of(&row, &kind, at, note);
-        Ok((row, notice))
+        let mut notices = vec![OrderNotice::of(&row, &kind, at, note)];
+        for (kind, note) in follow_ups {
+            notices.push(OrderNotice::of(&row, kind, at, note));
+        }
+        Ok((row, notices))
     }
 
     /// Raises the SLA warnings and escalations due at the service's clock. Returns them.

@@ -1,12 +1,31 @@
 //! The work-order lifecycle as a state machine over events: created -> dispatched -> accepted
 //! -> on site -> resolved -> callback done -> closed, plus cancelled and merged, with reopening
-//! when the resident says the problem is not solved. Also the charge rule of the scheme.
+//! when the resident says the problem is not solved. Also the charge rule of the scheme, the
+//! misuse claim a team records and an operator confirms, and the windows within which a
+//! client-supplied time is accepted (the record's times are the server's).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Kind of the first event of every order.
 pub const ORDER_EVENT_CREATED: &str = "created";
+/// Kind of the event of a resolve.
+pub const ORDER_EVENT_RESOLVED: &str = "resolved";
+/// Kind of the event a team's `misuse: true` records: a claim, which does not charge the
+/// resident until an operator confirms it.
+pub const ORDER_EVENT_MISUSE_CLAIMED: &str = "misuse_claimed";
+/// Kind of the event of an operator's confirmation of a misuse claim; the charge follows it.
+pub const ORDER_EVENT_MISUSE_CONFIRMED: &str = "misuse_confirmed";
+
+/// How far ahead of the server's clock a client-supplied time may be: the clock skew of an
+/// operator's machine, no more.
+pub const FUTURE_TOLERANCE_MS: i64 = 60_000;
+/// How far back an operator may date a complaint's `received_at_ms`: a hotline clerk may log a
+/// call at the end of a shift or the next morning, and the 12345 platform forwards some tickets
+/// the next day. Older than that, the date would open an order whose SLA clocks had run out
+/// before anyone saw it, and would rewrite yesterday's report, so such a complaint is taken
+/// at the server's time with the real date in its text.
+pub const COMPLAINT_BACKDATE_MS: i64 = 24 * 3_600_000;
 
 /// Where an order stands, derived from its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -185,6 +204,102 @@ pub fn charge(parts_cents: i64, in_warranty: bool, misuse: bool) -> Charge {
     }
 }
 
+/// Whether a misuse claim awaits an operator's confirmation: of the order's event kinds
+/// (oldest first), the latest `resolved`, `misuse_claimed` or `misuse_confirmed` is a claim.
+/// A resolve after a reopening replaces an earlier claim.
+pub fn misuse_claim_pending<'a>(kinds: impl IntoIterator<Item = &'a str>) -> bool {
+    kinds
+        .into_iter()
+        .filter(|kind| {
+            matches!(
+                *kind,
+                ORDER_EVENT_RESOLVED | ORDER_EVENT_MISUSE_CLAIMED | ORDER_EVENT_MISUSE_CONFIRMED
+            )
+        })
+        .last()
+        == Some(ORDER_EVENT_MISUSE_CLAIMED)
+}
+
+/// A misuse claim may be confirmed while the repair stands: resolved, or after the callback,
+/// and before the order is closed.
+pub fn can_confirm_misuse(state: OrderState) -> bool {
+    matches!(state, OrderState::Resolved | OrderState::CallbackDone)
+}
+
+/// The times a client-supplied event time may take, inclusive, in Unix ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub earliest_ms: i64,
+    pub latest_ms: i64,
+    /// Why these bounds, for the error message.
+    pub why: &'static str,
+}
+
+impl TimeWindow {
+    /// An operator's time for an order step: not before the order's last event (its history
+    /// stays in order), not more than [`FUTURE_TOLERANCE_MS`] after the server's clock.
+    pub fn order_step(last_event_ms: i64, now_ms: i64) -> Self {
+        Self {
+            earliest_ms: last_event_ms,
+            latest_ms: now_ms.saturating_add(FUTURE_TOLERANCE_MS),
+            why: "from the order's last event to server now + 60 s",
+        }
+    }
+
+    /// An operator's `received_at_ms` for a complaint: at most [`COMPLAINT_BACKDATE_MS`]
+    /// before the server's clock, at most [`FUTURE_TOLERANCE_MS`] after it.
+    pub fn complaint(now_ms: i64) -> Self {
+        Self {
+            earliest_ms: now_ms.saturating_sub(COMPLAINT_BACKDATE_MS),
+            latest_ms: now_ms.saturating_add(FUTURE_TOLERANCE_MS),
+            why: "from server now - 24 h to server now + 60 s",
+        }
+    }
+
+    /// `value` if it lies in the window, else a message that names `field`, the value and
+    /// the window.
+    pub fn check(&self, field: &str, value: i64) -> Result<i64, String> {
+        if (self.earliest_ms..=self.latest_ms).contains(&value) {
+            return Ok(value);
+        }
+        let window = if self.earliest_ms > self.latest_ms {
+            " (empty: the server's clock is behind the order's last event; omit the field)"
+        } else {
+            ""
+        };
+        Err(format!(
+            "{field} {} is outside the allowed window [{}, {}] ({}){window}",
+            time_text(value),
+            time_text(self.earliest_ms),
+            time_text(self.latest_ms),
+            self.why,
+        ))
+    }
+}
+
+/// A Unix time in ms with its China Standard Time reading when it has one in years 1..=9999,
+/// e.g. `1796083200000 (2026-12-01T08:00:00+08:00)`.
+pub fn time_text(ms: i64) -> String {
+    // 0001-01-01 and 10000-01-01 in Unix ms.
+    const FIRST_MS: i64 = -62_135_596_800_000;
+    const END_MS: i64 = 253_402_300_800_000;
+    let Some(local) = ms
+        .checked_add(8 * 3_600_000)
+        .filter(|l| (FIRST_MS..END_MS).contains(l))
+    else {
+        return ms.to_string();
+    };
+    let day_ms = super::calendar::DAY_MS;
+    let (y, m, d) = super::calendar::civil_from_days(local.div_euclid(day_ms));
+    let in_day = local.rem_euclid(day_ms) / 1000;
+    format!(
+        "{ms} ({y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+08:00)",
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +355,59 @@ mod tests {
         assert_eq!(charge(12_000, false, false).resident_pays_cents, 12_000);
         assert_eq!(charge(12_000, true, true).resident_pays_cents, 12_000);
         assert_eq!(charge(0, false, false).resident_pays_cents, 0);
+    }
+
+    #[test]
+    fn a_misuse_claim_waits_for_confirmation_and_a_new_resolve_replaces_it() {
+        let claimed = ["created", "dispatched", "resolved", "misuse_claimed"];
+        assert!(misuse_claim_pending(claimed));
+        assert!(misuse_claim_pending(
+            claimed.into_iter().chain(["callback", "sla_warning"])
+        ));
+        assert!(!misuse_claim_pending(
+            claimed.into_iter().chain(["misuse_confirmed"])
+        ));
+        assert!(!misuse_claim_pending(
+            claimed.into_iter().chain(["reopened", "resolved"])
+        ));
+        assert!(!misuse_claim_pending(["created", "resolved"]));
+        assert!(can_confirm_misuse(OrderState::CallbackDone));
+        assert!(!can_confirm_misuse(OrderState::Closed));
+        assert!(!can_confirm_misuse(OrderState::OnSite));
+    }
+
+    #[test]
+    fn time_windows_are_inclusive_saturate_and_name_the_field() {
+        let now = 1_796_083_200_000;
+        let step = TimeWindow::order_step(now - 1_000, now);
+        assert_eq!(step.check("at_ms", now - 1_000), Ok(now - 1_000));
+        assert_eq!(step.check("at_ms", now + 60_000), Ok(now + 60_000));
+        let early = step.check("at_ms", 1).expect_err("before the last event");
+        assert!(
+            early.starts_with("at_ms 1 (1970-01-01T08:00:00+08:00) is outside the allowed window [1796083199000 (2026-12-01T07:59:59+08:00), 1796083260000 (2026-12-01T08:01:00+08:00)]"),
+            "{early}"
+        );
+        let late = step.check("at_ms", i64::MAX).expect_err("far future");
+        assert!(
+            late.starts_with(&format!("at_ms {} is outside", i64::MAX)),
+            "{late}"
+        );
+        assert!(step.check("at_ms", i64::MIN).is_err());
+        let saturated = TimeWindow::order_step(i64::MAX - 5, i64::MAX - 5);
+        assert_eq!(saturated.latest_ms, i64::MAX);
+        let behind = TimeWindow::order_step(now + 120_000, now);
+        assert!(behind
+            .check("at_ms", now)
+            .expect_err("empty")
+            .contains("empty"));
+        let complaint = TimeWindow::complaint(now);
+        assert!(complaint
+            .check("received_at_ms", now - 24 * 3_600_000)
+            .is_ok());
+        assert!(complaint
+            .check("received_at_ms", now - 24 * 3_600_000 - 1)
+            .expect_err("too old")
+            .contains("received_at_ms"));
+        assert_eq!(TimeWindow::complaint(i64::MIN + 1).earliest_ms, i64::MIN);
     }
 }

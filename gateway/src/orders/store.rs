@@ -343,14 +343,20 @@ impl Store {
 
     /// Runs `f` as one transaction: every change it makes is committed together, or none
     /// (the methods it calls nest as savepoints). Used for bursts of alerts.
-    pub fn batch<T>(
+    /// `E` is any error a store error converts into, so a refusal in `f` (after some writes)
+    /// undoes those writes too.
+    pub fn batch<T, E: From<StoreError>>(
         &mut self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.connection.execute_batch("SAVEPOINT batch")?;
+        f: impl FnOnce(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.connection
+            .execute_batch("SAVEPOINT batch")
+            .map_err(StoreError::from)?;
         match f(self) {
             Ok(value) => {
-                self.connection.execute_batch("RELEASE batch")?;
+                self.connection
+                    .execute_batch("RELEASE batch")
+                    .map_err(StoreError::from)?;
                 Ok(value)
             }
             Err(error) => {
@@ -581,6 +587,18 @@ impl Store {
             params![order_id, priority],
         )?;
         Ok(())
+    }
+
+    /// The township of a household (through its village).
+    pub fn township_of_household(&self, household_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT v.township_id FROM households h JOIN villages v ON v.id = h.village_id WHERE h.id = ?1",
+                [household_id],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// A household's first registered device (complaints name a household).
@@ -1151,6 +1169,24 @@ impl Store {
         Ok(Some((order, events)))
     }
 
+    /// The time of an order's latest event (by event time, not by insertion), if it has any.
+    pub fn last_event_ms(&self, order_id: i64) -> Result<Option<i64>, StoreError> {
+        Ok(self.connection.query_row(
+            "SELECT MAX(at_ms) FROM order_events WHERE order_id = ?1",
+            [order_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The kinds of an order's events, oldest first.
+    pub fn event_kinds(&self, order_id: i64) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT kind FROM order_events WHERE order_id = ?1 ORDER BY id")?;
+        let rows = statement.query_map([order_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Saves a value under `key` (rule-engine snapshot and similar).
     pub fn put(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.connection.execute(
@@ -1384,6 +1420,29 @@ mod tests {
             2
         );
         assert_eq!(store.get("snapshot").expect("get").as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn the_last_event_time_is_the_latest_by_time_not_by_insertion() {
+        let mut store = Store::in_memory().expect("store");
+        assert_eq!(store.last_event_ms(1).expect("query"), None);
+        store.alert_fired(&alert("e1")).expect("insert");
+        let id = store
+            .create_order(&order("e1"))
+            .expect("create")
+            .expect("new");
+        assert_eq!(store.last_event_ms(id).expect("query"), Some(1_000));
+        for at_ms in [3_000, 2_000] {
+            store
+                .append_event(id, at_ms, "op", "note", "", &OrderUpdate::default())
+                .expect("event");
+        }
+        assert_eq!(store.last_event_ms(id).expect("query"), Some(3_000));
+        assert_eq!(
+            store.event_kinds(id).expect("kinds"),
+            ["created", "note", "note"]
+        );
+        assert_eq!(store.township_of_household("nobody").expect("query"), None);
     }
 
     #[test]

@@ -319,6 +319,11 @@ fn parse_bool(value: &str) -> Option<bool> {
 pub fn parse_date(value: &str) -> Option<(i32, u32, u32)> {
     let mut parts = value.split('-');
     let year: i32 = parts.next()?.parse().ok()?;
+    // Four-digit years only: dates are stored and compared as `YYYY-MM-DD` text, and a year
+    // near i32::MAX would overflow the warranty arithmetic.
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
     let month: u32 = parts.next()?.parse().ok()?;
     let day: u32 = parts.next()?.parse().ok()?;
     if parts.next().is_some()
@@ -343,7 +348,7 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 /// The last day of a warranty of `years` from `installed_on` (the day before the anniversary).
 pub fn warranty_until(installed_on: (i32, u32, u32), years: i32) -> String {
     let (year, month, day) = installed_on;
-    let end_year = year + years;
+    let end_year = year.saturating_add(years);
     // Day before the anniversary; 29 Feb anniversaries fall back to 28 Feb.
     let day = day.min(days_in_month(end_year, month));
     let (y, m, d) = if day > 1 {
@@ -351,7 +356,7 @@ pub fn warranty_until(installed_on: (i32, u32, u32), years: i32) -> String {
     } else if month > 1 {
         (end_year, month - 1, days_in_month(end_year, month - 1))
     } else {
-        (end_year - 1, 12, 31)
+        (end_year.saturating_sub(1), 12, 31)
     };
     format!("{y:04}-{m:02}-{d:02}")
 }
@@ -893,5 +898,15 @@ mod tests {
         assert_eq!(warranty_until((2020, 1, 1), 5), "2024-12-31");
         assert_eq!(warranty_until((2020, 2, 29), 5), "2025-02-27");
         assert_eq!(warranty_until((2021, 6, 15), 5), "2026-06-14");
+    }
+
+    #[test]
+    fn dates_hold_four_digit_years_and_extreme_ones_do_not_overflow() {
+        assert_eq!(parse_date("2147483647-01-01"), None);
+        assert_eq!(parse_date("0-01-01"), None);
+        assert_eq!(parse_date("-5-01-01"), None);
+        assert_eq!(parse_date("9999-12-31"), Some((9999, 12, 31)));
+        // No wrap even when called with an unchecked year.
+        assert!(!warranty_until((i32::MAX, 1, 1), 5).starts_with('-'));
     }
 }
