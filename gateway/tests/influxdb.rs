@@ -2,6 +2,10 @@
 //! writes on `/api/v2/write`. Readings are written, the server is killed in the middle of the
 //! stream and started again on the same storage, and every reading must be there afterwards.
 //! A stand-in server that holds its answers shows the buffer keeps filling while a write hangs.
+//! A batch the server refuses (a 4xx other than 408 and 429) is not retried: a bad point is
+//! split out and dropped while the rest of its batch is written (through a stand-in in front of
+//! VictoriaMetrics that answers 400 for it, as InfluxDB does), VictoriaMetrics' own 401 drops
+//! the batch, and 5xx, 408 and 429 are still retried.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -98,9 +102,13 @@ async fn healthy(client: &reqwest::Client, base: &str) -> bool {
 }
 
 fn reading(t0: i64, device: usize, n: i64) -> Telemetry {
+    reading_of(&format!("yanqing-dongguan-{device:04}"), t0, n)
+}
+
+fn reading_of(device_id: &str, t0: i64, n: i64) -> Telemetry {
     Telemetry {
         v: 1,
-        device_id: DeviceId::parse(&format!("yanqing-dongguan-{device:04}")).expect("id"),
+        device_id: DeviceId::parse(device_id).expect("id"),
         ts_ms: t0 + n * 1_000,
         seq: n as u64,
         profile: "aurora-ashp".into(),
@@ -407,6 +415,358 @@ async fn points_keep_flowing_into_the_buffer_while_a_write_is_in_flight() {
     assert_eq!(server.lines.load(Ordering::SeqCst), fed);
     assert_eq!(stats.dropped_channel_full.load(Ordering::Relaxed), 0);
     assert_eq!(stats.dropped_buffer_full.load(Ordering::Relaxed), 0);
+    shutdown.cancel();
+    running.await.expect("join").expect("sink ran");
+    serving.abort();
+}
+
+/// A stand-in in front of VictoriaMetrics that refuses, as InfluxDB does for a line it cannot
+/// take, any request with a line naming a `poison` device (400 and the line in its message);
+/// every other request goes through to VictoriaMetrics and gets its answer.
+#[derive(Clone)]
+struct Gatekeeper {
+    upstream: String,
+    client: reqwest::Client,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+async fn gatekeeper_write(
+    axum::extract::State(gate): axum::extract::State<Gatekeeper>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: String,
+) -> (axum::http::StatusCode, String) {
+    gate.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(line) = body.lines().find(|line| line.contains("poison")) {
+        gate.refused.fetch_add(1, Ordering::SeqCst);
+        let message = format!(
+            "{{\"code\":\"invalid\",\"message\":\"unable to parse '{line}': invalid field format\"}}"
+        );
+        return (axum::http::StatusCode::BAD_REQUEST, message);
+    }
+    let url = format!(
+        "{}/api/v2/write?{}",
+        gate.upstream,
+        query.unwrap_or_default()
+    );
+    match gate.client.post(url).body(body).send().await {
+        Ok(response) => {
+            let status = axum::http::StatusCode::from_u16(response.status().as_u16())
+                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(error) => (axum::http::StatusCode::BAD_GATEWAY, error.to_string()),
+    }
+}
+
+fn dropped(stats: &SinkStats, reason: &str) -> u64 {
+    match reason {
+        "rejected" => stats.dropped_rejected.load(Ordering::Relaxed),
+        "misconfigured" => stats.dropped_misconfigured.load(Ordering::Relaxed),
+        _ => unreachable!("{reason}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_point_is_split_out_and_dropped_while_its_batch_and_the_next_are_stored() {
+    let storage = std::env::temp_dir().join(format!("gateway-vm-reject-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&storage);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut vm = Vm::start(port, &storage);
+    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
+        healthy(&client, &base)
+    })
+    .await;
+    let gate = Gatekeeper {
+        upstream: base.clone(),
+        client: client.clone(),
+        requests: Default::default(),
+        refused: Default::default(),
+    };
+    let app = axum::Router::new()
+        .route("/api/v2/write", axum::routing::post(gatekeeper_write))
+        .with_state(gate.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gate_port = listener.local_addr().expect("address").port();
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = InfluxConfig {
+        url: Some(format!("http://127.0.0.1:{gate_port}")),
+        batch_size: 20,
+        flush_every: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(500),
+        timeout: Duration::from_secs(5),
+        ..InfluxConfig::default()
+    };
+    let Running {
+        sink,
+        stats,
+        shutdown,
+        task: running,
+    } = start_sink(&config, Duration::from_secs(5));
+
+    // One batch of 20 with a bad point in the middle.
+    let t0 = t0();
+    for device in 0..20 {
+        let reading = if device == 7 {
+            reading_of("yanqing-poison-0007", t0, 0)
+        } else {
+            reading(t0, device, 0)
+        };
+        sink.telemetry(&reading, "yanqing", Some("yanqing-dongguan"));
+    }
+    wait_for(
+        "the batch to be written but for its bad point",
+        Duration::from_secs(30),
+        || async { written(&stats) + dropped(&stats, "rejected") >= 20 },
+    )
+    .await;
+    assert_eq!(written(&stats), 19);
+    assert_eq!(dropped(&stats, "rejected"), 1);
+    assert_eq!(dropped(&stats, "misconfigured"), 0);
+    assert_eq!(
+        stats.write_failures.load(Ordering::Relaxed),
+        0,
+        "a refusal is not a failure to retry"
+    );
+    assert_eq!(
+        stats.write_refusals.load(Ordering::Relaxed),
+        gate.refused.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        gate.requests.load(Ordering::SeqCst),
+        gate.refused.load(Ordering::SeqCst) + stats.write_requests.load(Ordering::Relaxed)
+    );
+
+    // The next batch is written as if nothing had happened.
+    feed(&sink, t0, 20, 1, 2);
+    wait_for(
+        "the next batch written",
+        Duration::from_secs(30),
+        || async { written(&stats) >= 39 },
+    )
+    .await;
+    wait_for(
+        "every good reading stored",
+        Duration::from_secs(30),
+        || async { stored_samples(&client, &base, "telemetry_indoor_temp_c").await >= 39 },
+    )
+    .await;
+    assert_eq!(
+        stored_samples(&client, &base, "telemetry_indoor_temp_c").await,
+        39
+    );
+    // Splitting is bounded: the bad point lies in one half of each split, so at most
+    // 1 + ⌈log2 20⌉ = 6 requests are refused, however the points were batched.
+    let refusals = stats.write_refusals.load(Ordering::Relaxed);
+    assert!((1..=6).contains(&refusals), "{refusals} refused requests");
+    assert_eq!(
+        gate.requests.load(Ordering::SeqCst),
+        refusals + stats.write_requests.load(Ordering::Relaxed)
+    );
+    assert_eq!(stats.buffered.load(Ordering::Relaxed), 0);
+    let text = stats.render();
+    assert!(
+        text.contains("gateway_influx_points_dropped_total{reason=\"rejected\"} 1\n"),
+        "{text}"
+    );
+
+    shutdown.cancel();
+    running.await.expect("join").expect("sink ran");
+    serving.abort();
+    vm.stop();
+    let _ = std::fs::remove_dir_all(&storage);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_victoria_metrics_refuses_as_unauthorised_is_dropped_not_retried() {
+    // VictoriaMetrics with basic auth answers the client's token with 401: a configuration
+    // fault that no retry can mend.
+    let storage = std::env::temp_dir().join(format!("gateway-vm-401-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&storage);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut vm = Vm {
+        child: Command::new("victoria-metrics")
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-storageDataPath={}", storage.display()))
+            .arg("-loggerLevel=ERROR")
+            .arg("-httpAuth.username=heating")
+            .arg("-httpAuth.password=not-the-token")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics must be installed"),
+    };
+    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
+        healthy(&client, &base)
+    })
+    .await;
+    let config = InfluxConfig {
+        url: Some(base.clone()),
+        token: "some-token".into(),
+        batch_size: 100,
+        flush_every: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        timeout: Duration::from_secs(5),
+        ..InfluxConfig::default()
+    };
+    let Running {
+        sink,
+        stats,
+        shutdown,
+        task: running,
+    } = start_sink(&config, Duration::from_secs(2));
+    let t0 = t0();
+    feed(&sink, t0, 10, 0, 1);
+    wait_for(
+        "the batch to be dropped",
+        Duration::from_secs(30),
+        || async { dropped(&stats, "misconfigured") >= 10 },
+    )
+    .await;
+    // The next batch is not stuck behind it: it is sent (and refused) in turn.
+    feed(&sink, t0, 10, 1, 2);
+    wait_for(
+        "the next batch to be dropped",
+        Duration::from_secs(30),
+        || async { dropped(&stats, "misconfigured") >= 20 },
+    )
+    .await;
+    assert_eq!(dropped(&stats, "misconfigured"), 20);
+    assert_eq!(dropped(&stats, "rejected"), 0);
+    assert_eq!(written(&stats), 0);
+    assert_eq!(stats.write_failures.load(Ordering::Relaxed), 0);
+    let refusals = stats.write_refusals.load(Ordering::Relaxed);
+    assert!((2..=20).contains(&refusals), "{refusals}");
+    assert_eq!(stats.buffered.load(Ordering::Relaxed), 0);
+    shutdown.cancel();
+    running.await.expect("join").expect("sink ran");
+    // Nothing was left to lose at shutdown.
+    assert_eq!(stats.dropped_buffer_full.load(Ordering::Relaxed), 0);
+    vm.stop();
+    let _ = std::fs::remove_dir_all(&storage);
+}
+
+/// A stand-in InfluxDB that answers each request with the next status of its script (counting
+/// the lines it answered so), and with 204 (counting the lines) once the script is used up.
+#[derive(Clone)]
+struct Scripted {
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    lines: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    scripted_lines: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Scripted {
+    fn then(&self, statuses: &[u16]) {
+        self.script
+            .lock()
+            .expect("script")
+            .extend(statuses.iter().copied());
+    }
+}
+
+async fn scripted_write(
+    axum::extract::State(server): axum::extract::State<Scripted>,
+    body: String,
+) -> (axum::http::StatusCode, &'static str) {
+    server.requests.fetch_add(1, Ordering::SeqCst);
+    let lines = body.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    let next = server.script.lock().expect("script").pop_front();
+    match next {
+        Some(status) => {
+            server.scripted_lines.fetch_add(lines, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::from_u16(status).expect("status"),
+                "{\"code\":\"scripted\",\"message\":\"as the test says\"}",
+            )
+        }
+        None => {
+            server.lines.fetch_add(lines, Ordering::SeqCst);
+            (axum::http::StatusCode::NO_CONTENT, "")
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_408_and_429_are_retried_and_a_404_is_not() {
+    let server = Scripted {
+        script: Default::default(),
+        requests: Default::default(),
+        lines: Default::default(),
+        scripted_lines: Default::default(),
+    };
+    let app = axum::Router::new()
+        .route("/api/v2/write", axum::routing::post(scripted_write))
+        .with_state(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = InfluxConfig {
+        url: Some(format!("http://127.0.0.1:{port}")),
+        batch_size: 10,
+        flush_every: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(100),
+        timeout: Duration::from_secs(5),
+        ..InfluxConfig::default()
+    };
+    let Running {
+        sink,
+        stats,
+        shutdown,
+        task: running,
+    } = start_sink(&config, Duration::from_secs(2));
+
+    // Three transient answers, then the points are taken: each written once, none dropped.
+    // (Every request is one of: failed, refused, written; however the points were batched.)
+    let accounted = |stats: &SinkStats| {
+        stats.write_failures.load(Ordering::Relaxed)
+            + stats.write_refusals.load(Ordering::Relaxed)
+            + stats.write_requests.load(Ordering::Relaxed)
+    };
+    server.then(&[503, 429, 408]);
+    let t0 = t0();
+    feed(&sink, t0, 10, 0, 1);
+    wait_for(
+        "the batch written after retries",
+        Duration::from_secs(30),
+        || async { written(&stats) >= 10 },
+    )
+    .await;
+    assert_eq!(written(&stats), 10);
+    assert_eq!(stats.write_failures.load(Ordering::Relaxed), 3);
+    assert_eq!(server.lines.load(Ordering::SeqCst), 10);
+    assert_eq!(server.requests.load(Ordering::SeqCst), accounted(&stats));
+    let retried_lines = server.scripted_lines.load(Ordering::SeqCst);
+
+    // A 404 (no such bucket): what it answered is dropped after one request, not retried nor
+    // split, and what follows is written.
+    server.then(&[404]);
+    feed(&sink, t0, 10, 1, 2);
+    feed(&sink, t0, 10, 2, 3);
+    wait_for(
+        "the refused points dropped and the rest written",
+        Duration::from_secs(30),
+        || async { written(&stats) + dropped(&stats, "misconfigured") >= 30 },
+    )
+    .await;
+    let refused_lines = server.scripted_lines.load(Ordering::SeqCst) - retried_lines;
+    assert!(refused_lines >= 1);
+    assert_eq!(dropped(&stats, "misconfigured"), refused_lines);
+    assert_eq!(written(&stats), 30 - refused_lines);
+    assert_eq!(server.lines.load(Ordering::SeqCst), 30 - refused_lines);
+    assert_eq!(dropped(&stats, "rejected"), 0);
+    assert_eq!(stats.write_failures.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.write_refusals.load(Ordering::Relaxed), 1);
+    assert_eq!(server.requests.load(Ordering::SeqCst), accounted(&stats));
     shutdown.cancel();
     running.await.expect("join").expect("sink ran");
     serving.abort();

@@ -1,11 +1,12 @@
 //! Remote commands through a real broker to a pymodbus device (write, read back, refusals,
-//! duplicates, fault reset), and the health report with an unreachable device next to a good
-//! one.
+//! duplicates, fault reset), the command log forgetting expired ids while the agent runs, and
+//! the health report with an unreachable device next to a good one.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use edge_agent::agent::{now_ms, Agent};
+use edge_agent::command::EXPIRY_MARGIN_MS;
 use edge_agent::config::AgentConfig;
 use rumqttc::QoS;
 use tokio_util::sync::CancellationToken;
@@ -171,6 +172,134 @@ async fn commands_are_written_read_back_refused_with_reasons_and_never_run_twice
     .await;
     send(&recorder, serde_json::json!({"v":1,"id":"set-1","expires_ms":soon,"action":"write","name":"setpoint_c","value":12.0})).await;
     assert_eq!(ack_of(&recorder, "set-1", 2).await["status"], "duplicate");
+    shutdown.cancel();
+    task.await.expect("join").expect("agent ran");
+}
+
+/// Starts the agent of `dir` and waits for it to be online (the `nth` time) and reading.
+async fn start_agent(
+    recorder: &Recorder,
+    config: &std::path::Path,
+    nth: usize,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let config = AgentConfig::load(config).unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(Agent::new(config).run(shutdown.clone()));
+    eventually("the agent online", Duration::from_secs(20), || {
+        (recorder
+            .on("/box-it/status")
+            .iter()
+            .filter(|s| s["state"] == "online")
+            .count()
+            >= nth)
+            .then_some(())
+    })
+    .await;
+    let readings = recorder.telemetry(DEVICE).len();
+    eventually("a reading", Duration::from_secs(20), || {
+        (recorder.telemetry(DEVICE).len() > readings).then_some(())
+    })
+    .await;
+    (shutdown, task)
+}
+
+fn logged_ids(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut ids: Vec<String> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| line["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_log_forgets_expired_ids_while_running_and_keeps_unexpired_ones() {
+    let dir = scratch("command-log");
+    let broker = rumqttd();
+    let recorder = Recorder::start(broker, "operator", "heating/v1/#", false).await;
+    let port = free_port();
+    let _device = pymodbus(&[
+        "--tcp".into(),
+        format!("127.0.0.1:{port}"),
+        "--device".into(),
+        device_arg(&dir, 1, &all_types_profile(), &all_types_values()),
+    ]);
+    let devices = format!(
+        "[[devices]]\nid = \"{DEVICE}\"\nprofile = \"peer-all-types\"\ntransport = {{ type = \"tcp\", address = \"127.0.0.1:{port}\" }}\n"
+    );
+    let config = agent_config(&dir, broker, &devices, "");
+    // A log left by an earlier run: one id long past its expiry and margin, one whose margin
+    // runs out a few seconds from now, one executed and valid for another hour.
+    let now = now_ms();
+    let stale = now - EXPIRY_MARGIN_MS - 60_000;
+    let fading = now - EXPIRY_MARGIN_MS + 3_000;
+    let kept = now + 3_600_000;
+    let log = dir.join("data/commands.jsonl");
+    std::fs::create_dir_all(dir.join("data")).expect("data dir");
+    let lines = [
+        serde_json::json!({"id":"stale","device":DEVICE,"expires_ms":stale}),
+        serde_json::json!({"id":"fading","device":DEVICE,"expires_ms":fading}),
+        serde_json::json!({"id":"kept","device":DEVICE,"expires_ms":kept}),
+        serde_json::json!({"id":"kept","device":DEVICE,"expires_ms":kept,"outcome":{
+            "v":1,"id":"kept","device_id":DEVICE,"status":"done","ts_ms":now - 1_000,
+            "name":"setpoint_c","requested":22.0,"read_back":22.0}}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, text).expect("seed the command log");
+
+    let (shutdown, task) = start_agent(&recorder, &config, 1).await;
+    // At start-up the stale id is gone from the file; the fading one is still needed.
+    assert_eq!(logged_ids(&log), ["fading", "kept"]);
+
+    // Once the fading id's margin has run out, the next command prunes it while running.
+    eventually(
+        "the fading id's margin to run out",
+        Duration::from_secs(20),
+        || (now_ms() > fading + EXPIRY_MARGIN_MS).then_some(()),
+    )
+    .await;
+    let soon = now_ms() + 600_000;
+    send(&recorder, serde_json::json!({"v":1,"id":"fresh","expires_ms":soon,"action":"write","name":"setpoint_c","value":21.0})).await;
+    assert_eq!(ack_of(&recorder, "fresh", 0).await["status"], "done");
+    // Replayed, the forgotten command is refused as expired (still not run); the unexpired
+    // one is refused as a duplicate with its first outcome.
+    send(&recorder, serde_json::json!({"v":1,"id":"fading","expires_ms":fading,"action":"write","name":"setpoint_c","value":12.0})).await;
+    let replay = ack_of(&recorder, "fading", 0).await;
+    assert_eq!(replay["status"], "refused", "{replay}");
+    assert_eq!(replay["error"]["reason"], "expired", "{replay}");
+    send(&recorder, serde_json::json!({"v":1,"id":"kept","expires_ms":kept,"action":"write","name":"setpoint_c","value":12.0})).await;
+    let duplicate = ack_of(&recorder, "kept", 0).await;
+    assert_eq!(duplicate["status"], "duplicate", "{duplicate}");
+    assert_eq!(duplicate["read_back"], 22.0, "{duplicate}");
+    shutdown.cancel();
+    task.await.expect("join").expect("agent ran");
+
+    // After a restart: the file holds only what is needed, and both executed ids stay refused.
+    let (shutdown, task) = start_agent(&recorder, &config, 2).await;
+    assert_eq!(logged_ids(&log), ["fresh", "kept"]);
+    send(&recorder, serde_json::json!({"v":1,"id":"kept","expires_ms":kept,"action":"write","name":"setpoint_c","value":12.0})).await;
+    assert_eq!(ack_of(&recorder, "kept", 1).await["status"], "duplicate");
+    send(&recorder, serde_json::json!({"v":1,"id":"fresh","expires_ms":soon,"action":"write","name":"setpoint_c","value":12.0})).await;
+    assert_eq!(ack_of(&recorder, "fresh", 1).await["status"], "duplicate");
+    // Nothing but "fresh" ever wrote the device.
+    eventually(
+        "a reading after the replays",
+        Duration::from_secs(10),
+        || {
+            recorder
+                .telemetry(DEVICE)
+                .last()
+                .filter(|t| t["values"]["setpoint_c"] == 21.0)
+                .map(|_| ())
+        },
+    )
+    .await;
     shutdown.cancel();
     task.await.expect("join").expect("agent ran");
 }

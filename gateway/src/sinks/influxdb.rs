@@ -3,6 +3,17 @@
 //! in a bounded buffer with every dropped point counted by reason. A slow or down InfluxDB
 //! never blocks ingest, rules or orders: producers only ever `try_send`.
 //!
+//! What is retried and what is not: a transport error, a timeout, a 5xx, 408 and 429 are
+//! retried with backoff, the batch kept at the front of the buffer. Any other 4xx is an answer
+//! about the request itself, which the same request cannot change, so it is not retried (one
+//! refused batch would otherwise hold all history behind it). A 400, 413 or 422 (bad point, too
+//! large, outside retention) is split in halves that go out alone, so the good points of the
+//! batch are written and only the refused ones dropped, counted as `rejected`; the splitting is
+//! bounded (twice ⌈log2 batch⌉ splits, see `split_budget`). Any other 4xx (401/403 token, 404 org or bucket, 405 path) is a
+//! configuration fault that splitting cannot help: the batch is dropped, counted as
+//! `misconfigured`. Drops are logged at ERROR with the status and the server's message,
+//! truncated, at most one line per 10 s (the next line says how many drops went unlogged).
+//!
 //! The schema is the contract in `deploy/grafana/README.md` (measurements `telemetry`, `alerts`,
 //! `orders`; event times in milliseconds). Only this module knows how points are shaped.
 
@@ -19,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wire::Telemetry;
 
-use super::line::{Line, NoField};
+use super::line::{Line, PointError};
 use crate::orders::OrderNotice;
 
 /// Where and how history is written.
@@ -104,6 +115,13 @@ pub struct SinkStats {
     pub dropped_buffer_full: AtomicU64,
     /// Dropped because a point could not be built (e.g. no field).
     pub dropped_invalid: AtomicU64,
+    /// Dropped because InfluxDB refused them as bad data (400, 413, 422), after splitting.
+    pub dropped_rejected: AtomicU64,
+    /// Dropped because InfluxDB refused the request itself (401, 403, 404, any other 4xx but
+    /// 408 and 429): token, org, bucket or URL.
+    pub dropped_misconfigured: AtomicU64,
+    /// Write requests answered with a 4xx that is not retried (each split part counts).
+    pub write_refusals: AtomicU64,
     pub write_failures: AtomicU64,
     pub write_requests: AtomicU64,
     /// Sum of successful write durations in microseconds.
@@ -126,6 +144,8 @@ impl SinkStats {
             ("channel_full", &self.dropped_channel_full),
             ("buffer_full", &self.dropped_buffer_full),
             ("invalid", &self.dropped_invalid),
+            ("rejected", &self.dropped_rejected),
+            ("misconfigured", &self.dropped_misconfigured),
         ] {
             out.push_str(&format!(
                 "gateway_influx_points_dropped_total{{reason=\"{reason}\"}} {}\n",
@@ -136,6 +156,11 @@ impl SinkStats {
         out.push_str(&format!(
             "gateway_influx_write_failures_total {}\n",
             load(&self.write_failures)
+        ));
+        out.push_str("# HELP gateway_influx_write_refusals_total InfluxDB write requests answered with a 4xx other than 408 and 429 (not retried)\n# TYPE gateway_influx_write_refusals_total counter\n");
+        out.push_str(&format!(
+            "gateway_influx_write_refusals_total {}\n",
+            load(&self.write_refusals)
         ));
         out.push_str("# HELP gateway_influx_write_seconds time spent in successful InfluxDB writes\n# TYPE gateway_influx_write_seconds summary\n");
         out.push_str(&format!(
@@ -163,7 +188,7 @@ pub struct SinkHandle {
 }
 
 impl SinkHandle {
-    fn send(&self, point: Result<String, NoField>) {
+    fn send(&self, point: Result<String, PointError>) {
         match point {
             Ok(point) => match self.tx.try_send(point) {
                 Ok(()) => {
@@ -184,7 +209,8 @@ impl SinkHandle {
     /// One point per accepted reading (measurement `telemetry`).
     pub fn telemetry(&self, reading: &Telemetry, township: &str, village: Option<&str>) {
         // Tags in key order.
-        let mut point = Line::new("telemetry", 128 + reading.values.len() * 24)
+        let capacity = reading.values.len().saturating_mul(24).saturating_add(128);
+        let mut point = Line::new("telemetry", capacity)
             .tag("device_id", reading.device_id.as_str())
             .tag("kind", reading.kind.as_str())
             .tag("profile", reading.profile.as_str())
@@ -237,7 +263,7 @@ impl SinkHandle {
 
     /// One point per order event (measurement `orders`).
     pub fn order(&self, notice: &OrderNotice, sla: &crate::orders::sla::SlaConfig) {
-        let elapsed_ms = notice.at_ms - notice.created_at_ms;
+        let elapsed_ms = notice.at_ms.saturating_sub(notice.created_at_ms);
         let mut point = Line::new("orders", 160)
             .tag("category", notice.category.as_str())
             .tag("event", notice.kind.as_str())
@@ -323,12 +349,168 @@ fn channel_capacity(config: &InfluxConfig) -> usize {
 /// Most points the task takes from the channel at one wake-up.
 const RECEIVE_RUN: usize = 1024;
 
-/// A write request in progress: its points (kept for a retry), when it started, and the
-/// request itself.
+/// Most characters of a server's answer (or of a transport error) that are logged.
+const MESSAGE_CHARS: usize = 300;
+
+/// At most one ERROR line about dropped, refused points per this long; the next line says how
+/// many drops went unlogged in between.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// First wait before a failed write is retried; it doubles up to `max_backoff`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How a write request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// Worth sending again after a wait: no answer, a transport error, a 5xx, 408, 429, or a
+    /// redirect the client did not follow.
+    Transient(String),
+    /// A 4xx other than 408 and 429: the server refused this request and would refuse it
+    /// again. `message` is the start of its answer, one line.
+    Refused { status: u16, message: String },
+}
+
+/// Sorts the client's answer into written, retry, or refused.
+fn classify(result: Result<(), influxdb2::RequestError>) -> Result<(), Failure> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(influxdb2::RequestError::Http { status, text }) => {
+            classify_status(status.as_u16(), &text)
+        }
+        Err(other) => Err(Failure::Transient(excerpt(&other.to_string()))),
+    }
+}
+
+/// Sorts an HTTP answer other than 204 (the client's only success) by its status.
+fn classify_status(status: u16, text: &str) -> Result<(), Failure> {
+    match status {
+        // Any other 2xx still means the points were taken: sending them again would only
+        // write them twice.
+        200..=299 => Ok(()),
+        408 | 429 => Err(Failure::Transient(format!(
+            "HTTP {status}: {}",
+            excerpt(text)
+        ))),
+        400..=499 => Err(Failure::Refused {
+            status,
+            message: excerpt(text),
+        }),
+        _ => Err(Failure::Transient(format!(
+            "HTTP {status}: {}",
+            excerpt(text)
+        ))),
+    }
+}
+
+/// Statuses that are about the points of a request (a bad point: 400; too large: 413; outside
+/// the retention: 422), so a part of the batch may still be taken.
+fn about_the_points(status: u16) -> bool {
+    matches!(status, 400 | 413 | 422)
+}
+
+/// How many times a refused batch of `points` may be split in halves: twice ⌈log2 points⌉,
+/// enough to isolate one or two bad points exactly (a 5,000-point batch: 26 splits, at most
+/// 53 requests). Past it a refused part is dropped whole.
+fn split_budget(points: usize) -> u32 {
+    let rounds = match points {
+        0 | 1 => 0,
+        n => usize::BITS.saturating_sub(n.saturating_sub(1).leading_zeros()),
+    };
+    rounds.saturating_mul(2)
+}
+
+/// The start of `text` on one line: at most [`MESSAGE_CHARS`] characters, control characters
+/// (line breaks included) as spaces, `…` when cut.
+fn excerpt(text: &str) -> String {
+    let text = text.trim();
+    let mut out: String = text
+        .chars()
+        .take(MESSAGE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(MESSAGE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// `wait` from now on the tokio clock, without overflow (a day at most past the clock's end).
+fn later(wait: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+/// `wait` from now on the standard clock, without overflow.
+fn deadline_after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// A write request in progress: its points (kept for a retry), whether they are a part of a
+/// refused batch, when it started, and the request itself.
 struct Write {
     points: Vec<String>,
+    part: bool,
     started: Instant,
-    request: Pin<Box<dyn Future<Output = Result<(), String>> + Send>>,
+    request: Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>,
+}
+
+/// What the task keeps between writes.
+struct State {
+    /// Points waiting, oldest first.
+    buffer: VecDeque<String>,
+    /// Parts of a batch the server refused as bad data, each written alone, in order, before
+    /// anything from the buffer (history stays in order).
+    parts: VecDeque<Vec<String>>,
+    /// Splits the refused batch in `parts` may still take.
+    splits_left: u32,
+    backoff: Duration,
+    /// No write before this (a failed write waits for its backoff).
+    retry_at: Option<tokio::time::Instant>,
+    /// When the last ERROR line about a drop was logged, and how many drops since went
+    /// unlogged.
+    refusal_logged_at: Option<Instant>,
+    refusals_unlogged: u64,
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            buffer: VecDeque::new(),
+            parts: VecDeque::new(),
+            splits_left: 0,
+            backoff: FIRST_BACKOFF,
+            retry_at: None,
+            refusal_logged_at: None,
+            refusals_unlogged: 0,
+        }
+    }
+
+    /// No backoff to wait for.
+    fn may_write(&self) -> bool {
+        self.retry_at
+            .is_none_or(|at| at <= tokio::time::Instant::now())
+    }
+
+    fn has_points(&self) -> bool {
+        !self.buffer.is_empty() || !self.parts.is_empty()
+    }
+
+    /// Points waiting, the parts of a refused batch included.
+    fn points(&self) -> usize {
+        self.parts
+            .iter()
+            .map(Vec::len)
+            .fold(self.buffer.len(), usize::saturating_add)
+    }
 }
 
 impl InfluxSink {
@@ -338,21 +520,23 @@ impl InfluxSink {
     /// buffer while it is: a write that takes long does not back producers up into
     /// `channel_full` drops; only `max_buffer` bounds what waits.
     pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) -> anyhow::Result<()> {
-        let mut buffer: VecDeque<String> = VecDeque::new();
-        let mut tick = tokio::time::interval(self.config.flush_every);
+        let mut state = State::new();
+        // A zero period would panic in tokio; the configuration check refuses it anyway.
+        let flush_every = self.config.flush_every.max(Duration::from_millis(1));
+        let mut tick = tokio::time::interval(flush_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut backoff = Duration::from_millis(500);
-        let mut retry_at: Option<tokio::time::Instant> = None;
         let mut writing: Option<Write> = None;
         // Taken from the channel in runs: one wake-up per run of points, not per point.
         let mut arrived: Vec<String> = Vec::with_capacity(RECEIVE_RUN);
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
-            let may_write =
-                writing.is_none() && retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
-            if may_write && buffer.len() >= self.config.batch_size {
-                writing = Some(self.start_write(&mut buffer));
+            // A full batch, or the next part of a refused batch, goes out at once.
+            if writing.is_none()
+                && state.may_write()
+                && (!state.parts.is_empty() || state.buffer.len() >= self.batch_size())
+            {
+                writing = Some(self.start_write(&mut state));
             }
             tokio::select! {
                 () = &mut cancelled => break,
@@ -360,8 +544,8 @@ impl InfluxSink {
                     if taken == 0 {
                         break;
                     }
-                    buffer.extend(arrived.drain(..));
-                    self.enforce_cap(&mut buffer, writing.as_ref());
+                    state.buffer.extend(arrived.drain(..));
+                    self.enforce_cap(&mut state, writing.as_ref());
                 }
                 result = async {
                     match writing.as_mut() {
@@ -370,58 +554,74 @@ impl InfluxSink {
                     }
                 } => {
                     if let Some(write) = writing.take() {
-                        self.finish_write(write, result, &mut buffer, &mut backoff, &mut retry_at);
+                        self.finish_write(write, result, &mut state);
                     }
                 }
                 _ = tick.tick() => {
-                    let may_write = writing.is_none()
-                        && retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
-                    if may_write && !buffer.is_empty() {
-                        writing = Some(self.start_write(&mut buffer));
+                    if writing.is_none() && state.may_write() && state.has_points() {
+                        writing = Some(self.start_write(&mut state));
                     }
                 }
             }
         }
         // Shutdown: finish the write in flight, take what producers already queued, then
         // flush to a deadline.
-        let deadline = Instant::now() + drain;
+        let deadline = deadline_after(drain);
+        let past_deadline =
+            || Failure::Transient("no answer before the shutdown deadline".to_owned());
         if let Some(mut write) = writing.take() {
             let result = tokio::time::timeout(drain, write.request.as_mut())
                 .await
-                .unwrap_or_else(|_| Err("no answer before the shutdown deadline".to_owned()));
-            self.finish_write(write, result, &mut buffer, &mut backoff, &mut retry_at);
+                .unwrap_or_else(|_| Err(past_deadline()));
+            self.finish_write(write, result, &mut state);
         }
         self.rx.close();
         while let Ok(point) = self.rx.try_recv() {
-            buffer.push_back(point);
+            state.buffer.push_back(point);
         }
-        self.enforce_cap(&mut buffer, None);
-        while !buffer.is_empty() && Instant::now() < deadline {
-            let before = buffer.len();
-            let mut write = self.start_write(&mut buffer);
-            let result = write.request.as_mut().await;
-            self.finish_write(write, result, &mut buffer, &mut backoff, &mut retry_at);
-            if buffer.len() >= before {
-                let wait = backoff.min(deadline.saturating_duration_since(Instant::now()));
-                tokio::time::sleep(wait).await;
+        self.enforce_cap(&mut state, None);
+        while state.has_points() && Instant::now() < deadline {
+            if let Some(at) = state.retry_at {
+                tokio::time::sleep_until(at.min(tokio::time::Instant::from_std(deadline))).await;
+                if Instant::now() >= deadline {
+                    break;
+                }
             }
+            let mut write = self.start_write(&mut state);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = tokio::time::timeout(left, write.request.as_mut())
+                .await
+                .unwrap_or_else(|_| Err(past_deadline()));
+            self.finish_write(write, result, &mut state);
         }
-        if !buffer.is_empty() {
+        let lost = state.points();
+        if lost > 0 {
             tracing::error!(
-                points = buffer.len(),
+                points = lost,
                 "InfluxDB unreachable at shutdown: buffered points are lost"
             );
             self.stats
                 .dropped_buffer_full
-                .fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                .fetch_add(as_u64(lost), Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Takes one batch from the front of the buffer and starts writing it.
-    fn start_write(&self, buffer: &mut VecDeque<String>) -> Write {
-        let count = buffer.len().min(self.config.batch_size);
-        let points: Vec<String> = buffer.drain(..count).collect();
+    /// Most points in one request (at least 1).
+    fn batch_size(&self) -> usize {
+        self.config.batch_size.max(1)
+    }
+
+    /// Starts writing the next part of a refused batch, or else one batch from the front of
+    /// the buffer.
+    fn start_write(&self, state: &mut State) -> Write {
+        let (points, part) = match state.parts.pop_front() {
+            Some(part) => (part, true),
+            None => {
+                let count = state.buffer.len().min(self.batch_size());
+                (state.buffer.drain(..count).collect::<Vec<_>>(), false)
+            }
+        };
         let client = self.client.clone();
         let org = self.config.org.clone();
         let bucket = self.config.bucket.clone();
@@ -436,67 +636,203 @@ impl InfluxSink {
                 TimestampPrecision::Milliseconds,
             );
             match tokio::time::timeout(timeout, write).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {timeout:?}")),
+                Ok(result) => classify(result),
+                Err(_) => Err(Failure::Transient(format!("no answer within {timeout:?}"))),
             }
         });
         Write {
             points,
+            part,
             started: Instant::now(),
             request,
         }
     }
 
-    /// Counts a finished write; a failed one goes back to the front of the buffer and the
-    /// next attempt waits for the backoff.
-    fn finish_write(
-        &self,
-        write: Write,
-        result: Result<(), String>,
-        buffer: &mut VecDeque<String>,
-        backoff: &mut Duration,
-        retry_at: &mut Option<tokio::time::Instant>,
-    ) {
+    /// Counts a finished write. A transient failure goes back to the front (of the buffer, or
+    /// of the parts) and the next attempt waits for the backoff; a refusal about the points
+    /// splits the batch in halves that go out at once; any other refusal, or a part that
+    /// cannot be split further, is dropped and counted.
+    fn finish_write(&self, write: Write, result: Result<(), Failure>, state: &mut State) {
         let count = write.points.len();
         match result {
             Ok(()) => {
                 self.stats
                     .points_written
-                    .fetch_add(count as u64, Ordering::Relaxed);
+                    .fetch_add(as_u64(count), Ordering::Relaxed);
                 self.stats.write_requests.fetch_add(1, Ordering::Relaxed);
-                self.stats.write_micros.fetch_add(
-                    write.started.elapsed().as_micros() as u64,
-                    Ordering::Relaxed,
-                );
-                *backoff = Duration::from_millis(500);
-                *retry_at = None;
+                let micros = u64::try_from(write.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.stats.write_micros.fetch_add(micros, Ordering::Relaxed);
+                state.backoff = FIRST_BACKOFF;
+                state.retry_at = None;
             }
-            Err(error) => {
+            Err(Failure::Transient(error)) => {
                 self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-                for point in write.points.into_iter().rev() {
-                    buffer.push_front(point);
+                if write.part {
+                    state.parts.push_front(write.points);
+                } else {
+                    for point in write.points.into_iter().rev() {
+                        state.buffer.push_front(point);
+                    }
                 }
-                tracing::warn!(%error, points = count, buffered = buffer.len(), retry_in = ?backoff, "InfluxDB write failed; will retry");
-                *retry_at = Some(tokio::time::Instant::now() + *backoff);
-                *backoff = (*backoff * 2).min(self.config.max_backoff);
+                tracing::warn!(%error, points = count, buffered = state.points(), retry_in = ?state.backoff, "InfluxDB write failed; will retry");
+                state.retry_at = Some(later(state.backoff));
+                state.backoff = state.backoff.saturating_mul(2).min(self.config.max_backoff);
+            }
+            Err(Failure::Refused { status, message }) => {
+                self.stats.write_refusals.fetch_add(1, Ordering::Relaxed);
+                // The server answered: nothing to wait for.
+                state.backoff = FIRST_BACKOFF;
+                state.retry_at = None;
+                let mut points = write.points;
+                if about_the_points(status) && points.len() > 1 {
+                    if !write.part {
+                        state.splits_left = split_budget(points.len());
+                    }
+                    if state.splits_left > 0 {
+                        state.splits_left -= 1;
+                        let second = points.split_off(points.len() / 2);
+                        tracing::debug!(status, %message, points = count, "InfluxDB refused a batch; writing its halves alone");
+                        state.parts.push_front(second);
+                        state.parts.push_front(points);
+                        self.enforce_cap(state, None);
+                        return;
+                    }
+                }
+                let (counter, reason) = if about_the_points(status) {
+                    (&self.stats.dropped_rejected, "rejected")
+                } else {
+                    (&self.stats.dropped_misconfigured, "misconfigured")
+                };
+                counter.fetch_add(as_u64(count), Ordering::Relaxed);
+                self.log_drop(state, status, &message, reason, &points);
             }
         }
-        self.enforce_cap(buffer, None);
+        self.enforce_cap(state, None);
+    }
+
+    /// Logs refused points that are dropped: at ERROR, at most once per [`REFUSAL_LOG_EVERY`].
+    fn log_drop(
+        &self,
+        state: &mut State,
+        status: u16,
+        message: &str,
+        reason: &str,
+        points: &[String],
+    ) {
+        let now = Instant::now();
+        let recently = state
+            .refusal_logged_at
+            .is_some_and(|at| now.saturating_duration_since(at) < REFUSAL_LOG_EVERY);
+        if recently {
+            state.refusals_unlogged = state.refusals_unlogged.saturating_add(1);
+            tracing::debug!(status, %message, reason, points = points.len(), "InfluxDB refused a write; its points are dropped");
+            return;
+        }
+        let first_point = points.first().map(|p| excerpt(p)).unwrap_or_default();
+        tracing::error!(
+            status,
+            %message,
+            reason,
+            points = points.len(),
+            %first_point,
+            unlogged_before = state.refusals_unlogged,
+            "InfluxDB refused a write; its points are dropped, not retried"
+        );
+        state.refusal_logged_at = Some(now);
+        state.refusals_unlogged = 0;
     }
 
     /// Drops the oldest points beyond `max_buffer` (counted), and publishes how many wait,
-    /// the write in flight included.
-    fn enforce_cap(&self, buffer: &mut VecDeque<String>, writing: Option<&Write>) {
-        let excess = buffer.len().saturating_sub(self.config.max_buffer);
+    /// the write in flight and the parts of a refused batch included.
+    fn enforce_cap(&self, state: &mut State, writing: Option<&Write>) {
+        let excess = state.buffer.len().saturating_sub(self.config.max_buffer);
         if excess > 0 {
-            buffer.drain(..excess);
+            state.buffer.drain(..excess);
             self.stats
                 .dropped_buffer_full
-                .fetch_add(excess as u64, Ordering::Relaxed);
+                .fetch_add(as_u64(excess), Ordering::Relaxed);
         }
         let in_flight = writing.map_or(0, |write| write.points.len());
-        self.stats
-            .buffered
-            .store((buffer.len() + in_flight) as u64, Ordering::Relaxed);
+        self.stats.buffered.store(
+            as_u64(state.points().saturating_add(in_flight)),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_sort_into_written_retried_and_refused() {
+        assert_eq!(classify_status(200, ""), Ok(()));
+        assert_eq!(classify_status(201, "ok"), Ok(()));
+        for status in [400, 401, 403, 404, 405, 413, 422] {
+            assert!(
+                matches!(classify_status(status, "no"), Err(Failure::Refused { status: s, .. }) if s == status),
+                "{status}"
+            );
+        }
+        for status in [408, 429, 500, 502, 503, 504, 301] {
+            assert!(
+                matches!(classify_status(status, "later"), Err(Failure::Transient(ref m)) if m.starts_with(&format!("HTTP {status}"))),
+                "{status}"
+            );
+        }
+        assert!(about_the_points(400) && about_the_points(413) && about_the_points(422));
+        assert!(!about_the_points(401) && !about_the_points(404) && !about_the_points(403));
+    }
+
+    #[test]
+    fn the_split_budget_isolates_two_bad_points() {
+        assert_eq!(split_budget(0), 0);
+        assert_eq!(split_budget(1), 0);
+        assert_eq!(split_budget(2), 2);
+        assert_eq!(split_budget(16), 8);
+        assert_eq!(split_budget(17), 10);
+        assert_eq!(split_budget(5_000), 26);
+        assert_eq!(split_budget(usize::MAX), 128);
+    }
+
+    #[test]
+    fn a_server_message_is_cut_to_one_short_line() {
+        assert_eq!(excerpt("  bad\r\nline\t2 \n"), "bad  line 2");
+        let long = "延".repeat(MESSAGE_CHARS + 5);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), MESSAGE_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(
+            excerpt(&"x".repeat(MESSAGE_CHARS)),
+            "x".repeat(MESSAGE_CHARS)
+        );
+    }
+
+    #[test]
+    fn far_waits_do_not_overflow_the_clocks() {
+        let _ = later(Duration::MAX);
+        let _ = deadline_after(Duration::MAX);
+        assert!(deadline_after(Duration::from_secs(1)) > Instant::now());
+    }
+
+    #[test]
+    fn refused_points_are_counted_by_reason() {
+        let stats = SinkStats::default();
+        stats.dropped_rejected.store(3, Ordering::Relaxed);
+        stats.dropped_misconfigured.store(5, Ordering::Relaxed);
+        stats.write_refusals.store(7, Ordering::Relaxed);
+        let text = stats.render();
+        assert!(
+            text.contains("gateway_influx_points_dropped_total{reason=\"rejected\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway_influx_points_dropped_total{reason=\"misconfigured\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway_influx_write_refusals_total 7\n"),
+            "{text}"
+        );
     }
 }

@@ -12,6 +12,9 @@
 //! no escape can carry, become spaces. Tags must be added in key order (InfluxDB's preferred
 //! order; callers add them sorted), empty tag values are left out (the protocol has none), and
 //! non-finite floats are left out (the protocol cannot carry them; ingest refuses them anyway).
+//! A tag or field with an empty key is left out too, and a timestamp the protocol cannot carry
+//! (in nanoseconds it must fit in an `i64`: years 1677 to 2262) makes the point an error, so a
+//! line that InfluxDB would refuse is not built in the first place.
 
 use std::fmt::Write as _;
 
@@ -47,10 +50,28 @@ pub struct Line {
     fields: usize,
 }
 
-/// A point without any field, which the protocol cannot express.
+/// A point the protocol cannot express.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("point of measurement {0:?} has no field")]
-pub struct NoField(pub String);
+pub enum PointError {
+    /// No field (of this measurement).
+    #[error("point of measurement {0:?} has no field")]
+    NoField(String),
+    /// The timestamp (ms) is outside what InfluxDB stores.
+    #[error("timestamp {0} ms is outside the line protocol's range (years 1677 to 2262)")]
+    TimeOutOfRange(i64),
+}
+
+/// InfluxDB's earliest and latest timestamps, in nanoseconds (`i64::MIN` and `i64::MAX` are
+/// reserved).
+const MIN_NANOS: i64 = i64::MIN + 2;
+const MAX_NANOS: i64 = i64::MAX - 1;
+
+/// True when a millisecond timestamp, in nanoseconds, is one InfluxDB stores.
+fn time_in_range(ts_ms: i64) -> bool {
+    ts_ms
+        .checked_mul(1_000_000)
+        .is_some_and(|nanos| (MIN_NANOS..=MAX_NANOS).contains(&nanos))
+}
 
 /// Appends `value` with the `special` characters escaped and line breaks as spaces. Names and
 /// ids rarely need either, so the text goes over in runs between the characters that do.
@@ -81,10 +102,10 @@ impl Line {
         Line { text, fields: 0 }
     }
 
-    /// Adds a tag (before any field). An empty value is left out.
+    /// Adds a tag (before any field). An empty key or value is left out.
     pub fn tag(mut self, key: &str, value: &str) -> Line {
         debug_assert_eq!(self.fields, 0, "tags come before fields");
-        if !value.is_empty() {
+        if !key.is_empty() && !value.is_empty() {
             self.text.push(',');
             escaped(&mut self.text, key, &KEY);
             self.text.push('=');
@@ -100,9 +121,9 @@ impl Line {
         self.fields += 1;
     }
 
-    /// A float field; NaN and infinities are left out.
+    /// A float field; NaN and infinities (and an empty key) are left out.
     pub fn float(mut self, key: &str, value: f64) -> Line {
-        if value.is_finite() {
+        if value.is_finite() && !key.is_empty() {
             self.field_key(key);
             // Both write the shortest text that reads back as the same number. Ryu is the
             // faster (formatting floats was 3-4 % of the gateway's CPU under the ingest bench)
@@ -118,15 +139,21 @@ impl Line {
         self
     }
 
-    /// An integer field (`…i`).
+    /// An integer field (`…i`); an empty key is left out.
     pub fn int(mut self, key: &str, value: i64) -> Line {
+        if key.is_empty() {
+            return self;
+        }
         self.field_key(key);
         let _ = write!(self.text, "{value}i");
         self
     }
 
-    /// A string field.
+    /// A string field; an empty key is left out.
     pub fn string(mut self, key: &str, value: &str) -> Line {
+        if key.is_empty() {
+            return self;
+        }
         self.field_key(key);
         self.text.push('"');
         escaped(&mut self.text, value, &STRING_VALUE);
@@ -135,10 +162,13 @@ impl Line {
     }
 
     /// The finished line (with its `\n`), timestamped in milliseconds.
-    pub fn finish(mut self, ts_ms: i64) -> Result<String, NoField> {
+    pub fn finish(mut self, ts_ms: i64) -> Result<String, PointError> {
         if self.fields == 0 {
             let measurement = self.text.split([',', ' ']).next().unwrap_or("").to_owned();
-            return Err(NoField(measurement));
+            return Err(PointError::NoField(measurement));
+        }
+        if !time_in_range(ts_ms) {
+            return Err(PointError::TimeOutOfRange(ts_ms));
         }
         let _ = writeln!(self.text, " {ts_ms}");
         Ok(self.text)
@@ -191,8 +221,40 @@ mod tests {
         assert_eq!(line, "m ok=-0.25 5\n");
         assert_eq!(
             Line::new("m", 16).float("nan", f64::NAN).finish(5),
-            Err(NoField("m".to_owned()))
+            Err(PointError::NoField("m".to_owned()))
         );
+    }
+
+    #[test]
+    fn empty_keys_are_left_out() {
+        let line = Line::new("m", 16)
+            .tag("", "v")
+            .tag("t", "x")
+            .float("", 1.0)
+            .int("", 2)
+            .string("", "s")
+            .int("n", 3)
+            .finish(5)
+            .expect("one field");
+        assert_eq!(line, "m,t=x n=3i 5\n");
+        assert_eq!(
+            Line::new("m", 16).int("", 1).finish(5),
+            Err(PointError::NoField("m".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_timestamp_beyond_the_protocol_is_an_error_not_a_wrapped_number() {
+        // 2262-04-11, the last millisecond whose nanoseconds fit in an i64.
+        let last = 9_223_372_036_854;
+        assert!(Line::new("m", 16).int("v", 1).finish(last).is_ok());
+        assert!(Line::new("m", 16).int("v", 1).finish(-last).is_ok());
+        for ts in [last + 1, -last - 1, i64::MAX, i64::MIN] {
+            assert_eq!(
+                Line::new("m", 16).int("v", 1).finish(ts),
+                Err(PointError::TimeOutOfRange(ts))
+            );
+        }
     }
 
     #[test]
