@@ -77,12 +77,18 @@ pub async fn start(
     }
     // The snapshot file, or the store entry of an earlier version; an unreadable file is set
     // aside and the rules start with empty state.
-    let loaded = snapshot::load(&snapshot_path, &store)?;
+    let mut loaded = snapshot::load(&snapshot_path, &store)?;
+    let mut store = store;
+    snapshot::reconcile(
+        loaded.snapshot.as_mut(),
+        &rules,
+        &mut store,
+        crate::ingest::now_ms(),
+    )?;
     let mut engine = match loaded.snapshot {
         Some(snapshot) => Engine::restore_with_config(rules, engine_config, snapshot),
         None => Engine::with_config(rules, engine_config),
     };
-    let mut store = store;
     if let Some(folder) = &config.registry.import {
         let files = crate::registry::read_dir(folder)?;
         let data = crate::registry::parse(&files, &store.known_ids()?)?;

@@ -86,16 +86,29 @@ impl ExternalBrokerConfig {
     }
 }
 
-/// A connected (or connecting) client of the external broker.
+/// A connected (or connecting) client of the external broker. Its event loop runs in a task of
+/// its own and hands publishes over a bounded channel: polled from ingest's `select!`, the
+/// connection attempt (and its backoff) was dropped every time another branch fired, so a
+/// broker slower to answer than `rules.tick` was never reached.
 pub struct ExternalSource {
     pub client: AsyncClient,
-    eventloop: EventLoop,
-    filters: Vec<String>,
-    backoff: Duration,
+    messages: tokio::sync::mpsc::Receiver<(bytes::Bytes, bytes::Bytes)>,
+    task: tokio::task::JoinHandle<()>,
 }
 
+impl Drop for ExternalSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Publishes handed from the client's task to ingest; the task waits (and the broker holds the
+/// messages) while ingest is behind by this many.
+const CHANNEL: usize = 1024;
+
 impl ExternalSource {
-    /// Prepares the client; the connection is made by the first [`ExternalSource::next`].
+    /// Starts the client's task (on the current tokio runtime), which connects, subscribes on
+    /// every connection and reconnects with backoff by itself.
     pub fn new(config: &ExternalBrokerConfig) -> Result<Self, String> {
         let mut options =
             MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
@@ -123,38 +136,52 @@ impl ExternalSource {
             options.set_transport(transport);
         }
         let (client, eventloop) = AsyncClient::new(options, 1024);
+        let (sender, messages) = tokio::sync::mpsc::channel(CHANNEL);
+        let task = tokio::spawn(drive(eventloop, client.clone(), config.filters(), sender));
         Ok(Self {
             client,
-            eventloop,
-            filters: config.filters(),
-            backoff: Duration::from_millis(500),
+            messages,
+            task,
         })
     }
 
-    /// The next publish (topic, payload); reconnects and resubscribes by itself.
-    pub async fn next(&mut self) -> (bytes::Bytes, bytes::Bytes) {
-        loop {
-            match self.eventloop.poll().await {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    return (bytes::Bytes::from(publish.topic), publish.payload);
+    /// The next publish (topic, payload); `None` once the client's task has stopped.
+    pub async fn next(&mut self) -> Option<(bytes::Bytes, bytes::Bytes)> {
+        self.messages.recv().await
+    }
+}
+
+/// Polls the client's event loop for as long as ingest takes its messages: subscribes on every
+/// CONNACK, and after a failed connection waits 0.5 s, doubling up to 30 s.
+async fn drive(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    filters: Vec<String>,
+    messages: tokio::sync::mpsc::Sender<(bytes::Bytes, bytes::Bytes)>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let message = (bytes::Bytes::from(publish.topic), publish.payload);
+                if messages.send(message).await.is_err() {
+                    return;
                 }
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    self.backoff = Duration::from_millis(500);
-                    tracing::info!(session_present = ack.session_present, filters = ?self.filters, "connected to the external MQTT broker");
-                    for filter in &self.filters {
-                        if let Err(error) =
-                            self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce)
-                        {
-                            tracing::error!(%error, filter, "subscription could not be queued");
-                        }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(500);
+                tracing::info!(session_present = ack.session_present, filters = ?filters, "connected to the external MQTT broker");
+                for filter in &filters {
+                    if let Err(error) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(%error, filter, "subscription could not be queued");
                     }
                 }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?self.backoff, "external MQTT broker connection failed");
-                    tokio::time::sleep(self.backoff).await;
-                    self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
-                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "external MQTT broker connection failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }

@@ -508,11 +508,13 @@ impl MessageSource {
     }
 
     /// The next message's topic and payload; `Err` only when no new link can be opened (the
-    /// embedded router itself is gone).
+    /// embedded router itself is gone) or the external client's task has stopped.
     pub async fn next(&mut self) -> Result<(bytes::Bytes, bytes::Bytes), BrokerError> {
         match self {
             MessageSource::Embedded(source) => source.next().await,
-            MessageSource::External(source) => Ok(source.next().await),
+            MessageSource::External(source) => source.next().await.ok_or_else(|| {
+                BrokerError::Link("the external broker client's task stopped".into())
+            }),
         }
     }
 }

@@ -174,6 +174,91 @@ pub struct Loaded {
     pub delete_store_entry: bool,
 }
 
+/// Brings the rule state to restore in line with the store, which may be newer: an alert
+/// stored after the last snapshot, before the process was killed, is unresolved in the store
+/// while the snapshot has its rule idle or pending. Where the snapshot knows the device, the
+/// alert is set firing again with its own fired time (the episode keeps its id, and its
+/// resolution later reaches the store); otherwise, and for an older episode of a rule that has
+/// a newer one or of a rule no longer in the rule set, the store closes it (`alert_state_lost`
+/// on its order). Returns how many were set
+/// firing and how many were closed.
+pub fn reconcile(
+    snapshot: Option<&mut Snapshot>,
+    rules: &rules::RuleSet,
+    store: &mut Store,
+    now_ms: i64,
+) -> Result<(usize, usize), StoreError> {
+    use std::collections::HashMap;
+    let active = store.alerts(true, usize::MAX >> 1)?;
+    // The newest unresolved episode of each (device, rule); the others are stale.
+    let mut newest: HashMap<(&str, &str), &crate::orders::store::AlertRow> = HashMap::new();
+    let mut stale = Vec::new();
+    for alert in &active {
+        let key = (alert.device_id.as_str(), alert.rule_id.as_str());
+        match newest.get(&key) {
+            Some(kept) if kept.fired_at_ms >= alert.fired_at_ms => stale.push(alert),
+            Some(kept) => {
+                stale.push(kept);
+                newest.insert(key, alert);
+            }
+            None => {
+                newest.insert(key, alert);
+            }
+        }
+    }
+    let mut restored = 0;
+    let at_ms = snapshot
+        .as_ref()
+        .and_then(|s| s.watermark_ms)
+        .unwrap_or(now_ms);
+    let mut devices = snapshot.map(|s| &mut s.devices);
+    for alert in newest.values() {
+        let device = devices.as_mut().and_then(|devices| {
+            devices
+                .iter_mut()
+                .find(|d| d.device_id.as_str() == alert.device_id)
+        });
+        let (Some(device), Some(_)) = (device, rules.get(&alert.rule_id)) else {
+            // No saved state for the device, or a rule no longer in the rule file.
+            stale.push(alert);
+            continue;
+        };
+        let state = device.alerts.entry(alert.rule_id.clone()).or_default();
+        match state {
+            rules::snapshot::AlertState::Firing { fired_at_ms, .. }
+                if *fired_at_ms == alert.fired_at_ms => {}
+            rules::snapshot::AlertState::Firing { fired_at_ms, .. }
+                if *fired_at_ms > alert.fired_at_ms =>
+            {
+                // The engine holds a newer episode than the store's: the store's is over.
+                stale.push(alert);
+            }
+            _ => {
+                *state = rules::snapshot::AlertState::Firing {
+                    fired_at_ms: alert.fired_at_ms,
+                    clear_since_ms: None,
+                    level: 0,
+                };
+                restored += 1;
+            }
+        }
+    }
+    let mut closed = 0;
+    for alert in stale {
+        if store.alert_lost_at_restart(&alert.episode_id, at_ms.max(alert.fired_at_ms))? {
+            closed += 1;
+        }
+    }
+    if restored + closed > 0 {
+        tracing::warn!(
+            restored,
+            closed,
+            "alerts stored after the last rule snapshot: set firing again where the device's rule state was saved, closed otherwise"
+        );
+    }
+    Ok((restored, closed))
+}
+
 /// Finds the rule state to restore: the file at `path`; when there is none, the store entry of
 /// an earlier version (migration). An unreadable file is set aside and logged, and the rules
 /// start with empty state (the store entry is not used then: it is older than the file).

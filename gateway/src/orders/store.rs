@@ -805,6 +805,40 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// Ends an alert episode the restored rule state does not know (stored after the last rule
+    /// snapshot, then the process was killed): the rules re-evaluate the device and, if the
+    /// fault is still there, fire a new episode, which joins the same order. Noted on the
+    /// episode's order, if any.
+    pub fn alert_lost_at_restart(&mut self, episode_id: &str, at_ms: i64) -> Result<bool, StoreError> {
+        let tx = self.connection.savepoint()?;
+        let updated = tx.execute(
+            "UPDATE alerts SET resolved_at_ms = ?2 WHERE episode_id = ?1 AND resolved_at_ms IS NULL",
+            params![episode_id, at_ms],
+        )?;
+        if updated == 1 {
+            let order: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM orders WHERE episode_id = ?1
+                     UNION SELECT order_id FROM alert_links WHERE episode_id = ?1",
+                    [episode_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(order_id) = order {
+                insert_event(
+                    &tx,
+                    order_id,
+                    at_ms,
+                    "rules",
+                    "alert_state_lost",
+                    &format!("alert {episode_id} was stored after the rules' last saved state and the gateway stopped without saving; the episode is closed and the rules judge the device afresh (a fault still present fires again and joins this order)"),
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(updated == 1)
+    }
+
     /// Records that an alert episode ended; notes it on the episode's order, if any.
     /// Policy: the order stays open. The fault may recur, and the technician confirms the cause.
     pub fn alert_resolved(&mut self, episode_id: &str, at_ms: i64) -> Result<bool, StoreError> {
