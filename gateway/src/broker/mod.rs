@@ -3,6 +3,7 @@
 //! link the gateway subscribes through; in scale-out mode a client of an external broker
 //! ([`external`]). [`MessageSource`] hides which.
 
+pub mod config;
 pub mod external;
 pub mod passwords;
 pub mod tenants;
@@ -13,7 +14,7 @@ use std::net::{SocketAddr, TcpListener};
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, ConnectionSettings, RouterConfig, ServerSettings};
 
-use crate::config::BrokerConfig;
+use config::BrokerConfig;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]

@@ -809,7 +809,11 @@ impl Store {
     /// snapshot, then the process was killed): the rules re-evaluate the device and, if the
     /// fault is still there, fire a new episode, which joins the same order. Noted on the
     /// episode's order, if any.
-    pub fn alert_lost_at_restart(&mut self, episode_id: &str, at_ms: i64) -> Result<bool, StoreError> {
+    pub fn alert_lost_at_restart(
+        &mut self,
+        episode_id: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
         let tx = self.connection.savepoint()?;
         let updated = tx.execute(
             "UPDATE alerts SET resolved_at_ms = ?2 WHERE episode_id = ?1 AND resolved_at_ms IS NULL",

@@ -1,0 +1,490 @@
+//! What operators, teams and townships do to an order ([`OrderAction`]): each step checked
+//! against the caller's role and scope, the lifecycle, the time window and the data in the
+//! transaction that writes it ([`OrderService::act`]); refusals are [`RequestError`]s.
+
+use super::*;
+
+/// A part used in a repair.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartUse {
+    /// Code in the unified price list.
+    pub code: String,
+    #[serde(default = "one")]
+    pub quantity: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// Something an operator, team or township does to an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderAction {
+    /// Dispatch; without a team, routing picks one.
+    Dispatch {
+        team_id: Option<String>,
+        technician_id: Option<String>,
+    },
+    Reassign {
+        team_id: String,
+        technician_id: Option<String>,
+        reason: String,
+    },
+    Accept,
+    Arrive,
+    /// `misuse` from an operator charges the resident at once; from anyone else it is recorded
+    /// as a claim (`misuse_claimed`) and charges nothing until [`OrderAction::ConfirmMisuse`].
+    Resolve {
+        parts: Vec<PartUse>,
+        misuse: bool,
+        note: String,
+    },
+    /// An operator confirms a team's misuse claim: the charge rule then applies with misuse.
+    ConfirmMisuse {
+        note: String,
+    },
+    Callback {
+        satisfaction: i64,
+        solved: bool,
+        note: String,
+    },
+    Close,
+    Cancel {
+        reason: String,
+    },
+    Merge {
+        into: i64,
+    },
+    /// A manual escalation (督办) by an operator or township officer.
+    Escalate {
+        note: String,
+    },
+}
+
+/// Most part lines on one resolve.
+pub const MAX_PART_LINES: usize = 50;
+/// The most a repair's parts may be worth, in fen (1 000 000 CNY): far above any heater.
+pub const MAX_PARTS_CENTS: i64 = 100_000_000;
+
+/// Why a request to the order service was refused: an [`OrderError`], or a refusal that
+/// concerns the caller or a value's range.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The caller's role or scope does not allow it (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A value outside its allowed range (HTTP 422); `message` names the field and the range.
+    #[error("{message}")]
+    OutOfRange {
+        field: &'static str,
+        message: String,
+    },
+    /// The order's state or history does not allow it (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+}
+
+impl From<StoreError> for RequestError {
+    fn from(error: StoreError) -> Self {
+        Self::Order(OrderError::Store(error))
+    }
+}
+
+impl From<TransitionError> for RequestError {
+    fn from(error: TransitionError) -> Self {
+        Self::Order(OrderError::Transition(error))
+    }
+}
+
+impl RequestError {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        Self::Order(OrderError::Invalid(message.into()))
+    }
+
+    pub(super) fn out_of_range(field: &'static str, message: String) -> Self {
+        Self::OutOfRange { field, message }
+    }
+}
+
+impl OrderService {
+    /// Applies an action to an order on behalf of `principal`. The role each route needs is
+    /// the API's to check; this checks, in the transaction that writes: that the order (and
+    /// any order or team the action names) is in the caller's scope, the event time (the
+    /// server's clock; an operator may set one within [`TimeWindow::order_step`]), the
+    /// lifecycle and the data. A refusal writes nothing.
+    pub async fn act(
+        &self,
+        order_id: i64,
+        principal: &Principal,
+        action: OrderAction,
+        at_ms: Option<i64>,
+    ) -> Result<OrderRow, RequestError> {
+        let service = self.clone();
+        let principal = principal.clone();
+        let (row, notices) = self
+            .with_store(move |store| {
+                Ok(store.batch(|store| service.act_in(store, order_id, &principal, action, at_ms)))
+            })
+            .await??;
+        for notice in notices {
+            self.notify(notice);
+        }
+        if row.state == OrderState::Dispatched {
+            if let Some(notifier) = &self.notifier {
+                notifier.order_dispatched(&row);
+            }
+        }
+        Ok(row)
+    }
+
+    /// A team named by a dispatch or reassignment, with the technician if one is named. Only
+    /// an operator may send a team outside its zone.
+    fn named_assignment(
+        store: &Store,
+        order: &OrderRow,
+        principal: &Principal,
+        team_id: &str,
+        technician_id: Option<&str>,
+    ) -> Result<dispatch::Assignment, RequestError> {
+        let assignment = dispatch::assign_to(store, order, team_id, technician_id)?
+            .ok_or_else(|| {
+                RequestError::invalid(match technician_id {
+                    Some(technician) => format!(
+                        "team_id {team_id:?} is not a team, or technician_id {technician:?} is not in it"
+                    ),
+                    None => format!("team_id {team_id:?} is not a team"),
+                })
+            })?;
+        if principal.role != Role::Operator && !dispatch::covers(&assignment.team, &order.township)
+        {
+            return Err(RequestError::Forbidden(format!(
+                "team_id {team_id:?}: the team's zone does not include township {:?}, the order's; only an operator may send a team outside its zone",
+                order.township
+            )));
+        }
+        Ok(assignment)
+    }
+
+    fn act_in(
+        &self,
+        store: &mut Store,
+        order_id: i64,
+        principal: &Principal,
+        action: OrderAction,
+        at_ms: Option<i64>,
+    ) -> Result<(OrderRow, Vec<OrderNotice>), RequestError> {
+        // Another team's or township's order does not exist for the caller.
+        let order = store
+            .order_row(order_id)?
+            .filter(|order| principal.can_read(order))
+            .ok_or(OrderError::NotFound(order_id))?;
+        let actor = principal.actor();
+        let actor = actor.as_str();
+        let now = self.clock.now_ms();
+        let last = store
+            .last_event_ms(order_id)?
+            .map_or(order.created_at_ms, |last| last.max(order.created_at_ms));
+        let at = match at_ms {
+            // The server's clock; never before the order's last event, so its history stays
+            // in order when the clock is behind (event-time mode, a reading from the future).
+            None => now.max(last),
+            Some(_) if principal.role != Role::Operator => {
+                return Err(RequestError::Forbidden(format!(
+                    "at_ms: a {:?} token may not set an event time; omit it and the server's \
+                     clock is used (only an operator may set it, from the order's last event to \
+                     server now + 60 s)",
+                    principal.role
+                )))
+            }
+            Some(t) => TimeWindow::order_step(last, now.saturating_add(self.clock_lead_ms))
+                .check("at_ms", t)
+                .map_err(|m| RequestError::out_of_range("at_ms", m))?,
+        };
+        let mut update = OrderUpdate::default();
+        // Events recorded after the action's own, at the same time.
+        let mut follow_ups: Vec<(&'static str, String)> = Vec::new();
+        let (kind, note): (String, String) = match action {
+            OrderAction::Dispatch {
+                team_id,
+                technician_id,
+            } => {
+                update.state = Some(next_state(order.state, &Step::Dispatch)?);
+                let assignment = match team_id {
+                    Some(team) => Self::named_assignment(
+                        store,
+                        &order,
+                        principal,
+                        &team,
+                        technician_id.as_deref(),
+                    )?,
+                    None => dispatch::route(store, &order)?.ok_or_else(|| {
+                        RequestError::invalid("no team covers this order; name one with team_id")
+                    })?,
+                };
+                update.team_id = Some(assignment.team.id.clone());
+                update.technician_id = assignment.technician.map(|t| t.id);
+                update.dispatched_at_ms = Some(at);
+                self.metrics.order_dispatched();
+                ("dispatched".into(), assignment.note)
+            }
+            OrderAction::Reassign {
+                team_id,
+                technician_id,
+                reason,
+            } => {
+                update.state = Some(next_state(order.state, &Step::Reassign)?);
+                let assignment = Self::named_assignment(
+                    store,
+                    &order,
+                    principal,
+                    &team_id,
+                    technician_id.as_deref(),
+                )?;
+                update.team_id = Some(assignment.team.id.clone());
+                update.technician_id = assignment.technician.map(|t| t.id);
+                (
+                    "reassigned".into(),
+                    format!("{}; reason: {reason}", assignment.note),
+                )
+            }
+            OrderAction::Accept => {
+                update.state = Some(next_state(order.state, &Step::Accept)?);
+                update.accepted_at_ms = Some(at);
+                ("accepted".into(), String::new())
+            }
+            OrderAction::Arrive => {
+                update.state = Some(next_state(order.state, &Step::Arrive)?);
+                update.on_site_at_ms = Some(at);
+                ("arrived".into(), String::new())
+            }
+            OrderAction::Resolve {
+                parts,
+                misuse,
+                note,
+            } => {
+                update.state = Some(next_state(order.state, &Step::Resolve)?);
+                if parts.len() > MAX_PART_LINES {
+                    return Err(RequestError::out_of_range(
+                        "parts",
+                        format!(
+                            "parts: {} lines, at most {MAX_PART_LINES} (give a quantity instead)",
+                            parts.len()
+                        ),
+                    ));
+                }
+                let mut used = Vec::with_capacity(parts.len());
+                for part in &parts {
+                    if !(1..=100).contains(&part.quantity) {
+                        return Err(RequestError::invalid(format!(
+                            "part {:?}: quantity {} is not 1..=100",
+                            part.code, part.quantity
+                        )));
+                    }
+                    let known = store.part(&part.code)?.ok_or_else(|| {
+                        RequestError::invalid(format!(
+                            "part {:?} is not in the unified price list",
+                            part.code
+                        ))
+                    })?;
+                    used.push((known, part.quantity));
+                }
+                let mut parts_cents: i64 = 0;
+                for (part, quantity) in &used {
+                    parts_cents = part
+                        .price_cents
+                        .checked_mul(*quantity)
+                        .and_then(|line| parts_cents.checked_add(line))
+                        .filter(|total| (0..=MAX_PARTS_CENTS).contains(total))
+                        .ok_or_else(|| {
+                            RequestError::out_of_range(
+                                "parts",
+                                format!(
+                                    "parts: the total value leaves 0..={} CNY at part {:?} ({} fen x{quantity}); check the price list",
+                                    MAX_PARTS_CENTS / 100,
+                                    part.code,
+                                    part.price_cents
+                                ),
+                            )
+                        })?;
+                }
+                // A team's finding of misuse is a claim: the resident is charged for it only
+                // once an operator confirms it.
+                let applied = misuse && principal.role == Role::Operator;
+                let claimed = misuse && !applied;
+                let charge = charge(parts_cents, order.in_warranty.unwrap_or(false), applied);
+                store.add_parts(order_id, &used)?;
+                update.resolved_at_ms = Some(at);
+                update.parts_cents = Some(charge.parts_cents);
+                update.resident_pays_cents = Some(charge.resident_pays_cents);
+                update.misuse = Some(applied);
+                if claimed {
+                    follow_ups.push((
+                        ORDER_EVENT_MISUSE_CLAIMED,
+                        format!(
+                            "misuse claimed by {actor}; the resident is not charged for it until an operator confirms it (confirm_misuse)"
+                        ),
+                    ));
+                }
+                let parts_text: Vec<String> = used
+                    .iter()
+                    .map(|(p, q)| format!("{} x{q}", p.code))
+                    .collect();
+                (
+                    ORDER_EVENT_RESOLVED.into(),
+                    format!(
+                        "parts: [{}]; parts value {:.2} CNY; resident pays {:.2} CNY{}{}",
+                        parts_text.join(", "),
+                        charge.parts_cents as f64 / 100.0,
+                        charge.resident_pays_cents as f64 / 100.0,
+                        if applied {
+                            "; misuse"
+                        } else if claimed {
+                            "; misuse claimed, awaiting an operator's confirmation"
+                        } else {
+                            ""
+                        },
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {note}")
+                        }
+                    ),
+                )
+            }
+            OrderAction::ConfirmMisuse { note } => {
+                if principal.role != Role::Operator {
+                    return Err(RequestError::Forbidden(format!(
+                        "a {:?} token may not confirm misuse; only an operator may",
+                        principal.role
+                    )));
+                }
+                if !can_confirm_misuse(order.state) {
+                    return Err(TransitionError {
+                        step: "confirm misuse on",
+                        state: order.state.as_str(),
+                    }
+                    .into());
+                }
+                let kinds = store.event_kinds(order_id)?;
+                if !misuse_claim_pending(kinds.iter().map(String::as_str)) {
+                    return Err(RequestError::Conflict(format!(
+                        "order {order_id} has no misuse claim awaiting confirmation (a team's resolve with misuse: true records one)"
+                    )));
+                }
+                let charge = charge(order.parts_cents, order.in_warranty.unwrap_or(false), true);
+                update.misuse = Some(true);
+                update.resident_pays_cents = Some(charge.resident_pays_cents);
+                (
+                    ORDER_EVENT_MISUSE_CONFIRMED.into(),
+                    format!(
+                        "misuse confirmed: parts value {:.2} CNY; resident pays {:.2} CNY{}",
+                        charge.parts_cents as f64 / 100.0,
+                        charge.resident_pays_cents as f64 / 100.0,
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {note}")
+                        }
+                    ),
+                )
+            }
+            OrderAction::Callback {
+                satisfaction,
+                solved,
+                note,
+            } => {
+                if !(1..=5).contains(&satisfaction) {
+                    return Err(RequestError::invalid(format!(
+                        "satisfaction {satisfaction} is not 1..=5"
+                    )));
+                }
+                let step = Step::Callback { solved };
+                update.state = Some(next_state(order.state, &step)?);
+                update.satisfaction = Some(satisfaction);
+                update.reopen = !solved;
+                (
+                    step.kind().into(),
+                    format!(
+                        "satisfaction {satisfaction}/5; {}{}",
+                        if solved {
+                            "solved"
+                        } else {
+                            "NOT solved: order reopened"
+                        },
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {note}")
+                        }
+                    ),
+                )
+            }
+            OrderAction::Close => {
+                update.state = Some(next_state(order.state, &Step::Close)?);
+                update.closed_at_ms = Some(at);
+                ("closed".into(), String::new())
+            }
+            OrderAction::Cancel { reason } => {
+                if reason.trim().is_empty() {
+                    return Err(RequestError::invalid("a cancellation needs a reason"));
+                }
+                update.state = Some(next_state(order.state, &Step::Cancel)?);
+                update.closed_at_ms = Some(at);
+                ("cancelled".into(), reason)
+            }
+            OrderAction::Merge { into } => {
+                if into == order_id {
+                    return Err(RequestError::invalid(
+                        "an order cannot be merged into itself",
+                    ));
+                }
+                let target = store
+                    .order_row(into)?
+                    .filter(|target| principal.can_read(target))
+                    .ok_or(OrderError::NotFound(into))?;
+                if !target.state.is_open() {
+                    return Err(RequestError::invalid(format!(
+                        "order {into} is {}",
+                        target.state.as_str()
+                    )));
+                }
+                update.state = Some(next_state(order.state, &Step::Merge)?);
+                update.closed_at_ms = Some(at);
+                store.append_event(
+                    into,
+                    at,
+                    actor,
+                    "merged_from",
+                    &format!("order {order_id} merged into this one"),
+                    &OrderUpdate::default(),
+                )?;
+                ("merged".into(), format!("merged into order {into}"))
+            }
+            OrderAction::Escalate { note } => {
+                if !order.state.is_open() {
+                    return Err(RequestError::invalid(format!(
+                        "order is {}",
+                        order.state.as_str()
+                    )));
+                }
+                self.metrics.escalation();
+                ("escalated".into(), format!("督办 by {actor}: {note}"))
+            }
+        };
+        store.append_event(order_id, at, actor, &kind, &note, &update)?;
+        for (kind, note) in &follow_ups {
+            store.append_event(order_id, at, actor, kind, note, &OrderUpdate::default())?;
+        }
+        let row = store
+            .order_row(order_id)?
+            .ok_or(OrderError::NotFound(order_id))?;
+        let mut notices = vec![OrderNotice::of(&row, &kind, at, note)];
+        for (kind, note) in follow_ups {
+            notices.push(OrderNotice::of(&row, kind, at, note));
+        }
+        Ok((row, notices))
+    }
+}
