@@ -341,7 +341,8 @@ impl Profile {
                 (None, _) => 0,
             };
             let address = *r.address.get_ref();
-            let end = address + u32::from(value_type.width());
+            // Saturating: an address near u32::MAX must be refused, not wrap (or panic).
+            let end = address.saturating_add(u32::from(value_type.width()));
             if end > 65536 {
                 return Err(error(
                     r.address.span(),
@@ -748,6 +749,9 @@ text = "flow switch open"
     #[test]
     fn out_of_range_address_and_bad_names_are_refused() {
         let e = error_of(("address = 11", "address = 65535"));
+        assert!(e.message.contains("past 65535"), "{e}");
+        // Found by the fuzz bench: an address near u32::MAX overflowed the end computation.
+        let e = error_of(("address = 11", "address = 4294967295"));
         assert!(e.message.contains("past 65535"), "{e}");
         let e = error_of(("name = \"energy_kwh\"", "name = \"energy\""));
         assert!(e.message.contains("not a canonical value name"), "{e}");
