@@ -3,16 +3,25 @@
 
   check_files.py dockerfile   the gateway Dockerfile: stages, copies, user, ports, health check
   check_files.py compose      compose.yaml beyond its schema: health checks, mounts, build paths
+  check_files.py security     the container ships secure: only the TLS listener and the loopback
+                              HTTP port published, TLS on, plain listener on loopback, nothing
+                              `insecure`; each problem names its file and line. Options
+                              --dockerfile, --compose, --config, --env-file check other copies.
   check_files.py grafana      provisioning and dashboards against the InfluxDB schema contract
   check_files.py gateway-env  prints the GATEWAY__ variables that the Dockerfile and compose set
+                              (compose's ${VAR} resolved from env.example); --tls-dir DIR points
+                              the broker's TLS files at DIR instead of the container's mount
 
 Each command prints what it checked and exits 1 with every problem found. Needs PyYAML
 (Debian: python3-yaml).
 """
 
+import argparse
+import ipaddress
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -118,9 +127,7 @@ def check_dockerfile():
     for instruction, args, _ in final:
         if instruction == "EXPOSE":
             exposed.update(p.split("/")[0] for p in args.split())
-    for port in ("1883", "8080"):
-        if port not in exposed:
-            problem(f"{path}: the final stage does not EXPOSE {port}")
+    # Which ports may and must be exposed is a security question: `check_files.py security`.
     health = [args for instruction, args, _ in final if instruction == "HEALTHCHECK"]
     if not health:
         problem(f"{path}: no HEALTHCHECK in the final stage")
@@ -143,14 +150,33 @@ def check_dockerfile():
          f"final {final_image} as user {users[-1] if users else '?'}, EXPOSE {' '.join(sorted(exposed))}, HEALTHCHECK {health[-1].split('CMD')[-1].strip() if health else '-'}")
 
 
-def dockerfile_env():
+def final_stage(path):
+    """The instructions after the last FROM (what the image runs with)."""
+    instructions = dockerfile_instructions(path)
+    starts = [i for i, (instruction, _, _) in enumerate(instructions) if instruction == "FROM"]
+    return instructions[starts[-1] + 1:] if starts else instructions
+
+
+def dockerfile_env_lines(path):
+    """{NAME: (value, line)} of the final stage's ENV, each with the line that sets it."""
+    lines = path.read_text().splitlines()
     env = {}
-    path = DEPLOY / "container" / "Dockerfile"
-    for instruction, args, _ in dockerfile_instructions(path):
-        if instruction == "ENV":
-            for name, value in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)", args):
-                env[name] = value
+    for instruction, args, start in final_stage(path):
+        if instruction != "ENV":
+            continue
+        pairs = re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)", args)
+        if not pairs:  # the legacy form `ENV NAME value`
+            name, _, value = args.partition(" ")
+            pairs = [(name, value.strip())]
+        for name, value in pairs:
+            line = next((n for n in range(start, len(lines) + 1) if re.search(rf"\b{name}[= ]", lines[n - 1])), start)
+            env[name] = (value.strip("\"'"), line)
     return env
+
+
+def dockerfile_env(path=None):
+    path = path or DEPLOY / "container" / "Dockerfile"
+    return {name: value for name, (value, _) in dockerfile_env_lines(path).items()}
 
 
 # ---------------------------------------------------------------------------- compose
@@ -184,9 +210,13 @@ def check_compose():
     env = gateway.get("environment", {})
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    for name in env:
-        if name.startswith("GATEWAY__") and "${" in str(env[name]):
-            problem(f"{path}: {name} is interpolated; give gateway keys literal values so they can be checked")
+    example = env_file_values(DEPLOY / "container" / "env.example")
+    for name, value in env.items():
+        # Security keys must be literal (`check_files.py security`); others may come from .env,
+        # as long as env.example gives every variable they read (or the reference a default).
+        for variable, default in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?", str(value)):
+            if variable not in example and not default:
+                problem(f"{path}: {name} reads ${{{variable}}}, which env.example does not set")
     healthz = gateway.get("healthcheck", {}).get("test", [])
     if healthz[1:2] != ["/usr/local/bin/healthz"]:
         problem(f"{path}: the gateway's healthcheck must run /usr/local/bin/healthz (the image's probe)")
@@ -203,14 +233,389 @@ def check_compose():
          f"bucket {bucket!r} shared by InfluxDB and the data source")
 
 
-def print_gateway_env():
+def print_gateway_env(tls_dir=None):
     env = {k: v for k, v in dockerfile_env().items() if k.startswith("GATEWAY__")}
     compose_env = load_compose()["services"]["gateway"].get("environment", {})
     if isinstance(compose_env, list):
         compose_env = dict(item.split("=", 1) for item in compose_env)
-    env.update({k: str(v) for k, v in compose_env.items() if k.startswith("GATEWAY__")})
+    example = env_file_values(DEPLOY / "container" / "env.example")
+    env.update({k: interpolate(yaml_text(v), example) for k, v in compose_env.items() if k.startswith("GATEWAY__")})
+    if tls_dir:
+        for name in TLS_FILE_VARIABLES:
+            if name in env:
+                env[name] = str(Path(tls_dir) / Path(env[name]).name)
     for name, value in sorted(env.items()):
         print(f"{name}={value}")
+
+
+# ---------------------------------------------------------------------------- container security
+TRUE_WORDS = {"true", "1", "yes", "on"}
+# Sections whose keys decide who can reach what: compose and the Dockerfile must give them
+# literally, so that this check sees what runs (a `${VAR}` would be decided by .env).
+SECURITY_SECTIONS = ("broker", "http", "api")
+TLS_FILE_VARIABLES = ("GATEWAY__BROKER__TLS__CA_FILE", "GATEWAY__BROKER__TLS__CERT_FILE",
+                      "GATEWAY__BROKER__TLS__KEY_FILE")
+# The config file the image's CMD runs with.
+IMAGE_CONFIG = "/etc/heating/gateway.toml"
+
+
+def shown(path):
+    """A path as problems name it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def yaml_text(value):
+    """A compose scalar as compose passes it to the container (YAML true -> "true")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def env_file_values(path):
+    """NAME=value lines of an env file (comments and blank lines skipped)."""
+    values = {}
+    if path.exists():
+        for raw in path.read_text().splitlines():
+            line = raw.strip()
+            if line and not line.startswith("#") and "=" in line:
+                name, _, value = line.partition("=")
+                values[name.strip()] = value.strip()
+    return values
+
+
+def interpolate(text, env):
+    """compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, $VAR and $$ with `env`."""
+    def one(match):
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(4)
+        operator, word = match.group(2) or "", match.group(3) or ""
+        value = env.get(name)
+        if operator in (":-", "-") and (value is None or (operator == ":-" and value == "")):
+            return word
+        return value or ""
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)", one, text)
+
+
+def truthy(value):
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().strip('"\'').lower() in TRUE_WORDS
+
+
+def toml_settings(path):
+    """{dotted key: (value, line)} of the uncommented `key = value` lines of a TOML file."""
+    settings, section = {}, ""
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        header = re.match(r"^\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?", line)
+        if header:
+            section = header.group(1)
+            continue
+        pair = re.match(r"^([A-Za-z0-9_\-]+)\s*=\s*(.+)$", line)
+        if pair:
+            try:
+                value = tomllib.loads(f"v = {pair.group(2)}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = pair.group(2)
+            settings.setdefault(f"{section}.{pair.group(1)}" if section else pair.group(1), (value, number))
+    return settings
+
+
+def documented_defaults():
+    """{key: default} of the gateway's keys from deploy/CONFIGURATION.md (None when unset)."""
+    defaults, in_gateway = {}, False
+    for line in (DEPLOY / "CONFIGURATION.md").read_text().splitlines():
+        if line.startswith("## "):
+            in_gateway = line.startswith("## Gateway")
+            continue
+        row = re.match(r"^\| `([a-z0-9_.\[\]]+)` \| ([^|]*) \|", line)
+        if in_gateway and row:
+            cell = row.group(2).strip()
+            value = None
+            if cell.startswith("`") and cell.endswith("`"):
+                try:
+                    value = tomllib.loads(f"v = {cell.strip('`')}")["v"]
+                except tomllib.TOMLDecodeError:
+                    value = None
+            defaults[row.group(1)] = value
+    return defaults
+
+
+def env_key(name):
+    """GATEWAY__BROKER__TLS__ENABLED -> broker.tls.enabled"""
+    return name[len("GATEWAY__"):].lower().replace("__", ".")
+
+
+def security_variable(name):
+    return name.startswith("GATEWAY__") and env_key(name).split(".")[0] in SECURITY_SECTIONS
+
+
+def shown_value(value):
+    """A setting as the problem quotes it (TOML booleans as written)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def socket_address(value):
+    """(ip, port) of "IP:port" / "[v6]:port", or None."""
+    match = re.match(r"^\[?([0-9A-Fa-f.:]+?)\]?:(\d+)$", str(value).strip())
+    if not match:
+        return None
+    try:
+        return ipaddress.ip_address(match.group(1)), int(match.group(2))
+    except ValueError:
+        return None
+
+
+def yaml_child(node, key):
+    """(key node, value node) of `key` in a YAML mapping node, or (None, None)."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                return key_node, value_node
+    return None, None
+
+
+def line_of(node):
+    return node.start_mark.line + 1
+
+
+def compose_environment(service):
+    """[(name, value, line)] of a service node's `environment` (mapping or list)."""
+    _, env = yaml_child(service, "environment")
+    out = []
+    if isinstance(env, yaml.MappingNode):
+        for key_node, value_node in env.value:
+            value = value_node.value if isinstance(value_node, yaml.ScalarNode) else ""
+            out.append((key_node.value, value, line_of(key_node)))
+    elif isinstance(env, yaml.SequenceNode):
+        for item in env.value:
+            name, _, value = str(item.value).partition("=")
+            out.append((name, value, line_of(item)))
+    return out
+
+
+def port_range(text):
+    text = text.strip()
+    if not text:
+        return []
+    low, _, high = text.partition("-")
+    return list(range(int(low), int(high or low) + 1))
+
+
+def compose_ports(service):
+    """[(spec as written, host ip or "", published ports, container ports, line)]."""
+    _, ports = yaml_child(service, "ports")
+    out = []
+    if not isinstance(ports, yaml.SequenceNode):
+        return out
+    for item in ports.value:
+        if isinstance(item, yaml.MappingNode):
+            fields = {k.value: v.value for k, v in item.value if isinstance(v, yaml.ScalarNode)}
+            spec = ", ".join(f"{k}: {v}" for k, v in fields.items())
+            host_ip, published, target = fields.get("host_ip", ""), str(fields.get("published", "")), str(fields.get("target", ""))
+        else:
+            spec = str(item.value)
+            rest = spec.split("/")[0]
+            host_ip = ""
+            bracketed = re.match(r"^\[([^\]]+)\]:(.*)$", rest)
+            if bracketed:
+                host_ip, rest = bracketed.group(1), bracketed.group(2)
+            else:
+                parts = rest.split(":")
+                if len(parts) >= 3:
+                    host_ip, rest = ":".join(parts[:-2]), ":".join(parts[-2:])
+            pieces = rest.split(":")
+            published, target = (pieces[0], pieces[1]) if len(pieces) == 2 else ("", pieces[0])
+        try:
+            out.append((spec, host_ip, port_range(published), port_range(target), line_of(item)))
+        except ValueError:
+            out.append((spec, host_ip, [], [], line_of(item)))
+    return out
+
+
+def is_loopback(host_ip):
+    try:
+        return ipaddress.ip_address(host_ip.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_security(dockerfile, compose_path, config=None, env_file=None):
+    """The container configuration is secure; every problem names its file and line."""
+    dockerfile, compose_path = Path(dockerfile), Path(compose_path)
+    env_file = Path(env_file) if env_file else compose_path.parent / "env.example"
+    docker_name, compose_name = shown(dockerfile), shown(compose_path)
+
+    # The image's config file: compose may mount one over it, else the Dockerfile copies it.
+    root = yaml.compose(compose_path.read_text())
+    _, services = yaml_child(root, "services")
+    _, gateway = yaml_child(services, "gateway")
+    if gateway is None:
+        problem(f"{compose_name}: no service gateway")
+        done("container security")
+        return
+    _, volumes = yaml_child(gateway, "volumes")
+    mounts = []  # (source, target, read_only, line)
+    for item in volumes.value if isinstance(volumes, yaml.SequenceNode) else []:
+        if isinstance(item, yaml.MappingNode):
+            fields = {k.value: v.value for k, v in item.value if isinstance(v, yaml.ScalarNode)}
+            mounts.append((fields.get("source", ""), fields.get("target", ""),
+                           truthy(fields.get("read_only", "false")), line_of(item)))
+        else:
+            # source:target[:options], where the source may be ${VAR:?message with spaces}
+            text = re.sub(r"\$\{[^}]*\}", "VAR", str(item.value))
+            parts = text.split(":")
+            source, target = (parts[0], parts[1]) if len(parts) >= 2 else ("", parts[0])
+            options = parts[2].split(",") if len(parts) >= 3 else []
+            mounts.append((source, target, "ro" in options, line_of(item)))
+    if config is None:
+        mounted = [m for m in mounts if m[1] == IMAGE_CONFIG and m[0].startswith((".", "/"))]
+        if mounted:
+            config = (compose_path.parent / mounted[0][0]).resolve()
+        else:
+            copies = [args.split() for instruction, args, _ in final_stage(dockerfile) if instruction == "COPY"]
+            sources = [words[-2] for words in copies if len(words) >= 2 and words[-1] == IMAGE_CONFIG
+                       and not any(w.startswith("--from") for w in words)]
+            config = REPO / sources[-1] if sources else None
+    config = Path(config) if config else None
+    config_name = shown(config) if config else "(no config file)"
+
+    # Every setting with the place that makes it: the reference's default, the config file,
+    # the image's ENV, compose's environment.
+    defaults = documented_defaults()
+    layers = {"image": {}, "compose": {}}
+    base = {key: (value, f"deploy/CONFIGURATION.md default of {key} (set nowhere in {docker_name}, {compose_name} or {config_name})")
+            for key, value in defaults.items()}
+    settings = toml_settings(config) if config and config.exists() else {}
+    for key, (value, line) in settings.items():
+        base[key] = (value, f"{config_name}:{line}")
+    image_env = dockerfile_env_lines(dockerfile)
+    image = dict(base)
+    for name, (value, line) in image_env.items():
+        if name.startswith("GATEWAY__"):
+            image[env_key(name)] = (value, f"{docker_name}:{line}")
+    composed = dict(image)
+    gateway_env = compose_environment(gateway)
+    for name, value, line in gateway_env:
+        if name.startswith("GATEWAY__"):
+            composed[env_key(name)] = (value, f"{compose_name}:{line}")
+    layers["image"], layers["compose"] = image, composed
+
+    # Values that this check must be able to read.
+    for name, (value, line) in image_env.items():
+        if security_variable(name) and "$" in value:
+            problem(f"{docker_name}:{line}: {name} is interpolated ({value}); give broker, http and api keys literal values so this check sees what runs")
+    for name, value, line in gateway_env:
+        if security_variable(name) and "$" in value:
+            problem(f"{compose_name}:{line}: {name} is interpolated ({value}) from .env; give broker, http and api keys literal values so this check sees what runs")
+
+    # Nothing called `insecure` is switched on, anywhere in the container's configuration.
+    found = [(f"{config_name}:{line}", key, value) for key, (value, line) in settings.items()]
+    found += [(f"{docker_name}:{line}", name, value) for name, (value, line) in image_env.items()]
+    for service_key, service in (services.value if isinstance(services, yaml.MappingNode) else []):
+        found += [(f"{compose_name}:{line}", name, value) for name, value, line in compose_environment(service)]
+    if env_file.exists():
+        for number, raw in enumerate(env_file.read_text().splitlines(), 1):
+            name, equals, value = raw.strip().partition("=")
+            if equals and not name.startswith("#"):
+                found.append((f"{shown(env_file)}:{number}", name.strip(), value))
+    for where, name, value in found:
+        if "insecure" in name.lower() and truthy(value):
+            problem(f"{where}: {name} = {shown_value(value)}: an `insecure` key is switched on; the container must not run with it")
+
+    for layer, setting in layers.items():
+        what = "the image alone (docker run)" if layer == "image" else "compose"
+        enabled, where = setting.get("broker.tls.enabled", (False, "?"))
+        if not truthy(enabled):
+            problem(f"{where}: broker.tls.enabled is {shown_value(enabled).lower()} for {what}: the mutual-TLS listener for the boxes is off; set GATEWAY__BROKER__TLS__ENABLED=true")
+        listen, where = setting.get("broker.listen", ("", "?"))
+        address = socket_address(listen)
+        if address is None or not address[0].is_loopback:
+            problem(f"{where}: broker.listen {listen} is not a loopback address for {what}: the plain MQTT listener (no TLS, no authentication) would be reachable from outside the container; keep it on 127.0.0.1")
+        auth, where = setting.get("api.auth", ("tokens", "?"))
+        if str(auth) == "disabled":
+            problem(f"{where}: api.auth is \"disabled\" for {what}: the published HTTP API would make everyone an operator")
+
+    # Ports: the image exposes only the TLS listener; compose publishes the TLS listener and
+    # the HTTP API on loopback, nothing else.
+    plain = socket_address(composed.get("broker.listen", ("", ""))[0])
+    plain_ports = {1883} | ({plain[1]} if plain else set())
+    tls_keys = ["broker.tls.listen", "broker.tls.listen_v5"]
+    if truthy(composed.get("broker.passwords.enabled", (False, ""))[0]):
+        tls_keys.append("broker.passwords.listen")  # TLS too, boxes log in with a password
+    tls_ports = {a[1] for a in (socket_address(composed.get(k, ("", ""))[0]) for k in tls_keys) if a}
+    http = socket_address(composed.get("http.listen", ("", ""))[0])
+    http_port = http[1] if http else 8080
+    metrics = socket_address(composed.get("http.metrics_listen", ("", ""))[0] or "")
+    exposed = []
+    for instruction, args, line in final_stage(dockerfile):
+        if instruction == "EXPOSE":
+            for word in args.split():
+                try:
+                    exposed += [(port, line) for port in port_range(word.split("/")[0])]
+                except ValueError:
+                    problem(f"{docker_name}:{line}: EXPOSE {word} is not a port number (literal ports only)")
+    for port, line in exposed:
+        if port in plain_ports:
+            problem(f"{docker_name}:{line}: EXPOSE {port}: the plain MQTT port (no TLS, no authentication) must not be exposed; `docker run -P` would publish it")
+        elif port == http_port:
+            problem(f"{docker_name}:{line}: EXPOSE {port}: the HTTP API must not be exposed, or `docker run -P` publishes it on every interface; publish it by hand on 127.0.0.1")
+        elif port not in tls_ports:
+            problem(f"{docker_name}:{line}: EXPOSE {port} is neither the mutual-TLS listener ({', '.join(map(str, sorted(tls_ports)))}) nor needed")
+    if not tls_ports & {port for port, _ in exposed}:
+        problem(f"{docker_name}: the final stage does not EXPOSE the mutual-TLS listener {', '.join(map(str, sorted(tls_ports)))}")
+
+    network_key, network = yaml_child(gateway, "network_mode")
+    if network is not None and str(network.value) == "host":
+        problem(f"{compose_name}:{line_of(network_key)}: service gateway has network_mode: host: every listener would be on the host's interfaces, bypassing the port rules")
+    ports = compose_ports(gateway)
+    published_tls = False
+    for spec, host_ip, published, targets, line in ports:
+        if "$" in spec:
+            problem(f"{compose_name}:{line}: port \"{spec}\" is interpolated from .env; publish literal ports so this check sees what runs")
+            continue
+        if not targets:
+            problem(f"{compose_name}:{line}: port \"{spec}\" cannot be read")
+            continue
+        for target in targets:
+            if target in plain_ports or (set(published) & plain_ports):
+                problem(f"{compose_name}:{line}: service gateway publishes \"{spec}\": {target if target in plain_ports else sorted(set(published) & plain_ports)[0]} is the plain MQTT port (no TLS, no authentication); publish only the mutual-TLS listener {', '.join(map(str, sorted(tls_ports)))} for the boxes")
+            elif target == http_port:
+                if not is_loopback(host_ip):
+                    problem(f"{compose_name}:{line}: service gateway publishes the HTTP API \"{spec}\" on {'every interface' if not host_ip else host_ip}; publish it on the host's loopback only: \"127.0.0.1:{published[0] if published else target}:{target}\"")
+            elif metrics and target == metrics[1]:
+                problem(f"{compose_name}:{line}: service gateway publishes \"{spec}\", the token-free /metrics listener (http.metrics_listen); scrape /metrics on the HTTP port with a token instead")
+            elif target in tls_ports:
+                published_tls = True
+            else:
+                problem(f"{compose_name}:{line}: service gateway publishes \"{spec}\", which is neither the mutual-TLS listener ({', '.join(map(str, sorted(tls_ports)))}) nor the HTTP API ({http_port})")
+    if not published_tls:
+        ports_key, _ = yaml_child(gateway, "ports")
+        line = line_of(ports_key) if ports_key is not None else line_of(gateway)
+        problem(f"{compose_name}:{line}: service gateway does not publish the mutual-TLS listener {', '.join(map(str, sorted(tls_ports))) or 8883}: the boxes could not connect")
+
+    # The broker's certificate files come from a read-only mount of the host folder.
+    read_only = [(target.rstrip("/"), line) for source, target, ro, line in mounts if ro]
+    for key in ("broker.tls.ca_file", "broker.tls.cert_file", "broker.tls.key_file"):
+        value, where = composed.get(key, ("", "?"))
+        path = str(value)
+        if not path.startswith("/"):
+            problem(f"{where}: {key} {path} is not an absolute path: the container's files must come from the read-only mount of the certificate folder")
+        elif not any(path.startswith(target + "/") for target, _ in read_only):
+            volumes_key, _ = yaml_child(gateway, "volumes")
+            line = line_of(volumes_key) if volumes_key is not None else line_of(gateway)
+            problem(f"{where}: {key} {path} is not inside a read-only mount of service gateway ({compose_name}:{line}: mount the folder of `gateway certs` with :ro)")
+
+    done(f"container security: {compose_name} publishes only the mutual-TLS listener "
+         f"{', '.join(map(str, sorted(tls_ports)))} and the HTTP API {http_port} on loopback; TLS on, plain listener "
+         f"{composed.get('broker.listen', ('?',))[0]} in both the image and compose; certificates from a read-only mount; "
+         f"nothing `insecure` in {docker_name}, {compose_name}, {config_name} or {shown(env_file)}")
 
 
 # ---------------------------------------------------------------------------- Grafana
@@ -363,10 +768,20 @@ if __name__ == "__main__":
         check_dockerfile()
     elif command == "compose":
         check_compose()
+    elif command == "security":
+        parser = argparse.ArgumentParser(prog="check_files.py security")
+        parser.add_argument("--dockerfile", default=DEPLOY / "container" / "Dockerfile")
+        parser.add_argument("--compose", default=DEPLOY / "container" / "compose.yaml")
+        parser.add_argument("--config", help="the gateway config of the image (default: what the Dockerfile copies)")
+        parser.add_argument("--env-file", help="compose's env file (default: env.example beside compose.yaml)")
+        options = parser.parse_args(sys.argv[2:])
+        check_security(options.dockerfile, options.compose, options.config, options.env_file)
     elif command == "grafana":
         check_grafana()
     elif command == "gateway-env":
-        print_gateway_env()
+        parser = argparse.ArgumentParser(prog="check_files.py gateway-env")
+        parser.add_argument("--tls-dir")
+        print_gateway_env(parser.parse_args(sys.argv[2:]).tls_dir)
     else:
         print(__doc__)
         sys.exit(2)

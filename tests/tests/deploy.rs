@@ -1,7 +1,9 @@
 //! The deployment files against the real binaries: the configuration reference
-//! (`deploy/CONFIGURATION.md`) against the example configs, the config structs' source and the
-//! binaries' environment overrides; the edge installer (`deploy/edge/install.sh`) into a scratch
-//! root; the container's health probe; and the runbook's online backup and restore of the
+//! (`deploy/CONFIGURATION.md`) against the example configs, the config structs' source (keys,
+//! doc comments and default values) and the binaries' environment overrides; the edge installer
+//! (`deploy/edge/install.sh`) into a scratch root; the container: its security check
+//! (`deploy/check_files.py security`) on the real files and on insecure copies, its environment
+//! running a gateway, and its health probe; and the runbook's online backup and restore of the
 //! work-order database.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -226,11 +228,23 @@ fn documented_env(program: Program) -> anyhow::Result<BTreeMap<String, String>> 
 // ------------------------------------------------------------------ config structs
 
 /// A field of a config struct (or of a struct-like enum variant), as written in the source.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Field {
     name: String,
     ty: String,
     documented: bool,
+    default: FieldDefault,
+}
+
+/// How serde fills a field that the file leaves out.
+#[derive(Debug, Clone, PartialEq)]
+enum FieldDefault {
+    /// No `default`: the key is required (or the whole struct has a default).
+    None,
+    /// `#[serde(default)]`: the type's `Default` (false, 0, empty, unset).
+    Plain,
+    /// `#[serde(default = "function")]`.
+    Function(String),
 }
 
 #[derive(Debug, Default)]
@@ -247,6 +261,7 @@ fn parse_items(source: &str) -> BTreeMap<String, Item> {
     let mut current: Option<(String, Item)> = None;
     let mut documented = false;
     let mut rename: Option<String> = None;
+    let mut default = FieldDefault::None;
     for line in source.lines() {
         if let Some((name, item)) = current.as_mut() {
             if line == "}" {
@@ -265,6 +280,18 @@ fn parse_items(source: &str) -> BTreeMap<String, Item> {
                     let rest = &trimmed[start + 10..];
                     rename = rest.split('"').next().map(str::to_owned);
                 }
+                if let Some(start) = trimmed.find("default = \"") {
+                    let rest = &trimmed[start + 11..];
+                    default = FieldDefault::Function(
+                        rest.split('"').next().unwrap_or_default().to_owned(),
+                    );
+                } else if trimmed.starts_with("#[serde(")
+                    && trimmed
+                        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                        .any(|word| word == "default")
+                {
+                    default = FieldDefault::Plain;
+                }
                 continue;
             }
             let declaration = trimmed.strip_prefix("pub ").unwrap_or(trimmed);
@@ -278,12 +305,14 @@ fn parse_items(source: &str) -> BTreeMap<String, Item> {
                         name: rename.take().unwrap_or_else(|| field.to_owned()),
                         ty: ty.trim_end_matches(',').to_owned(),
                         documented,
+                        default: std::mem::replace(&mut default, FieldDefault::None),
                     });
                 }
             }
             if !trimmed.starts_with("//") {
                 documented = false;
                 rename = None;
+                default = FieldDefault::None;
             }
             continue;
         }
@@ -347,10 +376,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every key path reachable from `root` with whether its field has a doc comment. Types are
+/// Every key path reachable from `root` with its field (doc comment, type, default). Types are
 /// looked up in the config file first, then in the rest of the crate's `src/` (config structs
-/// of components, e.g. `crate::orders::sla::SlaConfig`).
-fn struct_keys(program: Program) -> anyhow::Result<BTreeMap<String, bool>> {
+/// of components, e.g. `crate::orders::sla::SlaConfig`), then, for a type the gateway names as
+/// `edge_agent::config::X`, in the edge agent's config (`broker.external.tls`).
+fn struct_keys(program: Program) -> anyhow::Result<BTreeMap<String, Field>> {
     let source_path = program.source();
     let mut files = Vec::new();
     if let Some(src) = source_path.parent() {
@@ -358,10 +388,29 @@ fn struct_keys(program: Program) -> anyhow::Result<BTreeMap<String, bool>> {
     }
     files.sort();
     let mut items = BTreeMap::new();
+    let mut borrowed = BTreeSet::new();
     for file in files.iter().filter(|f| **f != source_path) {
-        items.extend(parse_items(&read(file)?));
+        let text = read(file)?;
+        borrowed.extend(edge_agent_config_types(&text));
+        items.extend(parse_items(&text));
     }
-    items.extend(parse_items(&read(&source_path)?));
+    let text = read(&source_path)?;
+    borrowed.extend(edge_agent_config_types(&text));
+    items.extend(parse_items(&text));
+    if matches!(program, Program::Gateway) {
+        let agent = parse_items(&read(&Program::EdgeAgent.source())?);
+        for name in borrowed {
+            if let (false, Some(item)) = (items.contains_key(&name), agent.get(&name)) {
+                items.insert(
+                    name,
+                    Item {
+                        fields: item.fields.clone(),
+                        tag: item.tag.clone(),
+                    },
+                );
+            }
+        }
+    }
     let mut keys = BTreeMap::new();
     let root = program.root_struct();
     ensure!(
@@ -373,22 +422,43 @@ fn struct_keys(program: Program) -> anyhow::Result<BTreeMap<String, bool>> {
     Ok(keys)
 }
 
+/// `X` of every `edge_agent::config::X` in a source text.
+fn edge_agent_config_types(text: &str) -> BTreeSet<String> {
+    text.split("edge_agent::config::")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>()
+        })
+        .filter(|name| name.starts_with(|c: char| c.is_ascii_uppercase()))
+        .collect()
+}
+
 fn walk(
     items: &BTreeMap<String, Item>,
     name: &str,
     prefix: &str,
-    keys: &mut BTreeMap<String, bool>,
+    keys: &mut BTreeMap<String, Field>,
     depth: usize,
 ) -> anyhow::Result<()> {
     ensure!(depth < 8, "config types nest too deep at {name}");
     let item = &items[name];
     if let Some(tag) = &item.tag {
-        keys.insert(format!("{prefix}{tag}"), true);
+        keys.insert(
+            format!("{prefix}{tag}"),
+            Field {
+                name: tag.clone(),
+                ty: "String".into(),
+                documented: true,
+                default: FieldDefault::None,
+            },
+        );
     }
     for field in &item.fields {
         let path = format!("{prefix}{}", field.name);
         let (ty, array) = inner_type(&field.ty);
-        keys.insert(path.clone(), field.documented);
+        keys.insert(path.clone(), field.clone());
         if items.contains_key(ty) {
             let children = if array {
                 format!("{path}[].")
@@ -600,7 +670,7 @@ fn every_field_of_the_config_structs_is_documented_in_the_reference() -> anyhow:
         );
         let without_doc_comment: Vec<_> = fields
             .iter()
-            .filter(|(_, documented)| !**documented)
+            .filter(|(_, field)| !field.documented)
             .map(|(k, _)| k)
             .collect();
         assert!(
@@ -789,6 +859,7 @@ fn deploy_files() -> anyhow::Result<Vec<PathBuf>> {
 fn every_environment_variable_named_in_deploy_files_is_documented_and_the_gateway_accepts_the_assignments(
 ) -> anyhow::Result<()> {
     let dir = gateway_scratch("deploy-env-mentions")?;
+    let mut tls: Option<PathBuf> = None;
     let mut checked = 0;
     for program in [Program::Gateway, Program::EdgeAgent] {
         let documented = documented_env(program)?;
@@ -810,6 +881,19 @@ fn every_environment_variable_named_in_deploy_files_is_documented_and_the_gatewa
                     .into_iter()
                     .map(|(k, v)| (k, v.replace("%S", "/var/lib")))
                     .collect();
+                // TLS switched on (the Dockerfile, the runbook) reads the broker's files: the
+                // ones `gateway certs` makes stand in for the mount, under the same names.
+                let tls_on = assignments
+                    .iter()
+                    .any(|(k, v)| k == "GATEWAY__BROKER__TLS__ENABLED" && v == "true");
+                let assignments = if tls_on {
+                    if tls.is_none() {
+                        tls = Some(container_tls_files(&dir)?);
+                    }
+                    with_tls_files(assignments, tls.as_deref().unwrap_or(&dir))
+                } else {
+                    assignments
+                };
                 let output = gateway_check(&dir.join("gateway.toml"), &assignments)?;
                 assert!(
                     output.status.success(),
@@ -1055,6 +1139,709 @@ fn the_container_health_probe_passes_on_a_serving_gateway_and_fails_otherwise() 
     Ok(())
 }
 
+// ------------------------------------------------------------------ defaults in the source
+
+/// The body of every `fn name() -> T { body }` in the program's `src/`, as one trimmed line.
+fn default_functions(program: Program) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut files = Vec::new();
+    if let Some(src) = program.source().parent() {
+        rust_files(src, &mut files)?;
+    }
+    let mut functions = BTreeMap::new();
+    for file in files {
+        let text = read(&file)?;
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            let Some(rest) = line.strip_prefix("fn ") else {
+                continue;
+            };
+            let Some((name, _)) = rest.split_once("() -> ") else {
+                continue;
+            };
+            if !line.ends_with('{') {
+                continue;
+            }
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| *l != "}")
+                .map(str::trim)
+                .collect();
+            functions.insert(name.to_owned(), body.join(" "));
+        }
+    }
+    Ok(functions)
+}
+
+/// A default as it can be compared: durations in milliseconds, everything else as TOML
+/// writes it.
+#[derive(Debug, PartialEq)]
+enum DefaultValue {
+    Millis(u128),
+    Integer(i128),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+/// `10 * 60`, `16 * 1024`, `50_000`.
+fn integer_expression(text: &str) -> Option<i128> {
+    text.split('*')
+        .map(|factor| factor.trim().replace('_', "").parse::<i128>().ok())
+        .try_fold(1i128, |product, factor| {
+            factor.and_then(|f| product.checked_mul(f))
+        })
+}
+
+/// `ReadOnly` -> `read_only`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (index, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if index > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of a default function's body, for the forms the config sources use.
+fn evaluate_default(body: &str) -> Option<DefaultValue> {
+    let body = body.trim();
+    let inside = |prefix: &str| {
+        body.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+    };
+    if let Some(seconds) = inside("Duration::from_secs(") {
+        return integer_expression(seconds).map(|s| DefaultValue::Millis(s.unsigned_abs() * 1000));
+    }
+    if let Some(millis) = inside("Duration::from_millis(") {
+        return integer_expression(millis).map(|m| DefaultValue::Millis(m.unsigned_abs()));
+    }
+    if let Some(address) = inside("SocketAddr::from(([") {
+        // `127, 0, 0, 1], 8080)`
+        let (ip, port) = address.split_once("],")?;
+        let ip: Vec<&str> = ip.split(',').map(str::trim).collect();
+        let port = port.trim().trim_end_matches(')').trim();
+        return Some(DefaultValue::Text(format!("{}:{port}", ip.join("."))));
+    }
+    for (prefix, suffix) in [
+        ("PathBuf::from(\"", "\")"),
+        ("String::from(\"", "\")"),
+        ("\"", "\".into()"),
+        ("\"", "\".to_owned()"),
+        ("\"", "\".to_string()"),
+    ] {
+        if let Some(text) = body
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+        {
+            return Some(DefaultValue::Text(text.to_owned()));
+        }
+    }
+    if body == "true" || body == "false" {
+        return Some(DefaultValue::Bool(body == "true"));
+    }
+    if let Some(integer) = integer_expression(body) {
+        return Some(DefaultValue::Integer(integer));
+    }
+    if let Ok(float) = body.parse::<f64>() {
+        return Some(DefaultValue::Float(float));
+    }
+    // An enum variant: `AuthMode::Tokens` is written "tokens" (serde rename_all = snake_case).
+    let (enum_name, variant) = body.rsplit_once("::")?;
+    (enum_name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == ':')
+        && variant.chars().all(|c| c.is_ascii_alphanumeric()))
+    .then(|| DefaultValue::Text(snake_case(variant)))
+}
+
+/// `"1h 30m"`, `"500ms"`, `"10s"` in milliseconds.
+fn humantime_millis(text: &str) -> Option<u128> {
+    let mut total = 0u128;
+    for part in text.split_whitespace() {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        let number: u128 = digits.parse().ok()?;
+        let unit = match &part[digits.len()..] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return None,
+        };
+        total += number * unit;
+    }
+    Some(total)
+}
+
+/// A documented default (the TOML literal in the reference) as a comparable value.
+fn documented_default(literal: &toml::Value, duration: bool) -> Option<DefaultValue> {
+    Some(match literal {
+        toml::Value::String(s) if duration => DefaultValue::Millis(humantime_millis(s)?),
+        toml::Value::String(s) => DefaultValue::Text(s.clone()),
+        toml::Value::Integer(i) => DefaultValue::Integer(i128::from(*i)),
+        toml::Value::Float(f) => DefaultValue::Float(*f),
+        toml::Value::Boolean(b) => DefaultValue::Bool(*b),
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_default_in_the_reference_is_the_default_in_the_gateway_source() -> anyhow::Result<()> {
+    let fields = struct_keys(Program::Gateway)?;
+    let functions = default_functions(Program::Gateway)?;
+    let mut compared = 0;
+    let mut wrong = Vec::new();
+    for row in doc_rows(Program::Gateway)? {
+        let Some(field) = fields.get(&row.key) else {
+            continue; // stale rows: every_field_of_the_config_structs_is_documented_in_the_reference
+        };
+        let literal = row
+            .default
+            .strip_prefix('`')
+            .and_then(|d| d.strip_suffix('`'));
+        let source = match &field.default {
+            FieldDefault::Function(function) => {
+                let body = functions.get(function).ok_or_else(|| {
+                    anyhow!("{}: no `fn {function}()` in the gateway's src/", row.key)
+                })?;
+                evaluate_default(body).ok_or_else(|| {
+                    anyhow!(
+                        "{}: cannot evaluate `{body}` (fn {function}); extend evaluate_default",
+                        row.key
+                    )
+                })?
+            }
+            FieldDefault::Plain if inner_type(&field.ty).0 == "bool" => DefaultValue::Bool(false),
+            _ => continue,
+        };
+        let Some(literal) = literal else {
+            wrong.push(format!(
+                "{}: the source has a default ({source:?}) but the reference says {:?}",
+                row.key, row.default
+            ));
+            continue;
+        };
+        let parsed: toml::Table = toml::from_str(&format!("v = {literal}"))
+            .with_context(|| format!("default of {} is not a TOML value: {literal}", row.key))?;
+        let duration = field.ty.contains("Duration");
+        let documented = parsed
+            .get("v")
+            .and_then(|v| documented_default(v, duration));
+        if documented.as_ref() != Some(&source) {
+            wrong.push(format!(
+                "{}: deploy/CONFIGURATION.md says {literal}, the source {source:?}",
+                row.key
+            ));
+        }
+        compared += 1;
+    }
+    assert!(
+        wrong.is_empty(),
+        "defaults in deploy/CONFIGURATION.md that are not the gateway's: {wrong:#?}"
+    );
+    assert!(
+        compared >= 40,
+        "only {compared} defaults compared with the source"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_default_evaluator_reads_the_forms_the_config_sources_use() {
+    for (body, expected) in [
+        (
+            "Duration::from_secs(10 * 60)",
+            DefaultValue::Millis(600_000),
+        ),
+        ("Duration::from_millis(2)", DefaultValue::Millis(2)),
+        (
+            "SocketAddr::from(([127, 0, 0, 1], 1883))",
+            DefaultValue::Text("127.0.0.1:1883".into()),
+        ),
+        (
+            "PathBuf::from(\"tls/ca.pem\")",
+            DefaultValue::Text("tls/ca.pem".into()),
+        ),
+        ("\"heating\".into()", DefaultValue::Text("heating".into())),
+        ("32 * 1024 * 1024", DefaultValue::Integer(33_554_432)),
+        ("50_000", DefaultValue::Integer(50_000)),
+        ("0.75", DefaultValue::Float(0.75)),
+        ("AuthMode::Tokens", DefaultValue::Text("tokens".into())),
+        ("Role::ReadOnly", DefaultValue::Text("read_only".into())),
+    ] {
+        assert_eq!(evaluate_default(body), Some(expected), "{body}");
+    }
+    assert_eq!(evaluate_default("compute(1)"), None);
+    assert_eq!(humantime_millis("1h 30m"), Some(5_400_000));
+    assert_eq!(humantime_millis("500ms"), Some(500));
+    assert_eq!(humantime_millis("ten"), None);
+}
+
+// ------------------------------------------------------------------ the container
+
+/// The TLS file variables of the container and the file `gateway certs` makes for each.
+const TLS_FILES: [(&str, &str); 3] = [
+    ("GATEWAY__BROKER__TLS__CA_FILE", "ca.pem"),
+    ("GATEWAY__BROKER__TLS__CERT_FILE", "server.pem"),
+    ("GATEWAY__BROKER__TLS__KEY_FILE", "server.key"),
+];
+
+/// The container's certificate folder made as RUNBOOK.md "The container" says: `gateway
+/// certs init-ca`, `gateway certs server` and `ca.pem` copied beside the server's files.
+fn container_tls_files(dir: &Path) -> anyhow::Result<PathBuf> {
+    let gateway = binary("gateway")?;
+    let ca = dir.join("ca").display().to_string();
+    let tls = dir.join("tls");
+    let tls_arg = tls.display().to_string();
+    for args in [
+        vec!["certs", "init-ca", "--out", &ca],
+        vec![
+            "certs",
+            "server",
+            "--ca",
+            &ca,
+            "--host",
+            "localhost",
+            "--out",
+            &tls_arg,
+        ],
+    ] {
+        let output = run(&gateway, &args, &[])?;
+        ensure!(
+            output.status.success(),
+            "gateway {args:?}: {}",
+            describe(&output)
+        );
+    }
+    std::fs::copy(dir.join("ca/ca.pem"), tls.join("ca.pem"))?;
+    Ok(tls)
+}
+
+/// `assignments` with the broker's TLS files in `tls`: an assigned path keeps its file name
+/// (so a name `gateway certs` does not make fails), an unassigned one gets the certs' name.
+fn with_tls_files(assignments: Vec<(String, String)>, tls: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value) in assignments {
+        if TLS_FILES.iter().any(|(variable, _)| *variable == name) {
+            let file = Path::new(&value)
+                .file_name()
+                .map(|f| tls.join(f))
+                .unwrap_or_else(|| tls.to_path_buf());
+            out.push((name, file.display().to_string()));
+        } else {
+            out.push((name, value));
+        }
+    }
+    for (variable, file) in TLS_FILES {
+        if !out.iter().any(|(name, _)| name == variable) {
+            out.push((variable.to_owned(), tls.join(file).display().to_string()));
+        }
+    }
+    out
+}
+
+/// Debian's python3 (with python3-yaml, which deploy/check installs), else the one on PATH.
+fn python() -> PathBuf {
+    let debian = PathBuf::from("/usr/bin/python3");
+    if debian.exists() {
+        debian
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// `deploy/check_files.py ARGS`.
+fn check_files(args: &[&str]) -> anyhow::Result<Output> {
+    Command::new(python())
+        .arg(deploy_dir().join("check_files.py"))
+        .args(args)
+        .output()
+        .context("cannot run deploy/check_files.py (python3 with python3-yaml; deploy/check installs it)")
+}
+
+/// The 1-based number of the first line of `text` that contains `needle`.
+fn line_number(text: &str, needle: &str) -> anyhow::Result<usize> {
+    text.lines()
+        .position(|line| line.contains(needle))
+        .map(|index| index + 1)
+        .ok_or_else(|| anyhow!("no line contains {needle:?}"))
+}
+
+/// The container's files copied into `dir`, for the security check to read.
+struct ContainerCopy {
+    dockerfile: String,
+    compose: String,
+    config: String,
+    env: String,
+}
+
+impl ContainerCopy {
+    fn real() -> anyhow::Result<ContainerCopy> {
+        Ok(ContainerCopy {
+            dockerfile: read(&deploy_dir().join("container/Dockerfile"))?,
+            compose: read(&deploy_dir().join("container/compose.yaml"))?,
+            config: read(&deploy_dir().join("gateway.toml"))?,
+            env: read(&deploy_dir().join("container/env.example"))?,
+        })
+    }
+
+    /// Writes the four files into `dir` and runs the security check on them.
+    fn check(&self, dir: &Path) -> anyhow::Result<Output> {
+        std::fs::create_dir_all(dir)?;
+        let files = [
+            ("Dockerfile", &self.dockerfile),
+            ("compose.yaml", &self.compose),
+            ("gateway.toml", &self.config),
+            ("env.example", &self.env),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text)?;
+        }
+        let path = |name: &str| dir.join(name).display().to_string();
+        check_files(&[
+            "security",
+            "--dockerfile",
+            &path("Dockerfile"),
+            "--compose",
+            &path("compose.yaml"),
+            "--config",
+            &path("gateway.toml"),
+            "--env-file",
+            &path("env.example"),
+        ])
+    }
+}
+
+/// `text` with `old` replaced by `new`, which must change it.
+fn replaced(text: &str, old: &str, new: &str) -> anyhow::Result<String> {
+    ensure!(text.contains(old), "the file no longer contains {old:?}");
+    Ok(text.replacen(old, new, 1))
+}
+
+#[test]
+fn the_container_security_check_passes_the_real_files_and_refuses_insecure_copies_by_file_and_line(
+) -> anyhow::Result<()> {
+    // The real files, as deploy/check runs it.
+    let output = check_files(&["security"])?;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("ok   container security"),
+        "{}",
+        describe(&output)
+    );
+    let dir = scratch_dir("deploy-container-security")?;
+    let real = ContainerCopy::real()?;
+    // The copies are checked the same way: unchanged, they pass.
+    let output = real.check(&dir.join("unchanged"))?;
+    assert!(output.status.success(), "{}", describe(&output));
+
+    // Each insecure change alone: (what, the changed copy, file, text of the offending line,
+    // what the message must say).
+    type Case = (
+        &'static str,
+        ContainerCopy,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+    let with = |change: &dyn Fn(&mut ContainerCopy) -> anyhow::Result<()>| {
+        let mut copy = ContainerCopy::real()?;
+        change(&mut copy)?;
+        anyhow::Ok(copy)
+    };
+    let cases: Vec<Case> = vec![
+        (
+            "compose publishes the plain MQTT port",
+            with(&|c| {
+                c.compose = replaced(
+                    &c.compose,
+                    "      - \"8883:8883\"\n",
+                    "      - \"8883:8883\"\n      - \"1883:1883\"\n",
+                )?;
+                Ok(())
+            })?,
+            "compose.yaml",
+            "\"1883:1883\"",
+            "service gateway publishes \"1883:1883\": 1883 is the plain MQTT port",
+        ),
+        (
+            "compose publishes the HTTP API on every interface",
+            with(&|c| {
+                c.compose = replaced(&c.compose, "\"127.0.0.1:8080:8080\"", "\"8080:8080\"")?;
+                Ok(())
+            })?,
+            "compose.yaml",
+            "\"8080:8080\"",
+            "publishes the HTTP API \"8080:8080\" on every interface",
+        ),
+        (
+            "compose does not publish the TLS listener",
+            with(&|c| {
+                c.compose = replaced(&c.compose, "      - \"8883:8883\"\n", "")?;
+                Ok(())
+            })?,
+            "compose.yaml",
+            "    ports:",
+            "does not publish the mutual-TLS listener 8883",
+        ),
+        (
+            "compose switches TLS off",
+            with(&|c| {
+                c.compose = replaced(
+                    &c.compose,
+                    "GATEWAY__BROKER__TLS__ENABLED: \"true\"",
+                    "GATEWAY__BROKER__TLS__ENABLED: \"false\"",
+                )?;
+                Ok(())
+            })?,
+            "compose.yaml",
+            "GATEWAY__BROKER__TLS__ENABLED",
+            "broker.tls.enabled is false for compose",
+        ),
+        (
+            "the image switches TLS off",
+            with(&|c| {
+                c.dockerfile = replaced(
+                    &c.dockerfile,
+                    "GATEWAY__BROKER__TLS__ENABLED=true",
+                    "GATEWAY__BROKER__TLS__ENABLED=false",
+                )?;
+                Ok(())
+            })?,
+            "Dockerfile",
+            "GATEWAY__BROKER__TLS__ENABLED=false",
+            "broker.tls.enabled is false for the image alone",
+        ),
+        (
+            "the image puts the plain listener on every interface",
+            with(&|c| {
+                c.dockerfile = replaced(
+                    &c.dockerfile,
+                    "GATEWAY__BROKER__LISTEN=127.0.0.1:1883",
+                    "GATEWAY__BROKER__LISTEN=0.0.0.0:1883",
+                )?;
+                Ok(())
+            })?,
+            "Dockerfile",
+            "GATEWAY__BROKER__LISTEN=0.0.0.0:1883",
+            "broker.listen 0.0.0.0:1883 is not a loopback address",
+        ),
+        (
+            "the image exposes the plain MQTT port",
+            with(&|c| {
+                c.dockerfile = replaced(&c.dockerfile, "EXPOSE 8883", "EXPOSE 1883 8883")?;
+                Ok(())
+            })?,
+            "Dockerfile",
+            "EXPOSE 1883 8883",
+            "EXPOSE 1883: the plain MQTT port",
+        ),
+        (
+            "compose sets an insecure key",
+            with(&|c| {
+                c.compose = replaced(
+                    &c.compose,
+                    "      GATEWAY__BROKER__TLS__ENABLED: \"true\"\n",
+                    "      GATEWAY__BROKER__TLS__ENABLED: \"true\"\n      GATEWAY__BROKER__INSECURE_PLAIN_LISTENER: \"true\"\n",
+                )?;
+                Ok(())
+            })?,
+            "compose.yaml",
+            "GATEWAY__BROKER__INSECURE_PLAIN_LISTENER",
+            "GATEWAY__BROKER__INSECURE_PLAIN_LISTENER = true: an `insecure` key is switched on",
+        ),
+        (
+            "the config file sets an insecure key",
+            with(&|c| {
+                c.config = replaced(
+                    &c.config,
+                    "insecure_plain_listener = false",
+                    "insecure_plain_listener = true",
+                )?;
+                Ok(())
+            })?,
+            "gateway.toml",
+            "insecure_plain_listener = true",
+            "broker.insecure_plain_listener = true: an `insecure` key is switched on",
+        ),
+        (
+            "the certificates are mounted writable",
+            with(&|c| {
+                c.compose = replaced(&c.compose, ":/etc/heating/tls:ro", ":/etc/heating/tls")?;
+                Ok(())
+            })?,
+            "Dockerfile",
+            "GATEWAY__BROKER__TLS__KEY_FILE=",
+            "broker.tls.key_file /etc/heating/tls/server.key is not inside a read-only mount",
+        ),
+    ];
+    for (index, (what, copy, file, offending, message)) in cases.into_iter().enumerate() {
+        let output = copy.check(&dir.join(format!("case-{index}")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !output.status.success(),
+            "{what}: the insecure copy passed: {}",
+            describe(&output)
+        );
+        let text = match file {
+            "compose.yaml" => &copy.compose,
+            "Dockerfile" => &copy.dockerfile,
+            "gateway.toml" => &copy.config,
+            _ => &copy.env,
+        };
+        let place = format!("{file}:{}: ", line_number(text, offending)?);
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.contains(&place) && line.contains(message)),
+            "{what}: expected a FAIL line naming {place:?} and saying {message:?}; got:\n{stdout}"
+        );
+    }
+    Ok(())
+}
+
+/// A plain HTTP/1.0 GET: the status line and the body.
+fn http_get(address: &str, path: &str, token: Option<&str>) -> anyhow::Result<(String, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address)
+        .with_context(|| format!("cannot connect to {address}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    ))
+}
+
+/// `IP:port` with the port set to 0 (a free one), the address kept.
+fn any_port(address: &str) -> anyhow::Result<String> {
+    let address: std::net::SocketAddr = address
+        .parse()
+        .with_context(|| format!("{address} is not a socket address"))?;
+    Ok(std::net::SocketAddr::new(address.ip(), 0).to_string())
+}
+
+#[test]
+fn the_containers_environment_runs_a_gateway_with_tls_on_the_plain_listener_on_loopback_and_a_passing_health_probe(
+) -> anyhow::Result<()> {
+    let dir = scratch_dir("deploy-container-run")?;
+    let tls = container_tls_files(&dir)?;
+    std::fs::copy(Program::Gateway.example(), dir.join("gateway.toml"))?;
+    // The image's and compose's variables as deploy/check gets them, the TLS files from the
+    // folder above; only the ports (free ones, same addresses) and the store differ.
+    let tls_arg = tls.display().to_string();
+    let output = check_files(&["gateway-env", "--tls-dir", &tls_arg])?;
+    ensure!(output.status.success(), "{}", describe(&output));
+    let mut env: BTreeMap<String, String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(
+        env.get("GATEWAY__BROKER__TLS__ENABLED").map(String::as_str),
+        Some("true"),
+        "{env:?}"
+    );
+    for variable in [
+        "GATEWAY__BROKER__LISTEN",
+        "GATEWAY__BROKER__TLS__LISTEN",
+        "GATEWAY__HTTP__LISTEN",
+    ] {
+        let address = env
+            .get(variable)
+            .ok_or_else(|| anyhow!("the container sets no {variable}: {env:?}"))?;
+        let free = any_port(address)?;
+        env.insert(variable.to_owned(), free);
+    }
+    env.insert(
+        "GATEWAY__STORE__PATH".into(),
+        dir.join("gateway.sqlite").display().to_string(),
+    );
+    // The secrets compose passes from .env.
+    let mut secrets = token_env()?;
+    secrets.push((
+        "INFLUXDB_GATEWAY_TOKEN".into(),
+        "test-secret-for-influxdb".into(),
+    ));
+    let operator_token = secrets[0].1.clone();
+    let gateway = binary("gateway")?.display().to_string();
+    let mut args: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(secrets.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
+    args.extend([
+        gateway,
+        "run".into(),
+        "--config".into(),
+        "gateway.toml".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `env NAME=value ... gateway run`: the variables reach this gateway only.
+    let (gateway, ready) = Proc::start("gateway", Path::new("env"), &args, &dir, true)?;
+    let ready = ready.unwrap_or_default();
+    let mqtt: std::net::SocketAddr = ready["mqtt"].as_str().unwrap_or_default().parse()?;
+    assert!(
+        mqtt.ip().is_loopback(),
+        "the plain listener must be on loopback: {ready}"
+    );
+    let tls_listen: std::net::SocketAddr = ready["mqtt_tls"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| {
+        format!(
+            "the TLS listener is not running: {ready}\n{}",
+            gateway.log()
+        )
+    })?;
+    std::net::TcpStream::connect(("127.0.0.1", tls_listen.port()))
+        .with_context(|| format!("the TLS listener {tls_listen} does not accept"))?;
+    let http: std::net::SocketAddr = ready["http"].as_str().unwrap_or_default().parse()?;
+    let http = format!("127.0.0.1:{}", http.port());
+
+    // The image's health check, as compose runs it.
+    let probe = Command::new("bash")
+        .arg(deploy_dir().join("container/healthz"))
+        .arg(&http)
+        .output()
+        .context("cannot run deploy/container/healthz")?;
+    assert!(
+        probe.status.success(),
+        "{}\n{}",
+        describe(&probe),
+        gateway.log()
+    );
+    // /metrics needs the token (RUNBOOK.md, "How to scrape").
+    let (status, _) = http_get(&http, "/metrics", None)?;
+    assert!(
+        status.contains(" 401"),
+        "/metrics without a token: {status}"
+    );
+    let (status, body) = http_get(&http, "/metrics", Some(&operator_token))?;
+    assert!(status.contains(" 200"), "/metrics with a token: {status}");
+    assert!(
+        body.contains("gateway_broker_handshake_timeouts_total"),
+        "{body}"
+    );
+    Ok(())
+}
+
 fn sqlite3(args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new("sqlite3")
         .args(args)
@@ -1182,6 +1969,9 @@ pub struct Root {
     #[serde(default)]
     pub a: u16,
     pub b: Option<String>,
+    /// C.
+    #[serde(default = "default_c", with = "humantime_serde")]
+    pub c: Duration,
     /// Items.
     pub items: Vec<Item>,
 }
@@ -1201,11 +1991,22 @@ pub enum How {
 }
 "#;
     let items = parse_items(source);
-    let mut keys = BTreeMap::new();
-    walk(&items, "Root", "", &mut keys, 0)?;
+    let mut fields = BTreeMap::new();
+    walk(&items, "Root", "", &mut fields, 0)?;
+    let keys: BTreeMap<String, bool> = fields
+        .iter()
+        .map(|(k, f)| (k.clone(), f.documented))
+        .collect();
+    assert_eq!(fields["a"].default, FieldDefault::Plain);
+    assert_eq!(fields["b"].default, FieldDefault::None);
+    assert_eq!(
+        fields["c"].default,
+        FieldDefault::Function("default_c".into())
+    );
     let expected: BTreeMap<String, bool> = [
         ("a", true),
         ("b", false),
+        ("c", true),
         ("items", true),
         ("items[].how", true),
         ("items[].how.type", true),
