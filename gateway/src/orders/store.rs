@@ -814,38 +814,36 @@ impl Store {
         episode_id: &str,
         at_ms: i64,
     ) -> Result<bool, StoreError> {
-        let tx = self.connection.savepoint()?;
-        let updated = tx.execute(
-            "UPDATE alerts SET resolved_at_ms = ?2 WHERE episode_id = ?1 AND resolved_at_ms IS NULL",
-            params![episode_id, at_ms],
-        )?;
-        if updated == 1 {
-            let order: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM orders WHERE episode_id = ?1
-                     UNION SELECT order_id FROM alert_links WHERE episode_id = ?1",
-                    [episode_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(order_id) = order {
-                insert_event(
-                    &tx,
-                    order_id,
-                    at_ms,
-                    "rules",
-                    "alert_state_lost",
-                    &format!("alert {episode_id} was stored after the rules' last saved state and the gateway stopped without saving; the episode is closed and the rules judge the device afresh (a fault still present fires again and joins this order)"),
-                )?;
-            }
-        }
-        tx.commit()?;
-        Ok(updated == 1)
+        self.end_alert(
+            episode_id,
+            at_ms,
+            "alert_state_lost",
+            &format!("alert {episode_id} was stored after the rules' last saved state and the gateway stopped without saving; the episode is closed and the rules judge the device afresh (a fault still present fires again and joins this order)"),
+        )
     }
 
     /// Records that an alert episode ended; notes it on the episode's order, if any.
     /// Policy: the order stays open. The fault may recur, and the technician confirms the cause.
     pub fn alert_resolved(&mut self, episode_id: &str, at_ms: i64) -> Result<bool, StoreError> {
+        self.end_alert(
+            episode_id,
+            at_ms,
+            "alert_cleared",
+            &format!(
+                "alert {episode_id} cleared; the order stays open until a technician resolves it"
+            ),
+        )
+    }
+
+    /// Ends an unresolved episode at `at_ms` and, when it did, adds the event `kind` with `note`
+    /// to the episode's order, if any.
+    fn end_alert(
+        &mut self,
+        episode_id: &str,
+        at_ms: i64,
+        kind: &str,
+        note: &str,
+    ) -> Result<bool, StoreError> {
         let tx = self.connection.savepoint()?;
         let updated = tx.execute(
             "UPDATE alerts SET resolved_at_ms = ?2 WHERE episode_id = ?1 AND resolved_at_ms IS NULL",
@@ -861,14 +859,7 @@ impl Store {
                 )
                 .optional()?;
             if let Some(order_id) = order {
-                insert_event(
-                    &tx,
-                    order_id,
-                    at_ms,
-                    "rules",
-                    "alert_cleared",
-                    &format!("alert {episode_id} cleared; the order stays open until a technician resolves it"),
-                )?;
+                insert_event(&tx, order_id, at_ms, "rules", kind, note)?;
             }
         }
         tx.commit()?;
