@@ -204,6 +204,235 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Val
     serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON: {body}"))
 }
 
+/// One household of a test registry, with its one device. [`write_registry`] turns a list of
+/// them into the CSV files a gateway imports (`[registry] import`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryHousehold {
+    /// The device id, e.g. `yanqing-dongguan-0001`; its household is `hh-{device_id}`.
+    pub device_id: String,
+    /// A Yanqing township id, e.g. `yanqing`: the township the gateway takes the device's
+    /// readings from.
+    pub township: String,
+    /// The township's name, e.g. 延庆镇 (the id when empty).
+    pub township_name: String,
+    /// The village id within its township, e.g. `dongguan`; the registry's village id is
+    /// `{township}-{village}`, so a village always belongs to its township.
+    pub village: String,
+    /// The village's name, e.g. 东关村 (the id when empty).
+    pub village_name: String,
+    /// `heat_pump` or `gas_boiler`.
+    pub kind: String,
+    /// The register-map profile, e.g. `aurora-ashp`: its first word is the vendor (`aurora`)
+    /// and, capitalised, the brand; the profile id is the model.
+    pub profile: String,
+    /// An elderly resident living alone.
+    pub vulnerable: bool,
+}
+
+impl RegistryHousehold {
+    /// A heat pump (`aurora-ashp`) in `village` of `township`, names left to the ids.
+    pub fn new(device_id: &str, township: &str, village: &str) -> RegistryHousehold {
+        RegistryHousehold {
+            device_id: device_id.to_owned(),
+            township: township.to_owned(),
+            township_name: String::new(),
+            village: village.to_owned(),
+            village_name: String::new(),
+            kind: "heat_pump".to_owned(),
+            profile: "aurora-ashp".to_owned(),
+            vulnerable: false,
+        }
+    }
+
+    /// One entry of the simulator's manifest (`device_id`, `township`, `township_name`,
+    /// `village`, `village_name`, `kind`, `profile_id`, `vulnerable`).
+    pub fn from_manifest(household: &Value) -> anyhow::Result<RegistryHousehold> {
+        let text = |key: &str| -> anyhow::Result<String> {
+            household[key]
+                .as_str()
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("manifest entry without {key}: {household}"))
+        };
+        Ok(RegistryHousehold {
+            device_id: text("device_id")?,
+            township: text("township")?,
+            township_name: household["township_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            village: text("village")?,
+            village_name: household["village_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            kind: text("kind")?,
+            profile: text("profile_id")?,
+            vulnerable: household["vulnerable"].as_bool().unwrap_or(false),
+        })
+    }
+
+    /// The registry's household id.
+    pub fn household_id(&self) -> String {
+        format!("hh-{}", self.device_id)
+    }
+
+    /// The registry's village id: `{township}-{village}`.
+    pub fn village_id(&self) -> String {
+        format!("{}-{}", self.township, self.village)
+    }
+
+    /// The vendor id: the profile's first word.
+    pub fn vendor_id(&self) -> String {
+        self.profile
+            .split('-')
+            .next()
+            .filter(|v| !v.is_empty())
+            .unwrap_or("vendor")
+            .to_owned()
+    }
+}
+
+/// One CSV field, quoted when it must be.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn csv_row(out: &mut String, fields: &[&str]) {
+    let fields: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+    out.push_str(&fields.join(","));
+    out.push('\n');
+}
+
+/// Writes a gateway registry holding exactly `households` into the folder `dir` (created if
+/// missing): `townships.csv`, `villages.csv`, `vendors.csv`, `households.csv` and
+/// `devices.csv`, one household per device, for a gateway.toml with `[registry]` `import`
+/// pointing at `dir`. Townships, villages and vendors are the ones the households use.
+///
+/// Every household's `edge_box` column is empty (its box id is its household id, see
+/// ARCHITECTURE.md "Broker security"): the registry is for publishers on the plain listener,
+/// not under a tenant prefix. No teams are written, so orders stay unassigned. Devices are
+/// installed on 2023-10-15 (in warranty). A device id listed twice is an error.
+pub fn write_registry(dir: &Path, households: &[RegistryHousehold]) -> anyhow::Result<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let mut seen = BTreeSet::new();
+    let mut townships: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut villages: BTreeMap<String, (&str, &str)> = BTreeMap::new();
+    let mut vendors: BTreeSet<String> = BTreeSet::new();
+    for h in households {
+        if !seen.insert(h.device_id.as_str()) {
+            bail!("device {:?} is listed twice for the registry", h.device_id);
+        }
+        townships
+            .entry(&h.township)
+            .or_insert(name_or_id(&h.township_name, &h.township));
+        villages
+            .entry(h.village_id())
+            .or_insert((&h.township, name_or_id(&h.village_name, &h.village)));
+        vendors.insert(h.vendor_id());
+    }
+
+    let mut townships_csv = String::from("id,name\n");
+    for (id, name) in &townships {
+        csv_row(&mut townships_csv, &[id, name]);
+    }
+    let mut villages_csv = String::from("id,township_id,name\n");
+    for (id, (township, name)) in &villages {
+        csv_row(&mut villages_csv, &[id, township, name]);
+    }
+    let mut vendors_csv = String::from("id,name\n");
+    for id in &vendors {
+        csv_row(&mut vendors_csv, &[id, &capitalised(id)]);
+    }
+    let mut households_csv =
+        String::from("id,village_id,address,resident,phone,vulnerable,edge_box\n");
+    let mut devices_csv = String::from("id,household_id,kind,brand,model,vendor_id,installed_on\n");
+    for (n, h) in households.iter().enumerate() {
+        let household = h.household_id();
+        let village_name = villages
+            .get(&h.village_id())
+            .map_or(h.village.as_str(), |(_, name)| name);
+        csv_row(
+            &mut households_csv,
+            &[
+                &household,
+                &h.village_id(),
+                &format!("{village_name}{}号", n + 1),
+                &format!("住户{}", n + 1),
+                &format!("138{:08}", n + 1),
+                if h.vulnerable { "true" } else { "false" },
+                "",
+            ],
+        );
+        let vendor = h.vendor_id();
+        csv_row(
+            &mut devices_csv,
+            &[
+                &h.device_id,
+                &household,
+                &h.kind,
+                &capitalised(&vendor),
+                &h.profile,
+                &vendor,
+                "2023-10-15",
+            ],
+        );
+    }
+
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (file, text) in [
+        ("townships.csv", townships_csv),
+        ("villages.csv", villages_csv),
+        ("vendors.csv", vendors_csv),
+        ("households.csv", households_csv),
+        ("devices.csv", devices_csv),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `name`, or `id` when the name is empty.
+fn name_or_id<'a>(name: &'a str, id: &'a str) -> &'a str {
+    if name.is_empty() {
+        id
+    } else {
+        name
+    }
+}
+
+/// `aurora` -> `Aurora`.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The `[[devices]]` tables of an edge agent config for the households of a simulator
+/// manifest (each served over Modbus TCP at its `modbus_addr`).
+pub fn agent_devices(households: &[Value]) -> String {
+    let mut text = String::new();
+    for household in households {
+        text.push_str(&format!(
+            "\n[[devices]]\nid = \"{}\"\ntownship = \"{}\"\nprofile = \"{}\"\nunit_id = {}\ntransport = {{ type = \"tcp\", address = \"{}\" }}\n",
+            household["device_id"].as_str().unwrap_or_default(),
+            household["township"].as_str().unwrap_or_default(),
+            household["profile_id"].as_str().unwrap_or_default(),
+            household["unit_id"].as_u64().unwrap_or(1),
+            household["modbus_addr"].as_str().unwrap_or_default(),
+        ));
+    }
+    text
+}
+
 /// The whole system: gateway, simulator and one edge agent polling every household.
 pub struct System {
     pub dir: PathBuf,
@@ -220,27 +449,13 @@ pub struct System {
 
 impl System {
     /// Starts the three processes with `households` simulated households and waits until
-    /// every household's device has reported through the gateway.
+    /// every household's device has reported through the gateway. The simulator starts first;
+    /// its manifest becomes the gateway's registry ([`write_registry`], folder `registry`), so
+    /// the gateway knows every simulated device and its township.
     pub async fn start(test: &str, households: usize, seed: u64) -> anyhow::Result<System> {
         let dir = scratch_dir(test)?;
-        std::fs::write(
-            dir.join("gateway.toml"),
-            format!(
-                "[broker]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n[rules]\ntick = \"200ms\"\n\n\
-                 [[api.tokens]]\nname = \"e2e\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n"
-            ),
-        )?;
-        let (gateway, ready) = Proc::start(
-            "gateway",
-            &binary("gateway")?,
-            &["run", "--config", "gateway.toml"],
-            &dir,
-            true,
-        )?;
-        let ready = ready.unwrap_or_default();
-        let gateway_http = ready["http"].as_str().unwrap_or_default().to_owned();
-        let gateway_mqtt = ready["mqtt"].as_str().unwrap_or_default().to_owned();
 
+        // The simulator first: its manifest says which devices the gateway's registry holds.
         let profiles = repo_root().join("profiles");
         let households_arg = households.to_string();
         let seed_arg = seed.to_string();
@@ -275,22 +490,39 @@ impl System {
             .cloned()
             .ok_or_else(|| anyhow!("manifest is not a list"))?;
 
+        // The gateway refuses telemetry of devices it does not know: its registry holds exactly
+        // the simulated households.
+        let registered = households
+            .iter()
+            .map(RegistryHousehold::from_manifest)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        write_registry(&dir.join("registry"), &registered)?;
+        std::fs::write(
+            dir.join("gateway.toml"),
+            format!(
+                "[broker]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n[rules]\ntick = \"200ms\"\n\n\
+                 [registry]\nimport = \"registry\"\n\n\
+                 [[api.tokens]]\nname = \"e2e\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n"
+            ),
+        )?;
+        let (gateway, ready) = Proc::start(
+            "gateway",
+            &binary("gateway")?,
+            &["run", "--config", "gateway.toml"],
+            &dir,
+            true,
+        )?;
+        let ready = ready.unwrap_or_default();
+        let gateway_http = ready["http"].as_str().unwrap_or_default().to_owned();
+        let gateway_mqtt = ready["mqtt"].as_str().unwrap_or_default().to_owned();
+
         let (mqtt_host, mqtt_port) = gateway_mqtt
             .rsplit_once(':')
             .ok_or_else(|| anyhow!("bad mqtt address {gateway_mqtt:?}"))?;
         let mut agent_config = format!(
             "agent_id = \"box-e2e\"\ntownship = \"yanqing\"\nprofiles_dir = \"{profiles_arg}\"\n\n[mqtt]\nhost = \"{mqtt_host}\"\nport = {mqtt_port}\nkeep_alive = \"5s\"\n\n[polling]\ninterval = \"500ms\"\n"
         );
-        for household in &households {
-            agent_config.push_str(&format!(
-                "\n[[devices]]\nid = \"{}\"\ntownship = \"{}\"\nprofile = \"{}\"\nunit_id = {}\ntransport = {{ type = \"tcp\", address = \"{}\" }}\n",
-                household["device_id"].as_str().unwrap_or_default(),
-                household["township"].as_str().unwrap_or_default(),
-                household["profile_id"].as_str().unwrap_or_default(),
-                household["unit_id"].as_u64().unwrap_or(1),
-                household["modbus_addr"].as_str().unwrap_or_default(),
-            ));
-        }
+        agent_config.push_str(&agent_devices(&households));
         std::fs::write(dir.join("agent.toml"), agent_config)?;
         let (agent, _) = Proc::start(
             "edge-agent",

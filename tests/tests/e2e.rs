@@ -433,6 +433,7 @@ async fn a_burst_larger_than_the_broker_link_buffer_is_taken_in_whole() -> anyho
     let metrics = system
         .client
         .get(system.gateway_url("/metrics"))
+        .bearer_auth(tests::OPERATOR_TOKEN)
         .send()
         .await?
         .text()
@@ -486,7 +487,13 @@ async fn messages_the_broker_drops_before_ingest_reads_them_are_counted() -> any
         "every message taken in or counted as lost",
         Duration::from_secs(60),
         || async {
-            let text = client.get(&metrics_url).send().await?.text().await?;
+            let text = client
+                .get(&metrics_url)
+                .bearer_auth(tests::OPERATOR_TOKEN)
+                .send()
+                .await?
+                .text()
+                .await?;
             let taken = counter(&text, "gateway_mqtt_messages_in_total ");
             let lost = counter(&text, "gateway_broker_messages_lost_total ");
             anyhow::ensure!(taken + lost >= BURST, "{taken} taken in, {lost} lost");
