@@ -187,6 +187,20 @@ fn written(stats: &SinkStats) -> u64 {
     stats.points_written.load(Ordering::Relaxed)
 }
 
+/// Serves `app` (a stand-in write endpoint) on a free loopback port.
+async fn serve_on_a_free_port(
+    app: axum::Router,
+) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    (
+        port,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_in_the_middle_of_a_write_stream_loses_nothing() {
     let storage = std::env::temp_dir().join(format!("gateway-vm-{}", std::process::id()));
@@ -359,11 +373,7 @@ async fn points_keep_flowing_into_the_buffer_while_a_write_is_in_flight() {
     let app = axum::Router::new()
         .route("/api/v2/write", axum::routing::post(slow_write))
         .with_state(server.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (port, serving) = serve_on_a_free_port(app).await;
 
     // A channel of 4 x 50 = 200 points between producers and the sink task.
     let config = InfluxConfig {
@@ -488,11 +498,7 @@ async fn a_bad_point_is_split_out_and_dropped_while_its_batch_and_the_next_are_s
     let app = axum::Router::new()
         .route("/api/v2/write", axum::routing::post(gatekeeper_write))
         .with_state(gate.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let gate_port = listener.local_addr().expect("address").port();
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (gate_port, serving) = serve_on_a_free_port(app).await;
 
     let config = InfluxConfig {
         url: Some(format!("http://127.0.0.1:{gate_port}")),
@@ -705,11 +711,7 @@ async fn a_5xx_408_and_429_are_retried_and_a_404_is_not() {
     let app = axum::Router::new()
         .route("/api/v2/write", axum::routing::post(scripted_write))
         .with_state(server.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (port, serving) = serve_on_a_free_port(app).await;
     let config = InfluxConfig {
         url: Some(format!("http://127.0.0.1:{port}")),
         batch_size: 10,

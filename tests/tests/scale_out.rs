@@ -61,6 +61,21 @@ fn mosquitto_with(dir: &Path, port: u16, listener_options: &str) -> anyhow::Resu
     Ok(Mosquitto(child))
 }
 
+/// Waits until mosquitto accepts connections on `port`.
+async fn listening(port: u16) -> anyhow::Result<()> {
+    eventually(
+        "mosquitto to listen",
+        Duration::from_secs(10),
+        || async move {
+            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop))
+        },
+    )
+    .await
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -202,17 +217,7 @@ async fn two_gateways_on_one_mosquitto_each_open_orders_only_for_their_own_towns
     let dir = scratch_dir("scale-out")?;
     let port = free_port()?;
     let _broker = mosquitto(&dir, port)?;
-    eventually(
-        "mosquitto to listen",
-        Duration::from_secs(10),
-        || async move {
-            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop))
-        },
-    )
-    .await?;
+    listening(port).await?;
     // (township, village, device): a probe per owned township, then the faulty devices.
     let probes = [
         ("yanqing", "dongguan", "yanqing-probe-0000"),
@@ -357,17 +362,7 @@ async fn a_gateway_reads_an_external_broker_over_mutual_tls() -> anyhow::Result<
             path("server/server.key")
         ),
     )?;
-    eventually(
-        "mosquitto to listen",
-        Duration::from_secs(10),
-        || async move {
-            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop))
-        },
-    )
-    .await?;
+    listening(port).await?;
     let device = "yanqing-dongguan-0001";
     let registry = [RegistryHousehold::new(device, "yanqing", "dongguan")];
     let (gateway, http) = start_gateway_with(
@@ -449,17 +444,7 @@ async fn a_broker_slower_to_answer_than_the_rules_tick_is_still_reached() -> any
     let dir = scratch_dir("scale-out-slow")?;
     let port = free_port()?;
     let _broker = mosquitto(&dir, port)?;
-    eventually(
-        "mosquitto to listen",
-        Duration::from_secs(10),
-        || async move {
-            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop))
-        },
-    )
-    .await?;
+    listening(port).await?;
     // The CONNACK comes 800 ms after CONNECT; ingest's tick fires every 200 ms.
     let proxy = slow_proxy(port, Duration::from_millis(800)).await?;
     let device = "yanqing-dongguan-0001";
