@@ -428,6 +428,7 @@ async fn slow_proxy(upstream: u16, delay: Duration) -> anyhow::Result<u16> {
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     let mut first = [0u8; 4096];
                     let n = broker_read.read(&mut first).await?;
+                    // The slowness under test (a broker's late CONNACK), not synchronisation.
                     tokio::time::sleep(delay).await;
                     client_write.write_all(&first[..n]).await?;
                     tokio::io::copy(&mut broker_read, &mut client_write).await
