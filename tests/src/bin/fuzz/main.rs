@@ -454,7 +454,11 @@ fn supervise(cli: &Cli) -> ExitCode {
         }
     }
     if let Some(path) = &cli.summary {
-        if let Err(error) = std::fs::write(path, Value::Array(results).to_string()) {
+        let folder = path.parent().filter(|f| !f.as_os_str().is_empty());
+        let written = folder
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(path, Value::Array(results).to_string()));
+        if let Err(error) = written {
             eprintln!("fuzz: cannot write {}: {error}", path.display());
             clean = false;
         }
