@@ -86,6 +86,35 @@ impl GuardCounters {
     }
 }
 
+/// At most one log line per second for a kind of refusal, carrying how many were not logged
+/// since the previous line: a flood of bad connections is counted in full, not logged in full.
+#[derive(Debug, Default)]
+pub(crate) struct LogGate {
+    /// Second (since the gate was made) of the last line, plus one; 0: none yet.
+    last: AtomicU64,
+    skipped: AtomicU64,
+    started: std::sync::OnceLock<Instant>,
+}
+
+impl LogGate {
+    /// `Some(skipped)` when a line may be written now, `skipped` being the refusals not logged
+    /// since the previous line; `None` when this one is only counted.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let second = self.started.get_or_init(Instant::now).elapsed().as_secs() + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != second
+            && self
+                .last
+                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.skipped.swap(0, Ordering::Relaxed));
+        }
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
 /// A connection's packet rate: `per_second` on average, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PacketRate {
@@ -200,6 +229,15 @@ mod tests {
         assert!((wait.as_secs_f64() - 0.5).abs() < 1e-9, "{wait:?}");
         // After a second, 10 tokens came back and 5 were owed.
         assert_eq!(limiter.take(5, start + Duration::from_secs(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_log_gate_lets_one_line_a_second_through_and_counts_the_rest() {
+        let gate = LogGate::default();
+        assert_eq!(gate.admit(), Some(0));
+        for _ in 0..5 {
+            assert_eq!(gate.admit(), None);
+        }
     }
 
     #[test]

@@ -471,6 +471,7 @@ impl AckLog {
 #[cfg(test)]
 mod test {
     use super::DataLog;
+    use crate::protocol::Publish;
     use crate::router::shared_subs::Strategy;
     use crate::RouterConfig;
 
@@ -484,6 +485,8 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            // PATCH (yanqing-heating): the limits' fields keep their defaults (no limit).
+            ..Default::default()
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("topic/a");
@@ -504,6 +507,8 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            // PATCH (yanqing-heating): the limits' fields keep their defaults (no limit).
+            ..Default::default()
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("+/+");
@@ -541,4 +546,65 @@ mod test {
     //             dbg!(v);
     //         }
     //     }
+
+    // PATCH (yanqing-heating): the limits on retained messages, filters and the topic cache.
+    fn limited(config: RouterConfig) -> DataLog {
+        DataLog::new(RouterConfig {
+            max_segment_size: 1024,
+            max_connections: 10,
+            max_segment_count: 10,
+            max_outgoing_packet_count: 1024,
+            ..config
+        })
+        .unwrap()
+    }
+
+    fn retained(topic: &str) -> Publish {
+        Publish {
+            dup: false,
+            qos: crate::protocol::QoS::AtLeastOnce,
+            retain: true,
+            topic: topic.to_owned().into(),
+            pkid: 0,
+            payload: "x".into(),
+        }
+    }
+
+    #[test]
+    fn retained_only_on_allowed_topics_and_up_to_the_cap() {
+        let config = RouterConfig {
+            retain_filters: Some(vec!["a/+/status".to_owned()]),
+            max_retained_publishes: Some(2),
+            ..Default::default()
+        };
+        let counters = config.counters.clone();
+        let mut data = limited(config);
+        for topic in ["a/1/status", "a/2/status", "a/3/status", "b/1/x", "a/1/status"] {
+            data.insert_to_retained_publishes(retained(topic), None, topic.to_owned());
+        }
+        let kept = data.read_retained_messages("#");
+        assert_eq!(kept.len(), 2, "a/1 and a/2 (replaced), not a/3 (cap) nor b/1 (filter)");
+        assert_eq!(counters.counts().retained_refused, 2);
+    }
+
+    #[test]
+    fn filters_and_cached_topics_are_bounded() {
+        let config = RouterConfig {
+            max_filters: Some(2),
+            max_cached_topics: Some(3),
+            ..Default::default()
+        };
+        let counters = config.counters.clone();
+        let mut data = limited(config);
+        data.next_native_offset("t/+");
+        assert!(data.admits_filter("t/+"), "an existing filter always");
+        assert!(data.admits_filter("u/+"));
+        data.next_native_offset("u/+");
+        assert!(!data.admits_filter("v/+"), "a third filter is over the cap");
+        for n in 0..10 {
+            data.matches(&format!("t/{n}"));
+        }
+        assert!(data.publish_filters.len() <= 3);
+        assert!(counters.counts().topic_cache_resets >= 2);
+    }
 }

@@ -402,6 +402,10 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
         let admissions =
             guards::PendingAdmissions::new(self.config.max_pending_per_address.unwrap_or(usize::MAX));
         let counters = self.config.connections.counters.clone();
+        // One line a second per kind of refusal, with the count of those not logged.
+        let refused_log = guards::LogGate::default();
+        let failure_log = Arc::new(guards::LogGate::default());
+        let timeout_log = Arc::new(guards::LogGate::default());
         info!(
             config = self.config.name,
             listen_addr = self.config.listen.to_string(),
@@ -419,7 +423,9 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
 
             let Some(admission) = admissions.admit(addr.ip()) else {
                 counters.admission_refused();
-                warn!(name=?self.config.name, ?addr, "too many handshakes in progress from this address; connection closed");
+                if let Some(not_logged) = refused_log.admit() {
+                    warn!(name=?self.config.name, ?addr, not_logged, "too many handshakes in progress from this address; connection closed");
+                }
                 drop(stream);
                 continue;
             };
@@ -429,6 +435,8 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             let name = self.config.name.clone();
             let tls = self.config.tls.clone();
             let counters = counters.clone();
+            let failure_log = Arc::clone(&failure_log);
+            let timeout_log = Arc::clone(&timeout_log);
             let will_handlers = self.awaiting_will_handler.clone();
             let protocol = self.protocol.clone();
             count += 1;
@@ -441,12 +449,16 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                     Ok(Ok(o)) => o,
                     Ok(Err(e)) => {
                         counters.handshake_failure();
-                        error!(error=?e, ?addr, "Tls accept error");
+                        if let Some(not_logged) = failure_log.admit() {
+                            error!(error=?e, ?addr, not_logged, "Tls accept error");
+                        }
                         return;
                     }
                     Err(_) => {
                         counters.handshake_timeout();
-                        warn!(?addr, timeout=?handshake_timeout, "Tls handshake timed out");
+                        if let Some(not_logged) = timeout_log.admit() {
+                            warn!(?addr, timeout=?handshake_timeout, not_logged, "Tls handshake timed out");
+                        }
                         return;
                     }
                 };
