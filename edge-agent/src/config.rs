@@ -491,7 +491,7 @@ pub enum ConfigError {
     Invalid { place: String, message: String },
     #[error("environment override: {0}")]
     Environment(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Profile(#[from] ProfileError),
 }
 
@@ -841,6 +841,20 @@ transport = {{ type = "tcp", address = "127.0.0.1:5021" }}
             .to_string();
         assert!(err.contains("devices[1].profile"), "{err}");
         assert!(err.contains("aurora-ashp"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_profile_file_is_named_once() {
+        let dir = temp_dir("bad-profile");
+        let profiles = dir.join("profiles");
+        std::fs::create_dir_all(&profiles).expect("dir");
+        std::fs::write(profiles.join("broken.toml"), "id = \"broken\"\nwho = 1\n").expect("write");
+        let text = config_text(1, "huanre-boiler")
+            .replace(&profiles_dir(), &profiles.display().to_string());
+        let err = AgentConfig::load(&write(&dir, &text)).expect_err("a broken profile");
+        // The whole chain, as the binaries print it (`{:#}`): the place appears once.
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(chain.matches("broken.toml").count(), 1, "{chain}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub enum OrderError {
     NotFound(i64),
     #[error("{0}")]
     Invalid(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Transition(#[from] TransitionError),
     #[error(transparent)]
     Store(#[from] StoreError),
