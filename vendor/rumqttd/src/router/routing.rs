@@ -152,10 +152,6 @@ impl Router {
         self.router_tx.clone()
     }
 
-    // pub(crate) fn get_replica_handle(&mut self, _replica_id: NodeId) -> (LinkTx, LinkRx) {
-    //     unimplemented!()
-    // }
-
     /// Starts the router in a background thread and returns link to it. Link
     /// to communicate with router should only be returned only after it starts.
     /// For that reason, all the public methods should start the router in the
@@ -2227,12 +2223,6 @@ fn extract_group(filter: &str) -> Option<(String, String)> {
 //         let id = sub_tx.connection_id;
 //         let tracker = router.trackers.get(id).unwrap();
 //         assert_eq!(tracker.get_data_requests().front().unwrap().cursor, (0, 200));
-//     }
-
-//     #[test]
-//     #[ignore]
-//     fn test_resend_in_qos1() {
-//         unimplemented!("we don't resend QoS1 packets yet")
 //     }
 
 //     #[test]
