@@ -287,6 +287,14 @@ impl FaultKind {
         }
     }
 
+    /// Whether the unit shows a fault code while it suffers this fault (at once or in the
+    /// end): the score card reports faults that raise no code apart, because only detectors
+    /// that read the physics can catch them. Supply and communication faults are about the
+    /// village or the box, not the unit's controller: false.
+    pub fn raises_code(self) -> bool {
+        matches!(self.class(), FaultClass::Sudden | FaultClass::Gradual)
+    }
+
     /// True for faults that hit a village, not one household.
     pub fn is_supply(self) -> bool {
         self.class() == FaultClass::Supply
