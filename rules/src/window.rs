@@ -36,6 +36,39 @@ const MAX_MAGNITUDE: f64 = 1.0e12;
 /// was silent; nobody knows what it did).
 const SHARE_MAX_GAP_MS: i64 = 15 * 60_000;
 
+/// Extra cells after the ring of a cooling series: the learned model and the open segment.
+pub const COOLING_MODEL_CELLS: usize = 2;
+/// Learned samples a cooling model needs before `cooling_hours` is known.
+pub const COOLING_MIN_SAMPLES: u32 = 3;
+/// A heater-off segment must last this long to teach the cooling model, ms.
+const COOLING_MIN_SEGMENT_MS: i64 = 30 * 60_000;
+/// A long heater-off segment is closed and a new one started after this long, ms (so a house
+/// left without heat for a day teaches the model more than once).
+const COOLING_MAX_SEGMENT_MS: i64 = 2 * 3_600_000;
+/// Readings a segment needs.
+const COOLING_MIN_READINGS: u32 = 5;
+/// Indoor-outdoor difference a segment needs at its start and its end, K: near the outdoor
+/// temperature the logarithm amplifies sensor steps.
+const COOLING_MIN_DIFFERENCE_K: f64 = 5.0;
+/// Plausible cooling rates of a dwelling, per hour: a time constant from 4 h (an uninsulated
+/// single-skin room) to 150 h (a heavy, well-insulated house). A sample outside (a window
+/// opened, the sun on the sensor) is not learned.
+const COOLING_RATE_RANGE: std::ops::RangeInclusive<f64> = (1.0 / 150.0)..=(1.0 / 4.0);
+/// Once the model has [`COOLING_MIN_SAMPLES`], a sample more than this factor away from the
+/// learned rate is an event (airing, a door left open, the sun), not the house: not learned.
+const COOLING_OUTLIER_FACTOR: f64 = 2.0;
+/// Smallest weight of a new sample in the learned rate (an exponential average over about the
+/// last ten segments once more than ten were seen).
+const COOLING_MIN_WEIGHT: f64 = 0.1;
+
+/// Indices into [`wire::values::CANONICAL`] of the values a cooling series reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoolingSources {
+    pub indoor: u8,
+    pub outdoor: u8,
+    pub running: u8,
+}
+
 /// Indices into [`wire::values::CANONICAL`] of the values the COP series reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopSources {
@@ -62,6 +95,10 @@ pub enum SeriesKind {
     Trips(u32),
     /// Heat output over electric power while running: `cop`, `cop_ratio`.
     Cop,
+    /// The house's own cooling rate, learned from the times its heater was off (Newton's law
+    /// of cooling, `dT/dt = -k (T_in - T_out)`), and the window's indoor and outdoor means:
+    /// `cooling_hours`.
+    Cooling,
 }
 
 /// One windowed series: what, over which value, how long.
@@ -93,6 +130,7 @@ pub struct SeriesTable {
     bucket_ms: Vec<i64>,
     cells: usize,
     cop: Option<CopSources>,
+    cooling: Option<CoolingSources>,
     /// Per series: whether heat pumps / gas boilers need it (some rule for that kind reads it).
     /// Empty: every kind needs every series.
     needed: Vec<[bool; 2]>,
@@ -152,6 +190,10 @@ impl SeriesTable {
         self.cop = Some(sources);
     }
 
+    pub fn set_cooling_sources(&mut self, sources: CoolingSources) {
+        self.cooling = Some(sources);
+    }
+
     fn layout(&mut self) {
         self.offsets.clear();
         self.bucket_ms = self.specs.iter().map(SeriesSpec::bucket_ms).collect();
@@ -161,6 +203,9 @@ impl SeriesTable {
             next += BUCKETS;
             if *baseline && spec.kind == SeriesKind::Cop {
                 next += BASELINE_BANDS;
+            }
+            if spec.kind == SeriesKind::Cooling {
+                next += COOLING_MODEL_CELLS;
             }
         }
         self.cells = next;
@@ -193,6 +238,7 @@ impl SeriesTable {
                     SeriesKind::Share => "share".to_owned(),
                     SeriesKind::Trips(mask) => format!("trips{mask}"),
                     SeriesKind::Cop => "cop".to_owned(),
+                    SeriesKind::Cooling => "cooling".to_owned(),
                 };
                 let baseline = if *baseline && spec.kind == SeriesKind::Cop {
                     ":baseline"
@@ -213,6 +259,7 @@ impl SeriesTable {
     pub fn width_of(&self, index: usize) -> usize {
         match (self.specs.get(index), self.baseline.get(index)) {
             (Some(spec), Some(true)) if spec.kind == SeriesKind::Cop => BUCKETS + BASELINE_BANDS,
+            (Some(spec), _) if spec.kind == SeriesKind::Cooling => BUCKETS + COOLING_MODEL_CELLS,
             (Some(_), _) => BUCKETS,
             _ => 0,
         }
@@ -268,6 +315,8 @@ impl SeriesTable {
             let (ring, bands) = cells.split_at_mut(BUCKETS);
             let bands = if baseline && spec.kind == SeriesKind::Cop {
                 &mut bands[..BASELINE_BANDS]
+            } else if spec.kind == SeriesKind::Cooling {
+                &mut bands[..COOLING_MODEL_CELLS]
             } else {
                 &mut bands[..0]
             };
@@ -373,6 +422,29 @@ impl SeriesTable {
                         cell.c += outdoor as f32;
                     }
                 }
+                SeriesKind::Cooling => {
+                    let Some(sources) = self.cooling else {
+                        continue;
+                    };
+                    let (indoor, outdoor) = (value(sources.indoor), value(sources.outdoor));
+                    if !(indoor.is_finite() && outdoor.is_finite()) {
+                        continue;
+                    }
+                    cell.n = cell.n.saturating_add(1);
+                    cell.a += indoor as f32;
+                    cell.b += outdoor as f32;
+                    if let [model, segment] = bands {
+                        learn_cooling(
+                            head,
+                            model,
+                            segment,
+                            ts_ms,
+                            indoor,
+                            outdoor,
+                            value(sources.running),
+                        );
+                    }
+                }
             }
         }
     }
@@ -464,6 +536,20 @@ impl SeriesTable {
                     ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)))
                 }
             }
+            Derived::CoolingHours(target) => {
+                let Some(model) = state.cells.get(offset + BUCKETS) else {
+                    return f64::NAN;
+                };
+                let Some(newest) = ring.get(usize::from(head.pos)).filter(|c| c.n > 0) else {
+                    return f64::NAN;
+                };
+                if model.n < COOLING_MIN_SAMPLES {
+                    return f64::NAN;
+                }
+                let n = f64::from(newest.n);
+                let (indoor, outdoor) = (f64::from(newest.a) / n, f64::from(newest.b) / n);
+                cooling_hours(f64::from(model.a), indoor, outdoor, target)
+            }
             Derived::CopRatio => {
                 let count = count();
                 if count < 3.0 {
@@ -492,6 +578,8 @@ impl SeriesTable {
 pub fn width_of_key(key: &str) -> usize {
     if key.ends_with(":baseline") {
         BUCKETS + BASELINE_BANDS
+    } else if key.starts_with("cooling:") {
+        BUCKETS + COOLING_MODEL_CELLS
     } else {
         BUCKETS
     }
@@ -519,6 +607,10 @@ pub enum Derived {
     /// COP over the window divided by the device's baseline COP at the window's mean outdoor
     /// temperature.
     CopRatio,
+    /// Hours until the room, without heat, cools to the target (°C) at the house's learned
+    /// cooling rate, from the newest bucket's indoor and outdoor means: 0 at or below the
+    /// target, infinity when the outdoor temperature is not below it.
+    CoolingHours(f64),
 }
 
 /// Per-device state of every series.
@@ -652,6 +744,101 @@ fn learn_baseline(bands: &mut [Cell], closed: &Cell) {
             band.n += 1;
             band.a += cop as f32;
         }
+    }
+}
+
+/// Teaches a cooling series from one reading. `head.last_ts` is the start of the open
+/// heater-off segment (`i64::MIN`: none) and `head.last` the room temperature then; `segment`
+/// holds `n` readings, `a` the newest room temperature and `b` the sum of outdoor temperatures
+/// of the segment; `model` holds `n` samples learned and `a` the learned rate per hour.
+///
+/// A segment runs while the heater is off (`running` 0; a reading without `running` ends it, as
+/// nobody knows whether the heater ran). When it ends (the heater starts, or it reaches
+/// [`COOLING_MAX_SEGMENT_MS`]), a segment of at least [`COOLING_MIN_SEGMENT_MS`] and
+/// [`COOLING_MIN_READINGS`] in which the room cooled gives one sample `k = ln((T0 - To) / (T1 -
+/// To)) / hours`, To the segment's mean outdoor temperature, learned when plausible
+/// ([`COOLING_RATE_RANGE`]). Heat still stored in the water circuit or the floor, the sun and
+/// the occupants slow the cooling seen, so the learned rate errs on the slow side: the
+/// forecast errs on the late side, never alarmist.
+fn learn_cooling(
+    head: &mut Head,
+    model: &mut Cell,
+    segment: &mut Cell,
+    ts_ms: i64,
+    indoor: f64,
+    outdoor: f64,
+    running: f64,
+) {
+    let heater_off = running.is_finite() && running <= 0.5;
+    let open = head.last_ts != i64::MIN && head.last.is_finite() && ts_ms >= head.last_ts;
+    if open {
+        let age = ts_ms - head.last_ts;
+        if !heater_off || age >= COOLING_MAX_SEGMENT_MS {
+            let end = if heater_off {
+                indoor
+            } else {
+                f64::from(segment.a)
+            };
+            let hours = age as f64 / 3_600_000.0;
+            if age >= COOLING_MIN_SEGMENT_MS && segment.n >= COOLING_MIN_READINGS {
+                let outside = f64::from(segment.b) / f64::from(segment.n);
+                learn_rate(model, f64::from(head.last), end, outside, hours);
+            }
+            head.last_ts = i64::MIN;
+            head.last = f32::NAN;
+            *segment = Cell::EMPTY;
+        }
+    }
+    if !heater_off {
+        return;
+    }
+    if head.last_ts == i64::MIN {
+        head.last_ts = ts_ms;
+        head.last = indoor as f32;
+        *segment = Cell::EMPTY;
+    }
+    segment.n = segment.n.saturating_add(1);
+    segment.a = indoor as f32;
+    segment.b += outdoor as f32;
+}
+
+/// Adds one cooling sample (room from `start` to `end` °C in `hours`, outside `outdoor`).
+fn learn_rate(model: &mut Cell, start: f64, end: f64, outdoor: f64, hours: f64) {
+    let (first, last) = (start - outdoor, end - outdoor);
+    if first < COOLING_MIN_DIFFERENCE_K || last < COOLING_MIN_DIFFERENCE_K || end >= start {
+        return;
+    }
+    let rate = (first / last).ln() / hours;
+    if !rate.is_finite() || !COOLING_RATE_RANGE.contains(&rate) {
+        return;
+    }
+    let known = f64::from(model.a);
+    if model.n >= COOLING_MIN_SAMPLES
+        && (rate > known * COOLING_OUTLIER_FACTOR || rate * COOLING_OUTLIER_FACTOR < known)
+    {
+        return;
+    }
+    let seen = model.n.saturating_add(1);
+    let weight = (1.0 / f64::from(seen)).max(COOLING_MIN_WEIGHT);
+    let learned = if model.n == 0 {
+        rate
+    } else {
+        f64::from(model.a) + (rate - f64::from(model.a)) * weight
+    };
+    model.n = seen;
+    model.a = learned as f32;
+}
+
+/// Hours for a room at `indoor` to cool to `target` with `outdoor` outside at `rate` per hour.
+pub fn cooling_hours(rate: f64, indoor: f64, outdoor: f64, target: f64) -> f64 {
+    if !(rate.is_finite() && rate > 0.0 && indoor.is_finite() && outdoor.is_finite()) {
+        f64::NAN
+    } else if indoor <= target {
+        0.0
+    } else if target <= outdoor {
+        f64::INFINITY
+    } else {
+        ((indoor - outdoor) / (target - outdoor)).ln() / rate
     }
 }
 
@@ -794,6 +981,193 @@ mod tests {
         let points: Vec<(i64, f64)> = (0..=12).map(|i| (i * 10, i as f64)).collect();
         feed(&t, &mut rising, &points);
         assert_eq!(t.query(&rising, 0, Derived::HoursTo(-5.0)), f64::INFINITY);
+    }
+
+    /// A cooling series over values 0 (indoor), 1 (outdoor), 2 (running).
+    fn cooling_table(window_ms: i64) -> SeriesTable {
+        let mut t = table(SeriesKind::Cooling, window_ms);
+        t.set_cooling_sources(CoolingSources {
+            indoor: 0,
+            outdoor: 1,
+            running: 2,
+        });
+        t
+    }
+
+    /// Heater cycles: `off_min` minutes off (the room cools at `rate` per hour toward
+    /// `outdoor`), then 20 minutes on (back to 20 °C), for `cycles` cycles, one reading a minute;
+    /// indoor readings on a `step` °C grid, as a sensor shows them.
+    fn cycles(
+        rate: f64,
+        outdoor: f64,
+        off_min: i64,
+        cycles: i64,
+        step: f64,
+    ) -> Vec<(i64, [f64; 3])> {
+        let mut points = Vec::new();
+        let mut minute = 0;
+        for _ in 0..cycles {
+            for m in 0..off_min {
+                let t = outdoor + (20.0 - outdoor) * (-rate * m as f64 / 60.0).exp();
+                points.push((minute, [(t / step).round() * step, outdoor, 0.0]));
+                minute += 1;
+            }
+            for _ in 0..20 {
+                points.push((minute, [20.0, outdoor, 1.0]));
+                minute += 1;
+            }
+        }
+        points
+    }
+
+    #[test]
+    fn cooling_learns_the_house_rate_and_forecasts_time_to_cold() {
+        let t = cooling_table(60 * MIN);
+        let mut s = t.new_state();
+        // A house with a 30-hour time constant, -10 °C outside, heater off 90 minutes at a
+        // time; a 0.1 °C sensor.
+        let rate = 1.0 / 30.0;
+        let points = cycles(rate, -10.0, 90, 6, 0.1);
+        for (i, (minute, values)) in points.iter().enumerate() {
+            t.update(&mut s, T0 + minute * MIN, values, None);
+            if i == 90 {
+                // One segment is not a model yet.
+                assert!(t.query(&s, 0, Derived::CoolingHours(16.0)).is_nan());
+            }
+        }
+        let learned = f64::from(s.cells[BUCKETS].a);
+        assert!(
+            s.cells[BUCKETS].n >= COOLING_MIN_SAMPLES,
+            "{:?}",
+            s.cells[BUCKETS]
+        );
+        assert!(
+            (learned - rate).abs() < 0.2 * rate,
+            "learned {learned}, true {rate}"
+        );
+        // The last reading is on (20 °C in the newest bucket, mixed with the cooling before):
+        // from the bucket's mean to 16 °C at the true rate, within 20 %.
+        let hours = t.query(&s, 0, Derived::CoolingHours(16.0));
+        let newest = s.cells[usize::from(s.heads[0].pos)];
+        let indoor = f64::from(newest.a) / f64::from(newest.n);
+        let truth = ((indoor + 10.0) / 26.0).ln() / rate;
+        assert!(
+            (hours - truth).abs() < 0.2 * truth,
+            "forecast {hours} h, truth {truth} h"
+        );
+        assert_eq!(t.query(&s, 0, Derived::CoolingHours(25.0)), 0.0);
+        assert_eq!(t.query(&s, 0, Derived::CoolingHours(-12.0)), f64::INFINITY);
+    }
+
+    #[test]
+    fn cooling_on_a_coarse_sensor_stays_close_and_ignores_implausible_segments() {
+        // A 0.5 °C sensor: each sample is off, their average is not far.
+        let t = cooling_table(60 * MIN);
+        let mut s = t.new_state();
+        let rate = 1.0 / 20.0;
+        for (minute, values) in cycles(rate, -5.0, 120, 10, 0.5) {
+            t.update(&mut s, T0 + minute * MIN, &values, None);
+        }
+        let learned = f64::from(s.cells[BUCKETS].a);
+        assert!(
+            (learned - rate).abs() < 0.3 * rate,
+            "learned {learned}, true {rate}"
+        );
+        // A window opened: the room falls 5 K in 30 minutes and stays (a rate of ~0.33/h):
+        // implausibly fast for a house, not learned.
+        let before = s.cells[BUCKETS];
+        let start = 10_000;
+        for m in 0..40 {
+            let indoor = 20.0 - (m.min(30) as f64) / 6.0;
+            t.update(&mut s, T0 + (start + m) * MIN, &[indoor, -5.0, 0.0], None);
+        }
+        t.update(&mut s, T0 + (start + 41) * MIN, &[15.0, -5.0, 1.0], None);
+        assert_eq!(s.cells[BUCKETS], before);
+        // A smaller airing (2 K in 20 minutes, ~0.12/h) is within the plausible range but
+        // more than twice the house's rate: not learned either.
+        let start = 20_000;
+        for m in 0..40 {
+            let indoor = 20.0 - (m.min(20) as f64) / 10.0;
+            t.update(&mut s, T0 + (start + m) * MIN, &[indoor, -5.0, 0.0], None);
+        }
+        t.update(&mut s, T0 + (start + 41) * MIN, &[18.0, -5.0, 1.0], None);
+        assert_eq!(s.cells[BUCKETS], before);
+    }
+
+    #[test]
+    fn cooling_without_running_or_with_hostile_values_learns_nothing_and_stays_finite() {
+        let t = cooling_table(60 * MIN);
+        let mut s = t.new_state();
+        let hostile = [f64::NAN, f64::INFINITY, -1e300, 1e300, 0.0, -0.0, 5e11];
+        let mut minute = 0;
+        for indoor in hostile {
+            for outdoor in hostile {
+                for running in [f64::NAN, 0.0, 1.0] {
+                    t.update(&mut s, T0 + minute * MIN, &[indoor, outdoor, running], None);
+                    minute += 7;
+                }
+            }
+        }
+        for cell in &s.cells {
+            assert!(
+                cell.a.is_finite() && cell.b.is_finite() && cell.c.is_finite(),
+                "{cell:?}"
+            );
+        }
+        let model = s.cells[BUCKETS];
+        assert!(model.n == 0 || COOLING_RATE_RANGE.contains(&f64::from(model.a)));
+        let hours = t.query(&s, 0, Derived::CoolingHours(16.0));
+        assert!(hours.is_nan() || hours >= 0.0);
+        // Without a running value there is no segment at all.
+        let mut s = t.new_state();
+        for m in 0..600 {
+            let indoor = 20.0 - m as f64 / 60.0;
+            t.update(&mut s, T0 + m * MIN, &[indoor, -10.0, f64::NAN], None);
+        }
+        assert_eq!(s.cells[BUCKETS].n, 0);
+        assert!(t.query(&s, 0, Derived::CoolingHours(16.0)).is_nan());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever arrives (any numbers, any order of heater states, any gaps), the learned
+        /// cooling rate stays within the plausible range and the forecast is a number of
+        /// hours, infinity or unknown: never negative, never NaN once the model is known.
+        #[test]
+        fn the_cooling_model_stays_bounded_on_any_input(
+            points in proptest::collection::vec(
+                (
+                    0i64..600,
+                    proptest::prop_oneof![-40.0..40.0f64, proptest::num::f64::ANY],
+                    proptest::prop_oneof![-40.0..20.0f64, proptest::num::f64::ANY],
+                    proptest::prop_oneof![proptest::strategy::Just(0.0), proptest::strategy::Just(1.0), proptest::num::f64::ANY],
+                ),
+                0..400,
+            ),
+            target in -50.0..50.0f64,
+        ) {
+            let t = cooling_table(60 * MIN);
+            let mut s = t.new_state();
+            let mut minute = 0;
+            for (gap, indoor, outdoor, running) in points {
+                minute += gap;
+                t.update(&mut s, T0 + minute * MIN, &[indoor, outdoor, running], None);
+                let model = s.cells[BUCKETS];
+                proptest::prop_assert!(
+                    model.n == 0 || COOLING_RATE_RANGE.contains(&f64::from(model.a)),
+                    "learned {:?}", model
+                );
+                for cell in &s.cells {
+                    proptest::prop_assert!(cell.a.is_finite() && cell.b.is_finite() && cell.c.is_finite());
+                }
+                let hours = t.query(&s, 0, Derived::CoolingHours(target));
+                proptest::prop_assert!(hours.is_nan() || hours >= 0.0, "{}", hours);
+                if model.n >= COOLING_MIN_SAMPLES && s.cells[usize::from(s.heads[0].pos)].n > 0 {
+                    proptest::prop_assert!(!hours.is_nan());
+                }
+            }
+        }
     }
 
     #[test]

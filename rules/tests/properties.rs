@@ -125,6 +125,8 @@ fn faults() -> impl Strategy<Value = Option<Fault>> {
 fn values() -> impl Strategy<Value = wire::Values> {
     let names = prop::sample::select(vec![
         "indoor_temp_c",
+        "outdoor_temp_c",
+        "running",
         "flow_temp_c",
         "water_pressure_bar",
         "not_canonical",

@@ -18,6 +18,7 @@
 //! | `trips(w, "category"...)` | number | fault appearances, of the categories given or any |
 //! | `cop(w)` | number | heat output / electric power while running |
 //! | `cop_ratio(w)` | number | `cop(w)` / the device's own baseline at similar outdoor temperature |
+//! | `cooling_hours(target, w)` | number | hours until the room, without heat, cools to `target` °C (the house's learned cooling rate) |
 //! | `fault_in("category"...)` | bool | the reading's fault is of one of these categories |
 //! | `present(v)` | bool | the reading has the value |
 //! | `abs(x)` | number | absolute value |
@@ -33,7 +34,8 @@ use std::ops::Range;
 use wire::FaultCategory;
 
 use crate::window::{
-    category_bit, CopSources, Derived, SeriesKind, SeriesSpec, SeriesState, SeriesTable,
+    category_bit, CoolingSources, CopSources, Derived, SeriesKind, SeriesSpec, SeriesState,
+    SeriesTable,
 };
 use syntax::{BinOp, Node, NodeKind};
 
@@ -142,6 +144,15 @@ pub fn cop_sources() -> Option<CopSources> {
         electric: canonical_index(wire::values::ELECTRIC_POWER_W)?,
         running: canonical_index(wire::values::RUNNING)?,
         outdoor: canonical_index(wire::values::OUTDOOR_TEMP_C)?,
+    })
+}
+
+/// The cooling series' sources, by canonical index.
+pub fn cooling_sources() -> Option<CoolingSources> {
+    Some(CoolingSources {
+        indoor: canonical_index(wire::values::INDOOR_TEMP_C)?,
+        outdoor: canonical_index(wire::values::OUTDOOR_TEMP_C)?,
+        running: canonical_index(wire::values::RUNNING)?,
     })
 }
 
@@ -575,6 +586,16 @@ impl Compiler<'_> {
                     Ok((Op::Derived(index, Derived::Cop), Type::Number))
                 }
             }
+            "cooling_hours" => {
+                self.arity(name, args, span, 2)?;
+                let target = self.number_literal(&args[0])?;
+                let window = self.window_arg(&args[1])?;
+                if let Some(sources) = cooling_sources() {
+                    self.series.set_cooling_sources(sources);
+                }
+                let index = self.series(SeriesKind::Cooling, 0, window);
+                Ok((Op::Derived(index, Derived::CoolingHours(target)), Type::Number))
+            }
             "fault_in" => {
                 if args.is_empty() {
                     return Err(error(span, "fault_in takes one or more fault categories"));
@@ -592,7 +613,7 @@ impl Compiler<'_> {
             _ => Err(error(
                 &(span.start..span.start + name.len()),
                 format!(
-                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, fault_in, present, abs)"
+                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, fault_in, present, abs)"
                 ),
             )),
         }
