@@ -357,6 +357,7 @@ mod tests {
                 "capacity_shortfall",
                 "freeze_risk",
                 "offline_in_frost",
+                "offline_in_frost_long",
                 "boiler_pressure_low",
                 "boiler_pressure_falling",
                 "ignition_retries",
