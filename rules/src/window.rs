@@ -99,6 +99,9 @@ pub enum SeriesKind {
     /// of cooling, `dT/dt = -k (T_in - T_out)`), and the window's indoor and outdoor means:
     /// `cooling_hours`.
     Cooling,
+    /// How long a value has stayed exactly as it is: `unchanged_for`. No ring: the head holds
+    /// the value, when it last changed and the newest reading's time (24 bytes per device).
+    Unchanged,
 }
 
 /// One windowed series: what, over which value, how long.
@@ -176,7 +179,11 @@ impl SeriesTable {
                     .get(index)
                     .and_then(|n| n.get(kind).copied())
                     .unwrap_or(true);
-                if needed {
+                let ringed = self
+                    .specs
+                    .get(index)
+                    .is_some_and(|spec| spec.kind != SeriesKind::Unchanged);
+                if needed && ringed {
                     // A ring is 12 cells of 16 bytes: cells 0, 4, 8 and 11 cover its lines.
                     for cell in [0, 4, 8, BUCKETS - 1] {
                         cells.extend(u32::try_from(offset + cell).ok());
@@ -200,7 +207,9 @@ impl SeriesTable {
         let mut next = 0;
         for (spec, baseline) in self.specs.iter().zip(&self.baseline) {
             self.offsets.push(next);
-            next += BUCKETS;
+            if spec.kind != SeriesKind::Unchanged {
+                next += BUCKETS;
+            }
             if *baseline && spec.kind == SeriesKind::Cop {
                 next += BASELINE_BANDS;
             }
@@ -239,6 +248,7 @@ impl SeriesTable {
                     SeriesKind::Trips(mask) => format!("trips{mask}"),
                     SeriesKind::Cop => "cop".to_owned(),
                     SeriesKind::Cooling => "cooling".to_owned(),
+                    SeriesKind::Unchanged => "unchanged".to_owned(),
                 };
                 let baseline = if *baseline && spec.kind == SeriesKind::Cop {
                     ":baseline"
@@ -260,6 +270,7 @@ impl SeriesTable {
         match (self.specs.get(index), self.baseline.get(index)) {
             (Some(spec), Some(true)) if spec.kind == SeriesKind::Cop => BUCKETS + BASELINE_BANDS,
             (Some(spec), _) if spec.kind == SeriesKind::Cooling => BUCKETS + COOLING_MODEL_CELLS,
+            (Some(spec), _) if spec.kind == SeriesKind::Unchanged => 0,
             (Some(_), _) => BUCKETS,
             _ => 0,
         }
@@ -307,6 +318,15 @@ impl SeriesTable {
                 if !needed.get(kind).copied().unwrap_or(true) {
                     continue;
                 }
+            }
+            if spec.kind == SeriesKind::Unchanged {
+                if let (Some(head), Some(x)) = (
+                    state.heads.get_mut(index),
+                    values.get(usize::from(spec.source)).copied(),
+                ) {
+                    note_change(head, ts_ms, x);
+                }
+                continue;
             }
             let offset = self.offsets[index];
             let baseline = self.baseline[index];
@@ -422,6 +442,7 @@ impl SeriesTable {
                         cell.c += outdoor as f32;
                     }
                 }
+                SeriesKind::Unchanged => {}
                 SeriesKind::Cooling => {
                     let Some(sources) = self.cooling else {
                         continue;
@@ -480,6 +501,12 @@ impl SeriesTable {
         ) else {
             return f64::NAN;
         };
+        if spec.kind == SeriesKind::Unchanged {
+            return match function {
+                Derived::UnchangedHours => unchanged_hours(head),
+                _ => f64::NAN,
+            };
+        }
         let Some(ring) = state.cells.get(*offset..offset + BUCKETS) else {
             return f64::NAN;
         };
@@ -536,6 +563,7 @@ impl SeriesTable {
                     ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)))
                 }
             }
+            Derived::UnchangedHours => f64::NAN,
             Derived::CoolingHours(target) => {
                 let Some(model) = state.cells.get(offset + BUCKETS) else {
                     return f64::NAN;
@@ -580,6 +608,8 @@ pub fn width_of_key(key: &str) -> usize {
         BUCKETS + BASELINE_BANDS
     } else if key.starts_with("cooling:") {
         BUCKETS + COOLING_MODEL_CELLS
+    } else if key.starts_with("unchanged:") {
+        0
     } else {
         BUCKETS
     }
@@ -611,6 +641,8 @@ pub enum Derived {
     /// cooling rate, from the newest bucket's indoor and outdoor means: 0 at or below the
     /// target, infinity when the outdoor temperature is not below it.
     CoolingHours(f64),
+    /// Hours the value has stayed exactly as it is, up to the newest reading that had it.
+    UnchangedHours,
 }
 
 /// Per-device state of every series.
@@ -745,6 +777,31 @@ fn learn_baseline(bands: &mut [Cell], closed: &Cell) {
             band.a += cop as f32;
         }
     }
+}
+
+/// Notes one value in an `Unchanged` head: `last` the value, `last_ts` when it took that value
+/// (or was first seen), `bucket` the newest reading's time. Values beyond any physical range
+/// and NaN are missing (they change nothing).
+fn note_change(head: &mut Head, ts_ms: i64, x: f64) {
+    if !(x.is_finite() && x.abs() <= MAX_MAGNITUDE) {
+        return;
+    }
+    let x = x as f32;
+    if head.last_ts == i64::MIN || head.last.is_nan() || head.last != x {
+        head.last = x;
+        head.last_ts = ts_ms;
+    }
+    if head.bucket == i64::MIN || ts_ms > head.bucket {
+        head.bucket = ts_ms;
+    }
+}
+
+/// Hours from the value's last change to the newest reading that had it; NaN before any.
+fn unchanged_hours(head: &Head) -> f64 {
+    if head.last_ts == i64::MIN || head.bucket == i64::MIN || head.last.is_nan() {
+        return f64::NAN;
+    }
+    (head.bucket.saturating_sub(head.last_ts)).max(0) as f64 / 3_600_000.0
 }
 
 /// Teaches a cooling series from one reading. `head.last_ts` is the start of the open
@@ -981,6 +1038,26 @@ mod tests {
         let points: Vec<(i64, f64)> = (0..=12).map(|i| (i * 10, i as f64)).collect();
         feed(&t, &mut rising, &points);
         assert_eq!(t.query(&rising, 0, Derived::HoursTo(-5.0)), f64::INFINITY);
+    }
+
+    #[test]
+    fn unchanged_counts_from_the_last_change_and_keeps_no_ring() {
+        let t = table(SeriesKind::Unchanged, 1);
+        assert_eq!(t.cell_count(), 0);
+        assert_eq!(t.keys(), ["unchanged:0:1"]);
+        assert_eq!(width_of_key("unchanged:0:1"), 0);
+        let mut s = t.new_state();
+        assert!(t.query(&s, 0, Derived::UnchangedHours).is_nan());
+        feed(&t, &mut s, &[(0, 20.0), (60, 20.0)]);
+        assert_eq!(t.query(&s, 0, Derived::UnchangedHours), 1.0);
+        // Missing and absurd values change nothing; a new value restarts the count.
+        feed(&t, &mut s, &[(90, f64::NAN), (100, 1e300), (120, 20.0)]);
+        assert_eq!(t.query(&s, 0, Derived::UnchangedHours), 2.0);
+        feed(&t, &mut s, &[(150, 20.1), (180, 20.1)]);
+        assert_eq!(t.query(&s, 0, Derived::UnchangedHours), 0.5);
+        // An older reading (out of order) does not move the newest time back.
+        feed(&t, &mut s, &[(170, 20.1)]);
+        assert_eq!(t.query(&s, 0, Derived::UnchangedHours), 0.5);
     }
 
     /// A cooling series over values 0 (indoor), 1 (outdoor), 2 (running).

@@ -18,6 +18,7 @@
 //! | `trips(w, "category"...)` | number | fault appearances, of the categories given or any |
 //! | `cop(w)` | number | heat output / electric power while running |
 //! | `cop_ratio(w)` | number | `cop(w)` / the device's own baseline at similar outdoor temperature |
+//! | `unchanged_for(v)` | number | hours `v` has stayed exactly as it is (since it last changed or was first seen) |
 //! | `cooling_hours(target, w)` | number | hours until the room, without heat, cools to `target` °C (the house's learned cooling rate) |
 //! | `fault_in("category"...)` | bool | the reading's fault is of one of these categories |
 //! | `present(v)` | bool | the reading has the value |
@@ -586,6 +587,12 @@ impl Compiler<'_> {
                     Ok((Op::Derived(index, Derived::Cop), Type::Number))
                 }
             }
+            "unchanged_for" => {
+                self.arity(name, args, span, 1)?;
+                let source = self.value_arg(&args[0])?;
+                let index = self.series(SeriesKind::Unchanged, source, 1);
+                Ok((Op::Derived(index, Derived::UnchangedHours), Type::Number))
+            }
             "cooling_hours" => {
                 self.arity(name, args, span, 2)?;
                 let target = self.number_literal(&args[0])?;
@@ -613,7 +620,7 @@ impl Compiler<'_> {
             _ => Err(error(
                 &(span.start..span.start + name.len()),
                 format!(
-                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, fault_in, present, abs)"
+                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, unchanged_for, fault_in, present, abs)"
                 ),
             )),
         }
