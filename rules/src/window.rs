@@ -36,8 +36,9 @@ const MAX_MAGNITUDE: f64 = 1.0e12;
 /// was silent; nobody knows what it did).
 const SHARE_MAX_GAP_MS: i64 = 15 * 60_000;
 
-/// Extra cells after the ring of a cooling series: the learned model and the open segment.
-pub const COOLING_MODEL_CELLS: usize = 2;
+/// Cells of a cooling series (it has no ring): the learned model, the open heater-off segment
+/// and the newest indoor and outdoor temperatures.
+pub const COOLING_CELLS: usize = 3;
 /// Learned samples a cooling model needs before `cooling_hours` is known.
 pub const COOLING_MIN_SAMPLES: u32 = 3;
 /// A heater-off segment must last this long to teach the cooling model, ms.
@@ -96,8 +97,8 @@ pub enum SeriesKind {
     /// Heat output over electric power while running: `cop`, `cop_ratio`.
     Cop,
     /// The house's own cooling rate, learned from the times its heater was off (Newton's law
-    /// of cooling, `dT/dt = -k (T_in - T_out)`), and the window's indoor and outdoor means:
-    /// `cooling_hours`.
+    /// of cooling, `dT/dt = -k (T_in - T_out)`), and the newest indoor and outdoor temperatures:
+    /// `cooling_hours`. No ring: [`COOLING_CELLS`] cells and the head (72 bytes per device).
     Cooling,
     /// How long a value has stayed exactly as it is: `unchanged_for`. No ring: the head holds
     /// the value, when it last changed and the newest reading's time (24 bytes per device).
@@ -179,10 +180,9 @@ impl SeriesTable {
                     .get(index)
                     .and_then(|n| n.get(kind).copied())
                     .unwrap_or(true);
-                let ringed = self
-                    .specs
-                    .get(index)
-                    .is_some_and(|spec| spec.kind != SeriesKind::Unchanged);
+                let ringed = self.specs.get(index).is_some_and(|spec| {
+                    !matches!(spec.kind, SeriesKind::Unchanged | SeriesKind::Cooling)
+                });
                 if needed && ringed {
                     // A ring is 12 cells of 16 bytes: cells 0, 4, 8 and 11 cover its lines.
                     for cell in [0, 4, 8, BUCKETS - 1] {
@@ -207,14 +207,11 @@ impl SeriesTable {
         let mut next = 0;
         for (spec, baseline) in self.specs.iter().zip(&self.baseline) {
             self.offsets.push(next);
-            if spec.kind != SeriesKind::Unchanged {
-                next += BUCKETS;
-            }
-            if *baseline && spec.kind == SeriesKind::Cop {
-                next += BASELINE_BANDS;
-            }
-            if spec.kind == SeriesKind::Cooling {
-                next += COOLING_MODEL_CELLS;
+            match spec.kind {
+                SeriesKind::Unchanged => {}
+                SeriesKind::Cooling => next += COOLING_CELLS,
+                SeriesKind::Cop if *baseline => next += BUCKETS + BASELINE_BANDS,
+                _ => next += BUCKETS,
             }
         }
         self.cells = next;
@@ -269,7 +266,7 @@ impl SeriesTable {
     pub fn width_of(&self, index: usize) -> usize {
         match (self.specs.get(index), self.baseline.get(index)) {
             (Some(spec), Some(true)) if spec.kind == SeriesKind::Cop => BUCKETS + BASELINE_BANDS,
-            (Some(spec), _) if spec.kind == SeriesKind::Cooling => BUCKETS + COOLING_MODEL_CELLS,
+            (Some(spec), _) if spec.kind == SeriesKind::Cooling => COOLING_CELLS,
             (Some(spec), _) if spec.kind == SeriesKind::Unchanged => 0,
             (Some(_), _) => BUCKETS,
             _ => 0,
@@ -328,6 +325,42 @@ impl SeriesTable {
                 }
                 continue;
             }
+            if spec.kind == SeriesKind::Cooling {
+                let offset = self.offsets[index];
+                let (Some(sources), Some(head), Some([model, segment, latest])) = (
+                    self.cooling,
+                    state.heads.get_mut(index),
+                    state.cells.get_mut(offset..offset + COOLING_CELLS),
+                ) else {
+                    continue;
+                };
+                let value = |i: u8| {
+                    values
+                        .get(usize::from(i))
+                        .copied()
+                        .filter(|v| v.abs() <= MAX_MAGNITUDE)
+                        .unwrap_or(f64::NAN)
+                };
+                let (indoor, outdoor) = (value(sources.indoor), value(sources.outdoor));
+                if indoor.is_finite() && outdoor.is_finite() {
+                    *latest = Cell {
+                        n: 1,
+                        a: indoor as f32,
+                        b: outdoor as f32,
+                        c: 0.0,
+                    };
+                    learn_cooling(
+                        head,
+                        model,
+                        segment,
+                        ts_ms,
+                        indoor,
+                        outdoor,
+                        value(sources.running),
+                    );
+                }
+                continue;
+            }
             let offset = self.offsets[index];
             let baseline = self.baseline[index];
             let bucket_ms = self.bucket_ms[index];
@@ -335,8 +368,6 @@ impl SeriesTable {
             let (ring, bands) = cells.split_at_mut(BUCKETS);
             let bands = if baseline && spec.kind == SeriesKind::Cop {
                 &mut bands[..BASELINE_BANDS]
-            } else if spec.kind == SeriesKind::Cooling {
-                &mut bands[..COOLING_MODEL_CELLS]
             } else {
                 &mut bands[..0]
             };
@@ -443,29 +474,7 @@ impl SeriesTable {
                     }
                 }
                 SeriesKind::Unchanged => {}
-                SeriesKind::Cooling => {
-                    let Some(sources) = self.cooling else {
-                        continue;
-                    };
-                    let (indoor, outdoor) = (value(sources.indoor), value(sources.outdoor));
-                    if !(indoor.is_finite() && outdoor.is_finite()) {
-                        continue;
-                    }
-                    cell.n = cell.n.saturating_add(1);
-                    cell.a += indoor as f32;
-                    cell.b += outdoor as f32;
-                    if let [model, segment] = bands {
-                        learn_cooling(
-                            head,
-                            model,
-                            segment,
-                            ts_ms,
-                            indoor,
-                            outdoor,
-                            value(sources.running),
-                        );
-                    }
-                }
+                SeriesKind::Cooling => {}
             }
         }
     }
@@ -506,6 +515,22 @@ impl SeriesTable {
                 Derived::UnchangedHours => unchanged_hours(head),
                 _ => f64::NAN,
             };
+        }
+        if spec.kind == SeriesKind::Cooling {
+            let (Derived::CoolingHours(target), Some([model, _, latest])) =
+                (function, state.cells.get(*offset..offset + COOLING_CELLS))
+            else {
+                return f64::NAN;
+            };
+            if model.n < COOLING_MIN_SAMPLES || latest.n == 0 {
+                return f64::NAN;
+            }
+            return cooling_hours(
+                f64::from(model.a),
+                f64::from(latest.a),
+                f64::from(latest.b),
+                target,
+            );
         }
         let Some(ring) = state.cells.get(*offset..offset + BUCKETS) else {
             return f64::NAN;
@@ -564,20 +589,7 @@ impl SeriesTable {
                 }
             }
             Derived::UnchangedHours => f64::NAN,
-            Derived::CoolingHours(target) => {
-                let Some(model) = state.cells.get(offset + BUCKETS) else {
-                    return f64::NAN;
-                };
-                let Some(newest) = ring.get(usize::from(head.pos)).filter(|c| c.n > 0) else {
-                    return f64::NAN;
-                };
-                if model.n < COOLING_MIN_SAMPLES {
-                    return f64::NAN;
-                }
-                let n = f64::from(newest.n);
-                let (indoor, outdoor) = (f64::from(newest.a) / n, f64::from(newest.b) / n);
-                cooling_hours(f64::from(model.a), indoor, outdoor, target)
-            }
+            Derived::CoolingHours(_) => f64::NAN,
             Derived::CopRatio => {
                 let count = count();
                 if count < 3.0 {
@@ -607,7 +619,7 @@ pub fn width_of_key(key: &str) -> usize {
     if key.ends_with(":baseline") {
         BUCKETS + BASELINE_BANDS
     } else if key.starts_with("cooling:") {
-        BUCKETS + COOLING_MODEL_CELLS
+        COOLING_CELLS
     } else if key.starts_with("unchanged:") {
         0
     } else {
@@ -638,7 +650,7 @@ pub enum Derived {
     /// temperature.
     CopRatio,
     /// Hours until the room, without heat, cools to the target (°C) at the house's learned
-    /// cooling rate, from the newest bucket's indoor and outdoor means: 0 at or below the
+    /// cooling rate, from the newest indoor and outdoor temperatures: 0 at or below the
     /// target, infinity when the outdoor temperature is not below it.
     CoolingHours(f64),
     /// Hours the value has stayed exactly as it is, up to the newest reading that had it.
@@ -1061,8 +1073,8 @@ mod tests {
     }
 
     /// A cooling series over values 0 (indoor), 1 (outdoor), 2 (running).
-    fn cooling_table(window_ms: i64) -> SeriesTable {
-        let mut t = table(SeriesKind::Cooling, window_ms);
+    fn cooling_table() -> SeriesTable {
+        let mut t = table(SeriesKind::Cooling, 1);
         t.set_cooling_sources(CoolingSources {
             indoor: 0,
             outdoor: 1,
@@ -1099,7 +1111,7 @@ mod tests {
 
     #[test]
     fn cooling_learns_the_house_rate_and_forecasts_time_to_cold() {
-        let t = cooling_table(60 * MIN);
+        let t = cooling_table();
         let mut s = t.new_state();
         // A house with a 30-hour time constant, -10 °C outside, heater off 90 minutes at a
         // time; a 0.1 °C sensor.
@@ -1112,22 +1124,16 @@ mod tests {
                 assert!(t.query(&s, 0, Derived::CoolingHours(16.0)).is_nan());
             }
         }
-        let learned = f64::from(s.cells[BUCKETS].a);
-        assert!(
-            s.cells[BUCKETS].n >= COOLING_MIN_SAMPLES,
-            "{:?}",
-            s.cells[BUCKETS]
-        );
+        let learned = f64::from(s.cells[0].a);
+        assert!(s.cells[0].n >= COOLING_MIN_SAMPLES, "{:?}", s.cells[0]);
         assert!(
             (learned - rate).abs() < 0.2 * rate,
             "learned {learned}, true {rate}"
         );
-        // The last reading is on (20 °C in the newest bucket, mixed with the cooling before):
-        // from the bucket's mean to 16 °C at the true rate, within 20 %.
+        // The last reading is on (20 °C): from there to 16 °C at the true rate, within 20 %.
         let hours = t.query(&s, 0, Derived::CoolingHours(16.0));
-        let newest = s.cells[usize::from(s.heads[0].pos)];
-        let indoor = f64::from(newest.a) / f64::from(newest.n);
-        let truth = ((indoor + 10.0) / 26.0).ln() / rate;
+        assert_eq!(s.cells[2].a, 20.0);
+        let truth = (30.0f64 / 26.0).ln() / rate;
         assert!(
             (hours - truth).abs() < 0.2 * truth,
             "forecast {hours} h, truth {truth} h"
@@ -1139,27 +1145,27 @@ mod tests {
     #[test]
     fn cooling_on_a_coarse_sensor_stays_close_and_ignores_implausible_segments() {
         // A 0.5 °C sensor: each sample is off, their average is not far.
-        let t = cooling_table(60 * MIN);
+        let t = cooling_table();
         let mut s = t.new_state();
         let rate = 1.0 / 20.0;
         for (minute, values) in cycles(rate, -5.0, 120, 10, 0.5) {
             t.update(&mut s, T0 + minute * MIN, &values, None);
         }
-        let learned = f64::from(s.cells[BUCKETS].a);
+        let learned = f64::from(s.cells[0].a);
         assert!(
             (learned - rate).abs() < 0.3 * rate,
             "learned {learned}, true {rate}"
         );
         // A window opened: the room falls 5 K in 30 minutes and stays (a rate of ~0.33/h):
         // implausibly fast for a house, not learned.
-        let before = s.cells[BUCKETS];
+        let before = s.cells[0];
         let start = 10_000;
         for m in 0..40 {
             let indoor = 20.0 - (m.min(30) as f64) / 6.0;
             t.update(&mut s, T0 + (start + m) * MIN, &[indoor, -5.0, 0.0], None);
         }
         t.update(&mut s, T0 + (start + 41) * MIN, &[15.0, -5.0, 1.0], None);
-        assert_eq!(s.cells[BUCKETS], before);
+        assert_eq!(s.cells[0], before);
         // A smaller airing (2 K in 20 minutes, ~0.12/h) is within the plausible range but
         // more than twice the house's rate: not learned either.
         let start = 20_000;
@@ -1168,12 +1174,12 @@ mod tests {
             t.update(&mut s, T0 + (start + m) * MIN, &[indoor, -5.0, 0.0], None);
         }
         t.update(&mut s, T0 + (start + 41) * MIN, &[18.0, -5.0, 1.0], None);
-        assert_eq!(s.cells[BUCKETS], before);
+        assert_eq!(s.cells[0], before);
     }
 
     #[test]
     fn cooling_without_running_or_with_hostile_values_learns_nothing_and_stays_finite() {
-        let t = cooling_table(60 * MIN);
+        let t = cooling_table();
         let mut s = t.new_state();
         let hostile = [f64::NAN, f64::INFINITY, -1e300, 1e300, 0.0, -0.0, 5e11];
         let mut minute = 0;
@@ -1191,7 +1197,7 @@ mod tests {
                 "{cell:?}"
             );
         }
-        let model = s.cells[BUCKETS];
+        let model = s.cells[0];
         assert!(model.n == 0 || COOLING_RATE_RANGE.contains(&f64::from(model.a)));
         let hours = t.query(&s, 0, Derived::CoolingHours(16.0));
         assert!(hours.is_nan() || hours >= 0.0);
@@ -1201,7 +1207,7 @@ mod tests {
             let indoor = 20.0 - m as f64 / 60.0;
             t.update(&mut s, T0 + m * MIN, &[indoor, -10.0, f64::NAN], None);
         }
-        assert_eq!(s.cells[BUCKETS].n, 0);
+        assert_eq!(s.cells[0].n, 0);
         assert!(t.query(&s, 0, Derived::CoolingHours(16.0)).is_nan());
     }
 
@@ -1224,13 +1230,13 @@ mod tests {
             ),
             target in -50.0..50.0f64,
         ) {
-            let t = cooling_table(60 * MIN);
+            let t = cooling_table();
             let mut s = t.new_state();
             let mut minute = 0;
             for (gap, indoor, outdoor, running) in points {
                 minute += gap;
                 t.update(&mut s, T0 + minute * MIN, &[indoor, outdoor, running], None);
-                let model = s.cells[BUCKETS];
+                let model = s.cells[0];
                 proptest::prop_assert!(
                     model.n == 0 || COOLING_RATE_RANGE.contains(&f64::from(model.a)),
                     "learned {:?}", model
@@ -1240,7 +1246,7 @@ mod tests {
                 }
                 let hours = t.query(&s, 0, Derived::CoolingHours(target));
                 proptest::prop_assert!(hours.is_nan() || hours >= 0.0, "{}", hours);
-                if model.n >= COOLING_MIN_SAMPLES && s.cells[usize::from(s.heads[0].pos)].n > 0 {
+                if model.n >= COOLING_MIN_SAMPLES && s.cells[2].n > 0 {
                     proptest::prop_assert!(!hours.is_nan());
                 }
             }

@@ -19,7 +19,7 @@
 //! | `cop(w)` | number | heat output / electric power while running |
 //! | `cop_ratio(w)` | number | `cop(w)` / the device's own baseline at similar outdoor temperature |
 //! | `unchanged_for(v)` | number | hours `v` has stayed exactly as it is (since it last changed or was first seen) |
-//! | `cooling_hours(target, w)` | number | hours until the room, without heat, cools to `target` °C (the house's learned cooling rate) |
+//! | `cooling_hours(target)` | number | hours until the room, without heat, cools to `target` °C (the house's learned cooling rate) |
 //! | `fault_in("category"...)` | bool | the reading's fault is of one of these categories |
 //! | `present(v)` | bool | the reading has the value |
 //! | `abs(x)` | number | absolute value |
@@ -594,13 +594,12 @@ impl Compiler<'_> {
                 Ok((Op::Derived(index, Derived::UnchangedHours), Type::Number))
             }
             "cooling_hours" => {
-                self.arity(name, args, span, 2)?;
+                self.arity(name, args, span, 1)?;
                 let target = self.number_literal(&args[0])?;
-                let window = self.window_arg(&args[1])?;
                 if let Some(sources) = cooling_sources() {
                     self.series.set_cooling_sources(sources);
                 }
-                let index = self.series(SeriesKind::Cooling, 0, window);
+                let index = self.series(SeriesKind::Cooling, 0, 1);
                 Ok((Op::Derived(index, Derived::CoolingHours(target)), Type::Number))
             }
             "fault_in" => {
