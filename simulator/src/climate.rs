@@ -1,5 +1,7 @@
 //! The Yanqing winter outside every house: outdoor temperature with a daily cycle, day-to-day
-//! spread and seeded cold waves to about -20 °C, and the wind that comes with them.
+//! spread and seeded cold waves to about -20 °C, the wind that comes with them, and a daily
+//! relative humidity (dry most days, with humid, misty or snowy days that frost heat-pump coils
+//! fast).
 //!
 //! Everything is a pure function of `(seed, time)`, so two runs of the same seed see the same
 //! weather whatever their speed, and a house can be stepped to any moment without history.
@@ -39,6 +41,17 @@ const SUNRISE_LOCAL_HOUR: f64 = 7.5;
 const SUNSET_LOCAL_HOUR: f64 = 17.0;
 /// Nothing in this winter is colder than this, °C (Yanqing's record low is -27.3 °C).
 const COLDEST_POSSIBLE_C: f64 = -30.0;
+/// Relative humidity of an ordinary dry winter day, drawn per day in this range (Yanqing's
+/// January mean is about 45 %).
+const DRY_DAY_HUMIDITY: (f64, f64) = (0.30, 0.60);
+/// Chance that a day is humid (mist, light snow, a thaw under cloud)...
+const HUMID_DAY_CHANCE: f64 = 0.2;
+/// ...with a relative humidity drawn in this range.
+const HUMID_DAY_HUMIDITY: (f64, f64) = (0.70, 0.92);
+/// Half the day-night swing of relative humidity (highest at the coldest hour).
+const HUMIDITY_AMPLITUDE: f64 = 0.08;
+/// Relative humidity of a constant climate unless told otherwise.
+pub const CONSTANT_HUMIDITY: f64 = 0.55;
 
 /// The weather at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +62,9 @@ pub struct Weather {
     pub wind_m_s: f64,
     /// Sunshine on south windows, 0 (night, overcast) to 1 (clear winter noon).
     pub sun: f64,
+    /// Relative humidity of the outdoor air, 0 to 1: with the temperature it sets how fast a
+    /// heat pump's outdoor coil frosts.
+    pub humidity: f64,
 }
 
 /// One cold wave of a seeded winter.
@@ -101,8 +117,14 @@ pub struct Climate {
 
 #[derive(Debug, Clone, PartialEq)]
 enum ClimateMode {
-    Constant { outdoor_c: f64, wind_m_s: f64 },
-    YanqingWinter { seed: u64 },
+    Constant {
+        outdoor_c: f64,
+        wind_m_s: f64,
+        humidity: f64,
+    },
+    YanqingWinter {
+        seed: u64,
+    },
 }
 
 impl Climate {
@@ -122,12 +144,23 @@ impl Climate {
         Climate::constant_with_wind(outdoor_c, 0.0)
     }
 
-    /// The same outdoor temperature and wind at every moment.
+    /// The same outdoor temperature and wind at every moment (humidity
+    /// [`CONSTANT_HUMIDITY`]).
     pub fn constant_with_wind(outdoor_c: f64, wind_m_s: f64) -> Climate {
+        Climate::constant_with(outdoor_c, wind_m_s, CONSTANT_HUMIDITY)
+    }
+
+    /// The same outdoor temperature, wind and relative humidity (0 to 1) at every moment.
+    pub fn constant_with(outdoor_c: f64, wind_m_s: f64, humidity: f64) -> Climate {
         Climate {
             mode: ClimateMode::Constant {
                 outdoor_c,
                 wind_m_s: wind_m_s.max(0.0),
+                humidity: if humidity.is_finite() {
+                    humidity.clamp(0.0, 1.0)
+                } else {
+                    CONSTANT_HUMIDITY
+                },
             },
         }
     }
@@ -143,10 +176,12 @@ impl Climate {
             ClimateMode::Constant {
                 outdoor_c,
                 wind_m_s,
+                humidity,
             } => Weather {
                 outdoor_c,
                 wind_m_s,
                 sun: 0.0,
+                humidity,
             },
             ClimateMode::YanqingWinter { seed } => {
                 let local_s = unix_s + LOCAL_UTC_OFFSET_S;
@@ -160,17 +195,28 @@ impl Climate {
                 let blend = fraction * fraction * (3.0 - 2.0 * fraction);
                 let day_draw = |day: f64| {
                     let mut rng = Rng::derive(seed, day as i64 as u64);
-                    (
-                        rng.uniform(-WINTER_DAY_SPREAD_C, WINTER_DAY_SPREAD_C),
-                        rng.uniform(0.0, 2.0),
-                        // Beijing winters are mostly clear: overcast days are the exception.
-                        rng.uniform(0.3, 1.0),
-                    )
+                    let offset = rng.uniform(-WINTER_DAY_SPREAD_C, WINTER_DAY_SPREAD_C);
+                    let wind = rng.uniform(0.0, 2.0);
+                    // Beijing winters are mostly clear: overcast days are the exception.
+                    let clear = rng.uniform(0.3, 1.0);
+                    // Mostly dry air; now and then a humid day.
+                    let humidity = if rng.chance(HUMID_DAY_CHANCE) {
+                        rng.uniform(HUMID_DAY_HUMIDITY.0, HUMID_DAY_HUMIDITY.1)
+                    } else {
+                        rng.uniform(DRY_DAY_HUMIDITY.0, DRY_DAY_HUMIDITY.1)
+                    };
+                    (offset, wind, clear, humidity)
                 };
-                let (today, today_wind, today_clear) = day_draw(day);
-                let (tomorrow, tomorrow_wind, _) = day_draw(day + 1.0);
+                let (today, today_wind, today_clear, today_humidity) = day_draw(day);
+                let (tomorrow, tomorrow_wind, _, tomorrow_humidity) = day_draw(day + 1.0);
                 let offset = today * (1.0 - blend) + tomorrow * blend;
                 let day_wind = today_wind * (1.0 - blend) + tomorrow_wind * blend;
+                let day_humidity = today_humidity * (1.0 - blend) + tomorrow_humidity * blend;
+                // Relative humidity peaks in the cold before dawn.
+                let humidity = (day_humidity
+                    + HUMIDITY_AMPLITUDE
+                        * (std::f64::consts::TAU * (hour - COLDEST_LOCAL_HOUR) / 24.0).cos())
+                .clamp(0.1, 0.98);
                 // Afternoon gusts: strongest around 14:00.
                 let gusts = 1.0 + 0.5 * (std::f64::consts::TAU * (hour - 14.0) / 24.0).cos();
                 let (mut wave_drop, mut wave_wind) = (0.0, 0.0);
@@ -198,6 +244,7 @@ impl Climate {
                         .max(COLDEST_POSSIBLE_C),
                     wind_m_s: WIND_BASE_M_S * gusts + day_wind + wave_wind,
                     sun,
+                    humidity,
                 }
             }
         }
@@ -330,6 +377,27 @@ mod tests {
     }
 
     #[test]
+    fn humidity_is_mostly_dry_with_some_humid_days_and_stays_a_share() {
+        let climate = Climate::yanqing_winter(12);
+        let mut humid_days = 0;
+        let mut sum = 0.0;
+        for day in 0..60 {
+            let noon = climate.weather(MIDNIGHT_LOCAL + f64::from(day) * 86_400.0 + 12.5 * 3600.0);
+            assert!((0.1..=0.98).contains(&noon.humidity), "{}", noon.humidity);
+            sum += noon.humidity;
+            if noon.humidity > 0.65 {
+                humid_days += 1;
+            }
+        }
+        let mean = sum / 60.0;
+        assert!((0.35..0.65).contains(&mean), "mean humidity {mean:.2}");
+        assert!((3..=25).contains(&humid_days), "{humid_days} humid days");
+        let dawn = climate.weather(MIDNIGHT_LOCAL + 5.0 * 3600.0).humidity;
+        let afternoon = climate.weather(MIDNIGHT_LOCAL + 17.0 * 3600.0).humidity;
+        assert_ne!(dawn, afternoon);
+    }
+
+    #[test]
     fn a_constant_climate_is_constant() {
         let climate = Climate::constant_with_wind(-3.0, 4.0);
         assert_eq!(
@@ -338,6 +406,7 @@ mod tests {
                 outdoor_c: -3.0,
                 wind_m_s: 4.0,
                 sun: 0.0,
+                humidity: CONSTANT_HUMIDITY,
             }
         );
         assert!(climate.cold_waves(0.0, 1e9).is_empty());

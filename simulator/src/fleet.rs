@@ -235,7 +235,18 @@ impl Building {
         }
     }
 
-    /// Nominal effective thermal capacity C in J/K (air, furniture, inner walls).
+    /// Range of the thermal time constant C/UA of such a house, hours: rural brick houses hold
+    /// their heat for 15-60 h, renovated ones longest, old single-storey ones least.
+    pub fn time_constant_h(self) -> (f64, f64) {
+        match self {
+            Building::OldBrick => (15.0, 35.0),
+            Building::Renovated => (25.0, 60.0),
+            Building::LargeCourtyard => (20.0, 45.0),
+        }
+    }
+
+    /// Nominal effective thermal capacity C in J/K (air, furniture, inner walls); a generated
+    /// house draws its time constant from [`Building::time_constant_h`] instead.
     pub fn thermal_capacity_j_per_k(self) -> f64 {
         match self {
             Building::OldBrick => 10.0e6,
@@ -355,9 +366,12 @@ pub fn generate(
             x if x < 0.8 => Building::Renovated,
             _ => Building::LargeCourtyard,
         };
-        let heat_loss_w_per_k = building.heat_loss_w_per_k() * rng.uniform(0.9, 1.1);
+        // Every house its own loss and its own thermal mass: UA within -15..+20 % of the
+        // building's, and a time constant C/UA drawn in the building's range.
+        let heat_loss_w_per_k = building.heat_loss_w_per_k() * rng.uniform(0.85, 1.2);
+        let (tau_low_h, tau_high_h) = building.time_constant_h();
         let thermal_capacity_j_per_k =
-            building.thermal_capacity_j_per_k() * rng.uniform(0.85, 1.15);
+            heat_loss_w_per_k * rng.uniform(tau_low_h, tau_high_h) * 3600.0;
         let setpoint_c = [19.0, 19.5, 20.0, 20.0, 20.5, 21.0][rng.index(6)];
         let vulnerable = rng.chance(VULNERABLE_SHARE);
         let outdoor_offset_c = township.climate_offset_c + rng.uniform(-0.5, 0.5);
@@ -481,6 +495,25 @@ mod tests {
                 assert!(DeviceId::parse(&format!("{}-{}-0001", t.id, v.id)).is_ok());
             }
         }
+    }
+
+    #[test]
+    fn houses_have_their_own_realistic_time_constants() {
+        let profiles = shipped_profiles();
+        let fleet = generate(500, 5, &profiles).expect("fleet");
+        let taus: Vec<f64> = fleet
+            .iter()
+            .map(|h| h.thermal_capacity_j_per_k / h.heat_loss_w_per_k / 3600.0)
+            .collect();
+        for (h, tau) in fleet.iter().zip(&taus) {
+            assert!((15.0..=60.0).contains(tau), "{}: τ {tau:.1} h", h.device_id);
+            let (low, high) = h.building.time_constant_h();
+            assert!((low..=high).contains(tau));
+        }
+        let (min, max) = taus
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+        assert!(min < 20.0 && max > 50.0, "τ from {min:.1} to {max:.1} h");
     }
 
     #[test]

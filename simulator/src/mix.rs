@@ -3,7 +3,8 @@
 //! the seed are the benchmark's inputs, so anyone can rerun a score card.
 //!
 //! Rates of household faults and traps are per 1000 devices of the kinds a fault applies to,
-//! per day; supply faults are per village per day. Every field has a documented default, so a
+//! per day; supply faults are per village per day. Many household faults raise no code at all
+//! ([`FaultKind::raises_code`]); `simulator/mixes/codeless.toml` is a mix where most do not. Every field has a documented default, so a
 //! mix only names what it changes; unknown fields are errors that name file, line and column.
 //! See `simulator/mixes/default.toml` for the default mix with the reasons behind its numbers.
 
@@ -218,6 +219,32 @@ pub enum FaultKind {
     GasPressureDrop,
     /// One edge box loses its network (SIM, router); the heater keeps working.
     BoxOffline,
+    /// The circulation pump seizes: the unit cycles on its high-limit thermostat, almost no heat
+    /// reaches the house. No code.
+    PumpSeized,
+    /// The controller or room thermostat fails: the heater stops, the set point keeps its value.
+    /// No code.
+    ControllerOff,
+    /// The controller hangs: every register freezes while the heater stops. No code.
+    ControllerHang,
+    /// The heater's circuit breaker trips: its controller does not answer, the box (on its own
+    /// supply) publishes nothing for it but stays connected. No code.
+    BreakerTrip,
+    /// A heat pump's outdoor fan fails or its coil ices over: back-to-back defrosts, low
+    /// capacity. No code.
+    FanFailure,
+    /// A heat pump loses part of its refrigerant and settles above the low-pressure switch: low
+    /// capacity and COP for good, never a code.
+    RefrigerantLossPartial,
+    /// A boiler without a pressure sensor leaks from its sealed circuit: below its pressure
+    /// switch it just stops. No code.
+    SlowWaterLeakNoGauge,
+    /// A boiler's condensate drain freezes on a cold night: the burner tries, fails and stays
+    /// off. No code.
+    CondensateFrozen,
+    /// An isolation valve left closed after a service visit: no circulation, the unit cycles on
+    /// its high limit. No code.
+    ValveClosed,
 }
 
 /// The four families of faults the score card reports.
@@ -231,7 +258,7 @@ pub enum FaultClass {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 20] = [
         FaultKind::Lockout,
         FaultKind::IgnitionFailure,
         FaultKind::FlowSwitch,
@@ -243,6 +270,15 @@ impl FaultKind {
         FaultKind::PowerOutage,
         FaultKind::GasPressureDrop,
         FaultKind::BoxOffline,
+        FaultKind::PumpSeized,
+        FaultKind::ControllerOff,
+        FaultKind::ControllerHang,
+        FaultKind::BreakerTrip,
+        FaultKind::FanFailure,
+        FaultKind::RefrigerantLossPartial,
+        FaultKind::SlowWaterLeakNoGauge,
+        FaultKind::CondensateFrozen,
+        FaultKind::ValveClosed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -258,6 +294,15 @@ impl FaultKind {
             FaultKind::PowerOutage => "power_outage",
             FaultKind::GasPressureDrop => "gas_pressure_drop",
             FaultKind::BoxOffline => "box_offline",
+            FaultKind::PumpSeized => "pump_seized",
+            FaultKind::ControllerOff => "controller_off",
+            FaultKind::ControllerHang => "controller_hang",
+            FaultKind::BreakerTrip => "breaker_trip",
+            FaultKind::FanFailure => "fan_failure",
+            FaultKind::RefrigerantLossPartial => "refrigerant_loss_partial",
+            FaultKind::SlowWaterLeakNoGauge => "slow_water_leak_no_gauge",
+            FaultKind::CondensateFrozen => "condensate_frozen",
+            FaultKind::ValveClosed => "valve_closed",
         }
     }
 
@@ -267,10 +312,19 @@ impl FaultKind {
             | FaultKind::IgnitionFailure
             | FaultKind::FlowSwitch
             | FaultKind::SensorOpen
-            | FaultKind::SensorShort => FaultClass::Sudden,
-            FaultKind::RefrigerantLeak | FaultKind::WaterLeak | FaultKind::FouledFilter => {
-                FaultClass::Gradual
-            }
+            | FaultKind::SensorShort
+            | FaultKind::PumpSeized
+            | FaultKind::ControllerOff
+            | FaultKind::ControllerHang
+            | FaultKind::BreakerTrip
+            | FaultKind::FanFailure
+            | FaultKind::CondensateFrozen
+            | FaultKind::ValveClosed => FaultClass::Sudden,
+            FaultKind::RefrigerantLeak
+            | FaultKind::WaterLeak
+            | FaultKind::FouledFilter
+            | FaultKind::RefrigerantLossPartial
+            | FaultKind::SlowWaterLeakNoGauge => FaultClass::Gradual,
             FaultKind::PowerOutage | FaultKind::GasPressureDrop => FaultClass::Supply,
             FaultKind::BoxOffline => FaultClass::Communication,
         }
@@ -279,11 +333,27 @@ impl FaultKind {
     /// Whether the fault can happen to a device of this kind (supply faults are per village).
     pub fn applies_to(self, kind: DeviceKind) -> bool {
         match self {
-            FaultKind::IgnitionFailure | FaultKind::WaterLeak => kind == DeviceKind::GasBoiler,
-            FaultKind::FlowSwitch | FaultKind::RefrigerantLeak | FaultKind::FouledFilter => {
-                kind == DeviceKind::HeatPump
-            }
+            FaultKind::IgnitionFailure
+            | FaultKind::WaterLeak
+            | FaultKind::SlowWaterLeakNoGauge
+            | FaultKind::CondensateFrozen => kind == DeviceKind::GasBoiler,
+            FaultKind::FlowSwitch
+            | FaultKind::RefrigerantLeak
+            | FaultKind::FouledFilter
+            | FaultKind::FanFailure
+            | FaultKind::RefrigerantLossPartial => kind == DeviceKind::HeatPump,
             _ => true,
+        }
+    }
+
+    /// Whether the fault needs a unit that reports its circuit's water pressure (`Some(true)`:
+    /// a leak that ends in a low-pressure code), one that does not (`Some(false)`: the leak
+    /// nobody can see), or does not care (`None`).
+    pub fn needs_pressure_sensor(self) -> Option<bool> {
+        match self {
+            FaultKind::WaterLeak => Some(true),
+            FaultKind::SlowWaterLeakNoGauge => Some(false),
+            _ => None,
         }
     }
 
@@ -291,8 +361,23 @@ impl FaultKind {
     /// end): the score card reports faults that raise no code apart, because only detectors
     /// that read the physics can catch them. Supply and communication faults are about the
     /// village or the box, not the unit's controller: false.
+    /// The code-less household faults (a seized pump, a dead or hung controller, a tripped
+    /// breaker, a failed fan, a partial refrigerant loss, a leak without a gauge, a frozen
+    /// condensate drain, a closed valve): false.
     pub fn raises_code(self) -> bool {
         matches!(self.class(), FaultClass::Sudden | FaultClass::Gradual)
+            && !matches!(
+                self,
+                FaultKind::PumpSeized
+                    | FaultKind::ControllerOff
+                    | FaultKind::ControllerHang
+                    | FaultKind::BreakerTrip
+                    | FaultKind::FanFailure
+                    | FaultKind::RefrigerantLossPartial
+                    | FaultKind::SlowWaterLeakNoGauge
+                    | FaultKind::CondensateFrozen
+                    | FaultKind::ValveClosed
+            )
     }
 
     /// True for faults that hit a village, not one household.
@@ -307,22 +392,55 @@ impl FaultKind {
 pub enum TrapKind {
     /// The resident leaves for days with the thermostat on frost protection.
     ResidentAway,
-    /// The box's Wi-Fi drops for a few minutes, less than the offline threshold.
+    /// The box's Wi-Fi drops for 5-25 minutes (some longer than an offline rule's patience).
     WifiDrop,
     /// Households with a night set-back (a fleet share; every night).
     NightSetback,
     /// Heat-pump defrost cycles (every heat pump, in frosting weather).
     Defrost,
+    /// A window opened for airing: the room air falls 2-5 K in 10-30 minutes while the heater
+    /// works against it.
+    WindowAiring,
+    /// The resident switches the heating off for an afternoon (set point to the 5-7 °C frost
+    /// minimum), then back on.
+    HeatingOff,
+    /// A unit being commissioned: for its first hours the installer starts and stops it and air
+    /// in the circuit makes flow and return read oddly.
+    Commissioning,
 }
 
 impl TrapKind {
+    /// The traps a mix places as events (night set-back and defrost are fleet habits).
+    pub const EVENTS: [TrapKind; 5] = [
+        TrapKind::ResidentAway,
+        TrapKind::WifiDrop,
+        TrapKind::WindowAiring,
+        TrapKind::HeatingOff,
+        TrapKind::Commissioning,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TrapKind::ResidentAway => "resident_away",
             TrapKind::WifiDrop => "wifi_drop",
             TrapKind::NightSetback => "night_setback",
             TrapKind::Defrost => "defrost",
+            TrapKind::WindowAiring => "window_airing",
+            TrapKind::HeatingOff => "heating_off",
+            TrapKind::Commissioning => "commissioning",
         }
+    }
+
+    /// True for traps the resident causes or watches (away, airing, heating off,
+    /// commissioning): the cold they bring is no reason to call.
+    pub fn resident_knows(self) -> bool {
+        matches!(
+            self,
+            TrapKind::ResidentAway
+                | TrapKind::WindowAiring
+                | TrapKind::HeatingOff
+                | TrapKind::Commissioning
+        )
     }
 }
 
@@ -360,6 +478,17 @@ pub struct IgnitionSpec {
     pub repair: DurationRange,
 }
 
+/// A partial refrigerant loss: rate, how fast it leaks, where it settles, repair.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PartialLossSpec {
+    pub rate: f64,
+    /// Share of the charge lost per day.
+    pub speed: ValueRange,
+    /// Share of the charge the unit keeps in the end (above its low-pressure switch).
+    pub settles_at: ValueRange,
+    pub repair: DurationRange,
+}
+
 /// A gradual fault: rate, how fast it progresses (per day) and the repair.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct GradualSpec {
@@ -383,8 +512,13 @@ pub struct GasDropSpec {
     /// Per village with boilers per day.
     pub rate: f64,
     pub duration: DurationRange,
-    /// Supply pressure during the drop, mbar (boilers cannot light below 13 mbar).
+    /// Supply pressure during the drop, mbar (each boiler's gas valve has its own minimum,
+    /// 11-15 mbar, so a shallow drop stops only some).
     pub pressure_mbar: ValueRange,
+    /// Share of drops that sink gradually rather than at once.
+    pub sinking_share: f64,
+    /// How long a gradual drop takes to reach its pressure.
+    pub sinking_over: DurationRange,
 }
 
 /// An edge box losing its network.
@@ -409,6 +543,33 @@ pub struct AwaySpec {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct WifiDropSpec {
     pub rate: f64,
+    pub duration: DurationRange,
+}
+
+/// A window opened for airing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AiringSpec {
+    pub rate: f64,
+    /// How long the window stays open.
+    pub duration: DurationRange,
+    /// How far the room air falls while it is open, K.
+    pub drop_k: ValueRange,
+}
+
+/// The heating switched off for an afternoon.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HeatingOffSpec {
+    pub rate: f64,
+    pub duration: DurationRange,
+    /// The frost-minimum set point left on the thermostat, °C.
+    pub setpoint_c: ValueRange,
+}
+
+/// A unit being commissioned.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CommissioningSpec {
+    pub rate: f64,
+    /// How long the installer works on it.
     pub duration: DurationRange,
 }
 
@@ -437,6 +598,15 @@ pub struct FaultRates {
     pub power_outage: OutageSpec,
     pub gas_pressure_drop: GasDropSpec,
     pub box_offline: BoxOfflineSpec,
+    pub pump_seized: SuddenSpec,
+    pub controller_off: SuddenSpec,
+    pub controller_hang: SuddenSpec,
+    pub breaker_trip: SuddenSpec,
+    pub fan_failure: SuddenSpec,
+    pub refrigerant_loss_partial: PartialLossSpec,
+    pub slow_water_leak_no_gauge: GradualSpec,
+    pub condensate_frozen: SuddenSpec,
+    pub valve_closed: SuddenSpec,
 }
 
 impl FaultRates {
@@ -493,7 +663,9 @@ impl FaultRates {
         GasDropSpec {
             rate: 0.005,
             duration: DurationRange::hours(2, 8),
-            pressure_mbar: ValueRange::new(6.0, 11.0),
+            pressure_mbar: ValueRange::new(5.0, 14.0),
+            sinking_share: 0.4,
+            sinking_over: DurationRange::minutes(40, 80),
         }
     }
     fn box_offline() -> BoxOfflineSpec {
@@ -502,6 +674,42 @@ impl FaultRates {
             duration: DurationRange::hours(4, 36),
             repair: default_box_repair(),
         }
+    }
+    fn pump_seized() -> SuddenSpec {
+        Self::sudden(0.0, DurationRange::minutes(45, 90))
+    }
+    fn controller_off() -> SuddenSpec {
+        Self::sudden(0.0, DurationRange::minutes(30, 60))
+    }
+    fn controller_hang() -> SuddenSpec {
+        Self::sudden(0.0, DurationRange::minutes(20, 45))
+    }
+    fn breaker_trip() -> SuddenSpec {
+        Self::sudden(0.0, DurationRange::minutes(15, 45))
+    }
+    fn fan_failure() -> SuddenSpec {
+        Self::sudden(0.0, DurationRange::minutes(60, 150))
+    }
+    fn refrigerant_loss_partial() -> PartialLossSpec {
+        PartialLossSpec {
+            rate: 0.0,
+            speed: ValueRange::new(0.03, 0.08),
+            settles_at: ValueRange::new(0.60, 0.75),
+            repair: DurationRange::minutes(90, 180),
+        }
+    }
+    fn slow_water_leak_no_gauge() -> GradualSpec {
+        GradualSpec {
+            rate: 0.0,
+            speed: ValueRange::new(0.10, 0.30),
+            repair: DurationRange::minutes(45, 120),
+        }
+    }
+    fn condensate_frozen() -> SuddenSpec {
+        Self::sudden(0.0, DurationRange::minutes(30, 60))
+    }
+    fn valve_closed() -> SuddenSpec {
+        Self::sudden(0.0, DurationRange::minutes(15, 30))
     }
 
     /// The repair time of a household fault kind (supply faults are not repaired by
@@ -517,6 +725,15 @@ impl FaultRates {
             FaultKind::WaterLeak => self.water_leak.repair,
             FaultKind::FouledFilter => self.fouled_filter.repair,
             FaultKind::BoxOffline => self.box_offline.repair,
+            FaultKind::PumpSeized => self.pump_seized.repair,
+            FaultKind::ControllerOff => self.controller_off.repair,
+            FaultKind::ControllerHang => self.controller_hang.repair,
+            FaultKind::BreakerTrip => self.breaker_trip.repair,
+            FaultKind::FanFailure => self.fan_failure.repair,
+            FaultKind::RefrigerantLossPartial => self.refrigerant_loss_partial.repair,
+            FaultKind::SlowWaterLeakNoGauge => self.slow_water_leak_no_gauge.repair,
+            FaultKind::CondensateFrozen => self.condensate_frozen.repair,
+            FaultKind::ValveClosed => self.valve_closed.repair,
             FaultKind::PowerOutage | FaultKind::GasPressureDrop => return None,
         })
     }
@@ -535,6 +752,15 @@ impl FaultRates {
             FaultKind::PowerOutage => self.power_outage.rate,
             FaultKind::GasPressureDrop => self.gas_pressure_drop.rate,
             FaultKind::BoxOffline => self.box_offline.rate,
+            FaultKind::PumpSeized => self.pump_seized.rate,
+            FaultKind::ControllerOff => self.controller_off.rate,
+            FaultKind::ControllerHang => self.controller_hang.rate,
+            FaultKind::BreakerTrip => self.breaker_trip.rate,
+            FaultKind::FanFailure => self.fan_failure.rate,
+            FaultKind::RefrigerantLossPartial => self.refrigerant_loss_partial.rate,
+            FaultKind::SlowWaterLeakNoGauge => self.slow_water_leak_no_gauge.rate,
+            FaultKind::CondensateFrozen => self.condensate_frozen.rate,
+            FaultKind::ValveClosed => self.valve_closed.rate,
         }
     }
 }
@@ -553,6 +779,15 @@ impl Default for FaultRates {
             power_outage: FaultRates::power_outage(),
             gas_pressure_drop: FaultRates::gas_pressure_drop(),
             box_offline: FaultRates::box_offline(),
+            pump_seized: FaultRates::pump_seized(),
+            controller_off: FaultRates::controller_off(),
+            controller_hang: FaultRates::controller_hang(),
+            breaker_trip: FaultRates::breaker_trip(),
+            fan_failure: FaultRates::fan_failure(),
+            refrigerant_loss_partial: FaultRates::refrigerant_loss_partial(),
+            slow_water_leak_no_gauge: FaultRates::slow_water_leak_no_gauge(),
+            condensate_frozen: FaultRates::condensate_frozen(),
+            valve_closed: FaultRates::valve_closed(),
         }
     }
 }
@@ -563,6 +798,9 @@ impl Default for FaultRates {
 pub struct TrapRates {
     pub resident_away: AwaySpec,
     pub wifi_drop: WifiDropSpec,
+    pub window_airing: AiringSpec,
+    pub heating_off: HeatingOffSpec,
+    pub commissioning: CommissioningSpec,
 }
 
 impl TrapRates {
@@ -576,7 +814,52 @@ impl TrapRates {
     fn wifi_drop() -> WifiDropSpec {
         WifiDropSpec {
             rate: 10.0,
-            duration: DurationRange::minutes(2, 10),
+            duration: DurationRange::minutes(5, 25),
+        }
+    }
+    fn window_airing() -> AiringSpec {
+        AiringSpec {
+            rate: 10.0,
+            duration: DurationRange::minutes(10, 30),
+            drop_k: ValueRange::new(2.0, 5.0),
+        }
+    }
+    fn heating_off() -> HeatingOffSpec {
+        HeatingOffSpec {
+            rate: 3.0,
+            duration: DurationRange::hours(3, 6),
+            setpoint_c: ValueRange::new(5.0, 7.0),
+        }
+    }
+    fn commissioning() -> CommissioningSpec {
+        CommissioningSpec {
+            rate: 0.5,
+            duration: DurationRange::hours(2, 6),
+        }
+    }
+
+    /// The rate of an event trap (0 for the fleet habits).
+    pub fn rate(&self, kind: TrapKind) -> f64 {
+        match kind {
+            TrapKind::ResidentAway => self.resident_away.rate,
+            TrapKind::WifiDrop => self.wifi_drop.rate,
+            TrapKind::WindowAiring => self.window_airing.rate,
+            TrapKind::HeatingOff => self.heating_off.rate,
+            TrapKind::Commissioning => self.commissioning.rate,
+            TrapKind::NightSetback | TrapKind::Defrost => 0.0,
+        }
+    }
+
+    /// How long an event trap lasts (a fleet habit: the away range, unused).
+    pub fn duration(&self, kind: TrapKind) -> DurationRange {
+        match kind {
+            TrapKind::WifiDrop => self.wifi_drop.duration,
+            TrapKind::WindowAiring => self.window_airing.duration,
+            TrapKind::HeatingOff => self.heating_off.duration,
+            TrapKind::Commissioning => self.commissioning.duration,
+            TrapKind::ResidentAway | TrapKind::NightSetback | TrapKind::Defrost => {
+                self.resident_away.duration
+            }
         }
     }
 }
@@ -586,6 +869,9 @@ impl Default for TrapRates {
         TrapRates {
             resident_away: TrapRates::resident_away(),
             wifi_drop: TrapRates::wifi_drop(),
+            window_airing: TrapRates::window_airing(),
+            heating_off: TrapRates::heating_off(),
+            commissioning: TrapRates::commissioning(),
         }
     }
 }
@@ -611,7 +897,11 @@ partial!(PartialSudden => SuddenSpec { rate: f64, repair: DurationRange });
 partial!(PartialIgnition => IgnitionSpec { rate: f64, precursor: DurationRange, repair: DurationRange });
 partial!(PartialGradual => GradualSpec { rate: f64, speed: ValueRange, repair: DurationRange });
 partial!(PartialOutage => OutageSpec { rate: f64, duration: DurationRange });
-partial!(PartialGasDrop => GasDropSpec { rate: f64, duration: DurationRange, pressure_mbar: ValueRange });
+partial!(PartialGasDrop => GasDropSpec { rate: f64, duration: DurationRange, pressure_mbar: ValueRange, sinking_share: f64, sinking_over: DurationRange });
+partial!(PartialLoss => PartialLossSpec { rate: f64, speed: ValueRange, settles_at: ValueRange, repair: DurationRange });
+partial!(PartialAiring => AiringSpec { rate: f64, duration: DurationRange, drop_k: ValueRange });
+partial!(PartialHeatingOff => HeatingOffSpec { rate: f64, duration: DurationRange, setpoint_c: ValueRange });
+partial!(PartialCommissioning => CommissioningSpec { rate: f64, duration: DurationRange });
 partial!(PartialBoxOffline => BoxOfflineSpec { rate: f64, duration: DurationRange, repair: DurationRange });
 partial!(PartialAway => AwaySpec { rate: f64, duration: DurationRange, setpoint_c: f64 });
 partial!(PartialWifiDrop => WifiDropSpec { rate: f64, duration: DurationRange });
@@ -641,6 +931,24 @@ struct RawFaultRates {
     gas_pressure_drop: Option<PartialGasDrop>,
     #[serde(default)]
     box_offline: Option<PartialBoxOffline>,
+    #[serde(default)]
+    pump_seized: Option<PartialSudden>,
+    #[serde(default)]
+    controller_off: Option<PartialSudden>,
+    #[serde(default)]
+    controller_hang: Option<PartialSudden>,
+    #[serde(default)]
+    breaker_trip: Option<PartialSudden>,
+    #[serde(default)]
+    fan_failure: Option<PartialSudden>,
+    #[serde(default)]
+    refrigerant_loss_partial: Option<PartialLoss>,
+    #[serde(default)]
+    slow_water_leak_no_gauge: Option<PartialGradual>,
+    #[serde(default)]
+    condensate_frozen: Option<PartialSudden>,
+    #[serde(default)]
+    valve_closed: Option<PartialSudden>,
 }
 
 impl From<RawFaultRates> for FaultRates {
@@ -662,7 +970,16 @@ impl From<RawFaultRates> for FaultRates {
             fouled_filter,
             power_outage,
             gas_pressure_drop,
-            box_offline
+            box_offline,
+            pump_seized,
+            controller_off,
+            controller_hang,
+            breaker_trip,
+            fan_failure,
+            refrigerant_loss_partial,
+            slow_water_leak_no_gauge,
+            condensate_frozen,
+            valve_closed
         )
     }
 }
@@ -674,6 +991,12 @@ struct RawTrapRates {
     resident_away: Option<PartialAway>,
     #[serde(default)]
     wifi_drop: Option<PartialWifiDrop>,
+    #[serde(default)]
+    window_airing: Option<PartialAiring>,
+    #[serde(default)]
+    heating_off: Option<PartialHeatingOff>,
+    #[serde(default)]
+    commissioning: Option<PartialCommissioning>,
 }
 
 impl From<RawTrapRates> for TrapRates {
@@ -684,6 +1007,15 @@ impl From<RawTrapRates> for TrapRates {
                 .resident_away
                 .map_or(d.resident_away, |p| p.over(d.resident_away)),
             wifi_drop: raw.wifi_drop.map_or(d.wifi_drop, |p| p.over(d.wifi_drop)),
+            window_airing: raw
+                .window_airing
+                .map_or(d.window_airing, |p| p.over(d.window_airing)),
+            heating_off: raw
+                .heating_off
+                .map_or(d.heating_off, |p| p.over(d.heating_off)),
+            commissioning: raw
+                .commissioning
+                .map_or(d.commissioning, |p| p.over(d.commissioning)),
         }
     }
 }
@@ -828,6 +1160,24 @@ pub struct ResidentMix {
     /// Delay after waking before the call.
     #[serde(default = "ResidentMix::wake_up_delay")]
     pub wake_up_delay: DurationRange,
+    /// Share of homes that call fast (an elderly person at home all day, family present),
+    /// whatever their other patience.
+    #[serde(default = "ResidentMix::fast_caller_share")]
+    pub fast_caller_share: f64,
+    /// How long a fast caller waits before calling.
+    #[serde(default = "ResidentMix::fast_patience")]
+    pub fast_patience: DurationRange,
+    /// Share of homes that call in the night once the room is really cold rather than wait for
+    /// the morning.
+    #[serde(default = "ResidentMix::night_call_share")]
+    pub night_call_share: f64,
+    /// The room temperature below which those homes call at night, °C (drawn per home).
+    #[serde(default = "ResidentMix::night_call_below_c")]
+    pub night_call_below_c: ValueRange,
+    /// Family or caretakers of vulnerable households call at night too, once the room is below
+    /// the resident's comfort and their patience is over.
+    #[serde(default = "ResidentMix::vulnerable_night_calls")]
+    pub vulnerable_night_calls: bool,
     #[serde(default)]
     pub channels: ChannelWeights,
 }
@@ -860,6 +1210,21 @@ impl ResidentMix {
     fn wake_up_delay() -> DurationRange {
         DurationRange::minutes(0, 60)
     }
+    fn fast_caller_share() -> f64 {
+        0.33
+    }
+    fn fast_patience() -> DurationRange {
+        DurationRange::minutes(10, 40)
+    }
+    fn night_call_share() -> f64 {
+        0.3
+    }
+    fn night_call_below_c() -> ValueRange {
+        ValueRange::new(12.0, 13.0)
+    }
+    fn vulnerable_night_calls() -> bool {
+        true
+    }
 }
 
 impl Default for ResidentMix {
@@ -874,6 +1239,11 @@ impl Default for ResidentMix {
             sleep_from: ResidentMix::sleep_from(),
             sleep_to: ResidentMix::sleep_to(),
             wake_up_delay: ResidentMix::wake_up_delay(),
+            fast_caller_share: ResidentMix::fast_caller_share(),
+            fast_patience: ResidentMix::fast_patience(),
+            night_call_share: ResidentMix::night_call_share(),
+            night_call_below_c: ResidentMix::night_call_below_c(),
+            vulnerable_night_calls: ResidentMix::vulnerable_night_calls(),
             channels: ChannelWeights::default(),
         }
     }
@@ -952,7 +1322,8 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptedEvent {
-    /// A fault kind, or the trap `resident_away` or `wifi_drop`.
+    /// A fault kind, or a trap (`resident_away`, `wifi_drop`, `window_airing`, `heating_off`,
+    /// `commissioning`).
     pub kind: EventKind,
     /// Index of the household in the fleet (0-based); a supply fault hits its village.
     pub household: usize,
@@ -992,6 +1363,10 @@ pub struct Mix {
     pub faults: FaultRates,
     #[serde(default)]
     pub traps: TrapRates,
+    /// Share of random household faults and traps placed on a household that already has an
+    /// event, overlapping it in time (a trap during a fault, two faults at once).
+    #[serde(default = "Mix::default_overlap_share")]
+    pub overlap_share: f64,
     /// Scripted events.
     #[serde(default, rename = "event")]
     pub events: Vec<ScriptedEvent>,
@@ -1000,6 +1375,9 @@ pub struct Mix {
 impl Mix {
     fn default_name() -> String {
         "unnamed".to_owned()
+    }
+    fn default_overlap_share() -> f64 {
+        0.1
     }
     fn default_start() -> StartDate {
         StartDate {
@@ -1076,6 +1454,27 @@ impl Mix {
             "residents.vulnerable_never_calls",
             self.residents.vulnerable_never_calls,
         )?;
+        share(
+            "residents.fast_caller_share",
+            self.residents.fast_caller_share,
+        )?;
+        share(
+            "residents.night_call_share",
+            self.residents.night_call_share,
+        )?;
+        share("overlap_share", self.overlap_share)?;
+        share(
+            "faults.gas_pressure_drop.sinking_share",
+            self.faults.gas_pressure_drop.sinking_share,
+        )?;
+        let settles = self.faults.refrigerant_loss_partial.settles_at;
+        if settles.min < 0.6 || settles.max > 1.0 {
+            return Err(invalid(
+                "faults.refrigerant_loss_partial.settles_at",
+                "must lie within [0.6, 1.0]: a partial loss stays above the low-pressure switch"
+                    .into(),
+            ));
+        }
         let weights = self.residents.channels.entries();
         if weights.iter().any(|(_, w)| !(w.is_finite() && *w >= 0.0))
             || weights.iter().map(|(_, w)| w).sum::<f64>() <= 0.0
@@ -1100,12 +1499,13 @@ impl Mix {
                 ));
             }
         }
-        for (name, rate) in [
-            ("traps.resident_away.rate", self.traps.resident_away.rate),
-            ("traps.wifi_drop.rate", self.traps.wifi_drop.rate),
-        ] {
+        for kind in TrapKind::EVENTS {
+            let rate = self.traps.rate(kind);
             if !(rate.is_finite() && rate >= 0.0) {
-                return Err(invalid(name, format!("{rate} is not a rate >= 0")));
+                return Err(invalid(
+                    &format!("traps.{}.rate", kind.as_str()),
+                    format!("{rate} is not a rate >= 0"),
+                ));
             }
         }
         for (index, event) in self.events.iter().enumerate() {
@@ -1140,6 +1540,7 @@ impl Default for Mix {
             technicians: TechnicianMix::default(),
             faults: FaultRates::default(),
             traps: TrapRates::default(),
+            overlap_share: Mix::default_overlap_share(),
             events: Vec::new(),
         }
     }
@@ -1160,7 +1561,152 @@ mod tests {
         assert_eq!(mix.technicians, built_in.technicians);
         assert_eq!(mix.telemetry, built_in.telemetry);
         assert_eq!(mix.fleet, built_in.fleet);
+        assert_eq!(mix.overlap_share, built_in.overlap_share);
         assert!(mix.events.is_empty());
+    }
+
+    #[test]
+    fn every_new_fault_kind_raises_no_code_and_has_a_class_rate_and_repair() {
+        let codeless = [
+            FaultKind::PumpSeized,
+            FaultKind::ControllerOff,
+            FaultKind::ControllerHang,
+            FaultKind::BreakerTrip,
+            FaultKind::FanFailure,
+            FaultKind::RefrigerantLossPartial,
+            FaultKind::SlowWaterLeakNoGauge,
+            FaultKind::CondensateFrozen,
+            FaultKind::ValveClosed,
+        ];
+        let rates = FaultRates::default();
+        let codeless_mix = Mix::parse(
+            include_str!("../mixes/codeless.toml"),
+            "simulator/mixes/codeless.toml",
+        )
+        .expect("the codeless mix parses");
+        for kind in FaultKind::ALL {
+            let household = matches!(kind.class(), FaultClass::Sudden | FaultClass::Gradual);
+            assert_eq!(
+                kind.raises_code(),
+                household && !codeless.contains(&kind),
+                "{kind:?}"
+            );
+            if household {
+                // The default mix keeps the code-less kinds at 0; the codeless mix has them all.
+                assert_eq!(rates.rate(kind) > 0.0, kind.raises_code(), "{kind:?}");
+                assert!(codeless_mix.faults.rate(kind) > 0.0, "{kind:?}");
+                assert!(rates.repair(kind).is_some(), "{kind:?}");
+            }
+            let back: FaultKind =
+                serde_json::from_value(serde_json::json!(kind.as_str())).expect("name");
+            assert_eq!(back, kind);
+        }
+        assert_eq!(
+            FaultKind::RefrigerantLossPartial.class(),
+            FaultClass::Gradual
+        );
+        assert_eq!(FaultKind::SlowWaterLeakNoGauge.class(), FaultClass::Gradual);
+        assert!(!FaultKind::FanFailure.applies_to(DeviceKind::GasBoiler));
+        assert!(!FaultKind::CondensateFrozen.applies_to(DeviceKind::HeatPump));
+        assert!(FaultKind::PumpSeized.applies_to(DeviceKind::GasBoiler));
+        assert!(FaultKind::ValveClosed.applies_to(DeviceKind::HeatPump));
+        assert_eq!(
+            FaultKind::SlowWaterLeakNoGauge.needs_pressure_sensor(),
+            Some(false)
+        );
+        assert_eq!(FaultKind::WaterLeak.needs_pressure_sensor(), Some(true));
+    }
+
+    #[test]
+    fn the_codeless_mix_parses_and_most_of_its_expected_household_faults_raise_no_code() {
+        let mix = Mix::parse(
+            include_str!("../mixes/codeless.toml"),
+            "simulator/mixes/codeless.toml",
+        )
+        .expect("codeless mix");
+        assert_eq!(mix.name, "codeless");
+        // Rate-weighted over a fleet of 700 heat pumps and 300 boilers, a third of the boilers
+        // without a pressure sensor (the shipped profiles).
+        let devices = |kind: FaultKind| {
+            let boilers = match kind.needs_pressure_sensor() {
+                Some(true) => 200.0,
+                Some(false) => 100.0,
+                None => 300.0,
+            };
+            f64::from(u8::from(kind.applies_to(DeviceKind::HeatPump))) * 700.0
+                + f64::from(u8::from(kind.applies_to(DeviceKind::GasBoiler))) * boilers
+        };
+        let (mut coded, mut codeless) = (0.0, 0.0);
+        for kind in FaultKind::ALL {
+            if !matches!(kind.class(), FaultClass::Sudden | FaultClass::Gradual) {
+                continue;
+            }
+            let expected = mix.faults.rate(kind) / 1000.0 * devices(kind);
+            if kind.raises_code() {
+                coded += expected;
+            } else {
+                codeless += expected;
+            }
+        }
+        let share = codeless / (coded + codeless);
+        assert!(share >= 0.6, "code-less share {share:.2}");
+        assert!(
+            coded > 0.0,
+            "the codeless mix still has coded faults to compare"
+        );
+        // The other shipped mixes parse too.
+        for (text, file) in [
+            (include_str!("../mixes/traps.toml"), "traps.toml"),
+            (
+                include_str!("../mixes/village_outages.toml"),
+                "village_outages.toml",
+            ),
+        ] {
+            let mix = Mix::parse(text, file).expect(file);
+            for kind in FaultKind::ALL.into_iter().filter(|k| !k.is_supply()) {
+                assert_eq!(mix.faults.rate(kind), 0.0, "{file}: {kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn new_resident_trap_and_overlap_fields_parse_and_are_checked() {
+        let mix = Mix::parse(
+            "overlap_share = 0.3\n[residents]\nfast_caller_share = 0.5\nfast_patience = [\"5m\", \"15m\"]\nnight_call_below_c = [11.0, 12.0]\n[traps.window_airing]\nrate = 4.0\ndrop_k = [3.0, 4.0]\n[faults.gas_pressure_drop]\nsinking_share = 1.0\n",
+            "m.toml",
+        )
+        .expect("mix");
+        assert_eq!(mix.overlap_share, 0.3);
+        assert_eq!(mix.residents.fast_caller_share, 0.5);
+        assert_eq!(
+            mix.residents.night_call_below_c,
+            ValueRange::new(11.0, 12.0)
+        );
+        assert_eq!(mix.traps.window_airing.rate, 4.0);
+        assert_eq!(
+            mix.traps.window_airing.duration,
+            TrapRates::default().window_airing.duration
+        );
+        assert_eq!(mix.faults.gas_pressure_drop.sinking_share, 1.0);
+        let error = Mix::parse("[residents]\nfast_caller_share = 2.0\n", "m.toml")
+            .expect_err("share")
+            .to_string();
+        assert!(error.contains("residents.fast_caller_share"), "{error}");
+        let error = Mix::parse("overlap_share = -0.1\n", "m.toml")
+            .expect_err("share")
+            .to_string();
+        assert!(error.contains("m.toml:1"), "{error}");
+        let error = Mix::parse(
+            "[faults.refrigerant_loss_partial]\nsettles_at = [0.3, 0.5]\n",
+            "m.toml",
+        )
+        .expect_err("below the switch")
+        .to_string();
+        assert!(error.contains("m.toml:2"), "{error}");
+        let error = Mix::parse("[traps.heating_off]\nsetpiont_c = [5.0, 6.0]\n", "m.toml")
+            .expect_err("typo")
+            .to_string();
+        assert!(error.starts_with("m.toml:2:1"), "{error}");
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //! village, when, and with what parameters, drawn from a [`Mix`], the fleet and a seed.
 //!
 //! Counts are Poisson draws from the mix's rates; times are uniform over the run on the 10 s
-//! model grid; targets are uniform among the households (or villages) still free. A household
-//! takes part in at most one fault or trap per run, so every order the gateway opens can be
-//! traced to exactly one cause (or to none: a false order). Scripted events are placed first.
+//! model grid (a frozen condensate drain on a night, a valve left closed by day, an afternoon
+//! with the heating off in the afternoon, airing by day); targets are uniform among the
+//! households (or villages) still free. A share of household faults and traps
+//! ([`Mix::overlap_share`]) lands instead on a household that already has one event,
+//! overlapping it in time: a trap during a fault, or two faults at once (never two traps, never
+//! the same kind twice, never more than two events, and supply faults keep their village to
+//! themselves). Every fault keeps its own ground truth. Scripted events are placed first, and
+//! may overlap in the same way.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +45,10 @@ pub struct PlannedFault {
     pub speed: Option<f64>,
     /// Gas pressure drop: the supply pressure, mbar.
     pub gas_mbar: Option<f64>,
+    /// Gas pressure drop: it sinks to `gas_mbar` gradually over this long, ms (`None`: at once).
+    pub gas_sinking_ms: Option<i64>,
+    /// Partial refrigerant loss: the share of charge it settles at.
+    pub settles_at: Option<f64>,
     /// Placed by a scripted event rather than drawn.
     pub scripted: bool,
 }
@@ -52,8 +61,10 @@ pub struct PlannedTrap {
     pub household: usize,
     pub start_ms: i64,
     pub end_ms: i64,
-    /// Resident away: the frost-protection set point.
+    /// Resident away, heating off: the frost-protection set point.
     pub setpoint_c: Option<f64>,
+    /// Window airing: how far the room air falls, K.
+    pub drop_k: Option<f64>,
     pub scripted: bool,
 }
 
@@ -94,6 +105,39 @@ pub enum ScenarioError {
     Busy { index: usize, household: usize },
 }
 
+/// Whether a household fault of `kind` can happen to the household's device (its kind, and
+/// for leaks whether its profile reports the circuit's pressure).
+pub fn applicable(kind: FaultKind, spec: &HouseholdSpec) -> bool {
+    kind.applies_to(spec.kind)
+        && kind
+            .needs_pressure_sensor()
+            .is_none_or(|needs| needs == crate::model::has_pressure_sensor(&spec.profile))
+}
+
+/// One event a household takes part in, for the overlap rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    start_ms: i64,
+    /// When it ends by itself; a household fault lasts until repaired (`None`).
+    end_ms: Option<i64>,
+    fault: Option<FaultKind>,
+    trap: Option<TrapKind>,
+}
+
+impl Slot {
+    /// A new event of this fault or trap kind may overlap this one.
+    fn admits(&self, fault: Option<FaultKind>, trap: Option<TrapKind>) -> bool {
+        let supply = self.fault.is_some_and(FaultKind::is_supply);
+        let two_traps = self.trap.is_some() && trap.is_some();
+        let same =
+            (fault.is_some() && self.fault == fault) || (trap.is_some() && self.trap == trap);
+        !supply && !two_traps && !same
+    }
+}
+
+/// Longest a second event starts after the first one it overlaps, ms.
+const OVERLAP_WITHIN_MS: i64 = 12 * 3_600_000;
+
 /// Poisson-distributed count with mean `lambda`.
 fn poisson(rng: &mut Rng, lambda: f64) -> u64 {
     if !(lambda.is_finite() && lambda > 0.0) {
@@ -124,7 +168,7 @@ struct Builder<'a> {
     mix: &'a Mix,
     start_ms: i64,
     end_ms: i64,
-    busy: Vec<bool>,
+    slots: Vec<Vec<Slot>>,
     faults: Vec<PlannedFault>,
     traps: Vec<PlannedTrap>,
     not_placed: BTreeMap<String, u64>,
@@ -146,6 +190,78 @@ impl Builder<'_> {
         (range.pick_s(0.5) * 1000.0) as i64
     }
 
+    fn busy(&self, household: usize) -> bool {
+        self.slots.get(household).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Whether an event of this kind may join `household` now (free, or one event it may
+    /// overlap).
+    fn may_join(&self, household: usize, fault: Option<FaultKind>, trap: Option<TrapKind>) -> bool {
+        match self.slots.get(household).map(Vec::as_slice) {
+            Some([]) => true,
+            Some([only]) => only.admits(fault, trap) && fault.is_none_or(|k| !k.is_supply()),
+            _ => false,
+        }
+    }
+
+    fn occupy(&mut self, household: usize, slot: Slot) {
+        if let Some(slots) = self.slots.get_mut(household) {
+            slots.push(slot);
+        }
+    }
+
+    /// A start inside the one event of `household`, for an overlapping event.
+    fn start_within(&self, household: usize, rng: &mut Rng) -> i64 {
+        let Some(first) = self.slots.get(household).and_then(|s| s.first()) else {
+            return self.random_start(rng);
+        };
+        let span = first
+            .end_ms
+            .map_or(OVERLAP_WITHIN_MS, |end| {
+                (end - first.start_ms).min(OVERLAP_WITHIN_MS)
+            })
+            .max(GRID_MS);
+        let start = on_grid(first.start_ms + (rng.unit() * span as f64) as i64);
+        start.clamp(self.start_ms, (self.end_ms - GRID_MS).max(self.start_ms))
+    }
+
+    /// A start at a local (Beijing) hour in `[from_h, to_h)` of a random day of the run (the run
+    /// starts at local midnight); any time if the run is shorter than that.
+    fn start_at_local_hours(&self, rng: &mut Rng, from_h: f64, to_h: f64) -> i64 {
+        let days = ((self.end_ms - self.start_ms) / 86_400_000).max(0);
+        let day = if days > 0 {
+            rng.index(days as usize) as i64
+        } else {
+            0
+        };
+        let hour = rng.uniform(from_h, to_h);
+        let start = on_grid(self.start_ms + day * 86_400_000 + (hour * 3_600_000.0) as i64);
+        if start < self.end_ms {
+            start
+        } else {
+            self.random_start(rng)
+        }
+    }
+
+    /// Where in the day an event of this kind starts.
+    fn typical_start(
+        &self,
+        fault: Option<FaultKind>,
+        trap: Option<TrapKind>,
+        rng: &mut Rng,
+    ) -> i64 {
+        match (fault, trap) {
+            // The drain freezes in the cold before dawn.
+            (Some(FaultKind::CondensateFrozen), _) => self.start_at_local_hours(rng, 0.0, 6.0),
+            // Technicians service by day.
+            (Some(FaultKind::ValveClosed), _) => self.start_at_local_hours(rng, 9.0, 17.0),
+            (_, Some(TrapKind::HeatingOff)) => self.start_at_local_hours(rng, 12.0, 14.5),
+            (_, Some(TrapKind::WindowAiring)) => self.start_at_local_hours(rng, 7.0, 20.0),
+            (_, Some(TrapKind::Commissioning)) => self.start_at_local_hours(rng, 8.0, 15.0),
+            _ => self.random_start(rng),
+        }
+    }
+
     /// A fault of `kind` on `household` (or its village), with parameters drawn by `rng` or
     /// taken from a scripted event.
     fn fault(
@@ -163,9 +279,15 @@ impl Builder<'_> {
             vec![household]
         };
         for &h in &members {
-            if let Some(busy) = self.busy.get_mut(h) {
-                *busy = true;
-            }
+            self.occupy(
+                h,
+                Slot {
+                    start_ms,
+                    end_ms: None,
+                    fault: Some(kind),
+                    trap: None,
+                },
+            );
         }
         // A gas pressure drop reaches the boilers only; the whole village is kept free of
         // other events all the same, so its heat pumps cannot confuse the attribution.
@@ -202,6 +324,8 @@ impl Builder<'_> {
             category: None,
             speed: None,
             gas_mbar: None,
+            gas_sinking_ms: None,
+            settles_at: None,
             scripted: scripted.is_some(),
         };
         match kind {
@@ -221,6 +345,17 @@ impl Builder<'_> {
                 planned.speed = Some(speed(rates.refrigerant_leak.speed, rng));
             }
             FaultKind::WaterLeak => planned.speed = Some(speed(rates.water_leak.speed, rng)),
+            FaultKind::RefrigerantLossPartial => {
+                let spec = rates.refrigerant_loss_partial;
+                planned.speed = Some(speed(spec.speed, rng));
+                planned.settles_at = Some(match scripted {
+                    Some(_) => spec.settles_at.pick(0.5),
+                    None => spec.settles_at.pick(rng.unit()),
+                });
+            }
+            FaultKind::SlowWaterLeakNoGauge => {
+                planned.speed = Some(speed(rates.slow_water_leak_no_gauge.speed, rng));
+            }
             FaultKind::FouledFilter => {
                 planned.speed = Some(speed(rates.fouled_filter.speed, rng));
             }
@@ -232,12 +367,27 @@ impl Builder<'_> {
                 let duration = duration_ms(rates.gas_pressure_drop.duration, rng);
                 planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
                 planned.gas_mbar = Some(speed(rates.gas_pressure_drop.pressure_mbar, rng));
+                // Some regulators freeze slowly: the pressure sinks over most of an hour.
+                let spec = rates.gas_pressure_drop;
+                if scripted.is_none() && rng.chance(spec.sinking_share) {
+                    let sinking = (spec.sinking_over.pick_s(rng.unit()) * 1000.0) as i64;
+                    planned.gas_sinking_ms = Some(on_grid(sinking.min(duration)).max(GRID_MS));
+                }
             }
             FaultKind::BoxOffline => {
                 let duration = duration_ms(rates.box_offline.duration, rng);
                 planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
             }
-            FaultKind::FlowSwitch | FaultKind::SensorOpen | FaultKind::SensorShort => {}
+            FaultKind::FlowSwitch
+            | FaultKind::SensorOpen
+            | FaultKind::SensorShort
+            | FaultKind::PumpSeized
+            | FaultKind::ControllerOff
+            | FaultKind::ControllerHang
+            | FaultKind::BreakerTrip
+            | FaultKind::FanFailure
+            | FaultKind::CondensateFrozen
+            | FaultKind::ValveClosed => {}
         }
         self.faults.push(planned);
     }
@@ -250,29 +400,76 @@ impl Builder<'_> {
         rng: &mut Rng,
         scripted: Option<&ScriptedEvent>,
     ) {
-        if let Some(busy) = self.busy.get_mut(household) {
-            *busy = true;
-        }
-        let range = match kind {
-            TrapKind::WifiDrop => self.mix.traps.wifi_drop.duration,
-            _ => self.mix.traps.resident_away.duration,
-        };
+        let traps = &self.mix.traps;
+        let range = traps.duration(kind);
         let duration = match scripted {
             Some(event) => event
                 .duration
                 .map_or(Builder::middle(range), |d| d.as_millis() as i64),
             None => (range.pick_s(rng.unit()) * 1000.0) as i64,
         };
+        let draw = |range: crate::mix::ValueRange, rng: &mut Rng| match scripted {
+            Some(_) => range.pick(0.5),
+            None => range.pick(rng.unit()),
+        };
+        let setpoint_c = match kind {
+            TrapKind::ResidentAway => Some(traps.resident_away.setpoint_c),
+            TrapKind::HeatingOff => Some(draw(traps.heating_off.setpoint_c, rng)),
+            _ => None,
+        };
+        let drop_k =
+            (kind == TrapKind::WindowAiring).then(|| draw(traps.window_airing.drop_k, rng));
+        let end_ms = on_grid(start_ms + duration.max(GRID_MS));
+        self.occupy(
+            household,
+            Slot {
+                start_ms,
+                end_ms: Some(end_ms),
+                fault: None,
+                trap: Some(kind),
+            },
+        );
         self.traps.push(PlannedTrap {
             id: self.traps.len(),
             kind,
             household,
             start_ms,
-            end_ms: on_grid(start_ms + duration.max(GRID_MS)),
-            setpoint_c: (kind == TrapKind::ResidentAway)
-                .then_some(self.mix.traps.resident_away.setpoint_c),
+            end_ms,
+            setpoint_c,
+            drop_k,
             scripted: scripted.is_some(),
         });
+    }
+
+    /// Picks a household for a random household fault or trap: with the mix's overlap share one
+    /// that already has an event this one may overlap (and a start inside it), else a free one.
+    fn pick_household(
+        &self,
+        fault: Option<FaultKind>,
+        trap: Option<TrapKind>,
+        rng: &mut Rng,
+    ) -> Option<(usize, i64)> {
+        let fits = |h: &HouseholdSpec| fault.is_none_or(|k| applicable(k, h));
+        if rng.chance(self.mix.overlap_share) {
+            let joinable: Vec<usize> = self
+                .fleet
+                .iter()
+                .filter(|h| fits(h) && self.busy(h.index) && self.may_join(h.index, fault, trap))
+                .map(|h| h.index)
+                .collect();
+            if !joinable.is_empty() {
+                let household = joinable[rng.index(joinable.len())];
+                return Some((household, self.start_within(household, rng)));
+            }
+        }
+        let start = self.typical_start(fault, trap, rng);
+        let free: Vec<usize> = self
+            .fleet
+            .iter()
+            .filter(|h| fits(h) && !self.busy(h.index))
+            .map(|h| h.index)
+            .collect();
+        (!free.is_empty()).then(|| (free[rng.index(free.len())], start))
     }
 
     fn random_start(&self, rng: &mut Rng) -> i64 {
@@ -299,7 +496,7 @@ impl Builder<'_> {
                     let free: Vec<usize> = self
                         .villages(kind)
                         .into_iter()
-                        .filter(|members| members.iter().all(|&h| !self.busy[h]))
+                        .filter(|members| members.iter().all(|&h| !self.busy(h)))
                         .filter_map(|members| members.first().copied())
                         .collect();
                     if free.is_empty() {
@@ -310,26 +507,17 @@ impl Builder<'_> {
                     self.fault(kind, household, start, &mut rng, None);
                 }
             } else {
-                let applicable = self
-                    .fleet
-                    .iter()
-                    .filter(|h| kind.applies_to(h.kind))
-                    .count();
-                let count = poisson(&mut rng, rate / 1000.0 * applicable as f64 * days);
+                let devices = self.fleet.iter().filter(|h| applicable(kind, h)).count();
+                let count = poisson(&mut rng, rate / 1000.0 * devices as f64 * days);
                 for _ in 0..count {
-                    let start = self.random_start(&mut rng);
-                    let free: Vec<usize> = self
-                        .fleet
-                        .iter()
-                        .filter(|h| kind.applies_to(h.kind) && !self.busy[h.index])
-                        .map(|h| h.index)
-                        .collect();
-                    if free.is_empty() {
-                        *self.not_placed.entry(kind.as_str().to_owned()).or_default() += 1;
-                        continue;
+                    match self.pick_household(Some(kind), None, &mut rng) {
+                        Some((household, start)) => {
+                            self.fault(kind, household, start, &mut rng, None);
+                        }
+                        None => {
+                            *self.not_placed.entry(kind.as_str().to_owned()).or_default() += 1;
+                        }
                     }
-                    let household = free[rng.index(free.len())];
-                    self.fault(kind, household, start, &mut rng, None);
                 }
             }
         }
@@ -337,26 +525,19 @@ impl Builder<'_> {
 
     fn place_random_traps(&mut self, seed: u64) {
         let days = (self.end_ms - self.start_ms) as f64 / 86_400_000.0;
-        for (kind, rate) in [
-            (TrapKind::ResidentAway, self.mix.traps.resident_away.rate),
-            (TrapKind::WifiDrop, self.mix.traps.wifi_drop.rate),
-        ] {
+        for kind in TrapKind::EVENTS {
+            let rate = self.mix.traps.rate(kind);
             let mut rng = Rng::derive(seed ^ 0x7EA9_5000, kind as u64);
             let count = poisson(&mut rng, rate / 1000.0 * self.fleet.len() as f64 * days);
             for _ in 0..count {
-                let start = self.random_start(&mut rng);
-                let free: Vec<usize> = self
-                    .fleet
-                    .iter()
-                    .filter(|h| !self.busy[h.index])
-                    .map(|h| h.index)
-                    .collect();
-                if free.is_empty() {
-                    *self.not_placed.entry(kind.as_str().to_owned()).or_default() += 1;
-                    continue;
+                match self.pick_household(None, Some(kind), &mut rng) {
+                    Some((household, start)) => {
+                        self.trap(kind, household, start, &mut rng, None);
+                    }
+                    None => {
+                        *self.not_placed.entry(kind.as_str().to_owned()).or_default() += 1;
+                    }
                 }
-                let household = free[rng.index(free.len())];
-                self.trap(kind, household, start, &mut rng, None);
             }
         }
     }
@@ -397,7 +578,7 @@ pub fn build(
         mix,
         start_ms,
         end_ms,
-        busy: vec![false; fleet.len()],
+        slots: vec![Vec::new(); fleet.len()],
         faults: Vec::new(),
         traps: Vec::new(),
         not_placed: BTreeMap::new(),
@@ -414,7 +595,7 @@ pub fn build(
         let start = on_grid(start_ms + event.at.as_millis() as i64);
         match event.kind {
             EventKind::Fault(kind) => {
-                if !kind.applies_to(spec.kind) {
+                if !applicable(kind, spec) {
                     return Err(ScenarioError::NotApplicable {
                         index,
                         kind: kind.as_str(),
@@ -427,7 +608,12 @@ pub fn build(
                 } else {
                     vec![event.household]
                 };
-                if members.iter().any(|&h| builder.busy[h]) {
+                let taken = if kind.is_supply() {
+                    members.iter().any(|&h| builder.busy(h))
+                } else {
+                    !builder.may_join(event.household, Some(kind), None)
+                };
+                if taken {
                     return Err(ScenarioError::Busy {
                         index,
                         household: event.household,
@@ -436,7 +622,7 @@ pub fn build(
                 builder.fault(kind, event.household, start, &mut scripted_rng, Some(event));
             }
             EventKind::Trap(kind) => {
-                if builder.busy[event.household] {
+                if !builder.may_join(event.household, None, Some(kind)) {
                     return Err(ScenarioError::Busy {
                         index,
                         household: event.household,
@@ -540,7 +726,15 @@ mod tests {
         let lockouts = count(FaultKind::Lockout);
         assert!((5..=26).contains(&lockouts), "{lockouts} lockouts");
         let all: usize = scenario.faults.len();
-        assert!((60..=140).contains(&all), "{all} faults");
+        assert!((70..=170).contains(&all), "{all} faults");
+        let codeless = scenario
+            .faults
+            .iter()
+            .filter(|f| !f.kind.is_supply() && !f.kind.raises_code())
+            .filter(|f| f.kind != FaultKind::BoxOffline)
+            .count();
+        // The default mix keeps the code-less kinds at 0 (the codeless mix has them).
+        assert_eq!(codeless, 0, "{codeless} code-less faults in the default mix");
         assert!(count(FaultKind::PowerOutage) >= 1);
         assert!(scenario.not_placed.is_empty(), "{:?}", scenario.not_placed);
         let setback = scenario
@@ -557,7 +751,10 @@ mod tests {
     #[test]
     fn faults_hit_applicable_free_households_on_the_grid_inside_the_run() {
         let fleet = fleet(500, 2);
-        let mix = Mix::default();
+        let mix = Mix {
+            overlap_share: 0.0,
+            ..Mix::default()
+        };
         let scenario = build(&fleet, &mix, 14.0, 5).expect("scenario");
         let mut seen = BTreeSet::new();
         for fault in &scenario.faults {
@@ -566,7 +763,7 @@ mod tests {
             for &h in &fault.households {
                 assert!(seen.insert(h), "household {h} in two events");
                 if !fault.kind.is_supply() {
-                    assert!(fault.kind.applies_to(fleet[h].kind));
+                    assert!(applicable(fault.kind, &fleet[h]));
                 }
             }
             if fault.kind.is_supply() {
@@ -589,6 +786,154 @@ mod tests {
             );
             assert!(trap.end_ms > trap.start_ms);
         }
+    }
+
+    #[test]
+    fn overlapping_events_share_a_household_in_time_and_keep_the_rules() {
+        let fleet = fleet(400, 2);
+        let mix = Mix {
+            overlap_share: 0.4,
+            ..Mix::default()
+        };
+        let scenario = build(&fleet, &mix, 14.0, 8).expect("scenario");
+        // household -> (start, end or None, fault kind, trap kind)
+        type Event = (i64, Option<i64>, Option<FaultKind>, Option<TrapKind>);
+        let mut events: BTreeMap<usize, Vec<Event>> = BTreeMap::new();
+        for fault in &scenario.faults {
+            for &h in &fault.households {
+                let end = fault.scheduled_end_ms;
+                events
+                    .entry(h)
+                    .or_default()
+                    .push((fault.start_ms, end, Some(fault.kind), None));
+            }
+        }
+        for trap in &scenario.traps {
+            events.entry(trap.household).or_default().push((
+                trap.start_ms,
+                Some(trap.end_ms),
+                None,
+                Some(trap.kind),
+            ));
+        }
+        let mut overlaps = 0;
+        let mut fault_pairs = 0;
+        for (h, list) in &events {
+            assert!(list.len() <= 2, "household {h}: {list:?}");
+            if let [a, b] = &list[..] {
+                overlaps += 1;
+                assert!(a.2.is_some() || b.2.is_some(), "two traps in {h}");
+                assert!(a.2.is_none_or(|k| !k.is_supply()) && b.2.is_none_or(|k| !k.is_supply()));
+                assert!(a.2 != b.2 || a.2.is_none(), "the same fault twice in {h}");
+                let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+                assert!(
+                    first.1.is_none_or(|end| second.0 <= end),
+                    "household {h}: {first:?} then {second:?} do not overlap"
+                );
+                assert!(second.0 - first.0 <= OVERLAP_WITHIN_MS);
+                if a.2.is_some() && b.2.is_some() {
+                    fault_pairs += 1;
+                }
+            }
+        }
+        assert!(overlaps >= 10, "{overlaps} overlapping households");
+        assert!(fault_pairs >= 1, "two faults at once somewhere");
+        for fault in &scenario.faults {
+            if fault.kind.is_supply() {
+                for h in &fault.households {
+                    assert_eq!(events[h].len(), 1, "supply faults keep their village");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_codeless_mix_plans_mostly_code_less_faults_and_the_leak_only_on_basic_boilers() {
+        let fleet = fleet(1000, 1);
+        let mix = Mix::parse(include_str!("../mixes/codeless.toml"), "codeless.toml")
+            .expect("codeless mix");
+        let scenario = build(&fleet, &mix, 14.0, 3).expect("scenario");
+        let household: Vec<&PlannedFault> = scenario
+            .faults
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.kind.class(),
+                    crate::mix::FaultClass::Sudden | crate::mix::FaultClass::Gradual
+                )
+            })
+            .collect();
+        let codeless = household.iter().filter(|f| !f.kind.raises_code()).count();
+        let share = codeless as f64 / household.len() as f64;
+        assert!(household.len() >= 60, "{} faults", household.len());
+        assert!(
+            share >= 0.6,
+            "{codeless} of {} raise no code",
+            household.len()
+        );
+        for fault in &household {
+            let spec = &fleet[fault.households[0]];
+            assert!(
+                applicable(fault.kind, spec),
+                "{:?} on {}",
+                fault.kind,
+                spec.profile.id
+            );
+            if fault.kind == FaultKind::SlowWaterLeakNoGauge {
+                assert!(!crate::model::has_pressure_sensor(&spec.profile));
+            }
+            if fault.kind == FaultKind::CondensateFrozen {
+                let hour = crate::model::local_hour(fault.start_ms as f64 / 1000.0);
+                assert!(hour < 6.0, "frozen at {hour:.1} h");
+            }
+        }
+        assert!(household
+            .iter()
+            .any(|f| f.kind == FaultKind::SlowWaterLeakNoGauge));
+        assert!(household
+            .iter()
+            .any(|f| f.kind == FaultKind::RefrigerantLossPartial
+                && f.settles_at.is_some_and(|s| (0.6..=0.75).contains(&s))));
+    }
+
+    #[test]
+    fn new_traps_land_at_their_hours_with_their_parameters() {
+        let fleet = fleet(500, 3);
+        // Without overlaps: an overlapping trap starts inside the event it joins instead.
+        let mix = Mix {
+            overlap_share: 0.0,
+            ..Mix::default()
+        };
+        let scenario = build(&fleet, &mix, 14.0, 4).expect("scenario");
+        let of = |kind: TrapKind| scenario.traps.iter().filter(move |t| t.kind == kind);
+        assert!(of(TrapKind::WindowAiring).count() >= 30);
+        for trap in of(TrapKind::WindowAiring) {
+            assert!(trap.drop_k.is_some_and(|k| (2.0..=5.0).contains(&k)));
+            let minutes = (trap.end_ms - trap.start_ms) / 60_000;
+            assert!((10..=30).contains(&minutes), "{minutes} min");
+        }
+        assert!(of(TrapKind::HeatingOff).count() >= 5);
+        for trap in of(TrapKind::HeatingOff) {
+            assert!(trap.setpoint_c.is_some_and(|s| (5.0..=7.0).contains(&s)));
+            let hour = crate::model::local_hour(trap.start_ms as f64 / 1000.0);
+            assert!((12.0..14.5).contains(&hour), "off at {hour:.2} h");
+        }
+        let wifi: Vec<i64> = of(TrapKind::WifiDrop)
+            .map(|t| (t.end_ms - t.start_ms) / 60_000)
+            .collect();
+        assert!(wifi.iter().all(|m| (5..=25).contains(m)));
+        assert!(
+            wifi.iter().any(|&m| m > 15),
+            "some drops outlast 15 minutes"
+        );
+        let sinking = build(&fleet, &Mix::default(), 60.0, 4)
+            .expect("scenario")
+            .faults
+            .into_iter()
+            .filter(|f| f.kind == FaultKind::GasPressureDrop)
+            .filter_map(|f| f.gas_sinking_ms)
+            .count();
+        assert!(sinking >= 1, "some villages' gas sinks gradually");
     }
 
     #[test]

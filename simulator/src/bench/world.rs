@@ -1,7 +1,11 @@
 //! The simulated world of a bench run: every household's house and heater stepped in lockstep
-//! through simulated time, the scheduled faults and traps applied at their moments, residents
-//! who notice the cold and complain, technicians' repairs applied when they finish, and the
-//! edge boxes' readings (with their store-and-forward backlogs) produced for each poll round.
+//! through simulated time, the scheduled faults and traps applied at their moments (several
+//! may overlap in one household; each fault keeps its own ground truth), residents who notice
+//! the cold and complain (fast callers within the hour, some in the night when the house is
+//! really cold, none about a cold they caused themselves: airing, heating switched off, away,
+//! commissioning), technicians' repairs applied when they finish, and the edge boxes' readings
+//! (with their store-and-forward backlogs) produced for each poll round. A unit whose breaker
+//! tripped answers no Modbus request: its box stays connected but publishes nothing for it.
 //!
 //! The world is deterministic: it reads no clock and draws every random number from the seed,
 //! keyed by what it is for, so the same run gives the same telemetry at any speed. It does no
@@ -31,6 +35,10 @@ const SUPPLY_SHADOW_AFTER_MS: i64 = 12 * 3_600_000;
 pub const NOTICE_AFTER_MS: i64 = 10 * 60_000;
 /// Most readings a box keeps while its network is down (3 days at one a minute).
 const MAX_BACKLOG: usize = 3 * 24 * 60;
+/// The village's normal gas supply pressure, mbar (a sinking drop starts from it).
+const NORMAL_GAS_MBAR: f64 = 20.0;
+/// A sinking gas drop updates the supply pressure this often, ms.
+const GAS_SINK_STEP_MS: i64 = 60_000;
 
 /// Scheduled changes to the world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +50,27 @@ enum Action {
     TrapStart(usize),
     TrapEnd(usize),
     Repair(usize),
+    /// A sinking gas drop lowers the supply pressure a step further.
+    GasSink(usize),
+}
+
+/// Why a box's network is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum NetworkDown {
+    Fault(usize),
+    Trap(usize),
+}
+
+/// The supply pressure of a gas drop at `at_ms` (sinking from normal, or at once), mbar.
+fn gas_at(planned: &PlannedFault, at_ms: i64) -> Option<f64> {
+    let target = planned.gas_mbar?;
+    Some(match planned.gas_sinking_ms.filter(|&ms| ms > 0) {
+        Some(sinking) => {
+            let progress = ((at_ms - planned.start_ms) as f64 / sinking as f64).clamp(0.0, 1.0);
+            NORMAL_GAS_MBAR - (NORMAL_GAS_MBAR - target) * progress
+        }
+        None => target,
+    })
 }
 
 /// One household in the world.
@@ -54,14 +83,21 @@ struct Home {
     comfort_c: f64,
     night_setback_k: f64,
     powered: bool,
-    network_up: bool,
+    /// Why the box's network is down (empty: up).
+    network_down: BTreeSet<NetworkDown>,
     seq: u64,
     backlog: VecDeque<Vec<u8>>,
-    /// The fault the household suffers now or is recovering from.
-    fault: Option<usize>,
-    /// Back from being away, until the room is warm again (the resident knows why it is cold).
-    reheating_after_away: Option<usize>,
-    away: bool,
+    /// The faults the household suffers now or is recovering from, oldest first.
+    faults: Vec<usize>,
+    /// Traps going on that the resident knows about (away, airing, heating off,
+    /// commissioning): the cold is no reason to call.
+    knowing: BTreeSet<usize>,
+    /// Traps that ended, until the room is warm again or this moment passes (trap id, Unix ms).
+    reheating: Vec<(usize, i64)>,
+    /// The resident calls fast (elderly at home all day, family present).
+    fast_caller: bool,
+    /// The resident calls in the night once the room is below this, °C.
+    night_call_below_c: Option<f64>,
     discomfort_since_ms: Option<i64>,
     complaint_due_ms: Option<i64>,
     /// Causes already complained about (a fault id, or `None` for cold without a fault).
@@ -161,6 +197,17 @@ fn household_rng(seed: u64, purpose: u64, household: usize, key: u64) -> Rng {
 }
 
 const RESIDENT_STREAM: u64 = 0x2E51_DE47;
+const HABIT_STREAM: u64 = 0x4AB1_7500;
+
+/// How long after a trap the resident knows the heating ended its cause: the room warms again
+/// within this, or it is no longer the trap's cold, ms.
+fn reheat_allowance_ms(kind: TrapKind) -> i64 {
+    match kind {
+        TrapKind::ResidentAway | TrapKind::HeatingOff => 8 * 3_600_000,
+        TrapKind::Commissioning => 3 * 3_600_000,
+        _ => 3_600_000,
+    }
+}
 
 impl World {
     /// Builds the world at the scenario's start.
@@ -196,6 +243,11 @@ impl World {
                 } else {
                     mix.residents.comfort_c
                 };
+                let mut habits = household_rng(seed, HABIT_STREAM, spec.index, 0);
+                let fast_caller = habits.chance(mix.residents.fast_caller_share);
+                let night_caller = habits.chance(mix.residents.night_call_share);
+                let below = mix.residents.night_call_below_c.pick(habits.unit());
+                let night_call_below_c = night_caller.then_some(below);
                 Home {
                     topic: Topic::new(
                         spec.township_id.clone(),
@@ -209,12 +261,14 @@ impl World {
                     comfort_c,
                     night_setback_k,
                     powered: true,
-                    network_up: true,
+                    network_down: BTreeSet::new(),
                     seq: (scenario.start_ms.max(0) as u64).saturating_mul(1000),
                     backlog: VecDeque::new(),
-                    fault: None,
-                    reheating_after_away: None,
-                    away: false,
+                    faults: Vec::new(),
+                    knowing: BTreeSet::new(),
+                    reheating: Vec::new(),
+                    fast_caller,
+                    night_call_below_c,
                     discomfort_since_ms: None,
                     complaint_due_ms: None,
                     complained: BTreeSet::new(),
@@ -371,48 +425,87 @@ impl World {
             Action::BoxBack(id) => {
                 if self.faults[id].ended_ms.is_none() {
                     for &h in &self.faults[id].planned.households {
-                        self.homes[h].network_up = true;
+                        self.homes[h].network_down.remove(&NetworkDown::Fault(id));
                     }
                     self.end_fault(id);
                 }
             }
             Action::Repair(id) => {
                 if self.faults[id].ended_ms.is_none() {
-                    for &h in &self.faults[id].planned.households {
+                    // The technician puts the whole unit right: every household fault of these
+                    // households that is still going on ends with this repair.
+                    let households = self.faults[id].planned.households.clone();
+                    let ended: Vec<usize> = self
+                        .faults
+                        .iter()
+                        .filter(|f| {
+                            f.started && f.ended_ms.is_none() && !f.planned.kind.is_supply()
+                        })
+                        .filter(|f| f.planned.households.iter().any(|h| households.contains(h)))
+                        .map(|f| f.planned.id)
+                        .collect();
+                    for &h in &households {
                         let home = &mut self.homes[h];
                         home.house.clear();
-                        home.network_up = true;
+                        home.network_down
+                            .retain(|d| !matches!(d, NetworkDown::Fault(f) if ended.contains(f)));
                     }
-                    self.end_fault(id);
+                    for fault in ended {
+                        self.end_fault(fault);
+                    }
+                }
+            }
+            Action::GasSink(id) => {
+                if self.faults[id].ended_ms.is_none() {
+                    let planned = &self.faults[id].planned;
+                    let mbar = gas_at(planned, now);
+                    let sinking_end = planned.start_ms + planned.gas_sinking_ms.unwrap_or(0);
+                    for &h in &planned.households {
+                        self.homes[h].house.set_gas_supply(mbar);
+                    }
+                    if now < sinking_end {
+                        self.schedule(now + GAS_SINK_STEP_MS, Action::GasSink(id));
+                    }
                 }
             }
             Action::TrapStart(id) => {
                 let trap = self.traps[id].planned.clone();
                 let home = &mut self.homes[trap.household];
+                if trap.kind.resident_knows() {
+                    home.knowing.insert(id);
+                    home.discomfort_since_ms = None;
+                    home.complaint_due_ms = None;
+                }
                 match trap.kind {
-                    TrapKind::ResidentAway => {
+                    TrapKind::ResidentAway | TrapKind::HeatingOff => {
                         home.house.set_away(trap.setpoint_c);
-                        home.away = true;
-                        home.discomfort_since_ms = None;
-                        home.complaint_due_ms = None;
                     }
-                    TrapKind::WifiDrop => home.network_up = false,
+                    TrapKind::WifiDrop => {
+                        home.network_down.insert(NetworkDown::Trap(id));
+                    }
+                    TrapKind::WindowAiring => {
+                        let over_s = (trap.end_ms - trap.start_ms) as f64 / 1000.0;
+                        home.house.open_window(trap.drop_k.unwrap_or(3.0), over_s);
+                    }
+                    TrapKind::Commissioning => home.house.set_commissioning(true),
                     TrapKind::NightSetback | TrapKind::Defrost => {}
                 }
             }
             Action::TrapEnd(id) => {
                 let trap = self.traps[id].planned.clone();
                 let home = &mut self.homes[trap.household];
+                if home.knowing.remove(&id) {
+                    home.reheating
+                        .push((id, now + reheat_allowance_ms(trap.kind)));
+                }
                 match trap.kind {
-                    TrapKind::ResidentAway => {
-                        home.house.set_away(None);
-                        home.away = false;
-                        home.reheating_after_away = Some(id);
-                    }
+                    TrapKind::ResidentAway | TrapKind::HeatingOff => home.house.set_away(None),
                     TrapKind::WifiDrop => {
-                        home.network_up = true;
+                        home.network_down.remove(&NetworkDown::Trap(id));
                         self.traps[id].window_end_ms = now + ATTRIBUTION_GRACE_MS;
                     }
+                    TrapKind::WindowAiring => home.house.close_window(),
+                    TrapKind::Commissioning => home.house.set_commissioning(false),
                     TrapKind::NightSetback | TrapKind::Defrost => {}
                 }
             }
@@ -424,7 +517,7 @@ impl World {
         self.faults[id].started = true;
         for &h in &planned.households {
             let home = &mut self.homes[h];
-            home.fault = Some(id);
+            home.faults.push(id);
             match planned.kind {
                 FaultKind::Lockout => {
                     if let Some(category) = planned.category {
@@ -460,8 +553,32 @@ impl World {
                     // Readings a box had queued are lost with its power.
                     home.backlog.clear();
                 }
-                FaultKind::GasPressureDrop => home.house.set_gas_supply(planned.gas_mbar),
-                FaultKind::BoxOffline => home.network_up = false,
+                FaultKind::GasPressureDrop => {
+                    home.house
+                        .set_gas_supply(gas_at(&planned, planned.start_ms));
+                }
+                FaultKind::BoxOffline => {
+                    home.network_down.insert(NetworkDown::Fault(id));
+                }
+                FaultKind::PumpSeized | FaultKind::ValveClosed => {
+                    home.house.start(Degradation::CirculationBlocked);
+                }
+                FaultKind::ControllerOff => home.house.start(Degradation::ControllerOff),
+                FaultKind::ControllerHang => home.house.start(Degradation::ControllerHang),
+                FaultKind::BreakerTrip => home.house.start(Degradation::BreakerTrip),
+                FaultKind::FanFailure => home.house.start(Degradation::FanFailure),
+                FaultKind::RefrigerantLossPartial => {
+                    home.house.start(Degradation::PartialRefrigerantLeak {
+                        charge_per_day: planned.speed.unwrap_or(0.0),
+                        settles_at: planned.settles_at.unwrap_or(1.0),
+                    });
+                }
+                FaultKind::SlowWaterLeakNoGauge => {
+                    home.house.start(Degradation::SilentWaterLeak {
+                        bar_per_day: planned.speed.unwrap_or(0.0),
+                    });
+                }
+                FaultKind::CondensateFrozen => home.house.start(Degradation::CondensateFrozen),
             }
         }
         match planned.kind {
@@ -473,6 +590,9 @@ impl World {
             FaultKind::PowerOutage | FaultKind::GasPressureDrop => {
                 if let Some(at) = planned.scheduled_end_ms {
                     self.schedule(at, Action::SupplyEnd(id));
+                }
+                if planned.gas_sinking_ms.is_some_and(|ms| ms > 0) {
+                    self.schedule(planned.start_ms + GAS_SINK_STEP_MS, Action::GasSink(id));
                 }
             }
             FaultKind::BoxOffline => {
@@ -523,6 +643,12 @@ impl World {
                     if restore == Some(t) {
                         house.set_power(true);
                         house.set_gas_supply(None);
+                    } else if planned
+                        .gas_sinking_ms
+                        .is_some_and(|ms| t < planned.start_ms + ms)
+                        && (t - planned.start_ms) % GAS_SINK_STEP_MS == 0
+                    {
+                        house.set_gas_supply(gas_at(planned, t));
                     }
                     t += STEP_MS;
                     house.step_in(STEP_MS as f64 / 1000.0, self.weather_at(t));
@@ -556,8 +682,8 @@ impl World {
                 let home = &mut homes[h];
                 let warm = home.house.indoor_temp_c()
                     >= (home.comfort_c + 1.0).min(home.house.setpoint_c() - 0.5);
-                if warm && home.fault == Some(fault.planned.id) {
-                    home.fault = None;
+                if warm {
+                    home.faults.retain(|&f| f != fault.planned.id);
                 }
                 !warm
             });
@@ -566,16 +692,22 @@ impl World {
             }
         }
         for home in &mut self.homes {
-            if let Some(trap) = home.reheating_after_away {
-                let warm = home.house.indoor_temp_c()
-                    >= (home.comfort_c + 1.0).min(home.house.setpoint_c() - 0.5);
-                if warm {
-                    home.reheating_after_away = None;
-                    if let Some(state) = self.traps.get_mut(trap) {
+            if home.reheating.is_empty() {
+                continue;
+            }
+            let warm = home.house.indoor_temp_c()
+                >= (home.comfort_c + 1.0).min(home.house.setpoint_c() - 0.5);
+            let traps = &mut self.traps;
+            home.reheating.retain(|&(trap, until_ms)| {
+                // Warm again, or cold for another reason by now.
+                let over = warm || now >= until_ms;
+                if over {
+                    if let Some(state) = traps.get_mut(trap) {
                         state.window_end_ms = now + ATTRIBUTION_GRACE_MS;
                     }
                 }
-            }
+                !over
+            });
         }
     }
 
@@ -584,11 +716,13 @@ impl World {
         let now = self.now_ms;
         let residents = self.mix.residents;
         for (index, home) in self.homes.iter_mut().enumerate() {
-            if home.away || home.reheating_after_away.is_some() {
+            if !home.knowing.is_empty() || !home.reheating.is_empty() {
+                home.discomfort_since_ms = None;
+                home.complaint_due_ms = None;
                 continue;
             }
             let indoor = home.house.indoor_temp_c();
-            let cause = home.fault;
+            let cause = home.faults.first().copied();
             if indoor >= home.comfort_c + 0.5 {
                 home.discomfort_since_ms = None;
                 home.complaint_due_ms = None;
@@ -617,17 +751,31 @@ impl World {
             } else {
                 (residents.never_calls, residents.patience)
             };
+            let patience = if home.fast_caller {
+                residents.fast_patience
+            } else {
+                patience
+            };
             if rng.chance(never) {
                 continue;
             }
             let patience_ms = (patience.pick_s(rng.unit()) * 1000.0) as i64;
             let wake_delay_ms = (residents.wake_up_delay.pick_s(rng.unit()) * 1000.0) as i64;
-            if home.complaint_due_ms.is_none() && now - since >= NOTICE_AFTER_MS + patience_ms {
+            // Some call in the night: the room is really cold, or a vulnerable person's family
+            // will not wait for the morning.
+            let calls_at_night = home.night_call_below_c.is_some_and(|below| indoor < below)
+                || (home.spec.vulnerable && residents.vulnerable_night_calls);
+            let patient_enough = now - since >= NOTICE_AFTER_MS + patience_ms;
+            if home.complaint_due_ms.is_none() && patient_enough {
                 let due = match asleep_until(now, residents.sleep_from.0, residents.sleep_to.0) {
+                    Some(_) if calls_at_night => now,
                     Some(wake) => wake + wake_delay_ms,
                     None => now,
                 };
                 home.complaint_due_ms = Some(due);
+            } else if patient_enough && calls_at_night {
+                // Waiting for the morning, the house got too cold to wait.
+                home.complaint_due_ms = home.complaint_due_ms.map(|due| due.min(now));
             }
             if home.complaint_due_ms.is_some_and(|due| now >= due) {
                 home.complaint_due_ms = None;
@@ -667,9 +815,10 @@ impl World {
         let store_and_forward = self.mix.telemetry.store_and_forward;
         let mut rounds = Vec::with_capacity(self.homes.len());
         for (index, home) in self.homes.iter_mut().enumerate() {
-            let online = home.powered && home.network_up;
+            let online = home.powered && home.network_down.is_empty();
             let mut readings = Vec::new();
-            if home.powered {
+            // A unit whose breaker tripped does not answer: the box reads nothing.
+            if home.powered && home.house.responds() {
                 home.seq += 1;
                 home.house.refresh_noise();
                 let values = home.house.values();

@@ -2,42 +2,43 @@
 //! supply faults taking boxes off line, and repairs.
 
 use super::*;
-use crate::mix::Mix;
+use crate::mix::{FaultKind, Mix};
 
 fn profiles() -> Vec<Arc<Profile>> {
     crate::bench::shipped_profiles().expect("profiles")
 }
 
-/// A quiet mix (no random events, residents always call after exactly one hour, nobody
-/// sleeps) plus the given scripted events.
+/// A quiet mix (no random events, no overlaps, residents always call after exactly one hour,
+/// nobody sleeps, no fast or night callers) plus the given scripted events.
 fn quiet_mix(events: &str) -> Mix {
     let mut text = String::from(
-        "[fleet]\nnight_setback_share = 0.0\n\
+        "overlap_share = 0.0\n\
+         [fleet]\nnight_setback_share = 0.0\n\
          [residents]\nnever_calls = 0.0\nvulnerable_never_calls = 0.0\n\
          patience = [\"1h\", \"1h\"]\nvulnerable_patience = [\"1h\", \"1h\"]\n\
-         sleep_from = \"00:00\"\nsleep_to = \"00:00\"\n",
+         sleep_from = \"00:00\"\nsleep_to = \"00:00\"\n\
+         fast_caller_share = 0.0\nnight_call_share = 0.0\nvulnerable_night_calls = false\n",
     );
-    for kind in [
-        "lockout",
-        "ignition_failure",
-        "flow_switch",
-        "sensor_open",
-        "sensor_short",
-        "box_offline",
-    ] {
-        text.push_str(&format!("[faults.{kind}]\nrate = 0.0\n"));
+    for kind in FaultKind::ALL {
+        let extra = match kind {
+            FaultKind::RefrigerantLeak
+            | FaultKind::WaterLeak
+            | FaultKind::FouledFilter
+            | FaultKind::SlowWaterLeakNoGauge
+            | FaultKind::RefrigerantLossPartial => "speed = [0.1, 0.1]\n",
+            FaultKind::PowerOutage => "duration = [\"1h\", \"1h\"]\n",
+            FaultKind::GasPressureDrop => {
+                "duration = [\"1h\", \"1h\"]\npressure_mbar = [8.0, 8.0]\nsinking_share = 0.0\n"
+            }
+            _ => "",
+        };
+        text.push_str(&format!("[faults.{}]\nrate = 0.0\n{extra}", kind.as_str()));
     }
-    for kind in ["refrigerant_leak", "water_leak", "fouled_filter"] {
-        text.push_str(&format!(
-            "[faults.{kind}]\nrate = 0.0\nspeed = [0.1, 0.1]\n"
-        ));
-    }
-    text.push_str("[faults.power_outage]\nrate = 0.0\nduration = [\"1h\", \"1h\"]\n");
-    text.push_str(
-        "[faults.gas_pressure_drop]\nrate = 0.0\nduration = [\"1h\", \"1h\"]\npressure_mbar = [8.0, 8.0]\n",
-    );
     text.push_str("[traps.resident_away]\nrate = 0.0\nduration = [\"1d\", \"1d\"]\n");
     text.push_str("[traps.wifi_drop]\nrate = 0.0\nduration = [\"5m\", \"5m\"]\n");
+    for kind in ["window_airing", "heating_off", "commissioning"] {
+        text.push_str(&format!("[traps.{kind}]\nrate = 0.0\n"));
+    }
     text.push_str(events);
     Mix::parse(&text, "quiet.toml").expect("quiet mix")
 }
@@ -281,5 +282,210 @@ fn a_resident_away_neither_notices_nor_complains() {
     assert!(
         traps[0].window_end_ms < start + 44 * 3_600_000,
         "the house warmed up after the return"
+    );
+}
+
+#[test]
+fn a_tripped_breaker_leaves_the_box_online_without_readings_for_its_device() {
+    let (mut world, _) = world(
+        5,
+        1.0,
+        "[[event]]\nkind = \"breaker_trip\"\nhousehold = 2\nat = \"1h\"\n",
+    );
+    let start = world.start_ms;
+    world.advance_to(start + 59 * 60_000);
+    let before = world.poll_round();
+    assert!(before[2].online && before[2].readings.len() == 1);
+    let warm = world.indoor_temp_c(2).expect("house");
+    for minute in 61..=(6 * 60) {
+        world.advance_to(start + minute * 60_000);
+        let round = world.poll_round();
+        assert!(round[2].online, "minute {minute}: the box stays connected");
+        assert!(
+            round[2].readings.is_empty(),
+            "minute {minute}: nothing to read"
+        );
+        assert_eq!(round[1].readings.len(), 1, "the neighbours publish");
+    }
+    assert!(
+        world.indoor_temp_c(2).expect("house") < warm - 1.0,
+        "the house cools"
+    );
+    let (_, faults, _) = world.truth();
+    assert_eq!(faults[0].kind, FaultKind::BreakerTrip);
+    assert!(!faults[0].kind.raises_code());
+}
+
+#[test]
+fn a_hung_controller_publishes_the_same_values_for_hours_while_the_house_cools() {
+    let (mut world, _) = world(
+        5,
+        1.0,
+        "[[event]]\nkind = \"controller_hang\"\nhousehold = 3\nat = \"30m\"\n",
+    );
+    let start = world.start_ms;
+    world.advance_to(start + 31 * 60_000);
+    let first = parse(&world.poll_round()[3].readings[0]);
+    let warm = world.indoor_temp_c(3).expect("house");
+    for hour in 1..=5 {
+        world.advance_to(start + 31 * 60_000 + hour * 3_600_000);
+        let reading = parse(&world.poll_round()[3].readings[0]);
+        assert_eq!(reading.values, first.values, "hour {hour}: frozen image");
+        assert!(reading.fault.is_none());
+        assert!(reading.seq > first.seq, "the box keeps publishing");
+    }
+    assert!(world.indoor_temp_c(3).expect("house") < warm - 1.5);
+}
+
+#[test]
+fn a_seized_pump_shows_no_code_in_the_readings_and_the_resident_calls() {
+    let (probe, fleet) = world(12, 1.0, "");
+    drop(probe);
+    let boiler = first(&fleet, DeviceKind::GasBoiler);
+    let (mut world, _) = world(
+        12,
+        1.0,
+        &format!("[[event]]\nkind = \"pump_seized\"\nhousehold = {boiler}\nat = \"1h\"\n"),
+    );
+    let start = world.start_ms;
+    let mut hottest = f64::MIN;
+    let mut complaints = Vec::new();
+    for minute in 1..=(24 * 60) {
+        world.advance_to(start + minute * 60_000);
+        let round = world.poll_round();
+        let reading = parse(&round[boiler].readings[0]);
+        assert!(reading.fault.is_none(), "minute {minute}: no code");
+        if minute > 61 {
+            hottest = hottest.max(reading.values.get("flow_temp_c").expect("flow"));
+        }
+        complaints.extend(world.take_complaints());
+    }
+    assert!(
+        hottest >= 79.0,
+        "the flow sensor climbs to the high limit: {hottest}"
+    );
+    assert_eq!(complaints.len(), 1);
+    assert_eq!(complaints[0].fault, Some(0));
+}
+
+#[test]
+fn overlapping_faults_and_a_trap_keep_their_own_truth_and_one_repair_ends_both_faults() {
+    let (probe, fleet) = world(12, 1.0, "");
+    drop(probe);
+    let heat_pump = first(&fleet, DeviceKind::HeatPump);
+    let (mut world, _) = world(
+        12,
+        1.0,
+        &format!(
+            "[[event]]\nkind = \"fan_failure\"\nhousehold = {heat_pump}\nat = \"1h\"\n\
+             [[event]]\nkind = \"controller_off\"\nhousehold = {heat_pump}\nat = \"2h\"\n"
+        ),
+    );
+    let start = world.start_ms;
+    world.advance_to(start + 3 * 3_600_000);
+    let (_, faults, _) = world.truth();
+    assert_eq!(faults.len(), 2);
+    assert_eq!(faults[0].households, faults[1].households);
+    assert!(faults.iter().all(|f| f.ended_ms.is_none()));
+    let Some(Purpose::Repair { fault, .. }) =
+        world.classify_request(heat_pump, start + 3 * 3_600_000)
+    else {
+        panic!("a repair");
+    };
+    assert_eq!(fault, 0, "the older fault is the one found");
+    world.schedule_repair(fault, start + 4 * 3_600_000);
+    world.advance_to(start + 10 * 3_600_000);
+    let (_, faults, _) = world.truth();
+    assert!(faults
+        .iter()
+        .all(|f| f.ended_ms == Some(start + 4 * 3_600_000)));
+    assert!(faults
+        .iter()
+        .all(|f| f.window_end_ms < start + 10 * 3_600_000));
+    // A trap during a fault, and two traps refused.
+    let mix = quiet_mix(&format!(
+        "[[event]]\nkind = \"window_airing\"\nhousehold = {heat_pump}\nat = \"1h\"\nduration = \"20m\"\n\
+         [[event]]\nkind = \"pump_seized\"\nhousehold = {heat_pump}\nat = \"70m\"\n"
+    ));
+    let scenario = crate::scenario::build(&fleet, &mix, 1.0, 11).expect("a trap and a fault");
+    assert_eq!((scenario.faults.len(), scenario.traps.len()), (1, 1));
+    let two_traps = quiet_mix(&format!(
+        "[[event]]\nkind = \"window_airing\"\nhousehold = {heat_pump}\nat = \"1h\"\n\
+         [[event]]\nkind = \"heating_off\"\nhousehold = {heat_pump}\nat = \"70m\"\n"
+    ));
+    assert!(crate::scenario::build(&fleet, &two_traps, 1.0, 11).is_err());
+}
+
+#[test]
+fn residents_airing_or_switching_off_do_not_call_and_the_traps_close() {
+    let (mut world, _) = world(
+        6,
+        1.0,
+        "[[event]]\nkind = \"window_airing\"\nhousehold = 1\nat = \"10h\"\nduration = \"30m\"\n\
+         [[event]]\nkind = \"heating_off\"\nhousehold = 2\nat = \"12h\"\nduration = \"5h\"\n",
+    );
+    let start = world.start_ms;
+    let warm = world.indoor_temp_c(1).expect("house");
+    world.advance_to(start + 10 * 3_600_000 + 25 * 60_000);
+    assert!(
+        world.indoor_temp_c(1).expect("house") < warm - 1.5,
+        "the air fell"
+    );
+    world.advance_to(start + 24 * 3_600_000);
+    assert!(world.take_complaints().is_empty());
+    let (_, _, traps) = world.truth();
+    assert_eq!(traps.len(), 2);
+    assert!(traps
+        .iter()
+        .all(|t| t.window_end_ms < start + 24 * 3_600_000));
+}
+
+#[test]
+fn fast_callers_call_within_forty_minutes_and_night_callers_do_not_wait_for_morning() {
+    let (probe, fleet) = world(12, 1.0, "");
+    drop(probe);
+    let heat_pump = first(&fleet, DeviceKind::HeatPump);
+    let run = |residents: &str| {
+        let mut mix = quiet_mix(&format!(
+            "[[event]]\nkind = \"controller_off\"\nhousehold = {heat_pump}\nat = \"1h\"\n"
+        ));
+        let patch = Mix::parse(&format!("[residents]\n{residents}"), "p.toml").expect("patch");
+        mix.residents.fast_caller_share = patch.residents.fast_caller_share;
+        mix.residents.fast_patience = patch.residents.fast_patience;
+        mix.residents.night_call_share = patch.residents.night_call_share;
+        mix.residents.night_call_below_c = patch.residents.night_call_below_c;
+        mix.residents.sleep_from = patch.residents.sleep_from;
+        mix.residents.sleep_to = patch.residents.sleep_to;
+        let scenario = crate::scenario::build(&fleet, &mix, 2.0, 11).expect("scenario");
+        let mut world = World::new(&fleet, &mix, &scenario, 11);
+        world.advance_to(scenario.start_ms + 40 * 3_600_000);
+        let complaints = world.take_complaints();
+        let (_, faults, _) = world.truth();
+        (complaints, faults[0].noticed_ms.expect("noticed"))
+    };
+    let (fast, noticed) = run(
+        "fast_caller_share = 1.0\nfast_patience = [\"10m\", \"40m\"]\nnight_call_share = 0.0\n\
+         sleep_from = \"00:00\"\nsleep_to = \"00:00\"\n",
+    );
+    assert_eq!(fast.len(), 1);
+    let waited = fast[0].received_at_ms - noticed;
+    assert!((10 * 60_000..=40 * 60_000).contains(&waited), "{waited} ms");
+    // Always asleep: without night calls nobody calls; a night caller calls once it is cold.
+    let always_asleep = "sleep_from = \"00:00\"\nsleep_to = \"23:59\"\nfast_caller_share = 0.0\n";
+    let (sleepers, _) = run(&format!("{always_asleep}night_call_share = 0.0\n"));
+    assert_eq!(sleepers.len(), 1, "{sleepers:?}");
+    let woke = crate::model::local_hour(sleepers[0].received_at_ms as f64 / 1000.0);
+    assert!(
+        !(1.0..23.9).contains(&woke),
+        "a sleeper calls after waking at 23:59: {woke:.2} h"
+    );
+    let (night, noticed) = run(&format!(
+        "{always_asleep}night_call_share = 1.0\nnight_call_below_c = [15.0, 15.0]\n"
+    ));
+    assert_eq!(night.len(), 1);
+    assert!(night[0].received_at_ms >= noticed + 3_600_000);
+    assert!(
+        night[0].received_at_ms < sleepers[0].received_at_ms,
+        "the night caller does not wait for waking"
     );
 }
