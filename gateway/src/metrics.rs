@@ -24,6 +24,19 @@ pub struct RejectSample {
     pub payload_head: String,
 }
 
+/// What ingest published at the end of its last rules tick: the watermark it advanced the
+/// rules to, and how many messages it had fully processed by then. Both come from one tick (a
+/// reader never sees the watermark of one tick with the count of another).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RulesTick {
+    /// The watermark the rules were advanced to, Unix ms; `None` before the first reading in
+    /// event-clock mode (no watermark yet).
+    pub watermark_ms: Option<i64>,
+    /// Messages (telemetry and status) ingest had taken in and fully processed (rules run,
+    /// alerts, orders and incidents stored) when the tick published.
+    pub messages_done: u64,
+}
+
 /// The gateway's counters. Cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -33,6 +46,8 @@ pub struct Metrics {
     status_accepted: AtomicU64,
     rule_transitions: AtomicU64,
     orders_opened: AtomicU64,
+    call_tasks_opened: AtomicU64,
+    call_tasks_upgraded: AtomicU64,
     store_errors: AtomicU64,
     orders_dispatched: AtomicU64,
     rule_reloads: AtomicU64,
@@ -57,6 +72,8 @@ pub struct Metrics {
     broker_links_reopened: Mutex<BTreeMap<&'static str, u64>>,
     /// HTTP connections closed at once because `http.max_connections` were open.
     http_connections_refused: AtomicU64,
+    /// The rules' last published tick: see [`Metrics::rules_tick`].
+    rules_tick: Mutex<RulesTick>,
     /// What the embedded broker's admission and memory limits refused, and the logins its
     /// password listener refused (set at start-up).
     broker_guards: std::sync::OnceLock<(rumqttd::guards::GuardCounters, std::sync::Arc<AtomicU64>)>,
@@ -115,6 +132,14 @@ impl Metrics {
     }
     pub fn order_opened(&self) {
         self.orders_opened.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A rule order opened as a call task (ring the household or the caretaker first).
+    pub fn call_task_opened(&self) {
+        self.call_tasks_opened.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A call task became a repair order: other evidence joined.
+    pub fn call_task_upgraded(&self) {
+        self.call_tasks_upgraded.fetch_add(1, Ordering::Relaxed);
     }
     pub fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -238,6 +263,23 @@ impl Metrics {
         self.readings_accepted.load(Ordering::Relaxed)
     }
 
+    /// Ingest finished a rules tick: the watermark advance to `watermark_ms` (if any) and
+    /// everything it opened or closed are stored, and `messages_done` messages were fully
+    /// processed before it (ingest is one sequential loop).
+    pub fn rules_tick(&self, watermark_ms: Option<i64>, messages_done: u64) {
+        if let Ok(mut tick) = self.rules_tick.lock() {
+            *tick = RulesTick {
+                watermark_ms,
+                messages_done,
+            };
+        }
+    }
+
+    /// The last rules tick ingest published.
+    pub fn last_rules_tick(&self) -> RulesTick {
+        self.rules_tick.lock().map(|t| *t).unwrap_or_default()
+    }
+
     /// Renders every counter, plus the gauges passed in, as Prometheus text.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
@@ -276,6 +318,16 @@ impl Metrics {
             "gateway_orders_opened_total",
             "work orders opened from alerts",
             self.orders_opened.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_call_tasks_opened_total",
+            "rule orders opened as call tasks (ring the household or the village caretaker before dispatching)",
+            self.call_tasks_opened.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_call_tasks_upgraded_total",
+            "call tasks that became repair orders because other evidence joined",
+            self.call_tasks_upgraded.load(Ordering::Relaxed),
         );
         counter(
             "gateway_store_errors_total",
@@ -390,7 +442,13 @@ impl Metrics {
                 let _ = writeln!(out, "gateway_alerts_fired_total{{rule=\"{rule}\"}} {count}");
             }
         }
-        let own = [
+        let tick = self.last_rules_tick();
+        let mut own = vec![
+            (
+                "gateway_rules_tick_messages_done",
+                "messages ingest had fully processed when its last rules tick published gateway_rules_watermark_ms",
+                tick.messages_done as f64,
+            ),
             (
                 "gateway_rule_snapshot_last_write_seconds",
                 "duration of the last successful rule snapshot write (serialise, sync, rename)",
@@ -402,6 +460,13 @@ impl Metrics {
                 self.rule_snapshot_bytes.load(Ordering::Relaxed) as f64,
             ),
         ];
+        if let Some(watermark) = tick.watermark_ms {
+            own.push((
+                "gateway_rules_watermark_ms",
+                "watermark (Unix ms) the rules were last advanced to, published after that advance's alerts and orders were stored",
+                watermark as f64,
+            ));
+        }
         for (name, help, value) in own.iter().chain(gauges) {
             let _ = writeln!(
                 out,
@@ -426,6 +491,38 @@ mod tests {
         assert!(text.contains("gateway_messages_rejected_total{reason=\"malformed\"} 2"));
         assert!(text.contains("gateway_mqtt_messages_in_total 1"));
         assert!(text.contains("gateway_devices 3"));
+    }
+
+    #[test]
+    fn renders_the_last_rules_tick() {
+        let metrics = Metrics::default();
+        let text = metrics.render(&[]);
+        assert!(
+            text.contains("gateway_rules_tick_messages_done 0\n"),
+            "{text}"
+        );
+        // No watermark yet (event clock, no reading): no gauge.
+        assert!(
+            !text.contains("# TYPE gateway_rules_watermark_ms"),
+            "{text}"
+        );
+        metrics.rules_tick(Some(1_767_571_200_000), 42);
+        assert_eq!(
+            metrics.last_rules_tick(),
+            RulesTick {
+                watermark_ms: Some(1_767_571_200_000),
+                messages_done: 42
+            }
+        );
+        let text = metrics.render(&[]);
+        assert!(
+            text.contains("# TYPE gateway_rules_watermark_ms gauge\ngateway_rules_watermark_ms 1767571200000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway_rules_tick_messages_done 42\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1706,3 +1706,90 @@ async fn a_village_supply_incident_is_one_order_for_the_utility() {
         .contains(&"alert_cleared".to_owned()));
     assert_eq!(orders(&service).await.len(), 1, "no per-device orders");
 }
+
+/// The default pack's transitions for a heat pump last heard at `T0` at `outdoor` °C, with the
+/// watermark advanced to `until_ms` (only the rules named are kept).
+fn silent_in_frost(
+    device: &str,
+    outdoor: f64,
+    until_ms: i64,
+    keep: &[&str],
+) -> Vec<(Transition, String)> {
+    let mut engine = Engine::new(RuleSet::parse(rules::DEFAULT_RULES, "default").expect("rules"));
+    let mut last = reading(device, T0, 1, None);
+    last.values = wire::Values::from([("indoor_temp_c", 19.0), ("outdoor_temp_c", outdoor)]);
+    assert!(engine.ingest(&last).is_empty());
+    let township = device.split('-').next().unwrap_or_default().to_owned();
+    engine
+        .advance(until_ms)
+        .into_iter()
+        .filter(|t| keep.contains(&t.rule_id.as_str()))
+        .map(|t| (t, township.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_box_silent_in_frost_gets_a_call_first_and_a_technician_when_evidence_joins() {
+    let (service, _) = fixture();
+    let device = "yanqing-xiguan-0011";
+    // 30 minutes of silence in frost: a call task, not dispatched.
+    let call = silent_in_frost(device, -9.0, T0 + 35 * MIN, &["offline_in_frost"]);
+    assert_eq!(call.len(), 1, "{call:?}");
+    let opened = service.apply(call).await.expect("apply");
+    assert_eq!(opened.len(), 1);
+    let task = orders(&service).await.remove(0);
+    assert_eq!(task.category, gateway::orders::CALL_TASK_CATEGORY);
+    assert_eq!(
+        task.state,
+        OrderState::Created,
+        "a call task waits for the call"
+    );
+    assert!(task.team_id.is_none());
+    assert_eq!(
+        event_kinds(&service, task.id).await,
+        ["created", "call_first"]
+    );
+
+    // Two hours of silence: the call failed; the urgent repair order joins as evidence and the
+    // task becomes it, dispatched at once. Still one order.
+    let long = silent_in_frost(device, -9.0, T0 + 125 * MIN, &["offline_in_frost_long"]);
+    assert_eq!(long.len(), 1, "{long:?}");
+    assert!(service.apply(long).await.expect("apply").is_empty());
+    let all = orders(&service).await;
+    assert_eq!(all.len(), 1);
+    let order = &all[0];
+    assert_eq!(order.id, task.id);
+    assert_eq!(order.category, "offline_in_frost");
+    assert_eq!(order.priority, "urgent");
+    assert_eq!(order.state, OrderState::Dispatched);
+    assert!(order.team_id.is_some());
+    let kinds = event_kinds(&service, order.id).await;
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "call_first",
+            "alert_linked",
+            "evidence_joined",
+            "dispatched"
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_repair_order_already_dispatched_is_not_touched_by_a_later_call_task() {
+    let (service, _) = fixture();
+    let device = "yanqing-xiguan-0012";
+    let id = service.apply(fault_alert(device, T0)).await.expect("apply")[0];
+    let before = orders(&service).await.remove(0);
+    assert_eq!(before.state, OrderState::Dispatched);
+    let call = silent_in_frost(device, -9.0, T0 + 35 * MIN, &["offline_in_frost"]);
+    assert!(service.apply(call).await.expect("apply").is_empty());
+    let after = orders(&service).await.remove(0);
+    assert_eq!(after.id, id);
+    assert_eq!(after.category, before.category);
+    assert_eq!(after.priority, before.priority);
+    assert!(!event_kinds(&service, id)
+        .await
+        .contains(&"evidence_joined".to_owned()));
+}

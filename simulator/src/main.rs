@@ -131,7 +131,14 @@ struct WinterArgs {
     /// Rule file for the gateway (default: its built-in pack).
     #[arg(long)]
     rules: Option<PathBuf>,
-    /// Folder of register-map profiles (default: the four shipped ones, built in).
+    /// Switch these device rules off (comma-separated ids, e.g.
+    /// `device_fault,gas_fault,protection_trips`): the gateway runs a rule file derived from
+    /// --rules (or its built-in pack) without their `[[rule]]` tables and without their ids in
+    /// the fleet rules' `members` and `explains` (a fleet rule left without members goes too).
+    /// The file is written to the work folder as rules-derived.toml.
+    #[arg(long, value_delimiter = ',')]
+    drop_rules: Vec<String>,
+    /// Folder of register-map profiles (default: the shipped ones, built in).
     #[arg(long)]
     profiles: Option<PathBuf>,
     /// Folder for the gateway's config, database, registry and log (default: a temporary
@@ -275,6 +282,7 @@ async fn bench_winter(args: WinterArgs) -> anyhow::Result<()> {
     }
     options.speed = args.speed;
     options.rules = args.rules;
+    options.drop_rules = args.drop_rules;
     options.work_dir = args.work_dir;
     options.keep_work_dir = args.keep_work_dir;
     options.lateness = args.lateness;
@@ -284,7 +292,7 @@ async fn bench_winter(args: WinterArgs) -> anyhow::Result<()> {
     options.max_in_flight = args.max_in_flight;
     let report = simulator::bench::run_winter(options)
         .await
-        .context("the winter bench failed")?;
+        .context("the winter bench failed (no score card)")?;
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).context("cannot encode the report")?;
         std::fs::write(path, json)
@@ -308,8 +316,34 @@ async fn bench_winter(args: WinterArgs) -> anyhow::Result<()> {
         run.achieved_speed,
         run.barriers
     )?;
+    let dropped = if run.dropped_rules.is_empty() {
+        String::new()
+    } else {
+        let mut text = format!(" without {}", run.dropped_rules.join(", "));
+        if !run.dropped_fleet_rules.is_empty() {
+            text.push_str(&format!(
+                " (and fleet rules {})",
+                run.dropped_fleet_rules.join(", ")
+            ));
+        }
+        text
+    };
+    writeln!(
+        stdout,
+        "  sync: {} ({} of {} barriers with the watermark short of the last round); rules: {}{}",
+        run.sync, run.barriers_watermark_short, run.barriers, run.rules, dropped
+    )?;
     write!(stdout, "{}", report.score.table())?;
+    if !run.valid {
+        writeln!(stdout, "  RUN INVALID: {}", run.invalid_reasons.join("; "))?;
+    }
     stdout.flush()?;
+    if !run.valid {
+        anyhow::bail!(
+            "the run is INVALID, its score card cannot be trusted: {}",
+            run.invalid_reasons.join("; ")
+        );
+    }
     Ok(())
 }
 

@@ -734,7 +734,10 @@ mod tests {
             .filter(|f| f.kind != FaultKind::BoxOffline)
             .count();
         // The default mix keeps the code-less kinds at 0 (the codeless mix has them).
-        assert_eq!(codeless, 0, "{codeless} code-less faults in the default mix");
+        assert_eq!(
+            codeless, 0,
+            "{codeless} code-less faults in the default mix"
+        );
         assert!(count(FaultKind::PowerOutage) >= 1);
         assert!(scenario.not_placed.is_empty(), "{:?}", scenario.not_placed);
         let setback = scenario

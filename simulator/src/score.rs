@@ -10,14 +10,28 @@
 //!   or `gas_supply` on a device id that is no household, naming a village or township) is
 //!   attributed to the supply fault of that village active then.
 //! - A fault is *detected* by its first attributed order opened by a rule (source `rule`).
-//! - Its *reference time* is the resident's first complaint, or, when nobody called, the moment
-//!   the resident would have noticed (the room below their comfort temperature for 10 minutes
-//!   in the same run without any repair). A fault with neither is *latent* (nothing to race
-//!   against yet).
-//! - *Pre-emptive*: detected before the reference time (or detected and latent). *Late*:
-//!   detected at or after it. *Missed*: not detected, with a reference time. Pre-emptive rate =
-//!   pre-emptive / (pre-emptive + late + missed), over sudden, gradual and supply faults.
-//! - *Lead time* = reference time - detection, over pre-emptive faults with a reference time.
+//! - *Heating faults* are the sudden, gradual and supply faults. Each is either *complained*
+//!   (a resident called about it) or *uncomplained*.
+//! - A complained fault is *pre-emptive* when a rule order came before the first complaint
+//!   (lead = first complaint - detection). Otherwise it is a *miss*, whatever else happened:
+//!   *late* when the first rule order came at or after the complaint, *missed* when none came.
+//!   The headline *pre-emptive rate* = pre-emptive / complained heating faults.
+//! - Uncomplained faults are reported apart and never raise or lower the headline: *detected*
+//!   (lead = the moment the resident would have noticed - detection, when there is one: the
+//!   room below their comfort temperature for 10 minutes in the same run without any repair;
+//!   negative when detected after) or *undetected* (of those, how many would have been
+//!   noticed).
+//! - Rows per fault kind and per class, and subtotals for household faults whose unit raises a
+//!   fault code and for those that raise none (`FaultKind::raises_code`; supply faults are in
+//!   neither).
+//! - *Detectors*: a rule order's detector is its rule id, the part of its `episode_id` before
+//!   the first ':' (a supply incident's id starts with its fleet rule; one without an episode
+//!   id is `incident`). Per detector: orders opened, orders attributed to a fault (precision =
+//!   attributed / opened), first detections (faults it detected first), false orders and call
+//!   tasks.
+//! - A *call task* is a rule order of category `contact_household`: the operator rings the
+//!   household or the village caretaker before dispatching. Attributed to a communication fault
+//!   (a box offline) it is the right answer; with no fault behind it, a false order.
 //! - A *false order* is a rule order attributed to no fault (traps and healthy houses).
 //!   False-order share = false orders / rule orders.
 //! - A supply fault is *one incident* when exactly one supply incident was attributed to it and
@@ -197,14 +211,101 @@ fn share(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| (part as f64 / whole as f64 * 1000.0).round() / 1000.0)
 }
 
-/// How one heating fault came out.
+/// How one fault came out (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Verdict {
+    /// Complained; a rule order before the first complaint.
     PreEmptive,
+    /// Complained; the first rule order at or after the first complaint (a miss).
     Late,
+    /// Complained; no rule order (a miss).
     Missed,
-    Latent,
+    /// Nobody complained; a rule order.
+    Detected,
+    /// Nobody complained; no rule order.
+    Undetected,
+}
+
+/// Faults a resident complained about, by verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ComplainedTally {
+    pub faults: u64,
+    pub pre_emptive: u64,
+    pub late: u64,
+    pub missed: u64,
+    /// pre-emptive / faults.
+    pub pre_emptive_rate: Option<f64>,
+    /// First complaint - detection, over the pre-emptive faults.
+    pub lead_times: LeadTimes,
+}
+
+/// Faults nobody complained about, by verdict (never part of the pre-emptive rate).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UncomplainedTally {
+    pub faults: u64,
+    pub detected: u64,
+    pub undetected: u64,
+    /// Of the undetected, those a resident would have noticed (a would-notice time).
+    pub undetected_noticeable: u64,
+    /// Would-notice time - detection, over the detected faults that have one (negative:
+    /// detected after the resident would have noticed).
+    pub lead_times: LeadTimes,
+}
+
+/// A group of faults, split by complaint and verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FaultTally {
+    pub injected: u64,
+    pub complained: ComplainedTally,
+    pub uncomplained: UncomplainedTally,
+}
+
+/// Builds a [`FaultTally`], keeping the lead times until the end.
+#[derive(Default)]
+struct TallyBuilder {
+    tally: FaultTally,
+    complained_leads: Vec<f64>,
+    uncomplained_leads: Vec<f64>,
+}
+
+impl TallyBuilder {
+    fn add(&mut self, verdict: Verdict, lead_min: Option<f64>, noticeable: bool) {
+        let t = &mut self.tally;
+        t.injected += 1;
+        match verdict {
+            Verdict::PreEmptive | Verdict::Late | Verdict::Missed => {
+                t.complained.faults += 1;
+                match verdict {
+                    Verdict::PreEmptive => {
+                        t.complained.pre_emptive += 1;
+                        self.complained_leads.extend(lead_min);
+                    }
+                    Verdict::Late => t.complained.late += 1,
+                    _ => t.complained.missed += 1,
+                }
+            }
+            Verdict::Detected => {
+                t.uncomplained.faults += 1;
+                t.uncomplained.detected += 1;
+                self.uncomplained_leads.extend(lead_min);
+            }
+            Verdict::Undetected => {
+                t.uncomplained.faults += 1;
+                t.uncomplained.undetected += 1;
+                t.uncomplained.undetected_noticeable += u64::from(noticeable);
+            }
+        }
+    }
+
+    fn finish(self) -> FaultTally {
+        let mut tally = self.tally;
+        tally.complained.pre_emptive_rate =
+            share(tally.complained.pre_emptive, tally.complained.faults);
+        tally.complained.lead_times = LeadTimes::of(self.complained_leads);
+        tally.uncomplained.lead_times = LeadTimes::of(self.uncomplained_leads);
+        tally
+    }
 }
 
 /// One line per fault kind.
@@ -212,13 +313,36 @@ pub enum Outcome {
 pub struct KindRow {
     pub kind: FaultKind,
     pub class: FaultClass,
-    pub injected: u64,
-    pub pre_emptive: u64,
-    pub late: u64,
-    pub missed: u64,
-    pub latent: u64,
-    pub complained: u64,
-    pub lead_times: LeadTimes,
+    /// Whether the unit shows a fault code while it suffers this fault.
+    pub raises_code: bool,
+    #[serde(flatten)]
+    pub tally: FaultTally,
+}
+
+/// One line per fault class.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassRow {
+    pub class: FaultClass,
+    #[serde(flatten)]
+    pub tally: FaultTally,
+}
+
+/// One line per detector (rule id).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DetectorRow {
+    pub rule_id: String,
+    /// Rule orders it opened.
+    pub opened: u64,
+    /// Of those, attributed to a real fault.
+    pub attributed: u64,
+    /// attributed / opened.
+    pub precision: Option<f64>,
+    /// Faults whose first rule order was one of its.
+    pub first_detections: u64,
+    /// Its orders with no fault behind them.
+    pub false_orders: u64,
+    /// Its orders of the call-task category (`contact_household`), attributed or not.
+    pub call_tasks: u64,
 }
 
 /// One fault's result, for the JSON.
@@ -229,9 +353,13 @@ pub struct FaultResult {
     pub devices: Vec<String>,
     pub start_ms: i64,
     pub detected_ms: Option<i64>,
+    /// The detector of the first rule order.
+    pub detected_by: Option<String>,
+    /// The first complaint, or when nobody called the moment the resident would have noticed.
     pub reference_ms: Option<i64>,
     pub complained_ms: Option<i64>,
-    pub outcome: Option<Outcome>,
+    pub verdict: Verdict,
+    /// Reference - detection, minutes (negative: detected after it).
     pub lead_min: Option<f64>,
     pub rule_orders: usize,
 }
@@ -253,7 +381,11 @@ pub struct OrderCounts {
     pub supply_incidents: u64,
     /// Rule orders on single devices during a supply fault (the incident should replace them).
     pub per_device_supply_orders: u64,
-    /// Rule orders with no fault behind them.
+    /// Rule orders of the call-task category (`contact_household`), attributed or not.
+    pub call_tasks: u64,
+    /// Of the call tasks, those attributed to a communication fault (a box offline).
+    pub call_tasks_on_communication_faults: u64,
+    /// Rule orders with no fault behind them (call tasks included).
     pub false_orders: u64,
     /// False orders by the situation the device was in: a trap kind, or `no_fault`.
     pub false_by_cause: BTreeMap<String, u64>,
@@ -325,22 +457,45 @@ pub struct ScoreCard {
     pub faults_injected: BTreeMap<String, u64>,
     pub traps: BTreeMap<String, u64>,
     pub by_kind: Vec<KindRow>,
+    pub by_class: Vec<ClassRow>,
+    /// Household heating faults (sudden and gradual) whose unit raises a fault code.
+    pub coded: FaultTally,
+    /// Household heating faults whose unit raises none (only detectors reading the physics
+    /// can catch them). Supply faults are in neither (see `by_class`).
+    pub code_less: FaultTally,
     /// Sudden, gradual and supply faults.
     pub heating_faults: u64,
-    pub pre_emptive: u64,
-    pub late: u64,
-    pub missed: u64,
-    pub latent: u64,
-    pub pre_emptive_rate: Option<f64>,
-    pub lead_times: LeadTimes,
+    /// The heating faults: `heating.complained.pre_emptive_rate` is the headline.
+    pub heating: FaultTally,
+    pub detectors: Vec<DetectorRow>,
     pub orders: OrderCounts,
     pub supply: SupplySummary,
     pub communication: CommunicationSummary,
     pub complaints: ComplaintSummary,
     pub sla: SlaSummary,
-    pub missed_faults: Vec<FaultResult>,
+    /// Complained heating faults without a rule order before the complaint (late or missed).
+    pub complaints_not_pre_empted: Vec<FaultResult>,
     pub false_orders: Vec<OrderView>,
     pub faults: Vec<FaultResult>,
+}
+
+/// The order category of a call task.
+pub const CALL_TASK_CATEGORY: &str = "contact_household";
+
+/// The detector of a rule order: its rule id, the part of its episode id before the first ':'
+/// (a supply incident's id starts with its fleet rule); `incident` for a supply incident
+/// without one, `unknown` for another order without one.
+fn detector_of(order: &OrderView, on_household: bool) -> String {
+    match order
+        .episode_id
+        .as_deref()
+        .and_then(|e| e.split(':').next())
+        .filter(|id| !id.is_empty())
+    {
+        Some(id) => id.to_owned(),
+        None if !on_household && is_supply_category(&order.category) => "incident".to_owned(),
+        None => "unknown".to_owned(),
+    }
 }
 
 /// How a supply incident's group id names the village `village` of `township`: 2 for the
@@ -395,7 +550,9 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
     });
     // Per fault: created times of attributed rule orders; supply incidents and per-device
     // orders separately.
-    let mut fault_orders: Vec<Vec<i64>> = vec![Vec::new(); inputs.faults.len()];
+    // Per fault: created times and detectors of attributed rule orders, in time order.
+    let mut fault_orders: Vec<Vec<(i64, String)>> = vec![Vec::new(); inputs.faults.len()];
+    let mut detectors: BTreeMap<String, DetectorRow> = BTreeMap::new();
     let mut incidents: Vec<u64> = vec![0; inputs.faults.len()];
     let mut per_device: Vec<u64> = vec![0; inputs.faults.len()];
     let mut false_orders = Vec::new();
@@ -405,6 +562,9 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
             continue;
         }
         orders.rule += 1;
+        let detector = detector_of(order, device_index.contains_key(order.device_id.as_str()));
+        let call_task = order.category == CALL_TASK_CATEGORY;
+        orders.call_tasks += u64::from(call_task);
         *orders
             .by_category
             .entry(order.category.clone())
@@ -434,7 +594,7 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
                 match matched {
                     Some(fault) => {
                         incidents[fault.id] += 1;
-                        fault_orders[fault.id].push(at);
+                        fault_orders[fault.id].push((at, detector.clone()));
                         orders.supply_incidents += 1;
                         None
                     }
@@ -451,17 +611,20 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
                 match fault {
                     Some(fault) if fault.kind.is_supply() => {
                         per_device[fault.id] += 1;
-                        fault_orders[fault.id].push(at);
+                        fault_orders[fault.id].push((at, detector.clone()));
                         orders.per_device_supply_orders += 1;
                         None
                     }
                     Some(fault) => {
+                        if call_task && fault.kind.class() == FaultClass::Communication {
+                            orders.call_tasks_on_communication_faults += 1;
+                        }
                         if fault_orders[fault.id].is_empty() {
                             orders.detections += 1;
                         } else {
                             orders.duplicates += 1;
                         }
-                        fault_orders[fault.id].push(at);
+                        fault_orders[fault.id].push((at, detector.clone()));
                         None
                     }
                     None => {
@@ -482,6 +645,19 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
                 }
             }
         };
+        let row = detectors
+            .entry(detector.clone())
+            .or_insert_with(|| DetectorRow {
+                rule_id: detector,
+                ..DetectorRow::default()
+            });
+        row.opened += 1;
+        row.call_tasks += u64::from(call_task);
+        if cause.is_some() {
+            row.false_orders += 1;
+        } else {
+            row.attributed += 1;
+        }
         if let Some(cause) = cause {
             orders.false_orders += 1;
             *orders.false_by_cause.entry(cause).or_default() += 1;
@@ -495,6 +671,16 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
         }
     }
     orders.false_order_share = share(orders.false_orders, orders.rule);
+    for orders in &fault_orders {
+        if let Some((_, detector)) = orders.first() {
+            if let Some(row) = detectors.get_mut(detector) {
+                row.first_detections += 1;
+            }
+        }
+    }
+    for row in detectors.values_mut() {
+        row.precision = share(row.attributed, row.opened);
+    }
 
     let mut first_complaint: BTreeMap<usize, i64> = BTreeMap::new();
     for complaint in &inputs.complaints {
@@ -506,49 +692,61 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
         }
     }
 
-    let mut rows: BTreeMap<FaultKind, KindRow> = BTreeMap::new();
+    let mut kinds: BTreeMap<FaultKind, TallyBuilder> = BTreeMap::new();
+    let mut classes: BTreeMap<FaultClass, TallyBuilder> = BTreeMap::new();
+    let (mut heating, mut coded, mut code_less) = (
+        TallyBuilder::default(),
+        TallyBuilder::default(),
+        TallyBuilder::default(),
+    );
     let mut results = Vec::new();
-    let (mut pre_emptive, mut late, mut missed, mut latent) = (0, 0, 0, 0);
-    let mut all_leads = Vec::new();
-    let mut kind_leads: BTreeMap<FaultKind, Vec<f64>> = BTreeMap::new();
     let mut communication = CommunicationSummary::default();
     let mut supply = SupplySummary::default();
     for fault in &inputs.faults {
-        let row = rows.entry(fault.kind).or_insert_with(|| KindRow {
-            kind: fault.kind,
-            class: fault.kind.class(),
-            injected: 0,
-            pre_emptive: 0,
-            late: 0,
-            missed: 0,
-            latent: 0,
-            complained: 0,
-            lead_times: LeadTimes::default(),
-        });
-        row.injected += 1;
-        let detected = fault_orders[fault.id].iter().copied().min();
+        let first = fault_orders[fault.id].first();
+        let detected = first.map(|(at, _)| *at);
         let complained = first_complaint.get(&fault.id).copied();
-        if complained.is_some() {
-            row.complained += 1;
-        }
         let reference = complained.or(fault.would_notice_ms);
+        let verdict = match (complained, detected) {
+            (Some(c), Some(d)) if d < c => Verdict::PreEmptive,
+            (Some(_), Some(_)) => Verdict::Late,
+            (Some(_), None) => Verdict::Missed,
+            (None, Some(_)) => Verdict::Detected,
+            (None, None) => Verdict::Undetected,
+        };
+        let lead_min = match (verdict, detected, reference) {
+            (Verdict::PreEmptive | Verdict::Detected, Some(d), Some(r)) => {
+                Some((r - d) as f64 / MINUTE_MS)
+            }
+            _ => None,
+        };
+        let noticeable = fault.would_notice_ms.is_some();
         let devices = fault
             .households
             .iter()
             .filter_map(|&h| inputs.households.get(h).map(|h| h.device_id.clone()))
             .collect();
-        let mut result = FaultResult {
+        let result = FaultResult {
             id: fault.id,
             kind: fault.kind,
             devices,
             start_ms: fault.start_ms,
             detected_ms: detected,
+            detected_by: first.map(|(_, detector)| detector.clone()),
             reference_ms: reference,
             complained_ms: complained,
-            outcome: None,
-            lead_min: None,
+            verdict,
+            lead_min: lead_min.map(round1),
             rule_orders: fault_orders[fault.id].len(),
         };
+        kinds
+            .entry(fault.kind)
+            .or_default()
+            .add(verdict, lead_min, noticeable);
+        classes
+            .entry(fault.kind.class())
+            .or_default()
+            .add(verdict, lead_min, noticeable);
         if fault.kind.class() == FaultClass::Communication {
             communication.injected += 1;
             let alerted = inputs.alerts.iter().any(|a| {
@@ -563,38 +761,14 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
             results.push(result);
             continue;
         }
-        let outcome = match (detected, reference) {
-            (Some(d), Some(r)) if d < r => Outcome::PreEmptive,
-            (Some(_), None) => Outcome::PreEmptive,
-            (Some(_), Some(_)) => Outcome::Late,
-            (None, Some(_)) => Outcome::Missed,
-            (None, None) => Outcome::Latent,
-        };
-        match outcome {
-            Outcome::PreEmptive => {
-                pre_emptive += 1;
-                row.pre_emptive += 1;
-                if let (Some(d), Some(r)) = (detected, reference) {
-                    let lead = (r - d) as f64 / MINUTE_MS;
-                    result.lead_min = Some(round1(lead));
-                    all_leads.push(lead);
-                    kind_leads.entry(fault.kind).or_default().push(lead);
-                }
-            }
-            Outcome::Late => {
-                late += 1;
-                row.late += 1;
-            }
-            Outcome::Missed => {
-                missed += 1;
-                row.missed += 1;
-            }
-            Outcome::Latent => {
-                latent += 1;
-                row.latent += 1;
-            }
+        heating.add(verdict, lead_min, noticeable);
+        if fault.kind.is_supply() {
+            // A village's supply is neither: its row is in `by_class`.
+        } else if fault.kind.raises_code() {
+            coded.add(verdict, lead_min, noticeable);
+        } else {
+            code_less.add(verdict, lead_min, noticeable);
         }
-        result.outcome = Some(outcome);
         if fault.kind.is_supply() {
             supply.faults += 1;
             let one = incidents[fault.id] == 1 && per_device[fault.id] == 0;
@@ -614,11 +788,6 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
             });
         }
         results.push(result);
-    }
-    for (kind, leads) in kind_leads {
-        if let Some(row) = rows.get_mut(&kind) {
-            row.lead_times = LeadTimes::of(leads);
-        }
     }
 
     let mut complaints = ComplaintSummary {
@@ -678,26 +847,42 @@ pub fn score(inputs: &Inputs) -> ScoreCard {
     );
     traps.insert("defrost_cycles".to_owned(), inputs.defrost_cycles);
 
-    let heating_faults = pre_emptive + late + missed + latent;
+    let heating = heating.finish();
     ScoreCard {
         faults_injected,
         traps,
-        by_kind: rows.into_values().collect(),
-        heating_faults,
-        pre_emptive,
-        late,
-        missed,
-        latent,
-        pre_emptive_rate: share(pre_emptive, pre_emptive + late + missed),
-        lead_times: LeadTimes::of(all_leads),
+        by_kind: kinds
+            .into_iter()
+            .map(|(kind, builder)| KindRow {
+                kind,
+                class: kind.class(),
+                raises_code: kind.raises_code(),
+                tally: builder.finish(),
+            })
+            .collect(),
+        by_class: classes
+            .into_iter()
+            .map(|(class, builder)| ClassRow {
+                class,
+                tally: builder.finish(),
+            })
+            .collect(),
+        coded: coded.finish(),
+        code_less: code_less.finish(),
+        heating_faults: heating.injected,
+        heating,
+        detectors: detectors.into_values().collect(),
         orders,
         supply,
         communication,
         complaints,
         sla,
-        missed_faults: results
+        complaints_not_pre_empted: results
             .iter()
-            .filter(|r| r.outcome == Some(Outcome::Missed))
+            .filter(|r| {
+                r.kind.class() != FaultClass::Communication
+                    && matches!(r.verdict, Verdict::Late | Verdict::Missed)
+            })
             .cloned()
             .collect(),
         false_orders,
@@ -713,27 +898,67 @@ fn minutes(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |m| format!("{m:.0} min"))
 }
 
+fn class_name(class: FaultClass) -> String {
+    serde_json::to_value(class)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One line of the fault table.
+fn tally_line(out: &mut String, name: &str, class: &str, code: &str, t: &FaultTally) {
+    let (c, u) = (&t.complained, &t.uncomplained);
+    let _ = writeln!(
+        out,
+        "  {:<18} {:<13} {:>4} {:>8} | {:>10} {:>11} {:>5} {:>6} {:>8} {:>7} | {:>12} {:>8} {:>10}",
+        name,
+        class,
+        code,
+        t.injected,
+        c.faults,
+        c.pre_emptive,
+        c.late,
+        c.missed,
+        percent(c.pre_emptive_rate),
+        minutes(c.lead_times.median_min),
+        u.faults,
+        u.detected,
+        u.undetected
+    );
+}
+
 impl ScoreCard {
     /// The card as a readable table.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        let h = &self.heating;
+        let (c, u) = (&h.complained, &h.uncomplained);
         let _ = writeln!(out, "未诉先办 score card");
         let _ = writeln!(
             out,
-            "  pre-emptive rate   {:>8}   ({} pre-emptive, {} late, {} missed of {} heating faults; {} latent)",
-            percent(self.pre_emptive_rate),
-            self.pre_emptive,
-            self.late,
-            self.missed,
-            self.pre_emptive + self.late + self.missed,
-            self.latent
+            "  pre-emptive rate   {:>8}   ({} of {} heating faults that led to a complaint had a rule order before the first call; misses: {} late, {} missed)",
+            percent(c.pre_emptive_rate),
+            c.pre_emptive,
+            c.faults,
+            c.late,
+            c.missed
         );
         let _ = writeln!(
             out,
-            "  lead time          median {}, p10 {} (over {} faults)",
-            minutes(self.lead_times.median_min),
-            minutes(self.lead_times.p10_min),
-            self.lead_times.count
+            "  lead time          median {}, p10 {} (first complaint - rule order, over {} pre-emptive faults)",
+            minutes(c.lead_times.median_min),
+            minutes(c.lead_times.p10_min),
+            c.lead_times.count
+        );
+        let _ = writeln!(
+            out,
+            "  nobody called      {} heating faults, not in the rate: {} detected (median lead {} against when the resident would have noticed, over {}), {} undetected ({} of them would have been noticed)",
+            u.faults,
+            u.detected,
+            minutes(u.lead_times.median_min),
+            u.lead_times.count,
+            u.undetected,
+            u.undetected_noticeable
         );
         let _ = writeln!(
             out,
@@ -758,46 +983,75 @@ impl ScoreCard {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "  {:<18} {:<13} {:>8} {:>11} {:>5} {:>7} {:>7} {:>10} {:>12}",
+            "  {:<18} {:<13} {:>4} {:>8} | {:>10} {:>11} {:>5} {:>6} {:>8} {:>7} | {:>12} {:>8} {:>10}",
             "fault",
             "class",
+            "code",
             "injected",
+            "complained",
             "pre-emptive",
             "late",
             "missed",
-            "latent",
-            "complained",
-            "median lead"
+            "rate",
+            "lead",
+            "uncomplained",
+            "detected",
+            "undetected"
         );
         for row in &self.by_kind {
-            let class = serde_json::to_value(row.class)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  {:<18} {:<13} {:>8} {:>11} {:>5} {:>7} {:>7} {:>10} {:>12}",
+            let code = if row.raises_code { "yes" } else { "no" };
+            tally_line(
+                &mut out,
                 row.kind.as_str(),
-                class,
-                row.injected,
-                row.pre_emptive,
-                row.late,
-                row.missed,
-                row.latent,
-                row.complained,
-                minutes(row.lead_times.median_min)
+                &class_name(row.class),
+                code,
+                &row.tally,
             );
         }
+        for row in &self.by_class {
+            tally_line(
+                &mut out,
+                &format!("[{}]", class_name(row.class)),
+                "",
+                "",
+                &row.tally,
+            );
+        }
+        tally_line(&mut out, "[coded]", "heating", "yes", &self.coded);
+        tally_line(&mut out, "[code-less]", "heating", "no", &self.code_less);
+        tally_line(&mut out, "[heating]", "", "", &self.heating);
         let _ = writeln!(
             out,
-            "  communication: {} boxes offline, {} alerted, {} with an order",
-            self.communication.injected, self.communication.alerted, self.communication.ordered
+            "  communication: {} boxes offline, {} alerted, {} with an order; {} call tasks on them",
+            self.communication.injected,
+            self.communication.alerted,
+            self.communication.ordered,
+            self.orders.call_tasks_on_communication_faults
         );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>6} {:>10} {:>9} {:>10} {:>6} {:>10}",
+            "detector", "opened", "attributed", "precision", "first det.", "false", "call tasks"
+        );
+        for row in &self.detectors {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>6} {:>10} {:>9} {:>10} {:>6} {:>10}",
+                row.rule_id,
+                row.opened,
+                row.attributed,
+                percent(row.precision),
+                row.first_detections,
+                row.false_orders,
+                row.call_tasks
+            );
+        }
         let _ = writeln!(out);
         let intake: u64 = self.orders.intake.values().sum();
         let _ = writeln!(
             out,
-            "  orders: {} total = {} by rules + {} from complaints; rule orders: {} detections, {} duplicates, {} supply incidents, {} per-device orders during supply faults, {} false",
+            "  orders: {} total = {} by rules + {} from complaints; rule orders: {} detections, {} duplicates, {} supply incidents, {} per-device orders during supply faults, {} call tasks, {} false",
             self.orders.total,
             self.orders.rule,
             intake,
@@ -805,6 +1059,7 @@ impl ScoreCard {
             self.orders.duplicates,
             self.orders.supply_incidents,
             self.orders.per_device_supply_orders,
+            self.orders.call_tasks,
             self.orders.false_orders
         );
         if !self.orders.false_by_cause.is_empty() {
@@ -894,12 +1149,13 @@ mod tests {
 
     /// A hand-made run, counted by hand:
     /// - fault 0 (lockout, household 0) at 0: rule order at 1 min; would notice at 3 h;
-    ///   nobody called -> pre-emptive, lead 179 min.
+    ///   nobody called -> uncomplained, detected, lead 179 min (not in the rate).
     /// - fault 1 (refrigerant leak, household 1) at 0: complaint at 2 h, rule order at 2 h 30
-    ///   -> late.
+    ///   -> late (a miss).
     /// - fault 2 (water leak, household 2) at 0: complaint at 1 h, no rule order -> missed.
     ///   (The complaint order, source hotline_12345, is intake, not a detection.)
-    /// - fault 3 (sensor short, household 3) at 0: no order, nobody would notice -> latent.
+    /// - fault 3 (sensor short, household 3) at 0: no order, nobody would notice ->
+    ///   uncomplained, undetected (not noticeable).
     /// - fault 4 (power outage, households 4 and 5, village dongguan) at 0: incident on
     ///   `yanqing-dongguan` at 20 min, first complaint at 2 h -> pre-emptive, lead 100 min,
     ///   one incident and no per-device order.
@@ -908,9 +1164,11 @@ mod tests {
     ///   (resident_away). Household 8: rule order at 2 h, no fault -> false (no_fault).
     /// - fault 0 gets a second rule order at 2 h -> duplicate.
     ///
-    /// So: pre-emptive 2, late 1, missed 1, latent 1 -> rate 2/4 = 50 %; leads 100 and 179 ->
-    /// median 139.5 (mean of the two middle values), p10 100; rule orders 6 (detections: fault
-    /// 0, fault 1, the incident = 3; duplicates 1; false 2) -> false share 2/6 = 33.3 %.
+    /// So: complained 3 (faults 1, 2, 4): pre-emptive 1, late 1, missed 1 -> rate 1/3 =
+    /// 33.3 %, lead 100; uncomplained 2: detected 1 (lead 179), undetected 1; rule orders 6
+    /// (detections: fault 0, fault 1, the incident = 3; duplicates 1; false 2) -> false share
+    /// 2/6 = 33.3 %. No order has an episode id: the incident's detector is `incident`, the
+    /// others `unknown`.
     #[test]
     fn a_hand_counted_run_gives_the_hand_counted_card() {
         let households = vec![
@@ -1015,15 +1273,32 @@ mod tests {
             visits,
             defrost_cycles: 12,
         });
-        assert_eq!(
-            (card.pre_emptive, card.late, card.missed, card.latent),
-            (2, 1, 1, 1)
-        );
+        let c = &card.heating.complained;
+        assert_eq!((c.faults, c.pre_emptive, c.late, c.missed), (3, 1, 1, 1));
         assert_eq!(card.heating_faults, 5);
-        assert_eq!(card.pre_emptive_rate, Some(0.5));
-        assert_eq!(card.lead_times.count, 2);
-        assert_eq!(card.lead_times.median_min, Some(139.5));
-        assert_eq!(card.lead_times.p10_min, Some(100.0));
+        assert_eq!(c.pre_emptive_rate, Some(0.333));
+        assert_eq!(c.lead_times.count, 1);
+        assert_eq!(c.lead_times.median_min, Some(100.0));
+        assert_eq!(c.lead_times.p10_min, Some(100.0));
+        let u = &card.heating.uncomplained;
+        assert_eq!(
+            (u.faults, u.detected, u.undetected, u.undetected_noticeable),
+            (2, 1, 1, 0)
+        );
+        assert_eq!(u.lead_times.median_min, Some(179.0));
+        let detectors: Vec<(&str, u64, u64, u64)> = card
+            .detectors
+            .iter()
+            .map(|d| {
+                (
+                    d.rule_id.as_str(),
+                    d.opened,
+                    d.attributed,
+                    d.first_detections,
+                )
+            })
+            .collect();
+        assert_eq!(detectors, vec![("incident", 1, 1, 1), ("unknown", 5, 3, 2)]);
         assert_eq!(card.orders.total, 7);
         assert_eq!(card.orders.rule, 6);
         assert_eq!(card.orders.intake.get("hotline_12345"), Some(&1));
@@ -1046,8 +1321,15 @@ mod tests {
         );
         assert_eq!(card.complaints.total, 4);
         assert_eq!(card.complaints.gateway_linked, 2);
-        assert_eq!(card.missed_faults.len(), 1);
-        assert_eq!(card.missed_faults[0].kind, FaultKind::WaterLeak);
+        let misses: Vec<FaultKind> = card
+            .complaints_not_pre_empted
+            .iter()
+            .map(|f| f.kind)
+            .collect();
+        assert_eq!(
+            misses,
+            vec![FaultKind::RefrigerantLeak, FaultKind::WaterLeak]
+        );
         // The visit: dispatched after 5 min, on site after 2 h 1 min, done after 2 h 59 min.
         assert_eq!(card.sla.dispatched_within_10_min, 1);
         assert_eq!(card.sla.on_site_within_2_h, 0);
@@ -1055,8 +1337,247 @@ mod tests {
         assert_eq!(card.traps.get("resident_away"), Some(&1));
         assert_eq!(card.traps.get("defrost_cycles"), Some(&12));
         let table = card.table();
-        assert!(table.contains("50.0 %"), "{table}");
+        assert!(table.contains("33.3 %"), "{table}");
         assert!(table.contains("lockout"), "{table}");
+    }
+
+    /// injected, pre-emptive, late, missed, detected, undetected.
+    type Split = (u64, u64, u64, u64, u64, u64);
+    /// rule id, opened, attributed, precision, first detections, false orders, call tasks.
+    type DetectorLine<'a> = (&'a str, u64, u64, Option<f64>, u64, u64, u64);
+
+    fn rule_order(id: i64, rule: &str, device: &str, category: &str, at: i64) -> OrderView {
+        OrderView {
+            episode_id: Some(format!("{rule}:{device}:{at}")),
+            ..order(id, device, category, "rule", at)
+        }
+    }
+
+    /// The complained / uncomplained split, detectors and call tasks, counted by hand:
+    /// - fault 0 (lockout, h0): `device_fault` order at 1 min, complaint at 2 h -> pre-emptive,
+    ///   lead 119 min. A second `device_fault` order at 2 h 30 is a duplicate.
+    /// - fault 1 (refrigerant leak, h1): complaint at 1 h, `indoor_cold` order at 1 h 30 ->
+    ///   late (a miss).
+    /// - fault 2 (water leak, h2): complaint at 1 h, no rule order (the hotline's order is
+    ///   intake) -> missed.
+    /// - fault 3 (flow switch, h3): nobody called, would notice at 4 h, `protection_trips`
+    ///   order at 1 h -> uncomplained detected, lead 180 min.
+    /// - fault 4 (sensor short, h4): nobody called, would notice at 2 h, no order ->
+    ///   uncomplained undetected, noticeable.
+    /// - fault 5 (box offline, h5): call task (`contact_household`) of `offline_contact` at
+    ///   20 min -> attributed, not false.
+    /// - fault 6 (gas pressure drop, h8 and h9 in dongguan): `village_gas_supply` incident at
+    ///   1 h, nobody called, no would-notice time -> uncomplained detected, no lead; code-less.
+    /// - h6: an `offline_contact` call task at 1 h with no fault -> false. h7: an
+    ///   `indoor_cold` order at 3 h with no fault -> false.
+    ///
+    /// Heating faults 6 (0-4, 6): complained 3 = 1 pre-emptive + 1 late + 1 missed -> rate
+    /// 33.3 %, lead 119; uncomplained 3 = 2 detected (one lead: 180) + 1 undetected
+    /// (noticeable). Coded (0-4): 5 = complained 1/1/1, uncomplained 1 detected + 1
+    /// undetected; code-less (6): 1 uncomplained detected. Rule orders 8, false 2 -> 25 %;
+    /// call tasks 2, 1 on a communication fault. Detectors: device_fault 2/2 (precision 100 %,
+    /// first 1), indoor_cold 1 of 2 (50 %, first 1, false 1), offline_contact 1 of 2 (50 %,
+    /// first 1, false 1, call tasks 2), protection_trips 1/1 (first 1), village_gas_supply 1/1
+    /// (first 1).
+    #[test]
+    fn complained_and_uncomplained_faults_detectors_and_call_tasks_are_counted_apart() {
+        let households = vec![
+            household("yanqing-xiguan-0001", "xiguan"),
+            household("yanqing-xiguan-0002", "xiguan"),
+            household("yanqing-xiguan-0003", "xiguan"),
+            household("yanqing-xiguan-0004", "xiguan"),
+            household("yanqing-xiguan-0005", "xiguan"),
+            household("yanqing-beiguan-0001", "beiguan"),
+            household("yanqing-beiguan-0002", "beiguan"),
+            household("yanqing-beiguan-0003", "beiguan"),
+            household("yanqing-dongguan-0001", "dongguan"),
+            household("yanqing-dongguan-0002", "dongguan"),
+        ];
+        let mut faults = vec![
+            fault(0, FaultKind::Lockout, vec![0], 0),
+            fault(1, FaultKind::RefrigerantLeak, vec![1], 0),
+            fault(2, FaultKind::WaterLeak, vec![2], 0),
+            fault(3, FaultKind::FlowSwitch, vec![3], 0),
+            fault(4, FaultKind::SensorShort, vec![4], 0),
+            fault(5, FaultKind::BoxOffline, vec![5], 0),
+            fault(6, FaultKind::GasPressureDrop, vec![8, 9], 0),
+        ];
+        faults[3].would_notice_ms = Some(4 * H);
+        faults[4].would_notice_ms = Some(2 * H);
+        let complaint = |household: usize, fault: usize, at: i64| ComplaintRecord {
+            household,
+            device_id: households[household].device_id.clone(),
+            fault: Some(fault),
+            received_at_ms: at,
+            channel: "hotline_12345".to_owned(),
+            reply: Ok(ComplaintReply {
+                complaint_id: Some(1),
+                order_id: Some(1),
+                linked: Some(false),
+                pre_emptive: None,
+            }),
+        };
+        let complaints = vec![
+            complaint(0, 0, 2 * H),
+            complaint(1, 1, H),
+            complaint(2, 2, H),
+        ];
+        let d = |h: usize| households[h].device_id.clone();
+        let orders = vec![
+            rule_order(1, "device_fault", &d(0), "repair", M),
+            rule_order(2, "device_fault", &d(0), "repair", 2 * H + 30 * M),
+            rule_order(
+                3,
+                "indoor_cold",
+                &d(1),
+                "low_indoor_temperature",
+                H + 30 * M,
+            ),
+            rule_order(4, "protection_trips", &d(3), "repeated_protection_trips", H),
+            rule_order(5, "offline_contact", &d(5), CALL_TASK_CATEGORY, 20 * M),
+            rule_order(6, "offline_contact", &d(6), CALL_TASK_CATEGORY, H),
+            rule_order(7, "indoor_cold", &d(7), "low_indoor_temperature", 3 * H),
+            OrderView {
+                episode_id: Some(
+                    "village_gas_supply:village:yanqing/yanqing-dongguan:3600000".to_owned(),
+                ),
+                ..order(
+                    8,
+                    "village:yanqing/yanqing-dongguan",
+                    "gas_supply",
+                    "rule",
+                    H,
+                )
+            },
+            order(9, &d(2), "repair", "hotline_12345", H),
+        ];
+        let card = score(&Inputs {
+            households,
+            faults,
+            complaints,
+            orders,
+            ..Inputs::default()
+        });
+        let c = &card.heating.complained;
+        assert_eq!((c.faults, c.pre_emptive, c.late, c.missed), (3, 1, 1, 1));
+        assert_eq!(c.pre_emptive_rate, Some(0.333));
+        assert_eq!(
+            (c.lead_times.count, c.lead_times.median_min),
+            (1, Some(119.0))
+        );
+        let u = &card.heating.uncomplained;
+        assert_eq!(
+            (u.faults, u.detected, u.undetected, u.undetected_noticeable),
+            (3, 2, 1, 1)
+        );
+        assert_eq!(
+            (u.lead_times.count, u.lead_times.median_min),
+            (1, Some(180.0))
+        );
+        assert_eq!(card.heating_faults, 6);
+        assert_eq!(card.heating.injected, 6);
+        let split = |t: &FaultTally| {
+            (
+                t.injected,
+                t.complained.pre_emptive,
+                t.complained.late,
+                t.complained.missed,
+                t.uncomplained.detected,
+                t.uncomplained.undetected,
+            )
+        };
+        assert_eq!(split(&card.coded), (5, 1, 1, 1, 1, 1));
+        // The supply fault is neither coded nor code-less: a village, not a unit.
+        assert_eq!(split(&card.code_less), (0, 0, 0, 0, 0, 0));
+        let classes: Vec<(FaultClass, Split)> = card
+            .by_class
+            .iter()
+            .map(|r| (r.class, split(&r.tally)))
+            .collect();
+        assert_eq!(
+            classes,
+            vec![
+                (FaultClass::Sudden, (3, 1, 0, 0, 1, 1)),
+                (FaultClass::Gradual, (2, 0, 1, 1, 0, 0)),
+                (FaultClass::Supply, (1, 0, 0, 0, 1, 0)),
+                (FaultClass::Communication, (1, 0, 0, 0, 1, 0)),
+            ]
+        );
+        let lockout = card
+            .by_kind
+            .iter()
+            .find(|r| r.kind == FaultKind::Lockout)
+            .expect("lockout row");
+        assert!(lockout.raises_code);
+        assert_eq!(lockout.tally.complained.pre_emptive_rate, Some(1.0));
+        let gas = card
+            .by_kind
+            .iter()
+            .find(|r| r.kind == FaultKind::GasPressureDrop)
+            .expect("gas row");
+        assert!(!gas.raises_code);
+        assert_eq!(card.orders.rule, 8);
+        assert_eq!(card.orders.intake.get("hotline_12345"), Some(&1));
+        assert_eq!(card.orders.false_orders, 2);
+        assert_eq!(card.orders.false_by_cause.get("no_fault"), Some(&2));
+        assert_eq!(card.orders.false_order_share, Some(0.25));
+        assert_eq!(card.orders.call_tasks, 2);
+        assert_eq!(card.orders.call_tasks_on_communication_faults, 1);
+        assert_eq!(card.orders.detections, 5);
+        assert_eq!(card.orders.duplicates, 1);
+        assert_eq!(card.communication.ordered, 1);
+        let detectors: Vec<DetectorLine> = card
+            .detectors
+            .iter()
+            .map(|d| {
+                (
+                    d.rule_id.as_str(),
+                    d.opened,
+                    d.attributed,
+                    d.precision,
+                    d.first_detections,
+                    d.false_orders,
+                    d.call_tasks,
+                )
+            })
+            .collect();
+        assert_eq!(
+            detectors,
+            vec![
+                ("device_fault", 2, 2, Some(1.0), 1, 0, 0),
+                ("indoor_cold", 2, 1, Some(0.5), 1, 1, 0),
+                ("offline_contact", 2, 1, Some(0.5), 1, 1, 2),
+                ("protection_trips", 1, 1, Some(1.0), 1, 0, 0),
+                ("village_gas_supply", 1, 1, Some(1.0), 1, 0, 0),
+            ]
+        );
+        let verdicts: Vec<(usize, Verdict, Option<f64>)> = card
+            .faults
+            .iter()
+            .map(|f| (f.id, f.verdict, f.lead_min))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                (0, Verdict::PreEmptive, Some(119.0)),
+                (1, Verdict::Late, None),
+                (2, Verdict::Missed, None),
+                (3, Verdict::Detected, Some(180.0)),
+                (4, Verdict::Undetected, None),
+                (5, Verdict::Detected, None),
+                (6, Verdict::Detected, None),
+            ]
+        );
+        assert_eq!(card.faults[0].detected_by.as_deref(), Some("device_fault"));
+        let json = serde_json::to_value(&card).expect("json");
+        assert_eq!(
+            json["by_kind"][0]["complained"]["pre_emptive"],
+            serde_json::json!(1)
+        );
+        let table = card.table();
+        for text in ["[code-less]", "offline_contact", "33.3 %", "call tasks"] {
+            assert!(table.contains(text), "{text}\n{table}");
+        }
     }
 
     #[test]
@@ -1081,7 +1602,7 @@ mod tests {
         assert_eq!(card.supply.one_incident, 0);
         assert_eq!(card.supply.rows[0].incidents, 0);
         assert_eq!(
-            card.pre_emptive, 1,
+            card.heating.uncomplained.detected, 1,
             "the first per-device order still detects it"
         );
         assert_eq!(card.orders.false_orders, 0);

@@ -132,7 +132,11 @@ async fn decoded_registers_match_the_model_through_every_shipped_profile() {
     let running = start(20, 4, 0.0).await;
     let sim = &running.sim;
     let pairs = one_per_profile(sim);
-    assert_eq!(pairs.len(), 4, "two heat-pump and two boiler profiles ship");
+    assert_eq!(
+        pairs.len(),
+        5,
+        "two heat-pump and three boiler profiles ship"
+    );
     for (household, profile) in &pairs {
         let mut ctx = connect(household).await;
         let before = snapshot(sim, &household.device_id);

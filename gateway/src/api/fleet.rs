@@ -27,6 +27,17 @@ pub struct Summary {
     pub readings_accepted: u64,
     /// Messages dropped at ingest, by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// The watermark (Unix ms) the rules were last advanced to, published by ingest at the end
+    /// of a rules tick, after the alerts, orders and incidents of that advance were stored.
+    /// In event-clock mode it is the newest reading's timestamp minus `rules.lateness`, and
+    /// `null` until the first reading; in wall-clock mode, now minus the lateness.
+    pub rules_watermark_ms: Option<i64>,
+    /// MQTT messages (telemetry and status) ingest had fully processed when it published
+    /// `rules_watermark_ms` (from the same tick). A client that sent N messages and reads
+    /// `messages_done_at_watermark >= N` knows every one of them was applied (rules run, orders
+    /// written) before that watermark advance. Ticks run every `rules.tick` even when nothing
+    /// arrives.
+    pub messages_done_at_watermark: u64,
 }
 
 #[utoipa::path(get, path = "/api/v1/summary", tag = "fleet",
@@ -38,6 +49,7 @@ pub async fn summary(
     if !principal.sees_district() {
         return Err(ApiError::forbidden("the summary covers the whole district"));
     }
+    let tick = state.metrics.last_rules_tick();
     let (devices, online, offline, faulty) = state.fleet.counts();
     let (counts, active) = state
         .orders
@@ -58,6 +70,8 @@ pub async fn summary(
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
+        rules_watermark_ms: tick.watermark_ms,
+        messages_done_at_watermark: tick.messages_done,
     }))
 }
 

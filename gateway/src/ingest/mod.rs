@@ -172,6 +172,9 @@ impl Ingest {
         };
         let lateness_ms = duration_ms(self.rules.lateness);
         let mut newest_event_ms: Option<i64> = None;
+        // Messages taken from the source and fully processed (the loop is sequential: when a
+        // tick runs, every message before it has been applied and its orders written).
+        let mut messages_done: u64 = 0;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -204,6 +207,7 @@ impl Ingest {
                         }
                         Err(reject) => self.rejected(&reject, &topic, &payload),
                     }
+                    messages_done += 1;
                 }
                 _ = tick.tick() => {
                     let watermark = match self.rules.clock {
@@ -217,6 +221,11 @@ impl Ingest {
                         let outcome = self.engine.advance_watermark(watermark);
                         self.apply_outcome(outcome).await;
                     }
+                    // Published on every tick, with or without a watermark and whether or not
+                    // anything arrived, after the advance's outcome is stored: a client that
+                    // sent N messages and reads `messages_done >= N` knows the gateway's rules,
+                    // alerts and orders cover them all up to this watermark.
+                    self.metrics.rules_tick(watermark, messages_done);
                 }
                 _ = snapshot.tick() => {
                     self.snapshots.save_in_background(|| self.engine.snapshot()).await;

@@ -170,6 +170,16 @@ impl LiveEvent {
     }
 }
 
+/// The order category of a call task: a rule asks the hotline desk to ring the household or the
+/// village caretaker (管护员) before anyone drives out (a box silent in frost: most often the
+/// network, not the heater). A call task is not dispatched automatically; an operator
+/// dispatches it when the call fails or finds the heating out, and a repair order a rule opens
+/// for the same device turns it into that order and dispatches it.
+pub const CALL_TASK_CATEGORY: &str = "contact_household";
+
+/// The first event of a call task.
+const CALL_TASK_NOTE: &str = "call the household or the village caretaker first; dispatch a technician if nobody answers or the heating is out";
+
 /// What applying alerts did: opened order ids, notices for the live stream, dispatched orders.
 pub type Applied = (Vec<i64>, Vec<OrderNotice>, Vec<OrderRow>);
 
@@ -366,6 +376,16 @@ impl OrderService {
                             &transition.summary,
                         )? {
                             tracing::info!(order = open.id, device, rule = %transition.rule_id, "alert linked to the device's open order");
+                            if let Some((row, notice)) = self.upgrade_call_task(
+                                store,
+                                &open,
+                                category,
+                                &label(priority),
+                                &transition,
+                            )? {
+                                notices.push(notice);
+                                dispatched.push(row);
+                            }
                         }
                         continue;
                     }
@@ -396,6 +416,21 @@ impl OrderService {
                         ));
                     }
                     opened.push(id);
+                    if category == CALL_TASK_CATEGORY {
+                        // Proportionate to the evidence: ring the household or the village
+                        // caretaker first; a technician goes when the call fails or other
+                        // evidence joins (see `upgrade_call_task`).
+                        store.append_event(
+                            id,
+                            order.created_at_ms,
+                            "dispatcher:auto",
+                            "call_first",
+                            CALL_TASK_NOTE,
+                            &OrderUpdate::default(),
+                        )?;
+                        self.metrics.call_task_opened();
+                        continue;
+                    }
                     if let Some((row, notice)) =
                         self.auto_dispatch(store, id, order.created_at_ms)?
                     {
@@ -555,6 +590,50 @@ impl OrderService {
         self.send_live(live);
         self.announce(notices, &dispatched);
         Ok(opened)
+    }
+
+    /// When `open` is a call task still waiting for its call and a rule now asks for a repair
+    /// order on the same device, the evidence has joined: the task becomes that order (its
+    /// category, the higher priority) and is dispatched at once.
+    fn upgrade_call_task(
+        &self,
+        store: &mut Store,
+        open: &OrderRow,
+        category: &str,
+        priority: &str,
+        transition: &Transition,
+    ) -> Result<Option<(OrderRow, OrderNotice)>, StoreError> {
+        if open.category != CALL_TASK_CATEGORY
+            || category == CALL_TASK_CATEGORY
+            || open.state != OrderState::Created
+        {
+            return Ok(None);
+        }
+        let rank = |p: &str| {
+            ["low", "normal", "high", "urgent"]
+                .iter()
+                .position(|x| *x == p)
+        };
+        let priority = if rank(priority) > rank(&open.priority) {
+            priority
+        } else {
+            open.priority.as_str()
+        };
+        store.upgrade_call_task(open.id, category, priority)?;
+        store.append_event(
+            open.id,
+            transition.at_ms,
+            &format!("rule:{}", transition.rule_id),
+            "evidence_joined",
+            &format!(
+                "{category} ({priority}) instead of a call: {}",
+                transition.summary
+            ),
+            &OrderUpdate::default(),
+        )?;
+        self.metrics.call_task_upgraded();
+        tracing::info!(order = open.id, device = %open.device_id, rule = %transition.rule_id, category, "call task became a repair order: evidence joined");
+        self.auto_dispatch(store, open.id, transition.at_ms)
     }
 
     /// Builds a new order with what the registry knows of the device.

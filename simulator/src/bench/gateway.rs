@@ -244,6 +244,14 @@ pub struct Summary {
     pub messages_in: u64,
     #[serde(default)]
     pub rejected: BTreeMap<String, u64>,
+    /// The watermark ingest last advanced the rules to (published after that advance's orders
+    /// were stored); `None` before the first reading.
+    #[serde(default)]
+    pub rules_watermark_ms: Option<i64>,
+    /// Messages ingest had fully processed when it published `rules_watermark_ms` (`None`: a
+    /// gateway older than this bench, which publishes no watermark).
+    #[serde(default)]
+    pub messages_done_at_watermark: Option<u64>,
 }
 
 impl Summary {

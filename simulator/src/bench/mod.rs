@@ -8,11 +8,17 @@
 //! published per telemetry interval, and the next round waits until the gateway has handled
 //! the one before it (a round in flight is far less than the watermark's lateness). Wherever
 //! the bench reads or writes the gateway's state (fetching orders, posting complaints), it
-//! first waits until every published reading is handled and a few ingest ticks have passed,
-//! so the gateway has seen exactly the rounds published so far with its watermark at the last
-//! one minus the lateness. Those barriers fall on simulated moments fixed by the scenario.
-//! The speed only adds wall-clock pacing, so the same seed gives the same score card at any
-//! speed.
+//! first synchronises on the gateway's published watermark (never on a sleep): ingest
+//! publishes, at the end of every rules tick and after that tick's watermark advance is
+//! stored, the watermark together with the number of messages it had fully processed
+//! (`rules_watermark_ms`, `messages_done_at_watermark` in `GET /api/v1/summary`). The barrier
+//! waits for a tick that had processed every message the bench sent, with the watermark at the
+//! last round minus the lateness, so the gateway has seen exactly the rounds published so far
+//! and its orders are written. (Once a tick has processed every message, its watermark cannot
+//! move until more are sent; if it is still short, because no reading of the last round was
+//! accepted, the barrier goes on and the run counts it in `barriers_watermark_short`.) Those
+//! barriers fall on simulated moments fixed by the scenario. The speed only adds wall-clock
+//! pacing, so the same seed gives the same score card at any speed.
 //!
 //! - [`world::World`]: households, faults, traps, residents (no IO).
 //! - [`gateway::GatewayProcess`], [`gateway::GatewayApi`]: the gateway under test.
@@ -21,6 +27,7 @@
 //! - [`ingest::run_ingest`]: `simulator bench ingest`, the gateway's ingest throughput against
 //!   mosquitto relaying the same load, publish → alert latency and the gateway's memory.
 
+pub mod drop_rules;
 pub mod gateway;
 pub mod ingest;
 pub mod registry;
@@ -39,7 +46,9 @@ use crate::fleet::{self, TOWNSHIPS};
 use crate::load::{BoxIdentity, BoxPool, LoadError, PoolStats};
 use crate::mix::{FaultKind, Mix, MixError};
 use crate::scenario::{self, ScenarioError};
-use crate::score::{self, ComplaintRecord, Inputs, OrderView, ScoreCard, VisitRecord};
+use crate::score::{
+    self, ComplaintRecord, Inputs, OrderView, ScoreCard, VisitRecord, CALL_TASK_CATEGORY,
+};
 use crate::technician::{Dispatcher, Request};
 use gateway::{GatewayApi, GatewayProcess, GatewaySettings, MAX_PAGE};
 use world::{NewComplaint, Purpose, World, WorldStats};
@@ -70,8 +79,10 @@ pub enum BenchError {
     Api(String),
     #[error("load: {0}")]
     Load(#[from] LoadError),
-    #[error("the gateway stopped handling readings: {0}")]
+    #[error("the run stalled and is invalid (the gateway stopped handling readings): {0}")]
     Stalled(String),
+    #[error("{0}")]
+    DropRules(String),
 }
 
 /// How fast simulated time runs.
@@ -123,6 +134,9 @@ pub struct BenchOptions {
     pub gateway_bin: PathBuf,
     /// Rule file for the gateway (`None`: its built-in pack).
     pub rules: Option<PathBuf>,
+    /// Device rules switched off: the gateway runs a rule file derived from `rules` (or the
+    /// built-in pack) without them (see [`drop_rules`]).
+    pub drop_rules: Vec<String>,
     /// Folder for the gateway's files; a fresh temporary folder when `None`.
     pub work_dir: Option<PathBuf>,
     /// Keep the work folder after a successful run.
@@ -155,6 +169,7 @@ impl BenchOptions {
             profiles: shipped_profiles()?,
             gateway_bin,
             rules: None,
+            drop_rules: Vec::new(),
             work_dir: None,
             keep_work_dir: false,
             lateness: Duration::from_secs(120),
@@ -166,7 +181,7 @@ impl BenchOptions {
     }
 }
 
-/// The four shipped register-map profiles, built into the binary.
+/// The shipped register-map profiles, built into the binary.
 pub fn shipped_profiles() -> Result<Vec<Arc<Profile>>, BenchError> {
     const PROFILES: &[(&str, &str)] = &[
         (
@@ -185,6 +200,10 @@ pub fn shipped_profiles() -> Result<Vec<Arc<Profile>>, BenchError> {
             "lingyun-boiler.toml",
             include_str!("../../../profiles/lingyun-boiler.toml"),
         ),
+        (
+            "lingyun-boiler-basic.toml",
+            include_str!("../../../profiles/lingyun-boiler-basic.toml"),
+        ),
     ];
     PROFILES
         .iter()
@@ -192,9 +211,25 @@ pub fn shipped_profiles() -> Result<Vec<Arc<Profile>>, BenchError> {
         .collect()
 }
 
+/// How the bench synchronises with the gateway, as the report states it.
+pub const SYNC: &str = "watermark";
+
 /// Facts about the run (not part of the score: wall-clock figures differ between runs).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
+    /// `false` when the card cannot be trusted: see `invalid_reasons`.
+    pub valid: bool,
+    /// Why the run is invalid (complaints that failed to post, ...); empty when valid.
+    pub invalid_reasons: Vec<String>,
+    /// How barriers synchronise with the gateway: `watermark` (a rules tick that had processed
+    /// every message sent, with its watermark at the last round minus the lateness).
+    pub sync: String,
+    /// The rule file the gateway ran: `built-in`, the `--rules` file, or the derived file.
+    pub rules: String,
+    /// Device rules switched off with `--drop-rules`.
+    pub dropped_rules: Vec<String>,
+    /// Fleet rules removed with them (none of their members left).
+    pub dropped_fleet_rules: Vec<String>,
     pub households: usize,
     pub days: f64,
     pub seed: u64,
@@ -204,6 +239,9 @@ pub struct RunInfo {
     pub lateness_s: f64,
     pub rounds: u64,
     pub barriers: u64,
+    /// Barriers at which the gateway had processed every message but its watermark stayed
+    /// below the last round minus the lateness (no reading of the last round was accepted).
+    pub barriers_watermark_short: u64,
     pub readings_published: u64,
     pub readings_accepted: u64,
     pub readings_rejected: BTreeMap<String, u64>,
@@ -234,7 +272,6 @@ struct Bench {
     gateway: GatewayProcess,
     dispatcher: Dispatcher,
     mix: Mix,
-    tick: Duration,
     lateness_ms: i64,
     published: u64,
     handled: u64,
@@ -242,6 +279,11 @@ struct Bench {
     sent_messages: u64,
     /// The gateway's `messages_in` as last read.
     messages_in: u64,
+    /// The last rules tick the gateway published: its watermark and the messages it had fully
+    /// processed then.
+    tick_watermark_ms: Option<i64>,
+    tick_messages_done: u64,
+    barriers_watermark_short: u64,
     max_in_flight: u64,
     last_progress: Instant,
     last_round_ms: i64,
@@ -260,11 +302,23 @@ impl Bench {
     /// Reads the gateway's counters once; fails if the gateway died or stopped moving.
     async fn refresh(&mut self, waiting_since: Instant, what: &str) -> Result<(), BenchError> {
         let summary = self.api.summary().await?;
-        if summary.readings_handled() > self.handled || summary.messages_in > self.messages_in {
+        let Some(tick_done) = summary.messages_done_at_watermark else {
+            return Err(BenchError::Gateway(
+                "the gateway's summary has no messages_done_at_watermark: it is older than this bench (rebuild it)".into(),
+            ));
+        };
+        if summary.readings_handled() > self.handled
+            || summary.messages_in > self.messages_in
+            || tick_done > self.tick_messages_done
+        {
             self.last_progress = Instant::now();
         }
         self.handled = self.handled.max(summary.readings_handled());
         self.messages_in = self.messages_in.max(summary.messages_in);
+        if tick_done >= self.tick_messages_done {
+            self.tick_messages_done = tick_done;
+            self.tick_watermark_ms = summary.rules_watermark_ms;
+        }
         if let Some(status) = self.gateway.exited() {
             return Err(BenchError::Stalled(format!(
                 "the gateway exited ({status}) while the bench waited for {what}; its log ends:\n{}",
@@ -274,11 +328,13 @@ impl Bench {
         let stalled_for = self.last_progress.max(waiting_since).elapsed();
         if stalled_for > Duration::from_secs(120) {
             return Err(BenchError::Stalled(format!(
-                "no progress for 120 s waiting for {what} ({} of {} readings handled, {} of {} messages in); the gateway log ends:\n{}",
+                "no progress for 120 s waiting for {what} ({} of {} readings handled, {} of {} messages in, {} done at the last rules tick with watermark {:?}); the gateway log ends:\n{}",
                 self.handled,
                 self.published,
                 self.messages_in,
                 self.expected_messages(),
+                self.tick_messages_done,
+                self.tick_watermark_ms,
                 self.gateway.log_tail(30)
             )));
         }
@@ -360,9 +416,7 @@ impl Bench {
     /// complaint is posted.
     async fn barrier(&mut self, last: bool) -> Result<(), BenchError> {
         self.barriers += 1;
-        self.wait_handled(self.published).await?;
-        // Let ingest apply the last readings' transitions and advance its watermark.
-        tokio::time::sleep(self.tick * 3).await;
+        self.sync_on_watermark().await?;
         self.coverage_ms = if last {
             self.last_round_ms
         } else {
@@ -403,6 +457,36 @@ impl Bench {
         }
         self.fetch_new_orders().await?;
         self.dispatch_requests();
+        Ok(())
+    }
+
+    /// Waits for a rules tick published after ingest had fully processed every message the
+    /// bench sent, with the watermark at the last round minus the lateness: the gateway's
+    /// rules, alerts and orders then cover exactly what was published. Ticks run every
+    /// `rules.tick` even when nothing arrives, so this never waits on traffic. A tick that had
+    /// processed every message has the final watermark for them (event time: the newest
+    /// accepted reading minus the lateness); if that is short of the target (no reading of the
+    /// last round accepted, e.g. every box dark), waiting longer cannot help: the barrier goes
+    /// on and counts it.
+    async fn sync_on_watermark(&mut self) -> Result<(), BenchError> {
+        let expected = self.expected_messages();
+        let target = self.last_round_ms - self.lateness_ms;
+        self.wait_until("the gateway's watermark", |b| {
+            let done = b.tick_messages_done >= expected;
+            let at_target = b.tick_watermark_ms.is_some_and(|w| w >= target);
+            // Nothing taken in since that tick: its watermark is final for now.
+            let settled = b.messages_in == b.tick_messages_done;
+            done && (at_target || settled)
+        })
+        .await?;
+        if self.tick_watermark_ms.is_none_or(|w| w < target) {
+            self.barriers_watermark_short += 1;
+            tracing::debug!(
+                watermark = self.tick_watermark_ms,
+                target,
+                "every message processed, watermark short of the last round minus the lateness"
+            );
+        }
         Ok(())
     }
 
@@ -452,20 +536,37 @@ impl Bench {
     fn dispatch_requests(&mut self) {
         let coverage = self.coverage_ms;
         let mut requests: Vec<(i64, String, String, usize)> = Vec::new();
+        let mut calls: Vec<(i64, usize)> = Vec::new();
         self.unprocessed_orders.retain(|order| {
             if order.created_at_ms > coverage {
                 return true;
             }
             if let Some(&household) = self.device_index.get(&order.device_id) {
-                requests.push((
-                    order.created_at_ms,
-                    order.device_id.clone(),
-                    "rule".to_owned(),
-                    household,
-                ));
+                if order.category == CALL_TASK_CATEGORY {
+                    calls.push((order.created_at_ms, household));
+                } else {
+                    requests.push((
+                        order.created_at_ms,
+                        order.device_id.clone(),
+                        "rule".to_owned(),
+                        household,
+                    ));
+                }
             }
             false
         });
+        // A call task: the hotline desk rings the household or the caretaker. A heater that is
+        // out (whatever the box says) sends a technician, as the rule order would; a box that
+        // is only offline, with the heating fine, costs no visit.
+        for (at_ms, household) in calls {
+            let heating_out = self
+                .world
+                .active_fault_kind(household, at_ms)
+                .is_some_and(|kind| !kind.is_supply() && kind != FaultKind::BoxOffline);
+            if let (true, Some(device)) = (heating_out, self.world.device_id(household)) {
+                requests.push((at_ms, device.to_owned(), "rule".to_owned(), household));
+            }
+        }
         let world = &self.world;
         self.complaint_requests.retain(|(at, household, channel)| {
             if *at > coverage {
@@ -639,10 +740,11 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         let path = registry_dir.join(name);
         std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
     }
+    let rules = rule_file(&options, &work_dir)?;
     let settings = GatewaySettings {
         binary: options.gateway_bin.clone(),
         dir: work_dir.clone(),
-        rules: options.rules.clone(),
+        rules: rules.path.clone(),
         registry: Some(registry_dir),
         lateness: options.lateness,
         tick: options.tick,
@@ -665,12 +767,14 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         gateway,
         dispatcher,
         mix: mix.clone(),
-        tick: options.tick,
         lateness_ms,
         published: 0,
         handled: 0,
         sent_messages: 0,
         messages_in: 0,
+        tick_watermark_ms: None,
+        tick_messages_done: 0,
+        barriers_watermark_short: 0,
         max_in_flight: options.max_in_flight.max(2),
         last_progress: Instant::now(),
         last_round_ms: scenario.start_ms,
@@ -697,7 +801,12 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         Err(error) => Err(error),
     };
     let outcome = match result {
-        Ok(()) => finish(bench, &scenario, &options, wall_start, &work_dir, &fleet).await,
+        Ok(()) => {
+            finish(
+                bench, &scenario, &options, &rules, wall_start, &work_dir, &fleet,
+            )
+            .await
+        }
         Err(error) => {
             bench.pool.close().await;
             bench.gateway.stop().await;
@@ -711,6 +820,74 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         _ => tracing::info!(dir = %work_dir.display(), "bench files kept"),
     }
     outcome
+}
+
+/// The rule file the gateway runs, as the report names it.
+struct RuleFile {
+    /// `None`: the gateway's built-in pack.
+    path: Option<PathBuf>,
+    dropped: Vec<String>,
+    dropped_fleet: Vec<String>,
+}
+
+impl RuleFile {
+    fn describe(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "built-in".to_owned(), |p| p.display().to_string())
+    }
+}
+
+/// The `--rules` file, or with `--drop-rules` a file derived from it (or from the built-in
+/// pack) and written into the work folder.
+fn rule_file(options: &BenchOptions, work_dir: &std::path::Path) -> Result<RuleFile, BenchError> {
+    if options.drop_rules.is_empty() {
+        return Ok(RuleFile {
+            path: options.rules.clone(),
+            dropped: Vec::new(),
+            dropped_fleet: Vec::new(),
+        });
+    }
+    let (text, origin) = match &options.rules {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|source| BenchError::Io {
+                what: format!("read {}", path.display()),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
+        None => (
+            rules::DEFAULT_RULES.to_owned(),
+            rules::DEFAULT_RULES_ORIGIN.to_owned(),
+        ),
+    };
+    let derived = drop_rules::drop_rules(&text, &origin, &options.drop_rules)
+        .map_err(BenchError::DropRules)?;
+    let path = work_dir.join("rules-derived.toml");
+    std::fs::write(&path, &derived.text).map_err(|source| BenchError::Io {
+        what: format!("write {}", path.display()),
+        source,
+    })?;
+    tracing::info!(file = %path.display(), dropped = ?derived.dropped, dropped_fleet = ?derived.dropped_fleet, "the gateway runs a derived rule file");
+    Ok(RuleFile {
+        path: Some(path),
+        dropped: derived.dropped,
+        dropped_fleet: derived.dropped_fleet,
+    })
+}
+
+/// Why a finished run's card cannot be trusted (empty: it can).
+fn invalid_reasons(card: &ScoreCard) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if card.complaints.failed > 0 {
+        reasons.push(format!(
+            "{} of {} complaints failed to post (first error: {})",
+            card.complaints.failed,
+            card.complaints.total,
+            card.complaints.first_error.as_deref().unwrap_or("-")
+        ));
+    }
+    reasons
 }
 
 async fn run_rounds(
@@ -773,6 +950,7 @@ async fn finish(
     mut bench: Bench,
     scenario: &scenario::Scenario,
     options: &BenchOptions,
+    rules: &RuleFile,
     wall_start: Instant,
     work_dir: &std::path::Path,
     fleet: &[fleet::HouseholdSpec],
@@ -797,7 +975,14 @@ async fn finish(
     let card = score::score(&inputs);
     let wall_seconds = wall_start.elapsed().as_secs_f64();
     let sim_seconds = (scenario.end_ms - scenario.start_ms) as f64 / 1000.0;
+    let invalid_reasons = invalid_reasons(&card);
     let run = RunInfo {
+        valid: invalid_reasons.is_empty(),
+        invalid_reasons,
+        sync: SYNC.to_owned(),
+        rules: rules.describe(),
+        dropped_rules: rules.dropped.clone(),
+        dropped_fleet_rules: rules.dropped_fleet.clone(),
         households: fleet.len(),
         days: options.days,
         seed: options.seed,
@@ -808,6 +993,7 @@ async fn finish(
         rounds: ((scenario.end_ms - scenario.start_ms)
             / bench.mix.telemetry.interval.as_millis().max(1) as i64) as u64,
         barriers: bench.barriers,
+        barriers_watermark_short: bench.barriers_watermark_short,
         readings_published: bench.published,
         readings_accepted: summary.readings_accepted,
         readings_rejected: summary.rejected.clone(),
@@ -848,6 +1034,11 @@ mod tests {
     #[test]
     fn the_shipped_profiles_are_built_in() {
         let profiles = shipped_profiles().expect("profiles");
-        assert_eq!(profiles.len(), 4);
+        let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles"))
+            .expect("profiles folder")
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+            .count();
+        assert_eq!(profiles.len(), on_disk, "every shipped profile is built in");
     }
 }

@@ -860,6 +860,18 @@ impl World {
 
     /// What a request (a rule order or a complaint) about `household` at `at_ms` sends a
     /// technician to do; `None` when a technician is already on the fault.
+    /// The kind of the fault the household suffers at `at_ms`, if any (what a call to the
+    /// household would find out).
+    pub fn active_fault_kind(&self, household: usize, at_ms: i64) -> Option<FaultKind> {
+        self.faults
+            .iter()
+            .filter(|f| f.planned.households.contains(&household))
+            .find(|f| {
+                f.started && f.planned.start_ms <= at_ms && f.ended_ms.is_none_or(|end| end > at_ms)
+            })
+            .map(|f| f.planned.kind)
+    }
+
     pub fn classify_request(&mut self, household: usize, at_ms: i64) -> Option<Purpose> {
         let fault = self
             .faults

@@ -141,11 +141,12 @@ fn hand_mix(p: &Picks) -> Mix {
 /// - lockout (heat pump) at 10:00: the code is in the 10:01 reading -> `device_fault` order.
 ///   The technician is there at 10:36 and done at 11:36; an hour and a half of cooling from
 ///   19-21 °C with -5 °C outside costs about 2 K, so nobody gets below 16 °C and nobody calls.
-///   Without the repair the room would reach 16 °C hours later: pre-emptive, lead > 1 h.
+///   Without the repair the room would reach 16 °C hours later: uncomplained, detected, lead
+///   (against that moment) > 1 h.
 /// - sensor short (boiler) at 09:00: the code at 09:01 -> order; the same reasoning.
 /// - water leak (boiler) from 00:00 at 2 bar/day: the pressure falls from ~1.35 bar and the
 ///   boiler locks out below 0.6 bar around noon -> order at the lockout reading, before anyone
-///   is cold: pre-emptive.
+///   is cold: uncomplained, detected.
 /// - resident away 00:00-20:00 with 7 °C frost protection: the room falls below 14 °C after a
 ///   few hours and `indoor_cold` opens an order 30 min later: 1 false order (resident_away).
 ///   It clears only above 16 °C after the return, so it fires once.
@@ -154,10 +155,12 @@ fn hand_mix(p: &Picks) -> Mix {
 /// - box offline 06:00-11:00: an `offline` alert at 06:15 (alert only): alerted, no order.
 /// - power outage 13:00-15:00 in a village with no other event: its boxes go dark (offline
 ///   alerts, no order); two afternoon hours cool a house by about 2 K, nobody notices:
-///   latent. The pinned rules have no fleet rule, so no incident: 0 of 1 outages.
+///   uncomplained, undetected, not noticeable. The pinned rules have no fleet rule, so no
+///   incident: 0 of 1 outages.
 ///
-/// So: 5 faults; 3 pre-emptive of 3 raced (rate 100 %), 1 latent (the outage), 0 late and 0
-/// missed; 4 rule orders of which 1 false (25 %); 0 complaints; 4 technician visits (3 repairs
+/// So: 5 faults, 4 heating faults; nobody complains, so no pre-emptive rate (no complained
+/// fault); uncomplained: 3 detected (each lead > 1 h), 1 undetected (the outage); 4 rule orders
+/// of which 1 false (25 %); 0 complaints; 4 technician visits (3 repairs
 /// and the check of the false order), each dispatched after 5 min, on site after 35 min and
 /// done after 95 min: 100 % on every SLA stage.
 #[test]
@@ -188,17 +191,26 @@ fn a_scripted_day_gives_the_hand_counted_score_card() {
     assert_eq!(card.faults_injected.values().sum::<u64>(), 5, "{table}");
     assert_eq!(card.traps.get("resident_away"), Some(&1), "{table}");
     assert_eq!(card.traps.get("wifi_drop"), Some(&1), "{table}");
+    let (complained, uncomplained) = (&card.heating.complained, &card.heating.uncomplained);
+    assert_eq!(complained.faults, 0, "{table}");
+    assert_eq!(complained.pre_emptive_rate, None, "{table}");
     assert_eq!(
-        (card.pre_emptive, card.late, card.missed, card.latent),
-        (3, 0, 0, 1),
+        (
+            uncomplained.faults,
+            uncomplained.detected,
+            uncomplained.undetected,
+            uncomplained.undetected_noticeable
+        ),
+        (4, 3, 1, 0),
         "{table}"
     );
-    assert_eq!(card.pre_emptive_rate, Some(1.0), "{table}");
-    assert_eq!(card.lead_times.count, 3, "{table}");
+    assert_eq!(uncomplained.lead_times.count, 3, "{table}");
     assert!(
-        card.lead_times.p10_min.is_some_and(|m| m >= 60.0),
+        uncomplained.lead_times.p10_min.is_some_and(|m| m >= 60.0),
         "{table}"
     );
+    assert!(report.run.valid, "{:?}", report.run.invalid_reasons);
+    assert_eq!(report.run.sync, "watermark");
     assert_eq!(card.orders.rule, 4, "{table}");
     assert_eq!(card.orders.detections, 3, "{table}");
     assert_eq!(card.orders.duplicates, 0, "{table}");

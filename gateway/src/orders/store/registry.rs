@@ -223,6 +223,21 @@ impl Store {
         Ok(())
     }
 
+    /// Turns a call task into the repair order the evidence asks for: its category, and its
+    /// priority when that is higher.
+    pub fn upgrade_call_task(
+        &mut self,
+        order_id: i64,
+        category: &str,
+        priority: &str,
+    ) -> Result<(), StoreError> {
+        self.connection.execute(
+            "UPDATE orders SET category = ?2, priority = ?3 WHERE id = ?1",
+            params![order_id, category, priority],
+        )?;
+        Ok(())
+    }
+
     /// The township of a household (through its village).
     pub fn township_of_household(&self, household_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self

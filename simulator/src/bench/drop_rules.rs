@@ -1,0 +1,207 @@
+//! `simulator bench winter --drop-rules ID,...`: a rule file derived from the one the gateway
+//! would run, with some device rules switched off, so the score card can show what the other
+//! detectors catch on their own (e.g. without the fault-code rules). Pure: text in, text out.
+//!
+//! Each dropped rule's `[[rule]]` table is removed, and its id is removed from every
+//! `[[fleet]]` table's `members` (a string or a list) and `explains`; a fleet rule left with no
+//! member is removed too. The result is checked with [`rules::RuleSet::parse`].
+
+use toml::{Table, Value};
+
+/// A derived rule file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedRules {
+    /// The TOML text (comments of the original are not kept).
+    pub text: String,
+    /// Device rules removed, in the order asked.
+    pub dropped: Vec<String>,
+    /// Fleet rules removed because none of their members was left.
+    pub dropped_fleet: Vec<String>,
+}
+
+/// Removes the device rules `drop` from the rule file `text` (named `origin` in messages).
+/// An id that is no `[[rule]]` of the file is an error naming it.
+pub fn drop_rules(text: &str, origin: &str, drop: &[String]) -> Result<DerivedRules, String> {
+    let mut file: Table =
+        toml::from_str(text).map_err(|e| format!("{origin} is not valid TOML: {e}"))?;
+    let rules = match file.get_mut("rule") {
+        Some(Value::Array(rules)) => rules,
+        None => return Err(format!("{origin} has no [[rule]] tables")),
+        Some(_) => return Err(format!("{origin}: `rule` is not an array of tables")),
+    };
+    let id_of = |rule: &Value| {
+        rule.get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let known: Vec<String> = rules.iter().map(id_of).collect();
+    let mut dropped = Vec::new();
+    for id in drop {
+        if !known.contains(id) {
+            return Err(format!(
+                "--drop-rules: {origin} has no rule {id:?} (its rules: {})",
+                known.join(", ")
+            ));
+        }
+        if !dropped.contains(id) {
+            dropped.push(id.clone());
+        }
+    }
+    rules.retain(|rule| !dropped.contains(&id_of(rule)));
+    let mut dropped_fleet = Vec::new();
+    if let Some(Value::Array(fleet)) = file.get_mut("fleet") {
+        let keep = |id: &Value| {
+            id.as_str()
+                .is_none_or(|id| !dropped.iter().any(|d| d == id))
+        };
+        for table in fleet.iter_mut() {
+            let Some(table) = table.as_table_mut() else {
+                continue;
+            };
+            match table.get_mut("members") {
+                Some(Value::String(member)) if dropped.contains(member) => {
+                    table.insert("members".to_owned(), Value::Array(Vec::new()));
+                }
+                Some(Value::Array(members)) => members.retain(keep),
+                _ => {}
+            }
+            if let Some(Value::Array(explains)) = table.get_mut("explains") {
+                explains.retain(keep);
+            }
+        }
+        fleet.retain(|table| {
+            let empty = table
+                .get("members")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty);
+            if empty {
+                dropped_fleet.push(id_of(table));
+            }
+            !empty
+        });
+        if fleet.is_empty() {
+            file.remove("fleet");
+        }
+    }
+    let body =
+        toml::to_string(&file).map_err(|e| format!("cannot write the derived rules: {e}"))?;
+    let mut text = format!(
+        "# Derived by `simulator bench winter --drop-rules` from {origin}, without the rules {}",
+        dropped.join(", ")
+    );
+    if !dropped_fleet.is_empty() {
+        text.push_str(&format!(
+            " (and the fleet rules {}, left without members)",
+            dropped_fleet.join(", ")
+        ));
+    }
+    text.push_str(".\n\n");
+    text.push_str(&body);
+    let derived_origin = format!("{origin} without {}", dropped.join(", "));
+    rules::RuleSet::parse(&text, &derived_origin)
+        .map_err(|e| format!("the derived rule file is refused: {e}"))?;
+    Ok(DerivedRules {
+        text,
+        dropped,
+        dropped_fleet,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn dropping_the_fault_code_rules_from_the_default_pack() {
+        let derived = drop_rules(
+            rules::DEFAULT_RULES,
+            rules::DEFAULT_RULES_ORIGIN,
+            &ids(&["device_fault", "gas_fault", "protection_trips"]),
+        )
+        .expect("derived");
+        assert_eq!(
+            derived.dropped,
+            ids(&["device_fault", "gas_fault", "protection_trips"])
+        );
+        assert!(derived.dropped_fleet.is_empty());
+        let set = rules::RuleSet::parse(&derived.text, "derived").expect("valid");
+        let original =
+            rules::RuleSet::parse(rules::DEFAULT_RULES, rules::DEFAULT_RULES_ORIGIN).expect("ok");
+        assert_eq!(set.len() + 3, original.len());
+        let file: Table = toml::from_str(&derived.text).expect("toml");
+        let rule_ids: Vec<&str> = file["rule"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        for gone in ["device_fault", "gas_fault", "protection_trips"] {
+            assert!(!rule_ids.contains(&gone), "{gone} is still there");
+        }
+        assert!(rule_ids.contains(&"indoor_cold"));
+        // Every fleet rule keeps its other members and explained rules, in order; the
+        // dropped ids are gone from all of them.
+        let list = |v: &Value| -> Vec<String> {
+            match v {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let before: Table = toml::from_str(rules::DEFAULT_RULES).expect("toml");
+        let old_fleet = before["fleet"].as_array().expect("fleet rules");
+        let new_fleet = file["fleet"].as_array().expect("fleet rules");
+        assert_eq!(
+            old_fleet.len(),
+            new_fleet.len(),
+            "no fleet rule lost all members"
+        );
+        let dropped = ["device_fault", "gas_fault", "protection_trips"];
+        let mut touched = 0;
+        for (old, new) in old_fleet.iter().zip(new_fleet) {
+            assert_eq!(old["id"], new["id"]);
+            for key in ["members", "explains"] {
+                let kept: Vec<String> = list(&old[key])
+                    .into_iter()
+                    .filter(|id| !dropped.contains(&id.as_str()))
+                    .collect();
+                assert_eq!(list(&new[key]), kept, "{key} of {}", new["id"]);
+                touched += usize::from(kept.len() < list(&old[key]).len());
+            }
+        }
+        assert!(touched > 0, "the default pack's fleet rules name gas_fault");
+        let gas = new_fleet
+            .iter()
+            .find(|f| f["id"].as_str() == Some("village_gas_supply"))
+            .expect("the gas fleet rule stays: gas_pressure_low is still a member");
+        assert!(list(&gas["members"]).contains(&"gas_pressure_low".to_owned()));
+    }
+
+    #[test]
+    fn a_fleet_rule_left_without_members_goes_and_an_unknown_id_is_named() {
+        let derived = drop_rules(
+            rules::DEFAULT_RULES,
+            rules::DEFAULT_RULES_ORIGIN,
+            &ids(&["offline"]),
+        )
+        .expect("derived");
+        assert_eq!(derived.dropped_fleet, ids(&["village_power_outage"]));
+        rules::RuleSet::parse(&derived.text, "derived").expect("valid");
+        let error = drop_rules(
+            rules::DEFAULT_RULES,
+            rules::DEFAULT_RULES_ORIGIN,
+            &ids(&["device_fault", "no_such_rule"]),
+        )
+        .expect_err("unknown id");
+        assert!(error.contains("\"no_such_rule\""), "{error}");
+    }
+}
