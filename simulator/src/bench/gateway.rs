@@ -330,6 +330,33 @@ impl GatewayApi {
     }
 
     /// Posts a complaint; an error answer is returned as text (it goes on the score card).
+    /// Posts an order action (`dispatch`, `accept`, `arrive`, `resolve`) with `body`; the
+    /// HTTP status on failure (409: the order is not in a state for it).
+    pub async fn order_action(
+        &self,
+        id: i64,
+        action: &str,
+        body: serde_json::Value,
+    ) -> Result<(), (Option<u16>, String)> {
+        let path = format!("/api/v1/orders/{id}/{action}");
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| (None, format!("POST {path}: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        Err((
+            Some(status.as_u16()),
+            format!("POST {path}: {status}: {text}"),
+        ))
+    }
+
     pub async fn post_complaint(
         &self,
         channel: &str,

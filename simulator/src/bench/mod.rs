@@ -242,6 +242,12 @@ pub struct RunInfo {
     /// Barriers at which the gateway had processed every message but its watermark stayed
     /// below the last round minus the lateness (no reading of the last round was accepted).
     pub barriers_watermark_short: u64,
+    /// Orders the technician model finished and the bench resolved in the gateway (so a later
+    /// fault of the same household gets an order of its own, not a link to a stale one).
+    pub orders_resolved: u64,
+    /// Order actions the gateway refused while the bench resolved finished visits (the first
+    /// error is logged).
+    pub order_action_errors: u64,
     pub readings_published: u64,
     pub readings_accepted: u64,
     pub readings_rejected: BTreeMap<String, u64>,
@@ -284,6 +290,13 @@ struct Bench {
     tick_watermark_ms: Option<i64>,
     tick_messages_done: u64,
     barriers_watermark_short: u64,
+    /// Visits the technician model finished or will finish: (done, device); the device's open
+    /// orders are resolved in the gateway once the watermark has passed `done`.
+    finishing: Vec<(i64, String)>,
+    /// Orders the bench resolved.
+    resolved_orders: BTreeSet<i64>,
+    orders_resolved: u64,
+    order_action_errors: u64,
     max_in_flight: u64,
     last_progress: Instant,
     last_round_ms: i64,
@@ -457,7 +470,75 @@ impl Bench {
         }
         self.fetch_new_orders().await?;
         self.dispatch_requests();
+        self.resolve_finished_orders().await;
         Ok(())
+    }
+
+    /// Resolves in the gateway the open orders of devices whose visit the technician model has
+    /// finished by the covered moment, as the technician's phone would: dispatch when it is
+    /// still waiting (a call task), accept, arrive, resolve. The gateway stamps each step with
+    /// its own clock (the watermark). Without this every order stays open, and a later fault of
+    /// the same household would only be linked to it.
+    async fn resolve_finished_orders(&mut self) {
+        let coverage = self.coverage_ms;
+        let (due, later): (Vec<_>, Vec<_>) = self
+            .finishing
+            .drain(..)
+            .partition(|(done, _)| *done <= coverage);
+        self.finishing = later;
+        for (done, device) in due {
+            let ids: Vec<i64> = self
+                .orders
+                .values()
+                .filter(|o| o.device_id == device && o.created_at_ms <= done)
+                .map(|o| o.id)
+                .filter(|id| !self.resolved_orders.contains(id))
+                .collect();
+            for id in ids {
+                self.resolved_orders.insert(id);
+                match self.close_order(id).await {
+                    Ok(()) => self.orders_resolved += 1,
+                    Err(error) => {
+                        self.order_action_errors += 1;
+                        if self.order_action_errors == 1 {
+                            tracing::warn!(order = id, %error, "the gateway refused an order action of the technician model");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one order from wherever it is to `resolved`.
+    async fn close_order(&self, id: i64) -> Result<(), String> {
+        let step = serde_json::json!({});
+        match self.api.order_action(id, "accept", step.clone()).await {
+            Ok(()) => {}
+            // Not dispatched yet (a call task, or nobody fitted): dispatch first.
+            Err((Some(409), _)) => {
+                self.api
+                    .order_action(id, "dispatch", step.clone())
+                    .await
+                    .map_err(|(_, e)| e)?;
+                self.api
+                    .order_action(id, "accept", step.clone())
+                    .await
+                    .map_err(|(_, e)| e)?;
+            }
+            Err((_, e)) => return Err(e),
+        }
+        self.api
+            .order_action(id, "arrive", step)
+            .await
+            .map_err(|(_, e)| e)?;
+        self.api
+            .order_action(
+                id,
+                "resolve",
+                serde_json::json!({ "parts": [], "misuse": false, "note": "technician model: repaired" }),
+            )
+            .await
+            .map_err(|(_, e)| e)
     }
 
     /// Waits for a rules tick published after ingest had fully processed every message the
@@ -600,6 +681,9 @@ impl Bench {
             });
             if let (Some(fault), Some(_)) = (fault, repair) {
                 self.world.schedule_repair(fault, schedule.done_ms);
+            }
+            if let Some(device) = self.world.device_id(household) {
+                self.finishing.push((schedule.done_ms, device.to_owned()));
             }
             self.visits.push(VisitRecord {
                 household,
@@ -775,6 +859,10 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         tick_watermark_ms: None,
         tick_messages_done: 0,
         barriers_watermark_short: 0,
+        finishing: Vec::new(),
+        resolved_orders: BTreeSet::new(),
+        orders_resolved: 0,
+        order_action_errors: 0,
         max_in_flight: options.max_in_flight.max(2),
         last_progress: Instant::now(),
         last_round_ms: scenario.start_ms,
@@ -994,6 +1082,8 @@ async fn finish(
             / bench.mix.telemetry.interval.as_millis().max(1) as i64) as u64,
         barriers: bench.barriers,
         barriers_watermark_short: bench.barriers_watermark_short,
+        orders_resolved: bench.orders_resolved,
+        order_action_errors: bench.order_action_errors,
         readings_published: bench.published,
         readings_accepted: summary.readings_accepted,
         readings_rejected: summary.rejected.clone(),
