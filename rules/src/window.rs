@@ -77,6 +77,8 @@ pub struct CopSources {
     pub electric: u8,
     pub running: u8,
     pub outdoor: u8,
+    /// `defrost_active`: readings while defrosting are left out.
+    pub defrost: u8,
 }
 
 /// What a series aggregates.
@@ -461,11 +463,16 @@ impl SeriesTable {
                     let (heat, electric) = (value(cop.heat), value(cop.electric));
                     let (running, outdoor) = (value(cop.running), value(cop.outdoor));
                     let running = !running.is_finite() || running > 0.5;
+                    // Defrost is weather, not the unit: how often a coil frosts depends on the
+                    // day's humidity, so readings while defrosting stay out of the COP (its
+                    // baseline would otherwise be learned on dry days and judged on wet ones).
+                    let defrosting = value(cop.defrost) > 0.5;
                     if heat.is_finite()
                         && electric.is_finite()
                         && electric >= 1.0
                         && outdoor.is_finite()
                         && running
+                        && !defrosting
                     {
                         cell.n = cell.n.saturating_add(1);
                         cell.a += heat as f32;
@@ -1314,6 +1321,7 @@ mod tests {
             electric: 1,
             running: 2,
             outdoor: 3,
+            defrost: 4,
         });
         let index = t.intern(SeriesSpec {
             kind: SeriesKind::Cop,
@@ -1347,8 +1355,15 @@ mod tests {
         }
         let ratio = t.query(&s, index, Derived::CopRatio);
         assert!((ratio - 2.0 / 3.0).abs() < 1e-3, "{ratio}");
-        // Standby samples (not running) do not count.
+        // Standby samples (not running) do not count, nor samples while defrosting (no heat,
+        // full power: how often depends on the day's humidity, not on the unit).
         t.update(&mut s, T0 + minute * MIN, &[0.0, 12.0, 0.0, -5.0], None);
+        t.update(
+            &mut s,
+            T0 + (minute + 1) * MIN,
+            &[0.0, 2500.0, 1.0, -5.0, 1.0],
+            None,
+        );
         assert!((t.query(&s, index, Derived::Cop) - 2.0).abs() < 1e-6);
     }
 

@@ -145,6 +145,7 @@ pub fn cop_sources() -> Option<CopSources> {
         electric: canonical_index(wire::values::ELECTRIC_POWER_W)?,
         running: canonical_index(wire::values::RUNNING)?,
         outdoor: canonical_index(wire::values::OUTDOOR_TEMP_C)?,
+        defrost: canonical_index(wire::values::DEFROST_ACTIVE)?,
     })
 }
 
