@@ -418,8 +418,10 @@ fn a_fouled_filter_raises_the_flow_return_difference_then_trips_and_locks_out() 
             codes.push(code);
         }
     });
+    // The difference climbs from the healthy one to the high-pressure trip's, whatever the
+    // unit's size (a unit sized with the defrost derating runs near 10 K at +3 °C).
     assert!(
-        fouled_dt > healthy_dt + 5.0,
+        fouled_dt > HEAT_PUMP_TRIP_DELTA_T_K - 0.5 && fouled_dt > healthy_dt + 3.0,
         "ΔT {healthy_dt:.1} -> {fouled_dt:.1}"
     );
     assert!(house.trips_total() >= house.constants().lockout_trips as u64);
