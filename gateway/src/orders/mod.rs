@@ -177,6 +177,13 @@ impl LiveEvent {
 /// for the same device turns it into that order and dispatches it.
 pub const CALL_TASK_CATEGORY: &str = "contact_household";
 
+/// How urgent a priority label is (`low` < `normal` < `high` < `urgent`); `None` for others.
+fn priority_rank(priority: &str) -> Option<usize> {
+    ["low", "normal", "high", "urgent"]
+        .iter()
+        .position(|x| *x == priority)
+}
+
 /// The first event of a call task.
 const CALL_TASK_NOTE: &str = "call the household or the village caretaker first; dispatch a technician if nobody answers or the heating is out";
 
@@ -481,13 +488,8 @@ impl OrderService {
                         &OrderUpdate::default(),
                     )?;
                     if let Action::Order { priority, .. } = &escalation.action {
-                        let rank = |p: &str| {
-                            ["low", "normal", "high", "urgent"]
-                                .iter()
-                                .position(|x| *x == p)
-                        };
                         let new = label(priority);
-                        if rank(&new) > rank(&order.priority) {
+                        if priority_rank(&new) > priority_rank(&order.priority) {
                             store.set_priority(order.id, &new)?;
                         }
                     }
@@ -609,12 +611,7 @@ impl OrderService {
         {
             return Ok(None);
         }
-        let rank = |p: &str| {
-            ["low", "normal", "high", "urgent"]
-                .iter()
-                .position(|x| *x == p)
-        };
-        let priority = if rank(priority) > rank(&open.priority) {
+        let priority = if priority_rank(priority) > priority_rank(&open.priority) {
             priority
         } else {
             open.priority.as_str()
