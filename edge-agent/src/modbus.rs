@@ -13,7 +13,9 @@ use wire::Fault;
 
 use crate::config::{BusConfig, Device, Parity, TransportConfig};
 use crate::plan::{Block, PollPlan};
-use crate::profile::{decode, encode, FaultReset, Register, RegisterKind, ValueType};
+use crate::profile::{
+    decode, encode, reading_value, FaultReset, Register, RegisterKind, ValueType,
+};
 
 /// What went wrong talking to a device, by kind (the `kind` label of the error counters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -275,7 +277,10 @@ impl DevicePoller {
             let Some(Some(words)) = data.get(*block) else {
                 continue;
             };
-            if let Some(value) = words.get(*offset..).and_then(|w| decode(register, w)) {
+            if let Some(value) = words
+                .get(*offset..)
+                .and_then(|w| reading_value(register, w))
+            {
                 values.insert(&register.name, value);
             }
         }

@@ -2,6 +2,15 @@
 //! shared canonical values and fault categories, with decoding (for the agent) and encoding
 //! (for the simulator) of every supported type, word order and scale.
 //!
+//! A register's `name` is a canonical value name (`wire::values::CANONICAL`; its `unit`, if
+//! written, must be the canonical unit) or a vendor value name: `x_` and 1 to 40 of `a-z`, `0-9`,
+//! `_` (`wire::values::is_vendor_name`), for a brand's own register that no canonical name
+//! covers (`x_cop`, `x_pump_on`). Vendor values go to history and the device page but never to
+//! the rules; their `unit` is free text for people, and a profile maps at most 32 of them
+//! (`wire::values::MAX_VENDOR_VALUES`, what a reading may carry). A decoded vendor value whose
+//! magnitude exceeds 1e9 (`wire::values::MAX_VENDOR_MAGNITUDE`) is left out of the reading,
+//! which the gateway would refuse whole. Every name is mapped at most once.
+//!
 //! A profile file looks like this:
 //! ```toml
 //! id = "aurora-ashp"
@@ -17,6 +26,13 @@
 //! type = "i16"                 # u16 | i16 | u32 | i32 | f32 | bit | bool
 //! scale = 0.1                  # value = raw * scale + offset
 //! unit = "°C"
+//!
+//! [[register]]
+//! name = "x_cop"               # a vendor value: not read by rules
+//! kind = "input"
+//! address = 20
+//! type = "u16"
+//! scale = 0.01
 //!
 //! [[fault]]
 //! code = 3
@@ -121,7 +137,7 @@ pub struct Writable {
     pub max: f64,
 }
 
-/// One register (or bit) mapped onto a canonical value.
+/// One register (or bit) mapped onto a canonical value or a vendor value (`x_...`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Register {
     pub name: String,
@@ -133,6 +149,7 @@ pub struct Register {
     pub byte_order: ByteOrder,
     pub scale: f64,
     pub offset: f64,
+    /// The canonical unit; for a vendor value, the profile's text (empty if not written).
     pub unit: String,
     pub writable: Option<Writable>,
 }
@@ -264,18 +281,24 @@ impl Profile {
         let mut registers: Vec<Register> = Vec::with_capacity(raw.registers.len());
         let mut spans: Vec<Range<usize>> = Vec::new();
         let mut seen_names: HashMap<String, usize> = HashMap::new();
+        let mut vendor_registers = 0;
         for (index, spanned) in raw.registers.into_iter().enumerate() {
             let field = |name: &str| format!("register[{index}].{name}");
             let whole = spanned.span();
             let r = spanned.into_inner();
             let name = r.name.get_ref().clone();
-            let canonical = wire::values::lookup(&name).ok_or_else(|| {
-                error(
+            let canonical = wire::values::lookup(&name);
+            if canonical.is_none() && !wire::values::is_vendor_name(&name) {
+                return Err(error(
                     r.name.span(),
                     field("name"),
-                    format!("{name:?} is not a canonical value name"),
-                )
-            })?;
+                    format!(
+                        "{name:?} is neither a canonical value name nor a vendor value name \
+                         (`x_` and 1 to {} of a-z, 0-9, _)",
+                        wire::values::MAX_VENDOR_NAME_LEN
+                    ),
+                ));
+            }
             if let Some(first) = seen_names.insert(name.clone(), index) {
                 return Err(error(
                     r.name.span(),
@@ -283,16 +306,38 @@ impl Profile {
                     format!("{name:?} is already mapped by register[{first}]"),
                 ));
             }
-            if let Some(unit) = r.unit.as_ref().filter(|u| u.get_ref() != canonical.unit) {
-                return Err(error(
-                    unit.span(),
-                    field("unit"),
-                    format!(
-                        "{name} is in {:?}; convert with scale and offset and write that unit",
-                        canonical.unit
-                    ),
-                ));
-            }
+            let unit = match canonical {
+                Some(canonical) => {
+                    if let Some(unit) = r.unit.as_ref().filter(|u| u.get_ref() != canonical.unit) {
+                        return Err(error(
+                            unit.span(),
+                            field("unit"),
+                            format!(
+                                "{name} is in {:?}; convert with scale and offset and write that unit",
+                                canonical.unit
+                            ),
+                        ));
+                    }
+                    canonical.unit.to_owned()
+                }
+                None => {
+                    vendor_registers += 1;
+                    if vendor_registers > wire::values::MAX_VENDOR_VALUES {
+                        return Err(error(
+                            r.name.span(),
+                            field("name"),
+                            format!(
+                                "{name:?} is one vendor value too many: a reading carries at most {}",
+                                wire::values::MAX_VENDOR_VALUES
+                            ),
+                        ));
+                    }
+                    r.unit
+                        .as_ref()
+                        .map(|u| u.get_ref().clone())
+                        .unwrap_or_default()
+                }
+            };
             let value_type = *r.value_type.get_ref();
             match (r.kind.is_bit(), value_type) {
                 (true, ValueType::Bool) | (false, ValueType::Bit) => {}
@@ -392,7 +437,7 @@ impl Profile {
                 byte_order: r.byte_order.unwrap_or(raw.byte_order),
                 scale,
                 offset: r.offset,
-                unit: canonical.unit.to_owned(),
+                unit,
                 writable,
             };
             if let Some((other, _)) = registers
@@ -487,7 +532,7 @@ impl Profile {
         Profile::parse(&text, &origin)
     }
 
-    /// The register mapped onto a canonical name.
+    /// The register mapped onto a canonical (or vendor) name.
     pub fn register(&self, name: &str) -> Option<&Register> {
         self.registers.iter().find(|r| r.name == name)
     }
@@ -562,6 +607,15 @@ pub fn decode(register: &Register, words: &[u16]) -> Option<f64> {
     };
     let value = raw * register.scale + register.offset;
     value.is_finite().then_some(value)
+}
+
+/// What a poll publishes for a register: [`decode`], except that a vendor value beyond
+/// [`wire::values::MAX_VENDOR_MAGNITUDE`] is left out (`None`), since the gateway would refuse
+/// the whole reading for it. Canonical values go as decoded; the gateway checks their ranges.
+pub fn reading_value(register: &Register, words: &[u16]) -> Option<f64> {
+    let value = decode(register, words)?;
+    let vendor = wire::values::is_vendor_name(&register.name);
+    (!vendor || wire::values::is_vendor_value(value)).then_some(value)
 }
 
 /// Encodes an engineering value into the words the register holds (the inverse of
@@ -754,9 +808,153 @@ text = "flow switch open"
         let e = error_of(("address = 11", "address = 4294967295"));
         assert!(e.message.contains("past 65535"), "{e}");
         let e = error_of(("name = \"energy_kwh\"", "name = \"energy\""));
-        assert!(e.message.contains("not a canonical value name"), "{e}");
+        assert!(
+            e.message
+                .contains("neither a canonical value name nor a vendor value name"),
+            "{e}"
+        );
         let e = error_of(("unit = \"°C\"", "unit = \"°F\""));
         assert_eq!(e.field, "register[0].unit");
+    }
+}
+
+#[cfg(test)]
+mod vendor_values {
+    use super::*;
+
+    /// A canonical register, and two vendor values: a bit beside `running`'s and a scaled
+    /// 32-bit register with a free-text unit.
+    const PROFILE: &str = r#"
+id = "vendor-hp"
+brand = "Test"
+model = "V-1"
+kind = "heat_pump"
+
+[[register]]
+name = "running"
+kind = "input"
+address = 0
+type = "bit"
+bit = 0
+
+[[register]]
+name = "x_pump_on"
+kind = "input"
+address = 0
+type = "bit"
+bit = 1
+
+[[register]]
+name = "x_cop"
+kind = "input"
+address = 1
+type = "i32"
+scale = 0.001
+unit = "W/W"
+"#;
+
+    fn error_of(edit: (&str, &str)) -> ProfileError {
+        let text = PROFILE.replacen(edit.0, edit.1, 1);
+        Profile::parse(&text, "vendor.toml").expect_err("profile must be refused")
+    }
+
+    #[test]
+    fn a_register_maps_onto_a_vendor_value_and_decodes_like_the_others() {
+        let p = Profile::parse(PROFILE, "vendor.toml").expect("vendor values are accepted");
+        let cop = p.register("x_cop").expect("mapped");
+        assert_eq!(cop.unit, "W/W", "a vendor value keeps the profile's unit");
+        assert_eq!(p.register("running").map(|r| r.unit.as_str()), Some(""));
+        // 3.412 = raw 3412 = 0x0000_0D54, high word first.
+        assert_eq!(encode(cop, 3.412), vec![0x0000, 0x0D54]);
+        assert_eq!(decode(cop, &[0x0000, 0x0D54]), Some(3.412));
+        assert_eq!(decode(cop, &[0xFFFF, 0xFFFF]), Some(-0.001));
+        let pump = p.register("x_pump_on").expect("mapped");
+        assert_eq!(decode(pump, &[0b10]), Some(1.0));
+        assert_eq!(decode(pump, &[0b01]), Some(0.0));
+        assert_eq!(
+            decode(p.register("running").expect("mapped"), &[0b01]),
+            Some(1.0)
+        );
+        assert_eq!(reading_value(cop, &[0x0000, 0x0D54]), Some(3.412));
+        // One poll merges them with the canonical register into one read.
+        let plan = crate::plan::PollPlan::new(&p, 8);
+        assert_eq!(plan.blocks.len(), 1, "{plan:?}");
+    }
+
+    #[test]
+    fn a_vendor_value_past_its_bound_is_left_out_of_the_reading() {
+        // A u32 scaled by 1000 reaches 4.3e12: past 1e9 it is not published (the gateway would
+        // refuse the whole reading), below it it is.
+        let text = PROFILE.replacen(
+            "type = \"i32\"\nscale = 0.001",
+            "type = \"u32\"\nscale = 1000.0",
+            1,
+        );
+        let p = Profile::parse(&text, "vendor.toml").expect("valid");
+        let cop = p.register("x_cop").expect("mapped");
+        assert_eq!(reading_value(cop, &[0x0000, 0x03E8]), Some(1.0e6));
+        assert_eq!(reading_value(cop, &[0x000F, 0x4240]), Some(1.0e9));
+        assert_eq!(decode(cop, &[0xFFFF, 0xFFFF]), Some(4_294_967_295_000.0));
+        assert_eq!(reading_value(cop, &[0xFFFF, 0xFFFF]), None);
+        // A canonical value goes as decoded: its range is the gateway's to check.
+        let running = p.register("running").expect("mapped");
+        assert_eq!(reading_value(running, &[0b1]), Some(1.0));
+    }
+
+    #[test]
+    fn a_vendor_name_is_x_and_lowercase_letters_digits_or_underscores() {
+        for bad in ["x_", "x_COP", "x-cop", "cop", "x_co p", "vendor_cop"] {
+            let e = error_of(("name = \"x_cop\"", &format!("name = {bad:?}")));
+            assert_eq!(e.field, "register[2].name", "{bad:?}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with("vendor.toml:22:8: register[2].name: "),
+                "{e}"
+            );
+            assert!(e.message.contains("nor a vendor value name"), "{e}");
+        }
+        let long = format!("x_{}", "c".repeat(wire::values::MAX_VENDOR_NAME_LEN + 1));
+        let e = error_of(("name = \"x_cop\"", &format!("name = {long:?}")));
+        assert_eq!(e.field, "register[2].name");
+    }
+
+    #[test]
+    fn a_vendor_name_mapped_twice_is_refused_with_its_line() {
+        let e = error_of(("name = \"x_cop\"", "name = \"x_pump_on\""));
+        assert_eq!(e.field, "register[2].name");
+        assert_eq!(
+            e.to_string(),
+            "vendor.toml:22:8: register[2].name: \"x_pump_on\" is already mapped by register[1]"
+        );
+    }
+
+    #[test]
+    fn a_profile_maps_at_most_as_many_vendor_values_as_a_reading_carries() {
+        let register = |i: usize| {
+            format!(
+                "\n[[register]]\nname = \"x_r{i:02}\"\nkind = \"holding\"\naddress = {i}\ntype = \"u16\"\n"
+            )
+        };
+        // x_cop and x_pump_on are two: 30 more make the most a reading carries.
+        let mut text = PROFILE.to_owned();
+        for i in 0..wire::values::MAX_VENDOR_VALUES - 2 {
+            text.push_str(&register(i));
+        }
+        let p = Profile::parse(&text, "vendor.toml").expect("32 vendor values");
+        let vendor = p
+            .registers
+            .iter()
+            .filter(|r| wire::values::is_vendor_name(&r.name))
+            .count();
+        assert_eq!(vendor, wire::values::MAX_VENDOR_VALUES);
+        text.push_str(&register(99));
+        let e = Profile::parse(&text, "vendor.toml").expect_err("33 vendor values");
+        assert_eq!(e.field, format!("register[{}].name", 3 + 30));
+        assert!(
+            e.message.contains("\"x_r99\" is one vendor value too many"),
+            "{e}"
+        );
+        assert!(e.message.contains("at most 32"), "{e}");
     }
 }
 

@@ -1,6 +1,6 @@
-// Page 3, one device: its facts and active fault, the latest values with units, a 24 h chart of
-// indoor, flow, return and outdoor temperatures and electric power (5-minute means), its alerts
-// and its orders.
+// Page 3, one device: its facts and active fault, the latest values with units (the brand's
+// vendor values, `x_...`, in a group of their own), a 24 h chart of indoor, flow, return and
+// outdoor temperatures and electric power (5-minute means), its alerts and its orders.
 
 import { t, code, hasCode } from './i18n.js';
 import { get } from './api.js';
@@ -66,20 +66,55 @@ function facts(device, where) {
   return h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
 }
 
+/** A brand's own value (`x_cop`, `x_pump_on`): kept and shown, never read by the rules. */
+function isVendor(name) {
+  return name.startsWith('x_');
+}
+
+/** A vendor value as a plain number: its unit is in the brand's profile, not on the wire. */
+function vendorNumber(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) return t('common.dash');
+  return Number.isInteger(value) ? String(value) : String(Number(Number(value).toFixed(3)));
+}
+
 function valuesTable(device) {
-  const names = Object.keys(device.values || {}).sort((a, b) => {
-    const known = (n) => (hasCode('value', n) ? 0 : 1);
-    return known(a) - known(b) || a.localeCompare(b);
-  });
-  if (!names.length) return empty(t('fleet.no_reading'));
-  return table(
-    [
-      { label: t('device.name'), cell: (n) => [code('value', n), ' ', h('code', { class: 'muted' }, n)] },
-      { label: t('device.value'), cell: (n) => withUnit(n, device.values[n]), class: 'num' },
-    ],
-    names,
-    { caption: t('device.values'), className: 'values' },
-  );
+  const all = Object.keys(device.values || {});
+  if (!all.length) return empty(t('fleet.no_reading'));
+  const names = all
+    .filter((n) => !isVendor(n))
+    .sort((a, b) => {
+      const known = (n) => (hasCode('value', n) ? 0 : 1);
+      return known(a) - known(b) || a.localeCompare(b);
+    });
+  const vendor = all.filter(isVendor).sort((a, b) => a.localeCompare(b));
+  return [
+    names.length
+      ? table(
+          [
+            { label: t('device.name'), cell: (n) => [code('value', n), ' ', h('code', { class: 'muted' }, n)] },
+            { label: t('device.value'), cell: (n) => withUnit(n, device.values[n]), class: 'num' },
+          ],
+          names,
+          { caption: t('device.values'), className: 'values' },
+        )
+      : null,
+    vendor.length
+      ? h(
+          'div',
+          { id: 'device-vendor-values' },
+          h('h3', null, t('device.vendor_values')),
+          h('p', { class: 'hint' }, t('device.vendor_values_hint')),
+          table(
+            [
+              { label: t('device.name'), cell: (n) => h('code', null, n) },
+              { label: t('device.value'), cell: (n) => vendorNumber(device.values[n]), class: 'num' },
+            ],
+            vendor,
+            { caption: t('device.vendor_values'), className: 'values vendor-values' },
+          ),
+        )
+      : null,
+  ];
 }
 
 export async function mount(main, [id], _query, ctx) {

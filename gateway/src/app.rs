@@ -204,6 +204,7 @@ pub async fn start(
         ),
         snapshots,
         refusal_log: Default::default(),
+        vendor_names: Default::default(),
     };
     // The sink stops after ingest, so that it flushes what ingest gave it last.
     let sink_shutdown = CancellationToken::new();

@@ -33,7 +33,9 @@ pub struct DeviceState {
     /// Event time of the latest reading.
     pub last_ts_ms: Option<i64>,
     pub last_seq: Option<u64>,
-    /// Latest values by canonical name.
+    /// Latest values by name: the canonical values and the brand's vendor values (`x_...`, at
+    /// most 32, which the rules never read), as ingest accepted them (a vendor value under a
+    /// name beyond the device's first 32 is dropped first: `ingest::vendor`).
     #[schema(value_type = std::collections::BTreeMap<String, f64>)]
     pub values: wire::Values,
     /// The active fault: `code`, shared `category`, brand `text`.
@@ -426,13 +428,17 @@ mod tests {
             text: String::new(),
         });
         fleet.reading("yanqing", &first);
-        // Same names: values overwritten in place.
+        // Same names: values overwritten in place; vendor values are kept beside them.
         let mut same = reading(t0 + 10_000, 19.5);
         same.values.insert("flow_temp_c", 41.0);
+        same.values.insert("x_cop", 3.4);
         fleet.reading("yanqing", &same);
         let state = fleet.get("d-1").expect("state");
         assert_eq!(state.values, same.values);
+        assert_eq!(state.values.get("x_cop"), Some(3.4));
         assert_eq!(state.fault, None);
+        let json = serde_json::to_value(&state).expect("json");
+        assert_eq!(json["values"]["x_cop"], 3.4, "{json}");
         // Other names and another profile and township: the old names are gone.
         let mut other = reading(t0 + 20_000, 20.0);
         other.values.insert("water_pressure_bar", 1.4);

@@ -43,6 +43,8 @@ pub struct Metrics {
     messages_in: AtomicU64,
     broker_messages_lost: AtomicU64,
     readings_accepted: AtomicU64,
+    /// Vendor values removed from accepted readings: their device already uses 32 other names.
+    vendor_values_dropped: AtomicU64,
     status_accepted: AtomicU64,
     rule_transitions: AtomicU64,
     orders_opened: AtomicU64,
@@ -125,6 +127,15 @@ impl Metrics {
     }
     pub fn status_accepted(&self) {
         self.status_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+    /// `count` vendor values were removed from an accepted reading: their names are beyond the
+    /// device's 32 (`ingest::vendor`).
+    pub fn vendor_values_dropped(&self, count: usize) {
+        self.vendor_values_dropped
+            .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+    pub fn vendor_values_dropped_total(&self) -> u64 {
+        self.vendor_values_dropped.load(Ordering::Relaxed)
     }
     pub fn transitions(&self, count: usize) {
         self.rule_transitions
@@ -303,6 +314,11 @@ impl Metrics {
             "gateway_readings_accepted_total",
             "telemetry readings that passed validation",
             self.readings_accepted.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_vendor_values_dropped_total",
+            "vendor values (x_...) removed from accepted readings because their device already uses 32 other vendor value names",
+            self.vendor_values_dropped.load(Ordering::Relaxed),
         );
         counter(
             "gateway_status_accepted_total",
@@ -491,6 +507,24 @@ mod tests {
         assert!(text.contains("gateway_messages_rejected_total{reason=\"malformed\"} 2"));
         assert!(text.contains("gateway_mqtt_messages_in_total 1"));
         assert!(text.contains("gateway_devices 3"));
+    }
+
+    #[test]
+    fn renders_the_vendor_values_dropped() {
+        let metrics = Metrics::default();
+        let text = metrics.render(&[]);
+        assert!(
+            text.contains("# TYPE gateway_vendor_values_dropped_total counter\ngateway_vendor_values_dropped_total 0\n"),
+            "{text}"
+        );
+        metrics.vendor_values_dropped(8);
+        metrics.vendor_values_dropped(4);
+        assert_eq!(metrics.vendor_values_dropped_total(), 12);
+        let text = metrics.render(&[]);
+        assert!(
+            text.contains("gateway_vendor_values_dropped_total 12\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! A batch the server refuses (a 4xx other than 408 and 429) is not retried: a bad point is
 //! split out and dropped while the rest of its batch is written (through a stand-in in front of
 //! VictoriaMetrics that answers 400 for it, as InfluxDB does), VictoriaMetrics' own 401 drops
-//! the batch, and 5xx, 408 and 429 are still retried.
+//! the batch, and 5xx, 408 and 429 are still retried. A reading with a brand's vendor values
+//! (`x_...`) passes ingest's checks and reaches both the history (as fields) and the device API.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -159,6 +160,38 @@ async fn stored_samples(client: &reqwest::Client, base: &str, metric: &str) -> u
         }
     }
     samples.len()
+}
+
+/// The samples of `metric` stored in VictoriaMetrics: (device, timestamp, value).
+async fn exported(client: &reqwest::Client, base: &str, metric: &str) -> Vec<(String, i64, f64)> {
+    let _ = client
+        .get(format!("{base}/internal/force_flush"))
+        .send()
+        .await;
+    let Ok(response) = client
+        .get(format!("{base}/api/v1/export"))
+        .query(&[("match[]", metric)])
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        let Ok(series) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let device = series["metric"]["device_id"].as_str().unwrap_or_default();
+        let timestamps = series["timestamps"].as_array().cloned().unwrap_or_default();
+        let values = series["values"].as_array().cloned().unwrap_or_default();
+        for (ts, value) in timestamps.iter().zip(&values) {
+            if let (Some(ts), Some(value)) = (ts.as_i64(), value.as_f64()) {
+                samples.push((device.to_owned(), ts, value));
+            }
+        }
+    }
+    samples
 }
 
 /// A running sink: its producers' handle, its counters, its stop signal and its task.
@@ -772,4 +805,181 @@ async fn a_5xx_408_and_429_are_retried_and_a_404_is_not() {
     shutdown.cancel();
     running.await.expect("join").expect("sink ran");
     serving.abort();
+}
+
+/// What ingest does with an accepted reading, minus the broker and the rules: decode and
+/// validate it as `Ingest` does, then hand it to the fleet picture and the history sink
+/// (`ingest::record_reading`; a fresh vendor-name bound, which its few names are well within:
+/// `tests/vendor_values.rs` tests the bound).
+fn ingest_reading(
+    topic: &str,
+    payload: &[u8],
+    fleet: &gateway::fleet::Fleet,
+    sink: &SinkHandle,
+) -> Result<(), gateway::ingest::Reject> {
+    let now = gateway::ingest::now_ms();
+    match gateway::ingest::decode(topic.as_bytes(), payload, now, 60_000)? {
+        gateway::ingest::Decoded::Reading(mut reading, township) => {
+            gateway::ingest::record_reading(
+                &mut reading,
+                &township,
+                &mut gateway::ingest::vendor::VendorNames::default(),
+                &gateway::metrics::Metrics::default(),
+                fleet,
+                Some(sink),
+            );
+        }
+        other => panic!("not a reading: {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_with_vendor_values_reaches_the_history_and_the_device_api() {
+    let storage = std::env::temp_dir().join(format!("gateway-vm-vendor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&storage);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut vm = Vm::start(port, &storage);
+    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
+        healthy(&client, &base)
+    })
+    .await;
+    let config = InfluxConfig {
+        url: Some(base.clone()),
+        batch_size: 10,
+        flush_every: Duration::from_millis(50),
+        timeout: Duration::from_secs(5),
+        ..InfluxConfig::default()
+    };
+    let Running {
+        sink,
+        stats,
+        shutdown,
+        task: running,
+    } = start_sink(&config, Duration::from_secs(5));
+    let fleet = std::sync::Arc::new(gateway::fleet::Fleet::default());
+
+    let device = "yanqing-dongguan-0001";
+    let topic = format!("heating/v1/yanqing/{device}/telemetry");
+    let ts_ms = t0();
+    let payload = |values: &str| {
+        format!(
+            r#"{{"v":1,"device_id":"{device}","ts_ms":{ts_ms},"seq":1,"profile":"aurora-ashp","kind":"heat_pump","values":{{{values}}}}}"#
+        )
+        .into_bytes()
+    };
+    // Refused as before: a name in neither namespace, too many vendor values, one too large.
+    let refused = |values: &str| {
+        ingest_reading(&topic, &payload(values), &fleet, &sink)
+            .expect_err("refused")
+            .reason()
+    };
+    assert_eq!(refused(r#""indoor_temp_c":20,"cop":3.1"#), "unknown_value");
+    assert_eq!(
+        refused(r#""indoor_temp_c":20,"X_cop":3.1"#),
+        "unknown_value"
+    );
+    let many: Vec<String> = (0..=wire::values::MAX_VENDOR_VALUES)
+        .map(|i| format!(r#""x_v{i:02}":{i}"#))
+        .collect();
+    assert_eq!(refused(&many.join(",")), "too_many_vendor_values");
+    assert_eq!(refused(r#""x_cop":2e9"#), "out_of_range");
+    assert!(
+        fleet.get(device).is_none(),
+        "nothing refused reached the fleet"
+    );
+
+    // Accepted: canonical and vendor values together.
+    ingest_reading(
+        &topic,
+        &payload(r#""indoor_temp_c":19.5,"x_cop":3.25,"x_pump_on":1"#),
+        &fleet,
+        &sink,
+    )
+    .expect("a reading with vendor values is accepted");
+
+    // History: each vendor value is a field of the telemetry point.
+    wait_for(
+        "the vendor values stored",
+        Duration::from_secs(30),
+        || async {
+            !exported(&client, &base, "telemetry_x_pump_on")
+                .await
+                .is_empty()
+        },
+    )
+    .await;
+    let device_id = device.to_owned();
+    assert_eq!(
+        exported(&client, &base, "telemetry_x_cop").await,
+        [(device_id.clone(), ts_ms, 3.25)]
+    );
+    assert_eq!(
+        exported(&client, &base, "telemetry_x_pump_on").await,
+        [(device_id.clone(), ts_ms, 1.0)]
+    );
+    assert_eq!(
+        exported(&client, &base, "telemetry_indoor_temp_c").await,
+        [(device_id, ts_ms, 19.5)]
+    );
+    assert_eq!(written(&stats), 1);
+
+    // The device API shows them beside the canonical values.
+    let clock = gateway::orders::clock::SharedClock::new(ts_ms);
+    let metrics = std::sync::Arc::new(gateway::metrics::Metrics::default());
+    let orders = gateway::orders::OrderService::new(
+        gateway::orders::store::Store::in_memory().expect("store"),
+        std::sync::Arc::clone(&metrics),
+        std::sync::Arc::new(clock),
+        gateway::orders::sla::SlaConfig::default(),
+    );
+    let token = "read-only-token-0123456789";
+    let auth = gateway::auth::Authenticator::new(&gateway::config::ApiConfig {
+        auth: gateway::config::AuthMode::Tokens,
+        tokens: vec![gateway::config::TokenConfig {
+            name: "viewer".into(),
+            token: token.into(),
+            role: gateway::auth::Role::ReadOnly,
+            township: None,
+            team: None,
+        }],
+    });
+    let state = gateway::api::ApiState {
+        fleet: std::sync::Arc::clone(&fleet),
+        orders,
+        metrics,
+        auth: std::sync::Arc::new(auth),
+        sink: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let api = format!("http://{}", listener.local_addr().expect("address"));
+    let stop_api = CancellationToken::new();
+    let serving = tokio::spawn(gateway::api::serve(listener, state, stop_api.clone()));
+    let answer: serde_json::Value = client
+        .get(format!("{api}/api/v1/devices/{device}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+        .error_for_status()
+        .expect("200")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        answer["values"],
+        serde_json::json!({"indoor_temp_c": 19.5, "x_cop": 3.25, "x_pump_on": 1.0}),
+        "{answer}"
+    );
+
+    stop_api.cancel();
+    let _ = serving.await;
+    shutdown.cancel();
+    running.await.expect("join").expect("sink ran");
+    vm.stop();
+    let _ = std::fs::remove_dir_all(&storage);
 }

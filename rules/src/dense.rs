@@ -232,6 +232,9 @@ mod tests {
                     "running\0",
                     "runtime_h_",
                     "\u{ff}",
+                    // Vendor values never reach a rule.
+                    "x_cop",
+                    "x_indoor_temp_c",
                 ]
                 .map(str::to_owned),
             )

@@ -114,6 +114,9 @@ pub enum Problem {
     /// A threshold names a value that `wire::values` does not know.
     #[error("{name:?} is not a canonical value name")]
     UnknownValueName { name: String },
+    /// A rule names a vendor value (`x_...`): rules read canonical values only.
+    #[error("{name:?} is a vendor value: rules read canonical values only (map the brand's register onto a canonical value name in its profile to use it in a rule)")]
+    VendorValueName { name: String },
     /// A fault category that `wire::FaultCategory` does not know.
     #[error(
         "{name:?} is not a fault category (known: {})",

@@ -748,13 +748,13 @@ impl Checker<'_> {
             )
         })?;
         if wire::values::lookup(value.get_ref()).is_none() {
-            return Err(self.invalid(
-                value.span(),
-                "value",
-                Problem::UnknownValueName {
-                    name: value.get_ref().clone(),
-                },
-            ));
+            let name = value.get_ref().clone();
+            let problem = if wire::values::is_vendor_name(&name) {
+                Problem::VendorValueName { name }
+            } else {
+                Problem::UnknownValueName { name }
+            };
+            return Err(self.invalid(value.span(), "value", problem));
         }
         for (field, name) in [
             (&raw.below, "below"),
@@ -1276,6 +1276,34 @@ action = "alert"
         assert_eq!(rule.escalations.len(), 1);
         assert_eq!(rule.overrides.len(), 1);
         assert_eq!(rule.overrides[0].selector.vulnerable, Some(true));
+    }
+
+    #[test]
+    fn a_vendor_value_is_refused_in_a_threshold_and_an_expression() {
+        let text = COLD.replace("\"indoor_temp_c\"", "\"x_cop\"");
+        assert_eq!(
+            error_of(&text),
+            "rules/test.toml:4:9: rule \"indoor_cold\" field `value`: \"x_cop\" is a vendor \
+             value: rules read canonical values only (map the brand's register onto a canonical \
+             value name in its profile to use it in a rule)"
+        );
+        let text = EXPR.replace("setpoint_c >= 16", "x_cop >= 2.5");
+        assert_eq!(
+            error_of(&text),
+            "rules/test.toml:4:32: rule \"cold\" field `when`: \"x_cop\" is a vendor value: \
+             rules read canonical values only (map the brand's register onto a canonical value \
+             name in its profile to use it in a rule)"
+        );
+        // Wherever an expression takes a value: a function's argument too.
+        for when in [
+            "present(x_pump_on)",
+            "avg(x_cop, 1h) < 2",
+            "fleet_diff(x_cop, 1d) < 0",
+        ] {
+            let text = EXPR.replace("indoor_temp_c < 14 and setpoint_c >= 16", when);
+            let message = error_of(&text);
+            assert!(message.contains("is a vendor value"), "{when}: {message}");
+        }
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub enum SimError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("profile refused: {0}")]
+    /// Transparent: the profile error names its file, line and field, and a message that also
+    /// wrote it would print it twice in an error chain (`{:#}`, `Caused by:`).
+    #[error(transparent)]
     Profile(#[from] edge_agent::profile::ProfileError),
     #[error("profile id {id:?} in {path} is already used by another profile")]
     DuplicateProfile { id: String, path: PathBuf },
@@ -109,5 +111,22 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("1d").is_err());
+    }
+
+    #[test]
+    fn a_refused_profile_is_printed_once_in_an_error_chain() {
+        let dir = std::env::temp_dir().join(format!("sim-bad-profile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("bad.toml"),
+            "id = \"bad\"\nbrand = \"B\"\nmodel = \"M\"\nkind = \"heat_pump\"\n\n[[register]]\nname = \"runnin\"\nkind = \"input\"\naddress = 0\ntype = \"u16\"\n",
+        )
+        .expect("write");
+        let error = sim::load_profiles(&dir).expect_err("a bad register name");
+        let chain = format!("{:#}", anyhow::Error::from(error));
+        assert_eq!(chain.matches("\"runnin\"").count(), 1, "{chain}");
+        assert!(chain.contains("bad.toml:7:8"), "{chain}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -133,7 +133,8 @@ pub struct Telemetry {
     /// Register-map profile that decoded the values.
     pub profile: String,
     pub kind: DeviceKind,
-    /// Canonical values by name (see [`crate::values`]).
+    /// Canonical values by name (see [`crate::values`]), and at most
+    /// [`values::MAX_VENDOR_VALUES`] vendor values (`x_...`, [`values::is_vendor_name`]).
     pub values: Values,
     /// The active fault, if the fault register is non-zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,8 +267,19 @@ pub enum PayloadError {
         in_payload: String,
         in_topic: String,
     },
-    #[error("value {name:?} is not a canonical value name")]
-    UnknownValue { name: String },
+    #[error("value {name:?} is neither a canonical value name nor a vendor value name (`x_` and 1 to {} of a-z, 0-9, _)", values::MAX_VENDOR_NAME_LEN)]
+    UnknownValue {
+        /// The first [`MAX_NAME_SHOWN`] characters of the name.
+        name: String,
+    },
+    #[error(
+        "value {name:?} is one vendor value too many: a reading carries at most {max} (`x_...`)"
+    )]
+    TooManyVendorValues {
+        /// The first vendor value past the limit (its first [`MAX_NAME_SHOWN`] characters).
+        name: String,
+        max: usize,
+    },
     #[error("value {name:?} = {value} is outside the plausible range {min}..={max}")]
     OutOfRange {
         name: String,
@@ -290,6 +302,14 @@ pub enum PayloadError {
 /// Longest profile id a reading may carry.
 pub const MAX_PROFILE_LEN: usize = 64;
 
+/// Most characters of a refused value name an error repeats.
+pub const MAX_NAME_SHOWN: usize = 64;
+
+/// A value name as an error shows it: at most [`MAX_NAME_SHOWN`] characters.
+fn shown(name: &str) -> String {
+    name.chars().take(MAX_NAME_SHOWN).collect()
+}
+
 impl PayloadError {
     /// A short, stable label for metrics (`reason` label of the reject counter).
     pub fn reason(&self) -> &'static str {
@@ -298,6 +318,7 @@ impl PayloadError {
             PayloadError::UnsupportedVersion(_) => "unsupported_version",
             PayloadError::DeviceMismatch { .. } => "device_mismatch",
             PayloadError::UnknownValue { .. } => "unknown_value",
+            PayloadError::TooManyVendorValues { .. } => "too_many_vendor_values",
             PayloadError::OutOfRange { .. } => "out_of_range",
             PayloadError::FutureTimestamp { .. } => "future_timestamp",
             PayloadError::AncientTimestamp { .. } => "ancient_timestamp",
@@ -320,8 +341,10 @@ impl Telemetry {
         Ok(message)
     }
 
-    /// Checks that every value is a finite, canonical, plausible number and that the timestamp
-    /// is not in the future by more than `max_skew_ms` relative to `now_ms`.
+    /// Checks that every value is a plausible canonical value or one of at most
+    /// [`values::MAX_VENDOR_VALUES`] vendor values (`x_...`, finite, magnitude at most
+    /// [`values::MAX_VENDOR_MAGNITUDE`]), and that the timestamp is not in the future by more
+    /// than `max_skew_ms` relative to `now_ms`. Any other name is refused.
     pub fn validate(&self, now_ms: i64, max_skew_ms: i64) -> Result<(), PayloadError> {
         let profile_ok = (1..=MAX_PROFILE_LEN).contains(&self.profile.len())
             && self
@@ -342,17 +365,29 @@ impl Telemetry {
                 max_skew_ms,
             });
         }
+        let mut vendor_values = 0;
         for (name, value) in &self.values {
-            let canonical = values::lookup(name).ok_or_else(|| PayloadError::UnknownValue {
-                name: name.to_owned(),
-            })?;
+            let (min, max) = match values::lookup(name) {
+                Some(canonical) => (canonical.min, canonical.max),
+                None if values::is_vendor_name(name) => {
+                    vendor_values += 1;
+                    if vendor_values > values::MAX_VENDOR_VALUES {
+                        return Err(PayloadError::TooManyVendorValues {
+                            name: shown(name),
+                            max: values::MAX_VENDOR_VALUES,
+                        });
+                    }
+                    (-values::MAX_VENDOR_MAGNITUDE, values::MAX_VENDOR_MAGNITUDE)
+                }
+                None => return Err(PayloadError::UnknownValue { name: shown(name) }),
+            };
             // `!(a <= v && v <= b)` also rejects NaN (JSON cannot carry one, but be explicit).
-            if !(canonical.min <= value && value <= canonical.max) {
+            if !(min <= value && value <= max) {
                 return Err(PayloadError::OutOfRange {
                     name: name.to_owned(),
                     value,
-                    min: canonical.min,
-                    max: canonical.max,
+                    min,
+                    max,
                 });
             }
         }
@@ -365,7 +400,7 @@ impl Telemetry {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The value of a canonical name, if present.
+    /// The value of a canonical (or vendor) name, if present.
     pub fn value(&self, name: &str) -> Option<f64> {
         self.values.get(name)
     }
@@ -523,6 +558,108 @@ mod tests {
             Err("future_timestamp")
         );
         assert!(sample().validate(NOW, 60_000).is_ok());
+    }
+
+    #[test]
+    fn vendor_values_ride_beside_canonical_ones_within_their_bounds() {
+        let mut t = sample();
+        t.values.insert("x_cop", 3.2);
+        t.values.insert("x_pump_on", 1.0);
+        t.values.insert("x_", 0.0);
+        assert_eq!(
+            t.validate(NOW, 0),
+            Err(PayloadError::UnknownValue { name: "x_".into() }),
+            "`x_` alone is no vendor name"
+        );
+        t.values.remove("x_");
+        assert_eq!(t.validate(NOW, 0), Ok(()));
+        // Through JSON as an agent sends it.
+        let parsed = Telemetry::from_json(&t.to_json()).expect("parses");
+        assert_eq!(parsed.values.get("x_cop"), Some(3.2));
+        assert_eq!(parsed.validate(NOW, 0), Ok(()));
+        // The rules' view (canonical indexes) leaves them out.
+        assert_eq!(parsed.values.canonical().count(), 1);
+
+        // Magnitude: at most 1e9 either way; NaN and infinities are refused too.
+        for (value, ok) in [
+            (values::MAX_VENDOR_MAGNITUDE, true),
+            (-values::MAX_VENDOR_MAGNITUDE, true),
+            (2.0e9, false),
+            (-2.0e9, false),
+            (f64::NAN, false),
+            (f64::INFINITY, false),
+        ] {
+            let mut t = sample();
+            t.values.insert("x_flow_lpm", value);
+            let result = t.validate(NOW, 0);
+            if ok {
+                assert_eq!(result, Ok(()), "{value}");
+            } else {
+                let error = result.expect_err("out of bounds");
+                assert_eq!(error.reason(), "out_of_range", "{value}");
+                assert!(error.to_string().contains("\"x_flow_lpm\""), "{error}");
+            }
+        }
+        let json = br#"{"v":1,"device_id":"yq-1","ts_ms":1796000000000,"seq":4,"profile":"p","kind":"heat_pump","values":{"x_big":1e400}}"#;
+        assert_eq!(
+            Telemetry::from_json(json).map_err(|e| e.reason()),
+            Err("malformed"),
+            "JSON cannot carry an infinity"
+        );
+
+        // Count: 32 are carried, the 33rd (in name order) is named.
+        let mut t = sample();
+        for i in 0..values::MAX_VENDOR_VALUES {
+            t.values.insert(format!("x_v{i:02}"), i as f64);
+        }
+        assert_eq!(t.validate(NOW, 0), Ok(()));
+        t.values.insert("x_v99", 1.0);
+        let error = t.validate(NOW, 0).expect_err("33 vendor values");
+        assert_eq!(
+            error,
+            PayloadError::TooManyVendorValues {
+                name: "x_v99".into(),
+                max: values::MAX_VENDOR_VALUES
+            }
+        );
+        assert_eq!(error.reason(), "too_many_vendor_values");
+        assert!(error.to_string().contains("\"x_v99\""), "{error}");
+    }
+
+    #[test]
+    fn names_outside_both_namespaces_are_refused_and_shown_short() {
+        for bad in [
+            "X_cop",
+            "x-cop",
+            "xcop",
+            "vendor_cop",
+            "x_Cop",
+            "x_co p",
+            "indoor_temp",
+        ] {
+            let mut t = sample();
+            t.values.insert(bad, 1.0);
+            assert_eq!(
+                t.validate(NOW, 0),
+                Err(PayloadError::UnknownValue { name: bad.into() }),
+                "{bad:?}"
+            );
+        }
+        let mut t = sample();
+        let long = format!("x_{}", "a".repeat(values::MAX_VENDOR_NAME_LEN + 1));
+        t.values.insert(&long, 1.0);
+        assert_eq!(
+            t.validate(NOW, 0).map_err(|e| e.reason()),
+            Err("unknown_value")
+        );
+        let mut t = sample();
+        t.values.insert("z".repeat(10_000), 1.0);
+        let error = t.validate(NOW, 0).expect_err("unknown");
+        assert!(
+            matches!(&error, PayloadError::UnknownValue { name } if name.chars().count() == MAX_NAME_SHOWN),
+            "{error}"
+        );
+        assert!(error.to_string().contains("vendor value name"), "{error}");
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! them once for all brands. The plausible range is what ingest accepts: a reading outside it is
 //! physically impossible for a domestic heater (a broken sensor or a corrupted message), not
 //! merely unusual. Names end in their unit (`_c`, `_bar`, `_w`...), as the design asks.
+//!
+//! Beside them a reading may carry a few vendor values ([`is_vendor_name`]: `x_cop`,
+//! `x_pump_on`), a brand's own registers, bounded in number and magnitude, never read by rules.
 
 /// One canonical value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,6 +198,35 @@ pub const IGNITION_ATTEMPTS: &str = "ignition_attempts";
 pub const FLUE_TEMP_C: &str = "flue_temp_c";
 pub const GAS_PRESSURE_MBAR: &str = "gas_pressure_mbar";
 
+/// Vendor value names: a brand's own registers that no canonical name covers (`x_cop`,
+/// `x_pump_on`), carried to history and shown on the device page but never read by the rules.
+/// A name is [`VENDOR_PREFIX`] and 1 to [`MAX_VENDOR_NAME_LEN`] characters of `a-z`, `0-9`, `_`,
+/// so it can never be a canonical name, and needs no escaping as a history field.
+pub const VENDOR_PREFIX: &str = "x_";
+/// Most characters after [`VENDOR_PREFIX`] in a vendor value name.
+pub const MAX_VENDOR_NAME_LEN: usize = 40;
+/// Most vendor values one reading may carry (and one profile may map).
+pub const MAX_VENDOR_VALUES: usize = 32;
+/// Largest magnitude of a vendor value: a vendor value has no plausible range of its own, so
+/// it is held to a finite number no register of a domestic heater exceeds.
+pub const MAX_VENDOR_MAGNITUDE: f64 = 1.0e9;
+
+/// True when `name` is a vendor value name: `x_` then 1 to 40 of `a-z`, `0-9`, `_`.
+pub fn is_vendor_name(name: &str) -> bool {
+    name.strip_prefix(VENDOR_PREFIX).is_some_and(|rest| {
+        (1..=MAX_VENDOR_NAME_LEN).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
+/// True when `value` may be carried as a vendor value: finite, magnitude at most
+/// [`MAX_VENDOR_MAGNITUDE`].
+pub fn is_vendor_value(value: f64) -> bool {
+    value.is_finite() && value.abs() <= MAX_VENDOR_MAGNITUDE
+}
+
 /// Looks a canonical value up by name.
 pub fn lookup(name: &str) -> Option<&'static Canonical> {
     CANONICAL.get(position(name)?)
@@ -271,6 +303,60 @@ mod tests {
             for b in &CANONICAL[i + 1..] {
                 assert_ne!(a.name, b.name);
             }
+        }
+    }
+
+    #[test]
+    fn vendor_names_are_x_and_1_to_40_lowercase_digits_or_underscores() {
+        let longest = format!("x_{}", "a".repeat(MAX_VENDOR_NAME_LEN));
+        for good in [
+            "x_cop",
+            "x_pump_on",
+            "x_0",
+            "x__",
+            "x_a1_b2",
+            longest.as_str(),
+        ] {
+            assert!(is_vendor_name(good), "{good:?}");
+        }
+        let too_long = format!("x_{}", "a".repeat(MAX_VENDOR_NAME_LEN + 1));
+        for bad in [
+            "",
+            "x",
+            "x_",
+            "X_cop",
+            "x_Cop",
+            "x-cop",
+            "x_co p",
+            "x_cop\0",
+            "x_é",
+            "y_cop",
+            "_x_cop",
+            "cop",
+            too_long.as_str(),
+        ] {
+            assert!(!is_vendor_name(bad), "{bad:?}");
+        }
+        // The two namespaces never meet.
+        for canonical in CANONICAL {
+            assert!(!is_vendor_name(canonical.name), "{}", canonical.name);
+        }
+    }
+
+    #[test]
+    fn vendor_values_are_finite_and_bounded() {
+        for good in [0.0, -0.0, 3.5, -MAX_VENDOR_MAGNITUDE, MAX_VENDOR_MAGNITUDE] {
+            assert!(is_vendor_value(good), "{good}");
+        }
+        for bad in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            MAX_VENDOR_MAGNITUDE * 1.000_001,
+            -MAX_VENDOR_MAGNITUDE * 1.000_001,
+            f64::MAX,
+        ] {
+            assert!(!is_vendor_value(bad), "{bad}");
         }
     }
 

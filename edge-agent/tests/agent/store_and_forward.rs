@@ -119,6 +119,14 @@ async fn an_rtu_and_tcp_devices_lose_nothing_while_our_broker_is_unreachable() {
     .await;
     let rtu = recorder.telemetry("yq-rtu-0005");
     assert_eq!(rtu[0]["values"]["indoor_temp_c"], 22.5, "{}", rtu[0]);
+    // The profile's vendor values travel beside the canonical ones, in a reading the gateway's
+    // validation accepts.
+    let cop = rtu[0]["values"]["x_cop"].as_f64();
+    assert!(cop.is_some_and(|v| (v - 3.25).abs() < 1e-9), "{}", rtu[0]);
+    assert_eq!(rtu[0]["values"]["x_pump_on"], 1.0, "{}", rtu[0]);
+    let published = serde_json::to_vec(&rtu[0]).expect("json");
+    let reading = wire::Telemetry::from_json(&published).expect("telemetry");
+    assert_eq!(reading.validate(now_ms(), 60_000), Ok(()));
     assert_eq!(
         recorder.telemetry("yq-tcp-0002")[0]["values"]["indoor_temp_c"],
         18.0

@@ -550,6 +550,8 @@ pub fn all_types_values() -> BTreeMap<&'static str, f64> {
         ("setpoint_c", 21.5),
         ("water_pressure_bar", 1.45),
         ("compressor_freq_hz", 55.0),
+        ("x_pump_on", 1.0),
+        ("x_cop", 3.25),
     ])
 }
 

@@ -4,7 +4,7 @@
 #
 # Usage: modbus_server.py --tcp 127.0.0.1:PORT | --rtu /dev/pts/N [--baud 9600 --parity N]
 #                         --device UNIT:PROFILE.toml:VALUES.json [--device ...]
-# VALUES.json maps canonical names to engineering values. Prints "ready" on stdout when serving.
+# VALUES.json maps value names (canonical or vendor `x_...`) to engineering values. Prints "ready" on stdout when serving.
 import argparse
 import asyncio
 import json

@@ -1,11 +1,13 @@
 //! Ingest: takes every message from the broker's in-process link, checks topic and payload
-//! against the wire schema (counting rejects by reason), updates the fleet picture, feeds the
-//! rule engine in event time and hands its transitions to the order service; saves the rule
-//! state to its snapshot file ([`snapshot`]) in the background.
+//! against the wire schema (counting rejects by reason), holds each device's vendor value names
+//! to its first 32 ([`vendor`]), updates the fleet picture, feeds the rule engine in event time
+//! and hands its transitions to the order service; saves the rule state to its snapshot file
+//! ([`snapshot`]) in the background.
 
 pub mod refusals;
 pub mod registry;
 pub mod snapshot;
+pub mod vendor;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,6 +127,29 @@ pub fn decode(
     }
 }
 
+/// Hands an accepted reading (decoded, validated and admitted by the registry check) to the
+/// fleet picture and the history sink. Its vendor values are first held to its device's known
+/// names ([`vendor::VendorNames::bound`]: the others are removed from `reading`, counted in
+/// `gateway_vendor_values_dropped_total` and logged), so the picture, the device API, the
+/// history and the rules after it all see the same values.
+pub fn record_reading(
+    reading: &mut Telemetry,
+    township: &str,
+    vendor_names: &mut vendor::VendorNames,
+    metrics: &Metrics,
+    fleet: &Fleet,
+    sink: Option<&crate::sinks::influxdb::SinkHandle>,
+) {
+    let dropped = vendor_names.bound(reading);
+    if dropped > 0 {
+        metrics.vendor_values_dropped(dropped);
+    }
+    fleet.reading(township, reading);
+    if let Some(sink) = sink {
+        sink.telemetry(reading, township, None);
+    }
+}
+
 /// The ingest component.
 pub struct Ingest {
     /// The embedded broker's link or the external broker's client.
@@ -147,6 +172,8 @@ pub struct Ingest {
     pub snapshots: snapshot::SnapshotWriter,
     /// Refusals are logged at most once per reason per minute, with the count in between.
     pub refusal_log: refusals::RefusalLog,
+    /// Each device's vendor value names (at most 32, first-come, kept until a restart).
+    pub vendor_names: vendor::VendorNames,
 }
 
 impl Ingest {
@@ -266,12 +293,16 @@ impl Ingest {
 
     async fn accept(&mut self, decoded: Decoded) {
         match decoded {
-            Decoded::Reading(reading, township) => {
+            Decoded::Reading(mut reading, township) => {
                 self.metrics.reading_accepted();
-                self.fleet.reading(&township, &reading);
-                if let Some(sink) = &self.sink {
-                    sink.telemetry(&reading, &township, None);
-                }
+                record_reading(
+                    &mut reading,
+                    &township,
+                    &mut self.vendor_names,
+                    &self.metrics,
+                    &self.fleet,
+                    self.sink.as_ref(),
+                );
                 if self.engine.device_info(&reading.device_id).is_none() {
                     // Registered after start-up (a registry import through the API): the rules
                     // learn its township and kind from here.

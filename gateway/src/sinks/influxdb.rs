@@ -206,7 +206,11 @@ impl SinkHandle {
         }
     }
 
-    /// One point per accepted reading (measurement `telemetry`).
+    /// One point per accepted reading (measurement `telemetry`): a float field per value,
+    /// canonical and vendor (`x_...`) alike. The names cannot clash with `seq` or
+    /// `fault_category`, and `wire` holds vendor names to `a-z`, `0-9`, `_` (nothing to escape,
+    /// no leading `_`, which InfluxDB reserves) and at most 32 per reading; ingest holds each
+    /// device to 32 distinct vendor names (`ingest::vendor`), so a device adds at most 32 fields.
     pub fn telemetry(&self, reading: &Telemetry, township: &str, village: Option<&str>) {
         // Tags in key order.
         let capacity = reading.values.len().saturating_mul(24).saturating_add(128);
@@ -813,6 +817,25 @@ mod tests {
         let _ = later(Duration::MAX);
         let _ = deadline_after(Duration::MAX);
         assert!(deadline_after(Duration::from_secs(1)) > Instant::now());
+    }
+
+    #[test]
+    fn a_readings_vendor_values_are_fields_of_its_point() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let sink = SinkHandle {
+            tx,
+            stats: Arc::new(SinkStats::default()),
+        };
+        let payload = br#"{"v":1,"device_id":"yq-0001","ts_ms":1796000000000,"seq":9,"profile":"aurora-ashp","kind":"heat_pump","values":{"indoor_temp_c":19.5,"x_cop":3.25,"x_pump_on":1}}"#;
+        let reading = Telemetry::from_json(payload).expect("parses");
+        assert_eq!(reading.validate(1_796_000_000_000, 0), Ok(()));
+        sink.telemetry(&reading, "yanqing", None);
+        let line = rx.try_recv().expect("one point");
+        assert_eq!(
+            line,
+            "telemetry,device_id=yq-0001,kind=heat_pump,profile=aurora-ashp,township=yanqing \
+             seq=9i,indoor_temp_c=19.5,x_cop=3.25,x_pump_on=1.0 1796000000000\n"
+        );
     }
 
     #[test]

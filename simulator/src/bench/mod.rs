@@ -64,7 +64,8 @@ pub enum BenchError {
     Scenario(#[from] ScenarioError),
     #[error("fleet: {0}")]
     Fleet(#[from] fleet::FleetError),
-    #[error("profile: {0}")]
+    /// Transparent, so that an error chain prints the profile's error once.
+    #[error(transparent)]
     Profile(#[from] edge_agent::profile::ProfileError),
     #[error("cannot {what}: {source}")]
     Io {

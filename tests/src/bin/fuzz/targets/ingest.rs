@@ -113,6 +113,13 @@ impl Target for Ingest {
                     NOW_MS
                 ),
             ),
+            // A brand's vendor values (`x_...`) beside a canonical one.
+            seed(
+                &telemetry("yq-2"),
+                format!(
+                    r#"{{"v":1,"device_id":"yq-2","ts_ms":{NOW_MS},"seq":5,"profile":"aurora-ashp","kind":"heat_pump","values":{{"indoor_temp_c":19.5,"x_cop":3.25,"x_pump_on":1}}}}"#
+                ),
+            ),
             seed(
                 "/tenants/box-7/heating/v1/sihai/box-7/status",
                 AgentStatus::new(
