@@ -28,6 +28,7 @@ use crate::expr::{canonical_index, Context, Truth};
 use crate::fleet::{Fleet, IncidentTransition};
 use crate::rule::{duration_ms, Action, Effective, Rule, RuleSet, Severity};
 use crate::snapshot::{AlertState, DeviceSnapshot, Snapshot, SNAPSHOT_FORMAT};
+use crate::window::FleetBaselines;
 use crate::window::SeriesState;
 
 /// Number of canonical values (dense value arrays are this long).
@@ -304,6 +305,9 @@ struct DeviceState {
     /// Rule variant (override) per rule; empty when every rule uses its own fields.
     variants: Vec<u8>,
     vulnerable: bool,
+    /// The device's profile group in the fleet's baselines (`None` until a reading names its
+    /// profile, or when the rules compare nothing with the fleet).
+    group: Option<u16>,
 }
 
 /// The rule engine. Pure: no IO, no clock; time is the readings' event time and the watermark.
@@ -324,6 +328,8 @@ pub struct Engine {
     /// Positions of the absence rules.
     absence_rules: Vec<usize>,
     fleet: Fleet,
+    /// What the units of each profile do in each condition (`fleet_ratio` and friends).
+    baselines: FleetBaselines,
     stats: EngineStats,
 }
 
@@ -354,6 +360,7 @@ impl Engine {
             threshold_index,
             absence_rules,
             fleet: Fleet::default(),
+            baselines: FleetBaselines::default(),
             stats: EngineStats::default(),
         }
     }
@@ -426,6 +433,7 @@ impl Engine {
                     series: self.rules.series().new_state(),
                     variants: variants_for(&self.rules, info),
                     vulnerable: info.is_some_and(|i| i.vulnerable),
+                    group: None,
                 });
                 let index = self.devices.len() - 1;
                 let devices = &self.devices;
@@ -448,6 +456,13 @@ impl Engine {
         if device.released && reading.ts_ms < device.last_ts_ms {
             self.stats.late_dropped_total = self.stats.late_dropped_total.saturating_add(1);
             return out;
+        }
+        if self.rules.series().uses_fleet()
+            && !device
+                .group
+                .is_some_and(|g| self.baselines.is_group_of(g, &reading.profile))
+        {
+            device.group = self.baselines.join(device.group, &reading.profile);
         }
         // Receipt: the device is alive, whatever the reading says.
         let first = !device.released && device.buffer.is_empty();
@@ -479,6 +494,7 @@ impl Engine {
             evaluate(
                 &self.rules,
                 &self.threshold_index,
+                &mut self.baselines,
                 device,
                 &sample,
                 &mut out,
@@ -495,6 +511,7 @@ impl Engine {
             release(
                 &self.rules,
                 &self.threshold_index,
+                &mut self.baselines,
                 device,
                 frontier,
                 self.config.max_buffered,
@@ -528,6 +545,7 @@ impl Engine {
                 release(
                     &self.rules,
                     &self.threshold_index,
+                    &mut self.baselines,
                     device,
                     watermark_ms,
                     self.config.max_buffered,
@@ -652,7 +670,7 @@ impl Engine {
         order.sort_by(|a, b| a.id.cmp(&b.id));
         let devices = order
             .into_iter()
-            .map(|device| device_snapshot(&self.rules, device))
+            .map(|device| device_snapshot(&self.rules, &self.baselines, device))
             .collect();
         Snapshot {
             format: SNAPSHOT_FORMAT,
@@ -670,6 +688,7 @@ impl Engine {
                 })
                 .collect(),
             fleet: self.fleet.snapshot(),
+            baselines: self.baselines.clone(),
         }
     }
 
@@ -700,8 +719,14 @@ impl Engine {
             .iter()
             .map(|key| new_keys.iter().position(|k| k == key))
             .collect();
+        engine.baselines = snapshot.baselines;
         for device in snapshot.devices {
-            let state = restore_device(&engine, &rule_index, &series_map, &snapshot.series, device);
+            let profile = device.profile.clone();
+            let mut state =
+                restore_device(&engine, &rule_index, &series_map, &snapshot.series, device);
+            if engine.rules.series().uses_fleet() {
+                state.group = profile.and_then(|p| engine.baselines.join(None, &p));
+            }
             match engine.device_position(&state.id) {
                 Some(index) => {
                     if let Some(slot) = engine.devices.get_mut(index) {
@@ -725,6 +750,9 @@ impl Engine {
                 engine.buffered.insert(index);
             }
         }
+        engine
+            .baselines
+            .recount(engine.devices.iter().filter_map(|d| d.group));
         engine.watermark_ms = snapshot.watermark_ms;
         engine.stats = snapshot.stats;
         let fleet_snapshot = snapshot.fleet;
@@ -793,6 +821,7 @@ fn warm(series: &crate::window::SeriesTable, device: &DeviceState, kind: DeviceK
 fn release(
     rules: &RuleSet,
     threshold_index: &[Option<u8>],
+    baselines: &mut FleetBaselines,
     device: &mut DeviceState,
     frontier: i64,
     max_buffered: usize,
@@ -806,7 +835,7 @@ fn release(
     }
     let released: Vec<Sample> = device.buffer.drain(..count).collect();
     for sample in released {
-        evaluate(rules, threshold_index, device, &sample, out);
+        evaluate(rules, threshold_index, baselines, device, &sample, out);
     }
 }
 
@@ -995,6 +1024,7 @@ fn scan_absence(
 fn evaluate(
     rules: &RuleSet,
     threshold_index: &[Option<u8>],
+    baselines: &mut FleetBaselines,
     device: &mut DeviceState,
     sample: &Sample,
     out: &mut Outcome,
@@ -1008,12 +1038,17 @@ fn evaluate(
     device.last_ts_ms = sample.ts_ms;
     let fault = sample.fault.as_ref().map(|f| (f.code, f.category));
     if !rules.series().is_empty() {
-        rules.series().update_for(
+        let fleet = device.group.map(|group| {
+            let slot = baselines.slot(group);
+            (baselines, slot)
+        });
+        rules.series().update_with(
             &mut device.series,
             Some(crate::parse::kind_slot(sample.kind)),
             sample.ts_ms,
             &sample.values,
             fault,
+            fleet,
         );
     }
     let context = Context {
@@ -1143,7 +1178,11 @@ fn step(
             pair.alert = since.map_or(AlertState::Idle, |since_ms| AlertState::Pending {
                 since_ms,
             });
-            let base_held = since.is_some_and(|s| held(s, effective.hold_for_ms()));
+            // Only a condition seen true fires: a pending rule whose condition is unknown at
+            // its deadline (no fleet judgement this hour, a value missing) waits for the next
+            // reading that shows it still holds.
+            let base_held = base == Evaluation::Triggered
+                && since.is_some_and(|s| held(s, effective.hold_for_ms()));
             let level = match top_escalation {
                 Some(i) => Some(i as u8 + 1),
                 None if base_held => Some(0),
@@ -1315,7 +1354,11 @@ fn make_transition(
     }
 }
 
-fn device_snapshot(rules: &RuleSet, device: &DeviceState) -> DeviceSnapshot {
+fn device_snapshot(
+    rules: &RuleSet,
+    baselines: &FleetBaselines,
+    device: &DeviceState,
+) -> DeviceSnapshot {
     let mut alerts = BTreeMap::new();
     let mut escalation_timers = BTreeMap::new();
     let mut guards = Vec::new();
@@ -1356,6 +1399,10 @@ fn device_snapshot(rules: &RuleSet, device: &DeviceState) -> DeviceSnapshot {
         } else {
             Some(device.series.clone())
         },
+        profile: device
+            .group
+            .and_then(|g| baselines.profile_of(g))
+            .map(str::to_owned),
     }
 }
 
@@ -1411,6 +1458,7 @@ fn restore_device(
         series,
         variants: variants_for(rules, info),
         vulnerable: info.is_some_and(|i| i.vulnerable),
+        group: None,
         id: snapshot.device_id,
     }
 }

@@ -363,6 +363,7 @@ mod tests {
                 "ignition_retries",
                 "gas_pressure_low",
                 "cop_degraded",
+                "discharge_hot_vs_fleet",
                 "short_cycling",
                 "defrost_excessive",
                 "sensor_implausible",

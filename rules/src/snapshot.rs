@@ -11,6 +11,7 @@ use wire::{DeviceId, DeviceKind, Telemetry};
 
 use crate::engine::{DeviceInfo, EngineStats};
 use crate::fleet::FleetSnapshot;
+use crate::window::FleetBaselines;
 use crate::window::SeriesState;
 
 /// The snapshot format this build writes. It reads format 1 too (every later field has a
@@ -78,6 +79,10 @@ pub struct DeviceSnapshot {
     /// Windowed series state, in the layout named by [`Snapshot::series`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<SeriesState>,
+    /// The register-map profile of its newest reading, when some rule compares the device
+    /// with the units of its profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -112,6 +117,10 @@ pub struct Snapshot {
     /// Fleet correlation state: queued items, groups, suppressed episodes.
     #[serde(default)]
     pub fleet: FleetSnapshot,
+    /// The fleet's learned baselines per profile (`fleet_ratio` and friends); devices rejoin
+    /// their profile's group with their next reading.
+    #[serde(default)]
+    pub baselines: FleetBaselines,
 }
 
 #[cfg(test)]

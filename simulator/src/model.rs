@@ -93,6 +93,11 @@ pub const HEAT_PUMP_HIGH_LIMIT_RANGE_C: (f64, f64) = (55.0, 62.0);
 pub const BOILER_HIGH_LIMIT_RANGE_C: (f64, f64) = (80.0, 90.0);
 /// Range of the high-limit thermostat's differential (off until the sensor cools this much), K.
 pub const HIGH_LIMIT_DIFFERENTIAL_RANGE_K: (f64, f64) = (5.0, 10.0);
+/// A unit's COP against its catalogue curve: field measurements of one model in one district
+/// spread by about ±8 % (siting, pipework, manufacturing).
+pub const COP_FACTOR_RANGE: (f64, f64) = (0.9, 1.06);
+/// A clamp-on discharge sensor's offset from the true discharge temperature, K.
+pub const DISCHARGE_OFFSET_RANGE_K: (f64, f64) = (-4.0, 3.0);
 /// Lowest refrigerant charge a leak reaches (the rest stays in the oil), share.
 const MIN_CHARGE: f64 = 0.2;
 /// Lowest share of nominal water flow a fouled filter leaves.
@@ -180,6 +185,12 @@ pub struct UnitConstants {
     pub frosting_factor: f64,
     /// Length of one defrost cycle, s.
     pub defrost_duration_s: f64,
+    /// This unit's COP against its model's catalogue curve (manufacturing spread, how the
+    /// installer sited the outdoor unit, the water side's pipework).
+    pub cop_factor: f64,
+    /// Where this unit's discharge sensor sits on the pipe and how well it is clamped: its
+    /// reading against the refrigerant's true discharge temperature, K.
+    pub discharge_offset_k: f64,
 }
 
 impl UnitConstants {
@@ -223,6 +234,9 @@ impl UnitConstants {
             high_limit_differential_k: pick(&mut unit, HIGH_LIMIT_DIFFERENTIAL_RANGE_K),
             frosting_factor: unit.uniform(0.85, 1.1),
             defrost_duration_s: unit.uniform(240.0, 360.0),
+            cop_factor: unit.uniform(COP_FACTOR_RANGE.0, COP_FACTOR_RANGE.1),
+            discharge_offset_k: unit
+                .uniform(DISCHARGE_OFFSET_RANGE_K.0, DISCHARGE_OFFSET_RANGE_K.1),
         }
     }
 }
@@ -1065,7 +1079,10 @@ impl House {
                     * (0.75 + 0.25 * self.health.filter_flow)
                     * fan_capacity
                     * throttle;
-                let cop = heat_pump_cop(self.outdoor_c) * charge_cop_factor(charge) * fan_cop;
+                let cop = heat_pump_cop(self.outdoor_c)
+                    * charge_cop_factor(charge)
+                    * fan_cop
+                    * self.constants.cop_factor;
                 if !self.heater_on {
                     self.heat_output_w = 0.0;
                     self.electric_power_w = standby_w(12.0);
@@ -1578,7 +1595,10 @@ impl House {
                     0.0
                 };
                 values.insert(v::COMPRESSOR_CURRENT_A, current);
-                values.insert(v::DISCHARGE_TEMP_C, hp.discharge_c);
+                values.insert(
+                    v::DISCHARGE_TEMP_C,
+                    hp.discharge_c + self.constants.discharge_offset_k,
+                );
                 values.insert(v::COIL_TEMP_C, hp.coil_c);
                 let starved = 8.0 * (1.0 - self.health.refrigerant_charge);
                 let (suction, discharge) = if self.heater_on {

@@ -20,8 +20,16 @@
 //! | `cop_ratio(w)` | number | `cop(w)` / the device's own baseline at similar outdoor temperature |
 //! | `unchanged_for(v)` | number | hours `v` has stayed exactly as it is (since it last changed or was first seen) |
 //! | `cooling_hours(target)` | number | hours until the room, without heat, cools to `target` °C (the house's learned cooling rate) |
+//! | `fleet_ratio(v, w)` | number | `v` (or `cop`) in steady running over the last full period `w`, over the mean of the units of the same profile in the same outdoor and flow temperatures |
+//! | `fleet_diff(v, w)` | number | the same, minus that mean |
+//! | `fleet_z(v, w)` | number | the same difference in the fleet's spreads (standard deviations) |
+//! | `fleet_shift(v, w)` | number | `fleet_diff(v, w)` minus the unit's own usual difference from its fleet (learned over its first judged periods) |
+//!
+//! `v` of a fleet function is a canonical value, `cop`, or one value minus another
+//! (`discharge_temp_c - flow_temp_c`).
 //! | `fault_in("category"...)` | bool | the reading's fault is of one of these categories |
 //! | `present(v)` | bool | the reading has the value |
+//! | `known(x)` | bool | the number `x` is known (the value present, enough data for the function) |
 //! | `abs(x)` | number | absolute value |
 //!
 //! A missing value, a derived value without enough data, or a division by zero is *unknown*;
@@ -35,8 +43,8 @@ use std::ops::Range;
 use wire::FaultCategory;
 
 use crate::window::{
-    category_bit, CoolingSources, CopSources, Derived, SeriesKind, SeriesSpec, SeriesState,
-    SeriesTable,
+    category_bit, CoolingSources, CopSources, Derived, FleetMeasure, FleetSources, SeriesKind,
+    SeriesSpec, SeriesState, SeriesTable, COP_SOURCE, NO_VALUE,
 };
 use syntax::{BinOp, Node, NodeKind};
 
@@ -116,6 +124,8 @@ enum Op {
     Bool(bool),
     Value(u8),
     Present(u8),
+    /// The number is known (not missing, enough data).
+    Known(Box<Op>),
     Fault,
     FaultIn(u32),
     Vulnerable,
@@ -146,6 +156,18 @@ pub fn cop_sources() -> Option<CopSources> {
         running: canonical_index(wire::values::RUNNING)?,
         outdoor: canonical_index(wire::values::OUTDOOR_TEMP_C)?,
         defrost: canonical_index(wire::values::DEFROST_ACTIVE)?,
+    })
+}
+
+/// The fleet series' sources, by canonical index.
+pub fn fleet_sources() -> Option<FleetSources> {
+    Some(FleetSources {
+        running: canonical_index(wire::values::RUNNING)?,
+        outdoor: canonical_index(wire::values::OUTDOOR_TEMP_C)?,
+        flow: canonical_index(wire::values::FLOW_TEMP_C)?,
+        defrost: canonical_index(wire::values::DEFROST_ACTIVE)?,
+        heat: canonical_index(wire::values::HEAT_OUTPUT_W)?,
+        electric: canonical_index(wire::values::ELECTRIC_POWER_W)?,
     })
 }
 
@@ -219,7 +241,7 @@ impl Expr {
         let mut parts: Vec<String> = Vec::new();
         for (label, op) in &self.leaves {
             let shown = match op {
-                Op::Present(_) | Op::Fault | Op::FaultIn(_) | Op::Vulnerable => {
+                Op::Present(_) | Op::Known(_) | Op::Fault | Op::FaultIn(_) | Op::Vulnerable => {
                     match truth(op, context) {
                         Truth::True => "true".to_owned(),
                         Truth::False => "false".to_owned(),
@@ -284,6 +306,7 @@ fn truth(op: &Op, context: &Context<'_>) -> Truth {
                 .get(usize::from(*index))
                 .is_some_and(|v| v.is_finite()),
         ),
+        Op::Known(inner) => Truth::from_bool(!number(inner, context).is_nan()),
         Op::Fault => Truth::from_bool(context.fault.is_some()),
         Op::FaultIn(mask) => {
             Truth::from_bool(context.fault.is_some_and(|c| category_bit(c) & mask != 0))
@@ -434,6 +457,12 @@ impl Compiler<'_> {
     }
 
     fn value_name(&self, name: &str, span: &Range<usize>) -> Result<u8, ExprError> {
+        if wire::values::is_vendor_name(name) {
+            let problem = crate::error::Problem::VendorValueName {
+                name: name.to_owned(),
+            };
+            return Err(error(span, problem.to_string()));
+        }
         canonical_index(name).ok_or_else(|| {
             let hint = closest_name(name)
                 .map(|c| format!(" (did you mean {c}?)"))
@@ -526,6 +555,7 @@ impl Compiler<'_> {
         self.series.intern(SeriesSpec {
             kind,
             source,
+            minus: NO_VALUE,
             window_ms,
         })
     }
@@ -588,6 +618,41 @@ impl Compiler<'_> {
                     Ok((Op::Derived(index, Derived::Cop), Type::Number))
                 }
             }
+            "fleet_ratio" | "fleet_diff" | "fleet_z" | "fleet_shift" => {
+                self.arity(name, args, span, 2)?;
+                let hint = |e: ExprError| ExprError {
+                    message: format!(
+                        "{} (or cop, or one value minus another: discharge_temp_c - flow_temp_c)",
+                        e.message
+                    ),
+                    ..e
+                };
+                let (source, minus) = match &args[0].kind {
+                    NodeKind::Name(value) if value == "cop" => (COP_SOURCE, NO_VALUE),
+                    NodeKind::Binary(BinOp::Sub, a, b) => (
+                        self.value_arg(a).map_err(hint)?,
+                        self.value_arg(b).map_err(hint)?,
+                    ),
+                    _ => (self.value_arg(&args[0]).map_err(hint)?, NO_VALUE),
+                };
+                let window = self.window_arg(&args[1])?;
+                if let Some(sources) = fleet_sources() {
+                    self.series.set_fleet_sources(sources);
+                }
+                let measure = match name {
+                    "fleet_ratio" => FleetMeasure::Ratio,
+                    "fleet_diff" => FleetMeasure::Diff,
+                    "fleet_shift" => FleetMeasure::Shift,
+                    _ => FleetMeasure::Z,
+                };
+                let index = self.series.intern(SeriesSpec {
+                    kind: SeriesKind::Fleet,
+                    source,
+                    minus,
+                    window_ms: window,
+                });
+                Ok((Op::Derived(index, Derived::Fleet(measure)), Type::Number))
+            }
             "unchanged_for" => {
                 self.arity(name, args, span, 1)?;
                 let source = self.value_arg(&args[0])?;
@@ -613,6 +678,11 @@ impl Compiler<'_> {
                 self.arity(name, args, span, 1)?;
                 Ok((Op::Present(self.value_arg(&args[0])?), Type::Bool))
             }
+            "known" => {
+                self.arity(name, args, span, 1)?;
+                let inner = self.expect(&args[0], Type::Number)?;
+                Ok((Op::Known(Box::new(inner)), Type::Bool))
+            }
             "abs" => {
                 self.arity(name, args, span, 1)?;
                 Ok((Op::Abs(Box::new(self.expect(&args[0], Type::Number)?)), Type::Number))
@@ -620,7 +690,7 @@ impl Compiler<'_> {
             _ => Err(error(
                 &(span.start..span.start + name.len()),
                 format!(
-                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, unchanged_for, fault_in, present, abs)"
+                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, unchanged_for, fleet_ratio, fleet_diff, fleet_z, fleet_shift, fault_in, present, known, abs)"
                 ),
             )),
         }

@@ -15,8 +15,11 @@
 use serde::{Deserialize, Serialize};
 use wire::FaultCategory;
 
+mod peers;
 mod ringless;
 
+use peers::{fleet_measure, learn_fleet};
+pub use peers::{FleetBaselines, FleetMeasure, FleetSlot, FleetSources, COP_SOURCE, FLEET_CELLS};
 use ringless::{cooling_hours, learn_cooling, note_change, unchanged_hours};
 pub use ringless::{COOLING_CELLS, COOLING_MIN_SAMPLES};
 
@@ -84,6 +87,10 @@ pub enum SeriesKind {
     /// How long a value has stayed exactly as it is: `unchanged_for`. No ring: the head holds
     /// the value, when it last changed and the newest reading's time (24 bytes per device).
     Unchanged,
+    /// A value (or the COP, source [`COP_SOURCE`]) in steady running, per period of one
+    /// window, judged against the fleet of the device's profile in the same conditions:
+    /// `fleet_ratio`, `fleet_diff`, `fleet_z`. No ring: [`FLEET_CELLS`] cells and the head.
+    Fleet,
 }
 
 /// One windowed series: what, over which value, how long.
@@ -92,8 +99,14 @@ pub struct SeriesSpec {
     pub kind: SeriesKind,
     /// Canonical value index (unused for `Trips` and `Cop`).
     pub source: u8,
+    /// Fleet series: a canonical value subtracted from `source` (`discharge_temp_c -
+    /// flow_temp_c`); [`NO_VALUE`] for none and for every other kind.
+    pub minus: u8,
     pub window_ms: i64,
 }
+
+/// [`SeriesSpec::minus`] when nothing is subtracted.
+pub const NO_VALUE: u8 = u8::MAX;
 
 impl SeriesSpec {
     /// Length of one bucket, at least 1 ms.
@@ -116,6 +129,7 @@ pub struct SeriesTable {
     cells: usize,
     cop: Option<CopSources>,
     cooling: Option<CoolingSources>,
+    fleet: Option<FleetSources>,
     /// Per series: whether heat pumps / gas boilers need it (some rule for that kind reads it).
     /// Empty: every kind needs every series.
     needed: Vec<[bool; 2]>,
@@ -162,7 +176,10 @@ impl SeriesTable {
                     .and_then(|n| n.get(kind).copied())
                     .unwrap_or(true);
                 let ringed = self.specs.get(index).is_some_and(|spec| {
-                    !matches!(spec.kind, SeriesKind::Unchanged | SeriesKind::Cooling)
+                    !matches!(
+                        spec.kind,
+                        SeriesKind::Unchanged | SeriesKind::Cooling | SeriesKind::Fleet
+                    )
                 });
                 if needed && ringed {
                     // A ring is 12 cells of 16 bytes: cells 0, 4, 8 and 11 cover its lines.
@@ -182,6 +199,16 @@ impl SeriesTable {
         self.cooling = Some(sources);
     }
 
+    pub fn set_fleet_sources(&mut self, sources: FleetSources) {
+        self.fleet = Some(sources);
+    }
+
+    /// Whether some series compares devices with their fleet (the engine then keeps
+    /// [`FleetBaselines`]).
+    pub fn uses_fleet(&self) -> bool {
+        self.specs.iter().any(|s| s.kind == SeriesKind::Fleet)
+    }
+
     fn layout(&mut self) {
         self.offsets.clear();
         self.bucket_ms = self.specs.iter().map(SeriesSpec::bucket_ms).collect();
@@ -191,6 +218,7 @@ impl SeriesTable {
             match spec.kind {
                 SeriesKind::Unchanged => {}
                 SeriesKind::Cooling => next += COOLING_CELLS,
+                SeriesKind::Fleet => next += FLEET_CELLS,
                 SeriesKind::Cop if *baseline => next += BUCKETS + BASELINE_BANDS,
                 _ => next += BUCKETS,
             }
@@ -227,13 +255,19 @@ impl SeriesTable {
                     SeriesKind::Cop => "cop".to_owned(),
                     SeriesKind::Cooling => "cooling".to_owned(),
                     SeriesKind::Unchanged => "unchanged".to_owned(),
+                    SeriesKind::Fleet => "fleet".to_owned(),
                 };
                 let baseline = if *baseline && spec.kind == SeriesKind::Cop {
                     ":baseline"
                 } else {
                     ""
                 };
-                format!("{kind}:{}:{}{baseline}", spec.source, spec.window_ms)
+                let source = if spec.minus == NO_VALUE {
+                    spec.source.to_string()
+                } else {
+                    format!("{}-{}", spec.source, spec.minus)
+                };
+                format!("{kind}:{source}:{}{baseline}", spec.window_ms)
             })
             .collect()
     }
@@ -249,6 +283,7 @@ impl SeriesTable {
             (Some(spec), Some(true)) if spec.kind == SeriesKind::Cop => BUCKETS + BASELINE_BANDS,
             (Some(spec), _) if spec.kind == SeriesKind::Cooling => COOLING_CELLS,
             (Some(spec), _) if spec.kind == SeriesKind::Unchanged => 0,
+            (Some(spec), _) if spec.kind == SeriesKind::Fleet => FLEET_CELLS,
             (Some(_), _) => BUCKETS,
             _ => 0,
         }
@@ -288,6 +323,20 @@ impl SeriesTable {
         values: &[f64],
         fault: Option<(u32, FaultCategory)>,
     ) {
+        self.update_with(state, kind, ts_ms, values, fault, None);
+    }
+
+    /// [`SeriesTable::update_for`] that also judges fleet series against (and teaches) the
+    /// fleet's baselines for the device's profile group.
+    pub fn update_with(
+        &self,
+        state: &mut SeriesState,
+        kind: Option<usize>,
+        ts_ms: i64,
+        values: &[f64],
+        fault: Option<(u32, FaultCategory)>,
+        mut fleet: Option<(&mut FleetBaselines, FleetSlot)>,
+    ) {
         if state.heads.len() != self.specs.len() || state.cells.len() != self.cells {
             *state = self.new_state();
         }
@@ -304,6 +353,27 @@ impl SeriesTable {
                 ) {
                     note_change(head, ts_ms, x);
                 }
+                continue;
+            }
+            if spec.kind == SeriesKind::Fleet {
+                let offset = self.offsets[index];
+                let (Some(sources), Some(head), Some(cells)) = (
+                    self.fleet,
+                    state.heads.get_mut(index),
+                    state.cells.get_mut(offset..offset + FLEET_CELLS),
+                ) else {
+                    continue;
+                };
+                learn_fleet(
+                    head,
+                    cells,
+                    sources,
+                    (spec.source, spec.minus),
+                    spec.window_ms,
+                    ts_ms,
+                    values,
+                    fleet.as_mut().map(|(b, s)| (&mut **b, *s)),
+                );
                 continue;
             }
             if spec.kind == SeriesKind::Cooling {
@@ -459,8 +529,7 @@ impl SeriesTable {
                         cell.c += outdoor as f32;
                     }
                 }
-                SeriesKind::Unchanged => {}
-                SeriesKind::Cooling => {}
+                SeriesKind::Unchanged | SeriesKind::Cooling | SeriesKind::Fleet => {}
             }
         }
     }
@@ -499,6 +568,14 @@ impl SeriesTable {
         if spec.kind == SeriesKind::Unchanged {
             return match function {
                 Derived::UnchangedHours => unchanged_hours(head),
+                _ => f64::NAN,
+            };
+        }
+        if spec.kind == SeriesKind::Fleet {
+            return match (function, state.cells.get(*offset..offset + FLEET_CELLS)) {
+                (Derived::Fleet(measure), Some([_, _, result, own])) => {
+                    fleet_measure(result, own, measure)
+                }
                 _ => f64::NAN,
             };
         }
@@ -574,8 +651,7 @@ impl SeriesTable {
                     ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)))
                 }
             }
-            Derived::UnchangedHours => f64::NAN,
-            Derived::CoolingHours(_) => f64::NAN,
+            Derived::UnchangedHours | Derived::CoolingHours(_) | Derived::Fleet(_) => f64::NAN,
             Derived::CopRatio => {
                 let count = count();
                 if count < 3.0 {
@@ -608,6 +684,8 @@ pub fn width_of_key(key: &str) -> usize {
         COOLING_CELLS
     } else if key.starts_with("unchanged:") {
         0
+    } else if key.starts_with("fleet:") {
+        FLEET_CELLS
     } else {
         BUCKETS
     }
@@ -641,6 +719,8 @@ pub enum Derived {
     CoolingHours(f64),
     /// Hours the value has stayed exactly as it is, up to the newest reading that had it.
     UnchangedHours,
+    /// The newest closed period of a fleet series against the fleet's baseline.
+    Fleet(FleetMeasure),
 }
 
 /// Per-device state of every series.

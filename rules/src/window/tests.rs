@@ -12,6 +12,7 @@ fn table(kind: SeriesKind, window_ms: i64) -> SeriesTable {
     table.intern(SeriesSpec {
         kind,
         source: 0,
+        minus: NO_VALUE,
         window_ms,
     });
     table
@@ -295,6 +296,7 @@ fn trips_count_fault_appearances_of_the_masked_categories() {
     t.intern(SeriesSpec {
         kind: SeriesKind::Trips(category_bit(FaultCategory::WaterFlow)),
         source: 0,
+        minus: NO_VALUE,
         window_ms: 60 * MIN,
     });
     let mut s = t.new_state();
@@ -326,6 +328,7 @@ fn cop_ratio_compares_with_the_learned_band() {
     let index = t.intern(SeriesSpec {
         kind: SeriesKind::Cop,
         source: 0,
+        minus: NO_VALUE,
         window_ms: 120 * MIN,
     });
     t.keep_baseline(index);
