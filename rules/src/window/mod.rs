@@ -130,6 +130,8 @@ pub struct SeriesTable {
     cop: Option<CopSources>,
     cooling: Option<CoolingSources>,
     fleet: Option<FleetSources>,
+    /// Some series is a fleet series (kept by [`SeriesTable::layout`]).
+    uses_fleet: bool,
     /// Per series: whether heat pumps / gas boilers need it (some rule for that kind reads it).
     /// Empty: every kind needs every series.
     needed: Vec<[bool; 2]>,
@@ -206,7 +208,7 @@ impl SeriesTable {
     /// Whether some series compares devices with their fleet (the engine then keeps
     /// [`FleetBaselines`]).
     pub fn uses_fleet(&self) -> bool {
-        self.specs.iter().any(|s| s.kind == SeriesKind::Fleet)
+        self.uses_fleet
     }
 
     fn layout(&mut self) {
@@ -224,6 +226,7 @@ impl SeriesTable {
             }
         }
         self.cells = next;
+        self.uses_fleet = self.specs.iter().any(|s| s.kind == SeriesKind::Fleet);
         self.plan_touch();
     }
 
