@@ -141,6 +141,9 @@ pub struct FleetBaselines {
 /// [`FleetBaselines`] as plain data: group names instead of indices in the keys.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct BaselinesData {
+    /// Profile of each group, in group order, and its device count (rebuilt on restore).
+    #[serde(default)]
+    groups: Vec<(String, u32)>,
     grids: Vec<GridData>,
 }
 
@@ -157,6 +160,13 @@ struct GridData {
 impl From<BaselinesData> for FleetBaselines {
     fn from(data: BaselinesData) -> Self {
         let mut baselines = FleetBaselines::default();
+        for (profile, devices) in data.groups {
+            if let Some(group) = baselines.intern(&profile) {
+                if let Some(count) = baselines.devices.get_mut(usize::from(group)) {
+                    *count = devices;
+                }
+            }
+        }
         for grid in data.grids {
             if grid.bins.len() != BINS {
                 continue;
@@ -198,7 +208,12 @@ impl From<FleetBaselines> for BaselinesData {
                 })
             })
             .collect();
-        BaselinesData { grids }
+        let groups = baselines
+            .groups
+            .into_iter()
+            .zip(baselines.devices)
+            .collect();
+        BaselinesData { groups, grids }
     }
 }
 
@@ -487,6 +502,21 @@ mod tests {
             bin.learn(x);
         }
         assert!(bin.mean.is_finite() && bin.var.is_finite());
+    }
+
+    #[test]
+    fn baselines_round_trip_through_json_with_their_groups() {
+        let mut baselines = FleetBaselines::default();
+        let a = baselines.join(None, "brand-a").expect("group");
+        let _ = baselines.join(None, "brand-b");
+        let _ = baselines.join(None, "brand-a");
+        let slot = baselines.slot(a);
+        assert_eq!(slot.group_devices, 2);
+        let _ = baselines.judge_and_learn(slot, (COP_SOURCE, NO_VALUE, 3_600_000), 3.0, -5.0, 40.0);
+        let json = serde_json::to_string(&baselines).expect("serialises");
+        let back: FleetBaselines = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, baselines);
+        assert_eq!(back.profile_of(a), Some("brand-a"));
     }
 
     #[test]
