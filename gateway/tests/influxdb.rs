@@ -9,7 +9,7 @@
 //! (`x_...`) passes ingest's checks and reaches both the history (as fields) and the device API.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -100,6 +100,22 @@ async fn healthy(client: &reqwest::Client, base: &str) -> bool {
         .send()
         .await
         .is_ok_and(|r| r.status().is_success())
+}
+
+/// A VictoriaMetrics peer on a free port with a fresh storage folder named after `tag`, once it
+/// answers: the peer, its storage, its port, its base URL and a client.
+async fn started_vm(tag: &str) -> (Vm, PathBuf, u16, String, reqwest::Client) {
+    let storage = std::env::temp_dir().join(format!("gateway-vm-{tag}{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&storage);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let vm = Vm::start(port, &storage);
+    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
+        healthy(&client, &base)
+    })
+    .await;
+    (vm, storage, port, base, client)
 }
 
 fn reading(t0: i64, device: usize, n: i64) -> Telemetry {
@@ -236,16 +252,7 @@ async fn serve_on_a_free_port(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_in_the_middle_of_a_write_stream_loses_nothing() {
-    let storage = std::env::temp_dir().join(format!("gateway-vm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&storage);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut vm = Vm::start(port, &storage);
-    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
-        healthy(&client, &base)
-    })
-    .await;
+    let (mut vm, storage, port, base, client) = started_vm("").await;
 
     let config = InfluxConfig {
         url: Some(base.clone()),
@@ -512,16 +519,7 @@ fn dropped(stats: &SinkStats, reason: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_point_is_split_out_and_dropped_while_its_batch_and_the_next_are_stored() {
-    let storage = std::env::temp_dir().join(format!("gateway-vm-reject-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&storage);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut vm = Vm::start(port, &storage);
-    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
-        healthy(&client, &base)
-    })
-    .await;
+    let (mut vm, storage, _, base, client) = started_vm("reject-").await;
     let gate = Gatekeeper {
         upstream: base.clone(),
         client: client.clone(),
@@ -836,16 +834,7 @@ fn ingest_reading(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reading_with_vendor_values_reaches_the_history_and_the_device_api() {
-    let storage = std::env::temp_dir().join(format!("gateway-vm-vendor-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&storage);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut vm = Vm::start(port, &storage);
-    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
-        healthy(&client, &base)
-    })
-    .await;
+    let (mut vm, storage, _, base, client) = started_vm("vendor-").await;
     let config = InfluxConfig {
         url: Some(base.clone()),
         batch_size: 10,

@@ -388,13 +388,7 @@ impl SeriesTable {
                 ) else {
                     continue;
                 };
-                let value = |i: u8| {
-                    values
-                        .get(usize::from(i))
-                        .copied()
-                        .filter(|v| v.abs() <= MAX_MAGNITUDE)
-                        .unwrap_or(f64::NAN)
-                };
+                let value = |i: u8| value_at(values, i);
                 let (indoor, outdoor) = (value(sources.indoor), value(sources.outdoor));
                 if indoor.is_finite() && outdoor.is_finite() {
                     *latest = Cell {
@@ -427,13 +421,7 @@ impl SeriesTable {
             };
             // Values beyond any physical range are treated as missing, so every stored number
             // stays finite (snapshots are JSON, which has no infinity).
-            let value = |i: u8| {
-                values
-                    .get(usize::from(i))
-                    .copied()
-                    .filter(|v| v.abs() <= MAX_MAGNITUDE)
-                    .unwrap_or(f64::NAN)
-            };
+            let value = |i: u8| value_at(values, i);
             let closed = advance(head, ring, bucket_ms, ts_ms);
             if let Some(closed) = closed {
                 if spec.kind == SeriesKind::Cop && !bands.is_empty() {
@@ -677,6 +665,16 @@ impl SeriesTable {
             }
         }
     }
+}
+
+/// Canonical value `i` of a reading's dense values; NaN when missing or beyond any physical
+/// range (so every stored number stays finite: snapshots are JSON, which has no infinity).
+pub(super) fn value_at(values: &[f64], i: u8) -> f64 {
+    values
+        .get(usize::from(i))
+        .copied()
+        .filter(|v| v.abs() <= MAX_MAGNITUDE)
+        .unwrap_or(f64::NAN)
 }
 
 /// Cells of a series from its key (see [`SeriesTable::keys`]).

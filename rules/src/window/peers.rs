@@ -26,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{Cell, Head, MAX_MAGNITUDE, NO_VALUE};
+use super::{value_at, Cell, Head, NO_VALUE};
 
 fn no_value() -> u8 {
     NO_VALUE
@@ -360,13 +360,7 @@ pub(super) fn learn_fleet(
     let [acc, flows, result, own] = cells else {
         return;
     };
-    let value = |i: u8| {
-        values
-            .get(usize::from(i))
-            .copied()
-            .filter(|v| v.abs() <= MAX_MAGNITUDE)
-            .unwrap_or(f64::NAN)
-    };
+    let value = |i: u8| value_at(values, i);
     let period = ts_ms.div_euclid(window_ms.max(1));
     if head.bucket == i64::MIN {
         head.bucket = period;
