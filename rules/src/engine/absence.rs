@@ -1,0 +1,185 @@
+//! Absence rules: a reading ending or reporting a silence, and the watermark's scan for devices
+//! silent past their deadline.
+
+use super::*;
+
+/// Handles a reading's receipt for absence rules: ends an active absence, or reports a gap no
+/// watermark crossed, then evaluates the rules' guards on the reading (when it is the newest).
+/// Returns whether an absence alert ended (its deadline restarts).
+pub(super) fn receive_absence(
+    rules: &RuleSet,
+    absence_rules: &[usize],
+    device: &mut DeviceState,
+    reading: &Sample,
+    previous_newest: Option<i64>,
+    out: &mut Outcome,
+) -> bool {
+    let now = reading.ts_ms;
+    let newest = previous_newest.is_none_or(|p| now >= p);
+    let mut resumed = false;
+    // Guards read only the reading's own values (the parser refuses windowed functions
+    // there), so they are judged against the rule set's series table with an empty state.
+    let no_state = SeriesState::default();
+    let context = Context {
+        values: &reading.values,
+        fault: reading.fault.as_ref().map(|f| f.category),
+        vulnerable: device.vulnerable,
+        series: rules.series(),
+        state: &no_state,
+    };
+    for &index in absence_rules {
+        let Some(rule) = rules.rules().get(index) else {
+            continue;
+        };
+        let variant = variant_of(device, index);
+        let Some(pair) = device.pairs.get_mut(index) else {
+            continue;
+        };
+        let effective = rule.effective(variant);
+        if !rule.applies_to(reading.kind) {
+            if let AlertState::Firing { fired_at_ms, .. } = pair.alert {
+                let summary = format!("rule no longer applies to {}", reading.kind.as_str());
+                out.transitions.push(make_transition(
+                    rule,
+                    &effective,
+                    &device.id,
+                    TransitionKind::Resolved,
+                    now.max(fired_at_ms),
+                    fired_at_ms,
+                    0,
+                    summary,
+                ));
+            }
+            pair.alert = AlertState::Idle;
+            continue;
+        }
+        let silence = previous_newest
+            .filter(|p| now > *p)
+            .map(|previous| now.saturating_sub(previous));
+        let back = |silence: Option<i64>| {
+            absence_resolved_summary(silence.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+        };
+        match pair.alert {
+            AlertState::Firing { fired_at_ms, .. } => {
+                out.transitions.push(make_transition(
+                    rule,
+                    &effective,
+                    &device.id,
+                    TransitionKind::Resolved,
+                    now.max(fired_at_ms),
+                    fired_at_ms,
+                    0,
+                    back(silence),
+                ));
+                resumed = true;
+            }
+            AlertState::Idle | AlertState::Pending { .. } => {
+                let guard_ok = effective.guard.is_none() || pair.guard;
+                if let (Some(previous), Some(gap)) = (previous_newest, silence) {
+                    if guard_ok && gap >= effective.hold_for_ms() {
+                        let fired_at_ms = previous.saturating_add(effective.hold_for_ms());
+                        out.transitions.push(make_transition(
+                            rule,
+                            &effective,
+                            &device.id,
+                            TransitionKind::Firing,
+                            fired_at_ms,
+                            fired_at_ms,
+                            0,
+                            absence_summary(&effective),
+                        ));
+                        out.transitions.push(make_transition(
+                            rule,
+                            &effective,
+                            &device.id,
+                            TransitionKind::Resolved,
+                            now,
+                            fired_at_ms,
+                            0,
+                            back(silence),
+                        ));
+                    }
+                }
+            }
+        }
+        pair.alert = AlertState::Idle;
+        if let (Some(guard), true) = (effective.guard, newest) {
+            match guard.eval(&context) {
+                Truth::True => pair.guard = true,
+                Truth::False => pair.guard = false,
+                Truth::Unknown => {}
+            }
+        }
+    }
+    resumed
+}
+
+pub(super) fn absence_summary(effective: &Effective<'_>) -> String {
+    match effective.guard {
+        None => absence_firing_summary(effective.hold_for),
+        Some(guard) => format!(
+            "{} (last reading: {})",
+            absence_firing_summary(effective.hold_for),
+            guard.text()
+        ),
+    }
+}
+
+/// Fires absence rules whose deadline is at or before `watermark_ms`; returns the earliest
+/// deadline still ahead (a lower bound for the next scan).
+pub(super) fn scan_absence(
+    rules: &RuleSet,
+    devices: &mut [DeviceState],
+    watermark_ms: i64,
+    out: &mut Outcome,
+) -> i64 {
+    let absence: Vec<(usize, &Rule)> = rules
+        .rules()
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.condition.is_absence())
+        .collect();
+    let mut next = i64::MAX;
+    if absence.is_empty() {
+        return next;
+    }
+    for device in devices.iter_mut() {
+        for (index, rule) in &absence {
+            if !rule.applies_to(device.kind) {
+                continue;
+            }
+            let variant = variant_of(device, *index);
+            let effective = rule.effective(variant);
+            let Some(pair) = device.pairs.get_mut(*index) else {
+                continue;
+            };
+            if matches!(pair.alert, AlertState::Firing { .. }) {
+                continue;
+            }
+            let deadline_ms = device.newest_ts_ms.saturating_add(effective.hold_for_ms());
+            if watermark_ms < deadline_ms {
+                next = next.min(deadline_ms);
+                continue;
+            }
+            if effective.guard.is_some() && !pair.guard {
+                continue;
+            }
+            pair.alert = AlertState::Firing {
+                fired_at_ms: deadline_ms,
+                clear_since_ms: None,
+                level: 0,
+            };
+            out.transitions.push(make_transition(
+                rule,
+                &effective,
+                &device.id,
+                TransitionKind::Firing,
+                deadline_ms,
+                deadline_ms,
+                0,
+                absence_summary(&effective),
+            ));
+        }
+    }
+    next
+}
