@@ -38,16 +38,14 @@ pub(super) fn receive_absence(
         let effective = rule.effective(variant);
         if !rule.applies_to(reading.kind) {
             if let AlertState::Firing { fired_at_ms, .. } = pair.alert {
-                let summary = format!("rule no longer applies to {}", reading.kind.as_str());
-                out.transitions.push(make_transition(
+                out.transitions.push(no_longer_applies(
                     rule,
                     &effective,
                     &device.id,
-                    TransitionKind::Resolved,
-                    now.max(fired_at_ms),
+                    reading.kind,
+                    now,
                     fired_at_ms,
                     0,
-                    summary,
                 ));
             }
             pair.alert = AlertState::Idle;

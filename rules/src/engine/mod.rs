@@ -899,16 +899,14 @@ fn evaluate(
                 fired_at_ms, level, ..
             } = pair.alert
             {
-                let summary = format!("rule no longer applies to {}", sample.kind.as_str());
-                out.transitions.push(make_transition(
+                out.transitions.push(no_longer_applies(
                     rule,
                     &effective,
                     &device.id,
-                    TransitionKind::Resolved,
-                    now.max(fired_at_ms),
+                    sample.kind,
+                    now,
                     fired_at_ms,
                     level,
-                    summary,
                 ));
             }
             // Written only when it changes: most pairs of rules for another kind stay idle,
@@ -1151,6 +1149,30 @@ fn firing_summary(
 
 fn episode_id(rule: &Rule, device_id: &DeviceId, fired_at_ms: i64) -> String {
     format!("{}:{}:{}", rule.id, device_id, fired_at_ms)
+}
+
+/// The resolution of a firing alert whose rule no longer applies to the device's kind (after a
+/// rule reload or a device changing kind).
+#[allow(clippy::too_many_arguments)]
+fn no_longer_applies(
+    rule: &Rule,
+    effective: &Effective<'_>,
+    device_id: &DeviceId,
+    kind: DeviceKind,
+    now: i64,
+    fired_at_ms: i64,
+    level: u8,
+) -> Transition {
+    make_transition(
+        rule,
+        effective,
+        device_id,
+        TransitionKind::Resolved,
+        now.max(fired_at_ms),
+        fired_at_ms,
+        level,
+        format!("rule no longer applies to {}", kind.as_str()),
+    )
 }
 
 /// Builds a transition of `rule` for `device_id` at escalation level `level`.
