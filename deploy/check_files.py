@@ -65,6 +65,15 @@ def dockerfile_instructions(path):
     return out
 
 
+def patched_paths():
+    """Paths of the patched dependencies in the workspace's `[patch.*]` tables."""
+    text = (REPO / "Cargo.toml").read_text()
+    paths = []
+    for section in re.finditer(r"^\[patch\.[^\]]+\]\s*\n(.*?)(?=^\[|\Z)", text, re.S | re.M):
+        paths += re.findall(r'path\s*=\s*"([^"]+)"', section.group(1))
+    return [p.rstrip("/") for p in paths]
+
+
 def workspace_members():
     text = (REPO / "Cargo.toml").read_text()
     match = re.search(r"members\s*=\s*\[(.*?)\]", text, re.S)
@@ -99,9 +108,12 @@ def check_dockerfile():
         if instruction == "COPY":
             sources = [a for a in args.split() if not a.startswith("--")][:-1]
             build_copies.update(s.rstrip("/") for s in sources)
-    for member in workspace_members() + ["Cargo.toml", "Cargo.lock", "profiles"]:
+    for member in workspace_members() + ["Cargo.toml", "Cargo.lock"]:
         if member not in build_copies:
             problem(f"{path}: the build stage does not COPY workspace member or file `{member}`")
+    for patched in patched_paths():
+        if not any(patched == c or patched.startswith(c + "/") for c in build_copies):
+            problem(f"{path}: the build stage does not COPY `{patched}` ([patch] in Cargo.toml)")
     final_name, final_image, final = stages[-1]
     if not (final_image.startswith("debian:") and "slim" in final_image) and "distroless" not in final_image:
         problem(f"{path}: final image {final_image} is neither debian slim nor distroless")

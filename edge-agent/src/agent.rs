@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_modbus::client::Context;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ use wire::{
 };
 
 use crate::command::{self, AckStatus, CommandAck, CommandLog, CommandPlan, Seen};
-use crate::config::{AgentConfig, BusConfig, Device, TlsConfig, TransportConfig};
+use crate::config::{AgentConfig, BusConfig, Device, TransportConfig};
 use crate::health::{DeviceHealth, HealthReport, MqttCounters, QueueFigures};
 use crate::modbus::{DeviceError, DevicePoller};
 use crate::queue::DiskQueue;
@@ -258,53 +258,9 @@ fn mqtt_options(config: &AgentConfig) -> anyhow::Result<MqttOptions> {
         options.set_credentials(user.clone(), password.clone());
     }
     if let Some(tls) = &mqtt.tls {
-        options.set_transport(tls_transport(tls)?);
+        options.set_transport(mqtt_tls::transport(tls)?);
     }
     Ok(options)
-}
-
-/// A rustls client configuration (ring provider) from PEM files.
-pub fn tls_transport(tls: &TlsConfig) -> anyhow::Result<Transport> {
-    use rumqttc::tokio_rustls::rustls;
-    let read_pem = |path: &std::path::Path| -> anyhow::Result<Vec<u8>> {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = read_pem(&tls.ca_file)?;
-    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
-        let cert =
-            cert.with_context(|| format!("{}: bad PEM certificate", tls.ca_file.display()))?;
-        roots
-            .add(cert)
-            .with_context(|| format!("{}: unusable CA certificate", tls.ca_file.display()))?;
-    }
-    if roots.is_empty() {
-        anyhow::bail!("{}: no certificate found", tls.ca_file.display());
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("rustls cannot use its default protocol versions")?
-        .with_root_certificates(roots);
-    let client = match (&tls.client_cert, &tls.client_key) {
-        (Some(cert_path), Some(key_path)) => {
-            let pem = read_pem(cert_path)?;
-            let certs = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("{}: bad PEM certificate", cert_path.display()))?;
-            let key_pem = read_pem(key_path)?;
-            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                .with_context(|| format!("{}: bad PEM key", key_path.display()))?
-                .with_context(|| format!("{}: no private key found", key_path.display()))?;
-            builder.with_client_auth_cert(certs, key).with_context(|| {
-                format!("{}: key does not fit the certificate", key_path.display())
-            })?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(Transport::tls_with_config(
-        rumqttc::TlsConfiguration::Rustls(Arc::new(client)),
-    ))
 }
 
 /// The retained status message: `online` with the unreachable devices, or `offline`.

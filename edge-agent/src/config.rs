@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mqtt_tls::TlsConfig;
 use serde::Deserialize;
-use wire::{DeviceId, TownshipId};
+use wire::{diagnostics, DeviceId, TownshipId};
 
-use crate::diagnostics;
 use crate::profile::{Profile, ProfileError};
 
 /// The configuration file as written.
@@ -304,22 +304,6 @@ pub struct MqttConfig {
 
 fn default_max_inflight() -> u16 {
     100
-}
-
-/// TLS settings of the MQTT connection.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file of the certificate authorities that sign the broker's certificate, relative to
-    /// the config file.
-    pub ca_file: PathBuf,
-    /// PEM client certificate (chain) for mutual TLS; needs `client_key`.
-    #[serde(default)]
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert`; never logged. The broker's certificate is verified
-    /// against `mqtt.host`.
-    #[serde(default)]
-    pub client_key: Option<PathBuf>,
 }
 
 impl MqttConfig {

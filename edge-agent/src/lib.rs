@@ -16,7 +16,6 @@
 pub mod agent;
 pub mod command;
 pub mod config;
-pub mod diagnostics;
 pub mod health;
 pub mod modbus;
 pub mod plan;

@@ -50,9 +50,8 @@ use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
+use wire::diagnostics::line_col;
 use wire::{DeviceKind, Fault, FaultCategory};
-
-use crate::diagnostics::line_col;
 
 /// The four Modbus data tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]

@@ -51,6 +51,30 @@ pub fn load_rules(config: &GatewayConfig) -> anyhow::Result<RuleSet> {
     }
 }
 
+/// A token cancelled on SIGTERM or Ctrl-C, for a binary's shutdown (`gateway run`, `demo`).
+/// Spawns its watcher on the current tokio runtime.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                cancel.cancel();
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+        cancel.cancel();
+    });
+    token
+}
+
 /// Starts every component. Returns once the broker and the API accept connections.
 pub async fn start(
     config: GatewayConfig,

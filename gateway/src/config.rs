@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use edge_agent::diagnostics;
 use serde::Deserialize;
+use wire::diagnostics;
 
 pub use crate::broker::config::{BrokerConfig, BrokerMode, BrokerPasswordsConfig, BrokerTlsConfig};
 

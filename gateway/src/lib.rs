@@ -10,7 +10,8 @@
 //!   [`ingest::snapshot`] saves and restores the rule state's file.
 //! - [`orders::OrderService`]: alerts and work orders, one order per alert episode.
 //! - [`api::router`]: the HTTP API under `/api/v1`.
-//! - [`app::start`]: wires them together; [`demo`] runs the whole system in one process.
+//! - [`app::start`]: wires them together (the `demo` crate runs it beside simulated households
+//!   and edge agents in one process).
 
 pub mod api;
 pub mod app;
@@ -18,7 +19,6 @@ pub mod auth;
 pub mod broker;
 pub mod certs;
 pub mod config;
-pub mod demo;
 pub mod fleet;
 pub mod ingest;
 pub mod logging;

@@ -1,5 +1,6 @@
-//! `gateway`: the central service binary. `run` serves a district from a config file; `demo`
-//! runs broker, simulator, edge agents, rules, orders and API together in one process.
+//! `gateway`: the central service binary. `run` serves a district from a config file,
+//! `check-config` validates one, `certs` issues the broker's and the boxes' certificates. (The
+//! whole system in one process with simulated households is the `demo` crate's binary.)
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -8,8 +9,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gateway::config::GatewayConfig;
-use gateway::demo::DemoOptions;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// mimalloc instead of glibc's malloc: ingest, the broker and the sink allocate and free small
@@ -47,8 +46,6 @@ enum Command {
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
     },
-    /// Everything in one process: broker, simulated households, edge agents, rules, orders, API.
-    Demo(DemoOptions),
     /// Issue the district's TLS certificates (CA, broker, one per edge box) as PEM files.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -217,7 +214,6 @@ fn main() -> ExitCode {
                 println!("configuration is valid");
                 Ok(())
             }
-            Command::Demo(options) => gateway::demo::run(options, shutdown_on_signal()).await,
             Command::Certs(command) => certs(command),
         }
     });
@@ -231,31 +227,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-                cancel.cancel();
-                return;
-            }
-        }
-        let _ = tokio::signal::ctrl_c().await;
-        cancel.cancel();
-    });
-    token
-}
-
 async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     let config = GatewayConfig::load(config.as_deref())?;
-    let shutdown = shutdown_on_signal();
+    let shutdown = gateway::app::shutdown_on_signal();
     let tracker = TaskTracker::new();
     let started = gateway::app::start(config, shutdown.clone(), &tracker).await?;
     tracker.close();

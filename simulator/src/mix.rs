@@ -11,9 +11,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use edge_agent::diagnostics;
 use serde::{Deserialize, Serialize};
-use wire::{DeviceKind, FaultCategory};
+use wire::{diagnostics, DeviceKind, FaultCategory};
 
 /// Why a mix file was refused.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,9 @@
-// Browser test of the operator console against a running `gateway demo` (base URL as the first
-// argument): headless Debian Chromium driven by playwright-core. It watches an injected fault
-// arrive as an order on the live board, opens the device and its chart, escalates and reassigns
-// an order, visits every page on a 1920×1080 desktop and a 390×844 phone, saves a screenshot of
-// each into $CONSOLE_ARTIFACTS (default target/console-artifacts), and fails on any console
-// error, page error or failed request. Exit status 0 only when every check passed.
+// Browser test of the operator console against a running demo (the `demo` binary; base URL as the
+// first argument): headless Debian Chromium driven by playwright-core. It watches an injected fault
+// arrive as an order on the live board, opens the device and its chart, escalates and reassigns an
+// order, visits every page on a 1920×1080 desktop and a 390×844 phone, saves a screenshot of each
+// into $CONSOLE_ARTIFACTS (default target/console-artifacts), and fails on any console error, page
+// error or failed request. Exit status 0 only when every check passed.
 
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

@@ -1,4 +1,4 @@
-//! The operator console in a real browser: starts `gateway demo` on a free port and runs the
+//! The operator console in a real browser: starts the `demo` binary on a free port and runs the
 //! Playwright script in `tests/console/` (headless Debian Chromium) against it. This test installs
 //! nothing: `scripts/test` runs `npm ci` in `tests/console` and installs the `chromium` package.
 //! Screenshots land in `$CONSOLE_ARTIFACTS` (default `target/console-artifacts`).
@@ -15,7 +15,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole browser script: a fault every 3 s, five pages on two screens.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(300);
 
-/// `gateway demo`, killed when dropped; its stdout is drained so it never blocks on a full pipe.
+/// The `demo` binary, killed when dropped; its stdout is drained so it never blocks on a full pipe.
 struct Demo {
     child: Child,
     base_url: String,
@@ -26,9 +26,8 @@ impl Demo {
     fn start(dir: &Path) -> anyhow::Result<Demo> {
         let log_path = dir.join("demo.log");
         let data_dir = dir.join("data");
-        let mut child = Command::new(tests::binary("gateway")?)
+        let mut child = Command::new(tests::binary("demo")?)
             .args([
-                "demo",
                 "--households",
                 "30",
                 "--http",
@@ -46,11 +45,11 @@ impl Demo {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log_path)?)
             .spawn()
-            .context("cannot start gateway demo")?;
+            .context("cannot start the demo")?;
         let stdout = child
             .stdout
             .take()
-            .ok_or_else(|| anyhow!("no stdout for gateway demo"))?;
+            .ok_or_else(|| anyhow!("no stdout for the demo"))?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             // The banner line: `  HTTP API        http://127.0.0.1:PORT/api/v1/summary`.
@@ -72,7 +71,7 @@ impl Demo {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => demo.base_url = url,
             Err(_) => bail!(
-                "gateway demo printed no `HTTP API` banner line within 60 s (exit status {:?}); log:\n{}",
+                "the demo printed no `HTTP API` banner line within 60 s (exit status {:?}); log:\n{}",
                 demo.child.try_wait().ok().flatten(),
                 demo.log()
             ),
@@ -191,11 +190,11 @@ fn the_operator_console_passes_its_browser_test_against_the_demo() -> anyhow::Re
     match status {
         Some(status) if status.success() => Ok(()),
         Some(status) => bail!(
-            "the console browser test failed ({status}):\n{output}\n----- gateway demo log (tail) -----\n{}",
+            "the console browser test failed ({status}):\n{output}\n----- demo log (tail) -----\n{}",
             demo.log()
         ),
         None => bail!(
-            "the console browser test did not finish within {BROWSER_DEADLINE:?}:\n{output}\n----- gateway demo log (tail) -----\n{}",
+            "the console browser test did not finish within {BROWSER_DEADLINE:?}:\n{output}\n----- demo log (tail) -----\n{}",
             demo.log()
         ),
     }

@@ -378,8 +378,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// Every key path reachable from `root` with its field (doc comment, type, default). Types are
 /// looked up in the config file first, then in the rest of the crate's `src/` (config structs
-/// of components, e.g. `crate::orders::sla::SlaConfig`), then, for a type the gateway names as
-/// `edge_agent::config::X`, in the edge agent's config (`broker.external.tls`).
+/// of components, e.g. `crate::orders::sla::SlaConfig`), then in the config types both programs
+/// share from another crate ([`SHARED_CONFIG_SOURCES`]: `mqtt.tls`, `broker.external.tls`).
 fn struct_keys(program: Program) -> anyhow::Result<BTreeMap<String, Field>> {
     let source_path = program.source();
     let mut files = Vec::new();
@@ -388,27 +388,13 @@ fn struct_keys(program: Program) -> anyhow::Result<BTreeMap<String, Field>> {
     }
     files.sort();
     let mut items = BTreeMap::new();
-    let mut borrowed = BTreeSet::new();
     for file in files.iter().filter(|f| **f != source_path) {
-        let text = read(file)?;
-        borrowed.extend(edge_agent_config_types(&text));
-        items.extend(parse_items(&text));
+        items.extend(parse_items(&read(file)?));
     }
-    let text = read(&source_path)?;
-    borrowed.extend(edge_agent_config_types(&text));
-    items.extend(parse_items(&text));
-    if matches!(program, Program::Gateway) {
-        let agent = parse_items(&read(&Program::EdgeAgent.source())?);
-        for name in borrowed {
-            if let (false, Some(item)) = (items.contains_key(&name), agent.get(&name)) {
-                items.insert(
-                    name,
-                    Item {
-                        fields: item.fields.clone(),
-                        tag: item.tag.clone(),
-                    },
-                );
-            }
+    items.extend(parse_items(&read(&source_path)?));
+    for shared in SHARED_CONFIG_SOURCES {
+        for (name, item) in parse_items(&read(&repo_root().join(shared))?) {
+            items.entry(name).or_insert(item);
         }
     }
     let mut keys = BTreeMap::new();
@@ -422,18 +408,9 @@ fn struct_keys(program: Program) -> anyhow::Result<BTreeMap<String, Field>> {
     Ok(keys)
 }
 
-/// `X` of every `edge_agent::config::X` in a source text.
-fn edge_agent_config_types(text: &str) -> BTreeSet<String> {
-    text.split("edge_agent::config::")
-        .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect::<String>()
-        })
-        .filter(|name| name.starts_with(|c: char| c.is_ascii_uppercase()))
-        .collect()
-}
+/// Sources of config types that the gateway and the edge agent take from a crate of their own
+/// (`mqtt_tls::TlsConfig`).
+const SHARED_CONFIG_SOURCES: &[&str] = &["mqtt-tls/src/lib.rs"];
 
 fn walk(
     items: &BTreeMap<String, Item>,

@@ -8,8 +8,11 @@
 //! - [`values`]: the canonical value names (with units and plausible ranges) shared by every brand.
 //! - [`FaultCategory`]: the brand-independent fault categories that profiles map fault codes onto.
 //! - [`DeviceId`], [`TownshipId`]: validated identifiers that are safe to use as topic levels.
+//! - [`diagnostics`]: positions in TOML files for the config, profile and rule errors of every
+//!   crate (file:line:column and the dotted field path).
 
 pub mod bytes;
+pub mod diagnostics;
 pub mod ids;
 pub mod message;
 pub mod topic;

@@ -39,7 +39,7 @@ pub struct ExternalBrokerConfig {
     /// certificate; paths relative to the config file. Required unless `host` is a loopback
     /// name or address, or `insecure_plain_connection = true`.
     #[serde(default)]
-    pub tls: Option<edge_agent::config::TlsConfig>,
+    pub tls: Option<mqtt_tls::TlsConfig>,
     /// Allow a broker that is not on this machine without TLS: readings, commands and orders
     /// then cross the network in clear text. Only for an isolated test network.
     #[serde(default)]
@@ -130,9 +130,9 @@ impl ExternalSource {
             options.set_credentials(user.clone(), password);
         }
         if let Some(tls) = &config.tls {
-            // The MQTT client TLS set-up the edge agent uses (rustls with ring, PEM files).
-            let transport = edge_agent::agent::tls_transport(tls)
-                .map_err(|e| format!("broker.external.tls: {e:#}"))?;
+            // The MQTT client TLS set-up the edge agent uses too (rustls with ring, PEM files).
+            let transport =
+                mqtt_tls::transport(tls).map_err(|e| format!("broker.external.tls: {e:#}"))?;
             options.set_transport(transport);
         }
         let (client, eventloop) = AsyncClient::new(options, 1024);

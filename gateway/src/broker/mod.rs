@@ -85,8 +85,9 @@ impl InternalLinks {
     }
 }
 
-/// 128 bits from the kernel's random source, as hex.
-pub(crate) fn random_suffix() -> Result<String, BrokerError> {
+/// 128 bits from the kernel's random source, as hex (the links' client ids; the demo's data
+/// folder).
+pub fn random_suffix() -> Result<String, BrokerError> {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")

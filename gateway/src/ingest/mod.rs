@@ -414,9 +414,11 @@ fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The gateway's clock in Unix milliseconds.
+/// The gateway's clock in Unix milliseconds: the machine's ([`WallClock`]).
+///
+/// [`WallClock`]: crate::orders::clock::WallClock
 pub fn now_ms() -> i64 {
-    edge_agent::agent::now_ms()
+    crate::orders::clock::Clock::now_ms(&crate::orders::clock::WallClock)
 }
 
 #[cfg(test)]

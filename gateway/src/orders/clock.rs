@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// "Now" in Unix milliseconds, for the order component.
 pub trait Clock: Send + Sync {
@@ -15,7 +16,10 @@ pub struct WallClock;
 
 impl Clock for WallClock {
     fn now_ms(&self) -> i64 {
-        edge_agent::agent::now_ms()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
     }
 }
 

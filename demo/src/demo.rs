@@ -1,4 +1,4 @@
-//! `gateway demo`: the whole system in one process with no external service: the embedded
+//! `demo`: the whole system in one process with no external service: the embedded
 //! broker, simulated Yanqing households served over real Modbus TCP, one edge agent per
 //! household, the rules, the work orders and the HTTP API. A fault is injected every so often
 //! (and repaired a few minutes later) so that a person watching sees orders appear.
@@ -12,13 +12,12 @@ use std::time::Duration;
 use edge_agent::agent::Agent;
 use edge_agent::config::{AgentConfig, Device, MqttConfig, PollingConfig, TransportConfig};
 use edge_agent::profile::Profile;
+use gateway::config::GatewayConfig;
+use gateway::registry::{self, demo::FleetHousehold};
 use simulator::{HouseholdInfo, SimConfig, Simulation};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::{DeviceKind, FaultCategory};
-
-use crate::config::GatewayConfig;
-use crate::registry::{self, demo::FleetHousehold};
 
 /// The shipped register-map profiles, built into the binary so the demo runs from anywhere.
 const PROFILES: &[(&str, &str)] = &[
@@ -40,7 +39,7 @@ const PROFILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Options of `gateway demo`.
+/// Options of `demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
     /// Simulated households, spread over Yanqing's 15 townships.
@@ -99,7 +98,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     // On Ctrl-C the edge agents stop first and disconnect from a running broker, as boxes do,
     // then the gateway; stopped together, the broker was torn down under 300 live connections.
     let gateway_stop = CancellationToken::new();
-    let started = crate::app::start(config, gateway_stop.clone(), &tracker)
+    let started = gateway::app::start(config, gateway_stop.clone(), &tracker)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#} (is another demo running? try --http 127.0.0.1:0)"))?;
     let mqtt_addr: SocketAddr = started
@@ -256,7 +255,7 @@ fn write_gateway_config(
     }
     let path = data_dir.join("gateway.toml");
     let text = format!(
-        "# Written by `gateway demo`: everything on this machine, API without tokens.\n\
+        "# Written by `demo`: everything on this machine, API without tokens.\n\
          [broker]\nlisten = \"{}\"\n\n[http]\nlisten = \"{}\"\n\n[store]\npath = \"gateway.sqlite\"\n\n\
          [api]\nauth = \"disabled\"\n\n[registry]\nimport = \"registry\"\n",
         options.mqtt, options.http
@@ -379,7 +378,7 @@ impl<'a> FaultSchedule<'a> {
 /// to somewhere else.
 fn private_temp_dir() -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    let suffix = crate::broker::random_suffix().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let suffix = gateway::broker::random_suffix().map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = std::env::temp_dir().join(format!("yanqing-heating-demo-{suffix}"));
     std::fs::DirBuilder::new()
         .mode(0o700)

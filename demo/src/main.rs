@@ -1,0 +1,62 @@
+//! `demo`: the whole system in one process with no external service (the embedded broker,
+//! simulated Yanqing households over Modbus TCP, one edge agent each, the rules, the work orders
+//! and the HTTP API). This file is the command line, logging and runtime; [`demo`] runs it.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+mod demo;
+
+/// mimalloc, as in the gateway binary (gateway/src/main.rs says why): the demo runs the same
+/// gateway and should use memory as it does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Everything in one process: broker, simulated households, edge agents, rules, orders, API"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "GATEWAY_LOG_JSON")]
+    log_json: bool,
+    #[command(flatten)]
+    options: demo::DemoOptions,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let subscriber = gateway::logging::subscriber(
+        gateway::logging::filter_from_env(),
+        cli.log_json,
+        std::io::stderr,
+    );
+    // `try_init` also forwards the `log` crate's records (rustls, for one) into `tracing`.
+    if let Err(error) = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber) {
+        eprintln!("error: cannot install the log subscriber: {error}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime
+        .block_on(async move { demo::run(cli.options, gateway::app::shutdown_on_signal()).await });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
