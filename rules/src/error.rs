@@ -158,9 +158,19 @@ pub enum Problem {
     /// A list that would match nothing.
     #[error("an empty list matches nothing; leave the field out to match everything")]
     EmptyList,
-    /// An absence rule with a zero duration would fire after every reading.
-    #[error("an absence rule needs a duration longer than 0s")]
+    /// A duration that must be above zero (an absence rule's `for`, which would otherwise fire
+    /// after every reading; a fleet rule's `within` or `hold`).
+    #[error("needs a duration longer than 0s")]
     ZeroDuration,
+    /// A fleet rule's `clear_members` entry that is not one of its `members`.
+    #[error("{id:?} is not one of the rule's members")]
+    NotAMember { id: String },
+    /// A fleet rule's `hold` longer than its correlation window.
+    #[error("hold ({}) must not be longer than within ({})", crate::condition::format_duration(*hold), crate::condition::format_duration(*within))]
+    HoldLongerThanWindow {
+        hold: std::time::Duration,
+        within: std::time::Duration,
+    },
     /// A work order category that is empty or has characters outside `a-z`, `0-9`, `_`.
     #[error("{category:?} is not a valid order category: use 1 to 64 of a-z, 0-9 and '_'")]
     BadOrderCategory { category: String },

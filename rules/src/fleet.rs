@@ -57,6 +57,11 @@ pub struct FleetRule {
     pub share: f64,
     /// The incident resolves when fewer than this share still have a member alert.
     pub clear_share: f64,
+    /// Members that measure the cause itself (e.g. `gas_pressure_low`, against the lockouts
+    /// it leaves behind). Once one of them has been active during an incident, the incident
+    /// resolves when fewer than `clear_share` of households still have one of these, whatever
+    /// other members remain (those get their own orders after `grace`). Empty: every member.
+    pub clear_members: Vec<String>,
     /// And at least this many households (0: no minimum beyond the share).
     pub min_affected: usize,
     /// Groups of fewer households than this never make an incident (a lone box going silent
@@ -64,6 +69,10 @@ pub struct FleetRule {
     pub min_devices: usize,
     /// The correlation window.
     pub within: Duration,
+    /// How long the device transitions it explains are held for a decision; at most `within`
+    /// (default `within`). A supply that fails slowly locks boilers out one by one over an
+    /// hour or more: the window must be long, but a device order must not wait that long.
+    pub hold: Option<Duration>,
     /// After the incident resolves, explained alerts still active this long later get their
     /// own orders.
     pub grace: Duration,
@@ -76,6 +85,11 @@ pub struct FleetRule {
 impl FleetRule {
     pub fn within_ms(&self) -> i64 {
         duration_ms(self.within)
+    }
+
+    /// How long explained device transitions are held: `hold`, else `within`.
+    pub fn hold_ms(&self) -> i64 {
+        self.hold.map_or_else(|| self.within_ms(), duration_ms)
     }
 
     pub fn grace_ms(&self) -> i64 {
@@ -201,6 +215,10 @@ pub struct GroupState {
 pub struct OpenIncident {
     pub id: String,
     pub fired_at_ms: i64,
+    /// A member of the rule's `clear_members` has been active during the incident: those
+    /// decide when it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub measured: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -507,7 +525,7 @@ impl Fleet {
         true
     }
 
-    /// How long a transition of `rule_id` on `device` is held: the longest `within` of the
+    /// How long a transition of `rule_id` on `device` is held: the longest hold of the
     /// fleet rules that explain the rule and have a group for the device that is big enough to
     /// make an incident. `None`: not held.
     fn hold_window(&self, rules: &RuleSet, rule_id: &str, device: &DeviceId) -> Option<i64> {
@@ -519,7 +537,7 @@ impl Fleet {
                 self.group_of(f, device)
                     .is_some_and(|group| self.group_size(f, &group) >= f.min_devices)
             })
-            .map(FleetRule::within_ms)
+            .map(FleetRule::hold_ms)
             .max()
     }
 
@@ -589,7 +607,7 @@ impl Fleet {
         let max_window = rules
             .fleet()
             .iter()
-            .map(FleetRule::within_ms)
+            .map(FleetRule::hold_ms)
             .max()
             .unwrap_or(0);
         let state = self
@@ -603,7 +621,11 @@ impl Fleet {
                 .or_default()
                 .insert(member.to_owned());
             state.members.entry(device).or_insert(at_ms);
-            if state.open.is_some() || size < rule.min_devices {
+            if let Some(open) = state.open.as_mut() {
+                open.measured |= rule.clear_members.iter().any(|m| m == member);
+                return;
+            }
+            if size < rule.min_devices {
                 return;
             }
             // Members of the same group that went down at the same event time and wait right
@@ -639,9 +661,14 @@ impl Fleet {
             let affected = households_among(&self.registry, recent.iter());
             if affected >= need {
                 let id = format!("{}:{}:{}", rule.id, group, at_ms);
+                let measured = state
+                    .member_rules
+                    .values()
+                    .any(|active| rule.clear_members.iter().any(|m| active.contains(m)));
                 state.open = Some(OpenIncident {
                     id: id.clone(),
                     fired_at_ms: at_ms,
+                    measured,
                 });
                 out.incidents.push(IncidentTransition {
                     incident_id: id,
@@ -664,16 +691,31 @@ impl Fleet {
                 });
             }
         } else {
+            let measured = state.open.as_ref().is_some_and(|open| open.measured);
             if let Some(active) = state.member_rules.get_mut(&device) {
                 active.remove(member);
-                if !active.is_empty() {
+                if active.is_empty() {
+                    state.member_rules.remove(&device);
+                    state.members.remove(&device);
+                } else if !measured {
                     return;
                 }
-                state.member_rules.remove(&device);
+            } else {
+                state.members.remove(&device);
             }
-            state.members.remove(&device);
             let clear_need = ((rule.clear_share * size as f64).ceil() as usize).max(1);
-            if households_among(&self.registry, state.members.keys()) >= clear_need {
+            let remaining = if measured {
+                let measuring: Vec<&DeviceId> = state
+                    .member_rules
+                    .iter()
+                    .filter(|(_, active)| rule.clear_members.iter().any(|m| active.contains(m)))
+                    .map(|(device, _)| device)
+                    .collect();
+                households_among(&self.registry, measuring.into_iter())
+            } else {
+                households_among(&self.registry, state.members.keys())
+            };
+            if remaining >= clear_need {
                 return;
             }
             let Some(open) = state.open.take() else {

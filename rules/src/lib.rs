@@ -48,6 +48,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod area;
 pub mod backtest;
 pub mod condition;
 mod dense;

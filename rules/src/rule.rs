@@ -313,13 +313,14 @@ impl RuleSet {
         &self.series
     }
 
-    /// The longest correlation window of the fleet rules that explain `rule_id`: device
-    /// transitions of that rule are held this long in event time before they are emitted.
+    /// The longest hold of the fleet rules that explain `rule_id` (`hold`, else the correlation
+    /// window): device transitions of that rule are held this long in event time before they
+    /// are emitted.
     pub fn correlation_ms(&self, rule_id: &str) -> Option<i64> {
         self.fleet
             .iter()
             .filter(|f| f.explains.iter().any(|e| e == rule_id))
-            .map(FleetRule::within_ms)
+            .map(FleetRule::hold_ms)
             .max()
     }
 
@@ -346,10 +347,13 @@ mod tests {
             ids,
             [
                 "device_fault",
+                "protection_lockout",
                 "gas_fault",
                 "protection_trips",
                 "heating_stopped",
                 "heating_stopped_no_room_sensor",
+                "standing_water_cold",
+                "unit_unpowered",
                 "no_circulation",
                 "no_circulation_boiler",
                 "readings_frozen",
@@ -373,6 +377,14 @@ mod tests {
         );
         let fleet: Vec<&str> = set.fleet().iter().map(|f| f.id.as_str()).collect();
         assert_eq!(fleet, ["village_power_outage", "village_gas_supply"]);
+        let gas = &set.fleet()[1];
+        assert_eq!(gas.within_ms(), 2 * 3_600_000);
+        assert_eq!(gas.hold_ms(), 10 * 60_000);
+        assert_eq!(set.fleet()[0].hold_ms(), set.fleet()[0].within_ms());
+        assert_eq!(
+            set.series().village_outdoor_source(),
+            crate::expr::canonical_index(wire::values::OUTDOOR_TEMP_C)
+        );
 
         let fault = set.get("device_fault").expect("present");
         assert_eq!(fault.hold_for, Duration::ZERO);

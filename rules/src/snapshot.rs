@@ -83,6 +83,10 @@ pub struct DeviceSnapshot {
     /// with the units of its profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Its newest own outdoor reading (°C, event time), when some rule estimates a village's
+    /// outdoor temperature from its units (`outdoor_estimate()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outdoor: Option<(f64, i64)>,
 }
 
 fn is_false(value: &bool) -> bool {

@@ -18,7 +18,9 @@ fn scratch(name: &str) -> PathBuf {
 
 fn line(device: &str, minute: i64, seq: u64, values: &str, fault: Option<&str>) -> String {
     let fault = fault
-        .map(|f| format!(r#","fault":{{"code":3,"category":"{f}","text":"flow switch open"}}"#))
+        .map(|f| {
+            format!(r#","fault":{{"code":3,"category":"{f}","text":"room sensor open circuit"}}"#)
+        })
         .unwrap_or_default();
     format!(
         r#"{{"v":1,"device_id":"{device}","ts_ms":{},"seq":{seq},"profile":"aurora-ashp","kind":"heat_pump","values":{{{values}}}{fault}}}"#,
@@ -46,7 +48,7 @@ fn backtest_prints_alerts_orders_and_counts_and_skips_bad_lines() {
         line("yq-dg-0001-hp", 0, 1, warm, None),
         line("yq-dg-0002-hp", 0, 1, warm, None),
         "this is not json".to_owned(),
-        line("yq-dg-0001-hp", 5, 2, warm, Some("water_flow")),
+        line("yq-dg-0001-hp", 5, 2, warm, Some("sensor_fault")),
         line("yq-dg-0001-hp", 10, 3, warm, None),
     ];
     // Device 2 stays silent; device 1 keeps reporting for 40 minutes.
@@ -74,7 +76,7 @@ fn backtest_prints_alerts_orders_and_counts_and_skips_bad_lines() {
     ]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
-        stdout.contains("2025-12-01T00:05:00.000Z  FIRING    device_fault yq-dg-0001-hp major order repair/high: fault 3 (water_flow): flow switch open"),
+        stdout.contains("2025-12-01T00:05:00.000Z  FIRING    device_fault yq-dg-0001-hp major order repair/high: fault 3 (sensor_fault): room sensor open circuit"),
         "{stdout}"
     );
     assert!(

@@ -533,6 +533,7 @@ proptest! {
                 vulnerable: ts % 2 == 0,
                 series: &table,
                 state: &state,
+                village_outdoor: f64::NAN,
             };
             let _ = expr.eval(&context);
             let _ = expr.describe(&context);

@@ -1841,7 +1841,7 @@ async fn the_runbooks_online_backup_restores_into_a_gateway_that_serves_the_same
     let category = if system.households[0]["kind"] == "gas_boiler" {
         "ignition_failure"
     } else {
-        "water_flow"
+        "sensor_fault"
     };
     let response = system
         .client

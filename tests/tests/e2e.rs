@@ -34,7 +34,7 @@ async fn an_injected_fault_opens_one_order_for_exactly_that_device() -> anyhow::
     let category = if kind == "gas_boiler" {
         "ignition_failure"
     } else {
-        "water_flow"
+        "sensor_fault"
     };
 
     // No orders while every household is healthy.

@@ -108,7 +108,7 @@ fn publish(port: u16, topic: &str, payload: &str) -> anyhow::Result<bool> {
 
 fn telemetry(device: &str, seq: u64, fault: bool) -> String {
     let fault = if fault {
-        r#","fault":{"code":1,"category":"water_flow","text":"E1"}"#
+        r#","fault":{"code":1,"category":"sensor_fault","text":"E1"}"#
     } else {
         ""
     };

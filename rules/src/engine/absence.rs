@@ -12,13 +12,15 @@ pub(super) fn receive_absence(
     device: &mut DeviceState,
     reading: &Sample,
     previous_newest: Option<i64>,
+    village_outdoor: f64,
     out: &mut Outcome,
 ) -> bool {
     let now = reading.ts_ms;
     let newest = previous_newest.is_none_or(|p| now >= p);
     let mut resumed = false;
-    // Guards read only the reading's own values (the parser refuses windowed functions
-    // there), so they are judged against the rule set's series table with an empty state.
+    // Guards read only the reading's own values and its village's outdoor estimate (the parser
+    // refuses windowed functions there), so they are judged against the rule set's series
+    // table with an empty state.
     let no_state = SeriesState::default();
     let context = Context {
         values: &reading.values,
@@ -26,6 +28,7 @@ pub(super) fn receive_absence(
         vulnerable: device.vulnerable,
         series: rules.series(),
         state: &no_state,
+        village_outdoor,
     };
     for &index in absence_rules {
         let Some(rule) = rules.rules().get(index) else {

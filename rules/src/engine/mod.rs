@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wire::{DeviceId, DeviceKind, Fault, Telemetry};
 
+use crate::area::{AreaSlot, AreaWeather};
 use crate::condition::{
     absence_firing_summary, absence_resolved_summary, for_clause, Condition, Evaluation, Observed,
 };
@@ -314,6 +315,15 @@ struct DeviceState {
     /// The device's profile group in the fleet's baselines (`None` until a reading names its
     /// profile, or when the rules compare nothing with the fleet).
     group: Option<u16>,
+    /// The device's slot in its village's outdoor readings (`None` without a registered village).
+    area: Option<AreaSlot>,
+}
+
+/// What evaluating one device's reading shares with the other devices: the fleet's baselines
+/// and the villages' outdoor readings.
+struct Peers<'a> {
+    baselines: &'a mut FleetBaselines,
+    weather: &'a mut AreaWeather,
 }
 
 /// The rule engine. Pure: no IO, no clock; time is the readings' event time and the watermark.
@@ -336,6 +346,8 @@ pub struct Engine {
     fleet: Fleet,
     /// What the units of each profile do in each condition (`fleet_ratio` and friends).
     baselines: FleetBaselines,
+    /// Villages' outdoor readings, for `outdoor_estimate()`.
+    weather: AreaWeather,
     stats: EngineStats,
 }
 
@@ -367,6 +379,7 @@ impl Engine {
             absence_rules,
             fleet: Fleet::default(),
             baselines: FleetBaselines::default(),
+            weather: AreaWeather::default(),
             stats: EngineStats::default(),
         }
     }
@@ -390,6 +403,11 @@ impl Engine {
             if let Some(device) = self.devices.get_mut(index) {
                 device.variants = variants_for(&self.rules, Some(&info));
                 device.vulnerable = info.vulnerable;
+                device.area = self.weather.join(
+                    device.area,
+                    info.township.as_deref(),
+                    info.village.as_deref(),
+                );
             }
         }
         self.fleet.register(device_id, info);
@@ -440,6 +458,10 @@ impl Engine {
                     variants: variants_for(&self.rules, info),
                     vulnerable: info.is_some_and(|i| i.vulnerable),
                     group: None,
+                    area: info.and_then(|i| {
+                        self.weather
+                            .join(None, i.township.as_deref(), i.village.as_deref())
+                    }),
                 });
                 let index = self.devices.len() - 1;
                 let devices = &self.devices;
@@ -475,12 +497,24 @@ impl Engine {
         let previous_newest = (!first).then_some(device.newest_ts_ms);
         warm(self.rules.series(), device, reading.kind);
         let sample = Sample::from_reading(reading);
+        let village_outdoor = match (device.area, self.rules.series().village_outdoor_source()) {
+            (Some(at), Some(outdoor))
+                if sample
+                    .values
+                    .get(usize::from(outdoor))
+                    .is_none_or(|v| v.is_nan()) =>
+            {
+                self.weather.estimate(at, sample.ts_ms)
+            }
+            _ => f64::NAN,
+        };
         let resumed = receive_absence(
             &self.rules,
             &self.absence_rules,
             device,
             &sample,
             previous_newest,
+            village_outdoor,
             &mut out,
         );
         if resumed {
@@ -500,7 +534,10 @@ impl Engine {
             evaluate(
                 &self.rules,
                 &self.threshold_index,
-                &mut self.baselines,
+                &mut Peers {
+                    baselines: &mut self.baselines,
+                    weather: &mut self.weather,
+                },
                 device,
                 &sample,
                 &mut out,
@@ -517,7 +554,10 @@ impl Engine {
             release(
                 &self.rules,
                 &self.threshold_index,
-                &mut self.baselines,
+                &mut Peers {
+                    baselines: &mut self.baselines,
+                    weather: &mut self.weather,
+                },
                 device,
                 frontier,
                 self.config.max_buffered,
@@ -551,7 +591,10 @@ impl Engine {
                 release(
                     &self.rules,
                     &self.threshold_index,
-                    &mut self.baselines,
+                    &mut Peers {
+                        baselines: &mut self.baselines,
+                        weather: &mut self.weather,
+                    },
                     device,
                     watermark_ms,
                     self.config.max_buffered,
@@ -676,7 +719,7 @@ impl Engine {
         order.sort_by(|a, b| a.id.cmp(&b.id));
         let devices = order
             .into_iter()
-            .map(|device| device_snapshot(&self.rules, &self.baselines, device))
+            .map(|device| device_snapshot(&self.rules, &self.baselines, &self.weather, device))
             .collect();
         Snapshot {
             format: SNAPSHOT_FORMAT,
@@ -728,10 +771,25 @@ impl Engine {
         engine.baselines = snapshot.baselines;
         for device in snapshot.devices {
             let profile = device.profile.clone();
+            let outdoor = device.outdoor;
             let mut state =
                 restore_device(&engine, &rule_index, &series_map, &snapshot.series, device);
             if engine.rules.series().uses_fleet() {
                 state.group = profile.and_then(|p| engine.baselines.join(None, &p));
+            }
+            if let Some(info) = engine.fleet.registry.get(&state.id) {
+                // A device listed twice keeps one slot (the last entry wins).
+                let listed = engine
+                    .device_position(&state.id)
+                    .and_then(|i| engine.devices.get(i))
+                    .and_then(|d| d.area);
+                state.area =
+                    engine
+                        .weather
+                        .join(listed, info.township.as_deref(), info.village.as_deref());
+            }
+            if let (Some(at), Some((value, ts_ms))) = (state.area, outdoor) {
+                engine.weather.record(at, value, ts_ms);
             }
             match engine.device_position(&state.id) {
                 Some(index) => {
@@ -827,7 +885,7 @@ fn warm(series: &crate::window::SeriesTable, device: &DeviceState, kind: DeviceK
 fn release(
     rules: &RuleSet,
     threshold_index: &[Option<u8>],
-    baselines: &mut FleetBaselines,
+    peers: &mut Peers<'_>,
     device: &mut DeviceState,
     frontier: i64,
     max_buffered: usize,
@@ -841,7 +899,7 @@ fn release(
     }
     let released: Vec<Sample> = device.buffer.drain(..count).collect();
     for sample in released {
-        evaluate(rules, threshold_index, baselines, device, &sample, out);
+        evaluate(rules, threshold_index, peers, device, &sample, out);
     }
 }
 
@@ -849,7 +907,7 @@ fn release(
 fn evaluate(
     rules: &RuleSet,
     threshold_index: &[Option<u8>],
-    baselines: &mut FleetBaselines,
+    peers: &mut Peers<'_>,
     device: &mut DeviceState,
     sample: &Sample,
     out: &mut Outcome,
@@ -864,8 +922,8 @@ fn evaluate(
     let fault = sample.fault.as_ref().map(|f| (f.code, f.category));
     if !rules.series().is_empty() {
         let fleet = device.group.map(|group| {
-            let slot = baselines.slot(group);
-            (baselines, slot)
+            let slot = peers.baselines.slot(group);
+            (&mut *peers.baselines, slot)
         });
         rules.series().update_with(
             &mut device.series,
@@ -876,12 +934,27 @@ fn evaluate(
             fleet,
         );
     }
+    // The village's outdoor estimate is kept only when a rule reads it, and worked out only
+    // for a reading without its own outdoor value.
+    let mut village_outdoor = f64::NAN;
+    if let (Some(at), Some(outdoor)) = (device.area, rules.series().village_outdoor_source()) {
+        let own = sample
+            .values
+            .get(usize::from(outdoor))
+            .copied()
+            .unwrap_or(f64::NAN);
+        peers.weather.record(at, own, sample.ts_ms);
+        if own.is_nan() {
+            village_outdoor = peers.weather.estimate(at, sample.ts_ms);
+        }
+    }
     let context = Context {
         values: &sample.values,
         fault: sample.fault.as_ref().map(|f| f.category),
         vulnerable: device.vulnerable,
         series: rules.series(),
         state: &device.series,
+        village_outdoor,
     };
     let now = sample.ts_ms;
     for (index, rule) in rules.rules().iter().enumerate() {

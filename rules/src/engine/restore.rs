@@ -6,6 +6,7 @@ use super::*;
 pub(super) fn device_snapshot(
     rules: &RuleSet,
     baselines: &FleetBaselines,
+    weather: &AreaWeather,
     device: &DeviceState,
 ) -> DeviceSnapshot {
     let mut alerts = BTreeMap::new();
@@ -52,6 +53,7 @@ pub(super) fn device_snapshot(
             .group
             .and_then(|g| baselines.profile_of(g))
             .map(str::to_owned),
+        outdoor: device.area.and_then(|at| weather.reading_of(at)),
     }
 }
 
@@ -108,6 +110,7 @@ pub(super) fn restore_device(
         variants: variants_for(rules, info),
         vulnerable: info.is_some_and(|i| i.vulnerable),
         group: None,
+        area: None,
         id: snapshot.device_id,
     }
 }

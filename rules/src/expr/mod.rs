@@ -11,6 +11,7 @@
 //! | `min(v, w)`, `max(v, w)`, `avg(v, w)`, `count(v, w)` | number | over the window `w` |
 //! | `rate(v, w)` | number | least-squares slope, units per hour |
 //! | `slope_per_day(v, w)` | number | the same, units per day |
+//! | `partial_slope_per_day(v, x, w)` | number | `v`'s trend per day with its linear dependence on `x` taken out (a least-squares fit of the bucket means on time and `x`) |
 //! | `hours_to(v, target, w)` | number | hours until `v` reaches `target` at that slope (infinity moving away or flat) |
 //! | `starts(v, w)` | number | rising edges 0 → 1 (compressor or burner starts) |
 //! | `increase(v, w)` | number | increase of a counter (ignition attempts) |
@@ -24,13 +25,14 @@
 //! | `fleet_diff(v, w)` | number | the same, minus that mean |
 //! | `fleet_z(v, w)` | number | the same difference in the fleet's spreads (standard deviations) |
 //! | `fleet_shift(v, w)` | number | `fleet_diff(v, w)` minus the unit's own usual difference from its fleet (learned over its first judged periods) |
-//!
-//! `v` of a fleet function is a canonical value, `cop`, or one value minus another
-//! (`discharge_temp_c - flow_temp_c`).
+//! | `outdoor_estimate()` | number | the reading's own outdoor temperature, else the median of its village's newest outdoor readings (`crate::area`) |
 //! | `fault_in("category"...)` | bool | the reading's fault is of one of these categories |
 //! | `present(v)` | bool | the reading has the value |
 //! | `known(x)` | bool | the number `x` is known (the value present, enough data for the function) |
 //! | `abs(x)` | number | absolute value |
+//!
+//! `v` of a fleet function is a canonical value, `cop`, or one value minus another
+//! (`discharge_temp_c - flow_temp_c`).
 //!
 //! A missing value, a derived value without enough data, or a division by zero is *unknown*;
 //! `and`/`or`/`not` follow Kleene's logic (`false and unknown` is false). A rule whose
@@ -101,6 +103,9 @@ pub struct Context<'a> {
     pub vulnerable: bool,
     pub series: &'a SeriesTable,
     pub state: &'a SeriesState,
+    /// The median of the device's village's newest outdoor readings (see `crate::area`), NaN
+    /// when not worked out (the reading has its own, or no rule asks for it).
+    pub village_outdoor: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +133,8 @@ enum Op {
     Known(Box<Op>),
     Fault,
     FaultIn(u32),
+    /// The reading's own outdoor temperature (canonical index), else its village's estimate.
+    OutdoorEstimate(u8),
     Vulnerable,
     Derived(u16, Derived),
     Neg(Box<Op>),
@@ -280,6 +287,12 @@ fn number(op: &Op, context: &Context<'_>) -> f64 {
             .copied()
             .unwrap_or(f64::NAN),
         Op::Derived(series, function) => context.series.query(context.state, *series, *function),
+        Op::OutdoorEstimate(index) => context
+            .values
+            .get(usize::from(*index))
+            .copied()
+            .filter(|v| !v.is_nan())
+            .unwrap_or(context.village_outdoor),
         Op::Neg(inner) => -number(inner, context),
         Op::Abs(inner) => number(inner, context).abs(),
         Op::Arith(op, a, b) => {
@@ -587,6 +600,22 @@ impl Compiler<'_> {
             return Ok((Op::Derived(index, function), Type::Number));
         }
         match name {
+            "partial_slope_per_day" => {
+                self.arity(name, args, span, 3)?;
+                let source = self.value_arg(&args[0])?;
+                let given = self.value_arg(&args[1])?;
+                let window = self.window_arg(&args[2])?;
+                let index = self.series.intern(SeriesSpec {
+                    kind: SeriesKind::Paired,
+                    source,
+                    minus: given,
+                    window_ms: window,
+                });
+                Ok((
+                    Op::Derived(index, Derived::PartialSlopePerDay),
+                    Type::Number,
+                ))
+            }
             "hours_to" => {
                 self.arity(name, args, span, 3)?;
                 let source = self.value_arg(&args[0])?;
@@ -683,6 +712,14 @@ impl Compiler<'_> {
                 let inner = self.expect(&args[0], Type::Number)?;
                 Ok((Op::Known(Box::new(inner)), Type::Bool))
             }
+            "outdoor_estimate" => {
+                self.arity(name, args, span, 0)?;
+                let Some(outdoor) = canonical_index(wire::values::OUTDOOR_TEMP_C) else {
+                    return Err(error(span, "outdoor_temp_c is not a canonical value"));
+                };
+                self.series.set_village_outdoor_source(outdoor);
+                Ok((Op::OutdoorEstimate(outdoor), Type::Number))
+            }
             "abs" => {
                 self.arity(name, args, span, 1)?;
                 Ok((Op::Abs(Box::new(self.expect(&args[0], Type::Number)?)), Type::Number))
@@ -690,7 +727,7 @@ impl Compiler<'_> {
             _ => Err(error(
                 &(span.start..span.start + name.len()),
                 format!(
-                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, unchanged_for, fleet_ratio, fleet_diff, fleet_z, fleet_shift, fault_in, present, known, abs)"
+                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, partial_slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, unchanged_for, fleet_ratio, fleet_diff, fleet_z, fleet_shift, outdoor_estimate, fault_in, present, known, abs)"
                 ),
             )),
         }
@@ -746,6 +783,7 @@ mod tests {
             vulnerable: false,
             series: &table,
             state: &state,
+            village_outdoor: f64::NAN,
         })
     }
 
@@ -853,6 +891,7 @@ mod tests {
             vulnerable: false,
             series: &table,
             state: &state,
+            village_outdoor: f64::NAN,
         };
         assert_eq!(
             expr.describe(&context),

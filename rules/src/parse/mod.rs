@@ -44,9 +44,12 @@ struct RawFleet {
     share: Spanned<f64>,
     clear_share: Option<Spanned<f64>>,
     #[serde(default)]
+    clear_members: Vec<Spanned<String>>,
+    #[serde(default)]
     min_affected: usize,
     min_devices: Spanned<usize>,
     within: Spanned<HumanDuration>,
+    hold: Option<Spanned<HumanDuration>>,
     grace: HumanDuration,
     #[serde(default)]
     explains: Vec<Spanned<String>>,
@@ -371,6 +374,17 @@ impl Checker<'_> {
                 },
             ));
         }
+        for measuring in &raw.clear_members {
+            if !members.iter().any(|m| m == measuring.get_ref()) {
+                return Err(self.invalid(
+                    measuring.span(),
+                    "clear_members",
+                    Problem::NotAMember {
+                        id: measuring.get_ref().clone(),
+                    },
+                ));
+            }
+        }
         for explained in &raw.explains {
             if !known(explained.get_ref()) {
                 return Err(self.invalid(
@@ -410,6 +424,21 @@ impl Checker<'_> {
         if raw.within.get_ref().0.is_zero() {
             return Err(self.invalid(raw.within.span(), "within", Problem::ZeroDuration));
         }
+        if let Some(hold) = &raw.hold {
+            if hold.get_ref().0.is_zero() {
+                return Err(self.invalid(hold.span(), "hold", Problem::ZeroDuration));
+            }
+            if hold.get_ref().0 > raw.within.get_ref().0 {
+                return Err(self.invalid(
+                    hold.span(),
+                    "hold",
+                    Problem::HoldLongerThanWindow {
+                        hold: hold.get_ref().0,
+                        within: raw.within.get_ref().0,
+                    },
+                ));
+            }
+        }
         if let Action::Order { category, .. } = raw.action.get_ref() {
             if !is_identifier(category, false) {
                 return Err(self.invalid(
@@ -441,9 +470,15 @@ impl Checker<'_> {
             applies_to,
             share,
             clear_share,
+            clear_members: raw
+                .clear_members
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
             min_affected: raw.min_affected,
             min_devices: raw.min_devices.into_inner(),
             within: raw.within.into_inner().0,
+            hold: raw.hold.map(|h| h.into_inner().0),
             grace: raw.grace.0,
             explains: raw.explains.into_iter().map(Spanned::into_inner).collect(),
             severity: raw.severity,

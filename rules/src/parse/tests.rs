@@ -210,8 +210,7 @@ action = "alert"
     let text = text.replace("kind = \"absence\"\n", "kind = \"absence\"\nfor = \"0s\"\n");
     assert_eq!(
         error_of(&text),
-        "rules/test.toml:4:7: rule \"offline\" field `for`: an absence rule needs a \
-         duration longer than 0s"
+        "rules/test.toml:4:7: rule \"offline\" field `for`: needs a duration longer than 0s"
     );
 }
 

@@ -69,6 +69,10 @@ pub enum SeriesKind {
     /// Count, sum, min, max of a value: `min`, `max`, `avg`, `count`, `rate`, `slope_per_day`,
     /// `hours_to`.
     Stats,
+    /// A value and a second one it depends on ([`SeriesSpec::minus`]), summed per bucket over
+    /// the readings that have both: `partial_slope_per_day` (the first's trend with its linear
+    /// dependence on the second taken out).
+    Paired,
     /// Rising edges of a 0/1 value (above 0.5): `starts`.
     Starts,
     /// Increase of a counter (a decrease is a reset: the new value counts): `increase`.
@@ -100,7 +104,8 @@ pub struct SeriesSpec {
     /// Canonical value index (unused for `Trips` and `Cop`).
     pub source: u8,
     /// Fleet series: a canonical value subtracted from `source` (`discharge_temp_c -
-    /// flow_temp_c`); [`NO_VALUE`] for none and for every other kind.
+    /// flow_temp_c`); a paired series: the value `source` depends on; [`NO_VALUE`] for none
+    /// and for every other kind.
     pub minus: u8,
     pub window_ms: i64,
 }
@@ -132,6 +137,9 @@ pub struct SeriesTable {
     fleet: Option<FleetSources>,
     /// Some series is a fleet series (kept by [`SeriesTable::layout`]).
     uses_fleet: bool,
+    /// The outdoor temperature's canonical index when some rule reads `outdoor_estimate()`
+    /// (the engine then keeps its villages' outdoor readings).
+    village_outdoor: Option<u8>,
     /// Per series: whether heat pumps / gas boilers need it (some rule for that kind reads it).
     /// Empty: every kind needs every series.
     needed: Vec<[bool; 2]>,
@@ -211,6 +219,16 @@ impl SeriesTable {
         self.uses_fleet
     }
 
+    /// Marks the outdoor temperature (canonical index `source`) as estimated per village.
+    pub fn set_village_outdoor_source(&mut self, source: u8) {
+        self.village_outdoor = Some(source);
+    }
+
+    /// The outdoor temperature's canonical index when some rule estimates it per village.
+    pub fn village_outdoor_source(&self) -> Option<u8> {
+        self.village_outdoor
+    }
+
     fn layout(&mut self) {
         self.offsets.clear();
         self.bucket_ms = self.specs.iter().map(SeriesSpec::bucket_ms).collect();
@@ -251,6 +269,7 @@ impl SeriesTable {
             .map(|(spec, baseline)| {
                 let kind = match spec.kind {
                     SeriesKind::Stats => "stats".to_owned(),
+                    SeriesKind::Paired => "paired".to_owned(),
                     SeriesKind::Starts => "starts".to_owned(),
                     SeriesKind::Increase => "increase".to_owned(),
                     SeriesKind::Share => "share".to_owned(),
@@ -453,6 +472,15 @@ impl SeriesTable {
                         head.last = x;
                     }
                 }
+                SeriesKind::Paired => {
+                    let (y, x) = (value(spec.source), value(spec.minus));
+                    if y.is_finite() && x.is_finite() {
+                        cell.n = cell.n.saturating_add(1);
+                        cell.a += y as f32;
+                        cell.b += x as f32;
+                        head.last = y as f32;
+                    }
+                }
                 SeriesKind::Starts => {
                     let x = value(spec.source);
                     if x.is_finite() {
@@ -609,6 +637,7 @@ impl SeriesTable {
                 .fold(f64::NAN, f64::max),
             Derived::Rate => slope_per_hour(spec, head, ring),
             Derived::SlopePerDay => slope_per_hour(spec, head, ring) * 24.0,
+            Derived::PartialSlopePerDay => partial_slope_per_hour(spec, head, ring) * 24.0,
             Derived::HoursTo(target) => {
                 let slope = slope_per_hour(spec, head, ring);
                 let last = f64::from(head.last);
@@ -703,6 +732,9 @@ pub enum Derived {
     Rate,
     /// The same, per day.
     SlopePerDay,
+    /// Per day, of a paired series: the time coefficient of a least-squares fit of the bucket
+    /// means on time and the second value's bucket means.
+    PartialSlopePerDay,
     /// Hours until the value, moving at its current slope, reaches the target from the side it
     /// is on: 0 at the target, infinity when moving away or flat.
     HoursTo(f64),
@@ -907,6 +939,57 @@ fn slope_per_hour(spec: &SeriesSpec, head: &Head, ring: &[Cell]) -> f64 {
         return f64::NAN;
     }
     (points * sum_xy - sum_x * sum_y) / denominator
+}
+
+/// The time coefficient (per hour) of a least-squares fit `y = b0 + b1 t + b2 x` over a paired
+/// series' bucket means (`a / n` is y, `b / n` is x). When x does not vary over the window, the
+/// plain slope of y. NaN with fewer than four buckets or less than half the window covered.
+fn partial_slope_per_hour(spec: &SeriesSpec, head: &Head, ring: &[Cell]) -> f64 {
+    let bucket_h = spec.bucket_ms() as f64 / 3_600_000.0;
+    let mut points: Vec<(f64, f64, f64)> = Vec::with_capacity(BUCKETS);
+    for (pos, cell) in ring.iter().enumerate() {
+        if cell.n == 0 {
+            continue;
+        }
+        let age = (usize::from(head.pos) + BUCKETS - pos) % BUCKETS;
+        let n = f64::from(cell.n);
+        points.push((
+            -(age as f64) * bucket_h,
+            f64::from(cell.a) / n,
+            f64::from(cell.b) / n,
+        ));
+    }
+    let (oldest, newest) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
+    if points.len() < 4 || (newest - oldest) / bucket_h + 1.0 < (BUCKETS as f64) / 2.0 {
+        return f64::NAN;
+    }
+    // Centred sums: the normal equations of y on (t, x) without the intercept.
+    let count = points.len() as f64;
+    let mean = |f: fn(&(f64, f64, f64)) -> f64| points.iter().map(f).sum::<f64>() / count;
+    let (mt, my, mx) = (mean(|p| p.0), mean(|p| p.1), mean(|p| p.2));
+    let (mut stt, mut sxx, mut stx, mut sty, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (t, y, x) in &points {
+        let (t, y, x) = (t - mt, y - my, x - mx);
+        stt += t * t;
+        sxx += x * x;
+        stx += t * x;
+        sty += t * y;
+        sxy += x * y;
+    }
+    if stt == 0.0 {
+        return f64::NAN;
+    }
+    let det = stt * sxx - stx * stx;
+    // x (nearly) constant, or moving in step with time: its effect cannot be told from the
+    // trend's, and the plain slope is all there is.
+    if sxx <= 1e-9 || det <= 1e-9 * stt * sxx {
+        return sty / stt;
+    }
+    (sty * sxx - sxy * stx) / det
 }
 
 /// The bit of a fault category in a trips mask.

@@ -390,3 +390,83 @@ fn series_state_round_trips_through_json_with_nan() {
     assert!(back.heads[0].last.is_nan());
     assert_eq!(back.cells, s.cells);
 }
+
+/// A paired series: y = pressure over three days of 6-hour buckets, x = water temperature
+/// swinging between heating (60 °C) and idle (20 °C) buckets.
+fn paired_state(coefficient: f64, leak_per_day: f64) -> (SeriesTable, SeriesState) {
+    let mut table = SeriesTable::default();
+    table.intern(SeriesSpec {
+        kind: SeriesKind::Paired,
+        source: 0,
+        minus: 1,
+        window_ms: 72 * 60 * MIN,
+    });
+    let mut state = table.new_state();
+    for step in 0..(72 * 4) {
+        let minutes = step * 15;
+        let hours = minutes as f64 / 60.0;
+        // Heating for 9 of every 24 hours, in two blocks that fall in different buckets.
+        let hour_of_day = (minutes / 60) % 24;
+        let water = if (6..10).contains(&hour_of_day) || (17..22).contains(&hour_of_day) {
+            60.0
+        } else {
+            20.0
+        };
+        let pressure = 1.4 + coefficient * (water - 40.0) + leak_per_day * hours / 24.0;
+        table.update(&mut state, T0 + minutes * MIN, &[pressure, water], None);
+    }
+    (table, state)
+}
+
+#[test]
+fn partial_slope_takes_out_the_dependence_on_the_second_value() {
+    for coefficient in [0.006, 0.015, 0.03] {
+        // No leak: the pressure follows the water temperature alone.
+        let (table, state) = paired_state(coefficient, 0.0);
+        let trend = table.query(&state, 0, Derived::PartialSlopePerDay);
+        assert!(
+            trend.abs() < 0.005,
+            "coefficient {coefficient}: {trend} bar/day"
+        );
+        // A leak of 0.1 bar a day is found whatever the coefficient.
+        let (table, state) = paired_state(coefficient, -0.1);
+        let trend = table.query(&state, 0, Derived::PartialSlopePerDay);
+        assert!(
+            (trend + 0.1).abs() < 0.01,
+            "coefficient {coefficient}: {trend} bar/day"
+        );
+    }
+}
+
+#[test]
+fn partial_slope_is_the_plain_slope_when_the_second_value_stands_still() {
+    let mut table = SeriesTable::default();
+    table.intern(SeriesSpec {
+        kind: SeriesKind::Paired,
+        source: 0,
+        minus: 1,
+        window_ms: 120 * MIN,
+    });
+    let mut state = table.new_state();
+    for i in 0..=12 {
+        table.update(
+            &mut state,
+            T0 + i * 10 * MIN,
+            &[20.0 - i as f64, 35.0],
+            None,
+        );
+    }
+    let per_day = table.query(&state, 0, Derived::PartialSlopePerDay);
+    assert!((per_day + 144.0).abs() < 0.1, "{per_day}");
+    // Readings without the second value do not count.
+    let mut state = table.new_state();
+    for i in 0..=12 {
+        table.update(
+            &mut state,
+            T0 + i * 10 * MIN,
+            &[20.0 - i as f64, f64::NAN],
+            None,
+        );
+    }
+    assert!(table.query(&state, 0, Derived::PartialSlopePerDay).is_nan());
+}
