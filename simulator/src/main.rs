@@ -77,6 +77,10 @@ struct IngestArgs {
     /// as agents polling on one clock; a large value lets the flood drift apart).
     #[arg(long, default_value_t = 3)]
     round_lead: usize,
+    /// Runs of both targets, in alternating order (run 1 mosquitto first, run 2 the gateway
+    /// first, ...); the report lists each run and the median of their ratios.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// Seed of the fleet and its readings.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -87,7 +91,8 @@ struct IngestArgs {
     mosquitto_bin: PathBuf,
     #[arg(long, default_value = "victoria-metrics")]
     victoria_metrics_bin: PathBuf,
-    /// Run the gateway without its InfluxDB sink (no victoria-metrics).
+    /// Run the gateway without its InfluxDB sink (no victoria-metrics): the comparison is then
+    /// marked "without history".
     #[arg(long)]
     no_sink: bool,
     /// Write the figures as JSON to this file.
@@ -244,6 +249,7 @@ async fn bench_ingest(args: IngestArgs) -> anyhow::Result<()> {
     options.probe_interval = args.probe_interval;
     options.publishers = args.publishers;
     options.round_lead = args.round_lead;
+    options.repeat = args.repeat;
     options.seed = args.seed;
     options.mosquitto_bin = args.mosquitto_bin;
     options.victoria_metrics_bin = args.victoria_metrics_bin;

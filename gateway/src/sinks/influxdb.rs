@@ -134,6 +134,11 @@ impl SinkStats {
     pub fn render(&self) -> String {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
+        out.push_str("# HELP gateway_influx_points_queued_total points handed to the sink (written, dropped after this, or still buffered)\n# TYPE gateway_influx_points_queued_total counter\n");
+        out.push_str(&format!(
+            "gateway_influx_points_queued_total {}\n",
+            load(&self.points_queued)
+        ));
         out.push_str("# HELP gateway_influx_points_written_total points InfluxDB acknowledged\n# TYPE gateway_influx_points_written_total counter\n");
         out.push_str(&format!(
             "gateway_influx_points_written_total {}\n",
