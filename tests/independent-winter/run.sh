@@ -3,12 +3,14 @@
 # `rules backtest`, score the orders against ground truth, print the card.
 #
 #   tests/independent-winter/run.sh [--seed N] [--households N] [--days N] [--every S]
-#                                   [--out DIR] [--bin PATH] [--keep]
+#                                   [--out DIR] [--bin PATH] [--rules FILE] [--keep]
 #
 # The rules binary: --bin if given; else target/release/rules if it exists and is not older
 # than the sources under rules/ and wire/; else `cargo build -p rules --bin rules` (debug).
-# Everything runs under `nice`. Outputs go to --out (default tests/independent-winter/out/seed<N>);
-# telemetry.jsonl is deleted at the end unless --keep (it is large: ~1 GB at the default size).
+# --rules FILE replays with that rule file instead of the built-in pack (e.g. an older
+# commit's: `git show REV:rules/default.toml > old.toml`). Everything runs under `nice`.
+# Outputs go to --out (default tests/independent-winter/out/seed<N>); telemetry.jsonl is
+# deleted at the end unless --keep (it is large: ~1 GB at the default size).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,6 +21,7 @@ DAYS=10
 EVERY=120
 OUT=""
 BIN=""
+RULES=()
 KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -28,8 +31,9 @@ while [ $# -gt 0 ]; do
         --every) EVERY="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --bin) BIN="$2"; shift 2 ;;
+        --rules) RULES=(--rules "$2"); shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -57,7 +61,7 @@ nice -n 19 python3 "$HERE/generate.py" --seed "$SEED" --households "$HOUSEHOLDS"
 
 echo "replaying through rules backtest..." >&2
 nice -n 19 "$BIN" backtest --input "$OUT/telemetry.jsonl" --devices "$OUT/devices.json" \
-    --lateness 2m --json --progress-every 500000 > "$OUT/events.jsonl" 2> "$OUT/backtest.stderr"
+    --lateness 2m --json --progress-every 500000 "${RULES[@]}" > "$OUT/events.jsonl" 2> "$OUT/backtest.stderr"
 grep -v '^progress:' "$OUT/backtest.stderr" | head -20 >&2 || true
 
 python3 "$HERE/score.py" --truth "$OUT/truth.json" --events "$OUT/events.jsonl" \

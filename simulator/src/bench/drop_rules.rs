@@ -3,8 +3,8 @@
 //! detectors catch on their own (e.g. without the fault-code rules). Pure: text in, text out.
 //!
 //! Each dropped rule's `[[rule]]` table is removed, and its id is removed from every
-//! `[[fleet]]` table's `members` (a string or a list) and `explains`; a fleet rule left with no
-//! member is removed too. The result is checked with [`rules::RuleSet::parse`].
+//! `[[fleet]]` table's `members` (a string or a list), `clear_members` and `explains`; a fleet
+//! rule left with no member is removed too. The result is checked with [`rules::RuleSet::parse`].
 
 use toml::{Table, Value};
 
@@ -66,8 +66,10 @@ pub fn drop_rules(text: &str, origin: &str, drop: &[String]) -> Result<DerivedRu
                 Some(Value::Array(members)) => members.retain(keep),
                 _ => {}
             }
-            if let Some(Value::Array(explains)) = table.get_mut("explains") {
-                explains.retain(keep);
+            for key in ["clear_members", "explains"] {
+                if let Some(Value::Array(ids)) = table.get_mut(key) {
+                    ids.retain(keep);
+                }
             }
         }
         fleet.retain(|table| {
@@ -191,11 +193,26 @@ mod tests {
         let derived = drop_rules(
             rules::DEFAULT_RULES,
             rules::DEFAULT_RULES_ORIGIN,
-            &ids(&["offline"]),
+            &ids(&["offline", "unit_unpowered"]),
         )
         .expect("derived");
         assert_eq!(derived.dropped_fleet, ids(&["village_power_outage"]));
         rules::RuleSet::parse(&derived.text, "derived").expect("valid");
+        // A member that decides when a supply incident ends goes from `clear_members` too.
+        let derived = drop_rules(
+            rules::DEFAULT_RULES,
+            rules::DEFAULT_RULES_ORIGIN,
+            &ids(&["gas_pressure_low"]),
+        )
+        .expect("derived");
+        assert!(derived.dropped_fleet.is_empty());
+        let set = rules::RuleSet::parse(&derived.text, "derived").expect("valid");
+        let gas = set
+            .fleet()
+            .iter()
+            .find(|f| f.id == "village_gas_supply")
+            .expect("the gas rule stays");
+        assert!(gas.clear_members.is_empty());
         let error = drop_rules(
             rules::DEFAULT_RULES,
             rules::DEFAULT_RULES_ORIGIN,
