@@ -121,6 +121,20 @@ pub fn filter_from_env() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
 }
 
+/// A binary's start: the log subscriber on stderr (text, or JSON lines with `json`; the
+/// filter from `RUST_LOG`) installed globally, and a multi-threaded runtime. The error says
+/// which of the two failed.
+pub fn start_process(json: bool) -> Result<tokio::runtime::Runtime, String> {
+    let subscriber = subscriber(filter_from_env(), json, std::io::stderr);
+    // `try_init` also forwards the `log` crate's records (rustls, for one) into `tracing`.
+    tracing_subscriber::util::SubscriberInitExt::try_init(subscriber)
+        .map_err(|error| format!("cannot install the log subscriber: {error}"))?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -185,23 +185,10 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let subscriber = gateway::logging::subscriber(
-        gateway::logging::filter_from_env(),
-        cli.log_json,
-        std::io::stderr,
-    );
-    // `try_init` also forwards the `log` crate's records (rustls, for one) into `tracing`.
-    if let Err(error) = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber) {
-        eprintln!("error: cannot install the log subscriber: {error}");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match gateway::logging::start_process(cli.log_json) {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };
