@@ -84,7 +84,7 @@ fn alerts(households: &[FleetHousehold], at_ms: i64) -> Vec<(Transition, String)
                 values: Default::default(),
                 fault: Some(Fault {
                     code: 1,
-                    category: FaultCategory::WaterFlow,
+                    category: FaultCategory::SensorFault,
                     text: String::new(),
                 }),
                 extra: Default::default(),

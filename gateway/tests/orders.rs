@@ -132,7 +132,7 @@ fn reading(device: &str, ts_ms: i64, seq: u64, fault: Option<FaultCategory>) -> 
 /// The firing transition of the default fault rule for `device` at `at_ms`.
 fn fault_alert(device: &str, at_ms: i64) -> Vec<(Transition, String)> {
     let mut engine = Engine::new(RuleSet::parse(rules::DEFAULT_RULES, "default").expect("rules"));
-    let transitions = engine.ingest(&reading(device, at_ms, 1, Some(FaultCategory::WaterFlow)));
+    let transitions = engine.ingest(&reading(device, at_ms, 1, Some(FaultCategory::SensorFault)));
     assert_eq!(transitions.len(), 1, "{transitions:?}");
     let township = device.split('-').next().unwrap_or_default().to_owned();
     transitions
@@ -554,7 +554,7 @@ async fn sla_clocks_warn_then_escalate_as_the_test_clock_moves() {
         "badaling-x-0001",
         T0,
         1,
-        Some(FaultCategory::WaterFlow),
+        Some(FaultCategory::SensorFault),
     ));
     let id = service
         .apply(t.into_iter().map(|t| (t, "badaling".into())).collect())
@@ -1096,7 +1096,7 @@ async fn a_township_cannot_file_a_complaint_about_another_townships_household_or
         "badaling-x-0001",
         T0,
         1,
-        Some(FaultCategory::WaterFlow),
+        Some(FaultCategory::SensorFault),
     ));
     let badaling = api
         .service

@@ -48,7 +48,7 @@ fn reading(device: &str, ts_ms: i64, seq: u64, indoor: f64, fault: bool) -> Tele
         ]),
         fault: fault.then(|| Fault {
             code: 1,
-            category: FaultCategory::WaterFlow,
+            category: FaultCategory::SensorFault,
             text: "test fault".into(),
         }),
         extra: BTreeMap::new(),
