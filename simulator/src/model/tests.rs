@@ -2,6 +2,13 @@
 //! temperature, boiler pressure against water temperature, defrost share, set-back) and that
 //! every fault moves the telemetry it should.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use edge_agent::profile::Profile;
+use wire::values as v;
+use wire::{DeviceKind, FaultCategory};
+
 use super::*;
 use crate::fleet::Building;
 

@@ -1,7 +1,9 @@
 //! Tests of the score card: hand-counted runs, lead-time percentiles, supply incidents and
 //! call tasks, each against numbers counted by hand.
 
+use super::attribution::group_level;
 use super::*;
+use crate::mix::{FaultClass, FaultKind, TrapKind};
 
 const H: i64 = 3_600_000;
 const M: i64 = 60_000;
@@ -67,6 +69,8 @@ fn order(id: i64, device: &str, category: &str, source: &str, at: i64) -> OrderV
 /// (detections: fault 0, fault 1, the incident = 3; duplicates 1; false 2) -> false share
 /// 2/6 = 33.3 %. No order has an episode id: the incident's detector is `incident`, the
 /// others `unknown`.
+// Long on purpose: one hand-counted run, its inputs and every expected figure side by side,
+// so a reader can check each count against the doc comment above.
 #[test]
 fn a_hand_counted_run_gives_the_hand_counted_card() {
     let households = vec![
@@ -277,6 +281,8 @@ fn rule_order(id: i64, rule: &str, device: &str, category: &str, at: i64) -> Ord
 /// first 1), indoor_cold 1 of 2 (50 %, first 1, false 1), offline_contact 1 of 2 (50 %,
 /// first 1, false 1, call tasks 2), protection_trips 1/1 (first 1), village_gas_supply 1/1
 /// (first 1).
+// Long on purpose: one hand-counted run, its inputs and every expected figure side by side,
+// so a reader can check each count against the doc comment above.
 #[test]
 fn complained_and_uncomplained_faults_detectors_and_call_tasks_are_counted_apart() {
     let households = vec![
