@@ -152,6 +152,8 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
             queue: edge_agent::config::QueueConfig::default(),
             health: edge_agent::config::HealthConfig::default(),
             commands: edge_agent::config::CommandsConfig::default(),
+            // The demo's simulated boxes run on this machine's clock.
+            clock: edge_agent::clock::ClockConfig::default(),
         };
         let token = agents.clone();
         agent_tasks.spawn(async move {

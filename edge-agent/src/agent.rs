@@ -29,6 +29,7 @@ use wire::{
     SCHEMA_VERSION,
 };
 
+use crate::clock::{self, BootClock, MonoClock, Prepared, SystemClocks};
 use crate::command::{self, AckStatus, CommandAck, CommandLog, CommandPlan, Seen};
 use crate::config::{AgentConfig, BusConfig, Device, TransportConfig};
 use crate::health::{DeviceHealth, HealthReport, MqttCounters, QueueFigures};
@@ -42,6 +43,9 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// How often the uplink re-reads the clock's trust source.
+const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Topic suffix of the health report (`heating/v1/{township}/{agent_id}/health`).
 pub const HEALTH_SUFFIX: &str = "health";
@@ -106,6 +110,20 @@ impl Agent {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
 
+        let (boot_id, kernel_boot) = clock::boot_id();
+        let mono = MonoClock::for_boot(kernel_boot);
+        let clock = BootClock::new(
+            SystemClocks {
+                mono,
+                synced_file: config.clock.synced_file.clone(),
+            },
+            &config.clock,
+            clock::BUILD_FLOOR_MS,
+            boot_id,
+            Some(config.data_dir.join("clock.json")),
+        );
+        tracing::info!(boot_id = clock.boot_id(), kernel_boot, trust = ?config.clock.trust, trusted = clock.trusted(), "clock");
+
         let tracker = TaskTracker::new();
         let pollers = shutdown.child_token();
         let (readings_tx, readings_rx) = mpsc::channel::<Reading>(1024);
@@ -137,6 +155,7 @@ impl Agent {
                 unreachable_after: config.polling.unreachable_after,
                 max_backoff: config.polling.max_retry_backoff.max(device.interval),
                 changed: Arc::clone(&changed),
+                mono,
             };
             match &device.transport {
                 TransportConfig::Tcp { .. } => {
@@ -215,6 +234,7 @@ impl Agent {
             acks_tx,
             started: Instant::now(),
             write_errors: 0,
+            clock,
         };
         let result = uplink
             .run(shutdown, readings_rx, events_rx, acks_rx, changed)
@@ -300,6 +320,8 @@ fn jitter(base: Duration) -> Duration {
 struct Reading {
     device: DeviceId,
     ts_ms: i64,
+    /// The boot's monotonic time at `ts_ms` ([`crate::clock::MonoClock`]).
+    mono_ms: u64,
     values: wire::Values,
     fault: Option<Fault>,
 }
@@ -329,6 +351,7 @@ struct DeviceRunner {
     unreachable_after: u32,
     max_backoff: Duration,
     changed: Arc<Notify>,
+    mono: MonoClock,
 }
 
 impl DeviceRunner {
@@ -339,6 +362,7 @@ impl DeviceRunner {
         readings: &mpsc::Sender<Reading>,
     ) -> bool {
         let ts_ms = now_ms();
+        let mono_ms = self.mono.now_ms();
         let id = self.poller.device().id.clone();
         let now = tokio::time::Instant::now();
         match self.poller.poll_on(link).await {
@@ -359,6 +383,7 @@ impl DeviceRunner {
                 let reading = Reading {
                     device: id,
                     ts_ms,
+                    mono_ms,
                     values: result.values,
                     fault: result.fault,
                 };
@@ -560,6 +585,8 @@ struct Uplink {
     acks_tx: mpsc::Sender<Answered>,
     started: Instant,
     write_errors: u64,
+    /// Boot id, clock trust, stamping and re-stamping of readings.
+    clock: BootClock<SystemClocks>,
 }
 
 impl Uplink {
@@ -577,6 +604,8 @@ impl Uplink {
         let mut health_tick = tokio::time::interval(self.config.health.interval);
         health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         health_tick.tick().await;
+        let mut clock_tick = tokio::time::interval(CLOCK_CHECK_EVERY);
+        clock_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.pump();
             tokio::select! {
@@ -594,6 +623,9 @@ impl Uplink {
                     }
                 }
                 _ = health_tick.tick() => self.publish_health(),
+                _ = clock_tick.tick() => {
+                    self.clock.refresh();
+                }
                 () = changed.notified() => self.publish_status(),
                 Some(answered) = acks.recv() => self.answer(answered),
                 event = events.recv() => match event {
@@ -649,6 +681,7 @@ impl Uplink {
             fault: reading.fault,
             extra: Default::default(),
         };
+        telemetry.set_clock(&self.clock.stamp(reading.ts_ms, reading.mono_ms));
         if let Some(device) = self.config.devices.iter().find(|d| d.id == reading.device) {
             telemetry.profile = device.profile.id.clone();
             telemetry.kind = device.profile.kind;
@@ -672,7 +705,7 @@ impl Uplink {
 
     /// Hands sendable readings to rumqttc while the window has room.
     fn pump(&mut self) {
-        if !self.connected {
+        if !self.connected || !self.clock.may_send() {
             return;
         }
         let window = usize::from(self.config.mqtt.max_inflight);
@@ -694,10 +727,20 @@ impl Uplink {
                 wire::TOPIC_ROOT,
                 record.device
             ));
-            let bytes = (topic.len() + record.payload.len()) as u64;
+            let (payload, prepared) = self.clock.prepare(record.payload);
+            match prepared {
+                Prepared::Restamped => {
+                    self.mqtt.restamped.fetch_add(1, Ordering::Relaxed);
+                }
+                Prepared::Unsynced => {
+                    self.mqtt.unsynced.fetch_add(1, Ordering::Relaxed);
+                }
+                Prepared::Unchanged => {}
+            }
+            let bytes = (topic.len() + payload.len()) as u64;
             match self
                 .client
-                .try_publish(topic, QoS::AtLeastOnce, false, record.payload)
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
             {
                 Ok(()) => {
                     self.fifo.push_back(Sent::Record(record.id));

@@ -11,6 +11,7 @@ use mqtt_tls::TlsConfig;
 use serde::Deserialize;
 use wire::{diagnostics, DeviceId, TownshipId};
 
+use crate::clock::{ClockConfig, Trust};
 use crate::profile::{Profile, ProfileError};
 
 /// The configuration file as written.
@@ -48,6 +49,9 @@ pub struct RawConfig {
     /// Remote commands.
     #[serde(default)]
     pub commands: CommandsConfig,
+    /// When the wall clock is trusted, and how long readings wait for it ([`crate::clock`]).
+    #[serde(default)]
+    pub clock: ClockConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -444,6 +448,7 @@ pub struct AgentConfig {
     pub queue: QueueConfig,
     pub health: HealthConfig,
     pub commands: CommandsConfig,
+    pub clock: ClockConfig,
 }
 
 impl AgentConfig {
@@ -597,6 +602,18 @@ impl AgentConfig {
         if raw.health.interval < Duration::from_secs(1) {
             return Err(invalid("health.interval", "must be at least 1s".into()));
         }
+        if raw.clock.hold > crate::clock::MAX_HOLD {
+            return Err(invalid("clock.hold", "must be at most 1day".into()));
+        }
+        if raw.clock.trust == Trust::Ntp && !raw.clock.synced_file.is_absolute() {
+            return Err(invalid(
+                "clock.synced_file",
+                format!(
+                    "{} is not an absolute path (trust = \"ntp\" reads it)",
+                    raw.clock.synced_file.display()
+                ),
+            ));
+        }
         let mut bus_names = HashSet::new();
         for (index, bus) in raw.buses.iter().enumerate() {
             let field = |name: &str| format!("buses[{index}].{name}");
@@ -717,6 +734,7 @@ impl AgentConfig {
             queue,
             health: raw.health,
             commands: raw.commands,
+            clock: raw.clock,
         })
     }
 }

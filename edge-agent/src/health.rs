@@ -9,7 +9,7 @@
 //!             "consecutive_failures":0,"last_ok_ms":1796000000000}},
 //!  "queue":{"depth":0,"bytes":1200,"segments":1,"oldest_age_s":null,"appended":360,
 //!           "acked":360,"thinned":0,"dropped":0,"torn":0,"write_errors":0},
-//!  "mqtt":{"connected":true,"published":371,"bytes_sent":190000,"reconnects":0}}
+//!  "mqtt":{"connected":true,"published":371,"bytes_sent":190000,"reconnects":0,"restamped":0,"unsynced":0}}
 //! ```
 //! A device is `unreachable` after `polling.unreachable_after` failed cycles in a row (the
 //! agent itself is online: that is `status`), `ok` after a successful cycle, `unknown` before
@@ -126,6 +126,11 @@ pub struct MqttCounters {
     pub bytes_sent: AtomicU64,
     pub reconnects: AtomicU64,
     pub connected: AtomicBool,
+    /// Readings whose `ts_ms` was re-stamped on the way out (taken before the clock was
+    /// trusted).
+    pub restamped: AtomicU64,
+    /// Readings sent `synced: false` (their boot's clock was never trusted).
+    pub unsynced: AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -167,6 +172,10 @@ pub struct MqttFigures {
     /// Topic and payload bytes of every publish handed to the broker.
     pub bytes_sent: u64,
     pub reconnects: u64,
+    /// Readings re-stamped from the monotonic offset on the way out ([`crate::clock`]).
+    pub restamped: u64,
+    /// Readings sent `synced: false`.
+    pub unsynced: u64,
 }
 
 /// The health report.
@@ -220,6 +229,8 @@ impl HealthReport {
                 published: mqtt.published.load(Ordering::Relaxed),
                 bytes_sent: mqtt.bytes_sent.load(Ordering::Relaxed),
                 reconnects: mqtt.reconnects.load(Ordering::Relaxed),
+                restamped: mqtt.restamped.load(Ordering::Relaxed),
+                unsynced: mqtt.unsynced.load(Ordering::Relaxed),
             },
         }
     }

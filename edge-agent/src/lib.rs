@@ -8,12 +8,15 @@
 //! - [`modbus::DevicePoller`]: reads one device's blocks and decodes them.
 //! - [`queue::DiskQueue`]: the crash-safe, bounded store-and-forward queue between polling and
 //!   MQTT (readings leave it only on PUBACK).
+//! - [`clock::BootClock`]: boot id, monotonic time and clock trust of every reading; readings
+//!   taken before the wall clock was trusted are re-stamped on their way out.
 //! - [`command`]: remote commands and their acks, checks and the durable log of executed ids.
 //! - [`health`]: per-device counters, the `unreachable` state and the health report.
 //! - [`agent::Agent`]: the running agent: poller and RS-485 bus tasks, the MQTT event loop,
 //!   the uplink that drains the queue.
 
 pub mod agent;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod health;

@@ -210,7 +210,7 @@ pub async fn start(
     if loaded.delete_store_entry {
         snapshots = snapshots.delete_store_entry_after_first_write(orders.clone());
     }
-    let ingest = Ingest {
+    let mut ingest = Ingest {
         source,
         engine,
         fleet: Arc::clone(&fleet),
@@ -229,7 +229,9 @@ pub async fn start(
         snapshots,
         refusal_log: Default::default(),
         vendor_names: Default::default(),
+        boot_clocks: Default::default(),
     };
+    ingest.subscribe()?;
     // The sink stops after ingest, so that it flushes what ingest gave it last.
     let sink_shutdown = CancellationToken::new();
     let ingest_shutdown = shutdown.clone();

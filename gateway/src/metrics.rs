@@ -79,6 +79,8 @@ pub struct Metrics {
     /// What the embedded broker's admission and memory limits refused, and the logins its
     /// password listener refused (set at start-up).
     broker_guards: std::sync::OnceLock<(rumqttd::guards::GuardCounters, std::sync::Arc<AtomicU64>)>,
+    /// Readings by clock outcome and the box clock skew ingest corrected.
+    pub clock: crate::ingest::clock::ClockFigures,
 }
 
 impl Metrics {
@@ -458,6 +460,7 @@ impl Metrics {
                 let _ = writeln!(out, "gateway_alerts_fired_total{{rule=\"{rule}\"}} {count}");
             }
         }
+        self.clock.render(&mut out);
         let tick = self.last_rules_tick();
         let mut own = vec![
             (

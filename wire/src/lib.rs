@@ -5,6 +5,7 @@
 //! - [`Telemetry`]: one poll of one device, stamped with event time and a per-device sequence.
 //! - [`AgentStatus`]: the retained `online` / last-will `offline` message of an edge box.
 //! - [`Values`]: a reading's values by name, canonical names stored as an index.
+//! - [`clock`]: a reading's boot id, monotonic time and `synced` flag ([`ClockStamp`]).
 //! - [`values`]: the canonical value names (with units and plausible ranges) shared by every brand.
 //! - [`FaultCategory`]: the brand-independent fault categories that profiles map fault codes onto.
 //! - [`DeviceId`], [`TownshipId`]: validated identifiers that are safe to use as topic levels.
@@ -12,6 +13,7 @@
 //!   crate (file:line:column and the dotted field path).
 
 pub mod bytes;
+pub mod clock;
 pub mod diagnostics;
 pub mod ids;
 pub mod message;
@@ -19,6 +21,7 @@ pub mod topic;
 pub mod value_map;
 pub mod values;
 
+pub use clock::ClockStamp;
 pub use ids::{DeviceId, IdError, TownshipId};
 pub use message::{
     AgentState, AgentStatus, DeviceKind, Fault, FaultCategory, PayloadError, Telemetry,

@@ -292,6 +292,13 @@ pub enum PayloadError {
     #[error("timestamp {ts_ms} is before 2020-01-01")]
     AncientTimestamp { ts_ms: i64 },
     /// The profile id becomes a label of the device's history: it is held to a short id.
+    /// A clock field (`boot_id`, `mono_ms`, `synced`, `restamped`, `sent_mono_ms`: see
+    /// [`crate::clock`]) is missing beside the others, of the wrong type or out of bounds.
+    #[error("clock field {field}: {reason}")]
+    BadClock {
+        field: &'static str,
+        reason: &'static str,
+    },
     #[error("profile {profile:?} is not a profile id (1 to {MAX_PROFILE_LEN} ASCII letters, digits, '-', '_' or '.')")]
     BadProfile {
         /// The first [`MAX_PROFILE_LEN`] characters of what was sent.
@@ -323,6 +330,7 @@ impl PayloadError {
             PayloadError::FutureTimestamp { .. } => "future_timestamp",
             PayloadError::AncientTimestamp { .. } => "ancient_timestamp",
             PayloadError::BadProfile { .. } => "bad_profile",
+            PayloadError::BadClock { .. } => "bad_clock",
         }
     }
 }
@@ -343,8 +351,9 @@ impl Telemetry {
 
     /// Checks that every value is a plausible canonical value or one of at most
     /// [`values::MAX_VENDOR_VALUES`] vendor values (`x_...`, finite, magnitude at most
-    /// [`values::MAX_VENDOR_MAGNITUDE`]), and that the timestamp is not in the future by more
-    /// than `max_skew_ms` relative to `now_ms`. Any other name is refused.
+    /// [`values::MAX_VENDOR_MAGNITUDE`]), that the clock fields, if any, are well formed
+    /// ([`Telemetry::clock`]), and, unless they say the box did not trust its clock, that the
+    /// timestamp is within [`Telemetry::check_ts`]. Any other name is refused.
     pub fn validate(&self, now_ms: i64, max_skew_ms: i64) -> Result<(), PayloadError> {
         let profile_ok = (1..=MAX_PROFILE_LEN).contains(&self.profile.len())
             && self
@@ -356,14 +365,12 @@ impl Telemetry {
                 profile: self.profile.chars().take(MAX_PROFILE_LEN).collect(),
             });
         }
-        if self.ts_ms < EPOCH_2020_MS {
-            return Err(PayloadError::AncientTimestamp { ts_ms: self.ts_ms });
-        }
-        if self.ts_ms > now_ms.saturating_add(max_skew_ms) {
-            return Err(PayloadError::FutureTimestamp {
-                ts_ms: self.ts_ms,
-                max_skew_ms,
-            });
+        // A box that says it does not trust its wall clock (`synced: false`) may send any
+        // `ts_ms`: the receiver places the reading from its boot id and monotonic time
+        // ([`crate::clock`]) and checks the time it arrives at with [`Telemetry::check_ts`].
+        let trusted = self.clock()?.is_none_or(|stamp| stamp.synced);
+        if trusted {
+            self.check_ts(now_ms, max_skew_ms)?;
         }
         let mut vendor_values = 0;
         for (name, value) in &self.values {
@@ -390,6 +397,21 @@ impl Telemetry {
                     max,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that `ts_ms` is neither before 2020 nor more than `max_skew_ms` ahead of
+    /// `now_ms`.
+    pub fn check_ts(&self, now_ms: i64, max_skew_ms: i64) -> Result<(), PayloadError> {
+        if self.ts_ms < EPOCH_2020_MS {
+            return Err(PayloadError::AncientTimestamp { ts_ms: self.ts_ms });
+        }
+        if self.ts_ms > now_ms.saturating_add(max_skew_ms) {
+            return Err(PayloadError::FutureTimestamp {
+                ts_ms: self.ts_ms,
+                max_skew_ms,
+            });
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Ingest: takes every message from the broker's in-process link, checks topic and payload
-//! against the wire schema (counting rejects by reason), holds each device's vendor value names
-//! to its first 32 ([`vendor`]), updates the fleet picture, feeds the rule engine in event time
+//! against the wire schema (counting rejects by reason), places readings stamped by a box clock
+//! it did not trust on the gateway's time line ([`clock`]), holds each device's vendor value
+//! names to its first 32 ([`vendor`]), updates the fleet picture, feeds the rule engine in event time
 //! and hands its transitions to the order service; saves the rule state to its snapshot file
 //! ([`snapshot`]) in the background.
 
+pub mod clock;
 pub mod refusals;
 pub mod registry;
 pub mod snapshot;
@@ -150,6 +152,63 @@ pub fn record_reading(
     }
 }
 
+/// Settles the time of an admitted reading that arrived at `now` ([`clock::BootClocks::place`]):
+/// returns the readings ready for the fleet, the history and the rules (this one, and those
+/// held for its boot's offset, oldest first), each counted by outcome in
+/// `gateway_clock_readings_total` and its skew in `gateway_clock_skew_seconds`; an estimated
+/// time still before 2020 or more than `max_skew_ms` ahead of `now` is a counted reject
+/// (`ancient_timestamp`, `future_timestamp`). A reading held is counted `held`; one that
+/// cannot be held is counted `unestimated` and logged.
+pub fn settle(
+    boot_clocks: &mut clock::BootClocks,
+    metrics: &Metrics,
+    reading: Box<Telemetry>,
+    township: String,
+    now: i64,
+    max_skew_ms: i64,
+) -> Vec<clock::Placed> {
+    let mut placement = boot_clocks.place(reading, township, now);
+    if placement.held {
+        metrics.clock.record(clock::Outcome::Held, None);
+    }
+    for placed in std::mem::take(&mut placement.unestimated) {
+        unestimated(metrics, &placed);
+    }
+    placement.ready.retain(|placed| {
+        if placed.outcome == clock::Outcome::Trusted {
+            return true;
+        }
+        metrics.clock.record(placed.outcome, placed.skew_ms);
+        let Some(skew_ms) = placed.skew_ms else {
+            return true;
+        };
+        let boot_id = boot_id_of(&placed.reading);
+        tracing::debug!(device = %placed.reading.device_id, boot_id, outcome = placed.outcome.label(), ts_ms = placed.reading.ts_ms, skew_ms, "reading from an unsynced box clock placed on the gateway's time line");
+        if let Err(error) = placed.reading.check_ts(now, max_skew_ms) {
+            metrics.reject(error.reason());
+            tracing::warn!(device = %placed.reading.device_id, boot_id, ts_ms = placed.reading.ts_ms, skew_ms, %error, "estimated time of an unsynced reading is implausible; reading refused");
+            return false;
+        }
+        true
+    });
+    placement.ready
+}
+
+/// Counts and logs a reading whose time could not be estimated: it stays out of the fleet, the
+/// history and the rules.
+pub fn unestimated(metrics: &Metrics, placed: &clock::Placed) {
+    metrics.clock.record(clock::Outcome::Unestimated, None);
+    tracing::warn!(device = %placed.reading.device_id, township = %placed.township, boot_id = boot_id_of(&placed.reading), seq = placed.reading.seq, box_ts_ms = placed.reading.ts_ms, "reading from a box clock that was never trusted, and no offset for its boot: kept out of the fleet, the history and the rules");
+}
+
+fn boot_id_of(reading: &Telemetry) -> &str {
+    reading
+        .extra
+        .get(wire::clock::BOOT_ID)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+}
+
 /// The ingest component.
 pub struct Ingest {
     /// The embedded broker's link or the external broker's client.
@@ -174,16 +233,25 @@ pub struct Ingest {
     pub refusal_log: refusals::RefusalLog,
     /// Each device's vendor value names (at most 32, first-come, kept until a restart).
     pub vendor_names: vendor::VendorNames,
+    /// Offsets of device boots; unsynced readings held for one ([`clock::BootClocks`]).
+    pub boot_clocks: clock::BootClocks,
 }
 
 impl Ingest {
-    /// Subscribes and processes messages until `shutdown`; saves the rule state on the way out
-    /// (after any save still running) and returns once it is written.
-    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Subscribes ingest's link to telemetry and status and marks ingest ready (`/readyz`).
+    /// The gateway calls it before it announces itself ready, so a client (or a container's
+    /// health check) that sees it ready finds ingest taking messages.
+    pub fn subscribe(&mut self) -> anyhow::Result<()> {
         self.source
             .subscribe()
             .map_err(|e| anyhow::anyhow!("cannot subscribe: {e}"))?;
         self.metrics.set_ingest_ready(true);
+        Ok(())
+    }
+
+    /// Processes messages until `shutdown` (after [`Ingest::subscribe`]); saves the rule state
+    /// on the way out (after any save still running) and returns once it is written.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut reload = tokio::time::interval(self.rules.reload_every);
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reload.tick().await;
@@ -226,17 +294,21 @@ impl Ingest {
                         Err(reject) => Err(reject),
                     };
                     match decoded {
-                        Ok(decoded) => {
-                            if let Decoded::Reading(reading, _) = &decoded {
-                                newest_event_ms = newest_event_ms.max(Some(reading.ts_ms));
+                        Ok(Decoded::Reading(reading, township)) => {
+                            for placed in self.place(reading, township, now, max_skew_ms) {
+                                newest_event_ms = newest_event_ms.max(Some(placed.reading.ts_ms));
+                                self.accept(Decoded::Reading(placed.reading, placed.township)).await;
                             }
-                            self.accept(decoded).await
                         }
+                        Ok(decoded) => self.accept(decoded).await,
                         Err(reject) => self.rejected(&reject, &topic, &payload),
                     }
                     messages_done += 1;
                 }
                 _ = tick.tick() => {
+                    for placed in self.boot_clocks.expire(now_ms()) {
+                        self.unestimated(&placed);
+                    }
                     let watermark = match self.rules.clock {
                         Clock::Wall => Some(now_ms() - lateness_ms),
                         Clock::Event => newest_event_ms.map(|newest| newest - lateness_ms),
@@ -289,6 +361,28 @@ impl Ingest {
             error: reject.to_string(),
             payload_head: String::from_utf8_lossy(head).into_owned(),
         });
+    }
+
+    /// Settles the time of an admitted reading: [`settle`].
+    fn place(
+        &mut self,
+        reading: Box<Telemetry>,
+        township: String,
+        now: i64,
+        max_skew_ms: i64,
+    ) -> Vec<clock::Placed> {
+        settle(
+            &mut self.boot_clocks,
+            &self.metrics,
+            reading,
+            township,
+            now,
+            max_skew_ms,
+        )
+    }
+
+    fn unestimated(&self, placed: &clock::Placed) {
+        unestimated(&self.metrics, placed);
     }
 
     async fn accept(&mut self, decoded: Decoded) {
