@@ -10,6 +10,7 @@ import * as fleet from './fleet.js';
 import * as device from './device.js';
 import * as order from './order.js';
 import * as reports from './reports.js';
+import * as households from './households.js';
 
 const session = {
   /** `district` (operator, read-only), `township`, `team`, or null when not signed in. */
@@ -41,6 +42,7 @@ const ROUTES = [
   { pattern: /^\/device\/([^/]+)$/, page: device, nav: 'fleet' },
   { pattern: /^\/order\/(\d+)$/, page: order, nav: 'live' },
   { pattern: /^\/reports(?:\/(daily|weekly|monthly))?$/, page: reports, nav: 'reports' },
+  { pattern: /^\/households$/, page: households, nav: 'households' },
 ];
 
 function parseHash() {
@@ -63,6 +65,7 @@ function renderHeader(active) {
   const items = [
     ['live', '#/', true],
     ['fleet', '#/fleet', session.role !== 'team'],
+    ['households', '#/households', session.role !== 'team'],
     ['reports', '#/reports/daily', true],
   ];
   fill(

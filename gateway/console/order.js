@@ -1,9 +1,11 @@
-// Page 4, one work order: facts and assignee, the three SLA clocks, the event timeline, parts and
+// Page 4, one work order: the household's people (resident, phones as tel: links, address,
+// caretaker; masked by the API for read-only roles), facts and assignee, the three SLA clocks, the event timeline, parts and
 // charge, the callback and linked complaints, and the operator actions (dispatch, reassign,
 // escalate, cancel with a reason, record a callback) that call the API and refresh the page.
 
 import { t, code } from './i18n.js';
 import { get, post, registry } from './api.js';
+import { peopleFacts } from './households.js';
 import {
   h,
   fill,
@@ -216,14 +218,14 @@ export async function mount(main, [id], _query, ctx) {
   const status = h('p', { class: 'action-status', id: 'action-status', role: 'status', 'aria-live': 'polite' });
   const box = () => h('div');
   const head = h('span', { class: 'head-tags', id: 'order-state' });
-  const [factsBox, clocksBox, actionsBox, timelineBox, partsBox, callbackBox, complaintsBox] = [box(), box(), box(), box(), box(), box(), box()];
+  const [factsBox, peopleBox, clocksBox, actionsBox, timelineBox, partsBox, callbackBox, complaintsBox] = [box(), box(), box(), box(), box(), box(), box(), box()];
   fill(
     main,
     h('div', { class: 'page-head' }, h('h1', null, t('order.title', { id })), head, h('a', { href: '#/', class: 'back' }, `← ${t('nav.live')}`)),
     h(
       'div',
       { class: 'two-col' },
-      panel(t('order.facts'), null, factsBox),
+      h('div', null, panel(t('people.title'), { id: 'order-household' }, peopleBox), panel(t('order.facts'), null, factsBox)),
       h(
         'div',
         null,
@@ -258,6 +260,7 @@ export async function mount(main, [id], _query, ctx) {
     head.dataset.state = detail.state;
     fill(head, stateTag(detail.state), ' ', priorityTag(detail.priority), detail.pre_emptive ? [' ', tag(t('pre_emptive'), 'pre')] : null);
     fill(factsBox, facts(detail, where, teamNames, ctx.session.role !== 'team'));
+    fill(peopleBox, detail.household ? peopleFacts(detail.household) : empty(t('people.none')));
     fill(
       clocksBox,
       slaClocks(detail),

@@ -54,6 +54,14 @@ impl Principal {
         }
     }
 
+    /// Sees residents' names, phone numbers and house numbers only masked (`王*`,
+    /// `138****5678`): the read-only role (bureaus, auditors). Everyone else who may read an
+    /// order or a household sees them in full: operators (dispatch, the callback post), township
+    /// officers in their township, and the team the order is assigned to.
+    pub fn masks_people(&self) -> bool {
+        matches!(self.role, Role::ReadOnly)
+    }
+
     /// Sees the whole district.
     pub fn sees_district(&self) -> bool {
         matches!(self.role, Role::Operator | Role::ReadOnly)

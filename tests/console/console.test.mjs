@@ -1,7 +1,8 @@
 // Browser test of the operator console against a running demo (the `demo` binary; base URL as the
 // first argument): headless Debian Chromium driven by playwright-core. It watches an injected fault
 // arrive as an order on the live board, opens the device and its chart, escalates and reassigns an
-// order, visits every page on a 1920×1080 desktop and a 390×844 phone, saves a screenshot of each
+// order, finds its household's people on the order and on the households page, visits every page
+// on a 1920×1080 desktop and a 390×844 phone, saves a screenshot of each
 // into $CONSOLE_ARTIFACTS (default target/console-artifacts), and fails on any console error, page
 // error or failed request. Exit status 0 only when every check passed.
 
@@ -164,6 +165,36 @@ try {
     if (!detail.events.some((e) => e.kind === 'escalated' && e.note.includes('browser test'))) throw new Error('the API has no escalation event');
   });
 
+  await check("the order page shows the household's people with the phone as a tel: link", async () => {
+    const detail = await apiJson(page, `/orders/${order.id}`);
+    const people = detail.household;
+    if (!people || !people.resident || !people.phones.length) throw new Error(`the API gives no people: ${JSON.stringify(people)}`);
+    if (people.masked) throw new Error('the demo operator sees masked people');
+    await page.waitForSelector('#order-people #people-resident');
+    const resident = await page.textContent('#people-resident');
+    if (!resident.includes(people.resident)) throw new Error(`the page shows ${resident}, not ${people.resident}`);
+    const href = await page.getAttribute('#people-phones a.phone', 'href');
+    if (href !== `tel:${people.phones[0]}`) throw new Error(`the first phone links to ${href}`);
+  });
+
+  await check('the households page finds the resident by 老+surname and village', async () => {
+    const people = (await apiJson(page, `/orders/${order.id}`)).household;
+    const query = `老${people.resident[0]}, ${people.village_name}`;
+    await page.goto(`${base}/#/households`);
+    await page.waitForSelector('#households-q');
+    await page.fill('#households-q', query);
+    // The results of this query, not of the empty one the page opened with.
+    await page.waitForFunction(
+      ([q, id]) => document.querySelector('#households-results')?.dataset.q === q && document.querySelector(`#households-results tr[data-household-id="${id}"]`),
+      [query, people.id],
+    );
+    const rows = await page.locator('#households-results tr[data-household-id]').evaluateAll((all) => all.map((r) => r.textContent));
+    if (!rows.every((text) => text.includes(people.village_name))) throw new Error(`a row outside ${people.village_name}: ${rows}`);
+  });
+  await shot(page, 'desktop-households');
+  await page.goto(`${base}/#/order/${order.id}`);
+  await page.waitForSelector('#order-timeline li[data-kind="created"]');
+
   await check('reassigning an order to another team changes its assignee', async () => {
     const current = await page.getAttribute('#order-team', 'data-team-id');
     const options = await page.locator('#reassign-team option').evaluateAll((all) => all.map((o) => o.value));
@@ -242,6 +273,7 @@ try {
     ['device', `/#/device/${order ? order.device_id : ''}`, '#device-chart svg.line-chart'],
     ['order', `/#/order/${order ? order.id : 1}`, '#order-timeline li'],
     ['reports', '/#/reports/daily', '#chart-rates svg.bar-chart'],
+    ['households', '/#/households', '#households-results tr[data-household-id]'],
   ];
   for (const [name, path, ready] of pages) {
     await check(`the ${name} page fits a 390×844 phone`, async () => {

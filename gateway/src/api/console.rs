@@ -85,6 +85,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_bytes!("../../console/reports.js"),
     },
+    Asset {
+        name: "households.js",
+        content_type: JS,
+        body: include_bytes!("../../console/households.js"),
+    },
 ];
 
 /// The page; `{{VERSION}}` marks where asset URLs take the version.

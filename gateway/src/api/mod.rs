@@ -7,6 +7,7 @@
 
 mod console;
 mod fleet;
+mod households;
 mod orders;
 mod registry;
 mod reports;
@@ -326,6 +327,9 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(registry::villages))
         .routes(routes!(registry::teams))
         .routes(routes!(registry::parts))
+        .routes(routes!(households::export))
+        .routes(routes!(households::search))
+        .routes(routes!(households::household))
         .routes(routes!(reports::report))
         .with_state(state.clone())
         .split_for_parts();

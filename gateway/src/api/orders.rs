@@ -23,6 +23,7 @@ use crate::orders::store::{ComplaintRow, OrderEventRow, OrderFilter, OrderRow};
 use crate::orders::{
     ComplaintOutcome, ComplaintRequest, OrderAction, OrderState, PartUse, RequestError,
 };
+use crate::registry::people::HouseholdView;
 
 impl From<RequestError> for ApiError {
     fn from(error: RequestError) -> Self {
@@ -105,6 +106,9 @@ pub struct OrderDetail {
     #[schema(value_type = Vec<Vec<Object>>)]
     pub parts: Vec<(String, i64, i64)>,
     pub complaints: Vec<ComplaintRow>,
+    /// The household and its people (resident, phones, address, caretaker), masked for a
+    /// read-only role; `None` when the order names no registered household.
+    pub household: Option<HouseholdView>,
 }
 
 async fn readable_order(
@@ -139,15 +143,25 @@ pub async fn get_order(
             let Some((order, events)) = s.order(id)? else {
                 return Ok(None);
             };
+            let household = match &order.household_id {
+                Some(household) => s.household_view(household)?,
+                None => None,
+            };
             Ok(Some(OrderDetail {
                 parts: s.order_parts(id)?,
                 complaints: s.complaints_of(id)?,
                 order,
                 events,
+                household,
             }))
         })
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
+    let mut detail = detail;
+    detail.household = detail
+        .household
+        .take()
+        .map(|view| super::households::for_role(&principal, view));
     Ok(Json(detail))
 }
 

@@ -3,6 +3,8 @@
 //! group of townships, the district's third-party company with a team per township, the power
 //! and gas companies, village caretakers and electricians, and the unified parts price list.
 //! Teams are staffed at no more than 500 households per technician, as the scheme requires.
+//! Residents are synthetic: names from common surnames and given names, addresses such as
+//! `西关村 3 组 12 号`, phone numbers in the unissued `100` block; all deterministic from the seed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,6 +89,16 @@ impl Lcg {
     }
 }
 
+/// A synthetic mobile-shaped number in the `100` block, which no operator issues, so no real
+/// person is ever rung: `100` + four digits drawn from the seed + the household's index.
+fn synthetic_phone(people: &mut Lcg, index: usize) -> String {
+    format!(
+        "100{:04}{:04}",
+        1_000 + people.next() % 9_000,
+        index % 10_000
+    )
+}
+
 fn vendor_id(brand: &str) -> String {
     brand
         .to_ascii_lowercase()
@@ -98,6 +110,7 @@ fn vendor_id(brand: &str) -> String {
 /// Builds the registry for `fleet`. Deterministic for a given fleet and seed.
 pub fn generate(fleet: &[FleetHousehold], seed: u64) -> RegistryData {
     let mut rng = Lcg(seed ^ 0x5DEE_CE66_D1CE_4E5B);
+    let mut people = Lcg(seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut data = RegistryData::default();
     let mut townships: BTreeMap<String, String> = BTreeMap::new();
     let mut villages: BTreeMap<String, (String, String)> = BTreeMap::new();
@@ -121,13 +134,23 @@ pub fn generate(fleet: &[FleetHousehold], seed: u64) -> RegistryData {
 
         let household_id = format!("hh-{}", h.device_id);
         let resident = format!("{}{}", rng.pick(SURNAMES), rng.pick(GIVEN));
+        // Addresses and numbers come from a stream of their own, so the installation dates
+        // and names drawn from `rng` stay what they were before households had them.
+        let group = 1 + people.next() % 8;
+        let number = 1 + people.next() % 60;
+        let mut phones = vec![synthetic_phone(&mut people, index)];
+        if people.next() % 3 == 0 {
+            // A son or daughter working in town.
+            phones.push(synthetic_phone(&mut people, index + 5_000));
+        }
         data.households.push(Household {
             id: household_id.clone(),
             village_id: village_id.clone(),
-            address: format!("{}{}{}号", h.township_name, h.village_name, index % 400 + 1),
+            address: format!("{} {group} 组 {number} 号", h.village_name),
             resident,
-            phone: format!("1380000{:04}", index % 10_000),
+            phones,
             vulnerable: h.vulnerable,
+            caretaker_id: None,
             edge_box: None,
         });
         // Installed between the 2016 and 2024 heating seasons: older ones are out of warranty.
@@ -183,7 +206,7 @@ pub fn generate(fleet: &[FleetHousehold], seed: u64) -> RegistryData {
                 id: format!("{team}-tech-{:02}", i + 1),
                 team_id: team.to_owned(),
                 name: format!("{}{}", rng.pick(SURNAMES), rng.pick(GIVEN)),
-                phone: format!("1390000{:04}", data.technicians.len() % 10_000),
+                phone: format!("10090{:06}", data.technicians.len() % 1_000_000),
                 home_village_id: home.clone(),
             });
         }
@@ -269,7 +292,7 @@ pub fn generate(fleet: &[FleetHousehold], seed: u64) -> RegistryData {
                 village_id: village.clone(),
                 role: role.to_owned(),
                 name: format!("{}{}", rng.pick(SURNAMES), rng.pick(GIVEN)),
-                phone: format!("1370000{:04}", data.contacts.len() % 10_000),
+                phone: format!("10080{:06}", data.contacts.len() % 1_000_000),
             });
         }
     }
@@ -284,155 +307,8 @@ pub fn generate(fleet: &[FleetHousehold], seed: u64) -> RegistryData {
     data
 }
 
-/// Writes `data` as the CSV files [`super::parse`] reads.
-pub fn to_csv_files(data: &RegistryData) -> Vec<(&'static str, String)> {
-    fn csv<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        let _ = writer.write_record(header);
-        for row in rows {
-            let _ = writer.write_record(&row);
-        }
-        writer
-            .into_inner()
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_default()
-    }
-    vec![
-        (
-            "townships.csv",
-            csv(
-                ["id", "name"],
-                data.townships
-                    .iter()
-                    .map(|t| [t.id.clone(), t.name.clone()]),
-            ),
-        ),
-        (
-            "villages.csv",
-            csv(
-                ["id", "township_id", "name"],
-                data.villages
-                    .iter()
-                    .map(|v| [v.id.clone(), v.township_id.clone(), v.name.clone()]),
-            ),
-        ),
-        (
-            "vendors.csv",
-            csv(
-                ["id", "name"],
-                data.vendors.iter().map(|v| [v.id.clone(), v.name.clone()]),
-            ),
-        ),
-        (
-            "households.csv",
-            csv(
-                [
-                    "id",
-                    "village_id",
-                    "address",
-                    "resident",
-                    "phone",
-                    "vulnerable",
-                ],
-                data.households.iter().map(|h| {
-                    [
-                        h.id.clone(),
-                        h.village_id.clone(),
-                        h.address.clone(),
-                        h.resident.clone(),
-                        h.phone.clone(),
-                        h.vulnerable.to_string(),
-                    ]
-                }),
-            ),
-        ),
-        (
-            "devices.csv",
-            csv(
-                [
-                    "id",
-                    "household_id",
-                    "kind",
-                    "brand",
-                    "model",
-                    "vendor_id",
-                    "installed_on",
-                ],
-                data.devices.iter().map(|d| {
-                    [
-                        d.id.clone(),
-                        d.household_id.clone(),
-                        d.kind.clone(),
-                        d.brand.clone(),
-                        d.model.clone(),
-                        d.vendor_id.clone(),
-                        d.installed_on.clone(),
-                    ]
-                }),
-            ),
-        ),
-        (
-            "teams.csv",
-            csv(
-                ["id", "name", "kind", "vendor_id", "phone", "townships"],
-                data.teams.iter().map(|t| {
-                    [
-                        t.id.clone(),
-                        t.name.clone(),
-                        t.kind.as_str().to_owned(),
-                        t.vendor_id.clone().unwrap_or_default(),
-                        t.phone.clone(),
-                        t.townships.join(";"),
-                    ]
-                }),
-            ),
-        ),
-        (
-            "technicians.csv",
-            csv(
-                ["id", "team_id", "name", "phone", "home_village_id"],
-                data.technicians.iter().map(|t| {
-                    [
-                        t.id.clone(),
-                        t.team_id.clone(),
-                        t.name.clone(),
-                        t.phone.clone(),
-                        t.home_village_id.clone().unwrap_or_default(),
-                    ]
-                }),
-            ),
-        ),
-        (
-            "contacts.csv",
-            csv(
-                ["id", "village_id", "role", "name", "phone"],
-                data.contacts.iter().map(|c| {
-                    [
-                        c.id.clone(),
-                        c.village_id.clone(),
-                        c.role.clone(),
-                        c.name.clone(),
-                        c.phone.clone(),
-                    ]
-                }),
-            ),
-        ),
-        (
-            "parts.csv",
-            csv(
-                ["code", "name", "price_cny"],
-                data.parts.iter().map(|p| {
-                    [
-                        p.code.clone(),
-                        p.name.clone(),
-                        format!("{}.{:02}", p.price_cents / 100, p.price_cents % 100),
-                    ]
-                }),
-            ),
-        ),
-    ]
-}
+/// The registry as CSV files: see [`super::export::to_csv_files`].
+pub use super::export::to_csv_files;
 
 #[cfg(test)]
 mod tests {

@@ -4,12 +4,16 @@
 //! column; the import is applied in one transaction or not at all (see `orders::store`).
 
 pub mod demo;
+mod export;
+pub mod people;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+pub use export::to_csv_files;
 
 /// A township (镇/乡), the unit responsibility zones are drawn by.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -28,15 +32,26 @@ pub struct Village {
 }
 
 /// A household with its resident.
+///
+/// The household is the one place of the vulnerable flag: devices carry none, and the rules,
+/// dispatch and the console read it through the device's household.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Household {
     pub id: String,
     pub village_id: String,
+    /// Where the technician goes, e.g. `西关村 3 组 12 号`.
     pub address: String,
+    /// The resident's name (the person to ask for).
     pub resident: String,
-    pub phone: String,
+    /// One to [`people::MAX_PHONES`] numbers in normal form (digits only, no `+86`), the
+    /// first the one to ring first. `households.csv` column `phone`, separated by `;`.
+    pub phones: Vec<String>,
     /// An elderly person living alone, or another reason to come first.
     pub vulnerable: bool,
+    /// The household's caretaker (管护员), a `contacts.csv` id of role `caretaker`; `None`: the
+    /// village's caretaker (the first by id).
+    #[serde(default)]
+    pub caretaker_id: Option<String>,
     /// The id (`agent_id`) of the household's edge box, whose client certificate
     /// (`gateway certs box`) lets it publish this household's devices; `None`: the box's id is
     /// the household's id.
@@ -279,6 +294,21 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// A required, non-empty field of at most `max` characters.
+    fn bounded(
+        &self,
+        line: u64,
+        record: &csv::StringRecord,
+        name: &str,
+        max: usize,
+    ) -> Result<String, ImportError> {
+        let value = self.text(line, record, name)?;
+        if value.chars().count() > max {
+            return Err(self.error(line, name, format!("is longer than {max} characters")));
+        }
+        Ok(value)
+    }
+
     /// An optional field (empty or missing column = `None`).
     fn optional(&self, record: &csv::StringRecord, name: &str) -> Option<String> {
         record
@@ -371,6 +401,9 @@ pub fn parse(
     let mut known = existing.clone();
     let empty = String::new();
     let get = |name: &str| files.get(name).unwrap_or(&empty);
+    // A household's caretaker is checked once contacts.csv (read after households.csv) is in:
+    // where it is named (the error to give) and whom it names.
+    let mut caretaker_refs: Vec<(ImportError, String)> = Vec::new();
 
     if files.contains_key("townships.csv") {
         let t = Table::parse("townships.csv", get("townships.csv"), &["id", "name"])?;
@@ -433,12 +466,25 @@ pub fn parse(
         let mut edge_boxes: HashMap<String, String> = HashMap::new();
         for (line, r) in &t.rows {
             let vulnerable_text = t.optional(r, "vulnerable").unwrap_or_default();
+            let phones = t.text(*line, r, "phone")?;
+            let caretaker_id = match t.optional(r, "caretaker_id") {
+                Some(_) => Some(t.id(*line, r, "caretaker_id")?),
+                None => None,
+            };
+            if let Some(caretaker) = &caretaker_id {
+                caretaker_refs.push((
+                    t.error(*line, "caretaker_id", String::new()),
+                    caretaker.clone(),
+                ));
+            }
             let row = Household {
                 id: t.id(*line, r, "id")?,
                 village_id: t.text(*line, r, "village_id")?,
-                address: t.text(*line, r, "address")?,
-                resident: t.text(*line, r, "resident")?,
-                phone: t.text(*line, r, "phone")?,
+                address: t.bounded(*line, r, "address", people::MAX_ADDRESS_CHARS)?,
+                resident: t.bounded(*line, r, "resident", people::MAX_NAME_CHARS)?,
+                phones: people::parse_phones(&phones)
+                    .map_err(|message| t.error(*line, "phone", message))?,
+                caretaker_id,
                 vulnerable: parse_bool(&vulnerable_text).ok_or_else(|| {
                     t.error(
                         *line,
@@ -657,7 +703,18 @@ pub fn parse(
                     format!("unknown village {:?}", row.village_id),
                 ));
             }
+            if row.role == "caretaker" {
+                known.caretakers.insert(row.id.clone());
+            } else {
+                known.caretakers.remove(&row.id);
+            }
             data.contacts.push(row);
+        }
+    }
+    for (mut error, caretaker) in caretaker_refs {
+        if !known.caretakers.contains(&caretaker) {
+            error.message = format!("unknown caretaker {caretaker:?} (no contacts.csv row of role caretaker has this id)");
+            return Err(error);
         }
     }
     if files.contains_key("parts.csv") {
@@ -745,6 +802,8 @@ pub struct KnownIds {
     pub vendors: HashSet<String>,
     pub households: HashSet<String>,
     pub teams: HashSet<String>,
+    /// Ids of the contacts whose role is `caretaker`.
+    pub caretakers: HashSet<String>,
 }
 
 /// Reads the registry CSV files present in `dir`.
@@ -806,7 +865,7 @@ mod tests {
         let mut f = files(BASE);
         f.insert(
             "households.csv".into(),
-            "id,village_id,address,resident,phone,vulnerable\nh1,yanqing-dongguan,a,b,c,true\nh2,yanqing-nowhere,a,b,c,false\n".into(),
+            "id,village_id,address,resident,phone,vulnerable\nh1,yanqing-dongguan,a,b,13800000001,true\nh2,yanqing-nowhere,a,b,13800000001,false\n".into(),
         );
         let error = parse(&f, &KnownIds::default()).expect_err("unknown village");
         assert_eq!(
@@ -831,14 +890,14 @@ mod tests {
         let mut f = files(BASE);
         f.insert(
             "households.csv".into(),
-            format!("{header}h1,yanqing-dongguan,a,b,c,true,box-0001\nh2,yanqing-dongguan,a,b,c,false,\n"),
+            format!("{header}h1,yanqing-dongguan,a,b,13800000001,true,box-0001\nh2,yanqing-dongguan,a,b,13800000001,false,\n"),
         );
         let data = parse(&f, &KnownIds::default()).expect("valid");
         assert_eq!(data.households[0].edge_box_id(), "box-0001");
         assert_eq!(data.households[1].edge_box_id(), "h2");
         f.insert(
             "households.csv".into(),
-            format!("{header}h1,yanqing-dongguan,a,b,c,true,Box 1\n"),
+            format!("{header}h1,yanqing-dongguan,a,b,13800000001,true,Box 1\n"),
         );
         let error = parse(&f, &KnownIds::default()).expect_err("not an id");
         assert_eq!(
@@ -848,7 +907,7 @@ mod tests {
         f.insert(
             "households.csv".into(),
             format!(
-                "{header}h1,yanqing-dongguan,a,b,c,true,h2\nh2,yanqing-dongguan,a,b,c,false,\n"
+                "{header}h1,yanqing-dongguan,a,b,13800000001,true,h2\nh2,yanqing-dongguan,a,b,13800000001,false,\n"
             ),
         );
         let error = parse(&f, &KnownIds::default()).expect_err("two households, one box");
@@ -908,5 +967,91 @@ mod tests {
         assert_eq!(parse_date("9999-12-31"), Some((9999, 12, 31)));
         // No wrap even when called with an unchecked year.
         assert!(!warranty_until((i32::MAX, 1, 1), 5).starts_with('-'));
+    }
+
+    #[test]
+    fn households_carry_phones_and_a_caretaker_and_old_files_still_import() {
+        // An old file: one phone, no caretaker column.
+        let data = parse(&files(BASE), &KnownIds::default()).expect("old shape");
+        assert_eq!(data.households[0].phones, ["13800000001"]);
+        assert_eq!(data.households[0].caretaker_id, None);
+
+        let mut f = files(BASE);
+        f.insert(
+            "households.csv".into(),
+            "id,village_id,address,resident,phone,vulnerable,caretaker_id\n\
+             h1,yanqing-dongguan,东关村 3 组 12 号,王秀英,\"+86 138-0013-8000; 010 6918 1234\",true,c1\n\
+             h2,yanqing-dongguan,东关村 1 组 2 号,李建国,13800138001,false,\n"
+                .into(),
+        );
+        f.insert(
+            "contacts.csv".into(),
+            "id,village_id,role,name,phone\nc1,yanqing-dongguan,caretaker,赵敏,13700000001\n"
+                .into(),
+        );
+        let data = parse(&f, &KnownIds::default()).expect("valid");
+        assert_eq!(data.households[0].phones, ["13800138000", "01069181234"]);
+        assert_eq!(data.households[0].caretaker_id.as_deref(), Some("c1"));
+        assert_eq!(data.households[1].caretaker_id, None);
+        // The export reads back to the same rows.
+        let exported = to_csv_files(&data)
+            .into_iter()
+            .map(|(name, text)| (name.to_owned(), text))
+            .collect();
+        assert_eq!(
+            parse(&exported, &KnownIds::default()).expect("export"),
+            data
+        );
+    }
+
+    #[test]
+    fn bad_contacts_of_a_household_are_named_by_line_and_column() {
+        let header = "id,village_id,address,resident,phone,vulnerable,caretaker_id\n";
+        let refused = |households: &str, contacts: Option<&str>| {
+            let mut f = files(BASE);
+            f.insert("households.csv".into(), format!("{header}{households}"));
+            if let Some(contacts) = contacts {
+                f.insert(
+                    "contacts.csv".into(),
+                    format!("id,village_id,role,name,phone\n{contacts}"),
+                );
+            }
+            parse(&f, &KnownIds::default())
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            refused("h1,yanqing-dongguan,a,王,13800000001,true,\nh2,yanqing-dongguan,a,李,1380000,false,\n", None),
+            "households.csv:3:5: phone: \"1380000\" is not a mobile (11 digits from 1) or landline number (0 + area code, or 7-8 digits)"
+        );
+        assert_eq!(
+            refused(
+                "h1,yanqing-dongguan,a,王,13800000001;13800000002;13800000003;13800000004,true,\n",
+                None
+            ),
+            "households.csv:2:5: phone: has 4 phone numbers; a household keeps at most 3"
+        );
+        assert!(refused(
+            &format!(
+                "h1,yanqing-dongguan,a,{},13800000001,true,\n",
+                "王".repeat(41)
+            ),
+            None
+        )
+        .starts_with("households.csv:2:4: resident: is longer than 40"));
+        assert_eq!(
+            refused("h1,yanqing-dongguan,a,王,13800000001,true,\nh2,yanqing-dongguan,a,李,13800000002,false,e1\n",
+                Some("e1,yanqing-dongguan,electrician,孙强,13700000002\n")),
+            "households.csv:3:7: caretaker_id: unknown caretaker \"e1\" (no contacts.csv row of role caretaker has this id)"
+        );
+        // A caretaker imported earlier is known.
+        let mut known = KnownIds::default();
+        known.villages.insert("yanqing-dongguan".into());
+        known.caretakers.insert("c9".into());
+        let f = files(&[(
+            "households.csv",
+            &format!("{header}h1,yanqing-dongguan,a,王,13800000001,true,c9\n"),
+        )]);
+        assert!(parse(&f, &known).is_ok());
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod households;
 mod registry;
 mod schema;
 use serde::Serialize;
@@ -22,6 +23,8 @@ use crate::registry::{
     Township, Village,
 };
 use schema::MIGRATIONS;
+
+pub use households::HouseholdHits;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

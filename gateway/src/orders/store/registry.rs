@@ -2,6 +2,7 @@
 //! lookups routing and ingest make (devices, households, villages, teams, technicians, parts).
 
 use super::*;
+use crate::registry::people::{join_phones, split_phones};
 
 impl Store {
     /// Ids already stored, for checking an import's references.
@@ -19,6 +20,11 @@ impl Store {
             vendors: ids("vendors")?,
             households: ids("households")?,
             teams: ids("teams")?,
+            caretakers: self
+                .connection
+                .prepare("SELECT id FROM village_contacts WHERE role = 'caretaker'")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -47,12 +53,12 @@ impl Store {
         }
         for h in &data.households {
             tx.execute(
-                "INSERT INTO households (id, village_id, address, resident, phone, vulnerable, edge_box)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO households (id, village_id, address, resident, phone, vulnerable, edge_box, caretaker_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, address = excluded.address,
                  resident = excluded.resident, phone = excluded.phone, vulnerable = excluded.vulnerable,
-                 edge_box = excluded.edge_box",
-                params![h.id, h.village_id, h.address, h.resident, h.phone, h.vulnerable, h.edge_box],
+                 edge_box = excluded.edge_box, caretaker_id = excluded.caretaker_id",
+                params![h.id, h.village_id, h.address, h.resident, join_phones(&h.phones), h.vulnerable, h.edge_box, h.caretaker_id],
             )?;
         }
         for d in &data.devices {
@@ -124,7 +130,7 @@ impl Store {
             .query_row(
                 "SELECT d.id, d.household_id, d.kind, d.brand, d.model, d.vendor_id, d.installed_on, d.warranty_until,
                         h.village_id, h.address, h.resident, h.phone, h.vulnerable, v.township_id, v.name,
-                        h.edge_box
+                        h.edge_box, h.caretaker_id
                  FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id
                  WHERE d.id = ?1",
                 [device_id],
@@ -145,9 +151,10 @@ impl Store {
                             village_id: r.get(8)?,
                             address: r.get(9)?,
                             resident: r.get(10)?,
-                            phone: r.get(11)?,
+                            phones: split_phones(&r.get::<_, String>(11)?),
                             vulnerable: r.get(12)?,
                             edge_box: r.get(15)?,
+                            caretaker_id: r.get(16)?,
                         },
                         village: Village {
                             id: r.get(8)?,
