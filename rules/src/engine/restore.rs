@@ -5,8 +5,7 @@ use super::*;
 
 pub(super) fn device_snapshot(
     rules: &RuleSet,
-    baselines: &FleetBaselines,
-    weather: &AreaWeather,
+    peers: &Peers,
     device: &DeviceState,
 ) -> DeviceSnapshot {
     let mut alerts = BTreeMap::new();
@@ -51,9 +50,9 @@ pub(super) fn device_snapshot(
         },
         profile: device
             .group
-            .and_then(|g| baselines.profile_of(g))
+            .and_then(|g| peers.baselines.profile_of(g))
             .map(str::to_owned),
-        outdoor: device.area.and_then(|at| weather.reading_of(at)),
+        outdoor: device.area.and_then(|at| peers.weather.reading_of(at)),
     }
 }
 

@@ -257,6 +257,26 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// A rule's `applies_to`: both kinds when absent, sorted and without repeats; an empty
+    /// list is an error (it would match nothing).
+    fn applies_to(
+        &self,
+        raw: Option<&Spanned<Vec<DeviceKind>>>,
+    ) -> Result<Vec<DeviceKind>, RuleError> {
+        match raw {
+            None => Ok(vec![DeviceKind::HeatPump, DeviceKind::GasBoiler]),
+            Some(list) if list.get_ref().is_empty() => {
+                Err(self.invalid(list.span(), "applies_to", Problem::EmptyList))
+            }
+            Some(list) => {
+                let mut kinds = list.get_ref().clone();
+                kinds.sort();
+                kinds.dedup();
+                Ok(kinds)
+            }
+        }
+    }
+
     fn invalid(&self, span: Range<usize>, field: &'static str, problem: Problem) -> RuleError {
         RuleError::Invalid {
             location: Location::at(self.text, self.origin, span.start),
@@ -450,18 +470,7 @@ impl Checker<'_> {
                 ));
             }
         }
-        let applies_to = match &raw.applies_to {
-            None => vec![DeviceKind::HeatPump, DeviceKind::GasBoiler],
-            Some(list) if list.get_ref().is_empty() => {
-                return Err(self.invalid(list.span(), "applies_to", Problem::EmptyList))
-            }
-            Some(list) => {
-                let mut kinds = list.get_ref().clone();
-                kinds.sort();
-                kinds.dedup();
-                kinds
-            }
-        };
+        let applies_to = self.applies_to(raw.applies_to.as_ref())?;
         Ok(FleetRule {
             id: raw.id.into_inner(),
             description: raw.description,
@@ -593,18 +602,7 @@ impl Checker<'_> {
         let kind = *raw.kind.get_ref();
         let kind_name = kind.name();
 
-        let applies_to = match &raw.applies_to {
-            None => vec![DeviceKind::HeatPump, DeviceKind::GasBoiler],
-            Some(list) if list.get_ref().is_empty() => {
-                return Err(self.invalid(list.span(), "applies_to", Problem::EmptyList))
-            }
-            Some(list) => {
-                let mut kinds = list.get_ref().clone();
-                kinds.sort();
-                kinds.dedup();
-                kinds
-            }
-        };
+        let applies_to = self.applies_to(raw.applies_to.as_ref())?;
 
         let hold_for = raw.hold_for.as_ref().map(|d| d.get_ref().0);
         let clear_for = raw.clear_for.as_ref().map(|d| d.get_ref().0);
