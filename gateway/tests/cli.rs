@@ -2,17 +2,10 @@
 //! line, graceful shutdown on SIGTERM (which leaves a complete rule snapshot), and start-up
 //! beside an unreadable snapshot.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gateway-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
+mod support;
 
 fn check_config(dir: &std::path::Path, config: &str) -> (bool, String) {
     let path = dir.join("gateway.toml");
@@ -30,7 +23,7 @@ fn check_config(dir: &std::path::Path, config: &str) -> (bool, String) {
 
 #[test]
 fn an_unknown_config_field_stops_start_up_with_file_line_and_field() {
-    let dir = scratch("unknown-field");
+    let dir = support::scratch("cli-unknown-field");
     let (ok, stderr) = check_config(&dir, "[http]\nlisten = \"127.0.0.1:0\"\nlisen = 3\n");
     assert!(!ok);
     assert!(stderr.contains("gateway.toml:3:1"), "{stderr}");
@@ -39,7 +32,7 @@ fn an_unknown_config_field_stops_start_up_with_file_line_and_field() {
 
 #[test]
 fn a_wrong_type_names_the_line_and_column() {
-    let dir = scratch("wrong-type");
+    let dir = support::scratch("cli-wrong-type");
     let (ok, stderr) = check_config(&dir, "[broker]\nmax_payload_size = \"big\"\n");
     assert!(!ok);
     assert!(stderr.contains("gateway.toml:2:20"), "{stderr}");
@@ -47,7 +40,7 @@ fn a_wrong_type_names_the_line_and_column() {
 
 #[test]
 fn a_bad_rule_file_is_refused_with_its_own_position() {
-    let dir = scratch("bad-rules");
+    let dir = support::scratch("cli-bad-rules");
     std::fs::write(
         dir.join("rules.toml"),
         "[[rule]]\nid = \"cold\"\nkind = \"threshold\"\nvalue = \"room_temp\"\nbelow = 14.0\nfor = \"30m\"\nseverity = \"major\"\naction = \"alert\"\n",
@@ -64,7 +57,7 @@ fn a_bad_rule_file_is_refused_with_its_own_position() {
 
 #[test]
 fn a_good_config_is_accepted() {
-    let dir = scratch("good");
+    let dir = support::scratch("cli-good");
     let (ok, stderr) = check_config(
         &dir,
         "[http]\nlisten = \"127.0.0.1:0\"\n[api]\nauth = \"disabled\"\n",
@@ -78,19 +71,7 @@ fn a_good_config_is_accepted() {
 /// Starts `gateway run` in `dir` (its `gateway.toml`), waits for the ready line, sends SIGTERM
 /// and returns how it exited.
 fn run_until_sigterm(dir: &std::path::Path) -> std::process::ExitStatus {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["run", "--config", "gateway.toml"])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start gateway");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("ready line");
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+    let (mut child, ready) = support::run_gateway(dir);
     assert_eq!(ready["event"], "ready");
     assert!(
         ready["http"].as_str().is_some_and(|a| !a.ends_with(":0")),
@@ -114,12 +95,10 @@ fn run_until_sigterm(dir: &std::path::Path) -> std::process::ExitStatus {
     }
 }
 
-const MINIMAL_CONFIG: &str = "[broker]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"g.sqlite\"\n[api]\nauth = \"disabled\"\n";
-
 #[test]
 fn sigterm_stops_the_gateway_cleanly_after_it_reported_ready() {
-    let dir = scratch("sigterm");
-    std::fs::write(dir.join("gateway.toml"), MINIMAL_CONFIG).expect("write config");
+    let dir = support::scratch("cli-sigterm");
+    std::fs::write(dir.join("gateway.toml"), support::minimal_config("")).expect("write config");
     let exit = run_until_sigterm(&dir);
     assert!(exit.success(), "{exit:?}");
     assert!(dir.join("g.sqlite").exists());
@@ -132,10 +111,10 @@ fn sigterm_stops_the_gateway_cleanly_after_it_reported_ready() {
 
 #[test]
 fn an_unreadable_snapshot_is_kept_aside_and_the_gateway_starts_with_empty_state() {
-    let dir = scratch("unreadable-snapshot");
+    let dir = support::scratch("cli-unreadable-snapshot");
     std::fs::write(
         dir.join("gateway.toml"),
-        format!("{MINIMAL_CONFIG}[rules]\nsnapshot_path = \"state/rules.json\"\n"),
+        support::minimal_config("snapshot_path = \"state/rules.json\"\n"),
     )
     .expect("write config");
     std::fs::create_dir_all(dir.join("state")).expect("state folder");
@@ -203,26 +182,14 @@ fn replace_file(path: &std::path::Path, contents: &str) {
 
 #[test]
 fn a_changed_rule_file_is_applied_and_a_broken_one_is_refused_without_a_restart() {
-    let dir = scratch("hot-reload");
+    let dir = support::scratch("cli-hot-reload");
     std::fs::write(dir.join("rules.toml"), rules::DEFAULT_RULES).expect("write rules");
     std::fs::write(
         dir.join("gateway.toml"),
-        "[broker]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"g.sqlite\"\n[api]\nauth = \"disabled\"\n[rules]\npath = \"rules.toml\"\nreload_every = \"100ms\"\n",
+        support::minimal_config("path = \"rules.toml\"\nreload_every = \"100ms\"\n"),
     )
     .expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["run", "--config", "gateway.toml"])
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start gateway");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("ready line");
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+    let (mut child, ready) = support::run_gateway(&dir);
     let http = ready["http"].as_str().unwrap_or_default().to_owned();
     let metrics = || -> String {
         let mut stream = std::net::TcpStream::connect(&http).expect("connect");

@@ -2,28 +2,16 @@
 //! who sees them masked, the household search (scope by role, ranking, `老王, 西关村`), the
 //! registry import with contacts and its errors by file:line:column, and the export.
 
-use std::sync::Arc;
+mod support;
 
-use gateway::auth::{Authenticator, Role};
-use gateway::config::{ApiConfig, AuthMode, TokenConfig};
-use gateway::metrics::Metrics;
-use gateway::orders::clock::SharedClock;
-use gateway::orders::sla::SlaConfig;
 use gateway::orders::store::Store;
-use gateway::orders::OrderService;
 use gateway::registry::demo::{generate, FleetHousehold};
 use gateway::registry::RegistryData;
 use serde_json::{json, Value};
+use support::{OPERATOR, SIHAI, TEAM_AURORA, TEAM_THIRD, VIEWER, YANQING};
 
 /// 2026-12-01T00:00:00Z.
 const T0: i64 = 1_796_083_200_000;
-
-const OPERATOR: &str = "operator-token-0123456789";
-const TEAM_AURORA: &str = "team-aurora-yanqing-0123456789";
-const TEAM_THIRD: &str = "team-third-party-yanqing-0123";
-const VIEWER: &str = "read-only-token-0123456789";
-const SIHAI: &str = "township-sihai-0123456789";
-const YANQING: &str = "township-yanqing-0123456789";
 
 /// Three households in each of 东关村 and 西关村 (延庆镇) and 四海村 (四海镇).
 fn registry() -> RegistryData {
@@ -74,10 +62,9 @@ fn registry() -> RegistryData {
     data
 }
 
+/// The order API with a token for each role ([`support::api`]) and the registry it serves.
 struct Api {
-    base: String,
-    client: reqwest::Client,
-    service: OrderService,
+    http: support::Api,
     data: RegistryData,
 }
 
@@ -85,65 +72,8 @@ async fn api() -> Api {
     let data = registry();
     let mut store = Store::in_memory().expect("store");
     store.import_registry(&data).expect("import");
-    let service = OrderService::new(
-        store,
-        Arc::new(Metrics::default()),
-        Arc::new(SharedClock::new(T0)),
-        SlaConfig::default(),
-    );
-    let token =
-        |name: &str, token: &str, role: Role, township: Option<&str>, team: Option<&str>| {
-            TokenConfig {
-                name: name.into(),
-                token: token.into(),
-                role,
-                township: township.map(Into::into),
-                team: team.map(Into::into),
-            }
-        };
-    let auth = Authenticator::new(&ApiConfig {
-        auth: AuthMode::Tokens,
-        tokens: vec![
-            token("centre", OPERATOR, Role::Operator, None, None),
-            token(
-                "aurora-yq",
-                TEAM_AURORA,
-                Role::Team,
-                None,
-                Some("aurora-yanqing"),
-            ),
-            token(
-                "third-yq",
-                TEAM_THIRD,
-                Role::Team,
-                None,
-                Some("third-party-yanqing"),
-            ),
-            token("viewer", VIEWER, Role::ReadOnly, None, None),
-            token("sihai", SIHAI, Role::Township, Some("sihai"), None),
-            token("yanqing", YANQING, Role::Township, Some("yanqing"), None),
-        ],
-    });
-    let state = gateway::api::ApiState {
-        fleet: Arc::new(gateway::fleet::Fleet::default()),
-        orders: service.clone(),
-        metrics: Arc::new(Metrics::default()),
-        auth: Arc::new(auth),
-        sink: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(gateway::api::serve(
-        listener,
-        state,
-        tokio_util::sync::CancellationToken::new(),
-    ));
     Api {
-        base,
-        client: reqwest::Client::new(),
-        service,
+        http: support::api(store, T0).await,
         data,
     }
 }
@@ -156,22 +86,7 @@ impl Api {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut request = match method {
-            "POST" => self.client.post(url),
-            _ => self.client.get(url),
-        };
-        request = request.bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.http.call(method, path, Some(token), body).await
     }
 
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -463,5 +378,4 @@ async fn the_openapi_document_lists_the_household_routes() {
         assert!(doc["paths"][path]["get"].is_object(), "{path} missing");
     }
     assert!(doc["components"]["schemas"]["HouseholdView"].is_object());
-    drop(api.service);
 }

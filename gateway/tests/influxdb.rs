@@ -9,113 +9,18 @@
 //! (`x_...`) passes ingest's checks and reaches both the history (as fields) and the device API.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gateway::sinks::influxdb::{build, InfluxConfig, SinkHandle, SinkStats};
-use tokio_util::sync::CancellationToken;
+mod support;
+
+use gateway::sinks::influxdb::{InfluxConfig, SinkHandle, SinkStats};
+use support::{serve_on_a_free_port, start_sink, started_vm, wait_for, Running, Vm};
 use wire::{DeviceId, DeviceKind, Telemetry};
 
 /// An hour ago: VictoriaMetrics refuses samples from the future and older than its retention.
 fn t0() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    now - 3_600_000
-}
-
-struct Vm {
-    child: Child,
-}
-
-impl Vm {
-    fn start(port: u16, storage: &Path) -> Vm {
-        let child = Command::new("victoria-metrics")
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg(format!("-storageDataPath={}", storage.display()))
-            .arg("-loggerLevel=ERROR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("victoria-metrics must be installed (apt-get install victoria-metrics; scripts/test does it)");
-        Vm { child }
-    }
-
-    /// Stops the server the way an operator or systemd does (SIGTERM), so that it keeps what it
-    /// acknowledged; a SIGKILL would lose VictoriaMetrics' own unflushed second of data.
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::park_timeout(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    let mut ticks = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        ticks.tick().await;
-        if check().await {
-            return;
-        }
-        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
-    }
-}
-
-async fn healthy(client: &reqwest::Client, base: &str) -> bool {
-    client
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-}
-
-/// A VictoriaMetrics peer on a free port with a fresh storage folder named after `tag`, once it
-/// answers: the peer, its storage, its port, its base URL and a client.
-async fn started_vm(tag: &str) -> (Vm, PathBuf, u16, String, reqwest::Client) {
-    let storage = std::env::temp_dir().join(format!("gateway-vm-{tag}{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&storage);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let vm = Vm::start(port, &storage);
-    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
-        healthy(&client, &base)
-    })
-    .await;
-    (vm, storage, port, base, client)
+    gateway::ingest::now_ms() - 3_600_000
 }
 
 fn reading(t0: i64, device: usize, n: i64) -> Telemetry {
@@ -210,49 +115,13 @@ async fn exported(client: &reqwest::Client, base: &str, metric: &str) -> Vec<(St
     samples
 }
 
-/// A running sink: its producers' handle, its counters, its stop signal and its task.
-struct Running {
-    sink: SinkHandle,
-    stats: std::sync::Arc<SinkStats>,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-/// Builds the sink from `config` and runs it, flushing for up to `drain` at shutdown.
-fn start_sink(config: &InfluxConfig, drain: Duration) -> Running {
-    let (task, sink) = build(config).expect("valid").expect("enabled");
-    let stats = sink.stats();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(task.run(shutdown.clone(), drain));
-    Running {
-        sink,
-        stats,
-        shutdown,
-        task,
-    }
-}
-
 fn written(stats: &SinkStats) -> u64 {
     stats.points_written.load(Ordering::Relaxed)
 }
 
-/// Serves `app` (a stand-in write endpoint) on a free loopback port.
-async fn serve_on_a_free_port(
-    app: axum::Router,
-) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    (
-        port,
-        tokio::spawn(async move { axum::serve(listener, app).await }),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_in_the_middle_of_a_write_stream_loses_nothing() {
-    let (mut vm, storage, port, base, client) = started_vm("").await;
+    let (mut vm, storage, port, base, client) = started_vm("", &[]).await;
 
     let config = InfluxConfig {
         url: Some(base.clone()),
@@ -290,11 +159,11 @@ async fn an_outage_in_the_middle_of_a_write_stream_loses_nothing() {
         written(&stats) < 4_000,
         "nothing can be written while the server is down"
     );
-    let mut vm = Vm::start(port, &storage);
+    let mut vm = Vm::start(port, &storage, &[]);
     wait_for(
         "VictoriaMetrics to restart",
         Duration::from_secs(30),
-        || healthy(&client, &base),
+        || support::healthy(&client, &base),
     )
     .await;
     wait_for(
@@ -519,7 +388,7 @@ fn dropped(stats: &SinkStats, reason: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_point_is_split_out_and_dropped_while_its_batch_and_the_next_are_stored() {
-    let (mut vm, storage, _, base, client) = started_vm("reject-").await;
+    let (mut vm, storage, _, base, client) = started_vm("reject-", &[]).await;
     let gate = Gatekeeper {
         upstream: base.clone(),
         client: client.clone(),
@@ -623,26 +492,13 @@ async fn a_bad_point_is_split_out_and_dropped_while_its_batch_and_the_next_are_s
 async fn a_write_victoria_metrics_refuses_as_unauthorised_is_dropped_not_retried() {
     // VictoriaMetrics with basic auth answers the client's token with 401: a configuration
     // fault that no retry can mend.
-    let storage = std::env::temp_dir().join(format!("gateway-vm-401-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&storage);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut vm = Vm {
-        child: Command::new("victoria-metrics")
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg(format!("-storageDataPath={}", storage.display()))
-            .arg("-loggerLevel=ERROR")
-            .arg("-httpAuth.username=heating")
-            .arg("-httpAuth.password=not-the-token")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("victoria-metrics must be installed"),
-    };
-    wait_for("VictoriaMetrics to start", Duration::from_secs(30), || {
-        healthy(&client, &base)
-    })
+    let (mut vm, storage, _, base, _client) = started_vm(
+        "401-",
+        &[
+            "-httpAuth.username=heating",
+            "-httpAuth.password=not-the-token",
+        ],
+    )
     .await;
     let config = InfluxConfig {
         url: Some(base.clone()),
@@ -834,7 +690,7 @@ fn ingest_reading(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reading_with_vendor_values_reaches_the_history_and_the_device_api() {
-    let (mut vm, storage, _, base, client) = started_vm("vendor-").await;
+    let (mut vm, storage, _, base, client) = started_vm("vendor-", &[]).await;
     let config = InfluxConfig {
         url: Some(base.clone()),
         batch_size: 10,
@@ -916,41 +772,19 @@ async fn a_reading_with_vendor_values_reaches_the_history_and_the_device_api() {
     assert_eq!(written(&stats), 1);
 
     // The device API shows them beside the canonical values.
-    let clock = gateway::orders::clock::SharedClock::new(ts_ms);
-    let metrics = std::sync::Arc::new(gateway::metrics::Metrics::default());
-    let orders = gateway::orders::OrderService::new(
-        gateway::orders::store::Store::in_memory().expect("store"),
-        std::sync::Arc::clone(&metrics),
-        std::sync::Arc::new(clock),
-        gateway::orders::sla::SlaConfig::default(),
-    );
-    let token = "read-only-token-0123456789";
-    let auth = gateway::auth::Authenticator::new(&gateway::config::ApiConfig {
-        auth: gateway::config::AuthMode::Tokens,
-        tokens: vec![gateway::config::TokenConfig {
-            name: "viewer".into(),
-            token: token.into(),
-            role: gateway::auth::Role::ReadOnly,
-            township: None,
-            team: None,
-        }],
-    });
-    let state = gateway::api::ApiState {
-        fleet: std::sync::Arc::clone(&fleet),
-        orders,
-        metrics,
-        auth: std::sync::Arc::new(auth),
-        sink: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let api = format!("http://{}", listener.local_addr().expect("address"));
-    let stop_api = CancellationToken::new();
-    let serving = tokio::spawn(gateway::api::serve(listener, state, stop_api.clone()));
+    let support::Served {
+        base: api,
+        stop: stop_api,
+        task: serving,
+    } = support::viewer_api(
+        std::sync::Arc::clone(&fleet),
+        std::sync::Arc::new(gateway::metrics::Metrics::default()),
+        ts_ms,
+    )
+    .await;
     let answer: serde_json::Value = client
         .get(format!("{api}/api/v1/devices/{device}"))
-        .bearer_auth(token)
+        .bearer_auth(support::VIEWER)
         .send()
         .await
         .expect("request")

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gateway::auth::{Authenticator, Principal, Role};
-use gateway::config::{ApiConfig, AuthMode, TokenConfig};
+mod support;
+
+use gateway::auth::{Principal, Role};
 use gateway::metrics::Metrics;
 use gateway::orders::clock::SharedClock;
-use gateway::orders::sla::SlaConfig;
 use gateway::orders::store::{OrderFilter, OrderRow, Store};
 use gateway::orders::{
     Channel, ComplaintRequest, OrderAction, OrderService, OrderState, PartUse, RequestError,
@@ -18,6 +18,7 @@ use gateway::registry::demo::{generate, FleetHousehold};
 use gateway::registry::RegistryData;
 use rules::{Engine, RuleSet, Transition};
 use serde_json::{json, Value};
+use support::{Api, OPERATOR, SIHAI, TEAM_AURORA, TEAM_THIRD, VIEWER};
 use wire::{DeviceId, DeviceKind, Fault, FaultCategory, Telemetry};
 
 const MIN: i64 = 60_000;
@@ -77,20 +78,18 @@ fn registry() -> RegistryData {
 }
 
 fn service(store: Store) -> (OrderService, SharedClock) {
-    let clock = SharedClock::new(T0);
-    let service = OrderService::new(
-        store,
-        Arc::new(Metrics::default()),
-        Arc::new(clock.clone()),
-        SlaConfig::default(),
-    );
-    (service, clock)
+    support::order_service(store, Arc::new(Metrics::default()), T0)
+}
+
+/// An in-memory store with [`registry`] imported.
+fn store() -> Store {
+    let mut store = Store::in_memory().expect("store");
+    store.import_registry(&registry()).expect("import");
+    store
 }
 
 fn fixture() -> (OrderService, SharedClock) {
-    let mut store = Store::in_memory().expect("store");
-    store.import_registry(&registry()).expect("import");
-    service(store)
+    service(store())
 }
 
 /// The caller the service acts for, as the API would hand it over.
@@ -643,105 +642,8 @@ async fn orders_and_events_survive_a_restart() {
 
 // ----- over HTTP: roles, malformed requests, reports, OpenAPI -----
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    service: OrderService,
-    /// The service's clock: "server now" for event times.
-    clock: SharedClock,
-}
-
-const OPERATOR: &str = "operator-token-0123456789";
-const TEAM_AURORA: &str = "team-aurora-yanqing-0123456789";
-const TEAM_THIRD: &str = "team-third-party-yanqing-0123";
-const VIEWER: &str = "read-only-token-0123456789";
-const SIHAI: &str = "township-sihai-0123456789";
-
 async fn api() -> Api {
-    let (service, clock) = fixture();
-    let token =
-        |name: &str, token: &str, role: Role, township: Option<&str>, team: Option<&str>| {
-            TokenConfig {
-                name: name.into(),
-                token: token.into(),
-                role,
-                township: township.map(Into::into),
-                team: team.map(Into::into),
-            }
-        };
-    let auth = Authenticator::new(&ApiConfig {
-        auth: AuthMode::Tokens,
-        tokens: vec![
-            token("centre", OPERATOR, Role::Operator, None, None),
-            token(
-                "aurora-yq",
-                TEAM_AURORA,
-                Role::Team,
-                None,
-                Some("aurora-yanqing"),
-            ),
-            token(
-                "third-yq",
-                TEAM_THIRD,
-                Role::Team,
-                None,
-                Some("third-party-yanqing"),
-            ),
-            token("viewer", VIEWER, Role::ReadOnly, None, None),
-            token("sihai", SIHAI, Role::Township, Some("sihai"), None),
-        ],
-    });
-    let state = gateway::api::ApiState {
-        fleet: Arc::new(gateway::fleet::Fleet::default()),
-        orders: service.clone(),
-        metrics: Arc::new(Metrics::default()),
-        auth: Arc::new(auth),
-        sink: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(gateway::api::serve(
-        listener,
-        state,
-        tokio_util::sync::CancellationToken::new(),
-    ));
-    Api {
-        base,
-        client: reqwest::Client::new(),
-        service,
-        clock,
-    }
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut request = match method {
-            "POST" => self.client.post(url),
-            _ => self.client.get(url),
-        };
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
+    support::api(store(), T0).await
 }
 
 /// An order's events as (kind, time).

@@ -4,8 +4,10 @@
 //! save while the previous one is still running is skipped.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+
+mod support;
 
 use gateway::ingest::snapshot::{self, SnapshotWriter, LEGACY_STORE_KEY};
 use gateway::metrics::Metrics;
@@ -22,13 +24,6 @@ const MIN: i64 = 60_000;
 const T0: i64 = 1_796_083_200_000;
 const FAULTY: &str = "yanqing-dongguan-0001";
 const COLD: &str = "yanqing-dongguan-0002";
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gateway-snapshot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 fn default_rules() -> RuleSet {
     RuleSet::parse(rules::DEFAULT_RULES, "default").expect("rules")
@@ -104,7 +99,7 @@ fn read_back(path: &Path) -> Snapshot {
 
 #[tokio::test]
 async fn a_written_snapshot_restores_the_same_engine_state() {
-    let dir = scratch("round-trip");
+    let dir = support::scratch("snapshot-round-trip");
     let path = dir.join("rules-snapshot.json");
     let metrics = Arc::new(Metrics::default());
     let mut writer = SnapshotWriter::new(path.clone(), Arc::clone(&metrics));
@@ -147,7 +142,7 @@ async fn a_written_snapshot_restores_the_same_engine_state() {
 
 #[test]
 fn an_unreadable_snapshot_is_set_aside_and_the_rules_start_empty() {
-    let dir = scratch("unreadable");
+    let dir = support::scratch("snapshot-unreadable");
     let path = dir.join("rules-snapshot.json");
     let store = Store::in_memory().expect("store");
 
@@ -191,7 +186,7 @@ fn an_unreadable_snapshot_is_set_aside_and_the_rules_start_empty() {
 
 #[tokio::test]
 async fn the_rule_state_moves_from_the_store_entry_of_an_earlier_version_to_the_file() {
-    let dir = scratch("migration");
+    let dir = support::scratch("snapshot-migration");
     let path = dir.join("rules-snapshot.json");
     let engine = busy_engine();
     let mut store = Store::open(&dir.join("gateway.sqlite")).expect("store");
@@ -233,7 +228,7 @@ async fn the_rule_state_moves_from_the_store_entry_of_an_earlier_version_to_the_
 
 #[test]
 fn with_both_a_file_and_a_store_entry_the_file_wins_and_an_unreadable_entry_is_copied_aside() {
-    let dir = scratch("migration-both");
+    let dir = support::scratch("snapshot-migration-both");
     let path = dir.join("rules-snapshot.json");
     let mut store = Store::in_memory().expect("store");
     store
@@ -278,7 +273,7 @@ impl serde::Serialize for FailsHalfway {
 
 #[test]
 fn a_failed_write_leaves_the_previous_snapshot_in_place() {
-    let dir = scratch("failed-write");
+    let dir = support::scratch("snapshot-failed-write");
     let path = dir.join("rules-snapshot.json");
     let previous = busy_engine().snapshot();
     let bytes = snapshot::write_json(&path, &previous).expect("first write");
@@ -313,7 +308,7 @@ fn a_failed_write_leaves_the_previous_snapshot_in_place() {
 
 #[test]
 fn a_save_while_the_previous_one_is_still_running_is_skipped_and_counted() {
-    let dir = scratch("skip");
+    let dir = support::scratch("snapshot-skip");
     let path = dir.join("rules-snapshot.json");
     // One blocking thread, held by the test: the first write waits in the queue behind it.
     let runtime = tokio::runtime::Builder::new_current_thread()

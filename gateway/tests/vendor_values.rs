@@ -9,16 +9,18 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
 use gateway::fleet::Fleet;
 use gateway::ingest::vendor::VendorNames;
 use gateway::ingest::{decode, record_reading, Decoded};
 use gateway::metrics::Metrics;
-use gateway::sinks::influxdb::{build, InfluxConfig, SinkHandle};
-use tokio_util::sync::CancellationToken;
+use gateway::sinks::influxdb::{InfluxConfig, SinkHandle};
+use support::{serve_on_a_free_port, start_sink, Running, Served};
 
 const DEVICE: &str = "yanqing-dongguan-0001";
 const OTHER: &str = "yanqing-dongguan-0002";
-const TOKEN: &str = "read-only-token-0123456789";
+const TOKEN: &str = support::VIEWER;
 
 fn name(i: usize) -> String {
     format!("x_v{i:02}")
@@ -125,23 +127,22 @@ async fn a_device_keeps_its_first_32_vendor_names_and_the_rest_are_dropped_and_c
     let app = axum::Router::new()
         .route("/api/v2/write", axum::routing::post(record_write))
         .with_state(recorder.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let influx = format!("http://{}", listener.local_addr().expect("address"));
-    let influx_serving = tokio::spawn(async move { axum::serve(listener, app).await });
-    let (task, sink) = build(&InfluxConfig {
-        url: Some(influx),
-        batch_size: 100,
-        flush_every: Duration::from_millis(50),
-        timeout: Duration::from_secs(10),
-        ..InfluxConfig::default()
-    })
-    .expect("valid")
-    .expect("enabled");
-    let stats = sink.stats();
-    let stop_sink = CancellationToken::new();
-    let sink_running = tokio::spawn(task.run(stop_sink.clone(), Duration::from_secs(10)));
+    let (influx_port, influx_serving) = serve_on_a_free_port(app).await;
+    let Running {
+        sink,
+        stats,
+        shutdown: stop_sink,
+        task: sink_running,
+    } = start_sink(
+        &InfluxConfig {
+            url: Some(format!("http://127.0.0.1:{influx_port}")),
+            batch_size: 100,
+            flush_every: Duration::from_millis(50),
+            timeout: Duration::from_secs(10),
+            ..InfluxConfig::default()
+        },
+        Duration::from_secs(10),
+    );
 
     let mut path = Pipeline {
         vendor_names: VendorNames::default(),
@@ -197,35 +198,11 @@ async fn a_device_keeps_its_first_32_vendor_names_and_the_rest_are_dropped_and_c
     assert_eq!(path.metrics.readings_accepted_total(), 7);
 
     // The device API shows the picture: canonical values and the kept vendor values.
-    let token_config = gateway::config::ApiConfig {
-        auth: gateway::config::AuthMode::Tokens,
-        tokens: vec![gateway::config::TokenConfig {
-            name: "viewer".into(),
-            token: TOKEN.into(),
-            role: gateway::auth::Role::ReadOnly,
-            township: None,
-            team: None,
-        }],
-    };
-    let orders = gateway::orders::OrderService::new(
-        gateway::orders::store::Store::in_memory().expect("store"),
-        Arc::clone(&path.metrics),
-        Arc::new(gateway::orders::clock::SharedClock::new(0)),
-        gateway::orders::sla::SlaConfig::default(),
-    );
-    let state = gateway::api::ApiState {
-        fleet: Arc::clone(&path.fleet),
-        orders,
-        metrics: Arc::clone(&path.metrics),
-        auth: Arc::new(gateway::auth::Authenticator::new(&token_config)),
-        sink: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let api = format!("http://{}", listener.local_addr().expect("address"));
-    let stop_api = CancellationToken::new();
-    let api_serving = tokio::spawn(gateway::api::serve(listener, state, stop_api.clone()));
+    let Served {
+        base: api,
+        stop: stop_api,
+        task: api_serving,
+    } = support::viewer_api(Arc::clone(&path.fleet), Arc::clone(&path.metrics), 0).await;
     let client = reqwest::Client::new();
     // All 32 known names again (a later reading), so the device's latest values have them.
     path.ingest(DEVICE, 6, &values(6, &names(0..32)));

@@ -193,6 +193,117 @@ where
 /// The operator token the test gateways accept.
 pub const OPERATOR_TOKEN: &str = "e2e-operator-token-0123456789";
 
+/// Milliseconds since the Unix epoch by this machine's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// A free loopback port, for a peer that must be told its port before it starts (mosquitto,
+/// VictoriaMetrics) or a gateway that must come back on the same address after a restart;
+/// everything else listens on port 0 and reports the port it took.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A test gateway's settings, written as `gateway.toml` into its folder. The default is the
+/// embedded broker and HTTP on port 0 (the ready line reports the addresses taken), the store
+/// `gateway.sqlite`, no `[rules]` or `[registry]` table and the API without tokens; a test sets
+/// the fields its gateway needs otherwise.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The `[broker]` table with any sub-tables, as TOML.
+    pub broker: String,
+    /// The HTTP listener's address.
+    pub http_listen: String,
+    /// Lines added to the `[http]` table.
+    pub http: String,
+    /// The lines of the `[rules]` table; empty: no such table.
+    pub rules: String,
+    /// Imports the registry of the folder `registry` beside the config.
+    pub registry: bool,
+    /// The name of the one `[[api.tokens]]` entry, an operator with [`OPERATOR_TOKEN`]; `None`:
+    /// `[api] auth = "disabled"`.
+    pub operator: Option<String>,
+    /// Further tables, appended as they are.
+    pub extra: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            broker: "[broker]\nlisten = \"127.0.0.1:0\"\n".into(),
+            http_listen: "127.0.0.1:0".into(),
+            http: String::new(),
+            rules: String::new(),
+            registry: false,
+            operator: None,
+            extra: String::new(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The default settings with an operator token named `name`.
+    pub fn with_operator(name: &str) -> Self {
+        GatewayConfig {
+            operator: Some(name.into()),
+            ..GatewayConfig::default()
+        }
+    }
+
+    /// The settings as the text of `gateway.toml`.
+    pub fn toml(&self) -> String {
+        let mut text = format!(
+            "{}\n[http]\nlisten = \"{}\"\n{}\n[store]\npath = \"gateway.sqlite\"\n\n",
+            self.broker, self.http_listen, self.http
+        );
+        if !self.rules.is_empty() {
+            text.push_str(&format!("[rules]\n{}\n", self.rules));
+        }
+        if self.registry {
+            text.push_str("[registry]\nimport = \"registry\"\n\n");
+        }
+        match &self.operator {
+            Some(name) => text.push_str(&format!(
+                "[[api.tokens]]\nname = \"{name}\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n\n"
+            )),
+            None => text.push_str("[api]\nauth = \"disabled\"\n\n"),
+        }
+        text.push_str(&self.extra);
+        text
+    }
+
+    /// Writes `gateway.toml` into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::write(dir.join("gateway.toml"), self.toml())?;
+        Ok(())
+    }
+
+    /// Writes `gateway.toml` into `dir` and starts the gateway there ([`start_gateway`]).
+    pub fn start(&self, name: &str, dir: &Path) -> anyhow::Result<(Proc, Value)> {
+        self.write(dir)?;
+        start_gateway(name, dir)
+    }
+}
+
+/// Starts the gateway of `dir/gateway.toml` (`name` names its log file) and waits for its
+/// ready line, which is returned (`null` if it never came).
+pub fn start_gateway(name: &str, dir: &Path) -> anyhow::Result<(Proc, Value)> {
+    let (proc, ready) = Proc::start(
+        name,
+        &binary("gateway")?,
+        &["run", "--config", "gateway.toml"],
+        dir,
+        true,
+    )?;
+    Ok((proc, ready.unwrap_or_default()))
+}
+
 /// GET a JSON document with the operator token.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
     let response = client.get(url).bearer_auth(OPERATOR_TOKEN).send().await?;
@@ -497,22 +608,12 @@ impl System {
             .map(RegistryHousehold::from_manifest)
             .collect::<anyhow::Result<Vec<_>>>()?;
         write_registry(&dir.join("registry"), &registered)?;
-        std::fs::write(
-            dir.join("gateway.toml"),
-            format!(
-                "[broker]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n[rules]\ntick = \"200ms\"\n\n\
-                 [registry]\nimport = \"registry\"\n\n\
-                 [[api.tokens]]\nname = \"e2e\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n"
-            ),
-        )?;
-        let (gateway, ready) = Proc::start(
-            "gateway",
-            &binary("gateway")?,
-            &["run", "--config", "gateway.toml"],
-            &dir,
-            true,
-        )?;
-        let ready = ready.unwrap_or_default();
+        let (gateway, ready) = GatewayConfig {
+            rules: "tick = \"200ms\"\n".into(),
+            registry: true,
+            ..GatewayConfig::with_operator("e2e")
+        }
+        .start("gateway", &dir)?;
         let gateway_http = ready["http"].as_str().unwrap_or_default().to_owned();
         let gateway_mqtt = ready["mqtt"].as_str().unwrap_or_default().to_owned();
 

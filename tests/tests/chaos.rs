@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context as _};
 use serde_json::{json, Value};
 use tests::{
-    binary, eventually, get_json, repo_root, scratch_dir, write_registry, Proc, RegistryHousehold,
-    OPERATOR_TOKEN,
+    binary, eventually, free_port, get_json, now_ms, repo_root, scratch_dir, start_gateway,
+    write_registry, GatewayConfig, Proc, RegistryHousehold, OPERATOR_TOKEN,
 };
 
 /// Fault rule that fires at the first faulty reading.
@@ -73,19 +73,6 @@ action = {{ order = {{ category = "repair", priority = "high" }} }}
 "#,
         SLOW_FOR_MS / 1000
     )
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 async fn listening(port: u16) -> anyhow::Result<Option<()>> {
@@ -251,28 +238,15 @@ fn write_gateway_config(
     extra: &str,
 ) -> anyhow::Result<()> {
     std::fs::write(dir.join("chaos-rules.toml"), rules_toml())?;
-    std::fs::write(
-        dir.join("gateway.toml"),
-        format!(
-            "{broker}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[store]\npath = \"gateway.sqlite\"\n\n\
-             [rules]\npath = \"chaos-rules.toml\"\ntick = \"200ms\"\nlateness = \"1s\"\nsnapshot_every = \"1s\"\nsnapshot_path = \"rules-snapshot.json\"\n\n\
-             [registry]\nimport = \"registry\"\n\n\
-             [[api.tokens]]\nname = \"chaos\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n\n{extra}"
-        ),
-    )?;
-    Ok(())
-}
-
-/// Starts the gateway of `dir/gateway.toml`; `name` names its log file.
-fn start_gateway(dir: &Path, name: &str) -> anyhow::Result<(Proc, Value)> {
-    let (proc, ready) = Proc::start(
-        name,
-        &binary("gateway")?,
-        &["run", "--config", "gateway.toml"],
-        dir,
-        true,
-    )?;
-    Ok((proc, ready.unwrap_or_default()))
+    GatewayConfig {
+        broker: format!("{broker}\n"),
+        http_listen: format!("127.0.0.1:{http_port}"),
+        rules: "path = \"chaos-rules.toml\"\ntick = \"200ms\"\nlateness = \"1s\"\nsnapshot_every = \"1s\"\nsnapshot_path = \"rules-snapshot.json\"\n".into(),
+        registry: true,
+        extra: extra.into(),
+        ..GatewayConfig::with_operator("chaos")
+    }
+    .write(dir)
 }
 
 /// One work order as the API lists it.
@@ -496,7 +470,7 @@ async fn a_sigkilled_gateway_comes_back_with_every_order_once_and_its_pending_ti
         http_port,
         "",
     )?;
-    let (mut gateway, ready) = start_gateway(&dir, "gateway")?;
+    let (mut gateway, ready) = start_gateway("gateway", &dir)?;
     assert_eq!(ready["mqtt"], format!("127.0.0.1:{mqtt_port}"), "{ready}");
     let _agent = households.start_agent(&dir, mqtt_port)?;
     let api = Api::new(&format!("127.0.0.1:{http_port}"))?;
@@ -619,7 +593,7 @@ async fn a_sigkilled_gateway_comes_back_with_every_order_once_and_its_pending_ti
     };
 
     // The same config, store, snapshot and ports.
-    let (gateway, ready) = start_gateway(&dir, "gateway-restarted")?;
+    let (gateway, ready) = start_gateway("gateway-restarted", &dir)?;
     assert_eq!(ready["mqtt"], format!("127.0.0.1:{mqtt_port}"), "{ready}");
     let restart_took = killed_at.elapsed();
     assert!(
@@ -846,7 +820,7 @@ async fn history_written_while_influxdb_is_down_is_back_filled_and_orders_do_not
             "[influxdb]\nurl = \"{vm_base}\"\nflush_every = \"200ms\"\nmax_backoff = \"1s\"\ntimeout = \"2s\"\nmax_buffer = 100000\n"
         ),
     )?;
-    let (gateway, ready) = start_gateway(&dir, "gateway")?;
+    let (gateway, ready) = start_gateway("gateway", &dir)?;
     let mqtt = ready["mqtt"].as_str().unwrap_or_default();
     let mqtt_port: u16 = mqtt
         .rsplit_once(':')
@@ -1088,7 +1062,7 @@ async fn a_scaled_out_gateway_rides_out_a_mosquitto_restart_without_restarting(
         http_port,
         "",
     )?;
-    let (mut gateway, _) = start_gateway(&dir, "gateway")?;
+    let (mut gateway, _) = start_gateway("gateway", &dir)?;
     let _agent = households.start_agent(&dir, port)?;
     let api = Api::new(&format!("127.0.0.1:{http_port}"))?;
     let devices = households.devices();

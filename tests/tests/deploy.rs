@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context as _};
 use serde_json::{json, Value};
-use tests::{binary, eventually, get_json, repo_root, scratch_dir, Proc, System};
+use tests::{binary, eventually, get_json, repo_root, scratch_dir, GatewayConfig, Proc, System};
 
 fn deploy_dir() -> PathBuf {
     repo_root().join("deploy")
@@ -1075,18 +1075,7 @@ fn the_edge_installer_without_a_config_installs_the_example_pointed_at_the_insta
 fn the_container_health_probe_passes_on_a_serving_gateway_and_fails_otherwise() -> anyhow::Result<()>
 {
     let dir = scratch_dir("deploy-healthz")?;
-    std::fs::write(
-        dir.join("gateway.toml"),
-        "[broker]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n[api]\nauth = \"disabled\"\n",
-    )?;
-    let (mut gateway, ready) = Proc::start(
-        "gateway",
-        &binary("gateway")?,
-        &["run", "--config", "gateway.toml"],
-        &dir,
-        true,
-    )?;
-    let ready = ready.unwrap_or_default();
+    let (mut gateway, ready) = GatewayConfig::default().start("gateway", &dir)?;
     let http = ready["http"].as_str().unwrap_or_default().to_owned();
     let mqtt = ready["mqtt"].as_str().unwrap_or_default().to_owned();
     let probe = deploy_dir().join("container/healthz");
@@ -1885,21 +1874,8 @@ async fn the_runbooks_online_backup_restores_into_a_gateway_that_serves_the_same
     // RUNBOOK.md "Restore": the copy becomes the store of a (new) gateway.
     let restore = scratch_dir("deploy-restore")?;
     std::fs::copy(&backup, restore.join("gateway.sqlite"))?;
-    std::fs::write(
-        restore.join("gateway.toml"),
-        "[broker]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n[api]\nauth = \"disabled\"\n",
-    )?;
-    let (restored, ready) = Proc::start(
-        "gateway-restored",
-        &binary("gateway")?,
-        &["run", "--config", "gateway.toml"],
-        &restore,
-        true,
-    )?;
-    let http = ready.unwrap_or_default()["http"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (restored, ready) = GatewayConfig::default().start("gateway-restored", &restore)?;
+    let http = ready["http"].as_str().unwrap_or_default().to_owned();
     let order = get_json(&system.client, &format!("http://{http}/api/v1/orders/{id}"))
         .await
         .map_err(|e| anyhow!("{e}\n{}", restored.log()))?;

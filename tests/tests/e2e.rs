@@ -331,7 +331,7 @@ async fn a_flood_of_malformed_payloads_is_counted_and_dropped_while_good_reading
     let implausible: String = (0..100)
         .map(|i| format!(
             "{{\"v\":1,\"device_id\":\"{device}\",\"ts_ms\":{},\"seq\":{i},\"profile\":\"aurora-ashp\",\"kind\":\"heat_pump\",\"values\":{{\"indoor_temp_c\":900.0}}}}\n",
-            edge_agent_now_ms()
+            tests::now_ms()
         ))
         .collect();
     assert!(mosquitto_pub(&system.gateway_mqtt, &topic, &garbage)?.success());
@@ -405,7 +405,7 @@ async fn a_burst_larger_than_the_broker_link_buffer_is_taken_in_whole() -> anyho
         .as_u64()
         .unwrap_or(0);
     const BURST: u64 = 20_000;
-    let now = edge_agent_now_ms();
+    let now = tests::now_ms();
     let burst: String = (0..BURST)
         .map(|i| format!(
             "{{\"v\":1,\"device_id\":\"{device}\",\"ts_ms\":{},\"seq\":{},\"profile\":\"aurora-ashp\",\"kind\":\"heat_pump\",\"values\":{{\"indoor_temp_c\":20.5}}}}\n",
@@ -451,23 +451,12 @@ async fn a_burst_larger_than_the_broker_link_buffer_is_taken_in_whole() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_the_broker_drops_before_ingest_reads_them_are_counted() -> anyhow::Result<()> {
     let dir = tests::scratch_dir("broker-log")?;
-    std::fs::write(
-        dir.join("gateway.toml"),
-        format!(
-            "[broker]\nlisten = \"127.0.0.1:0\"\nlog_segment_size = 65536\nlog_segments = 1\n\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n\
-             [[api.tokens]]\nname = \"e2e\"\ntoken = \"{}\"\nrole = \"operator\"\n",
-            tests::OPERATOR_TOKEN
-        ),
-    )?;
-    let (gateway, ready) = tests::Proc::start(
-        "gateway",
-        &tests::binary("gateway")?,
-        &["run", "--config", "gateway.toml"],
-        &dir,
-        true,
-    )?;
-    let ready = ready.unwrap_or_default();
+    let (gateway, ready) = tests::GatewayConfig {
+        broker: "[broker]\nlisten = \"127.0.0.1:0\"\nlog_segment_size = 65536\nlog_segments = 1\n"
+            .into(),
+        ..tests::GatewayConfig::with_operator("e2e")
+    }
+    .start("gateway", &dir)?;
     let http = ready["http"].as_str().unwrap_or_default();
     let mqtt = ready["mqtt"].as_str().unwrap_or_default();
     let client = reqwest::Client::new();
@@ -504,11 +493,4 @@ async fn messages_the_broker_drops_before_ingest_reads_them_are_counted() -> any
     .map_err(|e| anyhow::anyhow!("{e}\n{}", gateway.log()))?;
     assert_eq!(taken + lost, BURST, "{taken} taken in, {lost} lost");
     Ok(())
-}
-
-fn edge_agent_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

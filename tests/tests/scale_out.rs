@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::{
-    binary, eventually, get_json, scratch_dir, write_registry, Proc, RegistryHousehold,
-    OPERATOR_TOKEN,
+    eventually, free_port, get_json, now_ms, scratch_dir, write_registry, GatewayConfig, Proc,
+    RegistryHousehold,
 };
 use tls_fixture::certs;
 
@@ -26,12 +26,6 @@ impl Drop for Mosquitto {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn mosquitto(dir: &Path, port: u16) -> anyhow::Result<Mosquitto> {
@@ -74,13 +68,6 @@ async fn listening(port: u16) -> anyhow::Result<()> {
         },
     )
     .await
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn publish(port: u16, topic: &str, payload: &str) -> anyhow::Result<bool> {
@@ -144,27 +131,16 @@ fn start_gateway_with(
     std::fs::create_dir_all(&folder)?;
     write_registry(&folder.join("registry"), registry)?;
     let list: Vec<String> = townships.iter().map(|t| format!("\"{t}\"")).collect();
-    std::fs::write(
-        folder.join("gateway.toml"),
-        format!(
-            "[broker]\nmode = \"external\"\n\n[broker.external]\nhost = \"{host}\"\nport = {port}\nclient_id = \"{name}\"\nkeep_alive = \"5s\"\ntownships = [{}]\n{external}\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n\
-             [registry]\nimport = \"registry\"\n\n\
-             [[api.tokens]]\nname = \"e2e\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n",
+    let (proc, ready) = GatewayConfig {
+        broker: format!(
+            "[broker]\nmode = \"external\"\n\n[broker.external]\nhost = \"{host}\"\nport = {port}\nclient_id = \"{name}\"\nkeep_alive = \"5s\"\ntownships = [{}]\n{external}",
             list.join(", ")
         ),
-    )?;
-    let (proc, ready) = Proc::start(
-        name,
-        &binary("gateway")?,
-        &["run", "--config", "gateway.toml"],
-        &folder,
-        true,
-    )?;
-    let http = ready.unwrap_or_default()["http"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+        registry: true,
+        ..GatewayConfig::with_operator("e2e")
+    }
+    .start(name, &folder)?;
+    let http = ready["http"].as_str().unwrap_or_default().to_owned();
     Ok((proc, http))
 }
 

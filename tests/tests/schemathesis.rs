@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tests::{binary, eventually, scratch_dir, Proc, OPERATOR_TOKEN};
+use tests::{eventually, scratch_dir, GatewayConfig, OPERATOR_TOKEN};
 
 fn schemathesis() -> anyhow::Result<std::path::PathBuf> {
     let python = std::env::var("HEATING_PYTHON")
@@ -26,24 +26,8 @@ async fn generated_requests_never_get_a_5xx_and_responses_match_the_openapi_docu
 ) -> anyhow::Result<()> {
     let st = schemathesis()?;
     let dir = scratch_dir("schemathesis")?;
-    std::fs::write(
-        dir.join("gateway.toml"),
-        format!(
-            "[broker]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"gateway.sqlite\"\n\n\
-             [[api.tokens]]\nname = \"schemathesis\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n"
-        ),
-    )?;
-    let (gateway, ready) = Proc::start(
-        "gateway",
-        &binary("gateway")?,
-        &["run", "--config", "gateway.toml"],
-        &dir,
-        true,
-    )?;
-    let http = ready.unwrap_or_default()["http"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (gateway, ready) = GatewayConfig::with_operator("schemathesis").start("gateway", &dir)?;
+    let http = ready["http"].as_str().unwrap_or_default().to_owned();
     let url = format!("http://{http}/api/v1/openapi.json");
     let client = reqwest::Client::new();
     eventually("the OpenAPI document", Duration::from_secs(20), || {

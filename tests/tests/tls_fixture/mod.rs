@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context as _};
 use serde_json::Value;
-use tests::{binary, eventually, scratch_dir, Proc, OPERATOR_TOKEN};
+use tests::{binary, eventually, now_ms, scratch_dir, GatewayConfig, Proc, OPERATOR_TOKEN};
 
 pub const TOWNSHIP: &str = "yanqing";
 
@@ -37,13 +37,6 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 pub fn reading(device: &str, seq: u64) -> String {
@@ -202,25 +195,17 @@ impl Fixture {
             }
             std::fs::write(registry.join(file), text)?;
         }
-        std::fs::write(
-            dir.join("gateway.toml"),
-            format!(
+        let (gateway, ready) = GatewayConfig {
+            broker: format!(
                 "[broker]\nlisten = \"127.0.0.1:0\"\nnext_connection_delay = \"1ms\"\n{broker}\n\
                  [broker.tls]\nenabled = true\nlisten = \"127.0.0.1:0\"\nlisten_v5 = \"127.0.0.1:0\"\n\
-                 ca_file = \"ca/ca.pem\"\ncert_file = \"server/server.pem\"\nkey_file = \"server/server.key\"\n\n\
-                 [http]\nlisten = \"127.0.0.1:0\"\n{http}\n[store]\npath = \"gateway.sqlite\"\n\n\
-                 [registry]\nimport = \"registry\"\n\n\
-                 [[api.tokens]]\nname = \"security\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n"
+                 ca_file = \"ca/ca.pem\"\ncert_file = \"server/server.pem\"\nkey_file = \"server/server.key\"\n"
             ),
-        )?;
-        let (gateway, ready) = Proc::start(
-            "gateway",
-            &binary("gateway")?,
-            &["run", "--config", "gateway.toml"],
-            &dir,
-            true,
-        )?;
-        let ready = ready.unwrap_or_default();
+            http: http.into(),
+            registry: true,
+            ..GatewayConfig::with_operator("security")
+        }
+        .start("gateway", &dir)?;
         let port = |key: &str| -> anyhow::Result<u16> {
             ready[key]
                 .as_str()
