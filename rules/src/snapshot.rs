@@ -76,7 +76,8 @@ pub struct DeviceSnapshot {
     /// Readings waiting in the reorder buffer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buffered: Vec<Telemetry>,
-    /// Windowed series state, in the layout named by [`Snapshot::series`].
+    /// Windowed series state, in the layout named by [`Snapshot::series`] and
+    /// [`Snapshot::series_held`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<SeriesState>,
     /// The register-map profile of its newest reading, when some rule compares the device
@@ -115,6 +116,11 @@ pub struct Snapshot {
     /// Keys of the windowed series, in the order of each device's series state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub series: Vec<String>,
+    /// Per device kind, the series (positions in `series`, in order) a device state for that
+    /// kind holds: the state of a device lists only the series of its kind's rules. A series
+    /// state that names no kind (all before this field) holds every series in `series`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub series_held: BTreeMap<DeviceKind, Vec<u16>>,
     /// Registered devices.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registry: Vec<Registered>,

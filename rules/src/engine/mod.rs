@@ -41,7 +41,7 @@ mod restore;
 mod step;
 
 use absence::{receive_absence, scan_absence};
-use restore::{device_snapshot, restore_device};
+use restore::{device_snapshot, restore_device, OldSeries};
 use step::{evaluate, release, warm};
 
 const MAX_ESCALATIONS: usize = crate::parse::MAX_ESCALATIONS;
@@ -455,7 +455,7 @@ impl Engine {
                     newest_ts_ms: reading.ts_ms,
                     buffer: Vec::new(),
                     pairs: vec![PairState::IDLE; self.rules.len()],
-                    series: self.rules.series().new_state(),
+                    series: self.rules.series().new_state_for(reading.kind),
                     variants: variants_for(&self.rules, info),
                     vulnerable: info.is_some_and(|i| i.vulnerable),
                     group: None,
@@ -497,7 +497,7 @@ impl Engine {
         // Receipt: the device is alive, whatever the reading says.
         let first = !device.released && device.buffer.is_empty();
         let previous_newest = (!first).then_some(device.newest_ts_ms);
-        warm(self.rules.series(), device, reading.kind);
+        warm(self.rules.series(), device);
         let sample = Sample::from_reading(reading);
         let village_outdoor = match (device.area, self.rules.series().village_outdoor_source()) {
             (Some(at), Some(outdoor))
@@ -696,8 +696,16 @@ impl Engine {
         let fixed =
             std::mem::size_of::<DeviceState>() + std::mem::size_of::<(DeviceId, usize)>() + 16;
         let pairs = self.rules.len() * std::mem::size_of::<PairState>();
-        let series = self.rules.series().len() * std::mem::size_of::<crate::window::Head>()
-            + self.rules.series().cell_count() * std::mem::size_of::<crate::window::Cell>();
+        // The larger of the two kinds' series layouts.
+        let series = [DeviceKind::HeatPump, DeviceKind::GasBoiler]
+            .into_iter()
+            .map(|kind| {
+                let (heads, cells) = self.rules.series().state_size(Some(kind));
+                heads * std::mem::size_of::<crate::window::Head>()
+                    + cells * std::mem::size_of::<crate::window::Cell>()
+            })
+            .max()
+            .unwrap_or(0);
         let variants = if self.rules.rules().iter().any(|r| !r.overrides.is_empty()) {
             self.rules.len()
         } else {
@@ -720,6 +728,10 @@ impl Engine {
             stats: self.stats,
             devices,
             series: self.rules.series().keys(),
+            series_held: [DeviceKind::HeatPump, DeviceKind::GasBoiler]
+                .into_iter()
+                .map(|kind| (kind, self.rules.series().held(Some(kind)).to_vec()))
+                .collect(),
             registry: self
                 .fleet
                 .registry
@@ -765,8 +777,12 @@ impl Engine {
         for device in snapshot.devices {
             let profile = device.profile.clone();
             let outdoor = device.outdoor;
-            let mut state =
-                restore_device(&engine, &rule_index, &series_map, &snapshot.series, device);
+            let old = OldSeries {
+                map: &series_map,
+                keys: &snapshot.series,
+                held: &snapshot.series_held,
+            };
+            let mut state = restore_device(&engine, &rule_index, &old, device);
             if engine.rules.series().uses_fleet() {
                 state.group = profile.and_then(|p| engine.peers.baselines.join(None, &p));
             }

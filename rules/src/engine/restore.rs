@@ -56,11 +56,21 @@ pub(super) fn device_snapshot(
     }
 }
 
+/// The series layout of a snapshot: its keys, the position of each in the engine's rule set,
+/// and which a device state of each kind holds.
+pub(super) struct OldSeries<'a> {
+    /// Old series position -> new series position.
+    pub map: &'a [Option<usize>],
+    /// [`Snapshot::series`].
+    pub keys: &'a [String],
+    /// [`Snapshot::series_held`].
+    pub held: &'a BTreeMap<DeviceKind, Vec<u16>>,
+}
+
 pub(super) fn restore_device(
     engine: &Engine,
     rule_index: &BTreeMap<&str, usize>,
-    series_map: &[Option<usize>],
-    old_keys: &[String],
+    old_series: &OldSeries<'_>,
     snapshot: DeviceSnapshot,
 ) -> DeviceState {
     let rules = &engine.rules;
@@ -92,9 +102,9 @@ pub(super) fn restore_device(
         }
     }
     let table = rules.series();
-    let mut series = table.new_state();
+    let mut series = table.new_state_for(snapshot.kind);
     if let Some(old) = snapshot.series {
-        restore_series(table, &mut series, &old, series_map, old_keys);
+        restore_series(table, &mut series, &old, old_series);
     }
     let info = engine.fleet.registry.get(&snapshot.device_id);
     DeviceState {
@@ -119,19 +129,38 @@ pub(super) fn restore_series(
     table: &crate::window::SeriesTable,
     new: &mut SeriesState,
     old: &SeriesState,
-    series_map: &[Option<usize>],
-    old_keys: &[String],
+    old_series: &OldSeries<'_>,
 ) {
-    // Offsets of the old layout are recomputed from its keys.
+    // The old state holds the series its kind's list names, or every series when it names no
+    // kind (snapshots before per-kind layouts); its offsets are recomputed from the keys.
+    let all: Vec<u16>;
+    let held: &[u16] = match old.kind {
+        Some(kind) => old_series.held.get(&kind).map_or(&[], Vec::as_slice),
+        None => {
+            all = (0..old_series.keys.len())
+                .filter_map(|i| u16::try_from(i).ok())
+                .collect();
+            &all
+        }
+    };
     let mut old_offset = 0usize;
-    for (old_index, key) in old_keys.iter().enumerate() {
+    for (position, old_index) in held.iter().enumerate() {
+        let old_index = usize::from(*old_index);
+        let Some(key) = old_series.keys.get(old_index) else {
+            // A list naming a series the snapshot does not have: the offsets after it are lost.
+            break;
+        };
         let width = crate::window::width_of_key(key);
-        if let Some(Some(new_index)) = series_map.get(old_index) {
-            let new_offset = table.offset_of(*new_index);
-            let new_width = table.width_of(*new_index);
+        let target = old_series
+            .map
+            .get(old_index)
+            .copied()
+            .flatten()
+            .and_then(|new_index| table.slot_of(new.kind, new_index));
+        if let Some((new_position, new_offset, new_width)) = target {
             if let (Some(head), Some(slot), Some(cells), Some(target)) = (
-                old.heads.get(old_index),
-                new.heads.get_mut(*new_index),
+                old.heads.get(position),
+                new.heads.get_mut(new_position),
                 old.cells.get(old_offset..old_offset + width),
                 new.cells.get_mut(new_offset..new_offset + new_width),
             ) {

@@ -10,7 +10,7 @@ const CACHE_LINE: usize = 64;
 /// Reads one word of every cache line of a device's rule and series state, so the loads are in
 /// flight while the reading's values are converted, rather than one after the other later: at
 /// tens of thousands of devices this state is rarely cached. Touches, changes nothing.
-pub(super) fn warm(series: &crate::window::SeriesTable, device: &DeviceState, kind: DeviceKind) {
+pub(super) fn warm(series: &crate::window::SeriesTable, device: &DeviceState) {
     fn every_line<T>(items: &[T], word: impl Fn(&T) -> u64) -> u64 {
         let step = (CACHE_LINE / std::mem::size_of::<T>().max(1)).max(1);
         items
@@ -19,7 +19,7 @@ pub(super) fn warm(series: &crate::window::SeriesTable, device: &DeviceState, ki
             .fold(0, |acc, item| acc ^ word(item))
     }
     let pairs = every_line(&device.pairs, |p| p.escalation_since[0] as u64);
-    let series = series.touch(&device.series, crate::parse::kind_slot(kind));
+    let series = series.touch(&device.series);
     let variants = every_line(&device.variants, |v| u64::from(*v));
     std::hint::black_box(pairs ^ series ^ variants);
 }
@@ -57,7 +57,7 @@ pub(super) fn evaluate(
     out: &mut Outcome,
 ) {
     if device.kind != sample.kind {
-        device.series = rules.series().new_state();
+        device.series = rules.series().new_state_for(sample.kind);
         device.kind = sample.kind;
     }
     device.released = true;

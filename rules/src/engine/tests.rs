@@ -315,3 +315,102 @@ action = "alert"
     let out = run(&mut engine, 12, seq, true);
     assert_eq!(kinds(&out), [("starts", TransitionKind::Firing, 12)]);
 }
+
+/// Rules reading one series for heat pumps, one for gas boilers and one for both.
+const PER_KIND: &str = r#"
+[[rule]]
+id = "hp_flow"
+kind = "expr"
+applies_to = ["heat_pump"]
+when = "avg(flow_temp_c, 1h) > 60"
+severity = "minor"
+action = "alert"
+
+[[rule]]
+id = "gb_dhw"
+kind = "expr"
+applies_to = ["gas_boiler"]
+when = "max(dhw_temp_c, 2h) > 70"
+severity = "minor"
+action = "alert"
+
+[[rule]]
+id = "starts"
+kind = "expr"
+when = "starts(running, 1h) >= 3"
+severity = "minor"
+action = "alert"
+"#;
+
+/// An engine with a heat pump and a gas boiler fed 90 minutes of readings.
+fn per_kind_engine() -> Engine {
+    let mut engine = Engine::new(RuleSet::parse(PER_KIND, "k.toml").expect("parses"));
+    for minute in 0..90 {
+        for (id, kind) in [
+            ("hp-1", DeviceKind::HeatPump),
+            ("gb-1", DeviceKind::GasBoiler),
+        ] {
+            let mut r = reading(id, minute, minute as u64 + 1, Some(20.0));
+            r.kind = kind;
+            r.values.insert("flow_temp_c", 40.0 + minute as f64);
+            r.values.insert("dhw_temp_c", 50.0 + minute as f64 / 2.0);
+            r.values
+                .insert("running", f64::from(u8::from(minute % 7 < 3)));
+            engine.ingest(&r);
+        }
+    }
+    engine
+}
+
+#[test]
+fn a_device_holds_only_the_series_of_its_kind() {
+    let engine = per_kind_engine();
+    let table = engine.rules.series();
+    assert_eq!(table.len(), 3);
+    let snapshot = engine.snapshot();
+    for device in &snapshot.devices {
+        let series = device.series.as_ref().expect("series kept");
+        assert_eq!(series.kind, Some(device.kind));
+        assert_eq!(series.heads.len(), 2, "{}", device.device_id);
+        assert_eq!(series.cells.len(), 2 * crate::window::BUCKETS);
+    }
+    assert_eq!(snapshot.series_held[&DeviceKind::HeatPump], [0, 2]);
+    assert_eq!(snapshot.series_held[&DeviceKind::GasBoiler], [1, 2]);
+    let json = serde_json::to_string(&snapshot).expect("serialises");
+    let back: Snapshot = serde_json::from_str(&json).expect("parses");
+    assert_eq!(
+        Engine::restore(engine.rules.clone(), back).snapshot(),
+        snapshot
+    );
+}
+
+#[test]
+fn a_snapshot_holding_every_series_per_device_still_restores() {
+    let engine = per_kind_engine();
+    let table = engine.rules.series();
+    let snapshot = engine.snapshot();
+    // What the code before per-kind layouts wrote: every series for every device (those of
+    // the other kind never updated), no kind on the state, no per-kind lists.
+    let mut old = snapshot.clone();
+    old.series_held.clear();
+    for device in &mut old.devices {
+        let held = device.series.take().expect("series kept");
+        let mut full = table.new_state();
+        full.cells
+            .fill(crate::window::Cell::from((9, 1.0, 2.0, 3.0)));
+        for index in 0..table.len() {
+            let from = table.slot_of(Some(device.kind), index);
+            let to = table.slot_of(None, index);
+            if let (Some((hp, hc, w)), Some((fp, fc, _))) = (from, to) {
+                full.heads[fp] = held.heads[hp];
+                full.cells[fc..fc + w].copy_from_slice(&held.cells[hc..hc + w]);
+            }
+        }
+        device.series = Some(full);
+    }
+    let json = serde_json::to_string(&old).expect("serialises");
+    assert!(!json.contains("series_held") && !json.contains("heat_pump\"}"));
+    let back: Snapshot = serde_json::from_str(&json).expect("parses");
+    let restored = Engine::restore(engine.rules.clone(), back);
+    assert_eq!(restored.snapshot(), snapshot);
+}

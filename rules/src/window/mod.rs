@@ -13,7 +13,7 @@
 //! reading older than the newest bucket is counted in the newest bucket.
 
 use serde::{Deserialize, Serialize};
-use wire::FaultCategory;
+use wire::{DeviceKind, FaultCategory};
 
 mod peers;
 mod ringless;
@@ -127,11 +127,8 @@ pub struct SeriesTable {
     specs: Vec<SeriesSpec>,
     /// Whether the series keeps a COP baseline (some rule uses `cop_ratio` on it).
     baseline: Vec<bool>,
-    /// First cell of each series.
-    offsets: Vec<usize>,
     /// Bucket length of each series ([`SeriesSpec::bucket_ms`]).
     bucket_ms: Vec<i64>,
-    cells: usize,
     cop: Option<CopSources>,
     cooling: Option<CoolingSources>,
     fleet: Option<FleetSources>,
@@ -143,9 +140,36 @@ pub struct SeriesTable {
     /// Per series: whether heat pumps / gas boilers need it (some rule for that kind reads it).
     /// Empty: every kind needs every series.
     needed: Vec<[bool; 2]>,
-    /// Per kind (heat pump, gas boiler): one cell in each cache line of the rings that kind
-    /// updates ([`SeriesTable::touch`]).
-    touch_cells: [Vec<u32>; 2],
+    /// The layouts of a device's state: every series (index 0: a state of no kind), the series
+    /// heat-pump rules read (1), those gas-boiler rules read (2).
+    layouts: [Layout; 3],
+}
+
+/// Which series a device's [`SeriesState`] holds, and where.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Layout {
+    /// The series held, in series order: position `p` is head `p` of the state.
+    series: Vec<u16>,
+    /// Per series of the table: its position in `series` ([`ABSENT`] when not held) and first
+    /// cell, so a query finds both with one load.
+    position: Vec<(u16, u32)>,
+    /// First cell of each position.
+    offsets: Vec<usize>,
+    /// Cells of the state.
+    cells: usize,
+    /// One cell in each cache line of the rings ([`SeriesTable::touch`]).
+    touch_cells: Vec<u32>,
+}
+
+/// [`Layout::position`] of a series the layout does not hold.
+const ABSENT: u16 = u16::MAX;
+
+impl Layout {
+    /// The position of series `index`, if held.
+    fn held_at(&self, index: usize) -> Option<usize> {
+        let (position, _) = *self.position.get(index)?;
+        (position != ABSENT).then_some(usize::from(position))
+    }
 }
 
 impl SeriesTable {
@@ -168,37 +192,19 @@ impl SeriesTable {
         self.layout();
     }
 
-    /// Records which device kinds need which series; series a kind does not need are not
-    /// updated for devices of that kind.
+    /// Records which device kinds need which series: a device of a kind holds (and updates)
+    /// only the series its kind needs.
     pub fn set_needed(&mut self, needed: Vec<[bool; 2]>) {
         self.needed = needed;
-        self.plan_touch();
+        self.layout();
     }
 
-    /// Recomputes [`SeriesTable::touch_cells`] from the layout and the needed series.
-    fn plan_touch(&mut self) {
-        for (kind, cells) in self.touch_cells.iter_mut().enumerate() {
-            cells.clear();
-            for (index, offset) in self.offsets.iter().enumerate() {
-                let needed = self
-                    .needed
-                    .get(index)
-                    .and_then(|n| n.get(kind).copied())
-                    .unwrap_or(true);
-                let ringed = self.specs.get(index).is_some_and(|spec| {
-                    !matches!(
-                        spec.kind,
-                        SeriesKind::Unchanged | SeriesKind::Cooling | SeriesKind::Fleet
-                    )
-                });
-                if needed && ringed {
-                    // A ring is 12 cells of 16 bytes: cells 0, 4, 8 and 11 cover its lines.
-                    for cell in [0, 4, 8, BUCKETS - 1] {
-                        cells.extend(u32::try_from(offset + cell).ok());
-                    }
-                }
-            }
-        }
+    /// Whether devices of kind slot `kind` (`0` heat pump, `1` gas boiler) need series `index`.
+    fn is_needed(&self, index: usize, kind: usize) -> bool {
+        self.needed
+            .get(index)
+            .and_then(|n| n.get(kind).copied())
+            .unwrap_or(true)
     }
 
     pub fn set_cop_sources(&mut self, sources: CopSources) {
@@ -230,22 +236,57 @@ impl SeriesTable {
     }
 
     fn layout(&mut self) {
-        self.offsets.clear();
         self.bucket_ms = self.specs.iter().map(SeriesSpec::bucket_ms).collect();
-        let mut next = 0;
-        for (spec, baseline) in self.specs.iter().zip(&self.baseline) {
-            self.offsets.push(next);
-            match spec.kind {
-                SeriesKind::Unchanged => {}
-                SeriesKind::Cooling => next += COOLING_CELLS,
-                SeriesKind::Fleet => next += FLEET_CELLS,
-                SeriesKind::Cop if *baseline => next += BUCKETS + BASELINE_BANDS,
-                _ => next += BUCKETS,
+        let mut layouts: [Layout; 3] = Default::default();
+        for (slot, layout) in layouts.iter_mut().enumerate() {
+            layout.position = vec![(ABSENT, 0); self.specs.len()];
+            for index in 0..self.specs.len() {
+                if slot > 0 && !self.is_needed(index, slot - 1) {
+                    continue;
+                }
+                let (Ok(series), Ok(position), Ok(offset)) = (
+                    u16::try_from(index),
+                    u16::try_from(layout.series.len()),
+                    u32::try_from(layout.cells),
+                ) else {
+                    continue;
+                };
+                layout.position[index] = (position, offset);
+                layout.series.push(series);
+                layout.offsets.push(layout.cells);
+                let width = self.width_of(index);
+                if width >= BUCKETS {
+                    // A ring is 12 cells of 16 bytes: cells 0, 4, 8 and 11 cover its lines.
+                    for cell in [0, 4, 8, BUCKETS - 1] {
+                        layout
+                            .touch_cells
+                            .extend(u32::try_from(layout.cells + cell).ok());
+                    }
+                }
+                layout.cells += width;
             }
         }
-        self.cells = next;
+        self.layouts = layouts;
         self.uses_fleet = self.specs.iter().any(|s| s.kind == SeriesKind::Fleet);
-        self.plan_touch();
+    }
+
+    /// The layout of a state holding the series of `kind` (every series for none).
+    fn layout_for(&self, kind: Option<DeviceKind>) -> &Layout {
+        &self.layouts[kind.map_or(0, |k| 1 + crate::parse::kind_slot(k))]
+    }
+
+    /// The series (indices) a state for `kind` holds, in the order of its heads.
+    pub fn held(&self, kind: Option<DeviceKind>) -> &[u16] {
+        &self.layout_for(kind).series
+    }
+
+    /// Where series `index` is in a state for `kind`: its head, first cell and cells; `None`
+    /// when such a state does not hold it.
+    pub fn slot_of(&self, kind: Option<DeviceKind>, index: usize) -> Option<(usize, usize, usize)> {
+        let layout = self.layout_for(kind);
+        let position = layout.held_at(index)?;
+        let offset = *layout.offsets.get(position)?;
+        Some((position, offset, self.width_of(index)))
     }
 
     pub fn len(&self) -> usize {
@@ -294,9 +335,10 @@ impl SeriesTable {
             .collect()
     }
 
-    /// First cell of series `index`.
+    /// First cell of series `index` in a state holding every series.
     pub fn offset_of(&self, index: usize) -> usize {
-        self.offsets.get(index).copied().unwrap_or(self.cells)
+        let layout = self.layout_for(None);
+        layout.offsets.get(index).copied().unwrap_or(layout.cells)
     }
 
     /// Cells of series `index`.
@@ -313,14 +355,31 @@ impl SeriesTable {
 
     /// Cells a device needs for every series.
     pub fn cell_count(&self) -> usize {
-        self.cells
+        self.layout_for(None).cells
     }
 
-    /// A fresh state for one device.
+    /// Heads and cells of a state for `kind` (every series for none).
+    pub fn state_size(&self, kind: Option<DeviceKind>) -> (usize, usize) {
+        let layout = self.layout_for(kind);
+        (layout.series.len(), layout.cells)
+    }
+
+    /// A fresh state holding every series.
     pub fn new_state(&self) -> SeriesState {
+        self.fresh_state(None)
+    }
+
+    /// A fresh state for a device of `kind`: only the series some rule for that kind reads.
+    pub fn new_state_for(&self, kind: DeviceKind) -> SeriesState {
+        self.fresh_state(Some(kind))
+    }
+
+    fn fresh_state(&self, kind: Option<DeviceKind>) -> SeriesState {
+        let (heads, cells) = self.state_size(kind);
         SeriesState {
-            heads: vec![Head::EMPTY; self.specs.len()],
-            cells: vec![Cell::EMPTY; self.cells],
+            heads: vec![Head::EMPTY; heads],
+            cells: vec![Cell::EMPTY; cells],
+            kind,
         }
     }
 
@@ -336,7 +395,7 @@ impl SeriesTable {
     }
 
     /// [`SeriesTable::update`] for a device of `kind` (`0` heat pump, `1` gas boiler): series
-    /// no rule of that kind reads are skipped.
+    /// no rule of that kind reads are skipped (a state for one kind holds no others).
     pub fn update_for(
         &self,
         state: &mut SeriesState,
@@ -359,18 +418,26 @@ impl SeriesTable {
         fault: Option<(u32, FaultCategory)>,
         mut fleet: Option<(&mut FleetBaselines, FleetSlot)>,
     ) {
-        if state.heads.len() != self.specs.len() || state.cells.len() != self.cells {
-            *state = self.new_state();
+        let layout = self.layout_for(state.kind);
+        if state.heads.len() != layout.series.len() || state.cells.len() != layout.cells {
+            *state = self.fresh_state(state.kind);
         }
-        for (index, spec) in self.specs.iter().enumerate() {
-            if let (Some(kind), Some(needed)) = (kind, self.needed.get(index)) {
-                if !needed.get(kind).copied().unwrap_or(true) {
+        let full = state.kind.is_none();
+        for (position, index) in layout.series.iter().enumerate() {
+            let index = usize::from(*index);
+            let (Some(spec), Some(offset)) = (self.specs.get(index), layout.offsets.get(position))
+            else {
+                continue;
+            };
+            let offset = *offset;
+            if let (true, Some(kind)) = (full, kind) {
+                if !self.is_needed(index, kind) {
                     continue;
                 }
             }
             if spec.kind == SeriesKind::Unchanged {
                 if let (Some(head), Some(x)) = (
-                    state.heads.get_mut(index),
+                    state.heads.get_mut(position),
                     values.get(usize::from(spec.source)).copied(),
                 ) {
                     note_change(head, ts_ms, x);
@@ -378,10 +445,9 @@ impl SeriesTable {
                 continue;
             }
             if spec.kind == SeriesKind::Fleet {
-                let offset = self.offsets[index];
                 let (Some(sources), Some(head), Some(cells)) = (
                     self.fleet,
-                    state.heads.get_mut(index),
+                    state.heads.get_mut(position),
                     state.cells.get_mut(offset..offset + FLEET_CELLS),
                 ) else {
                     continue;
@@ -399,10 +465,9 @@ impl SeriesTable {
                 continue;
             }
             if spec.kind == SeriesKind::Cooling {
-                let offset = self.offsets[index];
                 let (Some(sources), Some(head), Some([model, segment, latest])) = (
                     self.cooling,
-                    state.heads.get_mut(index),
+                    state.heads.get_mut(position),
                     state.cells.get_mut(offset..offset + COOLING_CELLS),
                 ) else {
                     continue;
@@ -428,10 +493,9 @@ impl SeriesTable {
                 }
                 continue;
             }
-            let offset = self.offsets[index];
             let baseline = self.baseline[index];
             let bucket_ms = self.bucket_ms[index];
-            let (head, cells) = (&mut state.heads[index], &mut state.cells[offset..]);
+            let (head, cells) = (&mut state.heads[position], &mut state.cells[offset..]);
             let (ring, bands) = cells.split_at_mut(BUCKETS);
             let bands = if baseline && spec.kind == SeriesKind::Cop {
                 &mut bands[..BASELINE_BANDS]
@@ -553,18 +617,16 @@ impl SeriesTable {
         }
     }
 
-    /// Reads one word of every cache line of the series a device of `kind` (`0` heat pump, `1`
-    /// gas boiler, as in [`SeriesTable::update_for`]) updates and reads, and returns them mixed: touching them
-    /// early lets the loads run in parallel. Changes nothing.
-    pub fn touch(&self, state: &SeriesState, kind: usize) -> u64 {
+    /// Reads one word of every cache line of the series a state holds (for a device of a
+    /// kind, those its rules update and read), and returns them mixed: touching them early
+    /// lets the loads run in parallel. Changes nothing.
+    pub fn touch(&self, state: &SeriesState) -> u64 {
         let heads = state
             .heads
             .iter()
             .step_by(2)
             .fold(0u64, |acc, head| acc ^ head.bucket as u64);
-        let Some(cells) = self.touch_cells.get(kind) else {
-            return heads;
-        };
+        let cells = &self.layout_for(state.kind).touch_cells;
         cells.iter().fold(heads, |acc, cell| {
             acc ^ state
                 .cells
@@ -574,13 +636,17 @@ impl SeriesTable {
     }
 
     /// Evaluates a derived function on series `index` as of the device's newest reading.
-    /// NaN when there is not enough data.
+    /// NaN when there is not enough data, and when the state does not hold the series (a
+    /// state for a device of one kind holds only the series of rules for that kind).
     pub fn query(&self, state: &SeriesState, index: u16, function: Derived) -> f64 {
         let index = usize::from(index);
-        let (Some(spec), Some(head), Some(offset)) = (
+        let layout = self.layout_for(state.kind);
+        let (position, offset) = layout.position.get(index).copied().unwrap_or((ABSENT, 0));
+        let offset = &(offset as usize);
+        let (Some(spec), Some(head), false) = (
             self.specs.get(index),
-            state.heads.get(index),
-            self.offsets.get(index),
+            state.heads.get(usize::from(position)),
+            position == ABSENT,
         ) else {
             return f64::NAN;
         };
@@ -756,11 +822,17 @@ pub enum Derived {
     Fleet(FleetMeasure),
 }
 
-/// Per-device state of every series.
+/// Per-device state of the series its kind needs (of every series when `kind` is `None`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeriesState {
+    /// One head per series held, in series order.
     pub heads: Vec<Head>,
+    /// The cells of the series held, one after the other.
     pub cells: Vec<Cell>,
+    /// The device kind whose series the state holds ([`SeriesTable::held`]); `None`: every
+    /// series of the rule set (as snapshots before per-kind layouts have it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<DeviceKind>,
 }
 
 /// The newest bucket and last value of one series.

@@ -470,3 +470,32 @@ fn partial_slope_is_the_plain_slope_when_the_second_value_stands_still() {
     }
     assert!(table.query(&state, 0, Derived::PartialSlopePerDay).is_nan());
 }
+
+#[test]
+fn a_state_for_one_kind_holds_only_its_series() {
+    let mut t = table(SeriesKind::Stats, 60 * MIN);
+    let spec = |window_ms| SeriesSpec {
+        kind: SeriesKind::Stats,
+        source: 0,
+        minus: NO_VALUE,
+        window_ms,
+    };
+    t.intern(spec(120 * MIN));
+    // Series 0 for heat pumps, series 1 for gas boilers.
+    t.set_needed(vec![[true, false], [false, true]]);
+    let mut pump = t.new_state_for(DeviceKind::HeatPump);
+    assert_eq!((pump.heads.len(), pump.cells.len()), (1, BUCKETS));
+    assert_eq!(t.state_size(None), (2, 2 * BUCKETS));
+    feed(&t, &mut pump, &[(0, 10.0), (1, 30.0)]);
+    assert_eq!(t.query(&pump, 0, Derived::Avg), 20.0);
+    assert!(t.query(&pump, 1, Derived::Avg).is_nan());
+    let mut boiler = t.new_state_for(DeviceKind::GasBoiler);
+    feed(&t, &mut boiler, &[(0, 4.0)]);
+    assert!(t.query(&boiler, 0, Derived::Count).is_nan());
+    assert_eq!(t.query(&boiler, 1, Derived::Count), 1.0);
+    assert_eq!(
+        t.slot_of(Some(DeviceKind::GasBoiler), 1),
+        Some((0, 0, BUCKETS))
+    );
+    assert_eq!(t.slot_of(Some(DeviceKind::GasBoiler), 0), None);
+}
