@@ -221,22 +221,10 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let households = self
             .connection
-            .prepare(
-                "SELECT id, village_id, address, resident, phone, vulnerable, edge_box, caretaker_id
-                 FROM households ORDER BY id",
-            )?
-            .query_map([], |r| {
-                Ok(Household {
-                    id: r.get(0)?,
-                    village_id: r.get(1)?,
-                    address: r.get(2)?,
-                    resident: r.get(3)?,
-                    phones: split_phones(&r.get::<_, String>(4)?),
-                    vulnerable: r.get(5)?,
-                    edge_box: r.get(6)?,
-                    caretaker_id: r.get(7)?,
-                })
-            })?
+            .prepare(&format!(
+                "SELECT {HOUSEHOLD_COLUMNS} FROM households h ORDER BY h.id"
+            ))?
+            .query_map([], |r| household_at(r, 0))?
             .collect::<Result<_, _>>()?;
         let devices = self
             .connection
@@ -297,6 +285,25 @@ impl Store {
             parts: self.parts()?,
         })
     }
+}
+
+/// The columns of a [`Household`] in a query over `households h`, in the order
+/// [`household_at`] reads them.
+pub(super) const HOUSEHOLD_COLUMNS: &str =
+    "h.id, h.village_id, h.address, h.resident, h.phone, h.vulnerable, h.edge_box, h.caretaker_id";
+
+/// The household whose [`HOUSEHOLD_COLUMNS`] start at column `first` of a row.
+pub(super) fn household_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Household> {
+    Ok(Household {
+        id: r.get(first)?,
+        village_id: r.get(first + 1)?,
+        address: r.get(first + 2)?,
+        resident: r.get(first + 3)?,
+        phones: split_phones(&r.get::<_, String>(first + 4)?),
+        vulnerable: r.get(first + 5)?,
+        edge_box: r.get(first + 6)?,
+        caretaker_id: r.get(first + 7)?,
+    })
 }
 
 fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HouseholdView> {

@@ -1,8 +1,9 @@
 //! The registry in the store: import (all or nothing), the ids an import may refer to, and the
 //! lookups routing and ingest make (devices, households, villages, teams, technicians, parts).
 
+use super::households::{household_at, HOUSEHOLD_COLUMNS};
 use super::*;
-use crate::registry::people::{join_phones, split_phones};
+use crate::registry::people::join_phones;
 
 impl Store {
     /// Ids already stored, for checking an import's references.
@@ -128,11 +129,12 @@ impl Store {
         Ok(self
             .connection
             .query_row(
-                "SELECT d.id, d.household_id, d.kind, d.brand, d.model, d.vendor_id, d.installed_on, d.warranty_until,
-                        h.village_id, h.address, h.resident, h.phone, h.vulnerable, v.township_id, v.name,
-                        h.edge_box, h.caretaker_id
-                 FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id
-                 WHERE d.id = ?1",
+                &format!(
+                    "SELECT d.id, d.household_id, d.kind, d.brand, d.model, d.vendor_id, d.installed_on, d.warranty_until,
+                            {HOUSEHOLD_COLUMNS}, v.township_id, v.name
+                     FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id
+                     WHERE d.id = ?1"
+                ),
                 [device_id],
                 |r| {
                     Ok(DeviceContext {
@@ -146,20 +148,11 @@ impl Store {
                             installed_on: r.get(6)?,
                             warranty_until: r.get(7)?,
                         },
-                        household: Household {
-                            id: r.get(1)?,
-                            village_id: r.get(8)?,
-                            address: r.get(9)?,
-                            resident: r.get(10)?,
-                            phones: split_phones(&r.get::<_, String>(11)?),
-                            vulnerable: r.get(12)?,
-                            edge_box: r.get(15)?,
-                            caretaker_id: r.get(16)?,
-                        },
+                        household: household_at(r, 8)?,
                         village: Village {
-                            id: r.get(8)?,
-                            township_id: r.get(13)?,
-                            name: r.get(14)?,
+                            id: r.get(9)?,
+                            township_id: r.get(16)?,
+                            name: r.get(17)?,
                         },
                     })
                 },
