@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the rule engine: readings per second through the whole default pack
 //! for 50k devices on one core, memory per device × rule (counting allocator, printed), and
-//! snapshot / restore of 100k devices' state. Run with `cargo bench -p rules`.
+//! snapshot / restore of 100k devices' state. Run with `cargo bench -p rules`; with
+//! `RULES_PACK=path/to/rules.toml` the memory line is measured for that pack instead of the
+//! default one (to weigh what a set of rules costs on today's engine: two runs, two packs).
 
 use std::alloc::System;
 use std::collections::BTreeMap;
@@ -187,7 +189,15 @@ fn snapshot_and_restore(c: &mut Criterion) {
 /// allocator, and prints them next to the engine's own size_of estimate.
 fn memory() {
     const DEVICES: usize = 20_000;
-    let rules = RuleSet::default_pack().expect("default pack parses");
+    let rules = match std::env::var("RULES_PACK") {
+        Ok(path) => {
+            let text = std::fs::read_to_string(&path).expect("RULES_PACK is readable");
+            let rules = RuleSet::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            println!("memory of the rule pack {path}:");
+            rules
+        }
+        Err(_) => RuleSet::default_pack().expect("default pack parses"),
+    };
     let rule_count = rules.len();
     let mut readings: Vec<Telemetry> = (0..DEVICES).map(reading).collect();
     let region = Region::new(GLOBAL);

@@ -40,7 +40,7 @@ pub(super) fn receive_absence(
         };
         let effective = rule.effective(variant);
         if !rule.applies_to(reading.kind) {
-            if let AlertState::Firing { fired_at_ms, .. } = pair.alert {
+            if let AlertState::Firing { fired_at_ms, .. } = pair.alert() {
                 out.transitions.push(no_longer_applies(
                     rule,
                     &effective,
@@ -51,7 +51,7 @@ pub(super) fn receive_absence(
                     0,
                 ));
             }
-            pair.alert = AlertState::Idle;
+            pair.set_alert(AlertState::Idle);
             continue;
         }
         let silence = previous_newest
@@ -60,7 +60,7 @@ pub(super) fn receive_absence(
         let back = |silence: Option<i64>| {
             absence_resolved_summary(silence.map(|ms| Duration::from_millis(ms.max(0) as u64)))
         };
-        match pair.alert {
+        match pair.alert() {
             AlertState::Firing { fired_at_ms, .. } => {
                 out.transitions.push(make_transition(
                     rule,
@@ -103,7 +103,7 @@ pub(super) fn receive_absence(
                 }
             }
         }
-        pair.alert = AlertState::Idle;
+        pair.set_alert(AlertState::Idle);
         if let (Some(guard), true) = (effective.guard, newest) {
             match guard.eval(&context) {
                 Truth::True => pair.guard = true,
@@ -154,7 +154,7 @@ pub(super) fn scan_absence(
             let Some(pair) = device.pairs.get_mut(*index) else {
                 continue;
             };
-            if matches!(pair.alert, AlertState::Firing { .. }) {
+            if pair.is_firing() {
                 continue;
             }
             let deadline_ms = device.newest_ts_ms.saturating_add(effective.hold_for_ms());
@@ -165,11 +165,11 @@ pub(super) fn scan_absence(
             if effective.guard.is_some() && !pair.guard {
                 continue;
             }
-            pair.alert = AlertState::Firing {
+            pair.set_alert(AlertState::Firing {
                 fired_at_ms: deadline_ms,
                 clear_since_ms: None,
                 level: 0,
-            };
+            });
             out.transitions.push(make_transition(
                 rule,
                 &effective,

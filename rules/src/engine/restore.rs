@@ -12,8 +12,8 @@ pub(super) fn device_snapshot(
     let mut escalation_timers = BTreeMap::new();
     let mut guards = Vec::new();
     for (rule, pair) in rules.rules().iter().zip(&device.pairs) {
-        if pair.alert != AlertState::Idle {
-            alerts.insert(rule.id.clone(), pair.alert);
+        if pair.alert() != AlertState::Idle {
+            alerts.insert(rule.id.clone(), pair.alert());
         }
         if pair.escalation_since.iter().any(|t| *t != NONE) {
             escalation_timers.insert(
@@ -80,7 +80,7 @@ pub(super) fn restore_device(
             .get(rule_id.as_str())
             .and_then(|index| pairs.get_mut(*index))
         {
-            pair.alert = state;
+            pair.set_alert(state);
         }
     }
     for (rule_id, timers) in snapshot.escalation_timers {

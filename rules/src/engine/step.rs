@@ -114,7 +114,7 @@ pub(super) fn evaluate(
             // Only reachable after a rule reload or a device changing kind.
             if let AlertState::Firing {
                 fired_at_ms, level, ..
-            } = pair.alert
+            } = pair.alert()
             {
                 out.transitions.push(no_longer_applies(
                     rule,
@@ -143,11 +143,11 @@ pub(super) fn evaluate(
                     _ => Evaluation::Unknown,
                 }
             }
-            (Condition::Expr { .. }, _) => effective.condition.evaluate_for(
-                sample,
-                &context,
-                matches!(pair.alert, AlertState::Firing { .. }),
-            ),
+            (Condition::Expr { .. }, _) => {
+                effective
+                    .condition
+                    .evaluate_for(sample, &context, pair.is_firing())
+            }
             (condition, _) => condition.evaluate(sample),
         };
         let mut escalation = [Truth::Unknown; MAX_ESCALATIONS];
@@ -204,10 +204,10 @@ fn step(
             effective.escalations[*i].hold_for_ms(),
         )
     });
-    match pair.alert {
+    match pair.alert() {
         AlertState::Idle | AlertState::Pending { .. } => {
-            let since = match (pair.alert, base) {
-                (_, Evaluation::Unknown) => match pair.alert {
+            let since = match (pair.alert(), base) {
+                (_, Evaluation::Unknown) => match pair.alert() {
                     AlertState::Pending { since_ms } => Some(since_ms),
                     _ => None,
                 },
@@ -215,9 +215,11 @@ fn step(
                 (_, Evaluation::Triggered) => Some(now),
                 _ => None,
             };
-            pair.alert = since.map_or(AlertState::Idle, |since_ms| AlertState::Pending {
-                since_ms,
-            });
+            pair.set_alert(
+                since.map_or(AlertState::Idle, |since_ms| AlertState::Pending {
+                    since_ms,
+                }),
+            );
             // Only a condition seen true fires: a pending rule whose condition is unknown at
             // its deadline (no fleet judgement this hour, a value missing) waits for the next
             // reading that shows it still holds.
@@ -229,11 +231,11 @@ fn step(
                 None => None,
             };
             if let Some(level) = level {
-                pair.alert = AlertState::Firing {
+                pair.set_alert(AlertState::Firing {
                     fired_at_ms: now,
                     clear_since_ms: None,
                     level,
-                };
+                });
                 let summary = firing_summary(effective, level, sample, context);
                 out.transitions.push(make_transition(
                     rule,
@@ -283,29 +285,29 @@ fn step(
                         };
                         return;
                     }
-                    pair.alert = AlertState::Firing {
+                    pair.set_alert(AlertState::Firing {
                         fired_at_ms,
                         clear_since_ms: Some(since),
                         level,
-                    };
+                    });
                 }
                 Evaluation::Triggered | Evaluation::Between => {
-                    pair.alert = AlertState::Firing {
+                    pair.set_alert(AlertState::Firing {
                         fired_at_ms,
                         clear_since_ms: None,
                         level,
-                    };
+                    });
                 }
             }
             if let Some(i) = top_escalation {
                 let new_level = i as u8 + 1;
                 if new_level > level {
-                    if let AlertState::Firing { clear_since_ms, .. } = pair.alert {
-                        pair.alert = AlertState::Firing {
+                    if let AlertState::Firing { clear_since_ms, .. } = pair.alert() {
+                        pair.set_alert(AlertState::Firing {
                             fired_at_ms,
                             clear_since_ms,
                             level: new_level,
-                        };
+                        });
                     }
                     let (from, _) = effective.at_level(level);
                     let (severity, action) = effective.at_level(new_level);
