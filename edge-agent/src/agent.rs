@@ -2,9 +2,13 @@
 //!
 //! Tasks (one `CancellationToken`, one `TaskTracker`):
 //! - one poller task per Modbus TCP device, one bus task per RS-485 bus (its devices are polled
-//!   one at a time, staggered over the interval, with the bus's pause between requests);
-//!   failures are counted per device and kind, and a device failing `unreachable_after` cycles
-//!   in a row is reported `unreachable` and retried with a doubling backoff;
+//!   one at a time, earliest due first, staggered over the interval, with the bus's inter-frame
+//!   gap between frames and a warm-up after opening the port); failures are counted per device
+//!   and kind, and a device failing `unreachable_after` cycles in a row is reported
+//!   `unreachable` and its circuit breaker opens: it is skipped for a doubling, capped,
+//!   jitter-free period, then probed once, so the bus's other devices keep their period; with
+//!   `[polling.adaptive]` a device's period shrinks while it shows a fault or a fast change and
+//!   grows while it is quiet;
 //! - one MQTT event-loop task that owns rumqttc's `EventLoop`, reconnects with jittered
 //!   exponential backoff and forwards every event;
 //! - the uplink (this module's [`Agent::run`]): appends every reading to the disk queue, sends
@@ -29,10 +33,11 @@ use wire::{
     SCHEMA_VERSION,
 };
 
+use crate::bus::{Breaker, BreakerState, BusLine, Cadence, Tripped};
 use crate::clock::{self, BootClock, MonoClock, Prepared, SystemClocks};
 use crate::command::{self, AckStatus, CommandAck, CommandLog, CommandPlan, Seen};
-use crate::config::{AgentConfig, BusConfig, Device, TransportConfig};
-use crate::health::{DeviceHealth, HealthReport, MqttCounters, QueueFigures};
+use crate::config::{AgentConfig, BusConfig, Device, PollingConfig, TransportConfig};
+use crate::health::{BusMeter, DeviceHealth, HealthReport, MqttCounters, QueueFigures};
 use crate::modbus::{DeviceError, DevicePoller};
 use crate::queue::DiskQueue;
 
@@ -136,49 +141,55 @@ impl Agent {
             .collect();
         let count = config.devices.len().max(1) as u32;
         let mut buses: BTreeMap<String, Vec<DeviceRunner>> = BTreeMap::new();
+        // One line (inter-frame gap, warm-up, utilisation) per bus, shared by its devices.
+        let lines: BTreeMap<String, Arc<BusLine>> = config
+            .buses
+            .iter()
+            .map(|bus| {
+                let line = BusLine::new(&bus.name, bus.silence(), bus.warm_up);
+                (bus.name.clone(), Arc::new(line))
+            })
+            .collect();
         for (index, device) in config.devices.iter().enumerate() {
             let Some(device_health) = health.get(&device.id).cloned() else {
                 continue;
             };
-            let stagger = device.interval / count * index as u32;
             let poller = DevicePoller::new(
                 device.clone(),
                 config.polling.max_gap,
                 config.polling.timeout,
             );
-            let runner = |poller: DevicePoller| DeviceRunner {
-                poller,
-                health: device_health,
-                interval: device.interval,
-                next_due: tokio::time::Instant::now() + stagger,
-                backoff: device.interval,
-                unreachable_after: config.polling.unreachable_after,
-                max_backoff: config.polling.max_retry_backoff.max(device.interval),
-                changed: Arc::clone(&changed),
-                mono,
+            let runner = |poller: DevicePoller| {
+                DeviceRunner::new(
+                    poller,
+                    device_health,
+                    &config.polling,
+                    Arc::clone(&changed),
+                    mono,
+                )
             };
             match &device.transport {
                 TransportConfig::Tcp { .. } => {
                     let (tx, rx) = mpsc::channel(16);
                     jobs.insert(device.id.clone(), tx);
-                    tracker.spawn(run_device(
-                        runner(poller),
-                        rx,
-                        readings_tx.clone(),
-                        pollers.clone(),
-                    ));
+                    let mut runner = runner(poller.with_warm_up(config.polling.warm_up));
+                    runner.next_due += runner.cadence.period() / count * index as u32;
+                    tracker.spawn(run_device(runner, rx, readings_tx.clone(), pollers.clone()));
                 }
                 TransportConfig::Rtu { bus } => {
-                    let Some(bus_config) = config.bus(bus) else {
+                    let (Some(bus_config), Some(line)) = (config.bus(bus), lines.get(bus)) else {
                         anyhow::bail!("device {} names unknown bus {bus:?}", device.id);
                     };
-                    buses
-                        .entry(bus.clone())
-                        .or_default()
-                        .push(runner(poller.on_bus(bus_config)));
+                    let poller = poller.on_bus(bus_config).on_line(Arc::clone(line));
+                    buses.entry(bus.clone()).or_default().push(runner(poller));
                 }
             }
         }
+        let used_lines: Vec<Arc<BusLine>> = lines
+            .iter()
+            .filter(|(name, _)| buses.contains_key(*name))
+            .map(|(_, line)| Arc::clone(line))
+            .collect();
         for (name, mut runners) in buses {
             let Some(bus) = config.bus(&name).cloned() else {
                 continue;
@@ -187,7 +198,7 @@ impl Agent {
             let start = tokio::time::Instant::now();
             let n = runners.len().max(1) as u32;
             for (i, runner) in runners.iter_mut().enumerate() {
-                runner.next_due = start + runner.interval / n * i as u32;
+                runner.next_due = start + runner.cadence.period() / n * i as u32;
             }
             let (tx, rx) = mpsc::channel(16);
             for runner in &runners {
@@ -235,6 +246,7 @@ impl Agent {
             started: Instant::now(),
             write_errors: 0,
             clock,
+            buses: BusMeter::new(used_lines, tokio::time::Instant::now()),
         };
         let result = uplink
             .run(shutdown, readings_rx, events_rx, acks_rx, changed)
@@ -345,16 +357,43 @@ enum JobResult {
 struct DeviceRunner {
     poller: DevicePoller,
     health: Arc<DeviceHealth>,
-    interval: Duration,
     next_due: tokio::time::Instant,
-    backoff: Duration,
     unreachable_after: u32,
-    max_backoff: Duration,
+    /// Skips a failing device with a deterministic backoff ([`crate::bus::Breaker`]).
+    breaker: Breaker,
+    /// The poll period, adaptive when `[polling.adaptive]` is enabled.
+    cadence: Cadence,
     changed: Arc<Notify>,
     mono: MonoClock,
 }
 
 impl DeviceRunner {
+    fn new(
+        poller: DevicePoller,
+        health: Arc<DeviceHealth>,
+        polling: &PollingConfig,
+        changed: Arc<Notify>,
+        mono: MonoClock,
+    ) -> DeviceRunner {
+        let interval = poller.device().interval;
+        let cadence = Cadence::new(interval, polling.adaptive.settings());
+        health.set_interval(cadence.period());
+        DeviceRunner {
+            poller,
+            health,
+            next_due: tokio::time::Instant::now(),
+            unreachable_after: polling.unreachable_after,
+            breaker: Breaker::new(
+                polling.unreachable_after,
+                interval,
+                polling.max_retry_backoff.max(interval),
+            ),
+            cadence,
+            changed,
+            mono,
+        }
+    }
+
     /// Polls once; returns false when the uplink is gone.
     async fn cycle(
         &mut self,
@@ -365,16 +404,36 @@ impl DeviceRunner {
         let mono_ms = self.mono.now_ms();
         let id = self.poller.device().id.clone();
         let now = tokio::time::Instant::now();
+        let probe = self.breaker.attempt() == BreakerState::HalfOpen;
+        self.health.set_breaker(self.breaker.state());
+        if probe {
+            tracing::info!(device = %id, "circuit breaker half-open; probing the device");
+        }
         match self.poller.poll_on(link).await {
             Ok(result) => {
                 if self.health.cycle_ok(ts_ms) {
                     tracing::info!(device = %id, "device answers again");
                     self.changed.notify_one();
                 }
-                self.backoff = self.interval;
-                self.next_due += self.interval;
+                if self.breaker.succeeded() {
+                    tracing::info!(device = %id, "circuit breaker closed; the device is polled on its schedule again");
+                }
+                self.health.set_breaker(self.breaker.state());
+                let before = self.cadence.period();
+                let (activity, period) =
+                    self.cadence
+                        .observe(now, &result.values, result.fault.is_some());
+                if period != before {
+                    tracing::info!(device = %id, activity = activity.as_str(), interval_ms = period.as_millis() as u64, previous_ms = before.as_millis() as u64, "poll period adapted");
+                    self.health.set_interval(period);
+                }
+                self.next_due = if probe {
+                    now + period
+                } else {
+                    self.next_due + period
+                };
                 if self.next_due < now {
-                    self.next_due = now + self.interval;
+                    self.next_due = now + period;
                 }
                 for (block, error) in &result.errors {
                     self.health.count_error(error);
@@ -392,17 +451,25 @@ impl DeviceRunner {
             Err(error) => {
                 let (failures, became) = self.health.cycle_failed(&error, self.unreachable_after);
                 if became {
-                    tracing::error!(device = %id, kind = error.kind(), %error, failures, "device unreachable; retrying with backoff");
+                    tracing::error!(device = %id, kind = error.kind(), %error, failures, "device unreachable; its circuit breaker opens");
                     self.changed.notify_one();
                 } else {
                     tracing::warn!(device = %id, kind = error.kind(), %error, failures, "poll failed");
                 }
-                if self.health.is_unreachable() {
-                    self.backoff = (self.backoff * 2).min(self.max_backoff);
-                    self.next_due = now + jitter(self.backoff);
-                } else {
-                    self.next_due = now + self.interval;
+                match self.breaker.failed() {
+                    Tripped::Open { wait, trips } => {
+                        tracing::warn!(device = %id, kind = error.kind(), wait_ms = wait.as_millis() as u64, trips, "circuit breaker open; the device is skipped until its probe");
+                        self.next_due = now + wait;
+                    }
+                    Tripped::No => {
+                        let period = self.cadence.period();
+                        self.next_due += period;
+                        if self.next_due < now {
+                            self.next_due = now + period;
+                        }
+                    }
                 }
+                self.health.set_breaker(self.breaker.state());
                 true
             }
         }
@@ -587,6 +654,8 @@ struct Uplink {
     write_errors: u64,
     /// Boot id, clock trust, stamping and re-stamping of readings.
     clock: BootClock<SystemClocks>,
+    /// Utilisation of each RS-485 bus between two health reports.
+    buses: BusMeter,
 }
 
 impl Uplink {
@@ -879,11 +948,23 @@ impl Uplink {
             stats: self.queue.stats(),
             write_errors: self.write_errors,
         };
+        let buses = self.buses.figures(tokio::time::Instant::now());
+        for (bus, figures) in &buses {
+            tracing::info!(
+                bus = %bus,
+                utilisation = figures.utilisation,
+                busy_s = figures.busy_s,
+                requests = figures.requests,
+                timeouts = figures.timeouts,
+                "bus utilisation"
+            );
+        }
         let report = HealthReport::new(
             &self.config.agent_id,
             now_ms(),
             self.started.elapsed().as_secs(),
             &self.devices,
+            buses,
             queue,
             &self.mqtt,
         );

@@ -233,19 +233,33 @@ pub struct BusConfig {
     /// How long to wait for a device's response.
     #[serde(default = "default_rtu_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// Silence kept on the bus between two requests (at least 3.5 character times).
-    #[serde(default = "default_pause", with = "humantime_serde")]
-    pub pause: Duration,
+    /// Silence kept on the bus between the end of one frame and the start of the next; unset:
+    /// the Modbus inter-frame gap of 3.5 character times (1.75ms above 19200 baud). Set it
+    /// longer for devices that need time to turn their line driver around.
+    #[serde(default, with = "humantime_serde")]
+    pub pause: Option<Duration>,
+    /// Pause after opening the serial port before the first request (adapters and devices
+    /// settle after the line is powered or reset).
+    #[serde(default = "default_bus_warm_up", with = "humantime_serde")]
+    pub warm_up: Duration,
 }
 
 impl BusConfig {
-    /// Time one character takes on the line.
-    pub fn char_time(&self) -> Duration {
-        let bits = 1
-            + u32::from(self.data_bits)
+    /// Bits of one character on the line: start, data, parity and stop bits.
+    pub fn bits_per_char(&self) -> u32 {
+        1 + u32::from(self.data_bits)
             + u32::from(self.parity != Parity::None)
-            + u32::from(self.stop_bits);
-        Duration::from_secs_f64(f64::from(bits) / f64::from(self.baud.max(1)))
+            + u32::from(self.stop_bits)
+    }
+
+    /// The Modbus RTU inter-frame gap of this line ([`crate::bus::inter_frame_gap`]).
+    pub fn inter_frame_gap(&self) -> Duration {
+        crate::bus::inter_frame_gap(self.baud, self.bits_per_char())
+    }
+
+    /// The silence kept between two frames: `pause`, else the inter-frame gap.
+    pub fn silence(&self) -> Duration {
+        self.pause.unwrap_or_else(|| self.inter_frame_gap())
     }
 }
 
@@ -261,9 +275,12 @@ fn default_stop_bits() -> u8 {
 fn default_rtu_timeout() -> Duration {
     Duration::from_millis(500)
 }
-fn default_pause() -> Duration {
-    Duration::from_millis(20)
+fn default_bus_warm_up() -> Duration {
+    Duration::from_millis(200)
 }
+
+/// Longest warm-up pause accepted after opening a port or connection.
+const MAX_WARM_UP: Duration = Duration::from_secs(10);
 
 fn default_profiles_dir() -> PathBuf {
     PathBuf::from("profiles")
@@ -346,10 +363,79 @@ pub struct PollingConfig {
     /// Failed poll cycles in a row after which a device is reported `unreachable`.
     #[serde(default = "default_unreachable_after")]
     pub unreachable_after: u32,
-    /// Longest wait between two attempts at an unreachable device (the wait doubles from the
-    /// poll interval up to this).
+    /// Longest wait between two attempts at an unreachable device: its circuit breaker opens
+    /// after `unreachable_after` failed cycles and the wait doubles from twice the poll
+    /// interval up to this, without jitter.
     #[serde(default = "default_retry_backoff", with = "humantime_serde")]
     pub max_retry_backoff: Duration,
+    /// Pause after opening a Modbus TCP connection before the first request.
+    #[serde(default = "default_tcp_warm_up", with = "humantime_serde")]
+    pub warm_up: Duration,
+    /// Poll faster while a device shows a fault or a value changes fast, slower when quiet.
+    #[serde(default)]
+    pub adaptive: AdaptiveConfig,
+}
+
+/// The adaptive poll period (`[polling.adaptive]`, [`crate::bus::Cadence`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConfig {
+    /// Whether poll periods adapt; when off every device keeps its `interval`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Shortest period: used at once while a device reports a fault code or a value changes fast.
+    #[serde(default = "default_min_interval", with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Longest period, reached by doubling while a device stays quiet.
+    #[serde(default = "default_max_interval", with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Quiet cycles in a row after which the period doubles.
+    #[serde(default = "default_quiet_cycles")]
+    pub quiet_cycles: u32,
+    /// A value changes fast when it moves more than this share of its plausible range per
+    /// minute (0.02: 2.6 °C a minute indoors, 0.2 bar a minute of water pressure).
+    #[serde(default = "default_fast_change")]
+    pub fast_change: f64,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_interval: default_min_interval(),
+            max_interval: default_max_interval(),
+            quiet_cycles: default_quiet_cycles(),
+            fast_change: default_fast_change(),
+        }
+    }
+}
+
+impl AdaptiveConfig {
+    /// The settings when enabled.
+    pub fn settings(&self) -> Option<crate::bus::AdaptiveSettings> {
+        self.enabled.then_some(crate::bus::AdaptiveSettings {
+            min: self.min_interval,
+            max: self.max_interval,
+            quiet_cycles: self.quiet_cycles,
+            fast_change: self.fast_change,
+        })
+    }
+}
+
+fn default_min_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_max_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_quiet_cycles() -> u32 {
+    6
+}
+fn default_fast_change() -> f64 {
+    0.02
+}
+fn default_tcp_warm_up() -> Duration {
+    Duration::from_millis(100)
 }
 
 impl Default for PollingConfig {
@@ -360,6 +446,8 @@ impl Default for PollingConfig {
             max_gap: default_max_gap(),
             unreachable_after: default_unreachable_after(),
             max_retry_backoff: default_retry_backoff(),
+            warm_up: default_tcp_warm_up(),
+            adaptive: AdaptiveConfig::default(),
         }
     }
 }
@@ -641,18 +729,21 @@ impl AgentConfig {
                     format!("{} stop bits: use 1 or 2", bus.stop_bits),
                 ));
             }
-            let silence = bus.char_time().mul_f64(3.5);
-            if bus.pause < silence {
+            let gap = bus.inter_frame_gap();
+            if let Some(pause) = bus.pause.filter(|pause| *pause < gap) {
                 return Err(invalid(
                     &field("pause"),
                     format!(
-                        "{:?} is shorter than 3.5 characters at {} baud ({silence:?})",
-                        bus.pause, bus.baud
+                        "{pause:?} is shorter than the inter-frame gap of 3.5 characters at {} baud ({gap:?})",
+                        bus.baud
                     ),
                 ));
             }
             if bus.timeout < Duration::from_millis(10) {
                 return Err(invalid(&field("timeout"), "must be at least 10ms".into()));
+            }
+            if bus.warm_up > MAX_WARM_UP {
+                return Err(invalid(&field("warm_up"), "must be at most 10s".into()));
             }
         }
         let profiles_dir = base.join(&raw.profiles_dir);
@@ -716,6 +807,40 @@ impl AgentConfig {
                 transport: device.transport,
                 interval,
             });
+        }
+        if raw.polling.warm_up > MAX_WARM_UP {
+            return Err(invalid("polling.warm_up", "must be at most 10s".into()));
+        }
+        let adaptive = &raw.polling.adaptive;
+        if adaptive.min_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "polling.adaptive.min_interval",
+                "must be at least 100ms".into(),
+            ));
+        }
+        if adaptive.max_interval < adaptive.min_interval {
+            return Err(invalid(
+                "polling.adaptive.max_interval",
+                format!(
+                    "{:?} is shorter than polling.adaptive.min_interval ({:?})",
+                    adaptive.max_interval, adaptive.min_interval
+                ),
+            ));
+        }
+        if adaptive.quiet_cycles == 0 {
+            return Err(invalid(
+                "polling.adaptive.quiet_cycles",
+                "must be at least 1".into(),
+            ));
+        }
+        if !(adaptive.fast_change.is_finite() && adaptive.fast_change > 0.0) {
+            return Err(invalid(
+                "polling.adaptive.fast_change",
+                format!(
+                    "{} is not a positive share (e.g. 0.02)",
+                    adaptive.fast_change
+                ),
+            ));
         }
         if raw.polling.unreachable_after == 0 {
             return Err(invalid(
@@ -867,6 +992,70 @@ transport = {{ type = "tcp", address = "127.0.0.1:5021" }}
             .expect_err("wrong type is refused")
             .to_string();
         assert!(err.contains("agent.toml:6:8"), "{err}");
+    }
+
+    fn with_bus(bus: &str, polling: &str) -> String {
+        let text = config_text(1, "huanre-boiler")
+            .replace("[mqtt]", &format!("[polling]\n{polling}\n\n[mqtt]"));
+        format!(
+            "{text}\n[[devices]]\nid = \"yanqing-dongguan-0003\"\nprofile = \"huanre-boiler\"\nunit_id = 3\ntransport = {{ type = \"rtu\", bus = \"rs485-1\" }}\n\n[[buses]]\nname = \"rs485-1\"\nport = \"/dev/ttyUSB0\"\n{bus}\n"
+        )
+    }
+
+    #[test]
+    fn a_bus_keeps_the_inter_frame_gap_unless_a_longer_pause_is_set() {
+        let dir = temp_dir("bus-gap");
+        let config = AgentConfig::load(&write(
+            &dir,
+            &with_bus("baud = 9600\nparity = \"even\"", ""),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let bus = &config.buses[0];
+        // 8E1 at 9600 baud: 11 bits a character, 3.5 characters.
+        assert_eq!(bus.silence(), Duration::from_micros(4011));
+        assert_eq!(bus.warm_up, Duration::from_millis(200));
+        let config = AgentConfig::load(&write(
+            &dir,
+            &with_bus("baud = 115200\npause = \"5ms\"", ""),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.buses[0].inter_frame_gap(), crate::bus::FAST_LINE_GAP);
+        assert_eq!(config.buses[0].silence(), Duration::from_millis(5));
+        let err = AgentConfig::load(&write(&dir, &with_bus("baud = 1200\npause = \"5ms\"", "")))
+            .expect_err("a pause shorter than 3.5 characters is refused")
+            .to_string();
+        assert!(err.contains("field `buses[0].pause`"), "{err}");
+        // 8N1 at 1200 baud: 10 bits a character.
+        assert!(err.contains("29.167ms"), "{err}");
+    }
+
+    #[test]
+    fn adaptive_polling_bounds_are_checked_and_named() {
+        let dir = temp_dir("adaptive");
+        let adaptive =
+            "[polling.adaptive]\nenabled = true\nmin_interval = \"5s\"\nmax_interval = \"2s\"";
+        let err = AgentConfig::load(&write(&dir, &with_bus("", adaptive)))
+            .expect_err("max below min is refused")
+            .to_string();
+        assert!(
+            err.contains("field `polling.adaptive.max_interval`"),
+            "{err}"
+        );
+        let good = adaptive.replace("\"2s\"", "\"2m\"");
+        let config =
+            AgentConfig::load(&write(&dir, &with_bus("", &good))).unwrap_or_else(|e| panic!("{e}"));
+        let settings = config.polling.adaptive.settings().expect("enabled");
+        assert_eq!(
+            (settings.min, settings.max),
+            (Duration::from_secs(5), Duration::from_secs(120))
+        );
+        let err = AgentConfig::load(&write(
+            &dir,
+            &with_bus("", "[polling.adaptive]\nfast_change = -1.0"),
+        ))
+        .expect_err("a negative share is refused")
+        .to_string();
+        assert!(err.contains("polling.adaptive.fast_change"), "{err}");
     }
 
     #[test]

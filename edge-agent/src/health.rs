@@ -6,21 +6,31 @@
 //! {"v":1,"agent_id":"box-1","ts_ms":1796000000000,"uptime_s":3600,
 //!  "polls":{"ok":360,"failed":2,"errors":{"timeout":2}},
 //!  "devices":{"yq-0001":{"state":"ok","polls_ok":360,"polls_failed":2,"errors":{"timeout":2},
-//!             "consecutive_failures":0,"last_ok_ms":1796000000000}},
+//!             "consecutive_failures":0,"last_ok_ms":1796000000000,"breaker":"closed",
+//!             "interval_ms":10000}},
+//!  "buses":{"rs485-1":{"utilisation":0.04,"busy_s":144.0,"requests":7200,"timeouts":2,
+//!           "port_opens":1,"gap_ms":4.011}},
 //!  "queue":{"depth":0,"bytes":1200,"segments":1,"oldest_age_s":null,"appended":360,
 //!           "acked":360,"thinned":0,"dropped":0,"torn":0,"write_errors":0},
 //!  "mqtt":{"connected":true,"published":371,"bytes_sent":190000,"reconnects":0,"restamped":0,"unsynced":0}}
 //! ```
 //! A device is `unreachable` after `polling.unreachable_after` failed cycles in a row (the
 //! agent itself is online: that is `status`), `ok` after a successful cycle, `unknown` before
-//! its first cycle.
+//! its first cycle; its circuit `breaker` opens at the same count ([`crate::bus::Breaker`]) and
+//! `interval_ms` is its current poll period (adaptive polling). A bus's `utilisation` is the
+//! share of the time since the previous report that it carried a transaction (request sent
+//! until response or timeout); `busy_s`, `requests` and `timeouts` count since start.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
+use tokio::time::Instant;
 use wire::DeviceId;
 
+use crate::bus::{utilisation, BreakerState, BusLine};
 use crate::modbus::DeviceError;
 use crate::queue::QueueStats;
 
@@ -34,6 +44,8 @@ pub struct DeviceHealth {
     consecutive_failures: AtomicU32,
     unreachable: AtomicBool,
     last_ok_ms: AtomicI64,
+    breaker: AtomicU8,
+    interval_ms: AtomicU64,
 }
 
 /// A device's state as reported.
@@ -55,7 +67,24 @@ impl DeviceHealth {
             consecutive_failures: AtomicU32::new(0),
             unreachable: AtomicBool::new(false),
             last_ok_ms: AtomicI64::new(0),
+            breaker: AtomicU8::new(BreakerState::Closed.as_u8()),
+            interval_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Records the device's circuit breaker state.
+    pub fn set_breaker(&self, state: BreakerState) {
+        self.breaker.store(state.as_u8(), Ordering::Relaxed);
+    }
+
+    pub fn breaker(&self) -> BreakerState {
+        BreakerState::from_u8(self.breaker.load(Ordering::Relaxed))
+    }
+
+    /// Records the device's current poll period.
+    pub fn set_interval(&self, period: Duration) {
+        let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        self.interval_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Counts an error (of a failed cycle or of one block of a good cycle).
@@ -106,6 +135,8 @@ impl DeviceHealth {
             errors: self.errors_by_kind(),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             last_ok_ms: Some(self.last_ok_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0),
+            breaker: self.breaker(),
+            interval_ms: self.interval_ms.load(Ordering::Relaxed),
         }
     }
 
@@ -141,6 +172,73 @@ pub struct DeviceFigures {
     pub errors: BTreeMap<&'static str, u64>,
     pub consecutive_failures: u32,
     pub last_ok_ms: Option<i64>,
+    /// The device's circuit breaker.
+    pub breaker: BreakerState,
+    /// The current poll period, milliseconds.
+    pub interval_ms: u64,
+}
+
+/// One RS-485 bus in the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BusFigures {
+    /// Share of the time since the previous report the bus carried a transaction, 0..=1.
+    pub utilisation: f64,
+    /// Time the bus carried a transaction since start, seconds.
+    pub busy_s: f64,
+    pub requests: u64,
+    /// Requests no slave answered in time.
+    pub timeouts: u64,
+    /// Times the serial port was opened.
+    pub port_opens: u64,
+    /// Silence kept between two frames, milliseconds.
+    pub gap_ms: f64,
+}
+
+/// Measures each bus's utilisation over the window between two reports.
+#[derive(Debug)]
+pub struct BusMeter {
+    lines: Vec<(Arc<BusLine>, Duration, Instant)>,
+}
+
+impl BusMeter {
+    pub fn new(lines: Vec<Arc<BusLine>>, now: Instant) -> BusMeter {
+        BusMeter {
+            lines: lines
+                .into_iter()
+                .map(|line| {
+                    let busy = line.counters().busy;
+                    (line, busy, now)
+                })
+                .collect(),
+        }
+    }
+
+    /// Every bus's figures, the utilisation over the time since the previous call.
+    pub fn figures(&mut self, now: Instant) -> BTreeMap<String, BusFigures> {
+        let mut figures = BTreeMap::new();
+        for (line, busy_before, since) in &mut self.lines {
+            let counters = line.counters();
+            let share = utilisation(
+                *busy_before,
+                counters.busy,
+                now.saturating_duration_since(*since),
+            );
+            *busy_before = counters.busy;
+            *since = now;
+            figures.insert(
+                line.name.clone(),
+                BusFigures {
+                    utilisation: (share * 10_000.0).round() / 10_000.0,
+                    busy_s: counters.busy.as_secs_f64(),
+                    requests: counters.requests,
+                    timeouts: counters.timeouts,
+                    port_opens: counters.opens,
+                    gap_ms: line.gap.as_micros() as f64 / 1000.0,
+                },
+            );
+        }
+        figures
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -187,6 +285,8 @@ pub struct HealthReport {
     pub uptime_s: u64,
     pub polls: PollFigures,
     pub devices: BTreeMap<String, DeviceFigures>,
+    /// RS-485 buses by name.
+    pub buses: BTreeMap<String, BusFigures>,
     pub queue: QueueFigures,
     pub mqtt: MqttFigures,
 }
@@ -198,6 +298,7 @@ impl HealthReport {
         ts_ms: i64,
         uptime_s: u64,
         devices: &[std::sync::Arc<DeviceHealth>],
+        buses: BTreeMap<String, BusFigures>,
         queue: QueueFigures,
         mqtt: &MqttCounters,
     ) -> HealthReport {
@@ -223,6 +324,7 @@ impl HealthReport {
             uptime_s,
             polls,
             devices: figures,
+            buses,
             queue,
             mqtt: MqttFigures {
                 connected: mqtt.connected.load(Ordering::Relaxed),
@@ -264,5 +366,32 @@ mod tests {
         let figures = health.figures();
         assert_eq!(figures.errors.get("timeout"), Some(&4));
         assert_eq!((figures.polls_ok, figures.polls_failed), (1, 4));
+    }
+
+    #[tokio::test]
+    async fn a_bus_reports_its_utilisation_over_the_window_since_the_last_report() {
+        let line = Arc::new(BusLine::new(
+            "rs485-1",
+            Duration::from_micros(4011),
+            Duration::ZERO,
+        ));
+        let start = Instant::now();
+        let mut meter = BusMeter::new(vec![Arc::clone(&line)], start);
+        let ms = Duration::from_millis(1);
+        line.transaction(start, start + 250 * ms, false);
+        let first = meter.figures(start + 1000 * ms);
+        let bus = &first["rs485-1"];
+        assert_eq!(bus.utilisation, 0.25);
+        assert_eq!((bus.requests, bus.timeouts), (1, 0));
+        assert_eq!(bus.gap_ms, 4.011);
+        // The next window saw one 500 ms timeout in two seconds; the totals keep growing.
+        line.transaction(start + 1500 * ms, start + 2000 * ms, true);
+        let second = meter.figures(start + 3000 * ms);
+        let bus = &second["rs485-1"];
+        assert_eq!(bus.utilisation, 0.25);
+        assert_eq!((bus.requests, bus.timeouts), (2, 1));
+        assert_eq!(bus.busy_s, 0.75);
+        let quiet = meter.figures(start + 4000 * ms);
+        assert_eq!(quiet["rs485-1"].utilisation, 0.0);
     }
 }

@@ -6,6 +6,9 @@
 //! - [`plan::PollPlan`]: a device's registers merged into the fewest Modbus read requests.
 //! - [`config::AgentConfig`]: the validated TOML configuration (gateway, devices, profiles).
 //! - [`modbus::DevicePoller`]: reads one device's blocks and decodes them.
+//! - [`bus`]: a shared RS-485 line's discipline: [`bus::inter_frame_gap`], the per-slave
+//!   [`bus::Breaker`], the adaptive poll period [`bus::Cadence`], and [`bus::BusLine`] (gap,
+//!   warm-up and utilisation of one bus).
 //! - [`queue::DiskQueue`]: the crash-safe, bounded store-and-forward queue between polling and
 //!   MQTT (readings leave it only on PUBACK).
 //! - [`clock::BootClock`]: boot id, monotonic time and clock trust of every reading; readings
@@ -16,6 +19,7 @@
 //!   the uplink that drains the queue.
 
 pub mod agent;
+pub mod bus;
 pub mod clock;
 pub mod command;
 pub mod config;

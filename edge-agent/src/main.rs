@@ -100,7 +100,8 @@ async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = AgentConfig::load(&path)?;
     let mut failed = 0;
     for device in config.devices.clone() {
-        let mut poller = DevicePoller::new(device, config.polling.max_gap, config.polling.timeout);
+        let mut poller = DevicePoller::new(device, config.polling.max_gap, config.polling.timeout)
+            .with_warm_up(config.polling.warm_up);
         let link = match &poller.device().transport {
             TransportConfig::Tcp { address } => format!("tcp {address}"),
             TransportConfig::Rtu { bus } => match config.bus(bus) {

@@ -1,9 +1,13 @@
 //! The Modbus side of the agent: one [`DevicePoller`] per device reads the planned blocks and
 //! decodes them with the profile, over Modbus TCP or Modbus RTU (a serial RS-485 bus shared by
 //! several unit ids; the bus task lends its one connection to each device in turn through
-//! [`DevicePoller::poll_on`]). Keeps tokio-modbus's two error layers apart: a device's Modbus
-//! exception is not a broken link, and only a broken link drops the connection.
+//! [`DevicePoller::poll_on`], and every request on it keeps the bus's inter-frame gap and
+//! counts towards its utilisation through the shared [`BusLine`]). Keeps tokio-modbus's two
+//! error layers apart: a device's Modbus exception is not a broken link, and only a broken link
+//! drops the connection (on a shared bus a silent slave is not a broken port: its timeout keeps
+//! the port open for the others). A freshly opened port or connection gets a warm-up pause.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_modbus::client::{Context, Reader, Writer};
@@ -11,6 +15,7 @@ use tokio_modbus::slave::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
 use wire::Fault;
 
+use crate::bus::BusLine;
 use crate::config::{BusConfig, Device, Parity, TransportConfig};
 use crate::plan::{Block, PollPlan};
 use crate::profile::{
@@ -58,8 +63,8 @@ impl DeviceError {
         }
     }
 
-    /// True when the link itself is suspect and the connection should be rebuilt.
-    fn breaks_link(&self) -> bool {
+    /// True when the device did not answer properly, so the rest of its cycle is skipped.
+    fn ends_cycle(&self) -> bool {
         matches!(
             self,
             DeviceError::Connect(_)
@@ -67,6 +72,15 @@ impl DeviceError {
                 | DeviceError::Transport(_)
                 | DeviceError::Framing(_)
         )
+    }
+
+    /// True when the connection should be rebuilt. On a shared serial line (`shared`) a
+    /// timeout is one slave's silence, not a broken port.
+    fn drops_connection(&self, shared: bool) -> bool {
+        match self {
+            DeviceError::Timeout(_) => !shared,
+            other => other.ends_cycle(),
+        }
     }
 
     fn from_transport(error: tokio_modbus::Error) -> DeviceError {
@@ -96,8 +110,10 @@ pub struct DevicePoller {
     device: Device,
     plan: PollPlan,
     timeout: Duration,
-    /// Silence before every request (RS-485 inter-frame gap); zero for TCP.
-    pause: Duration,
+    /// Pause after opening the connection or port, before the first request.
+    warm_up: Duration,
+    /// The RS-485 line's gap and counters (shared by the bus's devices); none for TCP.
+    line: Option<Arc<BusLine>>,
     bus: Option<BusConfig>,
     context: Option<Context>,
 }
@@ -109,19 +125,43 @@ impl DevicePoller {
             device,
             plan,
             timeout,
-            pause: Duration::ZERO,
+            warm_up: Duration::ZERO,
+            line: None,
             bus: None,
             context: None,
         }
     }
 
-    /// Puts an RTU device on its bus: the bus's response timeout and inter-request pause apply,
-    /// and [`DevicePoller::poll`] opens the serial port itself (for `check`).
+    /// Sets the pause after opening a connection (`polling.warm_up` for Modbus TCP).
+    pub fn with_warm_up(mut self, warm_up: Duration) -> Self {
+        self.warm_up = warm_up;
+        self
+    }
+
+    /// Puts an RTU device on its bus: the bus's response timeout, inter-frame gap and warm-up
+    /// apply, and [`DevicePoller::poll`] opens the serial port itself (for `check`). The line's
+    /// timing is this poller's own until [`DevicePoller::on_line`] shares one.
     pub fn on_bus(mut self, bus: &BusConfig) -> Self {
         self.timeout = bus.timeout;
-        self.pause = bus.pause;
+        self.warm_up = bus.warm_up;
+        self.line = Some(Arc::new(BusLine::new(
+            &bus.name,
+            bus.silence(),
+            bus.warm_up,
+        )));
         self.bus = Some(bus.clone());
         self
+    }
+
+    /// Shares `line` (the gap since the last frame of any device on the bus, the counters).
+    pub fn on_line(mut self, line: Arc<BusLine>) -> Self {
+        self.line = Some(line);
+        self
+    }
+
+    /// The bus line this poller uses, if it is on one.
+    pub fn line(&self) -> Option<&Arc<BusLine>> {
+        self.line.as_ref()
     }
 
     pub fn device(&self) -> &Device {
@@ -160,7 +200,15 @@ impl DevicePoller {
         link: &'a mut Option<Context>,
     ) -> Result<&'a mut Context, DeviceError> {
         if link.is_none() {
-            *link = Some(self.connect().await?);
+            let context = self.connect().await?;
+            if let Some(line) = &self.line {
+                line.opened();
+            }
+            if !self.warm_up.is_zero() {
+                tracing::debug!(device = %self.device.id, warm_up_ms = self.warm_up.as_millis() as u64, "link opened; warming up");
+                tokio::time::sleep(self.warm_up).await;
+            }
+            *link = Some(context);
         }
         let context = link
             .as_mut()
@@ -169,7 +217,8 @@ impl DevicePoller {
         Ok(context)
     }
 
-    /// Runs one request with the timeout and the bus pause; drops the link when it is suspect.
+    /// Runs one request with the timeout, after the bus's inter-frame gap; drops the link when
+    /// it is suspect.
     async fn request<T, F>(&mut self, link: &mut Option<Context>, call: F) -> Result<T, DeviceError>
     where
         F: for<'c> FnOnce(
@@ -183,18 +232,24 @@ impl DevicePoller {
             >,
         >,
     {
-        if !self.pause.is_zero() {
-            tokio::time::sleep(self.pause).await;
-        }
+        let line = self.line.clone();
         let context = self.link(link).await?;
+        if let Some(line) = &line {
+            line.wait_clear().await;
+        }
+        let started = tokio::time::Instant::now();
         let result = match tokio::time::timeout(self.timeout, call(context)).await {
             Err(_) => Err(DeviceError::Timeout(self.timeout)),
             Ok(Err(transport)) => Err(DeviceError::from_transport(transport)),
             Ok(Ok(Err(exception))) => Err(DeviceError::Exception(exception)),
             Ok(Ok(Ok(value))) => Ok(value),
         };
+        if let Some(line) = &line {
+            let timed_out = matches!(result, Err(DeviceError::Timeout(_)));
+            line.transaction(started, tokio::time::Instant::now(), timed_out);
+        }
         if let Err(error) = &result {
-            if error.breaks_link() {
+            if error.drops_connection(line.is_some()) {
                 *link = None;
             }
         }
@@ -244,8 +299,9 @@ impl DevicePoller {
     }
 
     /// Reads every block once over `link` (opened if `None`). A block that fails with a Modbus
-    /// exception does not discard the others; a broken link ends the cycle. Returns `Err` only
-    /// when no block could be read.
+    /// exception does not discard the others; a broken link or an unanswered request ends the
+    /// cycle (so a dead slave costs its bus one timeout a cycle). Returns `Err` only when no
+    /// block could be read.
     pub async fn poll_on(&mut self, link: &mut Option<Context>) -> Result<PollResult, DeviceError> {
         let mut data: Vec<Option<Vec<u16>>> = vec![None; self.plan.blocks.len()];
         let mut errors = Vec::new();
@@ -255,7 +311,7 @@ impl DevicePoller {
             match self.read_block(link, block).await {
                 Ok(words) => data[index] = Some(words),
                 Err(error) => {
-                    let fatal = error.breaks_link();
+                    let fatal = error.ends_cycle();
                     errors.push((block, error));
                     if fatal {
                         break;

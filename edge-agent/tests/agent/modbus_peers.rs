@@ -1,5 +1,5 @@
 //! The agent against Modbus peers nobody here wrote: pymodbus over TCP and over RTU (a socat
-//! pty pair), and Debian's mbpoll reading the same registers.
+//! pty pair), and Debian's mbpoll reading the same registers; the warm-up after connecting.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -96,7 +96,8 @@ async fn every_type_decodes_over_rtu_through_a_pty_pair_for_two_units_on_one_bus
         data_bits: 8,
         stop_bits: 1,
         timeout: Duration::from_millis(1000),
-        pause: Duration::from_millis(5),
+        pause: None,
+        warm_up: Duration::from_millis(100),
     };
     let transport = TransportConfig::Rtu {
         bus: "rs485-1".into(),
@@ -206,4 +207,38 @@ async fn mbpoll_reads_the_same_registers_the_agent_decodes() {
     }
     // Two of them vendor values (`x_pump_on`, `x_cop`), decoded like the others.
     assert_eq!(compared, 17);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_waits_its_warm_up_before_the_first_request_and_a_kept_one_does_not() {
+    let dir = scratch("warm-up");
+    let port = free_port();
+    let _server = pymodbus(&[
+        "--tcp".into(),
+        format!("127.0.0.1:{port}"),
+        "--device".into(),
+        device_arg(&dir, 1, &all_types_profile(), &all_types_values()),
+    ]);
+    let address = format!("127.0.0.1:{port}").parse().expect("addr");
+    let warm_up = Duration::from_secs(1);
+    let mut poller = DevicePoller::new(
+        device(TransportConfig::Tcp { address }, 1),
+        8,
+        Duration::from_secs(2),
+    )
+    .with_warm_up(warm_up);
+    let started = std::time::Instant::now();
+    let first = poller.poll().await.expect("first poll");
+    let first_took = started.elapsed();
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert!(first_took >= warm_up, "the first poll took {first_took:?}");
+    // The connection is kept: no second warm-up.
+    let started = std::time::Instant::now();
+    let second = poller.poll().await.expect("second poll");
+    let second_took = started.elapsed();
+    assert_values("after warm-up", &second.values, &all_types_values());
+    assert!(
+        second_took < warm_up,
+        "the second poll on the same connection took {second_took:?}"
+    );
 }
