@@ -604,9 +604,13 @@ impl Fleet {
             member
         };
         let size = self.group_size(rule, &group);
+        // The grace check waits for every held transition it may hand over: those of the rules
+        // this fleet rule explains, each held as long as the longest hold of the fleet rules
+        // explaining it (a fleet rule explaining other rules does not delay it).
         let max_window = rules
             .fleet()
             .iter()
+            .filter(|other| other.explains.iter().any(|e| rule.explains.contains(e)))
             .map(FleetRule::hold_ms)
             .max()
             .unwrap_or(0);

@@ -359,6 +359,7 @@ mod tests {
                 "readings_frozen",
                 "indoor_cold",
                 "capacity_shortfall",
+                "capacity_limit",
                 "freeze_risk",
                 "offline_in_frost",
                 "offline_in_frost_long",
@@ -376,7 +377,17 @@ mod tests {
             ]
         );
         let fleet: Vec<&str> = set.fleet().iter().map(|f| f.id.as_str()).collect();
-        assert_eq!(fleet, ["village_power_outage", "village_gas_supply"]);
+        assert_eq!(
+            fleet,
+            [
+                "village_power_outage",
+                "village_gas_supply",
+                "village_heat_pump_trips"
+            ]
+        );
+        let trips = &set.fleet()[2];
+        assert_eq!(trips.hold_ms(), 3_600_000);
+        assert_eq!(trips.explains, ["protection_trips"]);
         let gas = &set.fleet()[1];
         assert_eq!(gas.within_ms(), 2 * 3_600_000);
         assert_eq!(gas.hold_ms(), 10 * 60_000);
