@@ -13,6 +13,7 @@
 //!   crate (file:line:column and the dotted field path).
 
 pub mod bytes;
+pub mod calendar;
 pub mod clock;
 pub mod diagnostics;
 pub mod ids;

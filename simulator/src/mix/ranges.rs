@@ -1,5 +1,5 @@
 //! The value types a mix is written in: duration and number ranges drawn uniformly, a time of
-//! day, the start date (and the civil-date arithmetic behind it).
+//! day, the start date (its day number from `wire::calendar`).
 
 use std::time::Duration;
 
@@ -123,7 +123,7 @@ pub struct StartDate {
 impl StartDate {
     /// 00:00 Beijing time (UTC+8) of the date, in Unix seconds.
     pub fn unix_s(&self) -> i64 {
-        days_from_civil(self.year, self.month, self.day) * 86_400 - 8 * 3600
+        wire::calendar::days_from_civil(self.year, self.month, self.day) * 86_400 - 8 * 3600
     }
 }
 
@@ -157,15 +157,4 @@ impl<'de> Deserialize<'de> for StartDate {
             ))
         })
     }
-}
-
-/// Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-pub(super) fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
-    let year = i64::from(year) - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }

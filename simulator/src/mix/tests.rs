@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use wire::DeviceKind;
 
-use super::ranges::days_from_civil;
 use super::*;
+use wire::calendar::days_from_civil;
 
 #[test]
 fn the_shipped_default_mix_parses_and_matches_the_built_in_defaults() {
