@@ -225,6 +225,14 @@ impl Expr {
         })
     }
 
+    /// The windowed series the expression reads, each with the function it reads it through.
+    pub fn derived_used(&self) -> impl Iterator<Item = (u16, Derived)> + '_ {
+        self.leaves.iter().filter_map(|(_, op)| match op {
+            Op::Derived(series, function) => Some((*series, *function)),
+            _ => None,
+        })
+    }
+
     /// Whether the expression uses a windowed (derived) function.
     pub fn is_windowed(&self) -> bool {
         self.leaves

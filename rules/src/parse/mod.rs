@@ -15,6 +15,7 @@ use crate::error::{Location, Problem, RuleError};
 use crate::expr::Expr;
 use crate::fleet::{FleetRule, GroupLevel};
 use crate::rule::{Action, EscalationLevel, Override, Priority, Rule, Selector, Severity};
+use crate::window::Derived;
 use crate::window::SeriesTable;
 
 /// Escalation levels a rule may have above its own severity.
@@ -175,6 +176,7 @@ pub(crate) fn parse_rules(text: &str, origin: &str) -> Result<Parsed, RuleError>
         first_line_of.insert(rule.id.clone(), line);
         rules.push(rule);
     }
+    series.share_windows(&aggregates_only(&rules, series.len()));
     series.set_needed(needed_series(&rules, series.len()));
     let mut fleet: Vec<FleetRule> = Vec::with_capacity(file.fleet.len());
     for raw in file.fleet {
@@ -203,31 +205,57 @@ pub(crate) fn parse_rules(text: &str, origin: &str) -> Result<Parsed, RuleError>
     Ok((rules, fleet, series))
 }
 
+/// Every expression of a rule: its condition, guard and escalations, in every variant.
+fn expressions(rule: &Rule) -> Vec<&Expr> {
+    fn add_condition<'a>(condition: &'a Condition, exprs: &mut Vec<&'a Expr>) {
+        if let Condition::Expr { when, clear } = condition {
+            exprs.push(when);
+            exprs.extend(clear.iter());
+        }
+    }
+    let mut exprs: Vec<&Expr> = Vec::new();
+    add_condition(&rule.condition, &mut exprs);
+    exprs.extend(rule.guard.iter());
+    exprs.extend(rule.escalations.iter().map(|e| &e.when));
+    for o in &rule.overrides {
+        if let Some(condition) = &o.condition {
+            add_condition(condition, &mut exprs);
+        }
+        exprs.extend(o.guard.iter());
+        for levels in o.escalations.iter() {
+            exprs.extend(levels.iter().map(|e| &e.when));
+        }
+    }
+    exprs
+}
+
+/// For each series, whether every rule reads it only through `min`, `max`, `avg` or `count`
+/// (so its window can be read from a longer series of the same value).
+fn aggregates_only(rules: &[Rule], count: usize) -> Vec<bool> {
+    let mut only = vec![true; count];
+    for rule in rules {
+        for expr in expressions(rule) {
+            for (series, function) in expr.derived_used() {
+                if !matches!(
+                    function,
+                    Derived::Min | Derived::Max | Derived::Avg | Derived::Count
+                ) {
+                    if let Some(flag) = only.get_mut(usize::from(series)) {
+                        *flag = false;
+                    }
+                }
+            }
+        }
+    }
+    only
+}
+
 /// For each series, whether heat pumps and gas boilers need it: a rule applying to the kind
 /// reads it in one of its expressions (any variant or level).
 fn needed_series(rules: &[Rule], count: usize) -> Vec<[bool; 2]> {
     let mut needed = vec![[false; 2]; count];
     for rule in rules {
-        fn add_condition<'a>(condition: &'a Condition, exprs: &mut Vec<&'a Expr>) {
-            if let Condition::Expr { when, clear } = condition {
-                exprs.push(when);
-                exprs.extend(clear.iter());
-            }
-        }
-        let mut exprs: Vec<&Expr> = Vec::new();
-        add_condition(&rule.condition, &mut exprs);
-        exprs.extend(rule.guard.iter());
-        exprs.extend(rule.escalations.iter().map(|e| &e.when));
-        for o in &rule.overrides {
-            if let Some(condition) = &o.condition {
-                add_condition(condition, &mut exprs);
-            }
-            exprs.extend(o.guard.iter());
-            for levels in o.escalations.iter() {
-                exprs.extend(levels.iter().map(|e| &e.when));
-            }
-        }
-        for expr in exprs {
+        for expr in expressions(rule) {
             for series in expr.series_used() {
                 if let Some(slot) = needed.get_mut(usize::from(series)) {
                     for kind in &rule.applies_to {

@@ -140,10 +140,18 @@ pub struct SeriesTable {
     /// Per series: whether heat pumps / gas boilers need it (some rule for that kind reads it).
     /// Empty: every kind needs every series.
     needed: Vec<[bool; 2]>,
+    /// Per series: the longer series of the same value it is read from instead of holding its
+    /// own ring, and how many of that series' newest buckets make its window
+    /// ([`SeriesTable::share_windows`]). `None` (or empty): held on its own.
+    shared: Vec<Option<(u16, u8)>>,
     /// The layouts of a device's state: every series (index 0: a state of no kind), the series
     /// heat-pump rules read (1), those gas-boiler rules read (2).
     layouts: [Layout; 3],
 }
+
+/// A window read from a longer series' ring covers at least this many of its buckets, so it
+/// reaches back within a quarter of its own length of what it asks.
+const MIN_SHARED_BUCKETS: i64 = 4;
 
 /// Which series a device's [`SeriesState`] holds, and where.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -192,15 +200,86 @@ impl SeriesTable {
         self.layout();
     }
 
+    /// Lets a statistics series that is read only through `min`, `max`, `avg` or `count`
+    /// (`aggregates_only[i]`) be read from a longer statistics series of the same value
+    /// instead of holding a ring of its own: its window is that series' newest
+    /// `ceil(window / bucket)` buckets, at least [`MIN_SHARED_BUCKETS`] of them, so it reaches
+    /// back between one of those buckets less and its window rounded up to a whole bucket
+    /// (`max(indoor_temp_c, 45m)` beside a 2-hour series of 10-minute buckets: 40 to 50
+    /// minutes, against 41¼ to 45 minutes on a ring of its own). Of several longer series the
+    /// one with the shortest buckets serves. Call before [`SeriesTable::set_needed`].
+    pub fn share_windows(&mut self, aggregates_only: &[bool]) {
+        let mut shared: Vec<Option<(u16, u8)>> = vec![None; self.specs.len()];
+        // Longest windows first, so a series that serves another is never itself shared.
+        let mut order: Vec<usize> = (0..self.specs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.specs[i].window_ms));
+        for &i in &order {
+            let short = self.specs[i];
+            if short.kind != SeriesKind::Stats
+                || short.minus != NO_VALUE
+                || !aggregates_only.get(i).copied().unwrap_or(false)
+            {
+                continue;
+            }
+            let serving = self
+                .specs
+                .iter()
+                .enumerate()
+                .filter(|&(j, long)| {
+                    j != i
+                        && shared[j].is_none()
+                        && long.kind == SeriesKind::Stats
+                        && long.minus == NO_VALUE
+                        && long.source == short.source
+                        && long.window_ms > short.window_ms
+                        && long.bucket_ms().saturating_mul(MIN_SHARED_BUCKETS) <= short.window_ms
+                })
+                .min_by_key(|(_, long)| long.bucket_ms());
+            if let Some((j, long)) = serving {
+                let buckets = (short.window_ms + long.bucket_ms() - 1) / long.bucket_ms();
+                if let (Ok(j), Ok(buckets)) = (u16::try_from(j), u8::try_from(buckets)) {
+                    shared[i] = Some((j, buckets.min(BUCKETS as u8)));
+                }
+            }
+        }
+        self.shared = shared;
+        self.layout();
+    }
+
+    /// The series `index` is read from and how many of its newest buckets (all of its own).
+    fn source_of(&self, index: usize) -> (usize, usize) {
+        match self.shared.get(index).copied().flatten() {
+            Some((serving, buckets)) => (usize::from(serving), usize::from(buckets)),
+            None => (index, BUCKETS),
+        }
+    }
+
     /// Records which device kinds need which series: a device of a kind holds (and updates)
-    /// only the series its kind needs.
-    pub fn set_needed(&mut self, needed: Vec<[bool; 2]>) {
+    /// only the series its kind needs. A series read from a longer one is held by none: the
+    /// kinds that read it need the longer one.
+    pub fn set_needed(&mut self, mut needed: Vec<[bool; 2]>) {
+        for (index, serving) in self.shared.iter().enumerate() {
+            let Some((serving, _)) = serving else {
+                continue;
+            };
+            let wants = needed.get(index).copied().unwrap_or([true; 2]);
+            if let Some(slot) = needed.get_mut(usize::from(*serving)) {
+                slot[0] |= wants[0];
+                slot[1] |= wants[1];
+            }
+            if let Some(slot) = needed.get_mut(index) {
+                *slot = [false; 2];
+            }
+        }
         self.needed = needed;
         self.layout();
     }
 
     /// Whether devices of kind slot `kind` (`0` heat pump, `1` gas boiler) need series `index`.
     fn is_needed(&self, index: usize, kind: usize) -> bool {
+        if self.shared.get(index).is_some_and(Option::is_some) {
+            return false;
+        }
         self.needed
             .get(index)
             .and_then(|n| n.get(kind).copied())
@@ -639,7 +718,7 @@ impl SeriesTable {
     /// NaN when there is not enough data, and when the state does not hold the series (a
     /// state for a device of one kind holds only the series of rules for that kind).
     pub fn query(&self, state: &SeriesState, index: u16, function: Derived) -> f64 {
-        let index = usize::from(index);
+        let (index, buckets) = self.source_of(usize::from(index));
         let layout = self.layout_for(state.kind);
         let (position, offset) = layout.position.get(index).copied().unwrap_or((ABSENT, 0));
         let offset = &(offset as usize);
@@ -686,6 +765,18 @@ impl SeriesTable {
         if head.bucket == i64::MIN {
             return f64::NAN;
         }
+        // A window read from a longer series: its newest `buckets` buckets only.
+        let mut newest = [Cell::EMPTY; BUCKETS];
+        let ring = if buckets < BUCKETS {
+            for (pos, cell) in ring.iter().enumerate() {
+                if (usize::from(head.pos) + BUCKETS - pos) % BUCKETS < buckets {
+                    newest[pos] = *cell;
+                }
+            }
+            &newest[..]
+        } else {
+            ring
+        };
         let sum = |f: fn(&Cell) -> f64| ring.iter().map(f).sum::<f64>();
         let count = || sum(|c| f64::from(c.n));
         match function {

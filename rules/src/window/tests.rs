@@ -499,3 +499,55 @@ fn a_state_for_one_kind_holds_only_its_series() {
     );
     assert_eq!(t.slot_of(Some(DeviceKind::GasBoiler), 0), None);
 }
+
+#[test]
+fn a_short_window_read_only_through_aggregates_shares_a_longer_ring() {
+    let spec = |window_ms| SeriesSpec {
+        kind: SeriesKind::Stats,
+        source: 0,
+        minus: NO_VALUE,
+        window_ms,
+    };
+    let mut t = SeriesTable::default();
+    let short = t.intern(spec(45 * MIN));
+    let long = t.intern(spec(120 * MIN));
+    t.share_windows(&[true, false]);
+    t.set_needed(vec![[true, false], [true, false]]);
+    // A heat pump holds the 2-hour ring only.
+    assert_eq!(t.state_size(Some(DeviceKind::HeatPump)), (1, BUCKETS));
+    assert_eq!(t.held(Some(DeviceKind::HeatPump)), [long]);
+    let mut s = t.new_state_for(DeviceKind::HeatPump);
+    // 10-minute buckets; at minute 95 the newest 5 buckets span minutes 50..100.
+    feed(&t, &mut s, &[(0, 30.0), (35, 25.0), (55, 12.0), (95, 11.0)]);
+    assert_eq!(t.query(&s, long, Derived::Max), 30.0);
+    assert_eq!(t.query(&s, long, Derived::Count), 4.0);
+    assert_eq!(t.query(&s, short, Derived::Max), 12.0);
+    assert_eq!(t.query(&s, short, Derived::Min), 11.0);
+    assert_eq!(t.query(&s, short, Derived::Count), 2.0);
+    assert_eq!(t.query(&s, short, Derived::Avg), 11.5);
+}
+
+#[test]
+fn a_window_read_through_a_slope_or_too_short_for_the_long_buckets_keeps_its_ring() {
+    let spec = |window_ms| SeriesSpec {
+        kind: SeriesKind::Stats,
+        source: 0,
+        minus: NO_VALUE,
+        window_ms,
+    };
+    let mut t = SeriesTable::default();
+    t.intern(spec(45 * MIN));
+    t.intern(spec(120 * MIN));
+    // Read through `rate` somewhere: not only aggregates.
+    t.share_windows(&[false, false]);
+    t.set_needed(vec![[true, true], [true, true]]);
+    assert_eq!(t.state_size(Some(DeviceKind::GasBoiler)), (2, 2 * BUCKETS));
+
+    let mut t = SeriesTable::default();
+    t.intern(spec(30 * MIN));
+    t.intern(spec(6 * 60 * MIN));
+    // 30-minute buckets of the 6-hour series: one bucket is no 30-minute window.
+    t.share_windows(&[true, false]);
+    t.set_needed(vec![[true, true], [true, true]]);
+    assert_eq!(t.state_size(Some(DeviceKind::GasBoiler)), (2, 2 * BUCKETS));
+}
