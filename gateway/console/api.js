@@ -1,6 +1,7 @@
 // The console's only door to the gateway: JSON requests to /api/v1 with the bearer token kept in
-// sessionStorage, downloads fetched with that header, and the order event stream (SSE), the one
-// request that carries the token in its URL (EventSource cannot send headers).
+// sessionStorage, steps that must be applied once (an Idempotency-Key per step, retried with the
+// same key over a flaky connection), downloads fetched with that header, and the order event
+// stream (SSE), the one request that carries the token in its URL (EventSource cannot send headers).
 
 const TOKEN_KEY = 'console.token';
 
@@ -69,6 +70,75 @@ export async function post(path, body) {
     body: JSON.stringify(body ?? {}),
   });
   return answer(response);
+}
+
+/** A new idempotency key for one step: 32 hex characters from the browser's random source. */
+export function newKey() {
+  const bytes = new Uint8Array(16);
+  window.crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Waits between two sends of one step when the connection failed: 0.5, 1, 2, 4 s. */
+const RETRY_DELAYS_MS = [500, 1000, 2000, 4000];
+const STEP_PREFIX = 'console.step.';
+
+function pause(ms) {
+  return new Promise((resolve) => window.setTimeout(resolve, ms));
+}
+
+function remembered(name) {
+  try {
+    return window.sessionStorage.getItem(STEP_PREFIX + name);
+  } catch (_) {
+    return null;
+  }
+}
+
+function remember(name, key) {
+  try {
+    if (key) window.sessionStorage.setItem(STEP_PREFIX + name, key);
+    else window.sessionStorage.removeItem(STEP_PREFIX + name);
+  } catch (_) {
+    // Without storage the key lives as long as this call.
+  }
+}
+
+/**
+ * POSTs a step that must be applied once. Its Idempotency-Key is kept in sessionStorage under
+ * the step and its body until the gateway answers, so every send of the same step (the
+ * automatic retries after a network failure or a 502/503/504, and the person pressing the
+ * button again, even after a reload) carries the same key: the gateway applies it once and
+ * answers a repeat with the first answer. A refusal (4xx) forgets the key: nothing was applied.
+ */
+export async function postStep(path, body) {
+  const text = JSON.stringify(body ?? {});
+  const name = `${path} ${text}`;
+  let key = remembered(name);
+  if (!key) {
+    key = newKey();
+    remember(name, key);
+  }
+  for (let attempt = 0; ; attempt += 1) {
+    let response;
+    try {
+      response = await fetch(url(path, null, false), {
+        method: 'POST',
+        headers: headers({ 'Content-Type': 'application/json', 'Idempotency-Key': key }),
+        body: text,
+      });
+    } catch (error) {
+      if (attempt >= RETRY_DELAYS_MS.length) throw new ApiError(0, error.message || String(error));
+      await pause(RETRY_DELAYS_MS[attempt]);
+      continue;
+    }
+    if ([502, 503, 504].includes(response.status) && attempt < RETRY_DELAYS_MS.length) {
+      await pause(RETRY_DELAYS_MS[attempt]);
+      continue;
+    }
+    if (response.status < 500) remember(name, null);
+    return answer(response);
+  }
 }
 
 /**

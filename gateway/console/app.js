@@ -11,6 +11,8 @@ import * as device from './device.js';
 import * as order from './order.js';
 import * as reports from './reports.js';
 import * as households from './households.js';
+import * as intake from './intake.js';
+import * as field from './field.js';
 
 const session = {
   /** `district` (operator, read-only), `township`, `team`, or null when not signed in. */
@@ -43,6 +45,8 @@ const ROUTES = [
   { pattern: /^\/order\/(\d+)$/, page: order, nav: 'live' },
   { pattern: /^\/reports(?:\/(daily|weekly|monthly))?$/, page: reports, nav: 'reports' },
   { pattern: /^\/households$/, page: households, nav: 'households' },
+  { pattern: /^\/intake$/, page: intake, nav: 'intake' },
+  { pattern: /^\/field$/, page: field, nav: 'field' },
 ];
 
 function parseHash() {
@@ -64,6 +68,8 @@ function renderHeader(active) {
   nav.setAttribute('aria-label', t('nav.label'));
   const items = [
     ['live', '#/', true],
+    ['intake', '#/intake', session.role !== 'team'],
+    ['field', '#/field', session.role !== 'township'],
     ['fleet', '#/fleet', session.role !== 'team'],
     ['households', '#/households', session.role !== 'team'],
     ['reports', '#/reports/daily', true],

@@ -45,6 +45,8 @@ function orderLink(id) {
 }
 
 function deviceLink(id) {
+  // The order of a caller without a registered device (`request-{id}`) has no device page.
+  if (id.startsWith('request-')) return h('span', { class: 'muted' }, id);
   return h('a', { href: `#/device/${encodeURIComponent(id)}`, class: 'device-link' }, id);
 }
 

@@ -1,11 +1,15 @@
 // Page 4, one work order: the household's people (resident, phones as tel: links, address,
-// caretaker; masked by the API for read-only roles), facts and assignee, the three SLA clocks, the event timeline, parts and
-// charge, the callback and linked complaints, and the operator actions (dispatch, reassign,
-// escalate, cancel with a reason, record a callback) that call the API and refresh the page.
+// caretaker; masked by the API for read-only roles), the callers the intake desk logged (with
+// their 12345 ticket numbers), facts and assignee, the three SLA clocks, the event timeline,
+// parts and charge, the callback and linked complaints, the field steps (accept, arrive, resolve
+// with parts, confirm a misuse claim; steps.js, each sent once) and the operator actions
+// (dispatch, reassign, escalate, cancel with a reason, record a callback) that call the API and
+// refresh the page.
 
 import { t, code } from './i18n.js';
 import { get, post, registry } from './api.js';
-import { peopleFacts } from './households.js';
+import { peopleFacts, phoneLink } from './households.js';
+import { stepForms, misuseClaimPending } from './steps.js';
 import {
   h,
   fill,
@@ -29,7 +33,10 @@ import {
 function facts(order, where, teamNames, devicesVisible) {
   const rows = [
     [t('order.summary'), order.summary],
-    [t('col.device'), devicesVisible ? h('a', { href: `#/device/${encodeURIComponent(order.device_id)}` }, order.device_id) : order.device_id],
+    [
+      t('col.device'),
+      devicesVisible && !order.device_id.startsWith('request-') ? h('a', { href: `#/device/${encodeURIComponent(order.device_id)}` }, order.device_id) : order.device_id,
+    ],
     [t('order.household'), order.household_id || t('common.dash')],
     [t('order.village'), where.village(order.village_id)],
     [t('order.township'), where.township(order.township)],
@@ -114,6 +121,23 @@ function complaintsView(complaints) {
   );
 }
 
+/** The callers the intake desk logged about the order, each with the number to ring back. */
+function requestsView(requests) {
+  if (!requests || !requests.length) return empty(t('intake.no_requests'));
+  return table(
+    [
+      { label: t('col.time'), cell: (r) => dateTime(r.received_at_ms) },
+      { label: t('intake.kind'), cell: (r) => code('request', r.kind) },
+      { label: t('col.channel'), cell: (r) => code('source', r.channel) },
+      { label: t('intake.ticket'), cell: (r) => (r.ticket ? h('code', { class: 'ticket' }, r.ticket) : t('common.dash')) },
+      { label: t('intake.caller'), cell: (r) => [r.caller_name, ' ', phoneLink(r.caller_phone, r.masked)] },
+      { label: t('col.text'), cell: (r) => r.text || t('common.dash') },
+    ],
+    requests,
+    { caption: t('intake.requests'), rowAttrs: (r) => ({ dataset: { requestId: r.id } }), className: 'order-requests' },
+  );
+}
+
 function teamOptions(teamList, order, { auto }) {
   const covering = teamList.filter((team) => team.townships.includes(order.township));
   const others = teamList.filter((team) => !team.townships.includes(order.township));
@@ -149,10 +173,11 @@ function actionForm(id, title, fields, buttonText, submit, { danger } = {}) {
   );
 }
 
-function actions(order, teamList, act) {
-  const forms = [];
-  const open = isOpen(order);
-  if (order.state === 'created') {
+/** The forms of the actions on `order`: the field `steps` first; the desk's unless `fieldOnly`. */
+function actions(order, teamList, act, steps, fieldOnly) {
+  const forms = [...steps];
+  const open = isOpen(order) && !fieldOnly;
+  if (order.state === 'created' && !fieldOnly) {
     const team = h('select', { id: 'dispatch-team' }, teamOptions(teamList, order, { auto: true }));
     forms.push(
       actionForm('dispatch', t('order.dispatch'), [[t('order.dispatch_team'), team]], t('order.dispatch'), () =>
@@ -160,7 +185,7 @@ function actions(order, teamList, act) {
       ),
     );
   }
-  if (['dispatched', 'accepted'].includes(order.state)) {
+  if (['dispatched', 'accepted'].includes(order.state) && !fieldOnly) {
     const team = h('select', { id: 'reassign-team', required: true }, teamOptions(teamList, order, { auto: false }));
     const reason = h('input', { id: 'reassign-reason', type: 'text', required: true, autocomplete: 'off' });
     forms.push(
@@ -176,7 +201,7 @@ function actions(order, teamList, act) {
       ),
     );
   }
-  if (order.state === 'resolved') {
+  if (order.state === 'resolved' && !fieldOnly) {
     const score = h('select', { id: 'callback-score' }, [5, 4, 3, 2, 1].map((n) => h('option', { value: String(n) }, `${n} / 5`)));
     const solved = h('input', { id: 'callback-solved', type: 'checkbox', checked: true });
     const note = h('input', { id: 'callback-note', type: 'text', autocomplete: 'off' });
@@ -214,18 +239,35 @@ function actions(order, teamList, act) {
 export async function mount(main, [id], _query, ctx) {
   const [where, teamNames, parts, first] = await Promise.all([places(), teams(), registry('parts').catch(() => []), get(`/orders/${id}`)]);
   const partNames = new Map(parts.map((p) => [p.code, p.name]));
-  const canAct = ctx.session.role === 'district' || ctx.session.role === 'township';
+  const role = ctx.session.role;
+  const canAct = role === 'district' || role === 'township' || role === 'team';
   const status = h('p', { class: 'action-status', id: 'action-status', role: 'status', 'aria-live': 'polite' });
   const box = () => h('div');
   const head = h('span', { class: 'head-tags', id: 'order-state' });
-  const [factsBox, peopleBox, clocksBox, actionsBox, timelineBox, partsBox, callbackBox, complaintsBox] = [box(), box(), box(), box(), box(), box(), box(), box()];
+  const [factsBox, peopleBox, requestsBox, clocksBox, actionsBox, timelineBox, partsBox, callbackBox, complaintsBox] = [
+    box(),
+    box(),
+    box(),
+    box(),
+    box(),
+    box(),
+    box(),
+    box(),
+    box(),
+  ];
   fill(
     main,
     h('div', { class: 'page-head' }, h('h1', null, t('order.title', { id })), head, h('a', { href: '#/', class: 'back' }, `← ${t('nav.live')}`)),
     h(
       'div',
       { class: 'two-col' },
-      h('div', null, panel(t('people.title'), { id: 'order-household' }, peopleBox), panel(t('order.facts'), null, factsBox)),
+      h(
+        'div',
+        null,
+        panel(t('people.title'), { id: 'order-household' }, peopleBox),
+        panel(t('intake.requests'), { id: 'order-requests' }, requestsBox),
+        panel(t('order.facts'), null, factsBox),
+      ),
       h(
         'div',
         null,
@@ -267,11 +309,14 @@ export async function mount(main, [id], _query, ctx) {
       h('p', { class: 'legend muted' }, SLA.stages.map((stage) => `${t(`sla.${stage.key}`)} ≤ ${t('common.minutes', { n: stage.deadlineMs / 60000 })}`).join(' · ')),
       stageTimes(detail),
     );
-    const key = `${detail.state}|${detail.team_id}`;
+    const claimPending = misuseClaimPending(detail.events);
+    const key = `${detail.state}|${detail.team_id}|${claimPending}`;
     if (canAct && key !== actionsKey) {
       actionsKey = key;
-      fill(actionsBox, actions(detail, teamNames.list, act));
+      const steps = stepForms(detail, { role, parts, claimPending, idBase: 'action', status, done: refresh });
+      fill(actionsBox, actions(detail, teamNames.list, act, steps, role === 'team'));
     }
+    fill(requestsBox, requestsView(detail.requests));
     fill(timelineBox, timeline(detail.events));
     fill(partsBox, partsView(detail, partNames));
     fill(callbackBox, detail.satisfaction ? h('p', { id: 'order-satisfaction' }, `${t('order.satisfaction')}: ${detail.satisfaction} / 5`) : empty(t('order.no_callback')));

@@ -1,5 +1,7 @@
 //! Bearer tokens and roles for the HTTP API: operator (everything), township officer (own
-//! township), team (own team's orders), read-only. Tokens are compared in constant time.
+//! township), team (own team's orders; a technician's own token is a team token that names
+//! the technician too, and sees the team's orders and the technician's own), read-only.
+//! Tokens are compared in constant time.
 
 use serde::Deserialize;
 
@@ -23,6 +25,9 @@ pub struct Principal {
     pub role: Role,
     pub township: Option<String>,
     pub team: Option<String>,
+    /// The technician of a per-technician token (role `team`): the steps it records are the
+    /// technician's, and an accept takes the order over for them.
+    pub technician: Option<String>,
 }
 
 impl Principal {
@@ -33,6 +38,7 @@ impl Principal {
             role: Role::Operator,
             township: None,
             team: None,
+            technician: None,
         }
     }
 
@@ -41,7 +47,10 @@ impl Principal {
         match self.role {
             Role::Operator | Role::ReadOnly => true,
             Role::Township => self.township.as_deref() == Some(order.township.as_str()),
-            Role::Team => self.team.is_some() && self.team == order.team_id,
+            Role::Team => {
+                (self.team.is_some() && self.team == order.team_id)
+                    || (self.technician.is_some() && self.technician == order.technician_id)
+            }
         }
     }
 
@@ -72,6 +81,7 @@ impl Principal {
         match self.role {
             Role::Operator => format!("operator:{}", self.name),
             Role::Township => format!("township:{}", self.name),
+            Role::Team if self.technician.is_some() => format!("technician:{}", self.name),
             Role::Team => format!("team:{}", self.name),
             Role::ReadOnly => format!("read_only:{}", self.name),
         }
@@ -107,6 +117,7 @@ impl Authenticator {
                         role: t.role,
                         township: t.township.clone(),
                         team: t.team.clone(),
+                        technician: t.technician.clone(),
                     },
                 )
             })
@@ -162,6 +173,7 @@ mod tests {
                 role: Role::Team,
                 township: None,
                 team: Some("aurora-yanqing".into()),
+                technician: None,
             }],
         })
     }
@@ -187,6 +199,54 @@ mod tests {
             .expect("valid");
         assert_eq!(principal.role, Role::Team);
         assert_eq!(principal.actor(), "team:team-a");
+    }
+
+    fn order(team: Option<&str>, technician: Option<&str>) -> OrderRow {
+        OrderRow {
+            id: 1,
+            episode_id: None,
+            device_id: "d".into(),
+            household_id: None,
+            village_id: None,
+            vendor_id: None,
+            township: "yanqing".into(),
+            category: "repair".into(),
+            priority: "high".into(),
+            source: "rule".into(),
+            summary: String::new(),
+            created_at_ms: 0,
+            state: crate::orders::OrderState::Dispatched,
+            pre_emptive: true,
+            in_warranty: None,
+            team_id: team.map(Into::into),
+            technician_id: technician.map(Into::into),
+            dispatched_at_ms: None,
+            accepted_at_ms: None,
+            on_site_at_ms: None,
+            resolved_at_ms: None,
+            closed_at_ms: None,
+            satisfaction: None,
+            parts_cents: 0,
+            resident_pays_cents: 0,
+            misuse: false,
+            sla_flags: 0,
+        }
+    }
+
+    #[test]
+    fn a_technician_token_sees_the_team_s_orders_and_its_own_only() {
+        let technician = Principal {
+            name: "li".into(),
+            role: Role::Team,
+            township: None,
+            team: Some("aurora-yanqing".into()),
+            technician: Some("tech-li".into()),
+        };
+        assert!(technician.can_read(&order(Some("aurora-yanqing"), None)));
+        assert!(technician.can_read(&order(Some("third-party"), Some("tech-li"))));
+        assert!(!technician.can_read(&order(Some("third-party"), Some("tech-wang"))));
+        assert!(!technician.can_read(&order(None, None)));
+        assert_eq!(technician.actor(), "technician:li");
     }
 
     #[test]

@@ -98,6 +98,11 @@ pub struct TokenConfig {
     /// The team of a `team` token.
     #[serde(default)]
     pub team: Option<String>,
+    /// A technician's own token (role `team`, with the technician's team): the registry id of
+    /// the technician. It sees the team's orders and the technician's own, and an accept
+    /// through it assigns the order to the technician.
+    #[serde(default)]
+    pub technician: Option<String>,
 }
 
 /// The registry.
@@ -560,6 +565,12 @@ impl GatewayConfig {
                 crate::auth::Role::Team if token.team.is_none() => {
                     return Err(invalid(&field("team"), "a team token needs its team"))
                 }
+                role if role != crate::auth::Role::Team && token.technician.is_some() => {
+                    return Err(invalid(
+                        &field("technician"),
+                        "only a team token may name a technician (role = \"team\", with the technician's team)",
+                    ))
+                }
                 _ => {}
             }
         }
@@ -945,6 +956,17 @@ mod tests {
         }
         load("[[api.tokens]]\nname = \"centre\"\ntoken = \"q8Zr2LwV9cT4nJx7PbK1\"\nrole = \"operator\"\n")
             .expect("a random token");
+    }
+
+    #[test]
+    fn only_a_team_token_names_a_technician() {
+        let err = load("[[api.tokens]]\nname = \"li\"\ntoken = \"q8Zr2LwV9cT4nJx7PbK1\"\nrole = \"operator\"\ntechnician = \"tech-01\"\n")
+            .expect_err("an operator token naming a technician")
+            .to_string();
+        assert!(err.contains("api.tokens[0].technician"), "{err}");
+        let config = load("[[api.tokens]]\nname = \"li\"\ntoken = \"q8Zr2LwV9cT4nJx7PbK1\"\nrole = \"team\"\nteam = \"aurora-yanqing\"\ntechnician = \"tech-01\"\n")
+            .expect("a technician's own token");
+        assert_eq!(config.api.tokens[0].technician.as_deref(), Some("tech-01"));
     }
 
     #[test]

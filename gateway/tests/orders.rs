@@ -99,6 +99,7 @@ fn principal(role: Role, name: &str, township: Option<&str>, team: Option<&str>)
         role,
         township: township.map(Into::into),
         team: team.map(Into::into),
+        technician: None,
     }
 }
 
@@ -410,6 +411,35 @@ async fn a_vendor_without_staff_delegates_and_supply_incidents_go_to_the_utility
         T0,
         1,
         Some(FaultCategory::PowerSupply),
+    ));
+    let opened = service
+        .apply(
+            transitions
+                .into_iter()
+                .map(|t| (t, "yongning".into()))
+                .collect(),
+        )
+        .await
+        .expect("apply");
+    let order = service
+        .with_store(move |s| s.order_row(opened[0]))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(order.team_id.as_deref(), Some("power-utility"));
+
+    // A village's heat pumps tripping together: the supply voltage first, so the power utility.
+    let trips_rules = RuleSet::parse(
+        "[[rule]]\nid = \"village_trips\"\nkind = \"fault\"\ncategories = [\"low_pressure\"]\nseverity = \"major\"\naction = { order = { category = \"village_heat_pump_trips\", priority = \"high\" } }\n",
+        "trips.toml",
+    )
+    .expect("rules");
+    let mut engine = Engine::new(trips_rules);
+    let transitions = engine.ingest(&reading(
+        "yongning-beiguan-0031",
+        T0,
+        1,
+        Some(FaultCategory::LowPressure),
     ));
     let opened = service
         .apply(

@@ -90,6 +90,21 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_bytes!("../../console/households.js"),
     },
+    Asset {
+        name: "steps.js",
+        content_type: JS,
+        body: include_bytes!("../../console/steps.js"),
+    },
+    Asset {
+        name: "intake.js",
+        content_type: JS,
+        body: include_bytes!("../../console/intake.js"),
+    },
+    Asset {
+        name: "field.js",
+        content_type: JS,
+        body: include_bytes!("../../console/field.js"),
+    },
 ];
 
 /// The page; `{{VERSION}}` marks where asset URLs take the version.

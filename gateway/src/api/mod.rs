@@ -6,8 +6,10 @@
 //! disabled for the local demo); roles are checked per route and per order.
 
 mod console;
+mod field;
 mod fleet;
 mod households;
+mod intake;
 mod orders;
 mod registry;
 mod reports;
@@ -191,6 +193,8 @@ pub struct WhoAmI {
     pub role: String,
     pub township: Option<String>,
     pub team: Option<String>,
+    /// The technician of a technician's own token.
+    pub technician: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "fleet",
@@ -207,6 +211,7 @@ async fn whoami(principal: Principal) -> Json<WhoAmI> {
         role: role.to_owned(),
         township: principal.township.clone(),
         team: principal.team.clone(),
+        technician: principal.technician.clone(),
     })
 }
 
@@ -228,6 +233,49 @@ fn access_token(query: &str) -> Option<String> {
         }
         String::from_utf8(bytes).ok()
     })
+}
+
+/// The header a client sends with a step it may retry ([`crate::orders::IdempotencyKey`]).
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The `Idempotency-Key` header of a request, checked; `None` without one.
+pub fn idempotency_key(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<crate::orders::IdempotencyKey>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key header: send it once per request",
+        ));
+    }
+    let text = value.to_str().map_err(|_| {
+        ApiError::bad_request("Idempotency-Key header: only visible ASCII (A-Z a-z 0-9 - _)")
+    })?;
+    crate::orders::IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(ApiError::bad_request)
+}
+
+/// The answer of a step that may have been sent before: its status and stored JSON body, with
+/// `Idempotent-Replayed: true` when this is the first send's answer returned again.
+pub fn answered(answer: crate::orders::Answered) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
+        .into_response();
+    if answer.replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 /// Refuses callers whose role is not in `allowed`.
@@ -321,6 +369,10 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(orders::escalate))
         .routes(routes!(orders::confirm_misuse))
         .routes(routes!(orders::complaint))
+        .routes(routes!(intake::take, intake::list))
+        .routes(routes!(intake::answer))
+        .routes(routes!(intake::context))
+        .routes(routes!(field::orders))
         .routes(routes!(orders::stream))
         .routes(routes!(registry::import))
         .routes(routes!(registry::townships))

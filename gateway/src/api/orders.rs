@@ -12,14 +12,16 @@ use std::convert::Infallible;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{require, ApiError, ApiState, ErrorBody};
+use super::{answered, idempotency_key, require, ApiError, ApiState, ErrorBody};
 use crate::auth::{Principal, Role};
-use crate::orders::store::{ComplaintRow, OrderEventRow, OrderFilter, OrderRow};
+use crate::orders::store::{ComplaintRow, OrderEventRow, OrderFilter, OrderRow, RequestRow};
 use crate::orders::{
     ComplaintOutcome, ComplaintRequest, OrderAction, OrderState, PartUse, RequestError,
 };
@@ -33,6 +35,7 @@ impl From<RequestError> for ApiError {
                 Self::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, message)
             }
             RequestError::Conflict(message) => Self::conflict(message),
+            RequestError::Missing(message) => Self::not_found(message),
             RequestError::Order(error) => error.into(),
         }
     }
@@ -77,6 +80,7 @@ pub async fn list_orders(
         device_id: query.device_id,
         township: query.township,
         team_id: query.team_id,
+        or_technician_id: None,
         state: order_state,
         open_only: query.open,
         limit: query.limit.unwrap_or(500).clamp(1, 10_000),
@@ -84,7 +88,10 @@ pub async fn list_orders(
     // Narrow the query to what the token may see.
     match principal.role {
         Role::Township => filter.township = principal.township.clone(),
-        Role::Team => filter.team_id = principal.team.clone(),
+        Role::Team => {
+            filter.team_id = principal.team.clone();
+            filter.or_technician_id = principal.technician.clone();
+        }
         Role::Operator | Role::ReadOnly => {}
     }
     let orders = state.orders.with_store(move |s| s.orders(&filter)).await?;
@@ -109,6 +116,9 @@ pub struct OrderDetail {
     /// The household and its people (resident, phones, address, caretaker), masked for a
     /// read-only role; `None` when the order names no registered household.
     pub household: Option<HouseholdView>,
+    /// The requests the intake desk logged about this order (kind, channel, 12345 ticket
+    /// number, the caller and the number to ring back), callers masked for a read-only role.
+    pub requests: Vec<RequestRow>,
 }
 
 async fn readable_order(
@@ -150,6 +160,7 @@ pub async fn get_order(
             Ok(Some(OrderDetail {
                 parts: s.order_parts(id)?,
                 complaints: s.complaints_of(id)?,
+                requests: s.requests_of_order(id)?,
                 order,
                 events,
                 household,
@@ -162,6 +173,12 @@ pub async fn get_order(
         .household
         .take()
         .map(|view| super::households::for_role(&principal, view));
+    if principal.masks_people() {
+        detail.requests = std::mem::take(&mut detail.requests)
+            .into_iter()
+            .map(RequestRow::mask)
+            .collect();
+    }
     Ok(Json(detail))
 }
 
@@ -179,19 +196,27 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 
 /// Checks the role, then lets the order service check the order's scope (another team's or
 /// township's order is a 404), the time, the lifecycle and the data, and write.
+/// With an `Idempotency-Key` header, the step is applied once: sent again with the same key it
+/// returns the first answer (`Idempotent-Replayed: true`).
+#[allow(clippy::too_many_arguments)]
 async fn act(
     state: ApiState,
     principal: Principal,
     id: &str,
+    headers: &HeaderMap,
     allowed: &[Role],
     what: &str,
     action: OrderAction,
     at_ms: Option<i64>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(id)?;
     require(&principal, allowed, what)?;
-    let row = state.orders.act(id, &principal, action, at_ms).await?;
-    Ok(Json(row))
+    let key = idempotency_key(headers)?;
+    let answer = state
+        .orders
+        .act_once(id, &principal, action, at_ms, key)
+        .await?;
+    Ok(answered(answer))
 }
 
 /// `at_ms` (every step has it): when it happened, Unix ms. Omitted, the server's clock is the
@@ -219,19 +244,21 @@ pub struct DispatchBody {
     pub at_ms: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/dispatch", tag = "orders", params(("id" = i64, Path)), request_body = DispatchBody,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/dispatch", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = DispatchBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn dispatch(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<DispatchBody>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator],
         "dispatch orders",
         OrderAction::Dispatch {
@@ -255,19 +282,21 @@ pub struct ReassignBody {
     pub at_ms: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/reassign", tag = "orders", params(("id" = i64, Path)), request_body = ReassignBody,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/reassign", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = ReassignBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn reassign(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<ReassignBody>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator],
         "reassign orders",
         OrderAction::Reassign {
@@ -280,19 +309,21 @@ pub async fn reassign(
     .await
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/accept", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/accept", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = PlainStep,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn accept(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<PlainStep>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator, Role::Team],
         "accept orders",
         OrderAction::Accept,
@@ -301,19 +332,21 @@ pub async fn accept(
     .await
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/arrive", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/arrive", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = PlainStep,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn arrive(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<PlainStep>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator, Role::Team],
         "report arrival",
         OrderAction::Arrive,
@@ -340,19 +373,21 @@ pub struct ResolveBody {
     pub at_ms: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/resolve", tag = "orders", params(("id" = i64, Path)), request_body = ResolveBody,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/resolve", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = ResolveBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn resolve(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<ResolveBody>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator, Role::Team],
         "resolve orders",
         OrderAction::Resolve {
@@ -380,19 +415,21 @@ pub struct ConfirmMisuseBody {
 /// Confirms a team's misuse claim on a resolved order (operators only): the charge rule then
 /// applies with misuse, so the resident pays for the parts even in warranty. 409 when the
 /// order is not resolved (or is closed) or has no claim awaiting confirmation.
-#[utoipa::path(post, path = "/api/v1/orders/{id}/confirm_misuse", tag = "orders", params(("id" = i64, Path)), request_body = ConfirmMisuseBody,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/confirm_misuse", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = ConfirmMisuseBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn confirm_misuse(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<ConfirmMisuseBody>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator],
         "confirm misuse",
         OrderAction::ConfirmMisuse { note: b.note },
@@ -415,19 +452,21 @@ pub struct CallbackBody {
     pub at_ms: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/callback", tag = "orders", params(("id" = i64, Path)), request_body = CallbackBody,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/callback", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = CallbackBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn callback(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<CallbackBody>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator, Role::Township],
         "record callbacks",
         OrderAction::Callback {
@@ -440,19 +479,21 @@ pub async fn callback(
     .await
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/close", tag = "orders", params(("id" = i64, Path)), request_body = PlainStep,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/close", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = PlainStep,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn close(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<PlainStep>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator],
         "close orders",
         OrderAction::Close,
@@ -470,19 +511,21 @@ pub struct CancelBody {
     pub at_ms: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = i64, Path)), request_body = CancelBody,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = CancelBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn cancel(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<CancelBody>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator],
         "cancel orders",
         OrderAction::Cancel { reason: b.reason },
@@ -501,19 +544,21 @@ pub struct MergeBody {
     pub at_ms: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/merge", tag = "orders", params(("id" = i64, Path)), request_body = MergeBody,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/merge", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = MergeBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn merge(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<MergeBody>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator],
         "merge orders",
         OrderAction::Merge { into: b.into },
@@ -532,19 +577,21 @@ pub struct EscalateBody {
     pub at_ms: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/escalate", tag = "orders", params(("id" = i64, Path)), request_body = EscalateBody,
+#[utoipa::path(post, path = "/api/v1/orders/{id}/escalate", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = EscalateBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn escalate(
     principal: Principal,
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     payload: Result<Json<EscalateBody>, JsonRejection>,
-) -> Result<Json<OrderRow>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = body(payload)?;
     act(
         state,
         principal,
         &id,
+        &headers,
         &[Role::Operator, Role::Township],
         "escalate orders",
         OrderAction::Escalate { note: b.note },
@@ -596,7 +643,9 @@ pub async fn stream(
                         order_viewer.township.as_deref() == Some(notice.township.as_str())
                     }
                     Role::Team => {
-                        order_viewer.team.is_some() && order_viewer.team == notice.team_id
+                        (order_viewer.team.is_some() && order_viewer.team == notice.team_id)
+                            || (order_viewer.technician.is_some()
+                                && order_viewer.technician == notice.technician_id)
                     }
                 };
                 visible.then(|| {

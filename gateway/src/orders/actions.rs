@@ -2,6 +2,7 @@
 //! against the caller's role and scope, the lifecycle, the time window and the data in the
 //! transaction that writes it ([`OrderService::act`]); refusals are [`RequestError`]s.
 
+use super::idempotency::{Answered, IdempotencyKey, Once};
 use super::*;
 
 /// A part used in a repair.
@@ -62,6 +63,61 @@ pub enum OrderAction {
     },
 }
 
+/// Longest note, reason or part code an action carries, in characters.
+pub const MAX_ACTION_TEXT_CHARS: usize = 2000;
+
+impl OrderAction {
+    /// Refuses a note, reason or id longer than [`MAX_ACTION_TEXT_CHARS`], naming the field.
+    fn check_text(&self) -> Result<(), RequestError> {
+        let fields: Vec<(&str, &str)> = match self {
+            OrderAction::Dispatch {
+                team_id,
+                technician_id,
+            } => vec![
+                ("team_id", team_id.as_deref().unwrap_or_default()),
+                (
+                    "technician_id",
+                    technician_id.as_deref().unwrap_or_default(),
+                ),
+            ],
+            OrderAction::Reassign {
+                team_id,
+                technician_id,
+                reason,
+            } => vec![
+                ("team_id", team_id.as_str()),
+                (
+                    "technician_id",
+                    technician_id.as_deref().unwrap_or_default(),
+                ),
+                ("reason", reason.as_str()),
+            ],
+            OrderAction::Resolve { parts, note, .. } => {
+                let mut fields = vec![("note", note.as_str())];
+                fields.extend(parts.iter().map(|p| ("parts[].code", p.code.as_str())));
+                fields
+            }
+            OrderAction::ConfirmMisuse { note }
+            | OrderAction::Callback { note, .. }
+            | OrderAction::Escalate { note } => vec![("note", note.as_str())],
+            OrderAction::Cancel { reason } => vec![("reason", reason.as_str())],
+            OrderAction::Accept
+            | OrderAction::Arrive
+            | OrderAction::Close
+            | OrderAction::Merge { .. } => Vec::new(),
+        };
+        for (field, value) in fields {
+            let length = value.chars().count();
+            if length > MAX_ACTION_TEXT_CHARS {
+                return Err(RequestError::invalid(format!(
+                    "{field}: at most {MAX_ACTION_TEXT_CHARS} characters, got {length}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Most part lines on one resolve.
 pub const MAX_PART_LINES: usize = 50;
 /// The most a repair's parts may be worth, in fen (1 000 000 CNY): far above any heater.
@@ -83,6 +139,9 @@ pub enum RequestError {
     /// The order's state or history does not allow it (HTTP 409).
     #[error("{0}")]
     Conflict(String),
+    /// Nothing by that id in the caller's scope (HTTP 404).
+    #[error("{0}")]
+    Missing(String),
     #[error(transparent)]
     Order(#[from] OrderError),
 }
@@ -129,15 +188,58 @@ impl OrderService {
                 Ok(store.batch(|store| service.act_in(store, order_id, &principal, action, at_ms)))
             })
             .await??;
+        self.after_act(&row, notices);
+        Ok(row)
+    }
+
+    /// [`OrderService::act`] for a step that may be sent twice: with a `key`, the first answer
+    /// (the order as the step left it) is stored with the key in the step's transaction, and
+    /// the same step sent again with the key gets that answer back without being applied
+    /// again ([`IdempotencyKey`]).
+    pub async fn act_once(
+        &self,
+        order_id: i64,
+        principal: &Principal,
+        action: OrderAction,
+        at_ms: Option<i64>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Answered, RequestError> {
+        let service = self.clone();
+        let principal = principal.clone();
+        let what = format!("order {order_id}: {action:?} at {at_ms:?}");
+        let once = self
+            .with_store(move |store| {
+                Ok(store.batch(|store| {
+                    service.once_in(store, &principal, key.as_ref(), &what, 200, |store| {
+                        let (row, notices) =
+                            service.act_in(store, order_id, &principal, action, at_ms)?;
+                        Ok((row.clone(), (row, notices)))
+                    })
+                }))
+            })
+            .await??;
+        match once {
+            Once::Fresh {
+                answered,
+                extra: (row, notices),
+            } => {
+                self.after_act(&row, notices);
+                Ok(answered)
+            }
+            Once::Replayed(answered) => Ok(answered),
+        }
+    }
+
+    /// Sends an action's notices, and a dispatched order to its team's clients.
+    fn after_act(&self, row: &OrderRow, notices: Vec<OrderNotice>) {
         for notice in notices {
             self.notify(notice);
         }
         if row.state == OrderState::Dispatched {
             if let Some(notifier) = &self.notifier {
-                notifier.order_dispatched(&row);
+                notifier.order_dispatched(row);
             }
         }
-        Ok(row)
     }
 
     /// A team named by a dispatch or reassignment, with the technician if one is named. Only
@@ -203,6 +305,7 @@ impl OrderService {
                 .check("at_ms", t)
                 .map_err(|m| RequestError::out_of_range("at_ms", m))?,
         };
+        action.check_text()?;
         let mut update = OrderUpdate::default();
         // Events recorded after the action's own, at the same time.
         let mut follow_ups: Vec<(&'static str, String)> = Vec::new();
@@ -253,7 +356,21 @@ impl OrderService {
             OrderAction::Accept => {
                 update.state = Some(next_state(order.state, &Step::Accept)?);
                 update.accepted_at_ms = Some(at);
-                ("accepted".into(), String::new())
+                // A technician's own token takes the order over for the technician, when the
+                // registry has them in the order's team.
+                let mut note = String::new();
+                if let (Some(me), Some(team)) = (&principal.technician, &order.team_id) {
+                    if order.technician_id.as_deref() != Some(me.as_str())
+                        && store
+                            .technician_loads(team)?
+                            .iter()
+                            .any(|(technician, _)| &technician.id == me)
+                    {
+                        update.technician_id = Some(me.clone());
+                        note = format!("taken by technician {me}");
+                    }
+                }
+                ("accepted".into(), note)
             }
             OrderAction::Arrive => {
                 update.state = Some(next_state(order.state, &Step::Arrive)?);
@@ -314,6 +431,11 @@ impl OrderService {
                 // once an operator confirms it.
                 let applied = misuse && principal.role == Role::Operator;
                 let claimed = misuse && !applied;
+                if claimed && note.trim().is_empty() {
+                    return Err(RequestError::invalid(
+                        "note: a misuse claim needs a note saying what was found, for the operator who confirms it",
+                    ));
+                }
                 let charge = charge(parts_cents, order.in_warranty.unwrap_or(false), applied);
                 store.add_parts(order_id, &used)?;
                 update.resolved_at_ms = Some(at);

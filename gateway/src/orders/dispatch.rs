@@ -2,7 +2,8 @@
 //! technician. In warranty to the vendor's team (free of charge); a vendor without staff in the
 //! township delegates to the district's third-party team at the vendor's cost; out of warranty
 //! to the third-party team (resident pays parts only); power and gas supply incidents to the
-//! utility. Within a team, the technician with the fewest open orders, preferring one based in
+//! utility (a village's heat pumps tripping together to the power utility: the supply voltage
+//! first). Within a team, the technician with the fewest open orders, preferring one based in
 //! the same village, then the same township.
 
 use super::store::{OrderRow, Store, StoreError};
@@ -11,6 +12,10 @@ use crate::registry::{Team, TeamKind, Technician};
 /// Order categories that are supply incidents, not repairs.
 pub const POWER_SUPPLY: &str = "power_supply";
 pub const GAS_SUPPLY: &str = "gas_supply";
+/// A village's heat pumps tripping together (rules' `village_heat_pump_trips`): the supply
+/// voltage sagging under the village's peak load is the first suspect, so the power utility
+/// and the village electrician look first.
+pub const VILLAGE_HEAT_PUMP_TRIPS: &str = "village_heat_pump_trips";
 
 /// Who gets an order, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +30,7 @@ pub struct Assignment {
 pub fn route(store: &Store, order: &OrderRow) -> Result<Option<Assignment>, StoreError> {
     let township = order.township.as_str();
     let utility = match order.category.as_str() {
-        POWER_SUPPLY => Some(TeamKind::PowerUtility),
+        POWER_SUPPLY | VILLAGE_HEAT_PUMP_TRIPS => Some(TeamKind::PowerUtility),
         GAS_SUPPLY => Some(TeamKind::GasUtility),
         _ => None,
     };

@@ -21,6 +21,8 @@ pub enum Channel {
     SmsWechat,
     /// In person at a service point.
     WalkIn,
+    /// A technician in the field passing on what a resident asked.
+    Technician,
 }
 
 impl Channel {
@@ -31,6 +33,7 @@ impl Channel {
             Channel::App => "app",
             Channel::SmsWechat => "sms_wechat",
             Channel::WalkIn => "walk_in",
+            Channel::Technician => "technician",
         }
     }
 }
@@ -90,7 +93,7 @@ impl OrderService {
     }
 
     #[allow(clippy::type_complexity)]
-    fn complaint_in(
+    pub(super) fn complaint_in(
         &self,
         store: &mut Store,
         principal: &Principal,

@@ -14,9 +14,11 @@ mod actions;
 pub mod calendar;
 pub mod clock;
 pub mod dispatch;
+pub mod idempotency;
 mod intake;
 pub mod model;
 pub mod reports;
+mod requests;
 pub mod sla;
 pub mod store;
 
@@ -28,6 +30,7 @@ use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 pub use actions::{OrderAction, PartUse, RequestError, MAX_PARTS_CENTS, MAX_PART_LINES};
+pub use idempotency::{Answered, IdempotencyKey};
 pub use intake::{Channel, ComplaintOutcome, ComplaintRequest};
 pub use model::OrderState;
 use model::{
@@ -35,6 +38,7 @@ use model::{
     TransitionError, ORDER_EVENT_MISUSE_CLAIMED, ORDER_EVENT_MISUSE_CONFIRMED,
     ORDER_EVENT_RESOLVED,
 };
+pub use requests::{IntakeOutcome, IntakeRequest, RequestKind, MAX_TEXT_CHARS, MAX_TICKET_CHARS};
 use store::{AlertRow, ComplaintRow, NewOrder, OrderRow, OrderUpdate, Store, StoreError};
 
 use crate::auth::{Principal, Role};
@@ -61,6 +65,8 @@ pub struct OrderNotice {
     pub order_id: i64,
     pub township: String,
     pub team_id: Option<String>,
+    /// The technician the order is assigned to, if any.
+    pub technician_id: Option<String>,
     pub category: String,
     pub priority: String,
     /// `rule` or the intake channel.
@@ -80,6 +86,7 @@ impl OrderNotice {
             order_id: order.id,
             township: order.township.clone(),
             team_id: order.team_id.clone(),
+            technician_id: order.technician_id.clone(),
             category: order.category.clone(),
             priority: order.priority.clone(),
             source: order.source.clone(),
@@ -825,6 +832,7 @@ mod tests {
             Channel::App,
             Channel::SmsWechat,
             Channel::WalkIn,
+            Channel::Technician,
         ] {
             let json = serde_json::to_value(channel).expect("serializes");
             assert_eq!(json, channel.as_str());

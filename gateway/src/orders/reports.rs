@@ -259,7 +259,7 @@ pub fn build(
     }
 }
 
-const CSV_HEADER: &str = "group,key,requests,rule,hotline_12345,centre_hotline,app,sms_wechat,walk_in,responded,response_rate,resolved,resolution_rate,callbacks,satisfaction_mean,satisfied_rate,dispatch_sla_rate,on_site_sla_rate,repaired_sla_rate,dispatch_median_min,dispatch_p90_min,on_site_median_min,on_site_p90_min,repaired_median_min,repaired_p90_min,pre_emptive,pre_emptive_rate,parts_cny,resident_pays_cny";
+const CSV_HEADER: &str = "group,key,requests,rule,hotline_12345,centre_hotline,app,sms_wechat,walk_in,technician,responded,response_rate,resolved,resolution_rate,callbacks,satisfaction_mean,satisfied_rate,dispatch_sla_rate,on_site_sla_rate,repaired_sla_rate,dispatch_median_min,dispatch_p90_min,on_site_median_min,on_site_p90_min,repaired_median_min,repaired_p90_min,pre_emptive,pre_emptive_rate,parts_cny,resident_pays_cny";
 
 fn opt(value: Option<f64>) -> String {
     value.map(|v| format!("{v:.3}")).unwrap_or_default()
@@ -280,7 +280,7 @@ pub fn to_csv(report: &Report) -> String {
         let channel = |c: &str| r.by_channel.get(c).copied().unwrap_or(0);
         let _ = writeln!(
             out,
-            "{group},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2}",
+            "{group},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2}",
             r.key,
             r.requests,
             channel("rule"),
@@ -289,6 +289,7 @@ pub fn to_csv(report: &Report) -> String {
             channel("app"),
             channel("sms_wechat"),
             channel("walk_in"),
+            channel("technician"),
             r.responded,
             opt(r.response_rate),
             r.resolved,
@@ -500,7 +501,7 @@ mod tests {
         assert!(
             csv.lines()
                 .nth(1)
-                .is_some_and(|l| l.starts_with("total,all,4,2,1,0,1,0,0,3,1.000,")),
+                .is_some_and(|l| l.starts_with("total,all,4,2,1,0,1,0,0,0,3,1.000,")),
             "{csv}"
         );
         assert!(to_html(&report).contains("<td>yanqing</td><td>4</td>"));

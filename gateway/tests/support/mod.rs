@@ -47,6 +47,7 @@ pub fn token(
         role,
         township: township.map(Into::into),
         team: team.map(Into::into),
+        technician: None,
     }
 }
 
@@ -140,14 +141,29 @@ pub struct Api {
     pub clock: SharedClock,
 }
 
+/// A technician's own token: role `team`, the technician's team and the technician.
+pub fn technician_token(name: &str, token: &str, team: &str, technician: &str) -> TokenConfig {
+    TokenConfig {
+        technician: Some(technician.into()),
+        ..self::token(name, token, Role::Team, None, Some(team))
+    }
+}
+
 /// Serves the order API over `store` (its registry already imported), the clock at `t0`.
 pub async fn api(store: Store, t0: i64) -> Api {
+    api_with_tokens(store, t0, Vec::new()).await
+}
+
+/// [`api`] with `extra` tokens beside [`role_tokens`].
+pub async fn api_with_tokens(store: Store, t0: i64, extra: Vec<TokenConfig>) -> Api {
     let (service, clock) = order_service(store, Arc::new(Metrics::default()), t0);
+    let mut tokens = role_tokens();
+    tokens.extend(extra);
     let served = serve_api(
         Arc::new(Fleet::default()),
         service.clone(),
         Arc::new(Metrics::default()),
-        role_tokens(),
+        tokens,
     )
     .await;
     Api {
@@ -185,6 +201,37 @@ impl Api {
         (
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// POSTs `body` to `path` with `token` and the `Idempotency-Key` header `key`: the
+    /// status, the answer as JSON, and whether the gateway said it replayed a stored answer.
+    pub async fn post_once(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: Value,
+    ) -> (u16, Value, bool) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let replayed = response
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true");
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            replayed,
         )
     }
 }

@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 mod households;
 mod registry;
+mod requests;
 mod schema;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,6 +26,7 @@ use crate::registry::{
 use schema::MIGRATIONS;
 
 pub use households::HouseholdHits;
+pub use requests::{RequestFilter, RequestRow, StoredStep, IDEMPOTENCY_RETENTION_MS};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,8 @@ pub struct OrderFilter {
     pub device_id: Option<String>,
     pub township: Option<String>,
     pub team_id: Option<String>,
+    /// With `team_id`: the orders of the team or of this technician (a technician's own token).
+    pub or_technician_id: Option<String>,
     pub state: Option<OrderState>,
     pub open_only: bool,
     pub limit: usize,
@@ -595,7 +599,7 @@ impl Store {
         let mut statement = self.connection.prepare_cached(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders
              WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR township = ?2) AND (?3 IS NULL OR state = ?3)
-               AND (?4 IS NULL OR team_id = ?4)
+               AND (?4 IS NULL OR team_id = ?4 OR (?7 IS NOT NULL AND technician_id = ?7))
                AND (?5 = 0 OR state NOT IN ('closed', 'cancelled', 'merged'))
              ORDER BY created_at_ms DESC, id DESC LIMIT ?6"
         ))?;
@@ -606,7 +610,8 @@ impl Store {
                 filter.state.map(OrderState::as_str),
                 filter.team_id,
                 i64::from(filter.open_only),
-                limit
+                limit,
+                filter.or_technician_id,
             ],
             order_row,
         )?;
