@@ -2,7 +2,7 @@
 //! ingest last saw them, and the devices that published without being registered (refused,
 //! listed for installers). Read by the API; written only by ingest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
 
 use serde::Serialize;
@@ -74,13 +74,48 @@ pub const HISTORY_VALUES: [&str; 5] = [
 pub const HISTORY_BUCKET_MS: i64 = 5 * 60_000;
 /// How much history is kept.
 pub const HISTORY_SPAN_MS: i64 = 24 * 3_600_000;
+/// Most buckets a device holds: a day's, and the next one while the oldest gives way.
+const HISTORY_BUCKETS: usize = (HISTORY_SPAN_MS / HISTORY_BUCKET_MS) as usize + 1;
+/// Most bytes of history one device holds (its buckets; the map entry and key come on top).
+pub const HISTORY_BYTES_PER_DEVICE: usize = HISTORY_BUCKETS * std::mem::size_of::<Bucket>();
 
-/// One 5-minute bucket: sums and counts of [`HISTORY_VALUES`].
+/// One 5-minute bucket: sums and counts of [`HISTORY_VALUES`], 32 bytes. A bucket's mean is of
+/// its first 255 readings of a value (at one reading a minute it gets 5).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Bucket {
-    start_ms: i64,
+    /// Start, in [`HISTORY_BUCKET_MS`] since the Unix epoch.
+    index: i32,
     sums: [f32; HISTORY_VALUES.len()],
-    counts: [u16; HISTORY_VALUES.len()],
+    counts: [u8; HISTORY_VALUES.len()],
+}
+
+impl Bucket {
+    fn at(index: i32) -> Bucket {
+        Bucket {
+            index,
+            ..Bucket::default()
+        }
+    }
+
+    fn start_ms(&self) -> i64 {
+        i64::from(self.index) * HISTORY_BUCKET_MS
+    }
+}
+
+/// The bucket number of an event time (saturating far outside the years the gateway serves).
+fn bucket_index(ts_ms: i64) -> i32 {
+    let index = ts_ms.div_euclid(HISTORY_BUCKET_MS);
+    i32::try_from(index).unwrap_or(if index < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// Room for one more bucket, growing the queue by doubling but never past
+/// [`HISTORY_BUCKETS`] (a plain `VecDeque` would double 289 to 512).
+fn room_for_one(buckets: &mut VecDeque<Bucket>) {
+    if buckets.len() < buckets.capacity() {
+        return;
+    }
+    let target = (buckets.capacity() * 2).clamp(4, HISTORY_BUCKETS.max(buckets.len() + 1));
+    buckets.reserve_exact(target - buckets.len());
 }
 
 /// One point of a device's history: 5-minute means.
@@ -128,7 +163,8 @@ pub struct Fleet {
     // Hash maps: each reading looks its device up in both, and at 100,000 devices a tree walk
     // compared a score of ids per lookup. Listings sort by id instead.
     devices: RwLock<HashMap<String, DeviceState>>,
-    history: RwLock<HashMap<String, std::collections::VecDeque<Bucket>>>,
+    /// At most [`HISTORY_BYTES_PER_DEVICE`] of buckets per device.
+    history: RwLock<HashMap<String, VecDeque<Bucket>>>,
     /// Refused devices, at most [`UNREGISTERED_KEPT`].
     unregistered: std::sync::Mutex<HashMap<String, UnregisteredDevice>>,
 }
@@ -231,7 +267,8 @@ impl Fleet {
         }
     }
 
-    /// Adds a reading to its device's 5-minute history buckets (last 24 h; ~8 KB per device).
+    /// Adds a reading to its device's 5-minute history buckets (last 24 h; at most
+    /// [`HISTORY_BYTES_PER_DEVICE`]).
     fn remember(&self, reading: &Telemetry) {
         let Ok(mut history) = self.history.write() else {
             return;
@@ -241,43 +278,39 @@ impl Fleet {
             Some(buckets) => buckets,
             None => history.entry(id.to_owned()).or_default(),
         };
-        let start_ms = reading.ts_ms - reading.ts_ms.rem_euclid(HISTORY_BUCKET_MS);
-        let newest = buckets.back().map_or(i64::MIN, |b| b.start_ms);
-        if start_ms < newest.saturating_sub(HISTORY_SPAN_MS) {
+        let index = bucket_index(reading.ts_ms);
+        let span = (HISTORY_SPAN_MS / HISTORY_BUCKET_MS) as i32;
+        let newest = buckets.back().map_or(i32::MIN, |b| b.index);
+        if index < newest.saturating_sub(span) {
             return;
         }
-        let index = match buckets.iter().rposition(|b| b.start_ms <= start_ms) {
-            Some(i) if buckets[i].start_ms == start_ms => i,
+        let position = match buckets.iter().rposition(|b| b.index <= index) {
+            Some(i) if buckets[i].index == index => i,
             Some(i) => {
-                buckets.insert(
-                    i + 1,
-                    Bucket {
-                        start_ms,
-                        ..Bucket::default()
-                    },
-                );
+                room_for_one(buckets);
+                buckets.insert(i + 1, Bucket::at(index));
                 i + 1
             }
             None => {
-                buckets.push_front(Bucket {
-                    start_ms,
-                    ..Bucket::default()
-                });
+                room_for_one(buckets);
+                buckets.push_front(Bucket::at(index));
                 0
             }
         };
-        if let Some(bucket) = buckets.get_mut(index) {
+        if let Some(bucket) = buckets.get_mut(position) {
             for (slot, name) in HISTORY_VALUES.iter().enumerate() {
                 if let Some(value) = reading.value(name) {
-                    bucket.sums[slot] += value as f32;
-                    bucket.counts[slot] = bucket.counts[slot].saturating_add(1);
+                    if bucket.counts[slot] < u8::MAX {
+                        bucket.sums[slot] += value as f32;
+                        bucket.counts[slot] += 1;
+                    }
                 }
             }
         }
-        let newest = buckets.back().map_or(start_ms, |b| b.start_ms);
+        let newest = buckets.back().map_or(index, |b| b.index);
         while buckets
             .front()
-            .is_some_and(|b| b.start_ms <= newest - HISTORY_SPAN_MS)
+            .is_some_and(|b| b.index <= newest.saturating_sub(span))
         {
             buckets.pop_front();
         }
@@ -295,7 +328,7 @@ impl Fleet {
             points: buckets
                 .iter()
                 .map(|b| HistoryPoint {
-                    ts_ms: b.start_ms,
+                    ts_ms: b.start_ms(),
                     indoor_temp_c: mean(b, 0),
                     flow_temp_c: mean(b, 1),
                     return_temp_c: mean(b, 2),
@@ -414,6 +447,44 @@ mod tests {
         );
         assert_eq!(history.points.len(), 2);
         assert!(fleet.history("unknown").is_none());
+    }
+
+    #[test]
+    fn a_device_holds_at_most_a_day_of_buckets_in_memory() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 32);
+        assert_eq!(HISTORY_BYTES_PER_DEVICE, 289 * 32);
+        let fleet = Fleet::default();
+        let t0 = 1_796_083_200_000;
+        // Two days of a reading every ten minutes (every other bucket), then late readings
+        // into the gaps of the day kept (buckets 287 to 574 after t0's).
+        for tenth in 0..2 * 24 * 6 {
+            fleet.reading("yanqing", &reading(t0 + tenth * 600_000, 20.0));
+        }
+        for gap in 0..144 {
+            let late = t0 + (287 + 2 * gap) * HISTORY_BUCKET_MS;
+            fleet.reading("yanqing", &reading(late, 20.0));
+        }
+        let history = fleet.history.read().expect("history");
+        let buckets = history.get("d-1").expect("buckets");
+        assert_eq!(buckets.len(), 288);
+        assert!(
+            buckets.capacity() * std::mem::size_of::<Bucket>() <= HISTORY_BYTES_PER_DEVICE,
+            "{} buckets of capacity",
+            buckets.capacity()
+        );
+    }
+
+    #[test]
+    fn a_bucket_means_its_first_255_readings() {
+        let fleet = Fleet::default();
+        let t0 = 1_796_083_200_000;
+        for n in 0..300 {
+            let indoor = if n < 255 { 20.0 } else { 90.0 };
+            fleet.reading("yanqing", &reading(t0 + n, indoor));
+        }
+        let history = fleet.history("d-1").expect("history");
+        assert_eq!(history.points.len(), 1);
+        assert_eq!(history.points[0].indoor_temp_c, Some(20.0));
     }
 
     #[test]

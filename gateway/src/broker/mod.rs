@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod external;
+#[cfg(test)]
+mod footprint;
 pub mod passwords;
 pub mod tenants;
 

@@ -27,7 +27,7 @@ use super::proc::{
 use super::publish::{
     close_connections, collect_if_finished, connect_boxes, send_warmup, spawn_publishers, Published,
 };
-use super::report::{GatewayResult, LatencyResult, SinkResult};
+use super::report::{per_unit, GatewayResult, LatencyResult, SinkResult};
 use crate::bench::gateway::{GatewayProcess, GatewaySettings};
 use crate::bench::registry;
 use crate::load::BoxIdentity;
@@ -530,6 +530,15 @@ async fn finish_load(
     Ok((facts, probe_totals))
 }
 
+/// The rule engine's state per device with the pack the bench's gateway runs (its built-in
+/// one: `GatewaySettings::rules` is `None`), by the engine's own estimate; 0 if the pack does
+/// not parse (a bug the rules crate's tests catch).
+fn rule_state_bytes_per_device() -> usize {
+    rules::RuleSet::default_pack()
+        .map(|pack| rules::Engine::new(pack).state_bytes_per_device())
+        .unwrap_or(0)
+}
+
 /// A labelled counter's growth since the baseline (non-zero entries only).
 fn by_label_since(facts: &Facts, name: &str, label: &str) -> BTreeMap<String, u64> {
     let before = facts.run.baseline.by_label(name, label);
@@ -607,6 +616,12 @@ fn gateway_result(
         rss_connected_kib: facts.run.memory[1],
         rss_kib: facts.rss_kib,
         hwm_kib: facts.hwm_kib,
+        rss_per_idle_box_kib: per_unit(facts.run.memory[0], facts.run.memory[1], boxes_connected),
+        rss_per_device_kib: per_unit(Some(0), facts.rss_kib, options.devices + options.probes),
+        rule_state_bytes_per_device: rule_state_bytes_per_device(),
+        snapshot_bytes_per_device: Some(last.total("gateway_rule_snapshot_bytes"))
+            .filter(|bytes| *bytes > 0)
+            .map(|bytes| bytes as f64 / (options.devices + options.probes).max(1) as f64),
         broker_log_capacity_bytes: settings
             .broker_log
             .map_or(0, |(size, segments)| (size * (segments + 1)) as u64),

@@ -107,6 +107,18 @@ pub struct GatewayResult {
     /// of every device, the connections, and the broker log holding the messages.
     pub rss_kib: Option<u64>,
     pub hwm_kib: Option<u64>,
+    /// (`rss_connected_kib` − `rss_started_kib`) / `boxes_connected`: what one idle connected
+    /// box costs the gateway (its connection in the broker and its status in ingest), KiB.
+    pub rss_per_idle_box_kib: Option<f64>,
+    /// `rss_kib` / `devices_held`: the whole process after the load per device held, KiB
+    /// (1 GiB for 100,000 devices is 10.5 KiB a device).
+    pub rss_per_device_kib: Option<f64>,
+    /// Rule-engine state per device with the gateway's pack (the engine's own size estimate,
+    /// `rules::Engine::state_bytes_per_device`), bytes.
+    pub rule_state_bytes_per_device: usize,
+    /// The rule snapshot's size per device held (`gateway_rule_snapshot_bytes`), bytes; `None`
+    /// when the gateway wrote none during the run.
+    pub snapshot_bytes_per_device: Option<f64>,
     /// The broker's in-memory log capacity (segments × size, plus the one being written): it
     /// keeps messages ingest already read, up to this, so it is part of the RSS.
     pub broker_log_capacity_bytes: u64,
@@ -226,6 +238,16 @@ fn mib(kib: Option<u64>) -> String {
         || "?".to_owned(),
         |k| format!("{:.1} MiB", k as f64 / 1024.0),
     )
+}
+
+fn kib(value: Option<f64>) -> String {
+    value.map_or_else(|| "?".to_owned(), |k| format!("{k:.1} KiB"))
+}
+
+/// `(after − before) / count`, in the unit of the readings.
+pub(super) fn per_unit(before: Option<u64>, after: Option<u64>, count: usize) -> Option<f64> {
+    (count > 0).then_some(())?;
+    Some(after?.saturating_sub(before?) as f64 / count as f64)
 }
 
 fn ms(value: Option<f64>) -> String {
@@ -426,6 +448,19 @@ impl RunReport {
             mib(b.rss_started_kib),
             mib(b.rss_connected_kib)
         );
+        let _ = writeln!(
+            out,
+            "    per idle connected box {} (target <= 10 KiB); after the load {} per device held (target <= 10.5 KiB: 1 GiB for 100,000 devices)",
+            kib(b.rss_per_idle_box_kib),
+            kib(b.rss_per_device_kib)
+        );
+        let _ = writeln!(
+            out,
+            "    per-device structures: rule state {} B (engine estimate, the gateway's pack), rule snapshot {}",
+            b.rule_state_bytes_per_device,
+            b.snapshot_bytes_per_device
+                .map_or_else(|| "not written in the run".to_owned(), |bytes| format!("{bytes:.0} B"))
+        );
     }
 
     fn sink_and_losses(&self, out: &mut String) {
@@ -481,6 +516,14 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_per_unit_is_the_growth_over_the_count() {
+        assert_eq!(per_unit(Some(1_000), Some(1_512), 64), Some(8.0));
+        assert_eq!(per_unit(Some(1_000), Some(900), 10), Some(0.0));
+        assert_eq!(per_unit(None, Some(900), 10), None);
+        assert_eq!(per_unit(Some(1), Some(900), 0), None);
+    }
 
     #[test]
     fn runs_alternate_which_target_goes_first() {

@@ -12,6 +12,19 @@ use tokio::time::{error::Elapsed, Duration};
 
 use crate::protocol::{self, Packet, Protocol};
 
+/// PATCH (yanqing-heating): the read buffer an idle connection keeps, and the smallest read.
+/// Upstream gave every connection a 10 KiB read and a 10 KiB write buffer up front; and as the
+/// packets read are slices of the read buffer, a last will or a retained message kept a whole
+/// buffer alive for the connection's life. The router now copies what it keeps (see
+/// `routing::append_to_commitlog`), so the read buffer is reused in place, and it starts at
+/// this size and grows only while reads keep filling it.
+const READ_BUFFER_IDLE: usize = 1024;
+/// PATCH (yanqing-heating): the most a read asks for at once while a burst keeps filling the
+/// buffer (a frame larger than this still gets room for all of it).
+const READ_BUFFER_BURST: usize = 16 * 1024;
+/// PATCH (yanqing-heating): a write buffer grown above this by a burst is freed once written.
+const WRITE_BUFFER_IDLE: usize = 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("I/O = {0}")]
@@ -40,6 +53,9 @@ pub struct Network<P> {
     keepalive: Duration,
     /// Protocol
     protocol: P,
+    /// PATCH (yanqing-heating): room asked for before the next read: doubles while reads fill
+    /// the buffer, back to `READ_BUFFER_IDLE` when one does not.
+    read_chunk: usize,
 }
 
 impl<P: Protocol> Network<P> {
@@ -51,8 +67,9 @@ impl<P: Protocol> Network<P> {
     ) -> Network<P> {
         Network {
             socket,
-            read: BytesMut::with_capacity(10 * 1024),
-            write: BytesMut::with_capacity(10 * 1024),
+            // PATCH (yanqing-heating): allocated on first use (see `READ_BUFFER_IDLE`).
+            read: BytesMut::new(),
+            write: BytesMut::new(),
             max_incoming_size,
             max_connection_buffer_len,
             // Overwritten by keepalive value in connect packet, otherwise we
@@ -60,6 +77,7 @@ impl<P: Protocol> Network<P> {
             // when we call read.
             keepalive: Duration::MAX,
             protocol,
+            read_chunk: READ_BUFFER_IDLE,
         }
     }
 
@@ -73,7 +91,19 @@ impl<P: Protocol> Network<P> {
         // TODO: Fix this cancellation bug and write unit test
         let mut total_read = 0;
         loop {
+            // PATCH (yanqing-heating): room for the rest of the frame and at least `read_chunk`;
+            // a buffer whose packets the router has dropped is reused in place (`reserve`).
+            let wanted = required.saturating_sub(total_read).max(self.read_chunk);
+            if self.read.capacity() - self.read.len() < wanted {
+                self.read.reserve(wanted);
+            }
+            let room = self.read.capacity() - self.read.len();
             let read = self.socket.read_buf(&mut self.read).await?;
+            self.read_chunk = if read >= room {
+                (self.read_chunk * 2).min(READ_BUFFER_BURST)
+            } else {
+                READ_BUFFER_IDLE
+            };
             if 0 == read {
                 let error = if self.read.is_empty() {
                     io::Error::new(ErrorKind::ConnectionAborted, "connection closed by peer")
@@ -125,7 +155,17 @@ impl<P: Protocol> Network<P> {
                         return Ok(connection_buffer_length);
                     }
                 }
-                Err(protocol::Error::InsufficientBytes(_)) => return Ok(packets.len()),
+                Err(protocol::Error::InsufficientBytes(_)) => {
+                    // PATCH (yanqing-heating): everything read is framed and the last read did
+                    // not fill the buffer: drop a buffer a burst grew, keep a small one.
+                    if self.read.is_empty()
+                        && self.read_chunk == READ_BUFFER_IDLE
+                        && self.read.capacity() > READ_BUFFER_IDLE
+                    {
+                        self.read = BytesMut::new();
+                    }
+                    return Ok(packets.len());
+                }
                 Err(e) => return Err(io::Error::new(ErrorKind::InvalidData, e.to_string()).into()),
             }
         }
@@ -134,7 +174,7 @@ impl<P: Protocol> Network<P> {
     pub async fn write(&mut self, packet: Packet) -> Result<(), Error> {
         Protocol::write(&self.protocol, packet, &mut self.write)?;
         self.socket.write_all(&self.write).await?;
-        self.write.clear();
+        self.release_write();
         Ok(())
     }
 
@@ -143,8 +183,17 @@ impl<P: Protocol> Network<P> {
             Protocol::write(&self.protocol, packet, &mut self.write)?;
         }
         self.socket.write_all(&self.write).await?;
-        self.write.clear();
+        self.release_write();
         Ok(())
+    }
+
+    /// PATCH (yanqing-heating): empties the written buffer, and frees it if a burst grew it.
+    fn release_write(&mut self) {
+        if self.write.capacity() > WRITE_BUFFER_IDLE {
+            self.write = BytesMut::new();
+        } else {
+            self.write.clear();
+        }
     }
 }
 

@@ -122,7 +122,8 @@ impl<P: Protocol> RemoteLink<P> {
             network,
             link_tx,
             link_rx,
-            notifications: VecDeque::with_capacity(100),
+            // PATCH (yanqing-heating): allocated on first use, freed once written (below).
+            notifications: VecDeque::new(),
             will_delay_interval,
             rate: None,
         })
@@ -172,6 +173,9 @@ impl<P: Protocol> RemoteLink<P> {
                         }
 
                     }
+                    // PATCH (yanqing-heating): the drained queue is swapped into the router's
+                    // side at the next exchange: leave it unallocated while the link is idle.
+                    crate::router::iobufs::release_if_empty(&mut self.notifications);
                     self.network.writev(packets).await?;
                     if unscheduled {
                         self.link_rx.wake().await?;

@@ -20,7 +20,10 @@ type PubWithProp = (Publish, Option<PublishProperties>);
 #[derive(Clone)]
 pub struct PublishData {
     pub publish: Publish,
-    pub properties: Option<PublishProperties>,
+    /// PATCH (yanqing-heating): boxed. Every message a log holds is one `PublishData`; MQTT 5
+    /// properties inline made it 232 bytes besides the topic and payload, though MQTT 3.1.1
+    /// publishes (the edge boxes') have none: 96 bytes now.
+    pub properties: Option<Box<PublishProperties>>,
     pub timestamp: Instant,
 }
 
@@ -28,7 +31,7 @@ impl From<PubWithProp> for PublishData {
     fn from((publish, properties): PubWithProp) -> Self {
         PublishData {
             publish,
-            properties,
+            properties: properties.map(Box::new),
             timestamp: Instant::now(),
         }
     }
@@ -229,7 +232,7 @@ impl DataLog {
         // no need to include timestamp when returning
         let o = o
             .into_iter()
-            .map(|(pubdata, offset)| ((pubdata.publish, pubdata.properties), offset))
+            .map(|(pubdata, offset)| ((pubdata.publish, pubdata.properties.map(|p| *p)), offset))
             .collect();
 
         Ok((next, o))
@@ -237,7 +240,7 @@ impl DataLog {
 
     pub fn shadow(&mut self, filter: &str) -> Option<PubWithProp> {
         let data = self.native.get_mut(*self.filter_indexes.get(filter)?)?;
-        data.log.last().map(|p| (p.publish, p.properties))
+        data.log.last().map(|p| (p.publish, p.properties.map(|p| *p)))
     }
 
     /// This method is called when the subscriber has caught up with the commit log. In which case,
@@ -339,7 +342,7 @@ impl DataLog {
         self.retained_publishes
             .iter()
             .filter(|(topic, _)| matches(topic, filter))
-            .map(|(_, p)| (p.publish.clone(), p.properties.clone()))
+            .map(|(_, p)| (p.publish.clone(), p.properties.as_deref().cloned()))
             .collect()
     }
 }
@@ -373,7 +376,8 @@ where
         // max_segment_size: usize, max_mem_segments: usize
         let log = CommitLog::new(max_segment_size, max_mem_segments).unwrap();
 
-        let waiters = Waiters::with_capacity(10);
+        // PATCH (yanqing-heating): allocated on first use (a filter per device's commands).
+        let waiters = Waiters::with_capacity(0);
         let metrics = SubscriptionMeter::default();
         Data {
             filter: filter.to_owned(),
@@ -415,9 +419,12 @@ pub struct AckLog {
 impl AckLog {
     /// New log
     pub fn new() -> AckLog {
+        // PATCH (yanqing-heating): allocated on first use, freed when drained (see
+        // `iobufs::release_if_empty`); upstream reserved 100 acks and 100 QoS 2 publishes
+        // (about 44 KiB) per connection.
         AckLog {
-            committed: VecDeque::with_capacity(100),
-            recorded: VecDeque::with_capacity(100),
+            committed: VecDeque::new(),
+            recorded: VecDeque::new(),
         }
     }
 
@@ -450,7 +457,10 @@ impl AckLog {
     pub fn pubcomp(&mut self, ack: PubComp) -> Option<(Publish, Option<PublishProperties>)> {
         let ack = Ack::PubComp(ack);
         self.committed.push_back(ack);
-        self.recorded.pop_front()
+        let recorded = self.recorded.pop_front();
+        // PATCH (yanqing-heating): no QoS 2 publish waiting, no memory held.
+        super::iobufs::release_if_empty(&mut self.recorded);
+        recorded
     }
 
     pub fn pingresp(&mut self, ack: PingResp) {

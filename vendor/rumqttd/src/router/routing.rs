@@ -140,7 +140,8 @@ impl Router {
             router_rx,
             router_tx,
             router_meters: router_metrics,
-            cache: Some(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY)),
+            // PATCH (yanqing-heating): swapped into connections; see `handle_device_payload`.
+            cache: Some(VecDeque::new()),
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
         }
@@ -236,7 +237,7 @@ impl Router {
                 connection,
                 incoming,
                 outgoing,
-            } => self.handle_new_connection(connection, incoming, outgoing),
+            } => self.handle_new_connection(*connection, *incoming, *outgoing),
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
@@ -343,7 +344,11 @@ impl Router {
             connection.events.events.pop_front();
         }
 
-        if let Some(will) = connection.last_will.take() {
+        if let Some(mut will) = connection.last_will.take() {
+            // PATCH (yanqing-heating): a copy, not slices of the connection's read buffer that
+            // would hold all of it for the connection's life (see `append_to_commitlog`).
+            will.topic = bytes::Bytes::copy_from_slice(&will.topic);
+            will.message = bytes::Bytes::copy_from_slice(&will.message);
             self.last_wills.insert(
                 client_id.clone(),
                 (will, connection.last_will_properties.take()),
@@ -893,6 +898,10 @@ impl Router {
             }
         }
 
+        // PATCH (yanqing-heating): this buffer goes to the next connection that sends
+        // something (`Incoming::exchange`) and stays there while it is idle: hand over an
+        // unallocated one rather than whatever capacity this connection's burst grew it to.
+        super::iobufs::release_if_empty(&mut packets);
         self.cache = Some(packets);
 
         // Prepare AcksRequest in tracker if router is operating in a
@@ -1227,6 +1236,13 @@ fn append_to_commitlog(
         validate_and_set_topic_alias(&mut publish, connection, alias)?;
     };
 
+    // PATCH (yanqing-heating): the log (and the retained store) keep their own copy of the
+    // topic and payload. Upstream kept the slices of the connection's read buffer, so every
+    // message held in the log held that whole buffer, and the connection could not reuse it:
+    // see `link::network::READ_BUFFER_IDLE`.
+    publish.topic = bytes::Bytes::copy_from_slice(&publish.topic);
+    publish.payload = bytes::Bytes::copy_from_slice(&publish.payload);
+
     let topic = std::str::from_utf8(&publish.topic)?;
 
     // Ensure that only clients associated with a tenant can publish to tenant's topic
@@ -1401,6 +1417,8 @@ fn ack_device_data(ackslog: &mut AckLog, outgoing: &mut Outgoing) -> bool {
         buffer.push_back(message);
         count += 1;
     }
+    // PATCH (yanqing-heating): the acks are handed over; an idle connection holds no ack queue.
+    super::iobufs::release_if_empty(acks);
 
     debug!(acks_count = count, "Acks sent to device");
     outgoing.handle.try_send(()).ok();

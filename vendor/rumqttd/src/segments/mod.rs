@@ -154,6 +154,10 @@ where
                 self.head += 1;
             }
 
+            // PATCH (yanqing-heating): the full segment's vector doubled as it grew, up to twice
+            // the entries it holds; it takes no more, so give the rest back.
+            self.active_segment_mut().data.shrink_to_fit();
+
             // Pushing a new segment into segments and updating the tail automatically changes
             // the active segment to a new empty one.
             self.segments

@@ -29,14 +29,18 @@ where
 {
     pub(crate) fn with_offset(absolute_offset: u64) -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            // PATCH (yanqing-heating): grows with its messages (see `Segment::new`).
+            data: Vec::new(),
             absolute_offset,
             total_size: 0,
         }
     }
     pub(crate) fn new() -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            // PATCH (yanqing-heating): upstream reserved 1,024 messages (216 bytes each, about
+            // 220 KB) for every subscription filter's log, and an edge box subscribes to a
+            // command filter per device: the log now grows with its messages.
+            data: Vec::new(),
             absolute_offset: 0,
             total_size: 0,
         }
