@@ -337,22 +337,38 @@ fn link_closed(link_rx: &mut LinkRx) -> Option<rumqttd::local::LinkError> {
     }
 }
 
+/// The MQTT message of a dispatched order for its team: `heating/v1/{township}/{team}/orders`,
+/// the order as JSON. `None` for an order without a team or with a malformed township. One
+/// shape for the embedded broker and an external one.
+fn order_notice(order: &crate::orders::store::OrderRow) -> Option<(String, Vec<u8>)> {
+    let (Some(team), Ok(township)) = (&order.team_id, wire::TownshipId::parse(&order.township))
+    else {
+        return None;
+    };
+    let topic = wire::Topic::new(township, team.clone(), wire::TopicKind::Orders).to_string();
+    Some((topic, serde_json::to_vec(order).unwrap_or_default()))
+}
+
+/// The MQTT message of a live event (alerts, incidents): its topic, the event as JSON.
+fn live_notice(event: &crate::orders::LiveEvent) -> Option<(String, Vec<u8>)> {
+    let topic = event.topic()?;
+    Some((topic, serde_json::to_vec(event).unwrap_or_default()))
+}
+
 impl crate::orders::TeamNotifier for TeamOrderPublisher {
     fn order_dispatched(&self, order: &crate::orders::store::OrderRow) {
-        let (Some(team), Ok(township)) = (&order.team_id, wire::TownshipId::parse(&order.township))
-        else {
+        let Some((topic, payload)) = order_notice(order) else {
             return;
         };
-        let topic = wire::Topic::new(township, team.clone(), wire::TopicKind::Orders).to_string();
-        let payload = serde_json::to_vec(order).unwrap_or_default();
         if let Err(error) = self.publish(topic, payload) {
             tracing::warn!(order = order.id, %error, "team order notice could not be published");
         }
     }
 
     fn live_event(&self, event: &crate::orders::LiveEvent) {
-        let Some(topic) = event.topic() else { return };
-        let payload = serde_json::to_vec(event).unwrap_or_default();
+        let Some((topic, payload)) = live_notice(event) else {
+            return;
+        };
         if let Err(error) = self.publish(topic.clone(), payload) {
             tracing::warn!(%topic, %error, "live event could not be published");
         }
@@ -530,12 +546,9 @@ pub struct ExternalOrderPublisher {
 
 impl crate::orders::TeamNotifier for ExternalOrderPublisher {
     fn order_dispatched(&self, order: &crate::orders::store::OrderRow) {
-        let (Some(team), Ok(township)) = (&order.team_id, wire::TownshipId::parse(&order.township))
-        else {
+        let Some((topic, payload)) = order_notice(order) else {
             return;
         };
-        let topic = wire::Topic::new(township, team.clone(), wire::TopicKind::Orders).to_string();
-        let payload = serde_json::to_vec(order).unwrap_or_default();
         if let Err(error) =
             self.client
                 .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
@@ -545,8 +558,9 @@ impl crate::orders::TeamNotifier for ExternalOrderPublisher {
     }
 
     fn live_event(&self, event: &crate::orders::LiveEvent) {
-        let Some(topic) = event.topic() else { return };
-        let payload = serde_json::to_vec(event).unwrap_or_default();
+        let Some((topic, payload)) = live_notice(event) else {
+            return;
+        };
         if let Err(error) =
             self.client
                 .try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, payload)
