@@ -1,5 +1,6 @@
-//! Wires the gateway's components together: store, rules, broker, ingest and API, each started
-//! from its config as a task on one `TaskTracker` and stopped by one `CancellationToken`.
+//! Wires the gateway's components together: store, rules, broker, ingest, notices and API, each
+//! started from its config as a task on one `TaskTracker` and stopped by one
+//! `CancellationToken`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -205,6 +206,27 @@ pub async fn start(
             )
         }
     };
+
+    // Notices to people (webhook, SMS gateway): subscribed before any order event can happen;
+    // each sink delivers on its own task, so order processing never waits on a receiver.
+    if let Some((notifier, workers)) =
+        crate::notify::Notifier::new(&config.notify, &orders, Arc::clone(&metrics))?
+    {
+        for worker in workers {
+            let worker_shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(error) = worker.run(worker_shutdown).await {
+                    tracing::error!(error = %format!("{error:#}"), "notice delivery stopped");
+                }
+            });
+        }
+        let notifier_shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(error) = notifier.run(notifier_shutdown).await {
+                tracing::error!(error = %format!("{error:#}"), "notifier stopped");
+            }
+        });
+    }
 
     let mut snapshots = SnapshotWriter::new(snapshot_path, Arc::clone(&metrics));
     if loaded.delete_store_entry {

@@ -44,6 +44,9 @@ pub struct GatewayConfig {
     /// History in InfluxDB v2 (off unless `url` is set).
     #[serde(default)]
     pub influxdb: crate::sinks::influxdb::InfluxConfig,
+    /// Escalations, SLA warnings and supply incidents pushed to people (webhook, SMS gateway).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Who may use the HTTP API.
@@ -348,6 +351,17 @@ impl GatewayConfig {
                 })?;
             }
         }
+        if let Err(crate::notify::NotifyError::Invalid { field, message }) =
+            config.notify.resolve_secrets()
+        {
+            return Err(ConfigError::Invalid {
+                place: format!(
+                    "{} field `{field}`",
+                    diagnostics::place(&origin, &text, &field)
+                ),
+                message,
+            });
+        }
         for path in [
             &mut config.broker.tls.ca_file,
             &mut config.broker.tls.cert_file,
@@ -510,6 +524,13 @@ impl GatewayConfig {
             return Err(invalid("rules.snapshot_every", "must be greater than 0"));
         }
         self.validate_snapshot_path(&invalid)?;
+        match self.notify.validate() {
+            Ok(()) => {}
+            Err(crate::notify::NotifyError::Invalid { field, message }) => {
+                return Err(invalid(&field, &message))
+            }
+            Err(other) => return Err(invalid("notify", &other.to_string())),
+        }
         if !(0.5..1.0).contains(&self.sla.warn_at) {
             return Err(invalid("sla.warn_at", "must be at least 0.5 and below 1.0"));
         }
@@ -967,6 +988,31 @@ mod tests {
         let config = load("[[api.tokens]]\nname = \"li\"\ntoken = \"q8Zr2LwV9cT4nJx7PbK1\"\nrole = \"team\"\nteam = \"aurora-yanqing\"\ntechnician = \"tech-01\"\n")
             .expect("a technician's own token");
         assert_eq!(config.api.tokens[0].technician.as_deref(), Some("tech-01"));
+    }
+
+    #[test]
+    fn notify_errors_name_the_field_and_its_line() {
+        let err = load(
+            "[api]\nauth = \"disabled\"\n[notify.sms]\nurl = \"http://sms.example.net/send\"\n",
+        )
+        .expect_err("plain http across the network")
+        .to_string();
+        assert!(
+            err.contains("gateway.toml:4:7 field `notify.sms.url`"),
+            "{err}"
+        );
+        assert!(err.contains("https"), "{err}");
+        let err = load("[api]\nauth = \"disabled\"\n[notify.webhook]\nsecret = \"env:GATEWAY_TEST_NO_SUCH_SECRET_VARIABLE\"\n")
+            .expect_err("unset variable")
+            .to_string();
+        assert!(err.contains("field `notify.webhook.secret`"), "{err}");
+        assert!(
+            err.contains("GATEWAY_TEST_NO_SUCH_SECRET_VARIABLE is not set"),
+            "{err}"
+        );
+        let config = load("[api]\nauth = \"disabled\"\n[notify.webhook]\nurl = \"http://127.0.0.1:9000/notices\"\n")
+            .expect("a receiver on this machine needs no secret");
+        assert_eq!(config.notify.webhook.max_attempts, 6);
     }
 
     #[test]

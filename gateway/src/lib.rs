@@ -9,6 +9,8 @@
 //! - [`ingest::Ingest`]: validates messages, keeps the [`fleet::Fleet`] picture, runs the rules;
 //!   [`ingest::snapshot`] saves and restores the rule state's file.
 //! - [`orders::OrderService`]: alerts and work orders, one order per alert episode.
+//! - [`notify::Notifier`]: escalations (督办), SLA warnings, supply incidents and vulnerable
+//!   households' orders pushed to people: a signed webhook and an SMS/WeChat gateway adapter.
 //! - [`api::router`]: the HTTP API under `/api/v1`.
 //! - [`app::start`]: wires them together (the `demo` crate runs it beside simulated households
 //!   and edge agents in one process).
@@ -23,6 +25,7 @@ pub mod fleet;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod orders;
 pub mod registry;
 pub mod sinks;

@@ -81,6 +81,9 @@ pub struct Metrics {
     broker_guards: std::sync::OnceLock<(rumqttd::guards::GuardCounters, std::sync::Arc<AtomicU64>)>,
     /// Readings by clock outcome and the box clock skew ingest corrected.
     pub clock: crate::ingest::clock::ClockFigures,
+    /// Outgoing notices (`notify`) by (outcome, sink): `delivered`, `failed`, `dropped`,
+    /// `retried`.
+    notices: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -96,6 +99,29 @@ impl Metrics {
         if let Ok(mut map) = self.broker_links_reopened.lock() {
             *map.entry(link).or_default() += 1;
         }
+    }
+
+    /// A notice's `outcome` at `sink` (`webhook`, `sms`): `delivered`, `failed` (refused for
+    /// good, out of attempts or past its deadline), `dropped` (queue full, body too large, or
+    /// the gateway stopped; under sink `notifier`, order events lost because the notifier fell
+    /// behind) or `retried` (an attempt failed and another follows).
+    pub fn notice_outcome(&self, sink: &'static str, outcome: &'static str) {
+        self.notice_outcomes(sink, outcome, 1);
+    }
+
+    /// `count` notices with `outcome` at `sink` (see [`Metrics::notice_outcome`]).
+    pub fn notice_outcomes(&self, sink: &'static str, outcome: &'static str, count: u64) {
+        if let Ok(mut map) = self.notices.lock() {
+            *map.entry((outcome, sink)).or_default() += count;
+        }
+    }
+
+    /// Notices with `outcome` at `sink` so far.
+    pub fn notices_total(&self, sink: &str, outcome: &str) -> u64 {
+        self.notices
+            .lock()
+            .map(|m| m.get(&(outcome, sink)).copied().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// An HTTP connection was closed at once: `http.max_connections` were open.
@@ -440,6 +466,18 @@ impl Metrics {
                 }
             }
         }
+        let notices = self.notices.lock().map(|m| m.clone()).unwrap_or_default();
+        for (name, outcome, help) in [
+            ("gateway_notices_delivered_total", "delivered", "notices (escalations, SLA warnings, supply incidents, vulnerable households' orders) delivered, by sink"),
+            ("gateway_notices_failed_total", "failed", "notices given up: refused for good by the receiver, out of attempts or past their delivery deadline, by sink"),
+            ("gateway_notices_dropped_total", "dropped", "notices dropped before delivery (queue full, body too large, the gateway stopped), by sink; sink notifier: order events lost because the notifier fell behind"),
+            ("gateway_notices_retried_total", "retried", "notice delivery attempts that failed and were retried, by sink"),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((_, sink), count) in notices.iter().filter(|((o, _), _)| *o == outcome) {
+                let _ = writeln!(out, "{name}{{sink=\"{sink}\"}} {count}");
+            }
+        }
         let _ = writeln!(out, "# HELP gateway_broker_links_reopened_total in-process links to the embedded broker opened again after the router dropped them, by link\n# TYPE gateway_broker_links_reopened_total counter");
         for (link, count) in self.broker_links_reopened() {
             let _ = writeln!(
@@ -499,6 +537,24 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_notice_outcomes_by_sink() {
+        let metrics = Metrics::default();
+        metrics.notice_outcome("webhook", "delivered");
+        metrics.notice_outcomes("sms", "dropped", 3);
+        let text = metrics.render(&[]);
+        assert!(text.contains("# TYPE gateway_notices_delivered_total counter\ngateway_notices_delivered_total{sink=\"webhook\"} 1\n"), "{text}");
+        assert!(
+            text.contains("gateway_notices_dropped_total{sink=\"sms\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE gateway_notices_failed_total counter\n"),
+            "{text}"
+        );
+        assert_eq!(metrics.notices_total("sms", "dropped"), 3);
+    }
 
     #[test]
     fn renders_rejects_by_reason() {

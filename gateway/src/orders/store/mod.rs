@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use super::model::{OrderState, ORDER_EVENT_CREATED};
 use crate::registry::{
     Device, Household, ImportSummary, KnownIds, Part, RegistryData, Team, TeamKind, Technician,
-    Township, Village,
+    Township, Village, VillageContact,
 };
 use schema::MIGRATIONS;
 

@@ -375,6 +375,27 @@ impl Store {
             .optional()?)
     }
 
+    /// The contacts of a village in `role` (`caretaker`, `electrician`), by id.
+    pub fn village_contacts(
+        &self,
+        village_id: &str,
+        role: &str,
+    ) -> Result<Vec<VillageContact>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT id, village_id, role, name, phone FROM village_contacts WHERE village_id = ?1 AND role = ?2 ORDER BY id",
+        )?;
+        let rows = statement.query_map([village_id, role], |r| {
+            Ok(VillageContact {
+                id: r.get(0)?,
+                village_id: r.get(1)?,
+                role: r.get(2)?,
+                name: r.get(3)?,
+                phone: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn townships(&self) -> Result<Vec<Township>, StoreError> {
         let mut statement = self
             .connection
