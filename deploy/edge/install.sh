@@ -49,11 +49,11 @@ while (($#)); do
 done
 
 if [ -z "$binary" ]; then
-    for candidate in "$repo/target/release/edge-agent" "$here/edge-agent"; do
+    for candidate in "$repo/target/edge/edge-agent" "$repo/target/release/edge-agent" "$here/edge-agent"; do
         if [ -x "$candidate" ]; then binary="$candidate"; break; fi
     done
 fi
-[ -n "$binary" ] || die "no edge-agent binary: pass --binary PATH (a release build for this box's CPU)"
+[ -n "$binary" ] || die "no edge-agent binary: pass --binary PATH (cargo build --profile edge for this box's CPU, see CROSS.md)"
 [ -x "$binary" ] || die "$binary is not an executable file"
 [ -d "$profiles" ] || die "profile folder $profiles does not exist"
 compgen -G "$profiles/*.toml" >/dev/null || die "no *.toml profiles in $profiles"

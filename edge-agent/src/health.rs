@@ -12,7 +12,8 @@
 //!           "port_opens":1,"gap_ms":4.011}},
 //!  "queue":{"depth":0,"bytes":1200,"segments":1,"oldest_age_s":null,"appended":360,
 //!           "acked":360,"thinned":0,"dropped":0,"torn":0,"write_errors":0},
-//!  "mqtt":{"connected":true,"published":371,"bytes_sent":190000,"reconnects":0,"restamped":0,"unsynced":0}}
+//!  "mqtt":{"connected":true,"published":371,"bytes_sent":190000,"reconnects":0,"restamped":0,
+//!         "unsynced":0,"readings_sent":360,"reading_bytes":188640,"bytes_per_reading":524.0}}
 //! ```
 //! A device is `unreachable` after `polling.unreachable_after` failed cycles in a row (the
 //! agent itself is online: that is `status`), `ok` after a successful cycle, `unknown` before
@@ -20,6 +21,10 @@
 //! `interval_ms` is its current poll period (adaptive polling). A bus's `utilisation` is the
 //! share of the time since the previous report that it carried a transaction (request sent
 //! until response or timeout); `busy_s`, `requests` and `timeouts` count since start.
+//! `bytes_per_reading` is what one reading costs the uplink at the MQTT level: the PUBLISH
+//! packets of every reading handed to the broker (`reading_bytes`: fixed header, topic, packet
+//! id and payload; a reading resent after a reconnect counts again) over their number
+//! (`readings_sent`), `null` before the first; TCP/IP and TLS overhead come on top.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -162,6 +167,19 @@ pub struct MqttCounters {
     pub restamped: AtomicU64,
     /// Readings sent `synced: false` (their boot's clock was never trusted).
     pub unsynced: AtomicU64,
+    /// Readings handed to the broker (a reading resent after a reconnect counts again).
+    pub readings_sent: AtomicU64,
+    /// MQTT PUBLISH packet bytes of those readings.
+    pub reading_bytes: AtomicU64,
+}
+
+impl MqttCounters {
+    /// A reading was handed to the broker as a PUBLISH packet of `packet_bytes`.
+    pub fn count_reading(&self, packet_bytes: u64) {
+        self.readings_sent.fetch_add(1, Ordering::Relaxed);
+        self.reading_bytes
+            .fetch_add(packet_bytes, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -274,6 +292,32 @@ pub struct MqttFigures {
     pub restamped: u64,
     /// Readings sent `synced: false`.
     pub unsynced: u64,
+    /// Readings handed to the broker (resends count again).
+    pub readings_sent: u64,
+    /// MQTT PUBLISH packet bytes of those readings.
+    pub reading_bytes: u64,
+    /// `reading_bytes / readings_sent` to 0.1 byte; `None` before the first reading.
+    pub bytes_per_reading: Option<f64>,
+}
+
+impl MqttFigures {
+    fn new(mqtt: &MqttCounters) -> MqttFigures {
+        let readings_sent = mqtt.readings_sent.load(Ordering::Relaxed);
+        let reading_bytes = mqtt.reading_bytes.load(Ordering::Relaxed);
+        let bytes_per_reading = (readings_sent > 0)
+            .then(|| (reading_bytes as f64 / readings_sent as f64 * 10.0).round() / 10.0);
+        MqttFigures {
+            connected: mqtt.connected.load(Ordering::Relaxed),
+            published: mqtt.published.load(Ordering::Relaxed),
+            bytes_sent: mqtt.bytes_sent.load(Ordering::Relaxed),
+            reconnects: mqtt.reconnects.load(Ordering::Relaxed),
+            restamped: mqtt.restamped.load(Ordering::Relaxed),
+            unsynced: mqtt.unsynced.load(Ordering::Relaxed),
+            readings_sent,
+            reading_bytes,
+            bytes_per_reading,
+        }
+    }
 }
 
 /// The health report.
@@ -326,14 +370,7 @@ impl HealthReport {
             devices: figures,
             buses,
             queue,
-            mqtt: MqttFigures {
-                connected: mqtt.connected.load(Ordering::Relaxed),
-                published: mqtt.published.load(Ordering::Relaxed),
-                bytes_sent: mqtt.bytes_sent.load(Ordering::Relaxed),
-                reconnects: mqtt.reconnects.load(Ordering::Relaxed),
-                restamped: mqtt.restamped.load(Ordering::Relaxed),
-                unsynced: mqtt.unsynced.load(Ordering::Relaxed),
-            },
+            mqtt: MqttFigures::new(mqtt),
         }
     }
 
@@ -366,6 +403,37 @@ mod tests {
         let figures = health.figures();
         assert_eq!(figures.errors.get("timeout"), Some(&4));
         assert_eq!((figures.polls_ok, figures.polls_failed), (1, 4));
+    }
+
+    #[test]
+    fn the_report_gives_the_mean_bytes_per_reading_on_the_uplink_once_one_was_sent() {
+        let mqtt = MqttCounters::default();
+        let report = |mqtt: &MqttCounters| {
+            let queue = QueueFigures {
+                depth: 0,
+                bytes: 0,
+                segments: 0,
+                oldest_age_s: None,
+                stats: QueueStats::default(),
+                write_errors: 0,
+            };
+            HealthReport::new("box-1", 0, 0, &[], BTreeMap::new(), queue, mqtt)
+        };
+        let before = report(&mqtt);
+        assert_eq!(before.mqtt.bytes_per_reading, None);
+        let json: serde_json::Value = serde_json::from_slice(&before.to_json()).expect("json");
+        assert!(json["mqtt"]["bytes_per_reading"].is_null(), "{json}");
+        for bytes in [520, 521, 523] {
+            mqtt.count_reading(bytes);
+        }
+        let after = report(&mqtt);
+        assert_eq!(
+            (after.mqtt.readings_sent, after.mqtt.reading_bytes),
+            (3, 1564)
+        );
+        assert_eq!(after.mqtt.bytes_per_reading, Some(521.3));
+        let json: serde_json::Value = serde_json::from_slice(&after.to_json()).expect("json");
+        assert_eq!(json["mqtt"]["bytes_per_reading"], 521.3);
     }
 
     #[tokio::test]

@@ -15,8 +15,9 @@
 //!   taken before the wall clock was trusted are re-stamped on their way out.
 //! - [`command`]: remote commands and their acks, checks and the durable log of executed ids.
 //! - [`health`]: per-device counters, the `unreachable` state and the health report.
-//! - [`agent::Agent`]: the running agent: poller and RS-485 bus tasks, the MQTT event loop,
-//!   the uplink that drains the queue.
+//! - [`agent::Agent`]: the running agent, wiring its parts: the poller and RS-485 bus tasks
+//!   (`agent::polling`), the MQTT connection (`agent::mqtt`), the uplink that drains the queue
+//!   (`agent::uplink`) and the command lifecycle (`agent::commands`).
 
 pub mod agent;
 pub mod bus;

@@ -9,6 +9,9 @@ use edge_agent::agent::Agent;
 use edge_agent::config::{AgentConfig, TransportConfig};
 use edge_agent::modbus::DevicePoller;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser)]
 #[command(
@@ -38,11 +41,9 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
         .with_writer(std::io::stderr)
+        .finish()
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -66,6 +67,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log filter from `RUST_LOG`: `target=level` directives such as `info,rumqttc=warn`
+/// (`tracing_subscriber::filter::Targets`: no span or field filters, and so no regex engine in
+/// the field box's binary); `info` when it is unset, empty or unreadable.
+fn log_filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .filter(|text| !text.trim().is_empty())
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
@@ -177,4 +188,25 @@ async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     }
     println!("all {} device(s) answered", config.devices.len());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_takes_target_directives_and_falls_back_to_info() {
+        let info = log_filter(None);
+        assert!(info.would_enable("edge_agent::agent", &tracing::Level::INFO));
+        assert!(!info.would_enable("edge_agent::agent", &tracing::Level::DEBUG));
+        for unreadable in [Some(""), Some("  "), Some("edge_agent=loud")] {
+            let filter = log_filter(unreadable);
+            assert!(filter.would_enable("rumqttc::state", &tracing::Level::INFO));
+            assert!(!filter.would_enable("rumqttc::state", &tracing::Level::DEBUG));
+        }
+        let mixed = log_filter(Some("warn,edge_agent=debug"));
+        assert!(mixed.would_enable("edge_agent::modbus", &tracing::Level::DEBUG));
+        assert!(!mixed.would_enable("rumqttc::state", &tracing::Level::INFO));
+        assert!(mixed.would_enable("rumqttc::state", &tracing::Level::WARN));
+    }
 }

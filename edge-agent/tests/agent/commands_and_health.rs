@@ -1,6 +1,7 @@
 //! Remote commands through a real broker to a pymodbus device (write, read back, refusals,
 //! duplicates, fault reset), the command log forgetting expired ids while the agent runs, and
-//! the health report with an unreachable device next to a good one.
+//! the health report with an unreachable device next to a good one, and the bytes per reading
+//! it reports, checked against the messages the broker delivered.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -371,6 +372,81 @@ async fn an_unreachable_device_is_reported_while_the_other_keeps_publishing() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
     assert!(recorder.telemetry("yq-dead").is_empty());
+    shutdown.cancel();
+    task.await.expect("join").expect("agent ran");
+}
+
+/// Bytes of the MQTT PUBLISH packet (QoS 1) a message of `topic` and `payload` takes.
+fn publish_size(topic: &str, payload: &[u8]) -> u64 {
+    let mut publish = rumqttc::Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+    publish.pkid = 1;
+    publish.size() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_report_gives_the_bytes_per_reading_the_broker_delivered() {
+    let dir = scratch("bytes-per-reading");
+    let broker = rumqttd();
+    let recorder = Recorder::start(broker, "metering", "heating/v1/#", false).await;
+    let port = free_port();
+    let _device = pymodbus(&[
+        "--tcp".into(),
+        format!("127.0.0.1:{port}"),
+        "--device".into(),
+        device_arg(&dir, 1, &all_types_profile(), &all_types_values()),
+    ]);
+    let devices = format!(
+        "[[devices]]\nid = \"{DEVICE}\"\nprofile = \"peer-all-types\"\ntransport = {{ type = \"tcp\", address = \"127.0.0.1:{port}\" }}\n"
+    );
+    let config = AgentConfig::load(&agent_config(&dir, broker, &devices, ""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(Agent::new(config).run(shutdown.clone()));
+
+    let health = eventually(
+        "a health report counting at least three readings sent",
+        Duration::from_secs(20),
+        || {
+            recorder
+                .on("/box-it/health")
+                .into_iter()
+                .find(|h| h["mqtt"]["readings_sent"].as_u64() >= Some(3))
+        },
+    )
+    .await;
+    let mqtt = &health["mqtt"];
+    let sent = mqtt["readings_sent"].as_u64().expect("readings_sent");
+    let bytes = mqtt["reading_bytes"].as_u64().expect("reading_bytes");
+    let per_reading = mqtt["bytes_per_reading"]
+        .as_f64()
+        .expect("bytes_per_reading");
+    assert_eq!(
+        per_reading,
+        (bytes as f64 / sent as f64 * 10.0).round() / 10.0,
+        "{health}"
+    );
+    // One session, one publisher: the broker delivers the readings in the order they were
+    // handed over, so the first `sent` delivered are exactly those the report counted.
+    let delivered = eventually(
+        "the counted readings delivered",
+        Duration::from_secs(20),
+        || {
+            let telemetry: Vec<_> = recorder
+                .messages()
+                .into_iter()
+                .filter(|m| m.topic.ends_with("/telemetry"))
+                .collect();
+            (telemetry.len() as u64 >= sent).then_some(telemetry)
+        },
+    )
+    .await;
+    let measured: u64 = delivered
+        .iter()
+        .take(sent as usize)
+        .map(|m| publish_size(&m.topic, &m.payload))
+        .sum();
+    assert_eq!(measured, bytes, "{health}");
+    assert!(per_reading > 100.0, "{health}");
     shutdown.cancel();
     task.await.expect("join").expect("agent ran");
 }

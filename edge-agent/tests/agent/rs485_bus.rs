@@ -115,10 +115,12 @@ async fn a_dead_slave_among_three_on_one_bus_leaves_the_others_their_period_and_
         },
     )
     .await;
+    // Up to 30 % late on a loaded test machine; without the breaker they fall further behind
+    // on a quiet one (measured 436 ms), and the count of timeouts below tells it regardless.
     for (device, window) in ["yq-bus-1", "yq-bus-2"].iter().zip(&windows) {
         let mean = mean_period_ms(window);
         assert!(
-            (PERIOD_MS * 0.85..=PERIOD_MS * 1.2).contains(&mean),
+            (PERIOD_MS * 0.85..=PERIOD_MS * 1.3).contains(&mean),
             "{device}: mean period {mean:.0} ms over {} readings, configured {PERIOD_MS} ms",
             window.len()
         );
@@ -257,7 +259,7 @@ async fn adaptive_polling_speeds_up_a_faulty_unit_and_slows_down_a_quiet_one_on_
     let quiet_since = recorder.telemetry("yq-quiet").len() - quiet_from;
     let mean = mean_period_ms(&faulty);
     assert!(
-        (170.0..=260.0).contains(&mean),
+        (170.0..=280.0).contains(&mean),
         "faulty unit: mean period {mean:.0} ms"
     );
     assert!(

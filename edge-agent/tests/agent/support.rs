@@ -582,8 +582,14 @@ pub fn agent_config(dir: &Path, broker: SocketAddr, devices: &str, extra: &str) 
 
 /// The edge-agent binary running `run --config`.
 pub fn agent_process(config: &Path) -> Peer {
+    agent_binary_process(Path::new(env!("CARGO_BIN_EXE_edge-agent")), config)
+}
+
+/// An edge-agent binary (another build of it) running `run --config`, its log next to the
+/// config.
+pub fn agent_binary_process(binary: &Path, config: &Path) -> Peer {
     let log = std::fs::File::create(config.with_extension("log")).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+    let child = Command::new(binary)
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
