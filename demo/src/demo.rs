@@ -1,7 +1,9 @@
 //! `demo`: the whole system in one process with no external service: the embedded
 //! broker, simulated Yanqing households served over real Modbus TCP, one edge agent per
 //! household, the rules, the work orders and the HTTP API. A fault is injected every so often
-//! (and repaired a few minutes later) so that a person watching sees orders appear.
+//! so that a person watching sees orders appear, and a simulated field crew and centre desk
+//! ([`crate::crew`]) work every order through the API to `closed`, on the demo's compressed
+//! clock; a fault no order reached ends by itself after `--repair-after`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,11 +15,13 @@ use edge_agent::agent::Agent;
 use edge_agent::config::{AgentConfig, Device, MqttConfig, PollingConfig, TransportConfig};
 use edge_agent::profile::Profile;
 use gateway::config::GatewayConfig;
-use gateway::registry::{self, demo::FleetHousehold};
+use gateway::registry::{self, demo::FleetHousehold, RegistryData, TeamKind, Technician};
 use simulator::{HouseholdInfo, SimConfig, Simulation};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::{DeviceKind, FaultCategory};
+
+use crate::crew::{self, CrewMode, DemoClock, Faults, Member};
 
 /// The shipped register-map profiles, built into the binary so the demo runs from anywhere.
 const PROFILES: &[(&str, &str)] = &[
@@ -51,9 +55,25 @@ pub struct DemoOptions {
     /// Time between two injected faults.
     #[arg(long, default_value = "20s", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub fault_every: Duration,
-    /// How long an injected fault lasts before the simulated technician repairs it.
+    /// How long an injected fault lasts when no order reaches it (a controller that restarts,
+    /// a resident who resets it); with the crew on, a fault with an order lasts until its
+    /// technician resolves the order.
     #[arg(long, default_value = "3m", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub repair_after: Duration,
+    /// The simulated technicians and desk: `on` works every order to `closed` through the API,
+    /// `off` leaves the orders to a person in the console.
+    #[arg(long, value_enum, default_value_t = CrewMode::On)]
+    pub crew: CrewMode,
+    /// Technicians in each township's vendor and third-party teams (at least the registry's
+    /// one per 500 households); each works one order at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub technicians_per_team: u32,
+    /// How many times faster than real time the people and the SLA clocks run (with the crew
+    /// on; off, the SLA clocks are the scheme's): at 60, a minute of travel or repair takes a
+    /// second, and the SLA clocks are 10 s to dispatch, 2 min on site, 4 min repaired. The
+    /// heaters, edge agents and rules run in real time.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub time_scale: u32,
     /// How often each edge agent polls its heater.
     #[arg(long, default_value = "5s", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub poll_every: Duration,
@@ -93,7 +113,13 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     )
     .await?;
     let households = simulation.households();
-    let config_path = write_gateway_config(&options, &data_dir, &households, &profiles)?;
+    // Without the crew, nobody works the orders: the SLA clocks keep the scheme's real time.
+    let clock = DemoClock::new(match options.crew {
+        CrewMode::On => options.time_scale,
+        CrewMode::Off => 1,
+    });
+    let (config_path, members) =
+        write_gateway_config(&options, clock, &data_dir, &households, &profiles)?;
     let config = GatewayConfig::load(Some(&config_path))?;
     // On Ctrl-C the edge agents stop first and disconnect from a running broker, as boxes do,
     // then the gateway; stopped together, the broker was torn down under 300 live connections.
@@ -165,19 +191,46 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     agent_tasks.close();
     tracker.close();
 
-    print_banner(&options, started.http, mqtt_addr, &households, &data_dir);
-
     let simulation = Arc::new(simulation);
-    let mut faults = FaultSchedule::new(options.seed, &households, &profiles);
+    let faults = Arc::new(Faults::default());
+    let crew_stop = CancellationToken::new();
+    let crew_tasks = TaskTracker::new();
+    let crew_api = match options.crew {
+        CrewMode::On => Some(crew::start(
+            crew::CrewConfig {
+                api: format!("http://{}", started.http),
+                seed: options.seed,
+                clock,
+                members,
+                run_id: gateway::broker::random_suffix().map_err(|e| anyhow::anyhow!("{e}"))?,
+            },
+            Arc::clone(&faults),
+            Arc::clone(&simulation),
+            &crew_tasks,
+            crew_stop.clone(),
+        )?),
+        CrewMode::Off => None,
+    };
+    crew_tasks.close();
+
+    print_banner(
+        &options,
+        clock,
+        started.http,
+        mqtt_addr,
+        &households,
+        &data_dir,
+    );
+
+    let mut schedule = FaultSchedule::new(options.seed, &households, &profiles);
     let mut next_fault = tokio::time::interval(options.fault_every);
     next_fault.tick().await;
-    let mut repairs: Vec<(tokio::time::Instant, wire::DeviceId)> = Vec::new();
     let mut repair_check = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = next_fault.tick() => {
-                if let Some((household, category)) = faults.next(&repairs) {
+                if let Some((household, category)) = schedule.next(&faults.devices()) {
                     match simulation.inject_fault(&household.device_id, category) {
                         Ok(()) => {
                             println!(
@@ -185,24 +238,49 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
                                 category.as_str(), household.device_id, household.profile_id,
                                 household.kind.as_str(), household.township_name, household.village_name,
                             );
-                            repairs.push((tokio::time::Instant::now() + options.repair_after, household.device_id.clone()));
+                            faults.injected(
+                                household.device_id.clone(),
+                                category,
+                                tokio::time::Instant::now() + options.repair_after,
+                            );
                         }
                         Err(error) => tracing::warn!(%error, "fault injection failed"),
                     }
                 }
             }
             _ = repair_check.tick() => {
-                let now = tokio::time::Instant::now();
-                let (due, pending): (Vec<_>, Vec<_>) = repairs.drain(..).partition(|(at, _)| *at <= now);
-                repairs = pending;
-                for (_, device) in due {
+                for device in faults.due(tokio::time::Instant::now()) {
+                    // With the crew on, a fault that has an order waits for its technician.
+                    if let Some(api) = &crew_api {
+                        match api.has_open_order(&device).await {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                faults.postpone(&device, tokio::time::Instant::now() + options.repair_after);
+                                continue;
+                            }
+                            Err(error) => {
+                                tracing::warn!(device = %device, %error, "cannot tell whether the fault has an order; asking again later");
+                                faults.postpone(&device, tokio::time::Instant::now() + options.repair_after);
+                                continue;
+                            }
+                        }
+                    }
+                    faults.remove(&device);
                     match simulation.clear_fault(&device) {
+                        Ok(()) if crew_api.is_some() => println!("demo: the fault of {device} ended by itself (no order reached it)"),
                         Ok(()) => println!("demo: technician repaired {device}"),
                         Err(error) => tracing::warn!(%error, "fault clearing failed"),
                     }
                 }
             }
         }
+    }
+    crew_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), crew_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the demo's crew did not stop within 10s");
     }
     agents.cancel();
     if tokio::time::timeout(Duration::from_secs(10), agent_tasks.wait())
@@ -221,13 +299,16 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
-/// Writes the demo's registry (generated from the simulated fleet) and its gateway config.
+/// Writes the demo's registry (generated from the simulated fleet, with
+/// `--technicians-per-team`) and its gateway config (SLA clocks compressed by the demo's time
+/// scale); returns the config's path and the technicians of the registry.
 fn write_gateway_config(
     options: &DemoOptions,
+    clock: DemoClock,
     data_dir: &std::path::Path,
     households: &[HouseholdInfo],
     profiles: &HashMap<String, Arc<Profile>>,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<(PathBuf, Vec<Member>)> {
     let fleet: Vec<FleetHousehold> = households
         .iter()
         .map(|h| {
@@ -245,30 +326,98 @@ fn write_gateway_config(
             }
         })
         .collect();
+    let mut data = registry::demo::generate(&fleet, options.seed);
+    staff_teams(&mut data, options.technicians_per_team as usize);
+    let members = data
+        .technicians
+        .iter()
+        .map(|t| Member {
+            id: t.id.clone(),
+            team_id: t.team_id.clone(),
+            name: t.name.clone(),
+        })
+        .collect();
     let registry_dir = data_dir.join("registry");
     std::fs::create_dir_all(&registry_dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", registry_dir.display()))?;
-    for (name, text) in
-        registry::demo::to_csv_files(&registry::demo::generate(&fleet, options.seed))
-    {
+    for (name, text) in registry::demo::to_csv_files(&data) {
         let path = registry_dir.join(name);
         std::fs::write(&path, text)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
+    let sla = gateway::orders::sla::SlaConfig::default();
+    let ms = |d: Duration| clock.compress(d).as_millis().max(1);
     let path = data_dir.join("gateway.toml");
     let text = format!(
         "# Written by `demo`: everything on this machine, API without tokens.\n\
          [broker]\nlisten = \"{}\"\n\n[http]\nlisten = \"{}\"\n\n[store]\npath = \"gateway.sqlite\"\n\n\
-         [api]\nauth = \"disabled\"\n\n[registry]\nimport = \"registry\"\n",
-        options.mqtt, options.http
+         [api]\nauth = \"disabled\"\n\n[registry]\nimport = \"registry\"\n\n\
+         # The scheme's SLA clocks on the demo's clock ({}x real time).\n\
+         [sla]\ndispatch = \"{}ms\"\non_site = \"{}ms\"\nrepaired = \"{}ms\"\ncheck_every = \"{}ms\"\n",
+        options.mqtt,
+        options.http,
+        clock.scale(),
+        ms(sla.dispatch),
+        ms(sla.on_site),
+        ms(sla.repaired),
+        ms(sla.check_every).clamp(100, 1_000),
     );
     std::fs::write(&path, text)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(path)
+    Ok((path, members))
+}
+
+/// Gives each township's vendor and third-party team at least `per_team` technicians (the
+/// utilities keep their own crews), named and numbered like the registry's own.
+fn staff_teams(data: &mut RegistryData, per_team: usize) {
+    const NAMES: &[&str] = &[
+        "赵永强",
+        "钱建军",
+        "孙立华",
+        "李春生",
+        "周国平",
+        "吴德明",
+        "郑海涛",
+        "王卫国",
+        "冯志刚",
+        "陈宝林",
+    ];
+    let teams: Vec<(String, Option<String>)> = data
+        .teams
+        .iter()
+        .filter(|t| matches!(t.kind, TeamKind::Vendor | TeamKind::ThirdParty))
+        .map(|t| {
+            let home = data
+                .technicians
+                .iter()
+                .find(|tech| tech.team_id == t.id)
+                .and_then(|tech| tech.home_village_id.clone());
+            (t.id.clone(), home)
+        })
+        .collect();
+    for (team, home) in teams {
+        let mut staffed = data
+            .technicians
+            .iter()
+            .filter(|t| t.team_id == team)
+            .count();
+        while staffed < per_team {
+            staffed += 1;
+            let index = data.technicians.len();
+            data.technicians.push(Technician {
+                id: format!("{team}-tech-{staffed:02}"),
+                team_id: team.clone(),
+                name: NAMES[index % NAMES.len()].to_owned(),
+                phone: format!("10091{:06}", index % 1_000_000),
+                home_village_id: home.clone(),
+            });
+        }
+    }
 }
 
 fn print_banner(
     options: &DemoOptions,
+    clock: DemoClock,
     http: SocketAddr,
     mqtt: SocketAddr,
     households: &[HouseholdInfo],
@@ -290,10 +439,26 @@ fn print_banner(
         households.len() - heat_pumps,
         options.poll_every
     );
-    println!(
-        "  a fault is injected every {:?} and repaired {:?} later",
-        options.fault_every, options.repair_after
-    );
+    match options.crew {
+        CrewMode::On => {
+            println!(
+                "  a fault is injected every {:?}; simulated technicians ({} per team) accept, drive out, repair and resolve, the desk rings back (回访) and closes",
+                options.fault_every, options.technicians_per_team
+            );
+            println!(
+                "  the people and the SLA clocks run {}x real time: a minute of travel or repair takes {:?}; dispatch 10 min = {:?}, on site 2 h = {:?}, repaired 4 h = {:?} (the heaters and rules run in real time)",
+                clock.scale(),
+                clock.minutes(1.0),
+                clock.compress(Duration::from_secs(600)),
+                clock.compress(Duration::from_secs(7200)),
+                clock.compress(Duration::from_secs(14400)),
+            );
+        }
+        CrewMode::Off => println!(
+            "  a fault is injected every {:?} and repaired {:?} later; nobody works the orders (--crew off): act on them in the console",
+            options.fault_every, options.repair_after
+        ),
+    }
     println!();
     println!("  console         http://{http}/  (operator console, 中文 / English)");
     println!("  HTTP API        http://{http}/api/v1/summary");
@@ -352,7 +517,7 @@ impl<'a> FaultSchedule<'a> {
 
     fn next(
         &mut self,
-        busy: &[(tokio::time::Instant, wire::DeviceId)],
+        busy: &std::collections::HashSet<wire::DeviceId>,
     ) -> Option<(&'a HouseholdInfo, FaultCategory)> {
         if self.households.is_empty() {
             return None;
@@ -360,7 +525,7 @@ impl<'a> FaultSchedule<'a> {
         for _ in 0..16 {
             let household =
                 &self.households[(self.random() % self.households.len() as u64) as usize];
-            if busy.iter().any(|(_, d)| *d == household.device_id) {
+            if busy.contains(&household.device_id) {
                 continue;
             }
             let count = self.categories.get(&household.profile_id)?.len() as u64;

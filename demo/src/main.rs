@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+mod crew;
 mod demo;
 
 /// mimalloc, as in the gateway binary (gateway/src/main.rs says why): the demo runs the same

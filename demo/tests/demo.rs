@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 const DEMO: &str = env!("CARGO_BIN_EXE_demo");
 
-/// The options `demo --help` must list: those of the former `gateway demo`, kept exactly.
+/// The options `demo --help` must list: those of the former `gateway demo`, kept exactly, and
+/// the simulated crew's.
 const OPTIONS: &[&str] = &[
     "--households",
     "--seed",
@@ -22,6 +23,9 @@ const OPTIONS: &[&str] = &[
     "--mqtt",
     "--data-dir",
     "--log-json",
+    "--crew",
+    "--technicians-per-team",
+    "--time-scale",
 ];
 
 #[test]

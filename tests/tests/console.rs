@@ -36,6 +36,10 @@ impl Demo {
                 "3s",
                 "--poll-every",
                 "1s",
+                // The browser script walks an order through its steps itself; the demo's
+                // simulated field crew would take every dispatched order first.
+                "--crew",
+                "off",
                 "--data-dir",
             ])
             .arg(&data_dir)
