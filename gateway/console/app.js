@@ -4,7 +4,7 @@
 
 import { t, lang, setLang } from './i18n.js';
 import { get, stream, token, setToken, forgetRegistry } from './api.js';
-import { h, fill, tickClocks, errorBox, flash } from './ui.js';
+import { h, fill, tickClocks, errorBox, flash, applySla } from './ui.js';
 import * as live from './live.js';
 import * as fleet from './fleet.js';
 import * as device from './device.js';
@@ -232,7 +232,11 @@ async function restart() {
     fill(main, errorBox(error));
     return;
   }
-  if (session.role) openStream();
+  if (session.role) {
+    // The clocks count the gateway's own deadlines; the scheme's stay if it cannot say.
+    applySla(await get('/sla').catch(() => null));
+    openStream();
+  }
   else if (closeStream) {
     closeStream();
     closeStream = null;

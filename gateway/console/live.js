@@ -16,6 +16,7 @@ import {
   priorityTag,
   categoryLabel,
   slaClock,
+  slaLegend,
   clockTime,
   dateTime,
   percent,
@@ -147,7 +148,7 @@ export async function mount(main, _args, _query, ctx) {
       h(
         'div',
         { class: 'live-main' },
-        panel(t('live.open_orders'), { id: 'orders-panel' }, h('p', { class: 'legend muted' }, t('live.sla_legend')), ordersBox),
+        panel(t('live.open_orders'), { id: 'orders-panel' }, h('p', { class: 'legend muted' }, slaLegend()), ordersBox),
         ctx.session.role !== 'team' ? panel(t('live.alerts'), { class: 'panel alerts-panel' }, alertsBox) : null,
       ),
       h('div', { class: 'live-side' }, panel(t('live.supply'), { class: 'panel supply' }, supplyBox), panel(t('live.stream'), { class: 'panel stream-panel' }, streamBox)),

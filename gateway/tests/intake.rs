@@ -709,3 +709,26 @@ async fn every_new_route_answers_each_role_as_its_scope_allows() {
         .iter()
         .any(|i| i["id"] == sihai_order && i["mine"] == true));
 }
+
+#[tokio::test]
+async fn every_role_reads_the_sla_deadlines_the_gateway_runs() {
+    let api = api().await;
+    for token in [
+        OPERATOR,
+        YANQING,
+        TEAM_AURORA,
+        TEAM_THIRD,
+        VIEWER,
+        TECH_AURORA,
+    ] {
+        let (status, sla) = api.get("/api/v1/sla", token).await;
+        assert_eq!(status, 200, "{token}: {sla}");
+        assert_eq!(
+            sla,
+            json!({"dispatch_ms": 600_000, "on_site_ms": 7_200_000, "repaired_ms": 14_400_000, "warn_at": 0.75}),
+            "{token}"
+        );
+    }
+    let (status, _) = api.http.call("GET", "/api/v1/sla", None, None).await;
+    assert_eq!(status, 401);
+}

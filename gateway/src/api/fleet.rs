@@ -75,6 +75,33 @@ pub async fn summary(
     }))
 }
 
+/// The SLA deadlines this gateway runs, from an order's creation (`[sla]` in its config), so
+/// the console's clocks count what the gateway counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlaDeadlines {
+    /// Dispatch within this, ms (scheme: 10 minutes).
+    pub dispatch_ms: u64,
+    /// Technician on site within this, ms (scheme: 2 hours).
+    pub on_site_ms: u64,
+    /// Repair finished within this, ms (scheme: 4 hours).
+    pub repaired_ms: u64,
+    /// A warning is raised when this share of a deadline has passed.
+    pub warn_at: f64,
+}
+
+#[utoipa::path(get, path = "/api/v1/sla", tag = "fleet",
+    responses((status = 200, body = SlaDeadlines), (status = 401, body = ErrorBody)))]
+pub async fn sla(_principal: Principal, State(state): State<ApiState>) -> Json<SlaDeadlines> {
+    let sla = state.orders.sla();
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Json(SlaDeadlines {
+        dispatch_ms: ms(sla.dispatch),
+        on_site_ms: ms(sla.on_site),
+        repaired_ms: ms(sla.repaired),
+        warn_at: sla.warn_at,
+    })
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {

@@ -349,6 +349,7 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(whoami))
         .routes(routes!(fleet::summary))
+        .routes(routes!(fleet::sla))
         .routes(routes!(fleet::devices))
         .routes(routes!(fleet::device))
         .routes(routes!(fleet::history))
