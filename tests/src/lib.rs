@@ -686,3 +686,76 @@ impl System {
             .join("\n")
     }
 }
+
+/// The `demo` binary on a free port, killed when dropped; its stdout is drained so it never
+/// blocks on a full pipe, its stderr (the log) written to `demo.log` in the test's folder.
+pub struct Demo {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, from the banner.
+    pub base_url: String,
+    log_path: PathBuf,
+}
+
+impl Demo {
+    /// Starts the demo with `args` (households, fault and poll periods, crew...), its HTTP API
+    /// on a free loopback port and its data in `dir/data`, and waits for its banner.
+    pub fn start(dir: &Path, args: &[&str]) -> anyhow::Result<Demo> {
+        let log_path = dir.join("demo.log");
+        let mut child = Command::new(binary("demo")?)
+            .args(args)
+            .args(["--http", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log_path)?)
+            .spawn()
+            .context("cannot start the demo")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout for the demo"))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // The banner line: `  HTTP API        http://127.0.0.1:PORT/api/v1/summary`.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line
+                    .trim()
+                    .strip_prefix("HTTP API")
+                    .and_then(|rest| rest.trim().strip_suffix("/api/v1/summary"))
+                {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let mut demo = Demo {
+            child,
+            base_url: String::new(),
+            log_path,
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => demo.base_url = url,
+            Err(_) => bail!(
+                "the demo printed no `HTTP API` banner line within 60 s (exit status {:?}); log:\n{}",
+                demo.child.try_wait().ok().flatten(),
+                demo.log()
+            ),
+        }
+        Ok(demo)
+    }
+
+    /// The last 60 lines of the demo's log.
+    pub fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

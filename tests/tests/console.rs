@@ -3,99 +3,17 @@
 //! nothing: `scripts/test` runs `npm ci` in `tests/console` and installs the `chromium` package.
 //! Screenshots land in `$CONSOLE_ARTIFACTS` (default `target/console-artifacts`).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
+use tests::Demo;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole browser script: a fault every 3 s, five pages on two screens.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(300);
-
-/// The `demo` binary, killed when dropped; its stdout is drained so it never blocks on a full pipe.
-struct Demo {
-    child: Child,
-    base_url: String,
-    log_path: PathBuf,
-}
-
-impl Demo {
-    fn start(dir: &Path) -> anyhow::Result<Demo> {
-        let log_path = dir.join("demo.log");
-        let data_dir = dir.join("data");
-        let mut child = Command::new(tests::binary("demo")?)
-            .args([
-                "--households",
-                "30",
-                "--http",
-                "127.0.0.1:0",
-                "--fault-every",
-                "3s",
-                "--poll-every",
-                "1s",
-                // The browser script walks an order through its steps itself; the demo's
-                // simulated field crew would take every dispatched order first.
-                "--crew",
-                "off",
-                "--data-dir",
-            ])
-            .arg(&data_dir)
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log_path)?)
-            .spawn()
-            .context("cannot start the demo")?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("no stdout for the demo"))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // The banner line: `  HTTP API        http://127.0.0.1:PORT/api/v1/summary`.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line
-                    .trim()
-                    .strip_prefix("HTTP API")
-                    .and_then(|rest| rest.trim().strip_suffix("/api/v1/summary"))
-                {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let mut demo = Demo {
-            child,
-            base_url: String::new(),
-            log_path,
-        };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => demo.base_url = url,
-            Err(_) => bail!(
-                "the demo printed no `HTTP API` banner line within 60 s (exit status {:?}); log:\n{}",
-                demo.child.try_wait().ok().flatten(),
-                demo.log()
-            ),
-        }
-        Ok(demo)
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the browser test needs and this test does not install; a clear error for each.
 fn prerequisites(console_dir: &Path) -> anyhow::Result<()> {
@@ -155,7 +73,21 @@ fn the_operator_console_passes_its_browser_test_against_the_demo() -> anyhow::Re
         .with_context(|| format!("cannot create {}", artifacts.display()))?;
 
     let dir = tests::scratch_dir("console")?;
-    let demo = Demo::start(&dir)?;
+    // The browser script walks an order through its steps itself; the demo's simulated field
+    // crew would take every dispatched order first.
+    let demo = Demo::start(
+        &dir,
+        &[
+            "--households",
+            "30",
+            "--fault-every",
+            "3s",
+            "--poll-every",
+            "1s",
+            "--crew",
+            "off",
+        ],
+    )?;
     let started = Instant::now();
     let mut node = Command::new("node")
         .arg("console.test.mjs")

@@ -4,96 +4,16 @@
 //! in order, the technician's travel and repair took the time the demo's clock says, and the
 //! daily report counts it.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use serde_json::Value;
+use tests::Demo;
 
 /// The bound: at least one order closed within three minutes of starting the demo.
 const LOOP_DEADLINE: Duration = Duration::from_secs(180);
 /// The demo's default time scale: a minute of field work takes a second.
 const SECONDS_PER_DEMO_MINUTE: f64 = 1.0;
-
-/// The `demo` binary, killed when dropped; its stdout is drained so it never blocks.
-struct Demo {
-    child: Child,
-    base_url: String,
-    log_path: PathBuf,
-}
-
-impl Demo {
-    fn start(dir: &Path) -> anyhow::Result<Demo> {
-        let log_path = dir.join("demo.log");
-        let mut child = Command::new(tests::binary("demo")?)
-            .args([
-                "--households",
-                "30",
-                "--http",
-                "127.0.0.1:0",
-                "--fault-every",
-                "2s",
-                "--poll-every",
-                "1s",
-                "--data-dir",
-            ])
-            .arg(dir.join("data"))
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log_path)?)
-            .spawn()
-            .context("cannot start the demo")?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("no stdout for the demo"))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // The banner line: `  HTTP API        http://127.0.0.1:PORT/api/v1/summary`.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line
-                    .trim()
-                    .strip_prefix("HTTP API")
-                    .and_then(|rest| rest.trim().strip_suffix("/api/v1/summary"))
-                {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let mut demo = Demo {
-            child,
-            base_url: String::new(),
-            log_path,
-        };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => demo.base_url = url,
-            Err(_) => bail!(
-                "the demo printed no `HTTP API` banner line within 60 s (exit status {:?}); log:\n{}",
-                demo.child.try_wait().ok().flatten(),
-                demo.log()
-            ),
-        }
-        Ok(demo)
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn ms(value: &Value, field: &str) -> anyhow::Result<i64> {
     value[field]
@@ -105,7 +25,17 @@ fn ms(value: &Value, field: &str) -> anyhow::Result<i64> {
 async fn the_demo_closes_an_order_after_its_callback_within_three_minutes() -> anyhow::Result<()> {
     let dir = tests::scratch_dir("demo-loop")?;
     let started = Instant::now();
-    let demo = Demo::start(&dir)?;
+    let demo = Demo::start(
+        &dir,
+        &[
+            "--households",
+            "30",
+            "--fault-every",
+            "2s",
+            "--poll-every",
+            "1s",
+        ],
+    )?;
     let client = reqwest::Client::new();
     let base = demo.base_url.clone();
 
