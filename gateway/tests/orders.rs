@@ -400,47 +400,46 @@ async fn a_vendor_without_staff_delegates_and_supply_incidents_go_to_the_utility
         events[1].note
     );
 
-    let power_rules = RuleSet::parse(
-        "[[rule]]\nid = \"village_power\"\nkind = \"fault\"\ncategories = [\"power_supply\"]\nseverity = \"critical\"\naction = { order = { category = \"power_supply\", priority = \"urgent\" } }\n",
-        "power.toml",
-    )
-    .expect("rules");
-    let mut engine = Engine::new(power_rules);
-    let transitions = engine.ingest(&reading(
-        "yongning-beiguan-0030",
-        T0,
-        1,
-        Some(FaultCategory::PowerSupply),
-    ));
-    let opened = service
-        .apply(
-            transitions
-                .into_iter()
-                .map(|t| (t, "yongning".into()))
-                .collect(),
-        )
-        .await
-        .expect("apply");
-    let order = service
-        .with_store(move |s| s.order_row(opened[0]))
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(order.team_id.as_deref(), Some("power-utility"));
+    // A supply incident, and a village's heat pumps tripping together (the supply voltage
+    // first): both to the power utility.
+    for (device, fault, category) in [
+        (
+            "yongning-beiguan-0030",
+            FaultCategory::PowerSupply,
+            "power_supply",
+        ),
+        (
+            "yongning-beiguan-0031",
+            FaultCategory::LowPressure,
+            "village_heat_pump_trips",
+        ),
+    ] {
+        let order = fault_order(&service, device, fault, category).await;
+        assert_eq!(
+            order.team_id.as_deref(),
+            Some("power-utility"),
+            "{category}"
+        );
+    }
+}
 
-    // A village's heat pumps tripping together: the supply voltage first, so the power utility.
-    let trips_rules = RuleSet::parse(
-        "[[rule]]\nid = \"village_trips\"\nkind = \"fault\"\ncategories = [\"low_pressure\"]\nseverity = \"major\"\naction = { order = { category = \"village_heat_pump_trips\", priority = \"high\" } }\n",
-        "trips.toml",
+/// The order a one-rule engine opens for `fault` on `device`, with the order `category`.
+async fn fault_order(
+    service: &OrderService,
+    device: &str,
+    fault: FaultCategory,
+    category: &str,
+) -> gateway::orders::store::OrderRow {
+    let rules = RuleSet::parse(
+        &format!(
+            "[[rule]]\nid = \"supply\"\nkind = \"fault\"\ncategories = [\"{}\"]\nseverity = \"critical\"\naction = {{ order = {{ category = \"{category}\", priority = \"urgent\" }} }}\n",
+            fault.as_str()
+        ),
+        "supply.toml",
     )
     .expect("rules");
-    let mut engine = Engine::new(trips_rules);
-    let transitions = engine.ingest(&reading(
-        "yongning-beiguan-0031",
-        T0,
-        1,
-        Some(FaultCategory::LowPressure),
-    ));
+    let mut engine = Engine::new(rules);
+    let transitions = engine.ingest(&reading(device, T0, 1, Some(fault)));
     let opened = service
         .apply(
             transitions
@@ -450,12 +449,11 @@ async fn a_vendor_without_staff_delegates_and_supply_incidents_go_to_the_utility
         )
         .await
         .expect("apply");
-    let order = service
+    service
         .with_store(move |s| s.order_row(opened[0]))
         .await
         .expect("read")
-        .expect("exists");
-    assert_eq!(order.team_id.as_deref(), Some("power-utility"));
+        .expect("exists")
 }
 
 #[tokio::test]
