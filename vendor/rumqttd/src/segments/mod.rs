@@ -148,15 +148,16 @@ where
             // Read absolute_offset before applying memory retention, in case there is only 1
             // segment allowed.
             let absolute_offset = self.active_segment().next_offset();
+            // PATCH (yanqing-heating): the full segment's vector doubled as it grew, up to twice
+            // the entries it holds; it takes no more, so give the rest back. Before retention:
+            // with one segment allowed, retention removes this very segment.
+            self.active_segment_mut().data.shrink_to_fit();
+
             // If active segment is full and segments are full, apply retention policy.
             if self.memory_segments_count() >= self.max_mem_segments {
                 self.segments.pop_front();
                 self.head += 1;
             }
-
-            // PATCH (yanqing-heating): the full segment's vector doubled as it grew, up to twice
-            // the entries it holds; it takes no more, so give the rest back.
-            self.active_segment_mut().data.shrink_to_fit();
 
             // Pushing a new segment into segments and updating the tail automatically changes
             // the active segment to a new empty one.
@@ -349,6 +350,20 @@ mod tests {
         assert_eq!(log.head, 1);
         assert_eq!(log.tail, 2);
         assert_eq!(log.len(), 2);
+    }
+
+    // PATCH (yanqing-heating): with one segment allowed, a full segment is both shrunk and
+    // removed by retention; shrinking it after the removal panicked on an empty log.
+    #[test]
+    fn one_segment_log_rolls_over_without_panicking() {
+        let packet_size: u64 = 1024;
+        let mut log: CommitLog<Bytes> = CommitLog::new(packet_size as usize * 4, 1).unwrap();
+        for i in 0..10 {
+            log.append(random_payload(i as u8, packet_size));
+        }
+        assert_eq!(log.len(), 1);
+        assert_eq!(log.tail, 2);
+        assert_eq!(log.head, 2);
     }
 
     #[test]
