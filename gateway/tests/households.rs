@@ -5,7 +5,7 @@
 mod support;
 
 use gateway::orders::store::Store;
-use gateway::registry::demo::{generate, FleetHousehold};
+use gateway::registry::demo::generate;
 use gateway::registry::RegistryData;
 use serde_json::{json, Value};
 use support::{OPERATOR, SIHAI, TEAM_AURORA, TEAM_THIRD, VIEWER, YANQING};
@@ -15,26 +15,15 @@ const T0: i64 = 1_796_083_200_000;
 
 /// Three households in each of 东关村 and 西关村 (延庆镇) and 四海村 (四海镇).
 fn registry() -> RegistryData {
-    let mut fleet = Vec::new();
-    for (township, township_name, village, village_name) in [
-        ("yanqing", "延庆镇", "dongguan", "东关村"),
-        ("yanqing", "延庆镇", "xiguan", "西关村"),
-        ("sihai", "四海镇", "sihai", "四海村"),
-    ] {
-        for n in 0..3 {
-            fleet.push(FleetHousehold {
-                device_id: format!("{township}-{village}-{n:04}"),
-                township: township.into(),
-                township_name: township_name.into(),
-                village: village.into(),
-                village_name: village_name.into(),
-                kind: "heat_pump".into(),
-                brand: "Aurora".into(),
-                model: "X".into(),
-                vulnerable: n == 1,
-            });
-        }
-    }
+    let fleet = support::aurora_heat_pumps(
+        &[
+            ("yanqing", "延庆镇", "dongguan", "东关村"),
+            ("yanqing", "延庆镇", "xiguan", "西关村"),
+            ("sihai", "四海镇", "sihai", "四海村"),
+        ],
+        3,
+        |n| n == 1,
+    );
     let mut data = generate(&fleet, 3);
     // Known names for the search: two Wangs in 西关村, one in 东关村, a Li in 西关村.
     for (id, name) in [

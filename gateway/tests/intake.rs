@@ -6,7 +6,7 @@
 mod support;
 
 use gateway::orders::store::{OrderUpdate, Store};
-use gateway::registry::demo::{generate, FleetHousehold};
+use gateway::registry::demo::generate;
 use gateway::registry::RegistryData;
 use serde_json::{json, Value};
 use support::{OPERATOR, SIHAI, TEAM_AURORA, TEAM_THIRD, VIEWER, YANQING};
@@ -20,25 +20,14 @@ const TECH_THIRD: &str = "technician-third-yanqing-012345";
 
 /// Two households in 西关村 (延庆镇) and two in 四海村 (四海镇), heat pumps in warranty.
 fn registry() -> RegistryData {
-    let mut fleet = Vec::new();
-    for (township, township_name, village, village_name) in [
-        ("yanqing", "延庆镇", "xiguan", "西关村"),
-        ("sihai", "四海镇", "sihai", "四海村"),
-    ] {
-        for n in 0..2 {
-            fleet.push(FleetHousehold {
-                device_id: format!("{township}-{village}-{n:04}"),
-                township: township.into(),
-                township_name: township_name.into(),
-                village: village.into(),
-                village_name: village_name.into(),
-                kind: "heat_pump".into(),
-                brand: "Aurora".into(),
-                model: "X".into(),
-                vulnerable: false,
-            });
-        }
-    }
+    let fleet = support::aurora_heat_pumps(
+        &[
+            ("yanqing", "延庆镇", "xiguan", "西关村"),
+            ("sihai", "四海镇", "sihai", "四海村"),
+        ],
+        2,
+        |_| false,
+    );
     let mut data = generate(&fleet, 3);
     for device in &mut data.devices {
         device.installed_on = "2024-10-01".into();

@@ -415,3 +415,30 @@ pub fn run_gateway(dir: &Path) -> (Child, Value) {
     let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
     (child, ready)
 }
+
+/// `per_village` Aurora heat pumps in each of `villages` (township id, township name, village
+/// id, village name), with ids `{township}-{village}-{n:04}`; `vulnerable(n)` marks the
+/// vulnerable households.
+pub fn aurora_heat_pumps(
+    villages: &[(&str, &str, &str, &str)],
+    per_village: usize,
+    vulnerable: fn(usize) -> bool,
+) -> Vec<gateway::registry::demo::FleetHousehold> {
+    let mut fleet = Vec::new();
+    for (township, township_name, village, village_name) in villages {
+        for n in 0..per_village {
+            fleet.push(gateway::registry::demo::FleetHousehold {
+                device_id: format!("{township}-{village}-{n:04}"),
+                township: (*township).into(),
+                township_name: (*township_name).into(),
+                village: (*village).into(),
+                village_name: (*village_name).into(),
+                kind: "heat_pump".into(),
+                brand: "Aurora".into(),
+                model: "X".into(),
+                vulnerable: vulnerable(n),
+            });
+        }
+    }
+    fleet
+}
