@@ -45,16 +45,48 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A fresh folder for one test's files, under the system temp dir.
+/// The prefix of every scratch folder: `heating-e2e-{test}-{pid}-{n}`.
+const SCRATCH_PREFIX: &str = "heating-e2e-";
+
+/// A fresh folder for one test's files, under the system temp dir. A folder outlives its test
+/// (a failing test's logs stay there to read) until the next test process starts: the folders
+/// of test processes that have ended are removed then, so repeated runs do not fill the disk
+/// (a full run leaves a few hundred MB; thirty runs once filled a CI machine's disk).
 pub fn scratch_dir(test: &str) -> anyhow::Result<PathBuf> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_scratch_of_ended_processes);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("heating-e2e-{test}-{}-{n}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("{SCRATCH_PREFIX}{test}-{}-{n}", std::process::id()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// Removes the scratch folders whose test process (the pid in the name) no longer runs; the
+/// folders of tests running beside this one are left alone.
+fn remove_scratch_of_ended_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(SCRATCH_PREFIX) {
+            continue;
+        }
+        // `…-{pid}-{n}`: the pid is the second field from the end.
+        let Some(pid) = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            // Best effort: a folder another sweep removes first is no error.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A child process that is killed when dropped. Its stderr goes to a log file in the scratch
@@ -757,5 +789,22 @@ impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_removes_folders_of_ended_processes_only() -> anyhow::Result<()> {
+        // No process has this pid: Linux caps pids at 2^22.
+        let ended = std::env::temp_dir().join(format!("{SCRATCH_PREFIX}sweep-test-4294967290-0"));
+        std::fs::create_dir_all(ended.join("work"))?;
+        let mine = scratch_dir("sweep-test")?;
+        remove_scratch_of_ended_processes();
+        assert!(!ended.exists(), "{} outlived its process", ended.display());
+        assert!(mine.exists(), "this process's own folder was removed");
+        Ok(())
     }
 }
