@@ -134,6 +134,11 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
 
     let agents = CancellationToken::new();
     let agent_tasks = TaskTracker::new();
+    // Every box watches on its own as a field box does (its uplink never drops here, so it
+    // only watches); the pack is derived and parsed once for all of them.
+    let guard = edge_agent::guard::GuardConfig::default();
+    let guard_rules = edge_agent::guard::default_rule_set()
+        .map_err(|e| anyhow::anyhow!("the boxes' rules: {e}"))?;
     for household in &households {
         let Some(profile) = profiles.get(&household.profile_id) else {
             anyhow::bail!(
@@ -180,6 +185,8 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
             commands: edge_agent::config::CommandsConfig::default(),
             // The demo's simulated boxes run on this machine's clock.
             clock: edge_agent::clock::ClockConfig::default(),
+            guard: guard.clone(),
+            guard_rules: Some(guard_rules.clone()),
         };
         let token = agents.clone();
         agent_tasks.spawn(async move {

@@ -333,6 +333,27 @@ pub struct HealthReport {
     pub buses: BTreeMap<String, BusFigures>,
     pub queue: QueueFigures,
     pub mqtt: MqttFigures,
+    /// The box's own watch ([`crate::guard`]), when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardFigures>,
+}
+
+/// The guard's figures in the health report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GuardFigures {
+    /// Episodes of the box's rules firing now.
+    pub firing: usize,
+    /// Whether the local alarm is raised now.
+    pub alarm_on: bool,
+    /// Episodes raised locally (uplink down long enough) since start.
+    pub raised: u64,
+    pub cleared: u64,
+    pub coil_writes: u64,
+    pub coil_failures: u64,
+    pub hooks_run: u64,
+    pub hook_failures: u64,
+    /// Hooks not run because too many were running.
+    pub hooks_skipped: u64,
 }
 
 impl HealthReport {
@@ -371,6 +392,7 @@ impl HealthReport {
             buses,
             queue,
             mqtt: MqttFigures::new(mqtt),
+            guard: None,
         }
     }
 

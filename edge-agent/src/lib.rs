@@ -14,6 +14,8 @@
 //! - [`clock::BootClock`]: boot id, monotonic time and clock trust of every reading; readings
 //!   taken before the wall clock was trusted are re-stamped on their way out.
 //! - [`command`]: remote commands and their acks, checks and the durable log of executed ids.
+//! - [`guard::Guard`]: the gateway's rules run on the box, raising a local alarm (a coil, a
+//!   hook) when the house loses its heat while the uplink is down.
 //! - [`health`]: per-device counters, the `unreachable` state and the health report.
 //! - [`agent::Agent`]: the running agent, wiring its parts: the poller and RS-485 bus tasks
 //!   (`agent::polling`), the MQTT connection (`agent::mqtt`), the uplink that drains the queue
@@ -24,6 +26,7 @@ pub mod bus;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod guard;
 pub mod health;
 pub mod modbus;
 pub mod plan;

@@ -50,6 +50,11 @@ pub struct Metrics {
     orders_opened: AtomicU64,
     call_tasks_opened: AtomicU64,
     call_tasks_upgraded: AtomicU64,
+    /// Local alarms of edge boxes recorded, raised and cleared.
+    edge_alarms_raised: AtomicU64,
+    edge_alarms_cleared: AtomicU64,
+    /// Readings whose `edge_alerts` list was malformed (the list dropped, the reading kept).
+    edge_alerts_rejected: AtomicU64,
     store_errors: AtomicU64,
     orders_dispatched: AtomicU64,
     rule_reloads: AtomicU64,
@@ -179,6 +184,17 @@ impl Metrics {
     /// A call task became a repair order: other evidence joined.
     pub fn call_task_upgraded(&self) {
         self.call_tasks_upgraded.fetch_add(1, Ordering::Relaxed);
+    }
+    /// An edge box's local alarm (`raised` or `cleared`) arrived on a reading.
+    pub fn edge_alert(&self, kind: &str) {
+        match kind {
+            "raised" => self.edge_alarms_raised.fetch_add(1, Ordering::Relaxed),
+            _ => self.edge_alarms_cleared.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+    /// A reading's `edge_alerts` list was malformed and dropped.
+    pub fn edge_alerts_rejected(&self) {
+        self.edge_alerts_rejected.fetch_add(1, Ordering::Relaxed);
     }
     pub fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -372,6 +388,21 @@ impl Metrics {
             "gateway_call_tasks_upgraded_total",
             "call tasks that became repair orders because other evidence joined",
             self.call_tasks_upgraded.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_edge_alarms_raised_total",
+            "local alarms edge boxes raised while their uplink was down (arrived with the backlog)",
+            self.edge_alarms_raised.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_edge_alarms_cleared_total",
+            "local alarms of edge boxes that ended on the box",
+            self.edge_alarms_cleared.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_edge_alerts_rejected_total",
+            "readings whose edge_alerts list was malformed (the list dropped, the reading kept)",
+            self.edge_alerts_rejected.load(Ordering::Relaxed),
         );
         counter(
             "gateway_store_errors_total",

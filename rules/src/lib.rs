@@ -52,6 +52,7 @@ pub mod area;
 pub mod backtest;
 pub mod condition;
 mod dense;
+pub mod derive;
 pub mod engine;
 pub mod error;
 pub mod expr;

@@ -594,6 +594,17 @@ impl AgentFixture {
         transport.insert("type".into(), "tcp".into());
         transport.insert("address".into(), field("modbus_addr").into());
         device.insert("transport".into(), toml::Value::Table(transport));
+        // The guard's coil is on the box's device, its hook a program this machine has, and
+        // its rules the built-in pack (the example's `rules_file` names a file of a box's own).
+        if let Some(guard) = table.get_mut("guard").and_then(toml::Value::as_table_mut) {
+            guard.remove("rules_file");
+            if let Some(coil) = guard.get_mut("coil").and_then(toml::Value::as_table_mut) {
+                coil.insert("device".into(), field("device_id").into());
+            }
+            if let Some(hook) = guard.get_mut("hook").and_then(toml::Value::as_table_mut) {
+                hook.insert("program".into(), "/bin/sh".into());
+            }
+        }
         Ok(toml::to_string(&table)?)
     }
 }
@@ -909,9 +920,18 @@ fn the_edge_agent_example_with_every_commented_key_polls_a_device_and_reads_ever
     let examples = example_table(Program::EdgeAgent)?;
     let variables = documented_env(Program::EdgeAgent)?;
     assert!(variables.len() >= 10, "{variables:?}");
+    // The guard's rule file as the example names it, beside the config: the built-in pack.
+    std::fs::copy(
+        repo_root().join("rules/default.toml"),
+        fixture.dir.join("rules.toml"),
+    )?;
     for (variable, key) in &variables {
         let value = if key == "profiles_dir" {
             profiles.clone()
+        } else if key == "guard.coil.device" {
+            device.to_owned()
+        } else if key == "guard.hook.program" {
+            "/bin/sh".to_owned()
         } else {
             value_at(&examples, key)
                 .map(env_value)

@@ -5,6 +5,7 @@
 //! - [`Telemetry`]: one poll of one device, stamped with event time and a per-device sequence.
 //! - [`AgentStatus`]: the retained `online` / last-will `offline` message of an edge box.
 //! - [`Values`]: a reading's values by name, canonical names stored as an index.
+//! - [`edge_alert`]: the local alarms an edge box raised while its uplink was down ([`EdgeAlert`]).
 //! - [`clock`]: a reading's boot id, monotonic time and `synced` flag ([`ClockStamp`]).
 //! - [`values`]: the canonical value names (with units and plausible ranges) shared by every brand.
 //! - [`FaultCategory`]: the brand-independent fault categories that profiles map fault codes onto.
@@ -16,6 +17,7 @@ pub mod bytes;
 pub mod calendar;
 pub mod clock;
 pub mod diagnostics;
+pub mod edge_alert;
 pub mod ids;
 pub mod message;
 pub mod topic;
@@ -23,6 +25,7 @@ pub mod value_map;
 pub mod values;
 
 pub use clock::ClockStamp;
+pub use edge_alert::{EdgeAlert, EdgeAlertKind, EdgeChannel};
 pub use ids::{DeviceId, IdError, TownshipId};
 pub use message::{
     AgentState, AgentStatus, DeviceKind, Fault, FaultCategory, PayloadError, Telemetry,

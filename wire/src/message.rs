@@ -299,6 +299,10 @@ pub enum PayloadError {
         field: &'static str,
         reason: &'static str,
     },
+    /// The `edge_alerts` list (see [`crate::edge_alert`]) is malformed: the receiver drops the
+    /// list and keeps the reading.
+    #[error("edge_alerts {reason}")]
+    BadEdgeAlerts { reason: &'static str },
     #[error("profile {profile:?} is not a profile id (1 to {MAX_PROFILE_LEN} ASCII letters, digits, '-', '_' or '.')")]
     BadProfile {
         /// The first [`MAX_PROFILE_LEN`] characters of what was sent.
@@ -331,6 +335,7 @@ impl PayloadError {
             PayloadError::AncientTimestamp { .. } => "ancient_timestamp",
             PayloadError::BadProfile { .. } => "bad_profile",
             PayloadError::BadClock { .. } => "bad_clock",
+            PayloadError::BadEdgeAlerts { .. } => "bad_edge_alerts",
         }
     }
 }

@@ -10,9 +10,13 @@
 //!   it passes command messages to `commands`, the command lifecycle, whose waiters report
 //!   each outcome back to it.
 //!
+//! - `alarm`: the local alarm's coil write and hook, for the uplink's [`crate::guard::Guard`]
+//!   (fed every reading as it is queued, so it watches whether the uplink is up or not).
+//!
 //! Data flows one way: polling → readings channel → uplink → rumqttc; commands come in as MQTT
 //! events, go to the device tasks as jobs and come back as answers on their own channel.
 
+mod alarm;
 mod commands;
 mod mqtt;
 mod packets;
@@ -130,6 +134,7 @@ impl Agent {
             events_shutdown.clone(),
         ));
 
+        let watch = watch(&config, &spawned.jobs);
         let (answered_tx, answered) = mpsc::channel(ANSWERS_WAITING);
         let commands = commands::Commands::new(&config, log, spawned.jobs, answered_tx);
         let mut uplink = uplink::Uplink::new(uplink::Parts {
@@ -141,6 +146,7 @@ impl Agent {
             mqtt: self.mqtt,
             clock,
             buses: BusMeter::new(spawned.lines, tokio::time::Instant::now()),
+            watch,
         });
         let inputs = uplink::Inputs {
             readings,
@@ -158,6 +164,43 @@ impl Agent {
         uplink.stop();
         result
     }
+}
+
+/// The box's own watch and its alarm, when `[guard]` is on.
+fn watch(
+    config: &AgentConfig,
+    jobs: &std::collections::HashMap<wire::DeviceId, mpsc::Sender<Box<commands::CommandJob>>>,
+) -> Option<uplink::Watch> {
+    let rules = config.guard_rules.clone()?;
+    let devices: Vec<_> = config
+        .devices
+        .iter()
+        .map(|d| (d.id.clone(), d.profile.kind, d.township.to_string()))
+        .collect();
+    let guard = crate::guard::Guard::new(rules, &devices, &config.guard);
+    let coil_jobs = config.guard.coil.as_ref().and_then(|coil| {
+        jobs.iter()
+            .find(|(id, _)| id.as_str() == coil.device)
+            .map(|(_, sender)| sender.clone())
+    });
+    let counters = Arc::new(alarm::AlarmCounters::default());
+    let alarm = alarm::Alarm::new(
+        config.guard.coil.as_ref(),
+        coil_jobs,
+        config.guard.hook.clone(),
+        &config.agent_id,
+        Arc::clone(&counters),
+    );
+    tracing::info!(rules = guard_rule_ids(config).as_str(), after = ?config.guard.after, coil = config.guard.coil.is_some(), hook = config.guard.hook.is_some(), "the box watches on its own while its uplink is down");
+    Some(uplink::Watch {
+        guard,
+        alarm,
+        counters,
+    })
+}
+
+fn guard_rule_ids(config: &AgentConfig) -> String {
+    config.guard.rules.join(",")
 }
 
 /// Opens the store-and-forward queue (cutting a torn last record) and logs what it holds.

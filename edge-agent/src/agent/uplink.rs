@@ -22,7 +22,9 @@ use super::polling::Reading;
 use super::{health_topic, now_ms};
 use crate::clock::{BootClock, Prepared, SystemClocks};
 use crate::config::AgentConfig;
-use crate::health::{BusMeter, DeviceHealth, HealthReport, MqttCounters, QueueFigures};
+use crate::health::{
+    BusMeter, DeviceHealth, GuardFigures, HealthReport, MqttCounters, QueueFigures,
+};
 use crate::queue::DiskQueue;
 
 /// How often the uplink re-reads the clock's trust source.
@@ -50,6 +52,17 @@ pub(super) struct Uplink {
     clock: BootClock<SystemClocks>,
     /// Utilisation of each RS-485 bus between two health reports.
     buses: BusMeter,
+    /// The box's own watch, fed every reading as it is queued.
+    watch: Option<Watch>,
+    /// Since when the uplink has been down (`None` while connected); the box starts down.
+    down_since: Option<Instant>,
+}
+
+/// The guard and its alarm ([`crate::guard`], [`super::alarm`]).
+pub(super) struct Watch {
+    pub(super) guard: crate::guard::Guard,
+    pub(super) alarm: super::alarm::Alarm,
+    pub(super) counters: Arc<super::alarm::AlarmCounters>,
 }
 
 /// What the uplink works with; see [`Uplink::new`].
@@ -62,6 +75,7 @@ pub(super) struct Parts {
     pub(super) mqtt: Arc<MqttCounters>,
     pub(super) clock: BootClock<SystemClocks>,
     pub(super) buses: BusMeter,
+    pub(super) watch: Option<Watch>,
 }
 
 /// The channels the uplink takes its work from.
@@ -84,6 +98,7 @@ impl Uplink {
             mqtt,
             clock,
             buses,
+            watch,
         } = parts;
         let telemetry_topics = config
             .devices
@@ -112,6 +127,8 @@ impl Uplink {
             write_errors: 0,
             clock,
             buses,
+            watch,
+            down_since: Some(Instant::now()),
         }
     }
 
@@ -219,15 +236,33 @@ impl Uplink {
         }
     }
 
-    /// Appends a reading to the disk queue as its telemetry message (with its `seq`).
+    /// Appends a reading to the disk queue as its telemetry message (with its `seq`), after
+    /// the guard has seen it (and written into it the local alarms it raised or cleared).
     fn append(&mut self, reading: Reading) {
         let stamp = self.clock.stamp(reading.ts_ms, reading.mono_ms);
         let (device, ts_ms, fault) = (reading.device.clone(), reading.ts_ms, reading.has_fault());
+        let mono_ms = reading.mono_ms;
+        let down_ms = self
+            .down_since
+            .map(|since| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let watch = &mut self.watch;
+        let mut raised = Vec::new();
         let result = self
             .queue
             .append(device.as_str(), ts_ms, fault, now_ms(), |seq| {
-                reading.into_telemetry(seq, &stamp).to_json()
+                let mut telemetry = reading.into_telemetry(seq, &stamp);
+                if let Some(watch) = watch.as_mut() {
+                    raised = watch.guard.observe(&mut telemetry, mono_ms, down_ms);
+                }
+                telemetry.to_json()
             });
+        if let Some(watch) = &self.watch {
+            for alert in &raised {
+                tracing::warn!(device = %device, rule = %alert.rule_id, episode = %alert.episode_id, uplink_down_min = alert.uplink_down_ms / 60_000, summary = %alert.summary, "local alarm raised: the uplink is down and the box's rule fired");
+                watch.alarm.run_hook(&device, alert);
+            }
+            watch.alarm.follow(watch.guard.alarm_on());
+        }
         if let Err(error) = result {
             self.write_errors += 1;
             tracing::error!(device = %device, ts_ms, %error, write_errors = self.write_errors, "reading could not be queued on disk and is lost");
@@ -325,6 +360,7 @@ impl Uplink {
             } => {
                 if self.connected {
                     self.mqtt.reconnects.fetch_add(1, Ordering::Relaxed);
+                    self.down_since = Some(Instant::now());
                 }
                 self.connected = false;
                 self.mqtt.connected.store(false, Ordering::Relaxed);
@@ -361,6 +397,7 @@ impl Uplink {
     /// published, the command topics subscribed.
     fn on_connack(&mut self) {
         self.connected = true;
+        self.down_since = None;
         self.mqtt.connected.store(true, Ordering::Relaxed);
         self.packets.clear();
         self.queue.start_session();
@@ -422,7 +459,7 @@ impl Uplink {
                 "bus utilisation"
             );
         }
-        let report = HealthReport::new(
+        let mut report = HealthReport::new(
             &self.config.agent_id,
             now_ms(),
             self.started.elapsed().as_secs(),
@@ -431,6 +468,21 @@ impl Uplink {
             queue,
             &self.mqtt,
         );
+        report.guard = self.watch.as_ref().map(|watch| {
+            let stats = watch.guard.stats();
+            let c = &watch.counters;
+            GuardFigures {
+                firing: stats.firing,
+                alarm_on: watch.guard.alarm_on(),
+                raised: stats.raised,
+                cleared: stats.cleared,
+                coil_writes: c.coil_writes.load(Ordering::Relaxed),
+                coil_failures: c.coil_failures.load(Ordering::Relaxed),
+                hooks_run: c.hooks_run.load(Ordering::Relaxed),
+                hook_failures: c.hook_failures.load(Ordering::Relaxed),
+                hooks_skipped: c.hooks_skipped.load(Ordering::Relaxed),
+            }
+        });
         tracing::info!(
             depth = report.queue.depth,
             polls_ok = report.polls.ok,

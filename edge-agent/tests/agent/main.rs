@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands_and_health;
+mod guard;
 mod modbus_peers;
 mod rs485_bus;
 mod store_and_forward;

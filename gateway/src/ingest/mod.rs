@@ -411,6 +411,7 @@ impl Ingest {
                 }
                 let outcome = self.engine.process(&reading);
                 self.apply_outcome(outcome).await;
+                self.edge_alerts(&reading, &township).await;
             }
             Decoded::Status(status, township) => {
                 self.metrics.status_accepted();
@@ -420,6 +421,30 @@ impl Ingest {
                     .agent_status(&township, &status.agent_id, &status.devices, online);
             }
             Decoded::Ignored => {}
+        }
+    }
+
+    /// The local alarms a box raised or cleared while its uplink was down, carried by this
+    /// reading ([`wire::edge_alert`]): recorded beside the gateway's own alerts after the
+    /// reading's own transitions, never an order of their own
+    /// ([`crate::orders::edge`]). A malformed list is dropped and counted; the reading stands.
+    async fn edge_alerts(&self, reading: &Telemetry, township: &str) {
+        match reading.edge_alerts() {
+            Ok(alerts) if alerts.is_empty() => {}
+            Ok(alerts) => {
+                let applied = self
+                    .orders
+                    .apply_edge_alerts(reading.device_id.to_string(), township.to_owned(), alerts)
+                    .await;
+                if let Err(error) = applied {
+                    self.metrics.store_error();
+                    tracing::error!(device = %reading.device_id, %error, "edge alarms could not be stored");
+                }
+            }
+            Err(error) => {
+                self.metrics.edge_alerts_rejected();
+                tracing::warn!(device = %reading.device_id, %error, "edge alarms dropped; the reading is kept");
+            }
         }
     }
 

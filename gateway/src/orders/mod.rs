@@ -14,6 +14,7 @@ mod actions;
 pub mod calendar;
 pub mod clock;
 pub mod dispatch;
+pub mod edge;
 pub mod idempotency;
 mod intake;
 pub mod model;

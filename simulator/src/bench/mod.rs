@@ -27,7 +27,6 @@
 //! - [`ingest::run_ingest`]: `simulator bench ingest`, the gateway's ingest throughput against
 //!   mosquitto relaying the same load, publish → alert latency and the gateway's memory.
 
-pub mod drop_rules;
 pub mod gateway;
 pub mod ingest;
 pub mod registry;
@@ -136,7 +135,7 @@ pub struct BenchOptions {
     /// Rule file for the gateway (`None`: its built-in pack).
     pub rules: Option<PathBuf>,
     /// Device rules switched off: the gateway runs a rule file derived from `rules` (or the
-    /// built-in pack) without them (see [`drop_rules`]).
+    /// built-in pack) without them (see [`rules::derive::drop_rules`]).
     pub drop_rules: Vec<String>,
     /// Folder for the gateway's files; a fresh temporary folder when `None`.
     pub work_dir: Option<PathBuf>,
@@ -950,8 +949,8 @@ fn rule_file(options: &BenchOptions, work_dir: &std::path::Path) -> Result<RuleF
             rules::DEFAULT_RULES_ORIGIN.to_owned(),
         ),
     };
-    let derived = drop_rules::drop_rules(&text, &origin, &options.drop_rules)
-        .map_err(BenchError::DropRules)?;
+    let derived = rules::derive::drop_rules(&text, &origin, &options.drop_rules)
+        .map_err(|e| BenchError::DropRules(format!("--drop-rules: {e}")))?;
     let path = work_dir.join("rules-derived.toml");
     std::fs::write(&path, &derived.text).map_err(|source| BenchError::Io {
         what: format!("write {}", path.display()),

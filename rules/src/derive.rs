@@ -1,10 +1,11 @@
-//! `simulator bench winter --drop-rules ID,...`: a rule file derived from the one the gateway
-//! would run, with some device rules switched off, so the score card can show what the other
-//! detectors catch on their own (e.g. without the fault-code rules). Pure: text in, text out.
+//! Rule files derived from another: without some device rules ([`drop_rules`]: the winter
+//! bench's `--drop-rules`, so the score card shows what the other detectors catch on their own)
+//! or with only some ([`keep_rules`]: the small pack an edge box runs on its own while its
+//! uplink is down). Pure: text in, text out.
 //!
 //! Each dropped rule's `[[rule]]` table is removed, and its id is removed from every
 //! `[[fleet]]` table's `members` (a string or a list), `clear_members` and `explains`; a fleet
-//! rule left with no member is removed too. The result is checked with [`rules::RuleSet::parse`].
+//! rule left with no member is removed too. The result is checked with [`crate::RuleSet::parse`].
 
 use toml::{Table, Value};
 
@@ -22,6 +23,24 @@ pub struct DerivedRules {
 /// Removes the device rules `drop` from the rule file `text` (named `origin` in messages).
 /// An id that is no `[[rule]]` of the file is an error naming it.
 pub fn drop_rules(text: &str, origin: &str, drop: &[String]) -> Result<DerivedRules, String> {
+    derive(text, origin, Select::Drop(drop))
+}
+
+/// Keeps only the device rules `keep` of the rule file `text` (named `origin` in messages),
+/// and no fleet rule (they need the whole village). An id that is no `[[rule]]` of the file
+/// is an error naming it.
+pub fn keep_rules(text: &str, origin: &str, keep: &[String]) -> Result<DerivedRules, String> {
+    derive(text, origin, Select::Keep(keep))
+}
+
+/// Which device rules a derived file has.
+#[derive(Clone, Copy)]
+enum Select<'a> {
+    Drop(&'a [String]),
+    Keep(&'a [String]),
+}
+
+fn derive(text: &str, origin: &str, select: Select<'_>) -> Result<DerivedRules, String> {
     let mut file: Table =
         toml::from_str(text).map_err(|e| format!("{origin} is not valid TOML: {e}"))?;
     let rules = match file.get_mut("rule") {
@@ -36,20 +55,35 @@ pub fn drop_rules(text: &str, origin: &str, drop: &[String]) -> Result<DerivedRu
             .unwrap_or_default()
     };
     let known: Vec<String> = rules.iter().map(id_of).collect();
-    let mut dropped = Vec::new();
-    for id in drop {
+    let named = match select {
+        Select::Drop(ids) | Select::Keep(ids) => ids,
+    };
+    for id in named {
         if !known.contains(id) {
             return Err(format!(
-                "--drop-rules: {origin} has no rule {id:?} (its rules: {})",
+                "{origin} has no rule {id:?} (its rules: {})",
                 known.join(", ")
             ));
         }
-        if !dropped.contains(id) {
-            dropped.push(id.clone());
+    }
+    let mut dropped = Vec::new();
+    for id in match select {
+        Select::Drop(ids) => ids.to_vec(),
+        Select::Keep(ids) => known.iter().filter(|k| !ids.contains(k)).cloned().collect(),
+    } {
+        if !dropped.contains(&id) {
+            dropped.push(id);
         }
     }
+    let keep_fleet = matches!(select, Select::Drop(_));
     rules.retain(|rule| !dropped.contains(&id_of(rule)));
     let mut dropped_fleet = Vec::new();
+    if !keep_fleet {
+        if let Some(Value::Array(fleet)) = file.get("fleet") {
+            dropped_fleet.extend(fleet.iter().map(id_of));
+        }
+        file.remove("fleet");
+    }
     if let Some(Value::Array(fleet)) = file.get_mut("fleet") {
         let keep = |id: &Value| {
             id.as_str()
@@ -88,10 +122,16 @@ pub fn drop_rules(text: &str, origin: &str, drop: &[String]) -> Result<DerivedRu
     }
     let body =
         toml::to_string(&file).map_err(|e| format!("cannot write the derived rules: {e}"))?;
-    let mut text = format!(
-        "# Derived by `simulator bench winter --drop-rules` from {origin}, without the rules {}",
-        dropped.join(", ")
-    );
+    let mut text = match select {
+        Select::Drop(_) => format!(
+            "# Derived from {origin}, without the rules {}",
+            dropped.join(", ")
+        ),
+        Select::Keep(ids) => format!(
+            "# Derived from {origin}, with only the rules {}",
+            ids.join(", ")
+        ),
+    };
     if !dropped_fleet.is_empty() {
         text.push_str(&format!(
             " (and the fleet rules {}, left without members)",
@@ -100,8 +140,11 @@ pub fn drop_rules(text: &str, origin: &str, drop: &[String]) -> Result<DerivedRu
     }
     text.push_str(".\n\n");
     text.push_str(&body);
-    let derived_origin = format!("{origin} without {}", dropped.join(", "));
-    rules::RuleSet::parse(&text, &derived_origin)
+    let derived_origin = match select {
+        Select::Drop(_) => format!("{origin} without {}", dropped.join(", ")),
+        Select::Keep(ids) => format!("{origin} with only {}", ids.join(", ")),
+    };
+    crate::RuleSet::parse(&text, &derived_origin)
         .map_err(|e| format!("the derived rule file is refused: {e}"))?;
     Ok(DerivedRules {
         text,
@@ -121,8 +164,8 @@ mod tests {
     #[test]
     fn dropping_the_fault_code_rules_from_the_default_pack() {
         let derived = drop_rules(
-            rules::DEFAULT_RULES,
-            rules::DEFAULT_RULES_ORIGIN,
+            crate::DEFAULT_RULES,
+            crate::DEFAULT_RULES_ORIGIN,
             &ids(&["device_fault", "gas_fault", "protection_trips"]),
         )
         .expect("derived");
@@ -132,9 +175,9 @@ mod tests {
         );
         // The village heat-pump trips rule counted only protection_trips: it goes with it.
         assert_eq!(derived.dropped_fleet, ids(&["village_heat_pump_trips"]));
-        let set = rules::RuleSet::parse(&derived.text, "derived").expect("valid");
+        let set = crate::RuleSet::parse(&derived.text, "derived").expect("valid");
         let original =
-            rules::RuleSet::parse(rules::DEFAULT_RULES, rules::DEFAULT_RULES_ORIGIN).expect("ok");
+            crate::RuleSet::parse(crate::DEFAULT_RULES, crate::DEFAULT_RULES_ORIGIN).expect("ok");
         assert_eq!(set.len() + 3, original.len());
         let file: Table = toml::from_str(&derived.text).expect("toml");
         let rule_ids: Vec<&str> = file["rule"]
@@ -160,7 +203,7 @@ mod tests {
                 _ => Vec::new(),
             }
         };
-        let before: Table = toml::from_str(rules::DEFAULT_RULES).expect("toml");
+        let before: Table = toml::from_str(crate::DEFAULT_RULES).expect("toml");
         let old_fleet: Vec<&Value> = before["fleet"]
             .as_array()
             .expect("fleet rules")
@@ -197,22 +240,22 @@ mod tests {
     #[test]
     fn a_fleet_rule_left_without_members_goes_and_an_unknown_id_is_named() {
         let derived = drop_rules(
-            rules::DEFAULT_RULES,
-            rules::DEFAULT_RULES_ORIGIN,
+            crate::DEFAULT_RULES,
+            crate::DEFAULT_RULES_ORIGIN,
             &ids(&["offline", "unit_unpowered"]),
         )
         .expect("derived");
         assert_eq!(derived.dropped_fleet, ids(&["village_power_outage"]));
-        rules::RuleSet::parse(&derived.text, "derived").expect("valid");
+        crate::RuleSet::parse(&derived.text, "derived").expect("valid");
         // A member that decides when a supply incident ends goes from `clear_members` too.
         let derived = drop_rules(
-            rules::DEFAULT_RULES,
-            rules::DEFAULT_RULES_ORIGIN,
+            crate::DEFAULT_RULES,
+            crate::DEFAULT_RULES_ORIGIN,
             &ids(&["gas_pressure_low"]),
         )
         .expect("derived");
         assert!(derived.dropped_fleet.is_empty());
-        let set = rules::RuleSet::parse(&derived.text, "derived").expect("valid");
+        let set = crate::RuleSet::parse(&derived.text, "derived").expect("valid");
         let gas = set
             .fleet()
             .iter()
@@ -220,11 +263,33 @@ mod tests {
             .expect("the gas rule stays");
         assert!(gas.clear_members.is_empty());
         let error = drop_rules(
-            rules::DEFAULT_RULES,
-            rules::DEFAULT_RULES_ORIGIN,
+            crate::DEFAULT_RULES,
+            crate::DEFAULT_RULES_ORIGIN,
             &ids(&["device_fault", "no_such_rule"]),
         )
         .expect_err("unknown id");
         assert!(error.contains("\"no_such_rule\""), "{error}");
+    }
+
+    #[test]
+    fn keeping_a_few_rules_leaves_no_fleet_rule_and_names_an_unknown_id() {
+        let keep = ids(&["heating_stopped", "freeze_risk"]);
+        let derived =
+            keep_rules(crate::DEFAULT_RULES, crate::DEFAULT_RULES_ORIGIN, &keep).expect("derived");
+        let set = crate::RuleSet::parse(&derived.text, "derived").expect("valid");
+        let kept: Vec<&str> = set.rules().iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(kept, ["heating_stopped", "freeze_risk"]);
+        assert!(set.fleet().is_empty());
+        assert!(derived
+            .dropped_fleet
+            .contains(&"village_power_outage".to_owned()));
+        assert!(derived.text.starts_with("# Derived from "));
+        let error = keep_rules(
+            crate::DEFAULT_RULES,
+            crate::DEFAULT_RULES_ORIGIN,
+            &ids(&["heating_stopped", "no_such_rule"]),
+        )
+        .expect_err("unknown id");
+        assert!(error.contains("no rule \"no_such_rule\""), "{error}");
     }
 }
