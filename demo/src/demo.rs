@@ -352,6 +352,7 @@ fn write_gateway_config(
         std::fs::write(&path, text)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
+    write_forecast(data_dir, households)?;
     let sla = gateway::orders::sla::SlaConfig::default();
     let ms = |d: Duration| clock.compress(d).as_millis().max(1);
     let path = data_dir.join("gateway.toml");
@@ -369,9 +370,54 @@ fn write_gateway_config(
         ms(sla.repaired),
         ms(sla.check_every).clamp(100, 1_000),
     );
+    let text = format!(
+        "{text}\n# The 防寒 page: a forecast written at start (a cold wave ahead for half the\n\
+         # townships); the operator opens the sweep from the console.\n\
+         [prevention]\nforecast_file = \"forecast.csv\"\npoll_every = \"1m\"\nauto_open = false\n"
+    );
     std::fs::write(&path, text)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok((path, members))
+}
+
+/// Writes the demo's forecast (`forecast.csv`, the format of `gateway::prevention::weather`):
+/// 3-hourly minimum temperatures for the next 72 hours of every township of the fleet, from
+/// the start of the current hour. Every other township (by id) gets a cold wave: down to
+/// -19 °C about 36 hours ahead; the others a mild -3 to -8 °C.
+fn write_forecast(data_dir: &std::path::Path, households: &[HouseholdInfo]) -> anyhow::Result<()> {
+    let townships: std::collections::BTreeSet<&str> =
+        households.iter().map(|h| h.township.as_str()).collect();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let hour_ms = 3_600_000;
+    let start = now_ms - now_ms.rem_euclid(hour_ms);
+    let mut text = String::from(
+        "# Written by `demo` at start: 3-hourly forecast minimum per township.\ntime,township_or_village,min_temp_c\n",
+    );
+    for (index, township) in townships.iter().enumerate() {
+        let cold = index % 2 == 0;
+        for step in 0..=24_i64 {
+            let at = start + step * 3 * hour_ms;
+            let hours = (step * 3) as f64;
+            let temperature = if cold {
+                // A trough 36 h ahead: -6 °C falling to -19 °C and back.
+                -6.0 - 13.0 * (-((hours - 36.0) / 14.0).powi(2)).exp()
+            } else {
+                -3.0 - 5.0 * (hours / 72.0)
+            };
+            let seconds = at / 1000;
+            let (y, m, d) = wire::calendar::civil_from_days(seconds.div_euclid(86_400));
+            let in_day = seconds.rem_euclid(86_400);
+            text.push_str(&format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}Z,{township},{temperature:.1}\n",
+                in_day / 3600,
+                in_day / 60 % 60
+            ));
+        }
+    }
+    let path = data_dir.join("forecast.csv");
+    std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 /// Gives each township's vendor and third-party team at least `per_team` technicians (the

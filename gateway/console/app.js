@@ -13,6 +13,7 @@ import * as reports from './reports.js';
 import * as households from './households.js';
 import * as intake from './intake.js';
 import * as field from './field.js';
+import * as prevention from './prevention.js';
 
 const session = {
   /** `district` (operator, read-only), `township`, `team`, or null when not signed in. */
@@ -47,6 +48,7 @@ const ROUTES = [
   { pattern: /^\/households$/, page: households, nav: 'households' },
   { pattern: /^\/intake$/, page: intake, nav: 'intake' },
   { pattern: /^\/field$/, page: field, nav: 'field' },
+  { pattern: /^\/prevention$/, page: prevention, nav: 'prevention' },
 ];
 
 function parseHash() {
@@ -73,6 +75,7 @@ function renderHeader(active) {
     ['fleet', '#/fleet', session.role !== 'team'],
     ['households', '#/households', session.role !== 'team'],
     ['reports', '#/reports/daily', true],
+    ['prevention', '#/prevention', session.role !== 'team'],
   ];
   fill(
     nav,

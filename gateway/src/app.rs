@@ -35,6 +35,8 @@ pub struct Started {
     pub fleet: Arc<Fleet>,
     pub orders: OrderService,
     pub metrics: Arc<Metrics>,
+    /// Risk scores and the cold-wave sweep.
+    pub prevention: Arc<crate::prevention::Prevention>,
 }
 
 /// Loads the rule set named by the config, or the built-in default pack.
@@ -291,6 +293,21 @@ pub async fn start(
         }
     });
 
+    // Prevention before the cold: the forecast poller and, with `auto_open`, the sweep.
+    let prevention = crate::prevention::Prevention::new(
+        config.prevention.clone(),
+        orders.clone(),
+        Arc::clone(&fleet),
+        Arc::clone(&metrics),
+    )?;
+    let prevention_shutdown = shutdown.clone();
+    let poller = Arc::clone(&prevention);
+    tracker.spawn(async move {
+        if let Err(error) = poller.run(prevention_shutdown).await {
+            tracing::error!(error = %format!("{error:#}"), "the cold-wave sweep stopped");
+        }
+    });
+
     let listener = api::bind(config.http.listen).await?;
     let http = listener.local_addr()?;
     let state = ApiState {
@@ -321,7 +338,8 @@ pub async fn start(
         });
     }
     let api_shutdown = shutdown.clone();
-    let app = api::router_with(state.clone(), config.http.request_timeout);
+    let app = api::router_with(state.clone(), config.http.request_timeout)
+        .layer(axum::Extension(Arc::clone(&prevention)));
     let limits = config.http.clone();
     let api_metrics = Arc::clone(&metrics);
     tracker.spawn(async move {
@@ -341,6 +359,7 @@ pub async fn start(
         fleet,
         orders,
         metrics,
+        prevention,
     })
 }
 

@@ -230,6 +230,7 @@ mod tests {
             resident_pays_cents: 0,
             misuse: false,
             sla_flags: 0,
+            sla_from_ms: None,
         }
     }
 

@@ -47,6 +47,10 @@ pub struct GatewayConfig {
     /// Escalations, SLA warnings and supply incidents pushed to people (webhook, SMS gateway).
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// Risk scores and the cold-wave sweep (防寒): the forecast source, the cold-wave rule and
+    /// the daily capacity of preventive visits and calls per township.
+    #[serde(default)]
+    pub prevention: crate::prevention::PreventionConfig,
 }
 
 /// Who may use the HTTP API.
@@ -396,6 +400,11 @@ impl GatewayConfig {
                 *import = base.join(&*import);
             }
         }
+        if let Some(forecast) = config.prevention.forecast_file.as_mut() {
+            if forecast.is_relative() {
+                *forecast = base.join(&*forecast);
+            }
+        }
         config.validate(&text, &origin)?;
         Ok(config)
     }
@@ -524,6 +533,9 @@ impl GatewayConfig {
             return Err(invalid("rules.snapshot_every", "must be greater than 0"));
         }
         self.validate_snapshot_path(&invalid)?;
+        if let Err((field, message)) = self.prevention.validate() {
+            return Err(invalid(&field, &message));
+        }
         match self.notify.validate() {
             Ok(()) => {}
             Err(crate::notify::NotifyError::Invalid { field, message }) => {
@@ -531,17 +543,8 @@ impl GatewayConfig {
             }
             Err(other) => return Err(invalid("notify", &other.to_string())),
         }
-        if !(0.5..1.0).contains(&self.sla.warn_at) {
-            return Err(invalid("sla.warn_at", "must be at least 0.5 and below 1.0"));
-        }
-        if self.sla.dispatch.is_zero()
-            || self.sla.on_site < self.sla.dispatch
-            || self.sla.repaired < self.sla.on_site
-        {
-            return Err(invalid(
-                "sla",
-                "deadlines must be positive and ordered: dispatch <= on_site <= repaired",
-            ));
+        if let Err((field, message)) = self.sla.check() {
+            return Err(invalid(&field, &message));
         }
         if self.influxdb.url.is_some() {
             if self.influxdb.batch_size == 0 || self.influxdb.batch_size > self.influxdb.max_buffer
@@ -557,9 +560,6 @@ impl GatewayConfig {
                     "flush_every and timeout must be greater than 0",
                 ));
             }
-        }
-        if self.sla.check_every.is_zero() {
-            return Err(invalid("sla.check_every", "must be greater than 0"));
         }
         let mut seen = std::collections::HashSet::new();
         for (index, token) in self.api.tokens.iter().enumerate() {
@@ -922,6 +922,44 @@ mod tests {
             err.contains("gateway.toml:4:20 field `broker.max_payload_size`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sla_class_tables_are_read_and_checked_with_their_key() {
+        let config = load("[api]\nauth = \"disabled\"\n").expect("defaults");
+        assert_eq!(
+            config.sla.maintenance.dispatch,
+            Duration::from_secs(24 * 3600)
+        );
+        assert!(!config.sla.maintenance.escalate);
+        assert!(config.sla.call.escalate);
+        let config = load(
+            "[api]\nauth = \"disabled\"\n[sla]\ndispatch = \"10m\"\n[sla.maintenance]\ndispatch = \"2d\"\non_site = \"4d\"\nescalate = true\n[sla.call]\ndispatch = \"20m\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.sla.maintenance.on_site,
+            Duration::from_secs(4 * 24 * 3600)
+        );
+        assert_eq!(
+            config.sla.maintenance.repaired,
+            Duration::from_secs(7 * 24 * 3600),
+            "a key left out keeps the class's default"
+        );
+        assert!(config.sla.maintenance.escalate);
+        assert_eq!(config.sla.call.dispatch, Duration::from_secs(20 * 60));
+        assert_eq!(config.sla.dispatch, Duration::from_secs(10 * 60));
+        let err = load(
+            "[api]\nauth = \"disabled\"\n[sla.utility]\ndispatch = \"3h\"\non_site = \"2h\"\n",
+        )
+        .expect_err("on site before dispatch")
+        .to_string();
+        assert!(err.contains("field `sla.utility.on_site`"), "{err}");
+        assert!(err.contains("sla.utility.dispatch"), "{err}");
+        let err = load("[api]\nauth = \"disabled\"\n[sla.call]\nwithin = \"5m\"\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("within"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`orders::OrderService`]: alerts and work orders, one order per alert episode.
 //! - [`notify::Notifier`]: escalations (督办), SLA warnings, supply incidents and vulnerable
 //!   households' orders pushed to people: a signed webhook and an SMS/WeChat gateway adapter.
+//! - [`prevention::Prevention`]: risk scores per unit and the cold-wave sweep (防寒) that opens
+//!   preventive visits and calls ahead of a forecast cold wave.
 //! - [`api::router`]: the HTTP API under `/api/v1`.
 //! - [`app::start`]: wires them together (the `demo` crate runs it beside simulated households
 //!   and edge agents in one process).
@@ -27,5 +29,6 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod orders;
+pub mod prevention;
 pub mod registry;
 pub mod sinks;

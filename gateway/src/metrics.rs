@@ -69,8 +69,12 @@ pub struct Metrics {
     rule_snapshot_last_write_micros: AtomicU64,
     /// Size of the last snapshot written, in bytes.
     rule_snapshot_bytes: AtomicU64,
-    sla_warnings: Mutex<BTreeMap<&'static str, u64>>,
-    sla_breaches: Mutex<BTreeMap<&'static str, u64>>,
+    /// By (SLA class, stage).
+    sla_warnings: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Breaches escalated (督办), by (SLA class, stage).
+    sla_breaches: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Breaches of classes that do not escalate, by (SLA class, stage).
+    sla_breaches_recorded: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rejects: Mutex<BTreeMap<&'static str, u64>>,
     reject_samples: Mutex<std::collections::VecDeque<RejectSample>>,
     ingest_ready: std::sync::atomic::AtomicBool,
@@ -86,6 +90,11 @@ pub struct Metrics {
     broker_guards: std::sync::OnceLock<(rumqttd::guards::GuardCounters, std::sync::Arc<AtomicU64>)>,
     /// Readings by clock outcome and the box clock skew ingest corrected.
     pub clock: crate::ingest::clock::ClockFigures,
+    /// The cold-wave sweep's forecast reads, orders opened and failures
+    /// (`gateway_prevention_forecast_loads_total`, `gateway_prevention_orders_opened_total`,
+    /// `gateway_prevention_sweep_failures_total`, `gateway_prevention_dispatch_failures_total`,
+    /// `gateway_prevention_units_over_capacity`, `gateway_prevention_cold_waves`).
+    pub prevention: crate::prevention::PreventionFigures,
     /// Outgoing notices (`notify`) by (outcome, sink): `delivered`, `failed`, `dropped`,
     /// `retried`.
     notices: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -254,14 +263,21 @@ impl Metrics {
     pub fn rule_snapshot_bytes(&self) -> u64 {
         self.rule_snapshot_bytes.load(Ordering::Relaxed)
     }
-    pub fn sla_warning(&self, stage: &'static str) {
+    /// An SLA warning of an order of `class` at `stage`.
+    pub fn sla_warning(&self, class: &'static str, stage: &'static str) {
         if let Ok(mut map) = self.sla_warnings.lock() {
-            *map.entry(stage).or_default() += 1;
+            *map.entry((class, stage)).or_default() += 1;
         }
     }
-    pub fn sla_breach(&self, stage: &'static str) {
-        if let Ok(mut map) = self.sla_breaches.lock() {
-            *map.entry(stage).or_default() += 1;
+    /// An SLA breach of an order of `class` at `stage`, escalated (督办) or only recorded.
+    pub fn sla_breach(&self, class: &'static str, stage: &'static str, escalated: bool) {
+        let map = if escalated {
+            &self.sla_breaches
+        } else {
+            &self.sla_breaches_recorded
+        };
+        if let Ok(mut map) = map.lock() {
+            *map.entry((class, stage)).or_default() += 1;
         }
     }
 
@@ -481,19 +497,27 @@ impl Metrics {
         for (name, help, map) in [
             (
                 "gateway_sla_warnings_total",
-                "SLA warnings raised, by stage",
+                "SLA warnings raised, by SLA class and stage",
                 &self.sla_warnings,
             ),
             (
                 "gateway_sla_breaches_total",
-                "SLA deadlines breached and escalated, by stage",
+                "SLA deadlines breached and escalated (督办), by SLA class and stage",
                 &self.sla_breaches,
+            ),
+            (
+                "gateway_sla_breaches_recorded_total",
+                "SLA deadlines breached in a class that does not escalate (sla.<class>.escalate = false): recorded on the order for its team, by SLA class and stage",
+                &self.sla_breaches_recorded,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             if let Ok(map) = map.lock() {
-                for (stage, count) in map.iter() {
-                    let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {count}");
+                for ((class, stage), count) in map.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{class=\"{class}\",stage=\"{stage}\"}} {count}"
+                    );
                 }
             }
         }
@@ -530,6 +554,7 @@ impl Metrics {
             }
         }
         self.clock.render(&mut out);
+        self.prevention.render(&mut out);
         let tick = self.last_rules_tick();
         let mut own = vec![
             (

@@ -1701,9 +1701,14 @@ async fn a_box_silent_in_frost_gets_a_call_first_and_a_technician_when_evidence_
             "call_first",
             "alert_linked",
             "evidence_joined",
+            "sla_class_changed",
             "dispatched"
         ],
     );
+    // From a call task to a repair: the repair clocks run from the evidence, so the dispatch
+    // that follows at once is in time.
+    assert!(order.sla_from_ms.is_some());
+    assert_eq!(order.sla_from_ms, order.dispatched_at_ms);
 }
 
 #[tokio::test]

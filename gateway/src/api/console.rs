@@ -105,6 +105,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_bytes!("../../console/field.js"),
     },
+    Asset {
+        name: "prevention.js",
+        content_type: JS,
+        body: include_bytes!("../../console/prevention.js"),
+    },
 ];
 
 /// The page; `{{VERSION}}` marks where asset URLs take the version.

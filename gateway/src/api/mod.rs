@@ -11,6 +11,7 @@ mod fleet;
 mod households;
 mod intake;
 mod orders;
+mod prevention;
 mod registry;
 mod reports;
 
@@ -384,6 +385,8 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(households::search))
         .routes(routes!(households::household))
         .routes(routes!(reports::report))
+        .routes(routes!(prevention::risk))
+        .routes(routes!(prevention::sweep, prevention::open_sweep))
         .with_state(state.clone())
         .split_for_parts();
     let openapi = Arc::new(openapi);

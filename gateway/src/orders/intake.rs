@@ -189,7 +189,20 @@ impl OrderService {
         let mut notices = Vec::new();
         let mut dispatched = Vec::new();
         let (order_id, linked, pre_emptive) = match existing {
-            Some(order) => (order.id, true, order.pre_emptive),
+            Some(order) => {
+                // A resident asking for a repair makes the open order a repair (a maintenance
+                // finding gets the repair clocks from now).
+                self.raise_priority(
+                    store,
+                    &order,
+                    "high",
+                    at_ms,
+                    &format!("complaint:{channel}"),
+                    &format!("a resident's repair request via {channel} joined the order"),
+                    &mut notices,
+                )?;
+                (order.id, true, order.pre_emptive)
+            }
             None => {
                 let Some(context) = context.as_ref() else {
                     return Err(RequestError::invalid(format!(

@@ -45,7 +45,7 @@ use store::{AlertRow, ComplaintRow, NewOrder, OrderRow, OrderUpdate, Store, Stor
 use crate::auth::{Principal, Role};
 use crate::metrics::Metrics;
 use clock::Clock;
-use sla::SlaConfig;
+use sla::{SlaClass, SlaConfig, Stage};
 
 /// Why an action was refused.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +72,13 @@ pub struct OrderNotice {
     pub priority: String,
     /// `rule` or the intake channel.
     pub source: String,
-    /// When the order was created (SLA clocks run from here), Unix ms.
+    /// When the order was created, Unix ms.
     pub created_at_ms: i64,
+    /// The order's SLA class (`repair`, `maintenance`, `utility`, `call`), whose deadlines
+    /// its clocks run against.
+    pub sla_class: SlaClass,
+    /// When its SLA clocks started: `created_at_ms`, or the last change of class, Unix ms.
+    pub sla_from_ms: i64,
     /// The event kind (`created`, `dispatched`, `sla_warning`, `escalated`...).
     pub kind: String,
     pub at_ms: i64,
@@ -92,6 +97,8 @@ impl OrderNotice {
             priority: order.priority.clone(),
             source: order.source.clone(),
             created_at_ms: order.created_at_ms,
+            sla_class: SlaClass::of(order),
+            sla_from_ms: sla::clock_start(order),
             kind: kind.to_owned(),
             at_ms,
             note,
@@ -397,9 +404,24 @@ impl OrderService {
                                 category,
                                 &label(priority),
                                 &transition,
+                                &mut notices,
                             )? {
                                 notices.push(notice);
                                 dispatched.push(row);
+                            } else if category != CALL_TASK_CATEGORY {
+                                // A more urgent alert on the device makes the open order as
+                                // urgent (a call-first alert does not: it asks for a call).
+                                if let Some(current) = store.order_row(open.id)? {
+                                    self.raise_priority(
+                                        store,
+                                        &current,
+                                        &label(priority),
+                                        transition.at_ms,
+                                        &format!("rule:{}", transition.rule_id),
+                                        &transition.summary,
+                                        &mut notices,
+                                    )?;
+                                }
                             }
                         }
                         continue;
@@ -470,9 +492,11 @@ impl OrderService {
         if escalations.is_empty() {
             return Ok(());
         }
-        let live = self
+        let service = self.clone();
+        let (live, notices) = self
             .with_store(move |store| {
                 let mut live = Vec::with_capacity(escalations.len());
+                let mut notices = Vec::new();
                 for escalation in escalations {
                     let Some(order) = store.order_of_episode(&escalation.episode_id)? else {
                         live.push(LiveEvent::Escalation {
@@ -499,6 +523,13 @@ impl OrderService {
                         let new = label(priority);
                         if priority_rank(&new) > priority_rank(&order.priority) {
                             store.set_priority(order.id, &new)?;
+                            service.restart_clocks_on_class_change(
+                                store,
+                                &order,
+                                escalation.at_ms,
+                                &format!("rule:{}", escalation.rule_id),
+                                &mut notices,
+                            )?;
                         }
                     }
                     live.push(LiveEvent::Escalation {
@@ -506,10 +537,11 @@ impl OrderService {
                         escalation,
                     });
                 }
-                Ok(live)
+                Ok((live, notices))
             })
             .await?;
         self.send_live(live);
+        self.announce(notices, &[]);
         Ok(())
     }
 
@@ -612,6 +644,7 @@ impl OrderService {
         category: &str,
         priority: &str,
         transition: &Transition,
+        notices: &mut Vec<OrderNotice>,
     ) -> Result<Option<(OrderRow, OrderNotice)>, StoreError> {
         if open.category != CALL_TASK_CATEGORY
             || category == CALL_TASK_CATEGORY
@@ -638,7 +671,105 @@ impl OrderService {
         )?;
         self.metrics.call_task_upgraded();
         tracing::info!(order = open.id, device = %open.device_id, rule = %transition.rule_id, category, "call task became a repair order: evidence joined");
+        self.restart_clocks_on_class_change(
+            store,
+            open,
+            transition.at_ms,
+            &format!("rule:{}", transition.rule_id),
+            notices,
+        )?;
         self.auto_dispatch(store, open.id, transition.at_ms)
+    }
+
+    /// Something more urgent joined `order` (a resident's repair request, an alert of a higher
+    /// priority): its priority rises to `priority` when that is higher, with a
+    /// `priority_raised` event, and when that moves it into another SLA class its clocks
+    /// restart ([`OrderService::restart_clocks_on_class_change`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn raise_priority(
+        &self,
+        store: &mut Store,
+        order: &OrderRow,
+        priority: &str,
+        at_ms: i64,
+        actor: &str,
+        why: &str,
+        notices: &mut Vec<OrderNotice>,
+    ) -> Result<(), StoreError> {
+        if priority_rank(priority).is_none()
+            || priority_rank(priority) <= priority_rank(&order.priority)
+        {
+            return Ok(());
+        }
+        store.set_priority(order.id, priority)?;
+        let at_ms = at_ms.max(order.created_at_ms);
+        store.append_event(
+            order.id,
+            at_ms,
+            actor,
+            "priority_raised",
+            &format!("priority {} -> {priority}: {why}", order.priority),
+            &OrderUpdate::default(),
+        )?;
+        tracing::info!(order = order.id, from = %order.priority, to = priority, actor, "order priority raised");
+        self.restart_clocks_on_class_change(store, order, at_ms, actor, notices)
+    }
+
+    /// When `before` (the order as it was) and the order as stored now are of different SLA
+    /// classes (a maintenance finding became urgent, a call task became a repair), the new
+    /// class's clocks run from `at_ms`: `sla_from_ms` is set, the warnings and breaches of the
+    /// stages not reached yet are forgotten, and an `sla_class_changed` event says so.
+    pub(crate) fn restart_clocks_on_class_change(
+        &self,
+        store: &mut Store,
+        before: &OrderRow,
+        at_ms: i64,
+        actor: &str,
+        notices: &mut Vec<OrderNotice>,
+    ) -> Result<(), StoreError> {
+        let Some(after) = store.order_row(before.id)? else {
+            return Ok(());
+        };
+        let (from, to) = (SlaClass::of(before), SlaClass::of(&after));
+        if from == to {
+            return Ok(());
+        }
+        let at_ms = at_ms.max(after.created_at_ms);
+        let clear = Stage::ALL
+            .into_iter()
+            .filter(|stage| stage.reached_at(&after).is_none())
+            .fold(0, |bits, stage| {
+                bits | stage.warned_bit() | stage.breached_bit()
+            });
+        store.restart_sla(after.id, at_ms, clear)?;
+        let clocks = self.sla.clocks(to);
+        let minutes = |stage: Stage| clocks.deadline_ms(stage) / 60_000;
+        let note = format!(
+            "SLA class {} -> {}: its clocks run from here (dispatch {} min, on site {} min, repaired {} min)",
+            from.as_str(),
+            to.as_str(),
+            minutes(Stage::Dispatch),
+            minutes(Stage::OnSite),
+            minutes(Stage::Repaired)
+        );
+        store.append_event(
+            after.id,
+            at_ms,
+            actor,
+            "sla_class_changed",
+            &note,
+            &OrderUpdate::default(),
+        )?;
+        tracing::info!(
+            order = after.id,
+            from = from.as_str(),
+            to = to.as_str(),
+            at_ms,
+            "SLA class changed: clocks restarted"
+        );
+        let row = store.order_row(after.id)?.unwrap_or(after);
+        notices.push(OrderNotice::of(&row, "sla_class_changed", at_ms, note));
+        Ok(())
     }
 
     /// Builds a new order with what the registry knows of the device.
@@ -751,7 +882,7 @@ impl OrderService {
                 let mut raised = Vec::new();
                 for order in open {
                     for notice in sla::due(&config, &order, now) {
-                        let bit = if notice.kind == "escalated" {
+                        let bit = if notice.is_breach() {
                             notice.stage.breached_bit() | notice.stage.warned_bit()
                         } else {
                             notice.stage.warned_bit()
@@ -775,11 +906,17 @@ impl OrderService {
             .await?;
         let mut raised = Vec::with_capacity(notices.len());
         for (notice, order) in notices {
-            if notice.kind == "escalated" {
-                self.metrics.sla_breach(notice.stage.as_str());
-                tracing::warn!(order = notice.order_id, township = %notice.township, stage = notice.stage.as_str(), "SLA breached: escalated");
-            } else {
-                self.metrics.sla_warning(notice.stage.as_str());
+            let (class, stage) = (notice.class.as_str(), notice.stage.as_str());
+            match notice.kind {
+                "escalated" => {
+                    self.metrics.sla_breach(class, stage, true);
+                    tracing::warn!(order = notice.order_id, township = %notice.township, class, stage, "SLA breached: escalated");
+                }
+                "sla_breached" => {
+                    self.metrics.sla_breach(class, stage, false);
+                    tracing::info!(order = notice.order_id, township = %notice.township, team = order.team_id.as_deref().unwrap_or(""), class, stage, "SLA breached: recorded for the team, not escalated");
+                }
+                _ => self.metrics.sla_warning(class, stage),
             }
             self.notify(OrderNotice::of(
                 &order,

@@ -17,6 +17,11 @@ pub const ORDER_EVENT_MISUSE_CLAIMED: &str = "misuse_claimed";
 /// Kind of the event of an operator's confirmation of a misuse claim; the charge follows it.
 pub const ORDER_EVENT_MISUSE_CONFIRMED: &str = "misuse_confirmed";
 
+/// The order category of a preventive visit the cold-wave sweep (`crate::prevention`) opens
+/// ahead of a forecast cold wave: a technician checks a unit most likely to fail (its reasons
+/// are in the order's summary). Low priority: nothing has failed yet.
+pub const PREVENTIVE_VISIT_CATEGORY: &str = "preventive_visit";
+
 /// How far ahead of the server's clock a client-supplied time may be: the clock skew of an
 /// operator's machine, no more.
 pub const FUTURE_TOLERANCE_MS: i64 = 60_000;

@@ -8,7 +8,12 @@
 //! - resolution rate: orders resolved (or further: callback done, closed) / requests;
 //! - satisfaction: mean of callback scores 1-5; satisfied rate: share of callbacks scoring 4 or 5;
 //! - SLA compliance of a stage: stages reached within their deadline / stages reached or overdue
-//!   at the report's time (orders still within their deadline are not counted yet);
+//!   at the report's time (orders still within their deadline are not counted yet); each order
+//!   is judged against the deadlines of its own SLA class (`repair`, `maintenance`, `utility`,
+//!   `call`: [`super::sla::class_of`]), and `sla_by_class` gives the counts of each class
+//!   against its own target;
+//! - stage times (median, p90): from the start of the order's clocks (its creation, or the
+//!   change of its SLA class);
 //! - pre-emptive share: orders opened from telemetry before any complaint / requests.
 
 use std::collections::BTreeMap;
@@ -18,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::calendar::{civil_from_days, cst_midnight_ms, days_from_civil, weekday, DAY_MS};
-use super::sla::{SlaConfig, Stage};
+use super::sla::{clock_start, ClassTally, SlaClass, SlaConfig, Stage};
 use super::store::OrderRow;
 use super::OrderState;
 
@@ -103,6 +108,10 @@ pub struct ReportRow {
     pub parts_cents: i64,
     /// What residents paid, in fen.
     pub resident_pays_cents: i64,
+    /// Per SLA class (`repair`, `maintenance`, `utility`, `call`; every class present): its
+    /// orders (not cancelled or merged) and, per stage, how many met the class's own deadline,
+    /// were late, or are still running.
+    pub sla_by_class: BTreeMap<String, ClassTally>,
 }
 
 /// A report.
@@ -160,6 +169,11 @@ impl Accumulator {
         }
         row.parts_cents += order.parts_cents;
         row.resident_pays_cents += order.resident_pays_cents;
+        row.sla_by_class
+            .entry(SlaClass::of(order).as_str().to_owned())
+            .or_default()
+            .add(sla, order, now_ms);
+        let start = clock_start(order);
         for (index, stage) in Stage::ALL.into_iter().enumerate() {
             match sla.met(order, stage, now_ms) {
                 Some(true) => {
@@ -170,7 +184,7 @@ impl Accumulator {
                 None => {}
             }
             if let Some(at) = stage.reached_at(order) {
-                self.times[index].push((at - order.created_at_ms) as f64 / 60_000.0);
+                self.times[index].push(at.saturating_sub(start) as f64 / 60_000.0);
             }
         }
     }
@@ -179,6 +193,12 @@ impl Accumulator {
         let counted = self.row.requests - self.row.cancelled_or_merged;
         let rate = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         self.row.key = key;
+        for class in SlaClass::ALL {
+            self.row
+                .sla_by_class
+                .entry(class.as_str().to_owned())
+                .or_default();
+        }
         self.row.response_rate = rate(self.row.responded, counted);
         self.row.resolution_rate = rate(self.row.resolved, counted);
         self.row.pre_emptive_rate = rate(self.row.pre_emptive, counted);
@@ -261,6 +281,20 @@ pub fn build(
 
 const CSV_HEADER: &str = "group,key,requests,rule,hotline_12345,centre_hotline,app,sms_wechat,walk_in,technician,responded,response_rate,resolved,resolution_rate,callbacks,satisfaction_mean,satisfied_rate,dispatch_sla_rate,on_site_sla_rate,repaired_sla_rate,dispatch_median_min,dispatch_p90_min,on_site_median_min,on_site_p90_min,repaired_median_min,repaired_p90_min,pre_emptive,pre_emptive_rate,parts_cny,resident_pays_cny";
 
+/// The per-class columns appended to [`CSV_HEADER`]: for each class, its orders and the
+/// compliance of each stage with the class's own deadline.
+fn class_header() -> String {
+    let mut header = String::new();
+    for class in SlaClass::ALL {
+        let class = class.as_str();
+        let _ = write!(
+            header,
+            ",{class}_orders,{class}_dispatch_sla_rate,{class}_on_site_sla_rate,{class}_repaired_sla_rate"
+        );
+    }
+    header
+}
+
 fn opt(value: Option<f64>) -> String {
     value.map(|v| format!("{v:.3}")).unwrap_or_default()
 }
@@ -275,6 +309,7 @@ fn rows(report: &Report) -> impl Iterator<Item = (&'static str, &ReportRow)> {
 /// The report as CSV, one line per group.
 pub fn to_csv(report: &Report) -> String {
     let mut out = String::from(CSV_HEADER);
+    out.push_str(&class_header());
     out.push('\n');
     for (group, r) in rows(report) {
         let channel = |c: &str| r.by_channel.get(c).copied().unwrap_or(0);
@@ -311,6 +346,24 @@ pub fn to_csv(report: &Report) -> String {
             r.parts_cents as f64 / 100.0,
             r.resident_pays_cents as f64 / 100.0,
         );
+        // Replace the line end with the class columns and a new line end.
+        out.pop();
+        for class in SlaClass::ALL {
+            let tally = r
+                .sla_by_class
+                .get(class.as_str())
+                .copied()
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                ",{},{},{},{}",
+                tally.orders,
+                opt(tally.dispatch.rate),
+                opt(tally.on_site.rate),
+                opt(tally.repaired.rate)
+            );
+        }
+        out.push('\n');
     }
     out
 }
@@ -354,7 +407,7 @@ pub fn to_html(report: &Report) -> String {
         let _ = write!(
             html,
             "<h2>{heading}</h2><table><thead><tr><th>Group</th><th>Requests</th><th>Pre-emptive</th><th>Response</th>\
-             <th>Resolution</th><th>Satisfied</th><th>Dispatch ≤10 min</th><th>On site ≤2 h</th><th>Repaired ≤4 h</th>\
+             <th>Resolution</th><th>Satisfied</th><th>Dispatch in time</th><th>On site in time</th><th>Repaired in time</th>\
              <th>Median dispatch (min)</th><th>p90 repaired (min)</th><th>Parts (CNY)</th><th>Residents paid (CNY)</th></tr></thead><tbody>"
         );
         for r in rows {
@@ -378,6 +431,30 @@ pub fn to_html(report: &Report) -> String {
         }
         html.push_str("</tbody></table>");
     }
+    let _ = write!(
+        html,
+        "<h2>按类别 SLA by class (district; each class against its own deadlines)</h2><table><thead><tr><th>Class</th>\
+         <th>Orders</th><th>Dispatch met / late</th><th>Dispatch in time</th><th>On site met / late</th><th>On site in time</th>\
+         <th>Repaired met / late</th><th>Repaired in time</th></tr></thead><tbody>"
+    );
+    for (class, tally) in &report.total.sla_by_class {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
+            escape(class),
+            tally.orders,
+            tally.dispatch.met,
+            tally.dispatch.late,
+            percent(tally.dispatch.rate),
+            tally.on_site.met,
+            tally.on_site.late,
+            percent(tally.on_site.rate),
+            tally.repaired.met,
+            tally.repaired.late,
+            percent(tally.repaired.rate),
+        );
+    }
+    html.push_str("</tbody></table>");
     html.push_str("</body></html>\n");
     html
 }
@@ -418,6 +495,7 @@ mod tests {
             resident_pays_cents: 0,
             misuse: false,
             sla_flags: 0,
+            sla_from_ms: None,
         }
     }
 

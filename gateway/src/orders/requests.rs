@@ -393,6 +393,15 @@ impl OrderService {
             // Anything about a household with an open order joins it.
             (_, _, Some(order)) => {
                 if request.kind == RequestKind::Repair {
+                    self.raise_priority(
+                        store,
+                        &order,
+                        "high",
+                        at_ms,
+                        &format!("request:{channel}"),
+                        &format!("a resident's repair request via {channel} joined the order"),
+                        &mut notices,
+                    )?;
                     store.add_complaint(&ComplaintRow {
                         id: 0,
                         channel: channel.to_owned(),

@@ -288,7 +288,12 @@ impl SinkHandle {
             _ => None,
         };
         if let Some(stage) = stage {
-            point = point.int("sla_met", i64::from(elapsed_ms <= sla.deadline_ms(stage)));
+            // Against the order's own class, from when its clocks started.
+            let on_clock_ms = notice.at_ms.saturating_sub(notice.sla_from_ms);
+            point = point.int(
+                "sla_met",
+                i64::from(on_clock_ms <= sla.deadline_ms(notice.sla_class, stage)),
+            );
         }
         self.send(point.finish(notice.at_ms));
     }

@@ -12,6 +12,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 mod households;
+mod prevention;
 mod registry;
 mod requests;
 mod schema;
@@ -26,6 +27,7 @@ use crate::registry::{
 use schema::MIGRATIONS;
 
 pub use households::HouseholdHits;
+pub use prevention::{PreventionUnit, SweepRecord};
 pub use requests::{RequestFilter, RequestRow, StoredStep, IDEMPOTENCY_RETENTION_MS};
 
 /// A storage failure.
@@ -115,6 +117,10 @@ pub struct OrderRow {
     pub misuse: bool,
     /// SLA warnings and escalations raised so far (bit set, see `orders::sla`).
     pub sla_flags: i64,
+    /// When the clocks of the order's SLA class were restarted because the class changed after
+    /// creation (a finding that became urgent, a call task that became a repair), Unix ms;
+    /// `None`: they run from creation (`orders::sla`).
+    pub sla_from_ms: Option<i64>,
 }
 
 /// One event in an order's history.
@@ -189,7 +195,7 @@ pub struct ComplaintRow {
     pub linked: bool,
 }
 
-const ORDER_COLUMNS: &str = "id, episode_id, device_id, household_id, village_id, vendor_id, township, category, priority, source, summary, created_at_ms, state, pre_emptive, in_warranty, team_id, technician_id, dispatched_at_ms, accepted_at_ms, on_site_at_ms, resolved_at_ms, closed_at_ms, satisfaction, parts_cents, resident_pays_cents, misuse, sla_flags";
+const ORDER_COLUMNS: &str = "id, episode_id, device_id, household_id, village_id, vendor_id, township, category, priority, source, summary, created_at_ms, state, pre_emptive, in_warranty, team_id, technician_id, dispatched_at_ms, accepted_at_ms, on_site_at_ms, resolved_at_ms, closed_at_ms, satisfaction, parts_cents, resident_pays_cents, misuse, sla_flags, sla_from_ms";
 
 /// The database.
 pub struct Store {
@@ -786,6 +792,7 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OrderRow, StoreEr
         resident_pays_cents: r.get(24)?,
         misuse: r.get(25)?,
         sla_flags: r.get(26)?,
+        sla_from_ms: r.get(27)?,
     }))
 }
 

@@ -223,6 +223,22 @@ impl Store {
         Ok(())
     }
 
+    /// Restarts an order's SLA clocks at `at_ms` (its class changed): `sla_from_ms` is set and
+    /// the warning and breach bits in `clear_flags` are cleared, so the new class's clocks can
+    /// warn and breach on their own.
+    pub fn restart_sla(
+        &mut self,
+        order_id: i64,
+        at_ms: i64,
+        clear_flags: i64,
+    ) -> Result<(), StoreError> {
+        self.connection.execute(
+            "UPDATE orders SET sla_from_ms = ?2, sla_flags = sla_flags & ~?3 WHERE id = ?1",
+            params![order_id, at_ms, clear_flags],
+        )?;
+        Ok(())
+    }
+
     /// Turns a call task into the repair order the evidence asks for: its category, and its
     /// priority when that is higher.
     pub fn upgrade_call_task(

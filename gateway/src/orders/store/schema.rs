@@ -155,4 +155,22 @@ CREATE TABLE idempotent_steps (
 );
 CREATE INDEX idempotent_steps_at ON idempotent_steps (at_ms);
 "#,
+    // SLA classes: when an order's class changes after creation (a maintenance finding that
+    // became urgent, a call task that became a repair), its new clocks run from this time
+    // (NULL: from creation).
+    r#"
+ALTER TABLE orders ADD COLUMN sla_from_ms INTEGER;
+"#,
+    // The cold-wave sweep (`prevention`): each visit or call it opened, one per unit and cold
+    // wave, so a sweep run again (or after a restart) opens nothing twice; by township and time
+    // for the daily capacity.
+    r#"
+CREATE TABLE prevention_sweeps (
+    device_id TEXT NOT NULL, wave_id TEXT NOT NULL, wave_coldest_ms INTEGER NOT NULL,
+    township TEXT NOT NULL, action TEXT NOT NULL, order_id INTEGER NOT NULL REFERENCES orders (id),
+    score INTEGER NOT NULL, opened_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (device_id, wave_id)
+);
+CREATE INDEX prevention_sweeps_opened ON prevention_sweeps (opened_at_ms, township);
+"#,
 ];
