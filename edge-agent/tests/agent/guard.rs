@@ -26,37 +26,12 @@ severity = "critical"
 action = { order = { category = "low_indoor_temperature", priority = "urgent" } }
 "#;
 
-/// Reads the alarm coil with mbpoll (PDU addressing, one shot); `None` when mbpoll fails.
+/// The alarm coil as mbpoll reads it; `None` when mbpoll fails.
 fn coil(mbpoll: &std::path::Path, port: u16) -> Option<u16> {
-    let output = std::process::Command::new(mbpoll)
-        .args([
-            "-m",
-            "tcp",
-            "-p",
-            &port.to_string(),
-            "-a",
-            "1",
-            "-0",
-            "-r",
-            &ALARM_COIL.to_string(),
-            "-c",
-            "1",
-            "-t",
-            "0",
-            "-1",
-            "127.0.0.1",
-        ])
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| {
-            let (_, value) = line.trim().strip_prefix('[')?.split_once("]:")?;
-            value.split_whitespace().next()?.parse().ok()
-        })
+    mbpoll_read(mbpoll, port, "0", ALARM_COIL, 1)
+        .ok()?
+        .get(&ALARM_COIL)
+        .copied()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

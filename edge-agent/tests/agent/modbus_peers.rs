@@ -148,43 +148,11 @@ async fn mbpoll_reads_the_same_registers_the_agent_decodes() {
     let agent = poller.poll().await.expect("poll").values;
 
     // mbpoll: input registers 0..20 and holding registers 0..4, PDU addressing, one shot.
-    let read = |table: &str, count: &str| -> BTreeMap<u16, u16> {
-        let output = std::process::Command::new(&mbpoll)
-            .args([
-                "-m",
-                "tcp",
-                "-p",
-                &port.to_string(),
-                "-a",
-                "1",
-                "-0",
-                "-r",
-                "0",
-                "-c",
-                count,
-                "-t",
-                table,
-                "-1",
-                "127.0.0.1",
-            ])
-            .output()
-            .expect("run mbpoll");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| {
-                let (index, value) = line.trim().strip_prefix('[')?.split_once("]:")?;
-                let value = value.split_whitespace().next()?;
-                Some((index.parse().ok()?, value.parse().ok()?))
-            })
-            .collect()
+    let read = |table: &str, count: u16| -> BTreeMap<u16, u16> {
+        mbpoll_read(&mbpoll, port, table, 0, count).expect("mbpoll reads the peer")
     };
-    let input = read("3", "20");
-    let holding = read("4", "4");
+    let input = read("3", 20);
+    let holding = read("4", 4);
     assert_eq!(input.len(), 20, "{input:?}");
     let mut compared = 0;
     for register in &poller.device().profile.registers {

@@ -602,3 +602,46 @@ pub fn agent_binary_process(binary: &Path, config: &Path) -> Peer {
         child,
     }
 }
+
+/// Reads `count` entries of a Modbus table (`0` coils, `1` discrete inputs, `3` input
+/// registers, `4` holding registers) from `start` at unit 1 of the Modbus TCP peer on `port`
+/// with Debian's mbpoll (PDU addressing, one shot): address to value, or mbpoll's error.
+pub fn mbpoll_read(
+    mbpoll: &Path,
+    port: u16,
+    table: &str,
+    start: u16,
+    count: u16,
+) -> Result<BTreeMap<u16, u16>, String> {
+    let output = Command::new(mbpoll)
+        .args([
+            "-m",
+            "tcp",
+            "-p",
+            &port.to_string(),
+            "-a",
+            "1",
+            "-0",
+            "-r",
+            &start.to_string(),
+            "-c",
+            &count.to_string(),
+            "-t",
+            table,
+            "-1",
+            "127.0.0.1",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run mbpoll: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (index, value) = line.trim().strip_prefix('[')?.split_once("]:")?;
+            let value = value.split_whitespace().next()?;
+            Some((index.parse().ok()?, value.parse().ok()?))
+        })
+        .collect())
+}
