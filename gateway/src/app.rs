@@ -230,6 +230,18 @@ pub async fn start(
         });
     }
 
+    // The 12345 round trip: replies on the city's tickets, read from the store after a cursor.
+    if let Some(sender) =
+        crate::notify::CitySender::new(&config.notify.city, &orders, Arc::clone(&metrics))?
+    {
+        let city_shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(error) = sender.run(city_shutdown).await {
+                tracing::error!(error = %format!("{error:#}"), "12345 replies stopped");
+            }
+        });
+    }
+
     let mut snapshots = SnapshotWriter::new(snapshot_path, Arc::clone(&metrics));
     if loaded.delete_store_entry {
         snapshots = snapshots.delete_store_entry_after_first_write(orders.clone());

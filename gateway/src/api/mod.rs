@@ -5,6 +5,7 @@
 //! Every `/api/v1` route except the OpenAPI document needs a bearer token (unless auth is
 //! disabled for the local demo); roles are checked per route and per order.
 
+mod city;
 mod console;
 mod field;
 mod fleet;
@@ -374,6 +375,7 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(intake::take, intake::list))
         .routes(routes!(intake::answer))
         .routes(routes!(intake::context))
+        .routes(routes!(city::export))
         .routes(routes!(field::orders))
         .routes(routes!(orders::stream))
         .routes(routes!(registry::import))

@@ -11,6 +11,7 @@
 //! through the same signed, retried, bounded delivery). Team order messages on MQTT stay with
 //! the order service's `TeamNotifier` (the broker component).
 
+pub mod city;
 pub mod sms;
 pub mod webhook;
 
@@ -27,6 +28,7 @@ use crate::orders::store::{Store, StoreError};
 use crate::orders::{OrderNotice, OrderService};
 use crate::registry::people::normalise_phone;
 
+pub use city::{CityConfig, CitySender};
 pub use sms::SmsConfig;
 pub use webhook::{Delivery, DeliverySettings, DeliveryWorker, WebhookConfig};
 
@@ -55,6 +57,9 @@ pub struct NotifyConfig {
     /// An SMS/WeChat gateway: a short text and the recipients' phone numbers.
     #[serde(default)]
     pub sms: SmsConfig,
+    /// The 12345 round trip: replies on the city's tickets to its platform ([`city`]).
+    #[serde(default)]
+    pub city: CityConfig,
 }
 
 // Delivery defaults of the webhook and the SMS adapter.
@@ -127,6 +132,7 @@ impl NotifyConfig {
         for (field, secret) in [
             ("notify.webhook.secret", &mut self.webhook.secret),
             ("notify.sms.secret", &mut self.sms.secret),
+            ("notify.city.secret", &mut self.city.secret),
         ] {
             if let Some(variable) = secret.strip_prefix("env:") {
                 *secret = std::env::var(variable).map_err(|_| NotifyError::Invalid {
@@ -175,7 +181,8 @@ impl NotifyConfig {
                 max_body_bytes: self.webhook.max_body_bytes,
             },
         )?;
-        self.sms.validate()
+        self.sms.validate()?;
+        self.city.validate()
     }
 }
 

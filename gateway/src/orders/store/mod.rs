@@ -11,6 +11,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod city;
 mod households;
 mod prevention;
 mod registry;
@@ -26,6 +27,7 @@ use crate::registry::{
 };
 use schema::MIGRATIONS;
 
+pub use city::{CityCursor, CityItem, CityLine};
 pub use households::HouseholdHits;
 pub use prevention::{PreventionUnit, SweepRecord};
 pub use requests::{RequestFilter, RequestRow, StoredStep, IDEMPOTENCY_RETENTION_MS};
