@@ -14,6 +14,7 @@ import * as households from './households.js';
 import * as intake from './intake.js';
 import * as field from './field.js';
 import * as prevention from './prevention.js';
+import * as campaigns from './campaigns.js';
 
 const session = {
   /** `district` (operator, read-only), `township`, `team`, or null when not signed in. */
@@ -49,6 +50,7 @@ const ROUTES = [
   { pattern: /^\/intake$/, page: intake, nav: 'intake' },
   { pattern: /^\/field$/, page: field, nav: 'field' },
   { pattern: /^\/prevention$/, page: prevention, nav: 'prevention' },
+  { pattern: /^\/campaigns(?:\/(\d+))?$/, page: campaigns, nav: 'campaigns' },
 ];
 
 function parseHash() {
@@ -76,6 +78,7 @@ function renderHeader(active) {
     ['households', '#/households', session.role !== 'team'],
     ['reports', '#/reports/daily', true],
     ['prevention', '#/prevention', session.role !== 'team'],
+    ['campaigns', '#/campaigns', true],
   ];
   fill(
     nav,

@@ -4,8 +4,8 @@
 // resolve with parts and a misuse note; steps.js, each sent once over a flaky connection).
 // A team token sees its own view; an operator picks the team (and the technician) in the address.
 
-import { t } from './i18n.js';
-import { get, registry } from './api.js';
+import { t, code, lang } from './i18n.js';
+import { get, registry, postStep } from './api.js';
 import { phoneLink } from './households.js';
 import { stepForms } from './steps.js';
 import { h, fill, empty, errorBox, tag, stateTag, priorityTag, places, teams, slaClocks, yuan } from './ui.js';
@@ -76,6 +76,55 @@ function card(item, where, parts, role, refresh) {
   );
 }
 
+/** An inspection of a campaign (取暖季前巡检): the unit, why it is visited first, and the
+ * checklist of its kind to fill in, recorded as done, defect, not at home or refused. */
+function inspectionCard(item, where, refresh) {
+  const idBase = `inspection-${item.id}`;
+  const status = h('p', { class: 'action-status', role: 'status', 'aria-live': 'polite', id: `${idBase}-status` });
+  const rows = item.checklist.map((c) => {
+    const result = h(
+      'select',
+      { id: `${idBase}-${c.code}`, dataset: { item: c.code } },
+      ['ok', 'fault', 'n_a'].map((r) => h('option', { value: r }, t(`inspection.result.${r}`))),
+    );
+    const note = h('input', { type: 'text', id: `${idBase}-${c.code}-note`, maxlength: '500', 'aria-label': t('inspection.item_note') });
+    return { code: c.code, result, note, el: h('div', { class: 'field' }, h('label', { for: result.id }, lang() === 'zh' ? c.zh : c.en), result, note) };
+  });
+  const note = h('textarea', { id: `${idBase}-note`, maxlength: '2000', rows: '2' });
+  const send = async (outcome) => {
+    const body = { outcome, note: note.value.trim() };
+    if (outcome === 'done' || outcome === 'defect') {
+      body.answers = rows.map((r) => ({ item: r.code, result: r.result.value, ...(r.note.value.trim() ? { note: r.note.value.trim() } : {}) }));
+    }
+    fill(status, t('inspection.sending'));
+    try {
+      const answer = await postStep(`/inspections/${item.id}/outcome`, body);
+      fill(status, t('inspection.recorded', { status: code('inspection', answer.status) }));
+      await refresh();
+    } catch (error) {
+      fill(status, t('common.error', { message: error.message }));
+    }
+  };
+  const button = (outcome) => h('button', { type: 'button', id: `${idBase}-${outcome}`, class: outcome === 'done' ? 'primary' : null, onclick: () => send(outcome) }, code('outcome', outcome));
+  return h(
+    'article',
+    { class: 'field-card inspection', dataset: { inspectionId: String(item.id), status: item.status } },
+    h(
+      'header',
+      { class: 'field-head' },
+      h('a', { href: `#/order/${item.order_id}`, class: 'field-id' }, t('inspection.title', { device: item.device_id })),
+      tag(code('inspection', item.status), 'priority-low'),
+      tag(t('inspection.rank', { rank: item.rank, score: item.score }), 'priority-normal'),
+    ),
+    h('p', { class: 'field-summary' }, t('inspection.when', { date: item.planned_date || t('common.dash'), tries: item.tries }), ' · ', where.village(item.village_id), ' · ', code('kind', item.kind)),
+    item.reasons.length ? h('ul', { class: 'reasons' }, item.reasons.map((r) => h('li', null, `+${r.weight} `, code('risk', r.code)))) : null,
+    h('div', { class: 'checklist' }, rows.map((r) => r.el)),
+    h('div', { class: 'field' }, h('label', { for: note.id }, t('inspection.note')), note),
+    status,
+    h('div', { class: 'actions' }, ['done', 'defect', 'not_home', 'refused'].map(button)),
+  );
+}
+
 /** The operator's choice of team (and technician) for the view. */
 function picker(teamList, query) {
   const team = h(
@@ -111,6 +160,7 @@ export async function mount(main, _args, query, ctx) {
   const heading = h('h1', null, t('field.title'));
   const who = h('p', { class: 'muted', id: 'field-who' });
   const list = h('div', { id: 'field-orders', class: 'field-orders', 'aria-live': 'polite' });
+  const inspections = h('div', { id: 'field-inspections', class: 'field-orders' });
   const offline = h('p', { id: 'field-offline', class: 'notice', role: 'status', hidden: true }, t('field.offline'));
   fill(
     main,
@@ -119,6 +169,7 @@ export async function mount(main, _args, query, ctx) {
     who,
     offline,
     list,
+    inspections,
   );
   if (role === 'district' && !asked.team_id && !asked.technician_id) {
     fill(list, empty(t('field.pick')));
@@ -131,6 +182,15 @@ export async function mount(main, _args, query, ctx) {
   async function refresh() {
     const view = await get('/field/orders', role === 'team' ? {} : asked);
     if (!mounted) return;
+    const askedIds = Object.fromEntries(Object.entries(asked).filter(([, v]) => v));
+    const visits = await get('/inspections', role === 'team' ? {} : askedIds).catch(() => []);
+    if (!mounted) return;
+    const shown = new Set(Array.from(inspections.querySelectorAll('article')).map((el) => el.dataset.inspectionId));
+    const fresh = visits.map((v) => String(v.id));
+    // Redrawn only when the list changed, so a checklist being filled in is kept.
+    if (shown.size !== fresh.length || fresh.some((id) => !shown.has(id))) {
+      fill(inspections, visits.length ? [h('h2', null, t('inspection.heading', { n: visits.length })), visits.map((v) => inspectionCard(v, where, refresh))] : null);
+    }
     team = view.team_id;
     known = new Set(view.items.map((item) => String(item.id)));
     fill(who, [teamNames.name(view.team_id), view.technician_id ? ` · ${t('field.technician')} ${view.technician_id}` : null, ` · ${t('field.count', { n: view.items.length })}`]);

@@ -165,7 +165,8 @@ pub async fn start(
     let fleet = Arc::new(Fleet::default());
     let sink = crate::sinks::influxdb::build(&config.influxdb)?;
 
-    let mut orders = OrderService::new(store, Arc::clone(&metrics), clock, config.sla);
+    let mut orders = OrderService::new(store, Arc::clone(&metrics), clock, config.sla)
+        .with_delegation(config.delegation);
     if config.rules.clock == crate::config::Clock::Event {
         orders = orders.with_clock_lead(config.rules.lateness);
     }
@@ -351,7 +352,8 @@ pub async fn start(
     }
     let api_shutdown = shutdown.clone();
     let app = api::router_with(state.clone(), config.http.request_timeout)
-        .layer(axum::Extension(Arc::clone(&prevention)));
+        .layer(axum::Extension(Arc::clone(&prevention)))
+        .layer(axum::Extension(config.campaigns.clone()));
     let limits = config.http.clone();
     let api_metrics = Arc::clone(&metrics);
     tracker.spawn(async move {

@@ -51,6 +51,14 @@ pub struct GatewayConfig {
     /// the daily capacity of preventive visits and calls per township.
     #[serde(default)]
     pub prevention: crate::prevention::PreventionConfig,
+    /// Vendor delegation: the call-out fee a warranty vendor owes the vendor of its period that
+    /// takes an order over, beside the parts.
+    #[serde(default)]
+    pub delegation: crate::orders::delegation::DelegationConfig,
+    /// Inspection campaigns (取暖季前巡检): the defaults of a campaign's day plan (inspections
+    /// per technician per day, visits per unit) and the bounds of a campaign.
+    #[serde(default)]
+    pub campaigns: crate::orders::campaigns::CampaignConfig,
 }
 
 /// Who may use the HTTP API.
@@ -96,8 +104,9 @@ pub struct TokenConfig {
     /// The secret, at least 16 characters, or `env:VARIABLE` to read it from the environment
     /// (keep secrets in the service's environment file, not in git).
     pub token: String,
-    /// `operator` (everything), `township` (own township), `team` (own team's orders),
-    /// `read_only` (read everything, change nothing).
+    /// `operator` (everything), `township` (own township: dispatch, reassign, close, cancel,
+    /// callback, escalate), `team` (own team's orders), `read_only` (read everything; may only
+    /// escalate (督办), with a note: the 区/市 bureaus).
     pub role: crate::auth::Role,
     /// The township of a `township` token.
     #[serde(default)]
@@ -534,6 +543,12 @@ impl GatewayConfig {
         }
         self.validate_snapshot_path(&invalid)?;
         if let Err((field, message)) = self.prevention.validate() {
+            return Err(invalid(&field, &message));
+        }
+        if let Err((field, message)) = self.campaigns.validate() {
+            return Err(invalid(&field, &message));
+        }
+        if let Err((field, message)) = self.delegation.validate() {
             return Err(invalid(&field, &message));
         }
         match self.notify.validate() {

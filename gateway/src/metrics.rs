@@ -62,6 +62,8 @@ pub struct Metrics {
     complaints: AtomicU64,
     complaints_pre_empted: AtomicU64,
     escalations: AtomicU64,
+    /// Orders a warranty vendor delegated to another vendor of its period.
+    delegations: AtomicU64,
     rule_snapshot_writes: AtomicU64,
     rule_snapshot_write_failures: AtomicU64,
     rule_snapshots_skipped: AtomicU64,
@@ -95,6 +97,14 @@ pub struct Metrics {
     /// `gateway_prevention_sweep_failures_total`, `gateway_prevention_dispatch_failures_total`,
     /// `gateway_prevention_units_over_capacity`, `gateway_prevention_cold_waves`).
     pub prevention: crate::prevention::PreventionFigures,
+    /// Inspection campaigns: campaigns and inspections planned, visits by outcome, retries,
+    /// findings and failures (`gateway_campaigns_created_total`,
+    /// `gateway_campaign_inspections_planned_total`,
+    /// `gateway_campaign_inspections_unscheduled_total`,
+    /// `gateway_campaign_dispatch_failures_total`, `gateway_campaign_outcomes_total`,
+    /// `gateway_campaign_retries_total`, `gateway_campaign_retries_unscheduled_total`,
+    /// `gateway_campaign_findings_total`, `gateway_campaign_failures_total`).
+    pub campaigns: crate::orders::campaigns::CampaignFigures,
     /// Outgoing notices (`notify`) by (outcome, sink): `delivered`, `failed`, `dropped`,
     /// `retried`.
     notices: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -231,6 +241,10 @@ impl Metrics {
     /// A manual escalation (督办).
     pub fn escalation(&self) {
         self.escalations.fetch_add(1, Ordering::Relaxed);
+    }
+    /// An order delegated by a warranty vendor to another vendor of its period.
+    pub fn order_delegated(&self) {
+        self.delegations.fetch_add(1, Ordering::Relaxed);
     }
     /// A rule snapshot file was written in `took` (serialisation, sync and rename) with `bytes`.
     pub fn rule_snapshot_written(&self, took: Duration, bytes: u64) {
@@ -452,8 +466,13 @@ impl Metrics {
         );
         counter(
             "gateway_manual_escalations_total",
-            "escalations (督办) raised by operators or townships",
+            "escalations (督办) raised by operators, townships or read-only bureaus",
             self.escalations.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_order_delegations_total",
+            "orders a warranty vendor delegated to another vendor of its contract period (at its cost)",
+            self.delegations.load(Ordering::Relaxed),
         );
         counter(
             "gateway_rule_snapshot_writes_total",
@@ -555,6 +574,7 @@ impl Metrics {
         }
         self.clock.render(&mut out);
         self.prevention.render(&mut out);
+        self.campaigns.render(&mut out);
         let tick = self.last_rules_tick();
         let mut own = vec![
             (

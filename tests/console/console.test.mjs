@@ -304,6 +304,30 @@ try {
     await shot(page, `desktop-reports-${period}`);
   }
 
+  await check('an operator plans an inspection campaign for a village and sees its coverage and day plan', async () => {
+    const risk = await apiJson(page, '/prevention/risk?limit=1');
+    const village = risk.units[0].village_id;
+    await page.goto(`${base}/#/campaigns`);
+    await page.waitForSelector('#campaign-form');
+    await page.fill('#campaign-villages', village);
+    const end = await page.evaluate(() => {
+      const start = document.querySelector('#campaign-start').value;
+      const date = new Date(`${start}T00:00:00Z`);
+      date.setUTCDate(date.getUTCDate() + 14);
+      return date.toISOString().slice(0, 10);
+    });
+    await page.fill('#campaign-end', end);
+    await page.click('#campaign-create');
+    await page.waitForSelector('#campaign-figures .figure');
+    await page.waitForSelector('#campaign-inspections tr[data-inspection-id]');
+    const rows = await page.locator('#campaign-inspections tr[data-inspection-id]').count();
+    const campaigns = await apiJson(page, '/campaigns');
+    const inScope = campaigns[0].progress.in_scope;
+    if (!inScope || rows !== inScope) throw new Error(`${rows} inspection rows for ${inScope} units in scope`);
+    await page.waitForSelector('#campaign-days tr');
+  });
+  await shot(page, 'desktop-campaign');
+
   await check('the English toggle relabels the page', async () => {
     await page.goto(`${base}/#/`);
     await page.waitForSelector('#today-figures .figure');

@@ -110,6 +110,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_bytes!("../../console/prevention.js"),
     },
+    Asset {
+        name: "campaigns.js",
+        content_type: JS,
+        body: include_bytes!("../../console/campaigns.js"),
+    },
 ];
 
 /// The page; `{{VERSION}}` marks where asset URLs take the version.

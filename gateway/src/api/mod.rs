@@ -5,8 +5,10 @@
 //! Every `/api/v1` route except the OpenAPI document needs a bearer token (unless auth is
 //! disabled for the local demo); roles are checked per route and per order.
 
+mod campaigns;
 mod city;
 mod console;
+mod delegation;
 mod field;
 mod fleet;
 mod households;
@@ -371,6 +373,9 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(orders::merge))
         .routes(routes!(orders::escalate))
         .routes(routes!(orders::confirm_misuse))
+        .routes(routes!(delegation::delegate))
+        .routes(routes!(delegation::list))
+        .routes(routes!(delegation::ledger))
         .routes(routes!(orders::complaint))
         .routes(routes!(intake::take, intake::list))
         .routes(routes!(intake::answer))
@@ -389,6 +394,10 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(reports::report))
         .routes(routes!(prevention::risk))
         .routes(routes!(prevention::sweep, prevention::open_sweep))
+        .routes(routes!(campaigns::create, campaigns::list))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::inspections))
+        .routes(routes!(campaigns::record))
         .with_state(state.clone())
         .split_for_parts();
     let openapi = Arc::new(openapi);

@@ -3,6 +3,10 @@
 //! merge, escalate), complaint intake from every channel, and the live stream of order events
 //! (Server-Sent Events).
 //!
+//! Township officers dispatch, reassign (to teams serving their township), close, cancel,
+//! escalate and record callbacks of their own township's orders (another township's is a 403
+//! naming it); read-only bureau tokens may only escalate. Vendor delegation is `api::delegation`.
+//!
 //! Each handler checks the role its route needs; the order service checks the rest in the
 //! transaction that writes (scope of everything named, event times, lifecycle, data), and its
 //! refusals map to 403 (role or scope), 404 (an order outside the caller's scope), 409
@@ -85,9 +89,20 @@ pub async fn list_orders(
         open_only: query.open,
         limit: query.limit.unwrap_or(500).clamp(1, 10_000),
     };
-    // Narrow the query to what the token may see.
+    // Narrow the query to what the token may see; a township officer asking for another
+    // township's orders is told so.
     match principal.role {
-        Role::Township => filter.township = principal.township.clone(),
+        Role::Township => {
+            if let Some(asked) = filter.township.as_deref() {
+                if principal.township.as_deref() != Some(asked) {
+                    return Err(ApiError::forbidden(format!(
+                        "township {asked:?} is outside this token's township {:?}",
+                        principal.township.as_deref().unwrap_or_default()
+                    )));
+                }
+            }
+            filter.township = principal.township.clone();
+        }
         Role::Team => {
             filter.team_id = principal.team.clone();
             filter.or_technician_id = principal.technician.clone();
@@ -182,14 +197,14 @@ pub async fn get_order(
     Ok(Json(detail))
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_id(id: &str) -> Result<i64, ApiError> {
     id.parse()
         .ok()
         .filter(|id: &i64| *id > 0)
         .ok_or_else(|| ApiError::bad_request(format!("order id {id:?} is not a positive number")))
 }
 
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(b)| b)
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }
@@ -199,7 +214,7 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 /// With an `Idempotency-Key` header, the step is applied once: sent again with the same key it
 /// returns the first answer (`Idempotent-Replayed: true`).
 #[allow(clippy::too_many_arguments)]
-async fn act(
+pub(super) async fn act(
     state: ApiState,
     principal: Principal,
     id: &str,
@@ -244,6 +259,8 @@ pub struct DispatchBody {
     pub at_ms: Option<i64>,
 }
 
+/// Dispatches a created order (operators; township officers their own township's orders, to a
+/// team serving it, else 403 naming the township). Without `team_id`, routing picks the team.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/dispatch", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = DispatchBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn dispatch(
@@ -259,7 +276,7 @@ pub async fn dispatch(
         principal,
         &id,
         &headers,
-        &[Role::Operator],
+        &[Role::Operator, Role::Township],
         "dispatch orders",
         OrderAction::Dispatch {
             team_id: b.team_id,
@@ -282,6 +299,8 @@ pub struct ReassignBody {
     pub at_ms: Option<i64>,
 }
 
+/// Moves an order to another team (operators; township officers their own township's orders,
+/// to a team serving it only).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/reassign", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = ReassignBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn reassign(
@@ -297,7 +316,7 @@ pub async fn reassign(
         principal,
         &id,
         &headers,
-        &[Role::Operator],
+        &[Role::Operator, Role::Township],
         "reassign orders",
         OrderAction::Reassign {
             team_id: b.team_id,
@@ -479,6 +498,7 @@ pub async fn callback(
     .await
 }
 
+/// Closes an order after its callback (operators; township officers their own township's).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/close", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = PlainStep,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn close(
@@ -494,7 +514,7 @@ pub async fn close(
         principal,
         &id,
         &headers,
-        &[Role::Operator],
+        &[Role::Operator, Role::Township],
         "close orders",
         OrderAction::Close,
         b.at_ms,
@@ -511,6 +531,7 @@ pub struct CancelBody {
     pub at_ms: Option<i64>,
 }
 
+/// Cancels an open order with a reason (operators; township officers their own township's).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = CancelBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn cancel(
@@ -526,7 +547,7 @@ pub async fn cancel(
         principal,
         &id,
         &headers,
-        &[Role::Operator],
+        &[Role::Operator, Role::Township],
         "cancel orders",
         OrderAction::Cancel { reason: b.reason },
         b.at_ms,
@@ -577,6 +598,8 @@ pub struct EscalateBody {
     pub at_ms: Option<i64>,
 }
 
+/// Escalates (督办) an open order: operators, township officers (their own township's) and
+/// read-only bureau tokens (区/市 bureaus: any order, with a note; the only change they may make).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/escalate", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = EscalateBody,
     responses((status = 200, body = OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn escalate(
@@ -592,7 +615,7 @@ pub async fn escalate(
         principal,
         &id,
         &headers,
-        &[Role::Operator, Role::Township],
+        &[Role::Operator, Role::Township, Role::ReadOnly],
         "escalate orders",
         OrderAction::Escalate { note: b.note },
         b.at_ms,

@@ -56,7 +56,26 @@ pub async fn report(
         }
         Role::Team => orders.retain(|o| principal.team.is_some() && principal.team == o.team_id),
     }
-    let report = reports::build(period, date, &orders, &sla, now);
+    let mut report = reports::build(period, date, &orders, &sla, now);
+    // Inspection coverage of the campaigns whose window overlaps the period, in the caller's
+    // scope (a team: its team's inspections).
+    let (first, last) = (
+        crate::orders::calendar::cst_date_string(from),
+        crate::orders::calendar::cst_date_string(to - 1),
+    );
+    let mut units = state
+        .orders
+        .with_store(move |s| s.coverage_units(&first, &last))
+        .await?;
+    units.retain(|(township, _, team, _, _)| match principal.role {
+        Role::Operator | Role::ReadOnly => true,
+        Role::Township => principal.can_read_township(township),
+        Role::Team => principal.team.is_some() && principal.team == *team,
+    });
+    report.inspection_coverage =
+        reports::coverage(units.iter().map(|(township, vendor, _, status, tries)| {
+            (township.as_str(), vendor.as_str(), *status, *tries)
+        }));
     Ok(match query.format.as_deref().unwrap_or("json") {
         "json" => Json(report).into_response(),
         "csv" => (

@@ -57,9 +57,17 @@ pub enum OrderAction {
     Merge {
         into: i64,
     },
-    /// A manual escalation (督办) by an operator or township officer.
+    /// A manual escalation (督办) by an operator, a township officer or a read-only bureau
+    /// (a bureau's needs a note).
     Escalate {
         note: String,
+    },
+    /// A warranty vendor hands the order to another vendor of the same contract period that
+    /// serves its township, at its own cost ([`super::delegation`]).
+    Delegate {
+        team_id: String,
+        technician_id: Option<String>,
+        reason: String,
     },
 }
 
@@ -81,6 +89,11 @@ impl OrderAction {
                 ),
             ],
             OrderAction::Reassign {
+                team_id,
+                technician_id,
+                reason,
+            }
+            | OrderAction::Delegate {
                 team_id,
                 technician_id,
                 reason,
@@ -278,11 +291,27 @@ impl OrderService {
         action: OrderAction,
         at_ms: Option<i64>,
     ) -> Result<(OrderRow, Vec<OrderNotice>), RequestError> {
-        // Another team's or township's order does not exist for the caller.
+        // Another team's order does not exist for the caller; a township officer is told whose
+        // township it is.
         let order = store
             .order_row(order_id)?
-            .filter(|order| principal.can_read(order))
             .ok_or(OrderError::NotFound(order_id))?;
+        if !principal.can_read(&order) {
+            if principal.role == Role::Township {
+                return Err(RequestError::Forbidden(format!(
+                    "order {order_id} is in township {:?}; this token acts for township {:?} only",
+                    order.township,
+                    principal.township.as_deref().unwrap_or_default()
+                )));
+            }
+            return Err(OrderError::NotFound(order_id).into());
+        }
+        // A read-only token (a 区/市 bureau) changes nothing but may urge (督办).
+        if principal.role == Role::ReadOnly && !matches!(action, OrderAction::Escalate { .. }) {
+            return Err(RequestError::Forbidden(
+                "a ReadOnly (bureau) token may only escalate (督办) an order".into(),
+            ));
+        }
         let actor = principal.actor();
         let actor = actor.as_str();
         let now = self.clock.now_ms();
@@ -586,6 +615,11 @@ impl OrderService {
                 ("merged".into(), format!("merged into order {into}"))
             }
             OrderAction::Escalate { note } => {
+                if principal.role == Role::ReadOnly && note.trim().is_empty() {
+                    return Err(RequestError::invalid(
+                        "note: a bureau's 督办 needs a note saying what to hurry and why",
+                    ));
+                }
                 if !order.state.is_open() {
                     return Err(RequestError::invalid(format!(
                         "order is {}",
@@ -595,7 +629,60 @@ impl OrderService {
                 self.metrics.escalation();
                 ("escalated".into(), format!("督办 by {actor}: {note}"))
             }
+            OrderAction::Delegate {
+                team_id,
+                technician_id,
+                reason,
+            } => {
+                update.state = Some(next_state(order.state, &Step::Delegate)?);
+                let planned = delegation::plan(
+                    store,
+                    &order,
+                    principal,
+                    &team_id,
+                    technician_id.as_deref(),
+                    &reason,
+                    self.delegation.call_out_fee_cents,
+                    at,
+                )?;
+                let entry = planned.entry;
+                update.team_id = Some(entry.to_team.clone());
+                update.technician_id = planned.assignment.technician.map(|t| t.id);
+                let ledger = store.add_delegation(&entry)?;
+                self.metrics.order_delegated();
+                tracing::info!(
+                    order = order_id,
+                    from_vendor = %entry.from_vendor,
+                    to_vendor = %entry.to_vendor,
+                    to_team = %entry.to_team,
+                    period = %entry.period,
+                    fee_cents = entry.fee_cents,
+                    ledger,
+                    actor,
+                    "order delegated to another vendor of the same period"
+                );
+                (
+                    Step::Delegate.kind().into(),
+                    format!(
+                        "delegated by vendor {} ({}) to vendor {}: {}; {} owes {} the call-out fee {:.2} CNY and the parts of the repair (ledger entry {ledger}); reason: {reason}",
+                        entry.from_vendor,
+                        entry.from_team,
+                        entry.to_vendor,
+                        planned.assignment.note,
+                        entry.from_vendor,
+                        entry.to_vendor,
+                        entry.fee_cents as f64 / 100.0,
+                    ),
+                )
+            }
         };
+        if matches!(kind.as_str(), "reassigned" | "cancelled" | "merged") {
+            if let Some(note) =
+                delegation::void_after(store, &order, &kind, update.team_id.as_deref(), at)?
+            {
+                follow_ups.push(("delegation_voided", note));
+            }
+        }
         store.append_event(order_id, at, actor, &kind, &note, &update)?;
         for (kind, note) in &follow_ups {
             store.append_event(order_id, at, actor, kind, note, &OrderUpdate::default())?;

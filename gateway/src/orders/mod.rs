@@ -12,7 +12,9 @@
 
 mod actions;
 pub mod calendar;
+pub mod campaigns;
 pub mod clock;
+pub mod delegation;
 pub mod dispatch;
 pub mod edge;
 pub mod idempotency;
@@ -222,6 +224,8 @@ pub struct OrderService {
     notices: broadcast::Sender<OrderNotice>,
     live: broadcast::Sender<LiveEvent>,
     notifier: Option<Arc<dyn TeamNotifier>>,
+    /// What a vendor owes for an order it delegates ([`delegation`]).
+    delegation: delegation::DelegationConfig,
     /// How far the newest data may be ahead of `clock`: 0 on the wall clock; in event-clock
     /// mode the clock is the watermark, which trails the newest reading by `rules.lateness`, so
     /// a client time up to that much ahead of it is not in the future of the data.
@@ -240,6 +244,7 @@ impl OrderService {
             notices,
             live,
             notifier: None,
+            delegation: delegation::DelegationConfig::default(),
             clock_lead_ms: 0,
         }
     }
@@ -248,6 +253,12 @@ impl OrderService {
     /// client-supplied times are bounded against the newest reading instead.
     pub fn with_clock_lead(mut self, lead: std::time::Duration) -> Self {
         self.clock_lead_ms = i64::try_from(lead.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The call-out fee a vendor owes for an order it delegates (`[delegation]`).
+    pub fn with_delegation(mut self, config: delegation::DelegationConfig) -> Self {
+        self.delegation = config;
         self
     }
 

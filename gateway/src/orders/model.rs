@@ -103,6 +103,9 @@ impl OrderState {
 pub enum Step {
     Dispatch,
     Reassign,
+    /// A warranty vendor hands the order to another vendor of the same period
+    /// (`orders::delegation`); the order goes back to `dispatched` with the other team.
+    Delegate,
     Accept,
     Arrive,
     Resolve,
@@ -121,6 +124,7 @@ impl Step {
         match self {
             Step::Dispatch => "dispatch",
             Step::Reassign => "reassign",
+            Step::Delegate => "delegate",
             Step::Accept => "accept",
             Step::Arrive => "arrive at",
             Step::Resolve => "resolve",
@@ -136,6 +140,7 @@ impl Step {
         match self {
             Step::Dispatch => "dispatched",
             Step::Reassign => "reassigned",
+            Step::Delegate => "delegated",
             Step::Accept => "accepted",
             Step::Arrive => "arrived",
             Step::Resolve => "resolved",
@@ -161,7 +166,7 @@ pub fn next_state(state: OrderState, step: &Step) -> Result<OrderState, Transiti
     use OrderState as S;
     let next = match (step, state) {
         (Step::Dispatch, S::Created) => S::Dispatched,
-        (Step::Reassign, S::Dispatched | S::Accepted) => S::Dispatched,
+        (Step::Reassign | Step::Delegate, S::Dispatched | S::Accepted) => S::Dispatched,
         (Step::Accept, S::Dispatched) => S::Accepted,
         (Step::Arrive, S::Accepted) => S::OnSite,
         (Step::Resolve, S::OnSite) => S::Resolved,

@@ -128,6 +128,97 @@ pub struct Report {
     pub by_township: Vec<ReportRow>,
     pub by_team: Vec<ReportRow>,
     pub by_vendor: Vec<ReportRow>,
+    /// Pre-season inspection coverage (取暖季前巡检) of the campaigns whose window overlaps the
+    /// period, as of `generated_at_ms`; empty when no campaign does.
+    pub inspection_coverage: InspectionCoverage,
+}
+
+/// Inspection coverage of one group (the district, a township or a vendor): units in scope of
+/// the campaigns, how many were inspected (done or with a defect), the defects found, the
+/// visits that ended without an inspection, and those still to come.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct CoverageRow {
+    /// `all`, a township id or a vendor id.
+    pub key: String,
+    pub in_scope: u64,
+    /// Done or defect.
+    pub inspected: u64,
+    pub defects: u64,
+    /// Nobody at home on the last allowed visit.
+    pub not_home: u64,
+    pub refused: u64,
+    /// Still to visit (planned or unscheduled).
+    pub pending: u64,
+    /// Of the pending, those without a day.
+    pub unscheduled: u64,
+    /// Of the pending, those visited before with nobody at home.
+    pub retrying: u64,
+    /// inspected / in scope.
+    pub coverage_rate: Option<f64>,
+}
+
+impl CoverageRow {
+    fn add(&mut self, status: super::campaigns::InspectionStatus, tries: u32) {
+        use super::campaigns::InspectionStatus as S;
+        self.in_scope += 1;
+        match status {
+            S::Done => self.inspected += 1,
+            S::Defect => {
+                self.inspected += 1;
+                self.defects += 1;
+            }
+            S::NotHome => self.not_home += 1,
+            S::Refused => self.refused += 1,
+            S::Planned | S::Unscheduled => {
+                self.pending += 1;
+                if status == S::Unscheduled {
+                    self.unscheduled += 1;
+                }
+                if tries > 0 {
+                    self.retrying += 1;
+                }
+            }
+        }
+        self.coverage_rate = Some(self.inspected as f64 / self.in_scope as f64);
+    }
+}
+
+/// Inspection coverage: the district, by township and by the units' vendor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct InspectionCoverage {
+    pub total: CoverageRow,
+    pub by_township: Vec<CoverageRow>,
+    pub by_vendor: Vec<CoverageRow>,
+}
+
+/// The coverage of inspections given as (township, vendor, status, visits made).
+pub fn coverage<'a>(
+    inspections: impl IntoIterator<Item = (&'a str, &'a str, super::campaigns::InspectionStatus, u32)>,
+) -> InspectionCoverage {
+    let mut total = CoverageRow {
+        key: "all".into(),
+        ..CoverageRow::default()
+    };
+    let mut townships: BTreeMap<&str, CoverageRow> = BTreeMap::new();
+    let mut vendors: BTreeMap<&str, CoverageRow> = BTreeMap::new();
+    for (township, vendor, status, tries) in inspections {
+        total.add(status, tries);
+        townships.entry(township).or_default().add(status, tries);
+        vendors.entry(vendor).or_default().add(status, tries);
+    }
+    let keyed = |map: BTreeMap<&str, CoverageRow>| {
+        map.into_iter()
+            .map(|(key, row)| CoverageRow {
+                key: key.to_owned(),
+                ..row
+            })
+            .collect()
+    };
+    InspectionCoverage {
+        total,
+        by_township: keyed(townships),
+        by_vendor: keyed(vendors),
+    }
 }
 
 #[derive(Default)]
@@ -276,6 +367,7 @@ pub fn build(
         by_township: townships.into_iter().map(|(k, a)| a.finish(k)).collect(),
         by_team: teams.into_iter().map(|(k, a)| a.finish(k)).collect(),
         by_vendor: vendors.into_iter().map(|(k, a)| a.finish(k)).collect(),
+        inspection_coverage: InspectionCoverage::default(),
     }
 }
 
@@ -455,6 +547,32 @@ pub fn to_html(report: &Report) -> String {
         );
     }
     html.push_str("</tbody></table>");
+    let coverage = &report.inspection_coverage;
+    if coverage.total.in_scope > 0 {
+        let _ = write!(
+            html,
+            "<h2>取暖季前巡检 Pre-season inspection coverage</h2><table><thead><tr><th>Group</th><th>In scope</th>\
+             <th>Inspected</th><th>Coverage</th><th>Defects</th><th>Not at home</th><th>Refused</th><th>Pending</th></tr></thead><tbody>"
+        );
+        for row in std::iter::once(&coverage.total)
+            .chain(&coverage.by_township)
+            .chain(&coverage.by_vendor)
+        {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&row.key),
+                row.in_scope,
+                row.inspected,
+                percent(row.coverage_rate),
+                row.defects,
+                row.not_home,
+                row.refused,
+                row.pending,
+            );
+        }
+        html.push_str("</tbody></table>");
+    }
     html.push_str("</body></html>\n");
     html
 }
@@ -583,6 +701,41 @@ mod tests {
             "{csv}"
         );
         assert!(to_html(&report).contains("<td>yanqing</td><td>4</td>"));
+    }
+
+    #[test]
+    fn inspection_coverage_counts_each_unit_once_by_township_and_vendor() {
+        use crate::orders::campaigns::InspectionStatus as S;
+        let figures = coverage([
+            ("yongning", "aurora", S::Done, 1),
+            ("yongning", "aurora", S::Defect, 1),
+            ("yongning", "beifeng", S::Planned, 1),
+            ("yongning", "aurora", S::NotHome, 3),
+            ("sihai", "aurora", S::Refused, 1),
+            ("sihai", "aurora", S::Unscheduled, 0),
+        ]);
+        let t = &figures.total;
+        assert_eq!(
+            (
+                t.in_scope,
+                t.inspected,
+                t.defects,
+                t.not_home,
+                t.refused,
+                t.pending
+            ),
+            (6, 2, 1, 1, 1, 2)
+        );
+        assert_eq!((t.unscheduled, t.retrying), (1, 1));
+        assert_eq!(t.coverage_rate, Some(2.0 / 6.0));
+        let keys: Vec<(&str, u64, u64)> = figures
+            .by_township
+            .iter()
+            .map(|r| (r.key.as_str(), r.in_scope, r.inspected))
+            .collect();
+        assert_eq!(keys, vec![("sihai", 2, 0), ("yongning", 4, 2)]);
+        assert_eq!(figures.by_vendor[1].key, "beifeng");
+        assert_eq!(coverage([]).total.coverage_rate, None);
     }
 
     #[test]

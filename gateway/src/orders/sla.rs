@@ -105,17 +105,18 @@ impl SlaClass {
     }
 }
 
-/// Sources of orders the system opens on its own, before anyone asks: the rules (`rule`) and
-/// the cold-wave sweep (`prevention`). Every other source is an intake channel: a resident.
-pub const SYSTEM_SOURCES: [&str; 2] = ["rule", "prevention"];
+/// Sources of orders the system opens on its own, before anyone asks: the rules (`rule`), the
+/// cold-wave sweep (`prevention`) and inspection campaigns with the repairs their findings open
+/// (`inspection`). Every other source is an intake channel: a resident.
+pub const SYSTEM_SOURCES: [&str; 3] = ["rule", "prevention", "inspection"];
 
 /// The SLA class of an order from what it stores, in this order:
 /// 1. category `contact_household` (a call task) -> `call`;
 /// 2. a category routing sends to a utility (`power_supply`, `gas_supply`,
 ///    `village_heat_pump_trips`: [`super::dispatch::route`]) -> `utility`;
-/// 3. any source but the system's own ([`SYSTEM_SOURCES`]: `rule`, `prevention`), i.e. a
+/// 3. any source but the system's own ([`SYSTEM_SOURCES`]: `rule`, `prevention`, `inspection`), i.e. a
 ///    resident's request from an intake channel, or a source nobody knows -> `repair`;
-/// 4. an order the system opened (a rule, the cold-wave sweep) of priority `low` or
+/// 4. an order the system opened (a rule, the cold-wave sweep, an inspection campaign) of priority `low` or
 ///    `normal` -> `maintenance`;
 /// 5. everything else (`high`, `urgent`, or a label nobody knows) -> `repair`: an unknown
 ///    priority gets the fastest clocks, never slower ones.

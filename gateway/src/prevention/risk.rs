@@ -145,7 +145,7 @@ pub struct UnitFacts {
 }
 
 /// One reason for a score.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 pub struct Reason {
     /// Machine code, e.g. `protection_trips`, `vulnerable_occupant`.
     pub code: String,

@@ -42,9 +42,10 @@ pub const SAME_WAVE_MS: i64 = 72 * 3_600_000;
 /// How far back sweep records are read (beyond any wave a forecast can still name).
 pub const RECORDS_KEPT_MS: i64 = 30 * 86_400_000;
 /// Order categories that are not repairs, for the count of repairs this season.
-const NOT_REPAIRS: [&str; 5] = [
+const NOT_REPAIRS: [&str; 6] = [
     CALL_TASK_CATEGORY,
     PREVENTIVE_VISIT_CATEGORY,
+    crate::orders::campaigns::INSPECTION_CATEGORY,
     crate::orders::dispatch::POWER_SUPPLY,
     crate::orders::dispatch::GAS_SUPPLY,
     crate::orders::dispatch::VILLAGE_HEAT_PUMP_TRIPS,

@@ -29,6 +29,8 @@ pub struct FleetHousehold {
 
 /// Most households one technician may answer for (scheme: at least 1 per 500).
 pub const HOUSEHOLDS_PER_TECHNICIAN: usize = 500;
+/// The contract period (同期) of every demo vendor.
+pub const DEMO_PERIOD: &str = "2016";
 
 const SURNAMES: &[&str] = &[
     "王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "马", "胡", "郭", "何",
@@ -191,6 +193,8 @@ pub fn generate(fleet: &[FleetHousehold], seed: u64) -> RegistryData {
         .map(|(id, name)| Vendor {
             id: id.clone(),
             name: name.clone(),
+            // The demo's vendors all won the same bid round, so they may delegate to each other.
+            period: Some(DEMO_PERIOD.to_owned()),
         })
         .collect();
     let all_townships: Vec<String> = townships.keys().cloned().collect();

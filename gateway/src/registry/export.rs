@@ -41,8 +41,14 @@ pub fn to_csv_files(data: &RegistryData) -> Vec<(&'static str, String)> {
         (
             "vendors.csv",
             csv(
-                ["id", "name"],
-                data.vendors.iter().map(|v| [v.id.clone(), v.name.clone()]),
+                ["id", "name", "period"],
+                data.vendors.iter().map(|v| {
+                    [
+                        v.id.clone(),
+                        v.name.clone(),
+                        v.period.clone().unwrap_or_default(),
+                    ]
+                }),
             ),
         ),
         (

@@ -71,6 +71,11 @@ impl Household {
 pub struct Vendor {
     pub id: String,
     pub name: String,
+    /// The contract period (同期) the vendor won its bid in, e.g. `2016`: a vendor without
+    /// staff for an order may delegate it only to a vendor of the same period
+    /// (`orders::delegation`). `vendors.csv` column `period`, optional.
+    #[serde(default)]
+    pub period: Option<String>,
 }
 
 /// A heater.
@@ -445,6 +450,10 @@ pub fn parse(
             let row = Vendor {
                 id: t.id(*line, r, "id")?,
                 name: t.text(*line, r, "name")?,
+                period: match t.optional(r, "period") {
+                    Some(_) => Some(t.id(*line, r, "period")?),
+                    None => None,
+                },
             };
             known.vendors.insert(row.id.clone());
             data.vendors.push(row);

@@ -211,11 +211,12 @@ impl Store {
     pub fn registry_data(&self) -> Result<RegistryData, StoreError> {
         let vendors = self
             .connection
-            .prepare("SELECT id, name FROM vendors ORDER BY id")?
+            .prepare("SELECT id, name, period FROM vendors ORDER BY id")?
             .query_map([], |r| {
                 Ok(crate::registry::Vendor {
                     id: r.get(0)?,
                     name: r.get(1)?,
+                    period: r.get(2)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -11,7 +11,9 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod campaigns;
 mod city;
+mod delegations;
 mod households;
 mod prevention;
 mod registry;
@@ -27,7 +29,11 @@ use crate::registry::{
 };
 use schema::MIGRATIONS;
 
+pub use campaigns::{CampaignRow, CoverageUnit, InspectionRow};
 pub use city::{CityCursor, CityItem, CityLine};
+pub use delegations::{
+    DelegationFilter, DelegationRow, DelegationStatus, LedgerLine, NewDelegation,
+};
 pub use households::HouseholdHits;
 pub use prevention::{PreventionUnit, SweepRecord};
 pub use requests::{RequestFilter, RequestRow, StoredStep, IDEMPOTENCY_RETENTION_MS};

@@ -48,8 +48,9 @@ impl Store {
         }
         for v in &data.vendors {
             tx.execute(
-                "INSERT INTO vendors (id, name) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET name = excluded.name",
-                params![v.id, v.name],
+                "INSERT INTO vendors (id, name, period) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, period = excluded.period",
+                params![v.id, v.name, v.period],
             )?;
         }
         for h in &data.households {
