@@ -12,6 +12,7 @@ use super::{ApiError, ApiState, ErrorBody};
 use crate::auth::{Principal, Role};
 use crate::orders::calendar::cst_date;
 use crate::orders::reports::{self, Period, Report};
+use crate::orders::scheme::{self, SchemeFigures, SchemeInputs};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +77,8 @@ pub async fn report(
         reports::coverage(units.iter().map(|(township, vendor, _, status, tries)| {
             (township.as_str(), vendor.as_str(), *status, *tries)
         }));
+    report.scheme =
+        Some(scheme_figures(&state, &principal, &report, &orders, from, to, now).await?);
     Ok(match query.format.as_deref().unwrap_or("json") {
         "json" => Json(report).into_response(),
         "csv" => (
@@ -94,4 +97,59 @@ pub async fn report(
             )))
         }
     })
+}
+
+/// The scheme's figures of `report` in the caller's scope: a township token's own township;
+/// a team token its team's orders, without the registry's figures (funding, staffing).
+async fn scheme_figures(
+    state: &ApiState,
+    principal: &Principal,
+    report: &Report,
+    orders: &[crate::orders::store::OrderRow],
+    from: i64,
+    to: i64,
+    now: i64,
+) -> Result<SchemeFigures, ApiError> {
+    let last_day = crate::orders::calendar::cst_date_string(to - 1);
+    let (visits, mut earlier, mut requests, mut out_of_warranty, mut staff) = state
+        .orders
+        .with_store(move |s| {
+            Ok::<_, crate::orders::store::StoreError>((
+                s.order_visits(from, to)?,
+                s.orders_open_at(from)?,
+                s.requests_by_kind(from, to)?,
+                s.out_of_warranty_households(&last_day)?,
+                s.township_staff()?,
+            ))
+        })
+        .await?;
+    let registry = match principal.role {
+        Role::Operator | Role::ReadOnly => true,
+        Role::Township => {
+            let own = principal.township.clone().unwrap_or_default();
+            earlier.retain(|o| o.township == own);
+            requests.retain(|(township, ..)| *township == own);
+            out_of_warranty.retain(|township, _| *township == own);
+            staff.retain(|s| s.township == own);
+            true
+        }
+        Role::Team => {
+            earlier.retain(|o| principal.team.is_some() && o.team_id == principal.team);
+            requests.clear();
+            staff.clear();
+            false
+        }
+    };
+    Ok(scheme::build(&SchemeInputs {
+        from_ms: from,
+        to_ms: to,
+        now_ms: now,
+        orders,
+        visits: &visits,
+        earlier_open: &earlier,
+        requests: &requests,
+        out_of_warranty: registry.then_some(&out_of_warranty),
+        staff: &staff,
+        vendors: &report.by_vendor,
+    }))
 }

@@ -22,6 +22,7 @@ mod intake;
 pub mod model;
 pub mod reports;
 mod requests;
+pub mod scheme;
 pub mod sla;
 pub mod store;
 

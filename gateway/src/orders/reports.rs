@@ -131,6 +131,10 @@ pub struct Report {
     /// Pre-season inspection coverage (取暖季前巡检) of the campaigns whose window overlaps the
     /// period, as of `generated_at_ms`; empty when no campaign does.
     pub inspection_coverage: InspectionCoverage,
+    /// The scheme's management figures ([`super::scheme`]): backlog, first-time fix, reopen and
+    /// repeat-fault rates, requests by type, out-of-warranty funding, staffing, vendor
+    /// assessment. Filled by the API; `None` from [`build`] alone.
+    pub scheme: Option<super::scheme::SchemeFigures>,
 }
 
 /// Inspection coverage of one group (the district, a township or a vendor): units in scope of
@@ -368,6 +372,7 @@ pub fn build(
         by_team: teams.into_iter().map(|(k, a)| a.finish(k)).collect(),
         by_vendor: vendors.into_iter().map(|(k, a)| a.finish(k)).collect(),
         inspection_coverage: InspectionCoverage::default(),
+        scheme: None,
     }
 }
 
@@ -572,6 +577,9 @@ pub fn to_html(report: &Report) -> String {
             );
         }
         html.push_str("</tbody></table>");
+    }
+    if let Some(scheme) = &report.scheme {
+        super::scheme::to_html(scheme, &mut html);
     }
     html.push_str("</body></html>\n");
     html

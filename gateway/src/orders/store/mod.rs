@@ -19,6 +19,7 @@ mod prevention;
 mod registry;
 mod requests;
 mod schema;
+mod scheme;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -37,6 +38,7 @@ pub use delegations::{
 pub use households::HouseholdHits;
 pub use prevention::{PreventionUnit, SweepRecord};
 pub use requests::{RequestFilter, RequestRow, StoredStep, IDEMPOTENCY_RETENTION_MS};
+pub use scheme::{is_not_a_fault, EarlierOrder, OrderVisits, TownshipStaff};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
