@@ -20,6 +20,13 @@ export const SLA = {
   ],
 };
 
+/**
+ * Each SLA class's deadlines (`repair`, `maintenance`, `utility`, `call`), from `GET /api/v1/sla`;
+ * an order runs the clocks of its `sla_class` from `sla_from_ms` (when its class changed) or its
+ * creation. A class the gateway did not name runs the stages' (the repair class's) deadlines.
+ */
+const CLASS_DEADLINES = {};
+
 /** Takes the gateway's deadlines (`GET /api/v1/sla`); values that are not positive are ignored. */
 export function applySla(deadlines) {
   if (!deadlines) return;
@@ -30,6 +37,23 @@ export function applySla(deadlines) {
   }
   const warnAt = Number(deadlines.warn_at);
   if (Number.isFinite(warnAt) && warnAt > 0 && warnAt < 1) SLA.warnAt = warnAt;
+  for (const entry of Array.isArray(deadlines.classes) ? deadlines.classes : []) {
+    const ms = { dispatch: Number(entry.dispatch_ms), on_site: Number(entry.on_site_ms), repaired: Number(entry.repaired_ms) };
+    if (typeof entry.class === 'string' && Object.values(ms).every((v) => Number.isFinite(v) && v > 0)) {
+      CLASS_DEADLINES[entry.class] = ms;
+    }
+  }
+}
+
+/** The deadline of `stage` for `order`'s SLA class, in ms from its clock start. */
+function deadlineOf(order, stage) {
+  const own = CLASS_DEADLINES[order.sla_class];
+  return own ? own[stage.key] : stage.deadlineMs;
+}
+
+/** When `order`'s clocks started: the change of its SLA class, or its creation. */
+function clockStart(order) {
+  return Number.isFinite(order.sla_from_ms) ? order.sla_from_ms : order.created_at_ms;
 }
 
 /** The legend of the SLA clocks with the deadlines in force. */
@@ -243,15 +267,17 @@ export function isOpen(order) {
  * deadline), `ok`, `warn` (75 % of the time used), `breach` (deadline passed) or `stopped`.
  */
 export function slaStage(order, stage, now) {
-  const deadline = order.created_at_ms + stage.deadlineMs;
+  const start = clockStart(order);
+  const span = deadlineOf(order, stage);
+  const deadline = start + span;
   const reached = order[stage.reachedField];
   if (reached !== null && reached !== undefined) {
-    return { risk: reached <= deadline ? 'met' : 'late', ms: reached - order.created_at_ms };
+    return { risk: reached <= deadline ? 'met' : 'late', ms: reached - start };
   }
   if (!isOpen(order)) return { risk: 'stopped', ms: 0 };
   const remaining = deadline - now;
   if (remaining < 0) return { risk: 'breach', ms: remaining };
-  if (now - order.created_at_ms >= stage.deadlineMs * SLA.warnAt) return { risk: 'warn', ms: remaining };
+  if (now - start >= span * SLA.warnAt) return { risk: 'warn', ms: remaining };
   return { risk: 'ok', ms: remaining };
 }
 

@@ -231,6 +231,7 @@ mod tests {
             misuse: false,
             sla_flags: 0,
             sla_from_ms: None,
+            sla_class: crate::orders::sla::SlaClass::Repair,
         }
     }
 

@@ -622,6 +622,7 @@ mod tests {
             misuse: false,
             sla_flags: 0,
             sla_from_ms: None,
+            sla_class: crate::orders::sla::class_of("repair", "high", source),
         }
     }
 

@@ -667,6 +667,7 @@ mod tests {
             misuse: false,
             sla_flags: 0,
             sla_from_ms: None,
+            sla_class: SlaClass::Repair,
         }
     }
 

@@ -131,6 +131,9 @@ pub struct OrderRow {
     /// creation (a finding that became urgent, a call task that became a repair), Unix ms;
     /// `None`: they run from creation (`orders::sla`).
     pub sla_from_ms: Option<i64>,
+    /// The order's SLA class, which sets its clocks (`orders::sla::class_of` of its category,
+    /// priority and source).
+    pub sla_class: crate::orders::sla::SlaClass,
 }
 
 /// One event in an order's history.
@@ -774,6 +777,8 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OrderRow, StoreEr
             "order {id} has unknown state {state:?}"
         ))));
     };
+    let (category, priority, source): (String, String, String) = (r.get(7)?, r.get(8)?, r.get(9)?);
+    let sla_class = crate::orders::sla::class_of(&category, &priority, &source);
     Ok(Ok(OrderRow {
         id: r.get(0)?,
         episode_id: r.get(1)?,
@@ -782,9 +787,9 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OrderRow, StoreEr
         village_id: r.get(4)?,
         vendor_id: r.get(5)?,
         township: r.get(6)?,
-        category: r.get(7)?,
-        priority: r.get(8)?,
-        source: r.get(9)?,
+        category,
+        priority,
+        source,
         summary: r.get(10)?,
         created_at_ms: r.get(11)?,
         state: parsed,
@@ -803,6 +808,7 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OrderRow, StoreEr
         misuse: r.get(25)?,
         sla_flags: r.get(26)?,
         sla_from_ms: r.get(27)?,
+        sla_class,
     }))
 }
 
