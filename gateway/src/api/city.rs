@@ -36,7 +36,8 @@ pub struct CityQuery {
 #[utoipa::path(get, path = "/api/v1/requests/city", tag = "requests",
     params(CityQuery),
     responses(
-        (status = 200, body = Vec<CityLineDoc>, description = "CSV (text/csv, default) or JSON with `format=json`: one line per city ticket"),
+        (status = 200, description = "CSV (text/csv, default) or JSON with `format=json`: one line per city ticket",
+            content((String = "text/csv"), (Vec<CityLineDoc> = "application/json"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn export(
     principal: Principal,
