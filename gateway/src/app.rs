@@ -172,17 +172,22 @@ pub async fn start(
     }
     let mut mqtt_tls = None;
     let mut mqtt_passwords = None;
-    let (source, orders, mqtt) = match (&config.broker.mode, &config.broker.external) {
+    let (source, orders, mqtt, publisher): (_, _, _, Arc<dyn crate::orders::TeamNotifier>) = match (
+        &config.broker.mode,
+        &config.broker.external,
+    ) {
         (BrokerMode::External, Some(external)) => {
             let source = ExternalSource::new(external).map_err(|e| anyhow::anyhow!(e))?;
-            let publisher = broker::ExternalOrderPublisher {
-                client: source.client.clone(),
-            };
+            let publisher: Arc<dyn crate::orders::TeamNotifier> =
+                Arc::new(broker::ExternalOrderPublisher {
+                    client: source.client.clone(),
+                });
             tracing::info!(host = %external.host, port = external.port, townships = ?external.townships, "using an external MQTT broker (scale-out mode)");
             (
                 MessageSource::External(Box::new(source)),
-                orders.with_notifier(Arc::new(publisher)),
+                orders.with_notifier(Arc::clone(&publisher)),
                 format!("{}:{}", external.host, external.port),
+                publisher,
             )
         }
         _ => {
@@ -200,21 +205,33 @@ pub async fn start(
                 }
                 mqtt_tls = Some(tls);
             }
-            let notifier =
-                broker::TeamOrderPublisher::new(broker.links.clone(), Arc::clone(&metrics))?;
+            let publisher: Arc<dyn crate::orders::TeamNotifier> = Arc::new(
+                broker::TeamOrderPublisher::new(broker.links.clone(), Arc::clone(&metrics))?,
+            );
             (
                 MessageSource::Embedded(Box::new(broker::EmbeddedSource::open(broker.links)?)),
-                orders.with_notifier(Arc::new(notifier)),
+                orders.with_notifier(Arc::clone(&publisher)),
                 broker.listen.to_string(),
+                publisher,
             )
         }
     };
 
     // Notices to people (webhook, SMS gateway): subscribed before any order event can happen;
     // each sink delivers on its own task, so order processing never waits on a receiver.
-    if let Some((notifier, workers)) =
-        crate::notify::Notifier::new(&config.notify, &orders, Arc::clone(&metrics))?
-    {
+    let mut extra_sinks: Vec<Box<dyn crate::notify::NoticeSink>> = Vec::new();
+    if config.notify.mqtt {
+        extra_sinks.push(Box::new(crate::notify::mqtt::MqttSink::new(
+            publisher,
+            Arc::clone(&metrics),
+        )));
+    }
+    if let Some((notifier, workers)) = crate::notify::Notifier::with_sinks(
+        &config.notify,
+        &orders,
+        Arc::clone(&metrics),
+        extra_sinks,
+    )? {
         for worker in workers {
             let worker_shutdown = shutdown.clone();
             tracker.spawn(async move {

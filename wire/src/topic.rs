@@ -33,6 +33,10 @@ pub enum TopicKind {
     /// Supply incidents of a village (`{id}` is the village id) or of a whole township (`{id}`
     /// is the township id), from the gateway.
     Incidents,
+    /// Notices to people (督办 escalations, SLA warnings, supply incidents, vulnerable
+    /// households' orders; `{id}` is the notice kind, e.g. `escalated`), from the gateway, for
+    /// the township's and the centre's tools.
+    Notices,
 }
 
 impl TopicKind {
@@ -45,6 +49,7 @@ impl TopicKind {
             TopicKind::Orders => "orders",
             TopicKind::Alerts => "alerts",
             TopicKind::Incidents => "incidents",
+            TopicKind::Notices => "notices",
         }
     }
 }
@@ -68,7 +73,7 @@ pub enum TopicError {
     #[error("topic has {levels} levels; expected {TOPIC_ROOT}/{{township}}/{{id}}/{{kind}}")]
     WrongShape { levels: usize },
     #[error(
-        "topic kind {0:?} is not one of telemetry, status, cmd, cmd/ack, orders, alerts, incidents"
+        "topic kind {0:?} is not one of telemetry, status, cmd, cmd/ack, orders, alerts, incidents, notices"
     )]
     UnknownKind(String),
     #[error("topic township: {0}")]
@@ -109,6 +114,7 @@ impl Topic {
             [_, _, "orders"] => TopicKind::Orders,
             [_, _, "alerts"] => TopicKind::Alerts,
             [_, _, "incidents"] => TopicKind::Incidents,
+            [_, _, "notices"] => TopicKind::Notices,
             [_, _, other] => return Err(TopicError::UnknownKind((*other).to_owned())),
             [_, _, a, b] => return Err(TopicError::UnknownKind(format!("{a}/{b}"))),
             _ => {
@@ -171,6 +177,7 @@ mod tests {
             TopicKind::Orders,
             TopicKind::Alerts,
             TopicKind::Incidents,
+            TopicKind::Notices,
         ] {
             let topic = Topic::new(township("yongning"), "yn-0001-hp", kind);
             assert_eq!(Topic::parse(&topic.to_string()), Ok(topic));

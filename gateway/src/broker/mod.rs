@@ -373,6 +373,12 @@ impl crate::orders::TeamNotifier for TeamOrderPublisher {
             tracing::warn!(%topic, %error, "live event could not be published");
         }
     }
+
+    fn notice(&self, topic: String, payload: Vec<u8>) {
+        if let Err(error) = self.publish(topic.clone(), payload) {
+            tracing::warn!(%topic, %error, "notice could not be published");
+        }
+    }
 }
 
 /// The last offset ingest read from each of the embedded broker's in-memory logs (one per
@@ -566,6 +572,15 @@ impl crate::orders::TeamNotifier for ExternalOrderPublisher {
                 .try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, payload)
         {
             tracing::warn!(%topic, %error, "live event could not be queued");
+        }
+    }
+
+    fn notice(&self, topic: String, payload: Vec<u8>) {
+        if let Err(error) =
+            self.client
+                .try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, payload)
+        {
+            tracing::warn!(%topic, %error, "notice could not be queued");
         }
     }
 }

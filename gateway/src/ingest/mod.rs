@@ -125,7 +125,8 @@ pub fn decode(
         | TopicKind::CommandAck
         | TopicKind::Orders
         | TopicKind::Alerts
-        | TopicKind::Incidents => Ok(Decoded::Ignored),
+        | TopicKind::Incidents
+        | TopicKind::Notices => Ok(Decoded::Ignored),
     }
 }
 

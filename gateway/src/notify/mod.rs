@@ -12,6 +12,7 @@
 //! the order service's `TeamNotifier` (the broker component).
 
 pub mod city;
+pub mod mqtt;
 pub mod sms;
 pub mod webhook;
 
@@ -41,7 +42,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 pub const MAX_PEOPLE: usize = 500;
 
 /// `[notify]`: who is told, and through which sinks.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// Township officers (the person each township assigns to orders): they receive the
@@ -60,6 +61,27 @@ pub struct NotifyConfig {
     /// The 12345 round trip: replies on the city's tickets to its platform ([`city`]).
     #[serde(default)]
     pub city: CityConfig,
+    /// Every notice, without phone numbers or names, on `heating/v1/{township}/{kind}/notices`
+    /// through the gateway's broker ([`mqtt`]).
+    #[serde(default = "default_true")]
+    pub mqtt: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            township_officers: Vec::new(),
+            centre_duty: Vec::new(),
+            webhook: WebhookConfig::default(),
+            sms: SmsConfig::default(),
+            city: CityConfig::default(),
+            mqtt: true,
+        }
+    }
 }
 
 // Delivery defaults of the webhook and the SMS adapter.
@@ -439,7 +461,18 @@ impl Notifier {
         orders: &OrderService,
         metrics: Arc<Metrics>,
     ) -> Result<Option<(Notifier, Vec<DeliveryWorker>)>, NotifyError> {
-        let mut sinks: Vec<Box<dyn NoticeSink>> = Vec::new();
+        Self::with_sinks(config, orders, metrics, Vec::new())
+    }
+
+    /// [`Notifier::new`] with `extra` sinks beside the configured ones (the MQTT sink, which
+    /// needs the gateway's broker link: [`mqtt::MqttSink`]).
+    pub fn with_sinks(
+        config: &NotifyConfig,
+        orders: &OrderService,
+        metrics: Arc<Metrics>,
+        extra: Vec<Box<dyn NoticeSink>>,
+    ) -> Result<Option<(Notifier, Vec<DeliveryWorker>)>, NotifyError> {
+        let mut sinks: Vec<Box<dyn NoticeSink>> = extra;
         let mut workers = Vec::new();
         if let Some(settings) = DeliverySettings::of_webhook(&config.webhook)? {
             let (delivery, worker) = Delivery::new(settings, Arc::clone(&metrics))?;

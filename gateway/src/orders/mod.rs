@@ -213,6 +213,8 @@ pub trait TeamNotifier: Send + Sync {
     fn order_dispatched(&self, order: &OrderRow);
     /// Publishes an alert, escalation or incident on its topic ([`LiveEvent::topic`]).
     fn live_event(&self, event: &LiveEvent);
+    /// Publishes a notice to people (`notify::mqtt`) on `topic`.
+    fn notice(&self, topic: String, payload: Vec<u8>);
 }
 
 /// The order component: shared by ingest (alerts), the API (actions) and the SLA monitor.
