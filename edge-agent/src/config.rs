@@ -917,7 +917,8 @@ impl AgentConfig {
                 "must be at least 1".into(),
             ));
         }
-        let guard_rules = guard_rules(&raw.guard, &devices, base, &invalid)?;
+        let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+        let guard_rules = crate::guard::rule_set(&raw.guard, &ids, base, &invalid)?;
         Ok(AgentConfig {
             agent_id: raw.agent_id,
             township: raw.township,
@@ -934,90 +935,6 @@ impl AgentConfig {
             guard_rules,
         })
     }
-}
-
-/// Most rules the guard runs, and most arguments of its hook.
-const MAX_GUARD_RULES: usize = 64;
-const MAX_HOOK_ARGS: usize = 16;
-
-/// Checks `[guard]` and derives its rule set from the rule file (the built-in pack unless
-/// `guard.rules_file` names another, relative to the config file).
-fn guard_rules(
-    guard: &GuardConfig,
-    devices: &[Device],
-    base: &Path,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<Option<rules::RuleSet>, ConfigError> {
-    if !guard.enabled {
-        return Ok(None);
-    }
-    if guard.after < Duration::from_secs(1) {
-        return Err(invalid(
-            "guard.after",
-            "must be at least 1s (in the field: tens of minutes; shorter drops are the gateway's business)".into(),
-        ));
-    }
-    if guard.rules.is_empty() || guard.rules.len() > MAX_GUARD_RULES {
-        return Err(invalid(
-            "guard.rules",
-            format!("must name 1 to {MAX_GUARD_RULES} rules (or set guard.enabled = false)"),
-        ));
-    }
-    if let Some(coil) = &guard.coil {
-        if !devices.iter().any(|d| d.id.as_str() == coil.device) {
-            return Err(invalid(
-                "guard.coil.device",
-                format!("{:?} is not one of the configured devices", coil.device),
-            ));
-        }
-    }
-    if let Some(hook) = &guard.hook {
-        if !hook.program.is_absolute() {
-            return Err(invalid(
-                "guard.hook.program",
-                format!("{} is not an absolute path", hook.program.display()),
-            ));
-        }
-        if !hook.program.is_file() {
-            return Err(invalid(
-                "guard.hook.program",
-                format!("{} is not a file", hook.program.display()),
-            ));
-        }
-        if hook.args.len() > MAX_HOOK_ARGS {
-            return Err(invalid(
-                "guard.hook.args",
-                format!("at most {MAX_HOOK_ARGS} arguments"),
-            ));
-        }
-        if hook.timeout < Duration::from_secs(1) || hook.timeout > Duration::from_secs(600) {
-            return Err(invalid(
-                "guard.hook.timeout",
-                "must be between 1s and 10m".into(),
-            ));
-        }
-    }
-    let (text, origin) = match &guard.rules_file {
-        Some(file) => {
-            let path = base.join(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                invalid(
-                    "guard.rules_file",
-                    format!("{} cannot be read: {e}", path.display()),
-                )
-            })?;
-            (text, path.display().to_string())
-        }
-        None => (
-            rules::DEFAULT_RULES.to_owned(),
-            rules::DEFAULT_RULES_ORIGIN.to_owned(),
-        ),
-    };
-    let derived = rules::derive::keep_rules(&text, &origin, &guard.rules)
-        .map_err(|message| invalid("guard.rules", message))?;
-    let set = rules::RuleSet::parse(&derived.text, &origin)
-        .map_err(|e| invalid("guard.rules", e.to_string()))?;
-    Ok(Some(set))
 }
 
 enum LoadError {
