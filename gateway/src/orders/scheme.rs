@@ -43,8 +43,9 @@ use super::OrderState;
 /// The city's funding per out-of-warranty household per year, in fen.
 pub const OUT_OF_WARRANTY_FUNDING_CENTS_PER_YEAR: i64 = 10_000;
 
-/// Households one technician may answer for at most.
-pub const HOUSEHOLDS_PER_TECHNICIAN: f64 = 500.0;
+/// Households one technician may answer for at most (the scheme: at least 1 per 500); the
+/// demo registry is staffed by it too.
+pub const HOUSEHOLDS_PER_TECHNICIAN: usize = 500;
 
 const YEAR_MS: f64 = 365.0 * 86_400_000.0;
 
@@ -227,7 +228,8 @@ pub fn build(inputs: &SchemeInputs<'_>) -> SchemeFigures {
                 households: s.households,
                 technicians: (s.technicians * 100.0).round() / 100.0,
                 households_per_technician: per.map(|p| p.round()),
-                meets: s.households == 0 || per.is_some_and(|p| p <= HOUSEHOLDS_PER_TECHNICIAN),
+                meets: s.households == 0
+                    || per.is_some_and(|p| p <= HOUSEHOLDS_PER_TECHNICIAN as f64),
             }
         })
         .collect();

@@ -27,8 +27,7 @@ pub struct FleetHousehold {
     pub vulnerable: bool,
 }
 
-/// Most households one technician may answer for (scheme: at least 1 per 500).
-pub const HOUSEHOLDS_PER_TECHNICIAN: usize = 500;
+pub use crate::orders::scheme::HOUSEHOLDS_PER_TECHNICIAN;
 /// The contract period (同期) of every demo vendor.
 pub const DEMO_PERIOD: &str = "2016";
 
