@@ -58,6 +58,8 @@ struct Coil {
     /// What the device last confirmed ([`COIL_ON`], [`COIL_OFF`], or unknown).
     state: Arc<AtomicU8>,
     writing: Arc<AtomicBool>,
+    /// An `on` write was sent at least once: an unknown state may then be on.
+    switched_on: AtomicBool,
 }
 
 impl Alarm {
@@ -88,6 +90,7 @@ impl Alarm {
                 jobs,
                 state: Arc::new(AtomicU8::new(COIL_UNKNOWN)),
                 writing: Arc::new(AtomicBool::new(false)),
+                switched_on: AtomicBool::new(false),
             }),
             _ => None,
         };
@@ -99,19 +102,25 @@ impl Alarm {
         }
     }
 
-    /// Brings the coil to `on` unless it is there or a write is on its way. A coil never
-    /// confirmed stays untouched while the alarm is off (nothing to switch off).
+    /// Brings the coil to `on` unless it is there or a write is on its way. A coil the box
+    /// never switched on stays untouched while the alarm is off (nothing to switch off); once
+    /// it did, a state it does not know (a write that failed or read back otherwise) is
+    /// switched off too.
     pub(super) fn follow(&self, on: bool) {
         let Some(coil) = &self.coil else {
             return;
         };
         let want = if on { COIL_ON } else { COIL_OFF };
         let state = coil.state.load(Ordering::Relaxed);
-        if state == want || (!on && state == COIL_UNKNOWN) {
+        let never_on = !coil.switched_on.load(Ordering::Relaxed);
+        if state == want || (!on && state == COIL_UNKNOWN && never_on) {
             return;
         }
         if coil.writing.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if on {
+            coil.switched_on.store(true, Ordering::Relaxed);
         }
         let (reply, answer) = oneshot::channel();
         let job = Box::new(CommandJob {

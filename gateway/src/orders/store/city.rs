@@ -73,6 +73,14 @@ impl Store {
     ) -> Result<Vec<CityItem>, StoreError> {
         let limit = limit.clamp(1, 1000) as i64;
         let mut items = Vec::new();
+        let mut full_batch_horizon = Vec::new();
+        let mut note_batch = |batch: &[CityItem]| {
+            if batch.len() as i64 == limit {
+                if let Some(last) = batch.last() {
+                    full_batch_horizon.push(last.at_ms);
+                }
+            }
+        };
         let mut received = self.connection.prepare_cached(
             "SELECT id, received_at_ms, ticket, township, kind, order_id, text FROM requests
              WHERE channel = ?1 AND ticket IS NOT NULL AND id > ?2 ORDER BY id LIMIT ?3",
@@ -90,9 +98,9 @@ impl Store {
                 text: r.get(6)?,
             })
         })?;
-        for row in rows {
-            items.push(row?);
-        }
+        let batch: Vec<CityItem> = rows.collect::<Result<_, _>>()?;
+        note_batch(&batch);
+        items.extend(batch);
         let mut events = self.connection.prepare_cached(&format!(
             "SELECT e.id, e.kind, e.at_ms, e.note, r.id, r.ticket, r.township, r.kind, r.order_id
              FROM order_events e JOIN requests r ON r.order_id = e.order_id
@@ -116,9 +124,9 @@ impl Store {
                 })
             },
         )?;
-        for row in rows {
-            items.push(row?);
-        }
+        let batch: Vec<CityItem> = rows.collect::<Result<_, _>>()?;
+        note_batch(&batch);
+        items.extend(batch);
         let mut answers = self.connection.prepare_cached(
             "SELECT id, answered_at_ms, ticket, township, kind, order_id, answer FROM requests
              WHERE channel = ?1 AND ticket IS NOT NULL AND answered_at_ms IS NOT NULL
@@ -141,8 +149,16 @@ impl Store {
                 })
             },
         )?;
-        for row in rows {
-            items.push(row?);
+        let batch: Vec<CityItem> = rows.collect::<Result<_, _>>()?;
+        note_batch(&batch);
+        items.extend(batch);
+        // A stream that filled its batch may hold older items than another stream's newest:
+        // only items up to the earliest such batch's last time go out now (the rest come with
+        // the next read, the cursors moving only past what was sent), so the city hears a
+        // ticket's steps in order even behind a long backlog.
+        let horizon = full_batch_horizon.iter().copied().min();
+        if let Some(horizon) = horizon {
+            items.retain(|item| item.at_ms <= horizon);
         }
         let rank = |item: &CityItem| match item.event.as_str() {
             "received" => 0,
@@ -204,5 +220,66 @@ impl Store {
             },
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 12345 request received at `at_ms` (straight into the table: the intake's checks are
+    /// not what is tested here).
+    fn request(store: &Store, ticket: &str, at_ms: i64) {
+        store
+            .connection
+            .execute(
+                "INSERT INTO requests (kind, channel, ticket, township, caller_name, caller_phone,
+                                       text, received_at_ms, taken_by, linked)
+                 VALUES ('policy', 'hotline_12345', ?1, 'yanqing', '周', '13800138000', '问', ?2, 'desk', 0)",
+                params![ticket, at_ms],
+            )
+            .expect("insert");
+    }
+
+    #[test]
+    fn a_full_batch_holds_back_what_is_newer_than_its_last_item() {
+        let store = Store::in_memory().expect("store");
+        for (ticket, at) in [("t1", 10), ("t2", 20), ("t3", 30)] {
+            request(&store, ticket, at);
+        }
+        store
+            .connection
+            .execute(
+                "UPDATE requests SET answer = 'ok', answered_at_ms = 15 WHERE ticket = 't1'",
+                [],
+            )
+            .expect("answer");
+        // Two per stream: the intake stream is full at t2 (20), so t3 (30) waits; the answer
+        // (15) goes out between them.
+        let items = store
+            .city_items("hotline_12345", &CityCursor::default(), 2)
+            .expect("items");
+        let seen: Vec<(&str, &str)> = items
+            .iter()
+            .map(|i| (i.ticket.as_str(), i.event.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("t1", "received"), ("t1", "answered"), ("t2", "received")]
+        );
+        // Nothing of another channel, and everything once the cursor has moved.
+        let cursor = CityCursor {
+            received_id: 2,
+            answered_at_ms: 15,
+            answered_id: 1,
+            ..CityCursor::default()
+        };
+        let rest = store.city_items("hotline_12345", &cursor, 2).expect("rest");
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].ticket, "t3");
+        assert!(store
+            .city_items("centre_hotline", &CityCursor::default(), 2)
+            .expect("other channel")
+            .is_empty());
     }
 }

@@ -69,10 +69,12 @@ impl Store {
     /// The orders created before `before_ms` that had not ended by `before_ms`.
     pub fn orders_open_at(&self, before_ms: i64) -> Result<Vec<EarlierOrder>, StoreError> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT o.township, o.team_id,
-                    (SELECT MIN(e.at_ms) FROM order_events e
-                     WHERE e.order_id = o.id AND e.kind IN ('closed', 'cancelled', 'merged'))
-             FROM orders o WHERE o.created_at_ms < ?1",
+            "SELECT township, team_id, ended FROM (
+                 SELECT o.township, o.team_id,
+                        (SELECT MIN(e.at_ms) FROM order_events e
+                         WHERE e.order_id = o.id AND e.kind IN ('closed', 'cancelled', 'merged')) AS ended
+                 FROM orders o WHERE o.created_at_ms < ?1)
+             WHERE ended IS NULL OR ended >= ?1",
         )?;
         let rows = statement.query_map([before_ms], |r| {
             Ok(EarlierOrder {
@@ -81,14 +83,7 @@ impl Store {
                 ended_at_ms: r.get(2)?,
             })
         })?;
-        let mut open = Vec::new();
-        for row in rows {
-            let row = row?;
-            if row.ended_at_ms.is_none_or(|ended| ended >= before_ms) {
-                open.push(row);
-            }
-        }
-        Ok(open)
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Visits, reopenings and repeat faults of the orders created in `[from_ms, to_ms)`, by
