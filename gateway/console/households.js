@@ -21,11 +21,17 @@ function phones(list, masked) {
   return h('span', { class: 'phones' }, list.map((p, i) => [i ? ' · ' : null, phoneLink(p, masked)]));
 }
 
+/** A tag for a site that is not a home (activity room, clinic, school, greenhouse). */
+function siteTag(household) {
+  const site = household.site_type;
+  return site && site !== 'home' ? [' ', tag(t(`site.${site}`), `site-${site}`)] : null;
+}
+
 /** The household's people as a definition list: resident, phones, address, caretaker. */
 export function peopleFacts(household) {
   const masked = household.masked;
   const rows = [
-    [t('people.resident'), h('span', { id: 'people-resident' }, household.resident, household.vulnerable ? [' ', tag(t('people.vulnerable'), 'vulnerable')] : null)],
+    [t('people.resident'), h('span', { id: 'people-resident' }, household.resident, household.vulnerable ? [' ', tag(t('people.vulnerable'), 'vulnerable')] : null, siteTag(household))],
     [t('people.phones'), h('span', { id: 'people-phones' }, phones(household.phones, masked))],
     [t('people.address'), household.address],
     [t('people.village'), household.village_name],
@@ -44,7 +50,7 @@ function results(page, offset, go) {
   if (!page.items.length) return empty(t('households.none'));
   const rows = table(
     [
-      { label: t('people.resident'), cell: (x) => [x.resident, x.vulnerable ? [' ', tag(t('people.vulnerable'), 'vulnerable')] : null] },
+      { label: t('people.resident'), cell: (x) => [x.resident, x.vulnerable ? [' ', tag(t('people.vulnerable'), 'vulnerable')] : null, siteTag(x)] },
       { label: t('people.phones'), cell: (x) => phones(x.phones, x.masked) },
       { label: t('people.address'), cell: (x) => x.address },
       { label: t('people.village'), cell: (x) => x.village_name },

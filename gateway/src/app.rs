@@ -122,10 +122,11 @@ pub async fn start(
         let summary = store.import_registry(&data)?;
         tracing::info!(folder = %folder.display(), households = summary.households, devices = summary.devices, teams = summary.teams, "registry imported");
     }
-    // The rules know each registered device's township, village, household and vulnerability
-    // (fleet rules count households; overrides for vulnerable households).
+    // The rules know each registered device's township, village, household, vulnerability and
+    // site type (fleet rules count households; overrides for vulnerable households, and for
+    // site types by the tag `site:{type}`: a greenhouse's plants, a clinic's patients).
     let registered = store.registered_devices()?;
-    for (device, kind, township, village, vulnerable, household) in &registered {
+    for (device, kind, township, village, vulnerable, household, site_type) in &registered {
         let Ok(id) = wire::DeviceId::parse(device) else {
             continue;
         };
@@ -142,7 +143,7 @@ pub async fn start(
                 village: Some(village.clone()),
                 vulnerable: *vulnerable,
                 household: Some(household.clone()),
-                ..rules::DeviceInfo::default()
+                tags: vec![site_type.tag()],
             },
         );
     }

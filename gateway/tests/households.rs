@@ -338,8 +338,9 @@ async fn an_import_with_contacts_is_checked_by_line_and_column_and_the_export_re
     let (status, export) = api.get("/api/v1/registry/export", OPERATOR).await;
     assert_eq!(status, 200);
     let households_csv = export["files"]["households.csv"].as_str().expect("csv");
-    assert!(households_csv
-        .starts_with("id,village_id,address,resident,phone,vulnerable,edge_box,caretaker_id\n"));
+    assert!(households_csv.starts_with(
+        "id,village_id,address,resident,phone,vulnerable,edge_box,caretaker_id,site_type\n"
+    ));
     assert!(households_csv.contains("13800138000;01069181234"));
     let (status, body) = api
         .call(

@@ -417,12 +417,34 @@ mod tests {
             ..DeviceInfo::default()
         };
         let variant = cold.variant_for(Some(&vulnerable));
-        assert_eq!(variant, 1);
+        assert_eq!(variant, 3);
         assert_eq!(
             cold.effective(variant).hold_for,
             Duration::from_secs(15 * 60)
         );
         assert_eq!(cold.variant_for(Some(&DeviceInfo::default())), 0);
+        // Site types by the gateway's tag `site:{type}`; a site's own override comes before
+        // the vulnerable one (a vulnerable greenhouse keeps the plants' thresholds).
+        let site = |tag: &str| DeviceInfo {
+            tags: vec![tag.to_owned()],
+            vulnerable: true,
+            ..DeviceInfo::default()
+        };
+        assert_eq!(cold.variant_for(Some(&site("site:greenhouse"))), 1);
+        assert_eq!(cold.variant_for(Some(&site("site:clinic"))), 2);
+        assert_eq!(cold.variant_for(Some(&site("site:school"))), 2);
+        assert_eq!(cold.variant_for(Some(&site("site:home"))), 3);
+        assert_eq!(
+            cold.effective(2).action,
+            &Action::Order {
+                category: "low_indoor_temperature".into(),
+                priority: Priority::Urgent
+            }
+        );
+        let stopped = set.get("heating_stopped").expect("present");
+        assert_eq!(stopped.variant_for(Some(&site("site:greenhouse"))), 1);
+        assert_eq!(stopped.variant_for(Some(&site("site:school"))), 2);
+        assert_eq!(stopped.variant_for(Some(&site("site:activity_room"))), 3);
         assert_eq!(
             cold.applies_to,
             [DeviceKind::HeatPump, DeviceKind::GasBoiler]

@@ -34,7 +34,7 @@ struct Scenario {
     rules: String,
     /// Reorder window (engine lateness), e.g. `"2m"`.
     lateness: Option<String>,
-    /// Device registrations (township, village, vulnerable).
+    /// Device registrations (township, village, vulnerable, tags).
     #[serde(default)]
     device: Vec<DeviceStep>,
     #[serde(default)]
@@ -60,6 +60,9 @@ struct DeviceStep {
     kind: Option<DeviceKind>,
     /// The household (edge box); fleet rules count households.
     household: Option<String>,
+    /// Device tags for `[[rule.override]] tags`, e.g. the gateway's `site:greenhouse`.
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// One step: exactly one of the fields.
@@ -143,6 +146,8 @@ struct Expected {
     severity: Option<String>,
     /// Checked when given: `alert` or the order category.
     action: Option<String>,
+    /// Checked when given: the order's priority (`low`, `normal`, `high`, `urgent`).
+    priority: Option<String>,
     /// Checked when given: whether an incident suppressed it.
     suppressed: Option<bool>,
 }
@@ -332,7 +337,7 @@ fn run(scenario: &Scenario, rules: &RuleSet, mode: Mode) -> Result<(Outcome, Eng
                 township: device.township.clone(),
                 village: device.village.clone(),
                 vulnerable: device.vulnerable,
-                tags: Vec::new(),
+                tags: device.tags.clone(),
                 household: device.household.clone(),
             },
         );
@@ -481,6 +486,19 @@ fn check_details(expected: &[Expected], actual: &[Transition], mode: Mode, repor
                 let _ = writeln!(
                     report,
                     "  {mode:?}: action of {} is {actual}, expected {action}",
+                    got.episode_id
+                );
+            }
+        }
+        if let Some(priority) = &want.priority {
+            let actual = match &got.action {
+                Action::AlertOnly => "none".to_owned(),
+                Action::Order { priority, .. } => label(priority),
+            };
+            if *priority != actual {
+                let _ = writeln!(
+                    report,
+                    "  {mode:?}: priority of {} is {actual}, expected {priority}",
                     got.episode_id
                 );
             }

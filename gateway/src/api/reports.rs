@@ -58,6 +58,11 @@ pub async fn report(
         Role::Team => orders.retain(|o| principal.team.is_some() && principal.team == o.team_id),
     }
     let mut report = reports::build(period, date, &orders, &sla, now);
+    let sites = state
+        .orders
+        .with_store(|s| s.household_site_types())
+        .await?;
+    report.by_site_type = reports::by_site_type(&report, &orders, &sites, &sla);
     // Inspection coverage of the campaigns whose window overlaps the period, in the caller's
     // scope (a team: its team's inspections).
     let (first, last) = (

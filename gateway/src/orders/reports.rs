@@ -16,7 +16,7 @@
 //!   change of its SLA class);
 //! - pre-emptive share: orders opened from telemetry before any complaint / requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ use super::calendar::{civil_from_days, cst_midnight_ms, days_from_civil, weekday
 use super::sla::{clock_start, ClassTally, SlaClass, SlaConfig, Stage};
 use super::store::OrderRow;
 use super::OrderState;
+use crate::registry::SiteType;
 
 /// The three report periods of the scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -128,6 +129,11 @@ pub struct Report {
     pub by_township: Vec<ReportRow>,
     pub by_team: Vec<ReportRow>,
     pub by_vendor: Vec<ReportRow>,
+    /// By the site type of the order's household (`home`, `activity_room`, `clinic`, `school`,
+    /// `greenhouse`; `none`: an order of no household, a village supply incident), the types
+    /// with orders in the period only. Filled by the API ([`by_site_type`]); empty from
+    /// [`build`] alone.
+    pub by_site_type: Vec<ReportRow>,
     /// Pre-season inspection coverage (取暖季前巡检) of the campaigns whose window overlaps the
     /// period, as of `generated_at_ms`; empty when no campaign does.
     pub inspection_coverage: InspectionCoverage,
@@ -371,9 +377,39 @@ pub fn build(
         by_township: townships.into_iter().map(|(k, a)| a.finish(k)).collect(),
         by_team: teams.into_iter().map(|(k, a)| a.finish(k)).collect(),
         by_vendor: vendors.into_iter().map(|(k, a)| a.finish(k)).collect(),
+        by_site_type: Vec::new(),
         inspection_coverage: InspectionCoverage::default(),
         scheme: None,
     }
+}
+
+/// The rows of [`Report::by_site_type`]: the orders of `report`'s period (the same `orders`
+/// [`build`] was given) grouped by their household's site type, judged at the report's time.
+/// `sites` maps a household id to its site type; a household it does not name is a home.
+pub fn by_site_type(
+    report: &Report,
+    orders: &[OrderRow],
+    sites: &HashMap<String, SiteType>,
+    sla: &SlaConfig,
+) -> Vec<ReportRow> {
+    let mut groups: BTreeMap<&'static str, Accumulator> = BTreeMap::new();
+    for order in orders
+        .iter()
+        .filter(|o| o.created_at_ms >= report.from_ms && o.created_at_ms < report.to_ms)
+    {
+        let key = match &order.household_id {
+            Some(household) => sites.get(household).copied().unwrap_or_default().as_str(),
+            None => "none",
+        };
+        groups
+            .entry(key)
+            .or_default()
+            .add(order, sla, report.generated_at_ms);
+    }
+    groups
+        .into_iter()
+        .map(|(key, a)| a.finish(key.to_owned()))
+        .collect()
 }
 
 const CSV_HEADER: &str = "group,key,requests,rule,hotline_12345,centre_hotline,app,sms_wechat,walk_in,technician,responded,response_rate,resolved,resolution_rate,callbacks,satisfaction_mean,satisfied_rate,dispatch_sla_rate,on_site_sla_rate,repaired_sla_rate,dispatch_median_min,dispatch_p90_min,on_site_median_min,on_site_p90_min,repaired_median_min,repaired_p90_min,pre_emptive,pre_emptive_rate,parts_cny,resident_pays_cny";
@@ -401,6 +437,7 @@ fn rows(report: &Report) -> impl Iterator<Item = (&'static str, &ReportRow)> {
         .chain(report.by_township.iter().map(|r| ("township", r)))
         .chain(report.by_team.iter().map(|r| ("team", r)))
         .chain(report.by_vendor.iter().map(|r| ("vendor", r)))
+        .chain(report.by_site_type.iter().map(|r| ("site_type", r)))
 }
 
 /// The report as CSV, one line per group.
@@ -500,6 +537,7 @@ pub fn to_html(report: &Report) -> String {
         ("乡镇 By township", report.by_township.as_slice()),
         ("维修队 By team", report.by_team.as_slice()),
         ("厂家 By vendor (in warranty)", report.by_vendor.as_slice()),
+        ("场所类型 By site type", report.by_site_type.as_slice()),
     ] {
         let _ = write!(
             html,
@@ -710,6 +748,76 @@ mod tests {
             "{csv}"
         );
         assert!(to_html(&report).contains("<td>yanqing</td><td>4</td>"));
+    }
+
+    #[test]
+    fn orders_are_broken_down_by_their_households_site_type() {
+        let day = cst_midnight_ms(2026, 12, 1);
+        let t0 = day + 8 * 60 * MIN;
+        let in_household = |id: i64, household: &str| {
+            let mut o = order(id, "rule", t0);
+            o.household_id = Some(household.into());
+            o.dispatched_at_ms = Some(t0 + 3 * MIN);
+            o
+        };
+        let clinic = in_household(1, "h-clinic");
+        let greenhouse_a = in_household(2, "h-greenhouse");
+        let mut greenhouse_b = in_household(3, "h-greenhouse");
+        greenhouse_b.state = OrderState::Cancelled;
+        let home = in_household(4, "h-home");
+        let unknown = in_household(5, "h-not-in-the-map");
+        // A village supply incident belongs to no household (not dispatched yet).
+        let incident = order(6, "rule", t0);
+        let outside = in_household(7, "h-clinic");
+        let outside = OrderRow {
+            created_at_ms: day + DAY_MS,
+            ..outside
+        };
+        let orders = [
+            clinic,
+            greenhouse_a,
+            greenhouse_b,
+            home,
+            unknown,
+            incident,
+            outside,
+        ];
+        let sla = SlaConfig::default();
+        let mut report = build(Period::Daily, (2026, 12, 1), &orders, &sla, t0 + 60 * MIN);
+        assert!(report.by_site_type.is_empty(), "filled by the caller");
+        let sites = HashMap::from([
+            ("h-clinic".to_owned(), SiteType::Clinic),
+            ("h-greenhouse".to_owned(), SiteType::Greenhouse),
+            ("h-home".to_owned(), SiteType::Home),
+        ]);
+        report.by_site_type = by_site_type(&report, &orders, &sites, &sla);
+        let rows: Vec<(&str, u64, u64, u64)> = report
+            .by_site_type
+            .iter()
+            .map(|r| {
+                (
+                    r.key.as_str(),
+                    r.requests,
+                    r.cancelled_or_merged,
+                    r.responded,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("clinic", 1, 0, 1),
+                ("greenhouse", 2, 1, 1),
+                ("home", 2, 0, 2),
+                ("none", 1, 0, 0),
+            ]
+        );
+        let total: u64 = report.by_site_type.iter().map(|r| r.requests).sum();
+        assert_eq!(total, report.total.requests, "every order in one site type");
+        assert_eq!(report.by_site_type[1].dispatch_sla_rate, Some(1.0));
+        let csv = to_csv(&report);
+        assert!(csv.contains("\nsite_type,greenhouse,2,2,"), "{csv}");
+        assert!(to_html(&report).contains("<td>clinic</td><td>1</td>"));
     }
 
     #[test]

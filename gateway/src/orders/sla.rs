@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::store::OrderRow;
+use crate::registry::SiteType;
 
 /// The three clocks the scheme sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -137,6 +138,18 @@ pub fn class_of(category: &str, priority: &str, source: &str) -> SlaClass {
     match priority {
         "low" | "normal" => SlaClass::Maintenance,
         _ => SlaClass::Repair,
+    }
+}
+
+/// The priority an order of `site` is stored with: a clinic's or school's order
+/// ([`SiteType::is_public_service`]: patients and children cannot go elsewhere for warmth) is
+/// at least `high`, so [`class_of`] gives it the `repair` clocks (a call task stays `call`,
+/// a utility incident `utility`); every other site keeps its priority. Applied once, when the
+/// order is stored (`Store::create_order`); priorities only ever rise after that.
+pub fn site_priority(site: SiteType, priority: &str) -> &str {
+    match priority {
+        "low" | "normal" if site.is_public_service() => "high",
+        _ => priority,
     }
 }
 
@@ -793,6 +806,73 @@ mod tests {
                 class_of(category, priority, source),
                 *class,
                 "{category} / {priority} / {source}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_clinic_or_school_order_is_at_least_high_and_a_repair() {
+        use crate::registry::SiteType::{ActivityRoom, Clinic, Greenhouse, Home, School};
+        use SlaClass::*;
+        // (site, category, priority asked, source, priority stored, class)
+        let cases = [
+            (Clinic, "short_cycling", "low", "rule", "high", Repair),
+            (School, "efficiency_check", "normal", "rule", "high", Repair),
+            (
+                School,
+                "preventive_visit",
+                "low",
+                "prevention",
+                "high",
+                Repair,
+            ),
+            (
+                Clinic,
+                "low_indoor_temperature",
+                "urgent",
+                "rule",
+                "urgent",
+                Repair,
+            ),
+            (Clinic, "repair", "high", "hotline_12345", "high", Repair),
+            // A call task stays a call; a public building gets it sooner by its priority.
+            (School, "contact_household", "normal", "rule", "high", Call),
+            // Other sites keep what the rule asked for.
+            (Home, "short_cycling", "low", "rule", "low", Maintenance),
+            (
+                ActivityRoom,
+                "short_cycling",
+                "low",
+                "rule",
+                "low",
+                Maintenance,
+            ),
+            (
+                Greenhouse,
+                "efficiency_check",
+                "normal",
+                "rule",
+                "normal",
+                Maintenance,
+            ),
+            (
+                Greenhouse,
+                "heating_stopped",
+                "high",
+                "rule",
+                "high",
+                Repair,
+            ),
+            // A label nobody knows is kept (it has the fastest clocks already).
+            (Clinic, "sensor", "unknown", "rule", "unknown", Repair),
+        ];
+        for (site, category, asked, source, stored, class) in cases {
+            let priority = site_priority(site, asked);
+            assert_eq!(priority, stored, "{site:?} / {asked}");
+            assert_eq!(
+                class_of(category, priority, source),
+                class,
+                "{site:?} / {category} / {asked} / {source}"
             );
         }
     }

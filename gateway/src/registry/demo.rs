@@ -153,6 +153,7 @@ pub fn generate(fleet: &[FleetHousehold], seed: u64) -> RegistryData {
             vulnerable: h.vulnerable,
             caretaker_id: None,
             edge_box: None,
+            site_type: super::SiteType::Home,
         });
         // Installed between the 2016 and 2024 heating seasons: older ones are out of warranty.
         let year = 2016 + (rng.next() % 9) as i32;

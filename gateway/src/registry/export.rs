@@ -63,6 +63,7 @@ pub fn to_csv_files(data: &RegistryData) -> Vec<(&'static str, String)> {
                     "vulnerable",
                     "edge_box",
                     "caretaker_id",
+                    "site_type",
                 ],
                 data.households.iter().map(|h| {
                     [
@@ -74,6 +75,7 @@ pub fn to_csv_files(data: &RegistryData) -> Vec<(&'static str, String)> {
                         h.vulnerable.to_string(),
                         h.edge_box.clone().unwrap_or_default(),
                         h.caretaker_id.clone().unwrap_or_default(),
+                        h.site_type.as_str().to_owned(),
                     ]
                 }),
             ),

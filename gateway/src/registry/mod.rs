@@ -57,6 +57,82 @@ pub struct Household {
     /// the household's id.
     #[serde(default)]
     pub edge_box: Option<String>,
+    /// What the site is: a home (the default), or a village public building or a seedling
+    /// greenhouse with its own comfort thresholds, priorities and SLA. `households.csv` column
+    /// `site_type`, optional.
+    #[serde(default)]
+    pub site_type: SiteType,
+}
+
+/// What a registry "household" is: most are homes; village public buildings (activity rooms
+/// 活动室, clinics 卫生室, schools) and seed-farming greenhouses (育苗大棚) are registered the
+/// same way, with their own thresholds in the rules (the device tag `site:{type}`) and their
+/// own order priorities (a clinic's or school's order is at least `high`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteType {
+    /// A home (the default).
+    #[default]
+    Home,
+    /// A village activity room (活动室).
+    ActivityRoom,
+    /// A village clinic (卫生室).
+    Clinic,
+    /// A school or kindergarten.
+    School,
+    /// A seed-farming greenhouse (育苗大棚): the plants set the thresholds.
+    Greenhouse,
+}
+
+impl SiteType {
+    /// Every site type, in order.
+    pub const ALL: [SiteType; 5] = [
+        SiteType::Home,
+        SiteType::ActivityRoom,
+        SiteType::Clinic,
+        SiteType::School,
+        SiteType::Greenhouse,
+    ];
+
+    /// The name in `households.csv`, the store, the rules' tag `site:{name}` and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteType::Home => "home",
+            SiteType::ActivityRoom => "activity_room",
+            SiteType::Clinic => "clinic",
+            SiteType::School => "school",
+            SiteType::Greenhouse => "greenhouse",
+        }
+    }
+
+    /// The site type of a name; `None` for anything else.
+    pub fn parse(value: &str) -> Option<SiteType> {
+        SiteType::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+
+    /// The rules' device tag of the site type, e.g. `site:greenhouse`.
+    pub fn tag(self) -> String {
+        format!("site:{}", self.as_str())
+    }
+
+    /// A public service whose people cannot go elsewhere for warmth (patients, children): its
+    /// orders are at least `high` priority, with the repair SLA.
+    pub fn is_public_service(self) -> bool {
+        matches!(self, SiteType::Clinic | SiteType::School)
+    }
 }
 
 impl Household {
@@ -505,6 +581,19 @@ pub fn parse(
                     Some(_) => Some(t.id(*line, r, "edge_box")?),
                     None => None,
                 },
+                site_type: match t.optional(r, "site_type") {
+                    Some(text) => SiteType::parse(&text).ok_or_else(|| {
+                        t.error(
+                            *line,
+                            "site_type",
+                            format!(
+                                "{text:?} is not one of {}",
+                                SiteType::ALL.map(SiteType::as_str).join(", ")
+                            ),
+                        )
+                    })?,
+                    None => SiteType::Home,
+                },
             };
             if let Some(other) = edge_boxes.insert(row.edge_box_id().to_owned(), row.id.clone()) {
                 return Err(t.error(
@@ -924,6 +1013,56 @@ mod tests {
             error.to_string(),
             "households.csv:3:1: id: edge box \"h2\" is already the box of household \"h1\""
         );
+    }
+
+    #[test]
+    fn site_types_are_optional_and_a_bad_one_is_named_by_line_and_column() {
+        let header = "id,village_id,address,resident,phone,vulnerable,site_type\n";
+        let mut f = files(BASE);
+        f.insert(
+            "households.csv".into(),
+            format!(
+                "{header}h1,yanqing-dongguan,东关村卫生室,村医,13800000001,false,clinic\n\
+                 h2,yanqing-dongguan,东关村育苗大棚,b,13800000002,false,greenhouse\n\
+                 h3,yanqing-dongguan,a,b,13800000003,false,\n\
+                 h4,yanqing-dongguan,a,b,13800000004,false,activity_room\n\
+                 h5,yanqing-dongguan,a,b,13800000005,false,school\n"
+            ),
+        );
+        let data = parse(&f, &KnownIds::default()).expect("valid");
+        let types: Vec<SiteType> = data.households.iter().map(|h| h.site_type).collect();
+        assert_eq!(
+            types,
+            [
+                SiteType::Clinic,
+                SiteType::Greenhouse,
+                SiteType::Home,
+                SiteType::ActivityRoom,
+                SiteType::School
+            ]
+        );
+        // Files without the column import as homes.
+        let data = parse(&files(BASE), &KnownIds::default()).expect("valid");
+        assert_eq!(data.households[0].site_type, SiteType::Home);
+        // A name that is not a site type (case matters, as for every other name).
+        f.insert(
+            "households.csv".into(),
+            format!(
+                "{header}h1,yanqing-dongguan,a,b,13800000001,false,clinic\n\
+                 h2,yanqing-dongguan,a,b,13800000002,false,Greenhouse\n"
+            ),
+        );
+        let error = parse(&f, &KnownIds::default()).expect_err("not a site type");
+        assert_eq!(
+            error.to_string(),
+            "households.csv:3:7: site_type: \"Greenhouse\" is not one of home, activity_room, clinic, school, greenhouse"
+        );
+        for (text, site) in SiteType::ALL.map(|t| (t.as_str(), t)) {
+            assert_eq!(SiteType::parse(text), Some(site));
+            assert_eq!(site.tag(), format!("site:{text}"));
+        }
+        assert!(SiteType::Clinic.is_public_service() && SiteType::School.is_public_service());
+        assert!(!SiteType::Greenhouse.is_public_service() && !SiteType::Home.is_public_service());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct HouseholdView {
     pub caretaker: Option<Caretaker>,
     /// The household's registered devices.
     pub device_ids: Vec<String>,
+    /// A home, or a village public building or greenhouse (`registry::SiteType`).
+    pub site_type: super::SiteType,
     /// Names, numbers and the house number are masked for the caller's role.
     pub masked: bool,
 }

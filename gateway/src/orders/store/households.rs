@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 
 use super::*;
 use crate::registry::people::{split_phones, Caretaker, HouseholdView, SearchTerm};
-use crate::registry::VillageContact;
+use crate::registry::{SiteType, VillageContact};
 
 /// The columns of a [`HouseholdView`]: the household's own caretaker when it names one of role
 /// caretaker, else the village's first caretaker by id.
@@ -15,7 +15,8 @@ const VIEW_SELECT: &str =
         h.vulnerable,
         CASE WHEN own.id IS NOT NULL THEN own.name ELSE village.name END,
         CASE WHEN own.id IS NOT NULL THEN own.phone ELSE village.phone END,
-        (SELECT group_concat(d.id, ';') FROM devices d WHERE d.household_id = h.id)
+        (SELECT group_concat(d.id, ';') FROM devices d WHERE d.household_id = h.id),
+        h.site_type
  FROM households h JOIN villages v ON v.id = h.village_id
  LEFT JOIN village_contacts own ON own.id = h.caretaker_id AND own.role = 'caretaker'
  LEFT JOIN village_contacts village ON village.id = (
@@ -291,7 +292,7 @@ impl Store {
 /// The columns of a [`Household`] in a query over `households h`, in the order
 /// [`household_at`] reads them.
 pub(super) const HOUSEHOLD_COLUMNS: &str =
-    "h.id, h.village_id, h.address, h.resident, h.phone, h.vulnerable, h.edge_box, h.caretaker_id";
+    "h.id, h.village_id, h.address, h.resident, h.phone, h.vulnerable, h.edge_box, h.caretaker_id, h.site_type";
 
 /// The household whose [`HOUSEHOLD_COLUMNS`] start at column `first` of a row.
 pub(super) fn household_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Household> {
@@ -304,7 +305,25 @@ pub(super) fn household_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Res
         vulnerable: r.get(first + 5)?,
         edge_box: r.get(first + 6)?,
         caretaker_id: r.get(first + 7)?,
+        site_type: r.get(first + 8)?,
     })
+}
+
+/// A site type is stored by its name ([`SiteType::as_str`]); a name the import would refuse
+/// reads as a conversion error, never as a home.
+impl rusqlite::types::FromSql for SiteType {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        SiteType::parse(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown site type {text:?}").into())
+        })
+    }
+}
+
+impl rusqlite::types::ToSql for SiteType {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
 }
 
 fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HouseholdView> {
@@ -329,6 +348,7 @@ fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HouseholdView> {
             phone: caretaker_phone.unwrap_or_default(),
         }),
         device_ids,
+        site_type: r.get(11)?,
         masked: false,
     })
 }
@@ -537,6 +557,150 @@ mod tests {
                 .as_deref(),
             Some("box-1")
         );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_database_before_site_types_opens_with_every_household_a_home() {
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-site-type-migration-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("orders.db");
+        {
+            // The schema as it was before site types: migrations 1-10.
+            let connection = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..10] {
+                connection.execute_batch(migration).expect("old migration");
+            }
+            connection
+                .pragma_update(None, "user_version", 10)
+                .expect("version");
+            connection
+                .execute_batch(
+                    "INSERT INTO townships VALUES ('yanqing', '延庆镇');
+                     INSERT INTO villages VALUES ('yanqing-xiguan', 'yanqing', '西关村');
+                     INSERT INTO households (id, village_id, address, resident, phone, vulnerable)
+                       VALUES ('h1', 'yanqing-xiguan', '西关村 3 组 12 号', '王秀英', '13800138000', 1);",
+                )
+                .expect("old rows");
+        }
+        let mut store = Store::open(&path).expect("migrated");
+        assert!(MIGRATIONS[10].starts_with("--"), "opens with what it adds");
+        let h1 = store.household_view("h1").expect("view").expect("h1");
+        assert_eq!(h1.site_type, SiteType::Home);
+        assert!(store.household_site_types().expect("sites").is_empty());
+
+        // A clinic and a greenhouse imported into it: stored, viewed, exported, given to the
+        // rules, and a clinic's low-priority order is stored `high`.
+        let mut files: std::collections::HashMap<String, String> =
+            crate::registry::to_csv_files(&store.registry_data().expect("export"))
+                .into_iter()
+                .map(|(name, text)| (name.to_owned(), text))
+                .collect();
+        files.insert(
+            "households.csv".into(),
+            "id,village_id,address,resident,phone,vulnerable,site_type\n\
+             h2,yanqing-xiguan,西关村卫生室,刘医生,13800138001,false,clinic\n\
+             h3,yanqing-xiguan,西关村育苗大棚,张建华,13800138002,false,greenhouse\n"
+                .into(),
+        );
+        files.insert("vendors.csv".into(), "id,name\naurora,Aurora\n".into());
+        files.insert(
+            "devices.csv".into(),
+            "id,household_id,kind,brand,model,vendor_id,installed_on\n\
+             yanqing-xiguan-clinic,h2,heat_pump,Aurora,X,aurora,2023-10-01\n\
+             yanqing-xiguan-gh,h3,heat_pump,Aurora,X,aurora,2023-10-01\n"
+                .into(),
+        );
+        let data =
+            crate::registry::parse(&files, &store.known_ids().expect("ids")).expect("parses");
+        store.import_registry(&data).expect("import");
+        let view = store.household_view("h2").expect("view").expect("h2");
+        assert_eq!(view.site_type, SiteType::Clinic);
+        let sites = store.household_site_types().expect("sites");
+        assert_eq!(sites.len(), 2);
+        assert_eq!(sites.get("h3"), Some(&SiteType::Greenhouse));
+        let exported = store.registry_data().expect("export");
+        let types: Vec<(&str, SiteType)> = exported
+            .households
+            .iter()
+            .map(|h| (h.id.as_str(), h.site_type))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("h1", SiteType::Home),
+                ("h2", SiteType::Clinic),
+                ("h3", SiteType::Greenhouse)
+            ]
+        );
+        let csv = crate::registry::to_csv_files(&exported);
+        let households = &csv
+            .iter()
+            .find(|(n, _)| *n == "households.csv")
+            .expect("file")
+            .1;
+        assert!(households
+            .lines()
+            .next()
+            .is_some_and(|h| h.ends_with(",site_type")));
+        assert!(households.contains(",clinic\n"), "{households}");
+        let registered = store.registered_devices().expect("devices");
+        let sites: Vec<(&str, SiteType)> = registered.iter().map(|d| (d.0.as_str(), d.6)).collect();
+        assert_eq!(
+            sites,
+            [
+                ("yanqing-xiguan-clinic", SiteType::Clinic),
+                ("yanqing-xiguan-gh", SiteType::Greenhouse)
+            ]
+        );
+        let context = store
+            .device_context("yanqing-xiguan-gh")
+            .expect("context")
+            .expect("registered");
+        assert_eq!(context.household.site_type, SiteType::Greenhouse);
+        assert_eq!(
+            (
+                context.village.township_id.as_str(),
+                context.village.name.as_str()
+            ),
+            ("yanqing", "西关村")
+        );
+        for (device, household) in [("yanqing-xiguan-clinic", "h2"), ("yanqing-xiguan-gh", "h3")] {
+            let id = store
+                .create_order(&NewOrder {
+                    episode_id: None,
+                    device_id: device.into(),
+                    household_id: Some(household.into()),
+                    township: "yanqing".into(),
+                    category: "short_cycling".into(),
+                    priority: "low".into(),
+                    source: "rule".into(),
+                    summary: "cycles".into(),
+                    created_at_ms: 1_000,
+                    actor: "rules".into(),
+                    ..NewOrder::default()
+                })
+                .expect("create")
+                .expect("new");
+            let row = store.order_row(id).expect("row").expect("stored");
+            let expected = match household {
+                "h2" => (
+                    "high",
+                    "cycles (clinic: high)",
+                    crate::orders::sla::SlaClass::Repair,
+                ),
+                _ => ("low", "cycles", crate::orders::sla::SlaClass::Maintenance),
+            };
+            assert_eq!(
+                (row.priority.as_str(), row.summary.as_str(), row.sla_class),
+                expected
+            );
+        }
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

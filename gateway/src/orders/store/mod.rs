@@ -187,8 +187,17 @@ pub struct DeviceContext {
     pub village: Village,
 }
 
-/// A registered device as the rules see it: (id, kind, township, village, vulnerable, household).
-pub type RegisteredDevice = (String, String, String, String, bool, String);
+/// A registered device as the rules see it: (id, kind, township, village, vulnerable,
+/// household, site type).
+pub type RegisteredDevice = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    crate::registry::SiteType,
+);
 
 /// Households with their edge box, and devices with their household
 /// ([`Store::tenant_directory`]).
@@ -397,9 +406,30 @@ impl Store {
     }
 
     /// Creates an order unless one exists for the same alert episode. Returns the new order's
-    /// id, or `None` when the episode already had one (exactly one order per episode).
+    /// id, or `None` when the episode already had one (exactly one order per episode). The
+    /// order of a clinic or school is stored at least `high` (`sla::site_priority`), its summary
+    /// then saying so.
     pub fn create_order(&mut self, order: &NewOrder) -> Result<Option<i64>, StoreError> {
         let tx = self.connection.savepoint()?;
+        // A clinic's or school's order is at least `high` (`sla::site_priority`), whichever
+        // path opened it (a rule, a complaint, the sweep, a campaign).
+        let site: crate::registry::SiteType = match &order.household_id {
+            Some(household) => tx
+                .query_row(
+                    "SELECT site_type FROM households WHERE id = ?1",
+                    [household],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or_default(),
+            None => crate::registry::SiteType::Home,
+        };
+        let priority = crate::orders::sla::site_priority(site, &order.priority);
+        let summary = if priority == order.priority {
+            order.summary.clone()
+        } else {
+            format!("{} ({}: {priority})", order.summary, site.as_str())
+        };
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO orders (episode_id, device_id, household_id, village_id, vendor_id, township, category,
                 priority, source, summary, created_at_ms, state, pre_emptive, in_warranty)
@@ -412,9 +442,9 @@ impl Store {
                 order.vendor_id,
                 order.township,
                 order.category,
-                order.priority,
+                priority,
                 order.source,
-                order.summary,
+                summary,
                 order.created_at_ms,
                 OrderState::Created.as_str(),
                 order.pre_emptive,
@@ -431,7 +461,7 @@ impl Store {
             order.created_at_ms,
             &order.actor,
             ORDER_EVENT_CREATED,
-            &order.summary,
+            &summary,
         )?;
         tx.commit()?;
         Ok(Some(id))

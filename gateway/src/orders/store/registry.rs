@@ -55,12 +55,12 @@ impl Store {
         }
         for h in &data.households {
             tx.execute(
-                "INSERT INTO households (id, village_id, address, resident, phone, vulnerable, edge_box, caretaker_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO households (id, village_id, address, resident, phone, vulnerable, edge_box, caretaker_id, site_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, address = excluded.address,
                  resident = excluded.resident, phone = excluded.phone, vulnerable = excluded.vulnerable,
-                 edge_box = excluded.edge_box, caretaker_id = excluded.caretaker_id",
-                params![h.id, h.village_id, h.address, h.resident, join_phones(&h.phones), h.vulnerable, h.edge_box, h.caretaker_id],
+                 edge_box = excluded.edge_box, caretaker_id = excluded.caretaker_id, site_type = excluded.site_type",
+                params![h.id, h.village_id, h.address, h.resident, join_phones(&h.phones), h.vulnerable, h.edge_box, h.caretaker_id, h.site_type.as_str()],
             )?;
         }
         for d in &data.devices {
@@ -152,8 +152,8 @@ impl Store {
                         household: household_at(r, 8)?,
                         village: Village {
                             id: r.get(9)?,
-                            township_id: r.get(16)?,
-                            name: r.get(17)?,
+                            township_id: r.get(17)?,
+                            name: r.get(18)?,
                         },
                     })
                 },
@@ -161,10 +161,11 @@ impl Store {
             .optional()?)
     }
 
-    /// Every registered device with what the rules need: (id, kind, township, village, vulnerable).
+    /// Every registered device with what the rules need: (id, kind, township, village,
+    /// vulnerable, household, site type).
     pub fn registered_devices(&self) -> Result<Vec<RegisteredDevice>, StoreError> {
         let mut statement = self.connection.prepare(
-            "SELECT d.id, d.kind, v.township_id, v.id, h.vulnerable, h.id
+            "SELECT d.id, d.kind, v.township_id, v.id, h.vulnerable, h.id, h.site_type
              FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id
              ORDER BY d.id",
         )?;
@@ -176,8 +177,21 @@ impl Store {
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The site type of every household that is not a home (reports group orders by it; a
+    /// household missing here is a home).
+    pub fn household_site_types(
+        &self,
+    ) -> Result<std::collections::HashMap<String, crate::registry::SiteType>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, site_type FROM households WHERE site_type <> 'home'")?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

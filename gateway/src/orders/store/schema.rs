@@ -13,4 +13,5 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_prevention_sweeps.sql"),
     include_str!("migrations/0009_campaigns.sql"),
     include_str!("migrations/0010_delegations.sql"),
+    include_str!("migrations/0011_site_type.sql"),
 ];
