@@ -126,26 +126,11 @@ pub async fn start(
     // site type (fleet rules count households; overrides for vulnerable households, and for
     // site types by the tag `site:{type}`: a greenhouse's plants, a clinic's patients).
     let registered = store.registered_devices()?;
-    for (device, kind, township, village, vulnerable, household, site_type) in &registered {
-        let Ok(id) = wire::DeviceId::parse(device) else {
-            continue;
-        };
-        let kind = match kind.as_str() {
-            "heat_pump" => Some(wire::DeviceKind::HeatPump),
-            "gas_boiler" => Some(wire::DeviceKind::GasBoiler),
-            _ => None,
-        };
-        engine.register_device(
-            id,
-            rules::DeviceInfo {
-                kind,
-                township: Some(township.clone()),
-                village: Some(village.clone()),
-                vulnerable: *vulnerable,
-                household: Some(household.clone()),
-                tags: vec![site_type.tag()],
-            },
-        );
+    for (id, info) in registered
+        .iter()
+        .filter_map(crate::ingest::registry::rules_device)
+    {
+        engine.register_device(id, info);
     }
     tracing::info!(
         devices = registered.len(),

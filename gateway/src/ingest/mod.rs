@@ -399,16 +399,7 @@ impl Ingest {
                     self.sink.as_ref(),
                 );
                 if self.engine.device_info(&reading.device_id).is_none() {
-                    // Registered after start-up (a registry import through the API): the rules
-                    // learn its township and kind from here.
-                    self.engine.register_device(
-                        reading.device_id.clone(),
-                        rules::DeviceInfo {
-                            kind: Some(reading.kind),
-                            township: Some(township.clone()),
-                            ..rules::DeviceInfo::default()
-                        },
-                    );
+                    self.register_late(&reading, &township).await;
                 }
                 let outcome = self.engine.process(&reading);
                 self.apply_outcome(outcome).await;
@@ -423,6 +414,36 @@ impl Ingest {
             }
             Decoded::Ignored => {}
         }
+    }
+
+    /// A device registered after start-up (a registry import through the API) is given to the
+    /// rules with everything the registry says of it (village, household, vulnerability, site
+    /// type), read once; if the store cannot say, its township and kind from the reading.
+    async fn register_late(&mut self, reading: &Telemetry, township: &str) {
+        let id = reading.device_id.to_string();
+        let registered = match self
+            .orders
+            .with_store(move |s| s.registered_device(&id))
+            .await
+        {
+            Ok(row) => row.as_ref().and_then(registry::rules_device),
+            Err(error) => {
+                self.metrics.store_error();
+                tracing::error!(device = %reading.device_id, %error, "the registry could not be read for a new device; the rules get its township and kind");
+                None
+            }
+        };
+        let (id, info) = registered.unwrap_or_else(|| {
+            (
+                reading.device_id.clone(),
+                rules::DeviceInfo {
+                    kind: Some(reading.kind),
+                    township: Some(township.to_owned()),
+                    ..rules::DeviceInfo::default()
+                },
+            )
+        });
+        self.engine.register_device(id, info);
     }
 
     /// The local alarms a box raised or cleared while its uplink was down, carried by this

@@ -14,6 +14,33 @@ use crate::orders::OrderService;
 
 use super::{Decoded, Reject};
 
+/// A registered device as the rules register it: its kind, township, village, household,
+/// vulnerability and the tag of its site type (`site:{type}`), so fleet rules count its
+/// household and the pack's overrides for vulnerable households and site types apply.
+/// `None` for an id that is not a device id.
+pub fn rules_device(
+    row: &crate::orders::store::RegisteredDevice,
+) -> Option<(wire::DeviceId, rules::DeviceInfo)> {
+    let (device, kind, township, village, vulnerable, household, site_type) = row;
+    let id = wire::DeviceId::parse(device).ok()?;
+    let kind = match kind.as_str() {
+        "heat_pump" => Some(wire::DeviceKind::HeatPump),
+        "gas_boiler" => Some(wire::DeviceKind::GasBoiler),
+        _ => None,
+    };
+    Some((
+        id,
+        rules::DeviceInfo {
+            kind,
+            township: Some(township.clone()),
+            village: Some(village.clone()),
+            vulnerable: *vulnerable,
+            household: Some(household.clone()),
+            tags: vec![site_type.tag()],
+        },
+    ))
+}
+
 /// How long the directory is trusted before it is read again (a box re-keyed or a device moved
 /// in the registry takes effect within this).
 pub const DIRECTORY_MAX_AGE: Duration = Duration::from_secs(30);
@@ -188,5 +215,66 @@ impl RegistryCheck {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::SiteType;
+
+    #[test]
+    fn a_registered_device_reaches_the_rules_with_its_household_and_site() {
+        let row = (
+            "yanqing-xiguan-0007".to_owned(),
+            "heat_pump".to_owned(),
+            "yanqing".to_owned(),
+            "yanqing-xiguan".to_owned(),
+            true,
+            "hh-0007".to_owned(),
+            SiteType::Greenhouse,
+        );
+        let (id, info) = rules_device(&row).expect("a device id");
+        assert_eq!(id.as_str(), "yanqing-xiguan-0007");
+        assert_eq!(info.kind, Some(wire::DeviceKind::HeatPump));
+        assert_eq!(info.village.as_deref(), Some("yanqing-xiguan"));
+        assert_eq!(info.household.as_deref(), Some("hh-0007"));
+        assert!(info.vulnerable);
+        assert_eq!(info.tags, ["site:greenhouse"]);
+        let bad = (
+            "Not An Id".to_owned(),
+            row.1,
+            row.2,
+            row.3,
+            row.4,
+            row.5,
+            row.6,
+        );
+        assert!(rules_device(&bad).is_none());
+    }
+
+    #[test]
+    fn one_device_is_read_as_all_are() {
+        let fleet = crate::registry::demo::FleetHousehold {
+            device_id: "yanqing-xiguan-0001".into(),
+            township: "yanqing".into(),
+            township_name: "延庆镇".into(),
+            village: "xiguan".into(),
+            village_name: "西关村".into(),
+            kind: "heat_pump".into(),
+            brand: "Aurora".into(),
+            model: "X".into(),
+            vulnerable: true,
+        };
+        let data = crate::registry::demo::generate(&[fleet], 3);
+        let mut store = crate::orders::store::Store::in_memory().expect("store");
+        store.import_registry(&data).expect("import");
+        let all = store.registered_devices().expect("all");
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            store.registered_device("yanqing-xiguan-0001").expect("one"),
+            Some(all[0].clone())
+        );
+        assert_eq!(store.registered_device("nobody").expect("none"), None);
     }
 }

@@ -164,12 +164,23 @@ impl Store {
     /// Every registered device with what the rules need: (id, kind, township, village,
     /// vulnerable, household, site type).
     pub fn registered_devices(&self) -> Result<Vec<RegisteredDevice>, StoreError> {
-        let mut statement = self.connection.prepare(
+        self.registered(None)
+    }
+
+    /// One registered device as the rules see it, `None` when it is not registered.
+    pub fn registered_device(&self, id: &str) -> Result<Option<RegisteredDevice>, StoreError> {
+        Ok(self.registered(Some(id))?.into_iter().next())
+    }
+
+    /// Every registered device, or the one `only`.
+    fn registered(&self, only: Option<&str>) -> Result<Vec<RegisteredDevice>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
             "SELECT d.id, d.kind, v.township_id, v.id, h.vulnerable, h.id, h.site_type
              FROM devices d JOIN households h ON h.id = d.household_id JOIN villages v ON v.id = h.village_id
+             WHERE ?1 IS NULL OR d.id = ?1
              ORDER BY d.id",
         )?;
-        let rows = statement.query_map([], |r| {
+        let rows = statement.query_map([only], |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
