@@ -1583,6 +1583,15 @@ async fn the_event_stream_takes_its_token_from_the_query_and_delivers_order_even
         (status, me["role"].as_str(), me["township"].as_str()),
         (200, Some("township"), Some("sihai"))
     );
+    let steps: Vec<&str> = me["steps"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        steps,
+        ["dispatch", "reassign", "callback", "close", "cancel", "escalate"],
+        "{me}"
+    );
 }
 
 #[tokio::test]

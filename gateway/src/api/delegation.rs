@@ -10,15 +10,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::orders::{act, body};
+use super::steps::StepRequest;
 use super::{ApiError, ApiState, ErrorBody};
 use crate::auth::{Principal, Role};
 use crate::orders::store::{DelegationFilter, DelegationRow, LedgerLine};
@@ -56,28 +55,12 @@ pub struct DelegateBody {
 /// warranty, not `dispatched`/`accepted`, or back to a vendor that already held it (a loop).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/delegate", tag = "orders", params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "8 to 64 of A-Z a-z 0-9 - _, new for each step: the same step sent again with the same key returns the first answer and is not applied twice")), request_body = DelegateBody,
     responses((status = 200, body = crate::orders::store::OrderRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn delegate(
-    principal: Principal,
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    payload: Result<Json<DelegateBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(payload)?;
-    act(
-        state,
-        principal,
-        &id,
-        &headers,
-        &[Role::Operator, Role::Team],
-        "delegate orders",
-        OrderAction::Delegate {
-            team_id: b.team_id,
-            technician_id: b.technician_id,
-            reason: b.reason,
-        },
-        b.at_ms,
-    )
+pub async fn delegate(step: StepRequest<DelegateBody>) -> Result<Response, ApiError> {
+    step.take("delegate", |b| OrderAction::Delegate {
+        team_id: b.team_id,
+        technician_id: b.technician_id,
+        reason: b.reason,
+    })
     .await
 }
 

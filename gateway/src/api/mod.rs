@@ -17,6 +17,7 @@ mod orders;
 mod prevention;
 mod registry;
 mod reports;
+mod steps;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -199,6 +200,9 @@ pub struct WhoAmI {
     pub team: Option<String>,
     /// The technician of a technician's own token.
     pub technician: Option<String>,
+    /// The order steps (`POST /api/v1/orders/{id}/{step}`) this role may take, from the one
+    /// table the API checks (township officers on their own township's orders only).
+    pub steps: Vec<&'static str>,
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "fleet",
@@ -216,6 +220,7 @@ async fn whoami(principal: Principal) -> Json<WhoAmI> {
         township: principal.township.clone(),
         team: principal.team.clone(),
         technician: principal.technician.clone(),
+        steps: steps::allowed(principal.role),
     })
 }
 
@@ -362,17 +367,17 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(fleet::unregistered))
         .routes(routes!(orders::list_orders))
         .routes(routes!(orders::get_order))
-        .routes(routes!(orders::dispatch))
-        .routes(routes!(orders::reassign))
-        .routes(routes!(orders::accept))
-        .routes(routes!(orders::arrive))
-        .routes(routes!(orders::resolve))
-        .routes(routes!(orders::callback))
-        .routes(routes!(orders::close))
-        .routes(routes!(orders::cancel))
-        .routes(routes!(orders::merge))
-        .routes(routes!(orders::escalate))
-        .routes(routes!(orders::confirm_misuse))
+        .routes(routes!(steps::dispatch))
+        .routes(routes!(steps::reassign))
+        .routes(routes!(steps::accept))
+        .routes(routes!(steps::arrive))
+        .routes(routes!(steps::resolve))
+        .routes(routes!(steps::callback))
+        .routes(routes!(steps::close))
+        .routes(routes!(steps::cancel))
+        .routes(routes!(steps::merge))
+        .routes(routes!(steps::escalate))
+        .routes(routes!(steps::confirm_misuse))
         .routes(routes!(delegation::delegate))
         .routes(routes!(delegation::list))
         .routes(routes!(delegation::ledger))
