@@ -23,6 +23,7 @@ pub mod auth;
 pub mod broker;
 pub mod certs;
 pub mod config;
+pub mod events;
 pub mod fleet;
 pub mod ingest;
 pub mod logging;

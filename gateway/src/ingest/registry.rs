@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::tenants::{self, Directory, Published, TenantError};
+use crate::events::{InternalEvent, StoreFailed};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::orders::OrderService;
@@ -208,8 +209,11 @@ impl RegistryCheck {
                 self.directory = Some((directory, Instant::now()));
             }
             Err(error) => {
-                self.metrics.store_error();
-                tracing::error!(%error, "the registry directory could not be read; keeping the last one");
+                StoreFailed {
+                    what: "the registry directory could not be read; keeping the last one",
+                    error: &error,
+                }
+                .emit(&self.metrics);
                 if let Some((_, read)) = self.directory.as_mut() {
                     *read = Instant::now();
                 }

@@ -18,6 +18,9 @@ use rules::Snapshot;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use crate::events::{
+    InternalEvent, RuleSnapshotFailed, RuleSnapshotSkipped, RuleSnapshotWritten, StoreFailed,
+};
 use crate::metrics::Metrics;
 use crate::orders::store::{Store, StoreError};
 use crate::orders::OrderService;
@@ -361,12 +364,7 @@ impl SnapshotWriter {
     /// a blocking thread and this returns at once. Returns whether a write was started.
     pub async fn save_in_background(&mut self, take: impl FnOnce() -> Snapshot) -> bool {
         if self.in_flight.as_ref().is_some_and(|h| !h.is_finished()) {
-            self.metrics.rule_snapshot_skipped();
-            tracing::warn!(
-                path = %self.path.display(),
-                skipped_total = self.metrics.rule_snapshots_skipped_total(),
-                "the previous rule snapshot is still being written: this one is skipped"
-            );
+            RuleSnapshotSkipped { path: &self.path }.emit(&self.metrics);
             return false;
         }
         self.finish_in_flight().await;
@@ -393,8 +391,12 @@ impl SnapshotWriter {
                 Some(done.written)
             }
             Err(error) => {
-                self.metrics.rule_snapshot_write_failed();
-                tracing::error!(path = %self.path.display(), %error, "the rule snapshot write stopped abnormally; the previous snapshot stays");
+                RuleSnapshotFailed {
+                    path: &self.path,
+                    devices: None,
+                    error: &error,
+                }
+                .emit(&self.metrics);
                 Some(false)
             }
         }
@@ -423,9 +425,13 @@ fn write_and_count(
     drop(snapshot);
     match result {
         Ok(bytes) => {
-            let took = started.elapsed();
-            metrics.rule_snapshot_written(took, bytes);
-            tracing::debug!(path = %path.display(), bytes, devices, took_ms = took.as_millis() as u64, "rule snapshot written");
+            RuleSnapshotWritten {
+                path,
+                bytes,
+                devices,
+                took: started.elapsed(),
+            }
+            .emit(metrics);
             let delete_store_entry = delete_store_entry.and_then(|orders| {
                 match orders.with_store_blocking(|store| store.delete(LEGACY_STORE_KEY)) {
                     Ok(_) => {
@@ -433,8 +439,11 @@ fn write_and_count(
                         None
                     }
                     Err(error) => {
-                        metrics.store_error();
-                        tracing::warn!(key = LEGACY_STORE_KEY, %error, "the store's old rule state entry could not be deleted; tried again after the next snapshot");
+                        StoreFailed {
+                            what: "the store's old rule state entry could not be deleted; tried again after the next snapshot",
+                            error: &error,
+                        }
+                        .emit(metrics);
                         Some(orders)
                     }
                 }
@@ -445,8 +454,12 @@ fn write_and_count(
             }
         }
         Err(error) => {
-            metrics.rule_snapshot_write_failed();
-            tracing::error!(path = %path.display(), %error, devices, "the rule snapshot could not be written; the previous one stays");
+            RuleSnapshotFailed {
+                path,
+                devices: Some(devices),
+                error: &error,
+            }
+            .emit(metrics);
             Done {
                 written: false,
                 delete_store_entry,

@@ -29,6 +29,7 @@ use super::{
     default_notify_backoff, default_notify_max_backoff, default_notify_max_body_bytes,
     default_notify_timeout, NotifyError,
 };
+use crate::events::{CityReplyAttempt, CityReplyOutcome, InternalEvent, StoreFailed};
 use crate::metrics::Metrics;
 use crate::orders::store::{CityCursor, CityItem, OrderRow};
 use crate::orders::{Channel, OrderService};
@@ -256,8 +257,11 @@ impl CitySender {
             {
                 Ok(items) => items,
                 Err(error) => {
-                    self.metrics.store_error();
-                    tracing::error!(%error, "12345 replies could not be read");
+                    StoreFailed {
+                        what: "12345 replies could not be read",
+                        error: &error,
+                    }
+                    .emit(&self.metrics);
                     Vec::new()
                 }
             };
@@ -272,8 +276,11 @@ impl CitySender {
                     .with_store(move |s| s.put(CURSOR_KEY, &saved))
                     .await
                 {
-                    self.metrics.store_error();
-                    tracing::error!(%error, "the 12345 cursor could not be saved; a reply may be sent again after a restart");
+                    StoreFailed {
+                        what: "the 12345 cursor could not be saved; a reply may be sent again after a restart",
+                        error: &error,
+                    }
+                    .emit(&self.metrics);
                 }
             }
             if items.len() < BATCH {
@@ -293,8 +300,11 @@ impl CitySender {
             }),
             Ok(None) => CityCursor::default(),
             Err(error) => {
-                self.metrics.store_error();
-                tracing::error!(%error, "the 12345 cursor could not be read; starting from the first ticket");
+                StoreFailed {
+                    what: "the 12345 cursor could not be read; starting from the first ticket",
+                    error: &error,
+                }
+                .emit(&self.metrics);
                 CityCursor::default()
             }
         }
@@ -317,20 +327,25 @@ impl CitySender {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            match self.attempt(&reply.id, &body).await {
-                Attempt::Taken => {
-                    self.metrics.notice_outcome("city", "delivered");
-                    tracing::info!(ticket = %reply.ticket, event = %reply.event, attempts, "12345 reply delivered");
-                    return true;
-                }
-                Attempt::Refused(reason) => {
-                    self.metrics.notice_outcome("city", "failed");
-                    tracing::error!(ticket = %reply.ticket, event = %reply.event, attempts, %reason, "12345 reply refused by the receiver; given up");
-                    return true;
-                }
-                Attempt::Retry(reason) => {
-                    self.metrics.notice_outcome("city", "retried");
-                    tracing::warn!(ticket = %reply.ticket, event = %reply.event, attempts, %reason, retry_in = ?wait, "12345 reply not taken; trying again");
+            let attempt = self.attempt(&reply.id, &body).await;
+            let outcome = match &attempt {
+                Attempt::Taken => CityReplyOutcome::Delivered,
+                Attempt::Refused(reason) => CityReplyOutcome::Refused { reason },
+                Attempt::Retry(reason) => CityReplyOutcome::Retried {
+                    reason,
+                    retry_in: wait,
+                },
+            };
+            CityReplyAttempt {
+                ticket: &reply.ticket,
+                event: &reply.event,
+                attempts,
+                outcome,
+            }
+            .emit(&self.metrics);
+            match attempt {
+                Attempt::Taken | Attempt::Refused(_) => return true,
+                Attempt::Retry(_) => {
                     tokio::select! {
                         () = shutdown.cancelled() => return false,
                         () = tokio::time::sleep(wait) => {}

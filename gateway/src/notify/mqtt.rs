@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{Notice, NoticeKind, NoticeSink, RecipientRole};
+use crate::events::{InternalEvent, MqttNoticeUnroutable};
 use crate::metrics::Metrics;
 use crate::orders::TeamNotifier;
 
@@ -95,8 +96,11 @@ impl NoticeSink for MqttSink {
         let (Some(topic), Ok(payload)) =
             (topic(notice), serde_json::to_vec(&MqttNotice::of(notice)))
         else {
-            self.metrics.notice_outcome("mqtt", "dropped");
-            tracing::warn!(order = notice.order_id, township = %notice.township, "notice not published on MQTT: its township is not a topic level");
+            MqttNoticeUnroutable {
+                order: notice.order_id,
+                township: &notice.township,
+            }
+            .emit(&self.metrics);
             return;
         };
         self.publisher.notice(topic, payload);

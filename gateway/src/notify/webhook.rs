@@ -24,6 +24,9 @@ use super::{
     default_notify_max_backoff, default_notify_max_body_bytes, default_notify_queue,
     default_notify_timeout, NotifyError,
 };
+use crate::events::{
+    InternalEvent, NoticeDelivered, NoticeGivenUp, NoticeQueueFull, NoticeStopped, NoticeTooLarge,
+};
 use crate::metrics::Metrics;
 
 /// The header with the signature: `sha256=<hex>`.
@@ -274,8 +277,13 @@ impl Delivery {
     pub fn offer(&self, id: String, body: Vec<u8>) {
         let shared = &self.shared;
         if body.len() > shared.max_body_bytes {
-            shared.metrics.notice_outcome(shared.sink, "dropped");
-            tracing::warn!(sink = shared.sink, delivery = %id, bytes = body.len(), limit = shared.max_body_bytes, "notice dropped: its body is over max_body_bytes");
+            NoticeTooLarge {
+                sink: shared.sink,
+                delivery: &id,
+                bytes: body.len(),
+                limit: shared.max_body_bytes,
+            }
+            .emit(&shared.metrics);
             return;
         }
         let item = Item {
@@ -294,8 +302,12 @@ impl Delivery {
             dropped
         };
         if let Some(dropped) = dropped {
-            shared.metrics.notice_outcome(shared.sink, "dropped");
-            tracing::warn!(sink = shared.sink, delivery = %dropped.id, capacity = shared.capacity, "notice dropped: the queue is full (the receiver is slow or down)");
+            NoticeQueueFull {
+                sink: shared.sink,
+                delivery: &dropped.id,
+                capacity: shared.capacity,
+            }
+            .emit(&shared.metrics);
         }
         shared.wake.notify_one();
     }
@@ -342,8 +354,7 @@ impl DeliveryWorker {
             tokio::select! {
                 outcome = self.deliver(&item, item.deadline) => self.record(&item, outcome),
                 () = grace => {
-                    self.shared.metrics.notice_outcome(sink, "dropped");
-                    tracing::warn!(sink, delivery = %item.id, "notice dropped: the gateway stopped before it was delivered");
+                    NoticeStopped { sink, delivery: &item.id }.emit(&self.shared.metrics);
                     // The grace is spent: what is still queued is dropped below.
                     until = Some(Instant::now());
                     break;
@@ -353,8 +364,11 @@ impl DeliveryWorker {
         let until = until.unwrap_or_else(|| Instant::now() + DRAIN_GRACE);
         while let Some(item) = self.shared.pop() {
             if Instant::now() >= until {
-                self.shared.metrics.notice_outcome(sink, "dropped");
-                tracing::warn!(sink, delivery = %item.id, "notice dropped: the gateway stopped before it was delivered");
+                NoticeStopped {
+                    sink,
+                    delivery: &item.id,
+                }
+                .emit(&self.shared.metrics);
                 continue;
             }
             let outcome = self.deliver(&item, item.deadline.min(until)).await;
@@ -366,14 +380,19 @@ impl DeliveryWorker {
     fn record(&self, item: &Item, outcome: Outcome) {
         let sink = self.shared.sink;
         match outcome {
-            Outcome::Delivered { attempts } => {
-                self.shared.metrics.notice_outcome(sink, "delivered");
-                tracing::debug!(sink, delivery = %item.id, attempts, "notice delivered");
+            Outcome::Delivered { attempts } => NoticeDelivered {
+                sink,
+                delivery: &item.id,
+                attempts,
             }
-            Outcome::Failed { attempts, reason } => {
-                self.shared.metrics.notice_outcome(sink, "failed");
-                tracing::warn!(sink, delivery = %item.id, attempts, error = %reason, "notice given up");
+            .emit(&self.shared.metrics),
+            Outcome::Failed { attempts, reason } => NoticeGivenUp {
+                sink,
+                delivery: &item.id,
+                attempts,
+                error: &reason,
             }
+            .emit(&self.shared.metrics),
         }
     }
 
