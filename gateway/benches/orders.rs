@@ -108,14 +108,24 @@ fn main() {
         .build()
         .expect("runtime");
     let households = fleet(3_000);
+    latency(&runtime, &households);
+    burst(&runtime, &households);
+    monthly_report(&households);
+}
 
-    // 1. Latency: one alert at a time -> order created and dispatched (store commit included).
-    let service = OrderService::new(
-        store("latency", &households),
+/// An order service over a fresh store of `households`, on a clock at `T0`.
+fn service(name: &str, households: &[FleetHousehold]) -> OrderService {
+    OrderService::new(
+        store(name, households),
         Arc::new(Metrics::default()),
         Arc::new(SharedClock::new(T0)),
         SlaConfig::default(),
-    );
+    )
+}
+
+/// 1. Latency: one alert at a time -> order created and dispatched (store commit included).
+fn latency(runtime: &tokio::runtime::Runtime, households: &[FleetHousehold]) {
+    let service = service("latency", households);
     let sample = alerts(&households[..2_000], T0);
     let mut latencies = Vec::with_capacity(sample.len());
     runtime.block_on(async {
@@ -134,16 +144,13 @@ fn main() {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0.0)
     );
+}
 
-    // 2. Burst: a cold-snap morning, 3,000 alerts arriving together (batches of 100 per call,
-    //    as ingest hands over what one poll of the broker link brings).
-    let service = OrderService::new(
-        store("burst", &households),
-        Arc::new(Metrics::default()),
-        Arc::new(SharedClock::new(T0)),
-        SlaConfig::default(),
-    );
-    let burst = alerts(&households, T0);
+/// 2. Burst: a cold-snap morning, 3,000 alerts arriving together (batches of 100 per call, as
+///    ingest hands over what one poll of the broker link brings).
+fn burst(runtime: &tokio::runtime::Runtime, households: &[FleetHousehold]) {
+    let service = service("burst", households);
+    let burst = alerts(households, T0);
     let count = burst.len();
     let started = Instant::now();
     let opened: usize = runtime.block_on(async {
@@ -159,10 +166,42 @@ fn main() {
         "burst: {count} alerts -> {opened} orders created and dispatched in {seconds:.2} s = {:.0} orders/s",
         opened as f64 / seconds
     );
+}
 
-    // 3. Monthly report over a season of 200,000 orders (Nov-Mar), the report for December.
-    let mut season = store("report", &households);
+/// 3. Monthly report over a season of 200,000 orders (Nov-Mar), the report for December.
+fn monthly_report(households: &[FleetHousehold]) {
+    let mut season = store("report", households);
     let started = Instant::now();
+    seed_season(&mut season, households);
+    println!(
+        "(seeded 200,000 orders in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let (from, to) = Period::Monthly.bounds((2026, 12, 15));
+    let orders = season.orders_created_between(from, to).expect("orders");
+    let loaded = started.elapsed().as_secs_f64();
+    let report = reports::build(
+        Period::Monthly,
+        (2026, 12, 15),
+        &orders,
+        &SlaConfig::default(),
+        T0 + 100 * 86_400_000,
+    );
+    let csv = reports::to_csv(&report);
+    let html = reports::to_html(&report);
+    println!(
+        "monthly report, December, over a season of 200,000 orders: {} orders in the month, {:.3} s (load {:.3} s), {} CSV lines, {} KB HTML",
+        report.total.requests,
+        started.elapsed().as_secs_f64(),
+        loaded,
+        csv.lines().count(),
+        html.len() / 1024
+    );
+}
+
+/// Fills `season` with 200,000 closed orders spread over 150 days from a month before `T0`.
+fn seed_season(season: &mut Store, households: &[FleetHousehold]) {
     let months_ms = 150 * 86_400_000i64;
     for i in 0..200_000i64 {
         let h = &households[(i as usize) % households.len()];
@@ -211,29 +250,4 @@ fn main() {
             )
             .expect("event");
     }
-    println!(
-        "(seeded 200,000 orders in {:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
-    let started = Instant::now();
-    let (from, to) = Period::Monthly.bounds((2026, 12, 15));
-    let orders = season.orders_created_between(from, to).expect("orders");
-    let loaded = started.elapsed().as_secs_f64();
-    let report = reports::build(
-        Period::Monthly,
-        (2026, 12, 15),
-        &orders,
-        &SlaConfig::default(),
-        T0 + 100 * 86_400_000,
-    );
-    let csv = reports::to_csv(&report);
-    let html = reports::to_html(&report);
-    println!(
-        "monthly report, December, over a season of 200,000 orders: {} orders in the month, {:.3} s (load {:.3} s), {} CSV lines, {} KB HTML",
-        report.total.requests,
-        started.elapsed().as_secs_f64(),
-        loaded,
-        csv.lines().count(),
-        html.len() / 1024
-    );
 }

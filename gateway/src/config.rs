@@ -321,15 +321,25 @@ impl GatewayConfig {
             ),
             None => (String::new(), "<defaults>".to_owned()),
         };
-        toml::from_str::<GatewayConfig>(&text).map_err(|e| {
-            let (line, column) = diagnostics::line_col(&text, e.span().map_or(0, |s| s.start));
+        let mut config = Self::parse(&text, &origin)?;
+        config.resolve_paths(path.and_then(Path::parent).unwrap_or(Path::new(".")));
+        config.resolve_secrets(&text, &origin)?;
+        config.validate(&text, &origin)?;
+        Ok(config)
+    }
+
+    /// Parses the file's text (first on its own, so that an error names its line and column),
+    /// then with the environment's overrides on top.
+    fn parse(text: &str, origin: &str) -> Result<GatewayConfig, ConfigError> {
+        toml::from_str::<GatewayConfig>(text).map_err(|e| {
+            let (line, column) = diagnostics::line_col(text, e.span().map_or(0, |s| s.start));
             ConfigError::Invalid {
                 place: format!("{origin}:{line}:{column}"),
                 message: e.message().to_owned(),
             }
         })?;
-        let mut config: GatewayConfig = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("__")
@@ -337,87 +347,80 @@ impl GatewayConfig {
             )
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Environment(e.to_string()))?;
-        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
-        if config.store.path.is_relative() {
-            config.store.path = base.join(&config.store.path);
-        }
+            .map_err(|e| ConfigError::Environment(e.to_string()))
+    }
+
+    /// Resolves every relative path the config names against `base`, the file's folder.
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        resolve(&mut self.store.path);
+        let external_tls = self
+            .broker
+            .external
+            .as_mut()
+            .and_then(|external| external.tls.as_mut());
+        let (external_ca, external_cert, external_key) = match external_tls {
+            Some(tls) => (
+                Some(&mut tls.ca_file),
+                tls.client_cert.as_mut(),
+                tls.client_key.as_mut(),
+            ),
+            None => (None, None, None),
+        };
         for path in [
-            config.rules.path.as_mut(),
-            config.rules.snapshot_path.as_mut(),
+            self.rules.path.as_mut(),
+            self.rules.snapshot_path.as_mut(),
+            Some(&mut self.broker.tls.ca_file),
+            Some(&mut self.broker.tls.cert_file),
+            Some(&mut self.broker.tls.key_file),
+            Some(&mut self.broker.passwords.file),
+            external_ca,
+            external_cert,
+            external_key,
+            self.registry.import.as_mut(),
+            self.prevention.forecast_file.as_mut(),
         ]
         .into_iter()
         .flatten()
         {
-            if path.is_relative() {
-                *path = base.join(&*path);
-            }
+            resolve(path);
         }
-        for (index, token) in config.api.tokens.iter_mut().enumerate() {
+    }
+
+    /// Replaces each `env:VARIABLE` secret (API tokens, notify secrets) with the variable's
+    /// value; a variable that is not set is an error naming the field.
+    fn resolve_secrets(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        for (index, token) in self.api.tokens.iter_mut().enumerate() {
             if let Some(variable) = token.token.strip_prefix("env:") {
                 token.token = std::env::var(variable).map_err(|_| ConfigError::Invalid {
                     place: format!(
                         "{} field `api.tokens[{index}].token`",
-                        diagnostics::place(&origin, &text, &format!("api.tokens[{index}].token"))
+                        diagnostics::place(origin, text, &format!("api.tokens[{index}].token"))
                     ),
                     message: format!("environment variable {variable} is not set"),
                 })?;
             }
         }
         if let Err(crate::notify::NotifyError::Invalid { field, message }) =
-            config.notify.resolve_secrets()
+            self.notify.resolve_secrets()
         {
             return Err(ConfigError::Invalid {
                 place: format!(
                     "{} field `{field}`",
-                    diagnostics::place(&origin, &text, &field)
+                    diagnostics::place(origin, text, &field)
                 ),
                 message,
             });
         }
-        for path in [
-            &mut config.broker.tls.ca_file,
-            &mut config.broker.tls.cert_file,
-            &mut config.broker.tls.key_file,
-            &mut config.broker.passwords.file,
-        ] {
-            if path.is_relative() {
-                *path = base.join(&*path);
-            }
-        }
-        if let Some(tls) = config
-            .broker
-            .external
-            .as_mut()
-            .and_then(|external| external.tls.as_mut())
-        {
-            for path in [
-                Some(&mut tls.ca_file),
-                tls.client_cert.as_mut(),
-                tls.client_key.as_mut(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if path.is_relative() {
-                    *path = base.join(&*path);
-                }
-            }
-        }
-        if let Some(import) = config.registry.import.as_mut() {
-            if import.is_relative() {
-                *import = base.join(&*import);
-            }
-        }
-        if let Some(forecast) = config.prevention.forecast_file.as_mut() {
-            if forecast.is_relative() {
-                *forecast = base.join(&*forecast);
-            }
-        }
-        config.validate(&text, &origin)?;
-        Ok(config)
+        Ok(())
     }
 
+    /// Checks every section, in the order of the sections below; the error names the first
+    /// bad field and where it is written.
     fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
         let invalid = |field: &str, message: &str| ConfigError::Invalid {
             place: format!(
@@ -426,6 +429,20 @@ impl GatewayConfig {
             ),
             message: message.to_owned(),
         };
+        self.validate_broker(&invalid)?;
+        self.validate_rules(&invalid)?;
+        self.validate_sections(&invalid)?;
+        self.validate_influxdb(&invalid)?;
+        self.validate_tokens(&invalid)?;
+        self.validate_http(&invalid)
+    }
+
+    /// `[broker]`: the payload size, the external broker, the log, timing and admission
+    /// limits, the plain listener, and the TLS and password listeners when enabled.
+    fn validate_broker(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         if self.broker.max_payload_size < 512 {
             return Err(invalid(
                 "broker.max_payload_size",
@@ -439,35 +456,36 @@ impl GatewayConfig {
             ));
         }
         if let (BrokerMode::External, Some(external)) = (self.broker.mode, &self.broker.external) {
-            match &external.tls {
-                Some(tls) => {
-                    pem(&invalid, "broker.external.tls.ca_file", &tls.ca_file, "CERTIFICATE")?;
-                    match (&tls.client_cert, &tls.client_key) {
-                        (Some(cert), Some(key)) => {
-                            pem(&invalid, "broker.external.tls.client_cert", cert, "CERTIFICATE")?;
-                            pem(&invalid, "broker.external.tls.client_key", key, "")?;
-                        }
-                        (None, None) => {}
-                        _ => {
-                            return Err(invalid(
-                                "broker.external.tls",
-                                "client_cert and client_key go together",
-                            ))
-                        }
-                    }
-                }
-                None if !external.host_is_loopback() && !external.insecure_plain_connection => {
-                    return Err(invalid(
-                        "broker.external.tls",
-                        &format!(
-                            "the broker {:?} is not on this machine: add [broker.external.tls] with its CA (ca_file), or set broker.external.insecure_plain_connection = true on an isolated test network",
-                            external.host
-                        ),
-                    ))
-                }
-                None => {}
-            }
+            validate_external(external, invalid)?;
         }
+        self.validate_broker_timing(invalid)?;
+        if self.broker.mode == BrokerMode::Embedded
+            && !self.broker.listen.ip().is_loopback()
+            && !self.broker.insecure_plain_listener
+        {
+            return Err(invalid(
+                "broker.listen",
+                &format!(
+                    "{} is not a loopback address: the plain listener has no TLS and no authentication, so anyone who reaches it could publish faults for any device and read every command; bind it to 127.0.0.1, let boxes use the mutual-TLS listeners ([broker.tls]), or set broker.insecure_plain_listener = true on an isolated test network",
+                    self.broker.listen
+                ),
+            ));
+        }
+        self.validate_broker_limits(invalid)?;
+        if self.broker.tls.enabled {
+            self.validate_tls(invalid)?;
+        }
+        if self.broker.passwords.enabled {
+            self.validate_passwords(invalid)?;
+        }
+        Ok(())
+    }
+
+    /// The broker's log segments, connection count and the timings rumqttd can hold.
+    fn validate_broker_timing(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         if self.broker.log_segment_size < 64 * 1024 {
             return Err(invalid(
                 "broker.log_segment_size",
@@ -492,18 +510,14 @@ impl GatewayConfig {
                 "must be at most 10s (each listener admits one connection per this pause)",
             ));
         }
-        if self.broker.mode == BrokerMode::Embedded
-            && !self.broker.listen.ip().is_loopback()
-            && !self.broker.insecure_plain_listener
-        {
-            return Err(invalid(
-                "broker.listen",
-                &format!(
-                    "{} is not a loopback address: the plain listener has no TLS and no authentication, so anyone who reaches it could publish faults for any device and read every command; bind it to 127.0.0.1, let boxes use the mutual-TLS listeners ([broker.tls]), or set broker.insecure_plain_listener = true on an isolated test network",
-                    self.broker.listen
-                ),
-            ));
-        }
+        Ok(())
+    }
+
+    /// The broker's admission and memory limits are each at least 1.
+    fn validate_broker_limits(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         for (field, value) in [
             (
                 "broker.max_pending_handshakes_per_address",
@@ -526,12 +540,14 @@ impl GatewayConfig {
                 return Err(invalid(field, "must be at least 1"));
             }
         }
-        if self.broker.tls.enabled {
-            self.validate_tls(&invalid)?;
-        }
-        if self.broker.passwords.enabled {
-            self.validate_passwords(&invalid)?;
-        }
+        Ok(())
+    }
+
+    /// `[rules]`: the periods are greater than 0 and the snapshot path can be written.
+    fn validate_rules(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         if self.rules.reload_every.is_zero() {
             return Err(invalid("rules.reload_every", "must be greater than 0"));
         }
@@ -541,7 +557,15 @@ impl GatewayConfig {
         if self.rules.snapshot_every.is_zero() {
             return Err(invalid("rules.snapshot_every", "must be greater than 0"));
         }
-        self.validate_snapshot_path(&invalid)?;
+        self.validate_snapshot_path(invalid)
+    }
+
+    /// The sections that check themselves: `[prevention]`, `[campaigns]`, `[delegation]`,
+    /// `[notify]` and `[sla]`.
+    fn validate_sections(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         if let Err((field, message)) = self.prevention.validate() {
             return Err(invalid(&field, &message));
         }
@@ -561,6 +585,14 @@ impl GatewayConfig {
         if let Err((field, message)) = self.sla.check() {
             return Err(invalid(&field, &message));
         }
+        Ok(())
+    }
+
+    /// `[influxdb]`, when a URL is set: the batch fits the buffer and the periods are set.
+    fn validate_influxdb(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         if self.influxdb.url.is_some() {
             if self.influxdb.batch_size == 0 || self.influxdb.batch_size > self.influxdb.max_buffer
             {
@@ -576,6 +608,15 @@ impl GatewayConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `[[api.tokens]]`: each a secret of its own (long, not a placeholder, not shared) with
+    /// the scope its role needs.
+    fn validate_tokens(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let mut seen = std::collections::HashSet::new();
         for (index, token) in self.api.tokens.iter().enumerate() {
             let field = |name: &str| format!("api.tokens[{index}].{name}");
@@ -610,6 +651,15 @@ impl GatewayConfig {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    /// `[http]` and `api.auth`: timeouts and connections are set, `/metrics` without a token
+    /// only on loopback, and authentication is off only on loopback and on only with tokens.
+    fn validate_http(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         if self.http.header_read_timeout.is_zero() || self.http.request_timeout.is_zero() {
             return Err(invalid(
                 "http.header_read_timeout",
@@ -644,6 +694,44 @@ impl GatewayConfig {
         }
         Ok(())
     }
+}
+
+/// `[broker.external]` in external mode: its CA and client certificate files hold PEM blocks
+/// (client certificate and key together), and a broker off this machine needs TLS unless the
+/// plain connection is asked for.
+fn validate_external(
+    external: &crate::broker::external::ExternalBrokerConfig,
+    invalid: &dyn Fn(&str, &str) -> ConfigError,
+) -> Result<(), ConfigError> {
+    match &external.tls {
+        Some(tls) => {
+            pem(invalid, "broker.external.tls.ca_file", &tls.ca_file, "CERTIFICATE")?;
+            match (&tls.client_cert, &tls.client_key) {
+                (Some(cert), Some(key)) => {
+                    pem(invalid, "broker.external.tls.client_cert", cert, "CERTIFICATE")?;
+                    pem(invalid, "broker.external.tls.client_key", key, "")?;
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(invalid(
+                        "broker.external.tls",
+                        "client_cert and client_key go together",
+                    ))
+                }
+            }
+        }
+        None if !external.host_is_loopback() && !external.insecure_plain_connection => {
+            return Err(invalid(
+                "broker.external.tls",
+                &format!(
+                    "the broker {:?} is not on this machine: add [broker.external.tls] with its CA (ca_file), or set broker.external.insecure_plain_connection = true on an isolated test network",
+                    external.host
+                ),
+            ))
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// `path` can be read and holds a PEM block of `label`.

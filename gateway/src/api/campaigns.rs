@@ -193,31 +193,7 @@ pub async fn get(
 ) -> Result<Json<CampaignDetail>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = parse_id("campaign", &id)?;
-    check_id("township", query.township.as_deref())?;
-    check_id("technician_id", query.technician_id.as_deref())?;
-    let status = match query.status.as_deref() {
-        Some(s) => Some(InspectionStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "status {:?} is not one of {}",
-                s.chars().take(MAX_ID_CHARS).collect::<String>(),
-                InspectionStatus::ALL
-                    .map(InspectionStatus::as_str)
-                    .join(", ")
-            ))
-        })?),
-        None => None,
-    };
-    if let Some(date) = &query.date {
-        if crate::registry::parse_date(date).is_none() {
-            return Err(ApiError::bad_request("date must be YYYY-MM-DD"));
-        }
-    }
-    let limit = query.limit.unwrap_or(500);
-    if limit == 0 || limit > MAX_INSPECTIONS {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_INSPECTIONS}"
-        )));
-    }
+    let (status, limit) = check_query(&query)?;
     let campaign = state
         .orders
         .with_store(move |s| s.campaign(id))
@@ -246,8 +222,55 @@ pub async fn get(
                 .is_none_or(|d| Some(d) == i.planned_date.as_ref())
         })
         .collect();
+    let days = day_plans(&matching);
+    let inspections_total = matching.len();
+    Ok(Json(CampaignDetail {
+        campaign: view,
+        inspections_total,
+        inspections: matching
+            .into_iter()
+            .take(limit)
+            .map(InspectionView::from)
+            .collect(),
+        days,
+    }))
+}
+
+/// The campaign query checked: its ids, its status (parsed), its date and its limit (500 when
+/// not given).
+fn check_query(query: &CampaignQuery) -> Result<(Option<InspectionStatus>, usize), ApiError> {
+    check_id("township", query.township.as_deref())?;
+    check_id("technician_id", query.technician_id.as_deref())?;
+    let status = match query.status.as_deref() {
+        Some(s) => Some(InspectionStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status {:?} is not one of {}",
+                s.chars().take(MAX_ID_CHARS).collect::<String>(),
+                InspectionStatus::ALL
+                    .map(InspectionStatus::as_str)
+                    .join(", ")
+            ))
+        })?),
+        None => None,
+    };
+    if let Some(date) = &query.date {
+        if crate::registry::parse_date(date).is_none() {
+            return Err(ApiError::bad_request("date must be YYYY-MM-DD"));
+        }
+    }
+    let limit = query.limit.unwrap_or(500);
+    if limit == 0 || limit > MAX_INSPECTIONS {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_INSPECTIONS}"
+        )));
+    }
+    Ok((status, limit))
+}
+
+/// The planned visits per day, team and technician, in rank order.
+fn day_plans(inspections: &[InspectionRow]) -> Vec<DayPlan> {
     let mut days: BTreeMap<(String, Option<String>, Option<String>), DayPlan> = BTreeMap::new();
-    for inspection in matching
+    for inspection in inspections
         .iter()
         .filter(|i| i.status == InspectionStatus::Planned)
     {
@@ -269,17 +292,7 @@ pub async fn get(
         day.inspections.push(inspection.id);
         day.devices.push(inspection.device_id.clone());
     }
-    let inspections_total = matching.len();
-    Ok(Json(CampaignDetail {
-        campaign: view,
-        inspections_total,
-        inspections: matching
-            .into_iter()
-            .take(limit)
-            .map(InspectionView::from)
-            .collect(),
-        days: days.into_values().collect(),
-    }))
+    days.into_values().collect()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{require, ApiError, ApiState, ErrorBody};
 use crate::auth::{Principal, Role};
 use crate::orders::model::misuse_claim_pending;
-use crate::orders::store::{OrderFilter, OrderRow};
+use crate::orders::store::{OrderFilter, OrderRow, Store, StoreError};
 use crate::registry::people::HouseholdView;
 
 /// Most orders the field view lists.
@@ -92,29 +92,7 @@ pub async fn orders(
         "open the field view",
     )?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    check_id("team_id", &query.team_id)?;
-    check_id("technician_id", &query.technician_id)?;
-    if principal.role == Role::Team {
-        if query.team_id.is_some() && query.team_id != principal.team {
-            return Err(ApiError::forbidden(format!(
-                "team_id {:?} is not the token's team",
-                query.team_id.as_deref().unwrap_or_default()
-            )));
-        }
-        if principal.technician.is_some()
-            && query.technician_id.is_some()
-            && query.technician_id != principal.technician
-        {
-            return Err(ApiError::forbidden(format!(
-                "technician_id {:?} is not the token's technician",
-                query.technician_id.as_deref().unwrap_or_default()
-            )));
-        }
-    } else if query.team_id.is_none() && query.technician_id.is_none() {
-        return Err(ApiError::bad_request(
-            "team_id or technician_id: name the team or the technician whose view to open",
-        ));
-    }
+    check_query(&principal, &query)?;
     let asked_team = match principal.role {
         Role::Team => principal.team.clone(),
         _ => query.team_id.clone(),
@@ -122,58 +100,7 @@ pub async fn orders(
     let asked_technician = principal.technician.clone().or(query.technician_id.clone());
     let (team, technician, items) = state
         .orders
-        .with_store(move |s| {
-            // The technician must exist, in the team when both are named.
-            let technician = match &asked_technician {
-                Some(id) => match s.technician(id)? {
-                    Some(t) if asked_team.as_ref().is_none_or(|team| *team == t.team_id) => Some(t),
-                    _ => return Ok(Err(id.clone())),
-                },
-                None => None,
-            };
-            let team = asked_team.or_else(|| technician.as_ref().map(|t| t.team_id.clone()));
-            let orders = match (&team, &technician) {
-                (Some(team), technician) => s.orders(&OrderFilter {
-                    team_id: Some(team.clone()),
-                    or_technician_id: technician.as_ref().map(|t| t.id.clone()),
-                    open_only: true,
-                    limit: MAX_ORDERS,
-                    ..OrderFilter::default()
-                })?,
-                (None, Some(technician)) => {
-                    s.open_orders_of_technician(&technician.id, MAX_ORDERS)?
-                }
-                (None, None) => Vec::new(),
-            };
-            let technician_id = technician.map(|t| t.id);
-            let mut items = Vec::with_capacity(orders.len());
-            for order in orders {
-                let household = match &order.household_id {
-                    Some(id) => s.household_view(id)?,
-                    None => None,
-                };
-                let callers = s
-                    .requests_of_order(order.id)?
-                    .into_iter()
-                    .map(|r| FieldCaller {
-                        name: r.caller_name,
-                        phone: r.caller_phone,
-                        channel: r.channel,
-                        ticket: r.ticket,
-                        kind: r.kind,
-                    })
-                    .collect();
-                let kinds = s.event_kinds(order.id)?;
-                items.push(FieldOrder {
-                    mine: technician_id.is_some() && order.technician_id == technician_id,
-                    misuse_claim_pending: misuse_claim_pending(kinds.iter().map(String::as_str)),
-                    household,
-                    callers,
-                    order,
-                });
-            }
-            Ok(Ok((team, technician_id, items)))
-        })
+        .with_store(move |s| field_view(s, asked_team, asked_technician))
         .await?
         .map_err(|id| {
             ApiError::bad_request(format!(
@@ -200,4 +127,101 @@ pub async fn orders(
         technician_id: technician,
         items,
     }))
+}
+
+/// The query's ids are well formed; a team token names only its own team and technician; an
+/// operator names one of them.
+fn check_query(principal: &Principal, query: &FieldQuery) -> Result<(), ApiError> {
+    check_id("team_id", &query.team_id)?;
+    check_id("technician_id", &query.technician_id)?;
+    if principal.role == Role::Team {
+        if query.team_id.is_some() && query.team_id != principal.team {
+            return Err(ApiError::forbidden(format!(
+                "team_id {:?} is not the token's team",
+                query.team_id.as_deref().unwrap_or_default()
+            )));
+        }
+        if principal.technician.is_some()
+            && query.technician_id.is_some()
+            && query.technician_id != principal.technician
+        {
+            return Err(ApiError::forbidden(format!(
+                "technician_id {:?} is not the token's technician",
+                query.technician_id.as_deref().unwrap_or_default()
+            )));
+        }
+    } else if query.team_id.is_none() && query.technician_id.is_none() {
+        return Err(ApiError::bad_request(
+            "team_id or technician_id: name the team or the technician whose view to open",
+        ));
+    }
+    Ok(())
+}
+
+/// The team, the technician and their open orders as the field sees them; the id of a
+/// technician that does not exist (or is not in the team named) as the inner error.
+#[allow(clippy::type_complexity)]
+fn field_view(
+    s: &Store,
+    asked_team: Option<String>,
+    asked_technician: Option<String>,
+) -> Result<Result<(Option<String>, Option<String>, Vec<FieldOrder>), String>, StoreError> {
+    // The technician must exist, in the team when both are named.
+    let technician = match &asked_technician {
+        Some(id) => match s.technician(id)? {
+            Some(t) if asked_team.as_ref().is_none_or(|team| *team == t.team_id) => Some(t),
+            _ => return Ok(Err(id.clone())),
+        },
+        None => None,
+    };
+    let team = asked_team.or_else(|| technician.as_ref().map(|t| t.team_id.clone()));
+    let orders = match (&team, &technician) {
+        (Some(team), technician) => s.orders(&OrderFilter {
+            team_id: Some(team.clone()),
+            or_technician_id: technician.as_ref().map(|t| t.id.clone()),
+            open_only: true,
+            limit: MAX_ORDERS,
+            ..OrderFilter::default()
+        })?,
+        (None, Some(technician)) => s.open_orders_of_technician(&technician.id, MAX_ORDERS)?,
+        (None, None) => Vec::new(),
+    };
+    let technician_id = technician.map(|t| t.id);
+    let items = orders
+        .into_iter()
+        .map(|order| field_order(s, order, technician_id.as_deref()))
+        .collect::<Result<_, _>>()?;
+    Ok(Ok((team, technician_id, items)))
+}
+
+/// One order with its household, its callers and its claim, marked `mine` when assigned to
+/// `technician_id`.
+fn field_order(
+    s: &Store,
+    order: OrderRow,
+    technician_id: Option<&str>,
+) -> Result<FieldOrder, StoreError> {
+    let household = match &order.household_id {
+        Some(id) => s.household_view(id)?,
+        None => None,
+    };
+    let callers = s
+        .requests_of_order(order.id)?
+        .into_iter()
+        .map(|r| FieldCaller {
+            name: r.caller_name,
+            phone: r.caller_phone,
+            channel: r.channel,
+            ticket: r.ticket,
+            kind: r.kind,
+        })
+        .collect();
+    let kinds = s.event_kinds(order.id)?;
+    Ok(FieldOrder {
+        mine: technician_id.is_some() && order.technician_id.as_deref() == technician_id,
+        misuse_claim_pending: misuse_claim_pending(kinds.iter().map(String::as_str)),
+        household,
+        callers,
+        order,
+    })
 }

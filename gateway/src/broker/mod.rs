@@ -130,126 +130,30 @@ pub fn start(config: &BrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
     let listen = resolve_listen(config.listen)?;
     check_free(listen)?;
     let guards = rumqttd::guards::GuardCounters::default();
-    let connections = ConnectionSettings {
-        connection_timeout_ms: u16::try_from(config.connection_timeout.as_millis())
-            .unwrap_or(u16::MAX),
-        max_payload_size: config.max_payload_size,
-        max_inflight_count: 500,
-        auth: None,
-        external_auth: None,
-        // rumqttd 0.20 never creates a dynamic filter (its topic match always answers), but
-        // the flag must not open that door if it ever does: a topic nobody subscribed to is
-        // dropped.
-        dynamic_filters: false,
-        max_packet_rate: Some(rumqttd::guards::PacketRate {
-            per_second: config.max_packets_per_second,
-            burst: config.packet_burst,
-        }),
-        tenant_from_username: false,
-        counters: guards.clone(),
+    let servers = Servers {
+        connections: connection_settings(config, &guards),
+        next_connection_delay_ms: u64::try_from(config.next_connection_delay.as_millis())
+            .unwrap_or(u64::MAX),
+        max_pending_per_address: config.max_pending_handshakes_per_address,
     };
-    let next_connection_delay_ms =
-        u64::try_from(config.next_connection_delay.as_millis()).unwrap_or(u64::MAX);
-    // The packet rate binds the boxes on the TLS listeners; the plain listener is loopback
-    // (local tools, a bridge, a replay) unless explicitly insecure.
-    let server = |name: &str, listen: SocketAddr, tls: Option<rumqttd::TlsConfig>| ServerSettings {
-        name: name.into(),
-        listen,
-        next_connection_delay_ms,
-        connections: ConnectionSettings {
-            max_packet_rate: if tls.is_some() {
-                connections.max_packet_rate
-            } else {
-                None
-            },
-            ..connections.clone()
-        },
-        tls,
-        max_pending_per_address: Some(config.max_pending_handshakes_per_address),
+    let mut v4 = HashMap::from([("1".to_owned(), servers.settings("v4-1", listen, None))]);
+    let (v5, tls_listeners) = if config.tls.enabled {
+        let tls = tls_servers(config, &servers)?;
+        v4.insert("2".to_owned(), tls.v4);
+        (tls.v5, Some(tls.listeners))
+    } else {
+        (None, None)
     };
-    let mut v4 = HashMap::from([("1".to_owned(), server("v4-1", listen, None))]);
-    let mut v5 = None;
-    let mut tls_listeners = None;
-    if config.tls.enabled {
-        let files = rumqttd::TlsConfig::Rustls {
-            capath: Some(config.tls.ca_file.display().to_string()),
-            certpath: config.tls.cert_file.display().to_string(),
-            keypath: config.tls.key_file.display().to_string(),
-        };
-        let tls_v4 = resolve_listen(config.tls.listen)?;
-        check_free(tls_v4)?;
-        v4.insert(
-            "2".to_owned(),
-            server("v4-tls", tls_v4, Some(files.clone())),
-        );
-        let tls_v5 = match config.tls.listen_v5 {
-            Some(address) => {
-                let address = resolve_listen(address)?;
-                check_free(address)?;
-                v5 = Some(HashMap::from([(
-                    "1".to_owned(),
-                    server("v5-tls", address, Some(files)),
-                )]));
-                Some(address)
-            }
-            None => None,
-        };
-        tls_listeners = Some(TlsListeners {
-            v4: tls_v4,
-            v5: tls_v5,
-        });
-    }
     let password_failures = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut passwords = None;
     if config.passwords.enabled {
-        let file = std::sync::Arc::new(
-            passwords::PasswordFile::load(&config.passwords.file)
-                .map_err(|e| BrokerError::Passwords(e.to_string()))?,
-        );
-        let address = resolve_listen(config.passwords.listen)?;
-        check_free(address)?;
-        let files = rumqttd::TlsConfig::Rustls {
-            capath: None,
-            certpath: config.tls.cert_file.display().to_string(),
-            keypath: config.tls.key_file.display().to_string(),
-        };
-        let mut settings = server("v4-password", address, Some(files));
-        settings.connections.tenant_from_username = true;
-        let failures = std::sync::Arc::clone(&password_failures);
-        let boxes = file.len();
-        settings.set_auth_handler(move |_client_id, username: String, password: String| {
-            let file = std::sync::Arc::clone(&file);
-            let failures = std::sync::Arc::clone(&failures);
-            async move {
-                let accepted = file.check(&username, &password);
-                if !accepted {
-                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!(%username, "box password refused");
-                }
-                accepted
-            }
-        });
+        let (address, settings) = password_server(config, &servers, &password_failures)?;
         v4.insert("3".to_owned(), settings);
-        tracing::info!(%address, boxes, file = %config.passwords.file.display(), "embedded MQTT broker listening for boxes with passwords (TLS, tenant per box)");
         passwords = Some(address);
     }
     let rumqttd_config = rumqttd::Config {
         id: 0,
-        router: RouterConfig {
-            max_connections: config.max_connections,
-            max_outgoing_packet_count: 200,
-            max_segment_size: config.log_segment_size,
-            max_segment_count: config.log_segments,
-            custom_segment: None,
-            initialized_filters: None,
-            shared_subscriptions_strategy: Default::default(),
-            retain_filters: Some(retain_filters()),
-            max_retained_publishes: Some(config.max_retained),
-            max_subscriptions_per_connection: Some(config.max_subscriptions_per_connection),
-            max_filters: Some(config.max_filters),
-            max_cached_topics: Some(config.max_cached_topics),
-            counters: guards.clone(),
-        },
+        router: router_config(config, &guards),
         v4: Some(v4),
         v5,
         ..Default::default()
@@ -278,6 +182,166 @@ pub fn start(config: &BrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
         guards,
         password_failures,
     })
+}
+
+/// The connection limits every listener starts from, counting refusals in `guards`.
+fn connection_settings(
+    config: &BrokerConfig,
+    guards: &rumqttd::guards::GuardCounters,
+) -> ConnectionSettings {
+    ConnectionSettings {
+        connection_timeout_ms: u16::try_from(config.connection_timeout.as_millis())
+            .unwrap_or(u16::MAX),
+        max_payload_size: config.max_payload_size,
+        max_inflight_count: 500,
+        auth: None,
+        external_auth: None,
+        // rumqttd 0.20 never creates a dynamic filter (its topic match always answers), but
+        // the flag must not open that door if it ever does: a topic nobody subscribed to is
+        // dropped.
+        dynamic_filters: false,
+        max_packet_rate: Some(rumqttd::guards::PacketRate {
+            per_second: config.max_packets_per_second,
+            burst: config.packet_burst,
+        }),
+        tenant_from_username: false,
+        counters: guards.clone(),
+    }
+}
+
+/// What every listener of the broker shares.
+struct Servers {
+    connections: ConnectionSettings,
+    next_connection_delay_ms: u64,
+    max_pending_per_address: usize,
+}
+
+impl Servers {
+    /// One listener's settings. The packet rate binds the boxes on the TLS listeners; the
+    /// plain listener is loopback (local tools, a bridge, a replay) unless explicitly insecure.
+    fn settings(
+        &self,
+        name: &str,
+        listen: SocketAddr,
+        tls: Option<rumqttd::TlsConfig>,
+    ) -> ServerSettings {
+        ServerSettings {
+            name: name.into(),
+            listen,
+            next_connection_delay_ms: self.next_connection_delay_ms,
+            connections: ConnectionSettings {
+                max_packet_rate: if tls.is_some() {
+                    self.connections.max_packet_rate
+                } else {
+                    None
+                },
+                ..self.connections.clone()
+            },
+            tls,
+            max_pending_per_address: Some(self.max_pending_per_address),
+        }
+    }
+}
+
+/// The mutual-TLS listeners as configured.
+struct TlsServers {
+    /// The MQTT 3.1.1 listener's settings.
+    v4: ServerSettings,
+    /// The MQTT 5 listener, when configured, as rumqttd's server map.
+    v5: Option<HashMap<String, ServerSettings>>,
+    /// The addresses they got.
+    listeners: TlsListeners,
+}
+
+/// The mutual-TLS listeners: MQTT 3.1.1 and, when configured, MQTT 5.
+fn tls_servers(config: &BrokerConfig, servers: &Servers) -> Result<TlsServers, BrokerError> {
+    let files = rumqttd::TlsConfig::Rustls {
+        capath: Some(config.tls.ca_file.display().to_string()),
+        certpath: config.tls.cert_file.display().to_string(),
+        keypath: config.tls.key_file.display().to_string(),
+    };
+    let tls_v4 = resolve_listen(config.tls.listen)?;
+    check_free(tls_v4)?;
+    let v4 = servers.settings("v4-tls", tls_v4, Some(files.clone()));
+    let mut v5 = None;
+    let tls_v5 = match config.tls.listen_v5 {
+        Some(address) => {
+            let address = resolve_listen(address)?;
+            check_free(address)?;
+            v5 = Some(HashMap::from([(
+                "1".to_owned(),
+                servers.settings("v5-tls", address, Some(files)),
+            )]));
+            Some(address)
+        }
+        None => None,
+    };
+    Ok(TlsServers {
+        v4,
+        v5,
+        listeners: TlsListeners {
+            v4: tls_v4,
+            v5: tls_v5,
+        },
+    })
+}
+
+/// The password listener (TLS with the broker's certificate, the tenant from the user name):
+/// its address and settings; each refused login is counted in `failures`.
+fn password_server(
+    config: &BrokerConfig,
+    servers: &Servers,
+    failures: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(SocketAddr, ServerSettings), BrokerError> {
+    let file = std::sync::Arc::new(
+        passwords::PasswordFile::load(&config.passwords.file)
+            .map_err(|e| BrokerError::Passwords(e.to_string()))?,
+    );
+    let address = resolve_listen(config.passwords.listen)?;
+    check_free(address)?;
+    let files = rumqttd::TlsConfig::Rustls {
+        capath: None,
+        certpath: config.tls.cert_file.display().to_string(),
+        keypath: config.tls.key_file.display().to_string(),
+    };
+    let mut settings = servers.settings("v4-password", address, Some(files));
+    settings.connections.tenant_from_username = true;
+    let failures = std::sync::Arc::clone(failures);
+    let boxes = file.len();
+    settings.set_auth_handler(move |_client_id, username: String, password: String| {
+        let file = std::sync::Arc::clone(&file);
+        let failures = std::sync::Arc::clone(&failures);
+        async move {
+            let accepted = file.check(&username, &password);
+            if !accepted {
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(%username, "box password refused");
+            }
+            accepted
+        }
+    });
+    tracing::info!(%address, boxes, file = %config.passwords.file.display(), "embedded MQTT broker listening for boxes with passwords (TLS, tenant per box)");
+    Ok((address, settings))
+}
+
+/// The router's limits: connections, the commit log, retained messages, subscriptions and
+/// topics, counting refusals in `guards`.
+fn router_config(config: &BrokerConfig, guards: &rumqttd::guards::GuardCounters) -> RouterConfig {
+    RouterConfig {
+        max_connections: config.max_connections,
+        max_outgoing_packet_count: 200,
+        max_segment_size: config.log_segment_size,
+        max_segment_count: config.log_segments,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+        retain_filters: Some(retain_filters()),
+        max_retained_publishes: Some(config.max_retained),
+        max_subscriptions_per_connection: Some(config.max_subscriptions_per_connection),
+        max_filters: Some(config.max_filters),
+        max_cached_topics: Some(config.max_cached_topics),
+        counters: guards.clone(),
+    }
 }
 
 /// Publishes each dispatched order on `heating/v1/{township}/{team}/orders` for the team's

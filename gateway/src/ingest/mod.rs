@@ -276,57 +276,10 @@ impl Ingest {
                 () = shutdown.cancelled() => break,
                 message = self.source.next() => {
                     let (topic, payload) = message.map_err(|e| anyhow::anyhow!("the broker link closed: {e}"))?;
-                    self.metrics.message_in();
-                    let reopened = self.source.take_reopened();
-                    for _ in 0..reopened {
-                        self.metrics.broker_link_reopened("ingest");
-                    }
-                    let lost = self.source.take_lost();
-                    if lost > 0 {
-                        self.metrics.broker_messages_lost(lost);
-                        tracing::error!(lost, "the embedded broker dropped messages before ingest read them: ingest fell behind by more than the broker's log holds");
-                    }
-                    let now = now_ms();
-                    let decoded = match decode(&topic, &payload, now, max_skew_ms) {
-                        Ok(decoded) => {
-                            let tenant = tenants::tenant_of_topic(&topic);
-                            self.registry.check(&topic, tenant, decoded, now).await
-                        }
-                        Err(reject) => Err(reject),
-                    };
-                    match decoded {
-                        Ok(Decoded::Reading(reading, township)) => {
-                            for placed in self.place(reading, township, now, max_skew_ms) {
-                                newest_event_ms = newest_event_ms.max(Some(placed.reading.ts_ms));
-                                self.accept(Decoded::Reading(placed.reading, placed.township)).await;
-                            }
-                        }
-                        Ok(decoded) => self.accept(decoded).await,
-                        Err(reject) => self.rejected(&reject, &topic, &payload),
-                    }
+                    self.on_message(&topic, &payload, max_skew_ms, &mut newest_event_ms).await;
                     messages_done += 1;
                 }
-                _ = tick.tick() => {
-                    for placed in self.boot_clocks.expire(now_ms()) {
-                        self.unestimated(&placed);
-                    }
-                    let watermark = match self.rules.clock {
-                        Clock::Wall => Some(now_ms() - lateness_ms),
-                        Clock::Event => newest_event_ms.map(|newest| newest - lateness_ms),
-                    };
-                    if let Some(watermark) = watermark {
-                        if let Some(clock) = &self.watermark_clock {
-                            clock.advance_to(watermark);
-                        }
-                        let outcome = self.engine.advance_watermark(watermark);
-                        self.apply_outcome(outcome).await;
-                    }
-                    // Published on every tick, with or without a watermark and whether or not
-                    // anything arrived, after the advance's outcome is stored: a client that
-                    // sent N messages and reads `messages_done >= N` knows the gateway's rules,
-                    // alerts and orders cover them all up to this watermark.
-                    self.metrics.rules_tick(watermark, messages_done);
-                }
+                _ = tick.tick() => self.on_tick(lateness_ms, newest_event_ms, messages_done).await,
                 _ = snapshot.tick() => {
                     self.snapshots.save_in_background(|| self.engine.snapshot()).await;
                 }
@@ -336,6 +289,76 @@ impl Ingest {
         self.metrics.set_ingest_ready(false);
         self.snapshots.save_and_wait(self.engine.snapshot()).await;
         Ok(())
+    }
+
+    /// One message from the source: counted (with the link's reopenings and losses), decoded,
+    /// checked against the registry, placed in event time and applied, or rejected.
+    async fn on_message(
+        &mut self,
+        topic: &[u8],
+        payload: &[u8],
+        max_skew_ms: i64,
+        newest_event_ms: &mut Option<i64>,
+    ) {
+        self.metrics.message_in();
+        let reopened = self.source.take_reopened();
+        for _ in 0..reopened {
+            self.metrics.broker_link_reopened("ingest");
+        }
+        let lost = self.source.take_lost();
+        if lost > 0 {
+            self.metrics.broker_messages_lost(lost);
+            tracing::error!(lost, "the embedded broker dropped messages before ingest read them: ingest fell behind by more than the broker's log holds");
+        }
+        let now = now_ms();
+        let decoded = match decode(topic, payload, now, max_skew_ms) {
+            Ok(decoded) => {
+                let tenant = tenants::tenant_of_topic(topic);
+                self.registry.check(topic, tenant, decoded, now).await
+            }
+            Err(reject) => Err(reject),
+        };
+        match decoded {
+            Ok(Decoded::Reading(reading, township)) => {
+                for placed in self.place(reading, township, now, max_skew_ms) {
+                    *newest_event_ms = (*newest_event_ms).max(Some(placed.reading.ts_ms));
+                    self.accept(Decoded::Reading(placed.reading, placed.township))
+                        .await;
+                }
+            }
+            Ok(decoded) => self.accept(decoded).await,
+            Err(reject) => self.rejected(&reject, topic, payload),
+        }
+    }
+
+    /// A rules tick: readings held for an unplaced boot that expired, then the watermark (the
+    /// wall clock or the newest event time, less the lateness) advanced and its outcome
+    /// applied.
+    async fn on_tick(
+        &mut self,
+        lateness_ms: i64,
+        newest_event_ms: Option<i64>,
+        messages_done: u64,
+    ) {
+        for placed in self.boot_clocks.expire(now_ms()) {
+            self.unestimated(&placed);
+        }
+        let watermark = match self.rules.clock {
+            Clock::Wall => Some(now_ms() - lateness_ms),
+            Clock::Event => newest_event_ms.map(|newest| newest - lateness_ms),
+        };
+        if let Some(watermark) = watermark {
+            if let Some(clock) = &self.watermark_clock {
+                clock.advance_to(watermark);
+            }
+            let outcome = self.engine.advance_watermark(watermark);
+            self.apply_outcome(outcome).await;
+        }
+        // Published on every tick, with or without a watermark and whether or not anything
+        // arrived, after the advance's outcome is stored: a client that sent N messages and
+        // reads `messages_done >= N` knows the gateway's rules, alerts and orders cover them all
+        // up to this watermark.
+        self.metrics.rules_tick(watermark, messages_done);
     }
 
     /// Counts a refused message by reason and keeps a sample of it.

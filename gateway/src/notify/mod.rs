@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::orders::dispatch::{POWER_SUPPLY, VILLAGE_HEAT_PUMP_TRIPS};
-use crate::orders::store::{Store, StoreError};
+use crate::orders::store::{OrderRow, Store, StoreError};
 use crate::orders::{OrderNotice, OrderService};
-use crate::registry::people::normalise_phone;
+use crate::registry::people::{normalise_phone, HouseholdView};
 
 pub use city::{CityConfig, CitySender};
 pub use sms::SmsConfig;
@@ -576,102 +576,131 @@ fn notices_for(
 ) -> Result<Vec<Notice>, StoreError> {
     let mut notices = Vec::new();
     for event in events {
-        let Some(order) = store.order_row(event.order_id)? else {
-            continue;
-        };
-        let household = match &order.household_id {
-            Some(id) => store.household_view(id)?,
-            None => None,
-        };
-        let vulnerable = household.as_ref().is_some_and(|h| h.vulnerable);
-        let power = matches!(
-            order.category.as_str(),
-            POWER_SUPPLY | VILLAGE_HEAT_PUMP_TRIPS
-        );
-        let kind = match (event.kind.as_str(), power, vulnerable) {
-            ("escalated", ..) => NoticeKind::Escalated,
-            ("sla_warning", ..) => NoticeKind::SlaWarning,
-            ("created", true, _) => NoticeKind::SupplyIncident,
-            ("created", false, true) => NoticeKind::VulnerableOrder,
-            _ => continue,
-        };
-        let mut recipients: Vec<Recipient> = Vec::new();
-        let mut add = |recipient: Recipient| {
-            if !recipients.iter().any(|r| r.phone == recipient.phone) {
-                recipients.push(recipient);
-            }
-        };
-        if kind != NoticeKind::VulnerableOrder {
-            for (township, officer) in &people.officers {
-                if *township == order.township {
-                    add(officer.clone());
-                }
-            }
-            for duty in &people.centre {
-                add(duty.clone());
+        if let Some(notice) = notice_for(store, event, people)? {
+            notices.push(notice);
+        }
+    }
+    Ok(notices)
+}
+
+/// The notice of one order event, when it makes one: an escalation, an SLA warning, a supply
+/// incident's order or a vulnerable household's new order.
+fn notice_for(
+    store: &Store,
+    event: &OrderNotice,
+    people: &People,
+) -> Result<Option<Notice>, StoreError> {
+    let Some(order) = store.order_row(event.order_id)? else {
+        return Ok(None);
+    };
+    let household = match &order.household_id {
+        Some(id) => store.household_view(id)?,
+        None => None,
+    };
+    let vulnerable = household.as_ref().is_some_and(|h| h.vulnerable);
+    let power = matches!(
+        order.category.as_str(),
+        POWER_SUPPLY | VILLAGE_HEAT_PUMP_TRIPS
+    );
+    let kind = match (event.kind.as_str(), power, vulnerable) {
+        ("escalated", ..) => NoticeKind::Escalated,
+        ("sla_warning", ..) => NoticeKind::SlaWarning,
+        ("created", true, _) => NoticeKind::SupplyIncident,
+        ("created", false, true) => NoticeKind::VulnerableOrder,
+        _ => return Ok(None),
+    };
+    let recipients = recipients(store, &order, household.as_ref(), kind, people)?;
+    let village_name = match (&household, &order.village_id) {
+        (Some(h), _) => Some(h.village_name.clone()),
+        (None, Some(village)) => store
+            .villages(Some(&order.township))?
+            .into_iter()
+            .find(|v| v.id == *village)
+            .map(|v| v.name),
+        (None, None) => None,
+    };
+    Ok(Some(Notice {
+        v: 1,
+        id: format!(
+            "{}:{}:{}:{:08x}",
+            kind.as_str(),
+            order.id,
+            event.at_ms,
+            fnv1a(&event.note)
+        ),
+        kind,
+        order_id: order.id,
+        township: order.township.clone(),
+        village_id: order.village_id.clone(),
+        village_name,
+        household_id: order.household_id.clone(),
+        address: household.filter(|h| h.vulnerable).map(|h| h.address),
+        device_id: order.device_id.clone(),
+        category: order.category.clone(),
+        priority: order.priority.clone(),
+        state: order.state.as_str().to_owned(),
+        team_id: order.team_id.clone(),
+        technician_id: order.technician_id.clone(),
+        note: event.note.clone(),
+        at_ms: event.at_ms,
+        recipients,
+    }))
+}
+
+/// Who is told of a notice of `kind` about `order`, each phone number once: the township's
+/// officers and the centre's duty (not for a vulnerable household's order), the village's
+/// electricians (power supply), and a vulnerable household's caretaker.
+fn recipients(
+    store: &Store,
+    order: &OrderRow,
+    household: Option<&HouseholdView>,
+    kind: NoticeKind,
+    people: &People,
+) -> Result<Vec<Recipient>, StoreError> {
+    let power = matches!(
+        order.category.as_str(),
+        POWER_SUPPLY | VILLAGE_HEAT_PUMP_TRIPS
+    );
+    let mut recipients: Vec<Recipient> = Vec::new();
+    let mut add = |recipient: Recipient| {
+        if !recipients.iter().any(|r| r.phone == recipient.phone) {
+            recipients.push(recipient);
+        }
+    };
+    if kind != NoticeKind::VulnerableOrder {
+        for (township, officer) in &people.officers {
+            if *township == order.township {
+                add(officer.clone());
             }
         }
-        if let (true, Some(village)) = (power, &order.village_id) {
-            for contact in store.village_contacts(village, "electrician")? {
-                if let Ok(phone) = normalise_phone(&contact.phone) {
-                    add(Recipient {
-                        role: RecipientRole::VillageElectrician,
-                        name: contact.name,
-                        phone,
-                    });
-                }
-            }
+        for duty in &people.centre {
+            add(duty.clone());
         }
-        if let Some(caretaker) = household
-            .as_ref()
-            .filter(|h| h.vulnerable)
-            .and_then(|h| h.caretaker.as_ref())
-        {
-            if let Ok(phone) = normalise_phone(&caretaker.phone) {
+    }
+    if let (true, Some(village)) = (power, &order.village_id) {
+        for contact in store.village_contacts(village, "electrician")? {
+            if let Ok(phone) = normalise_phone(&contact.phone) {
                 add(Recipient {
-                    role: RecipientRole::Caretaker,
-                    name: caretaker.name.clone(),
+                    role: RecipientRole::VillageElectrician,
+                    name: contact.name,
                     phone,
                 });
             }
         }
-        let village_name = match (&household, &order.village_id) {
-            (Some(h), _) => Some(h.village_name.clone()),
-            (None, Some(village)) => store
-                .villages(Some(&order.township))?
-                .into_iter()
-                .find(|v| v.id == *village)
-                .map(|v| v.name),
-            (None, None) => None,
-        };
-        notices.push(Notice {
-            v: 1,
-            id: format!(
-                "{}:{}:{}:{:08x}",
-                kind.as_str(),
-                order.id,
-                event.at_ms,
-                fnv1a(&event.note)
-            ),
-            kind,
-            order_id: order.id,
-            township: order.township.clone(),
-            village_id: order.village_id.clone(),
-            village_name,
-            household_id: order.household_id.clone(),
-            address: household.filter(|h| h.vulnerable).map(|h| h.address),
-            device_id: order.device_id.clone(),
-            category: order.category.clone(),
-            priority: order.priority.clone(),
-            state: order.state.as_str().to_owned(),
-            team_id: order.team_id.clone(),
-            technician_id: order.technician_id.clone(),
-            note: event.note.clone(),
-            at_ms: event.at_ms,
-            recipients,
-        });
     }
-    Ok(notices)
+    if let Some(caretaker) = household
+        .filter(|h| h.vulnerable)
+        .and_then(|h| h.caretaker.as_ref())
+    {
+        if let Ok(phone) = normalise_phone(&caretaker.phone) {
+            add(Recipient {
+                role: RecipientRole::Caretaker,
+                name: caretaker.name.clone(),
+                phone,
+            });
+        }
+    }
+    Ok(recipients)
 }
 
 /// FNV-1a (32 bits) of `text`: a short, stable tag for a notice id.

@@ -283,6 +283,9 @@ impl OrderService {
         Ok(assignment)
     }
 
+    /// [`OrderService::act`] in `store`'s transaction: the order in the caller's scope, the
+    /// event time, the step itself, then its events (the step's own and its follow-ups) and
+    /// their notices.
     fn act_in(
         &self,
         store: &mut Store,
@@ -291,36 +294,58 @@ impl OrderService {
         action: OrderAction,
         at_ms: Option<i64>,
     ) -> Result<(OrderRow, Vec<OrderNotice>), RequestError> {
-        // Another team's order does not exist for the caller; a township officer is told whose
-        // township it is.
-        let order = store
+        let order = order_in_scope(store, order_id, principal, &action)?;
+        let actor = principal.actor();
+        let at = self.step_time(store, &order, principal, at_ms)?;
+        action.check_text()?;
+        let on = StepOn {
+            order: &order,
+            principal,
+            actor: &actor,
+            at,
+        };
+        let mut out = StepOutcome::default();
+        let (kind, note) = self.step(store, &on, action, &mut out)?;
+        let StepOutcome {
+            update,
+            mut follow_ups,
+        } = out;
+        if matches!(kind.as_str(), "reassigned" | "cancelled" | "merged") {
+            if let Some(note) =
+                delegation::void_after(store, &order, &kind, update.team_id.as_deref(), at)?
+            {
+                follow_ups.push(("delegation_voided", note));
+            }
+        }
+        store.append_event(order_id, at, &actor, &kind, &note, &update)?;
+        for (kind, note) in &follow_ups {
+            store.append_event(order_id, at, &actor, kind, note, &OrderUpdate::default())?;
+        }
+        let row = store
             .order_row(order_id)?
             .ok_or(OrderError::NotFound(order_id))?;
-        if !principal.can_read(&order) {
-            if principal.role == Role::Township {
-                return Err(RequestError::Forbidden(format!(
-                    "order {order_id} is in township {:?}; this token acts for township {:?} only",
-                    order.township,
-                    principal.township.as_deref().unwrap_or_default()
-                )));
-            }
-            return Err(OrderError::NotFound(order_id).into());
+        let mut notices = vec![OrderNotice::of(&row, &kind, at, note)];
+        for (kind, note) in follow_ups {
+            notices.push(OrderNotice::of(&row, kind, at, note));
         }
-        // A read-only token (a 区/市 bureau) changes nothing but may urge (督办).
-        if principal.role == Role::ReadOnly && !matches!(action, OrderAction::Escalate { .. }) {
-            return Err(RequestError::Forbidden(
-                "a ReadOnly (bureau) token may only escalate (督办) an order".into(),
-            ));
-        }
-        let actor = principal.actor();
-        let actor = actor.as_str();
+        Ok((row, notices))
+    }
+
+    /// When a step happens: the server's clock, never before the order's last event (so its
+    /// history stays in order when the clock is behind: event-time mode, a reading from the
+    /// future); only an operator may set one, within [`TimeWindow::order_step`].
+    fn step_time(
+        &self,
+        store: &Store,
+        order: &OrderRow,
+        principal: &Principal,
+        at_ms: Option<i64>,
+    ) -> Result<i64, RequestError> {
         let now = self.clock.now_ms();
         let last = store
-            .last_event_ms(order_id)?
+            .last_event_ms(order.id)?
             .map_or(order.created_at_ms, |last| last.max(order.created_at_ms));
-        let at = match at_ms {
-            // The server's clock; never before the order's last event, so its history stays
-            // in order when the clock is behind (event-time mode, a reading from the future).
+        Ok(match at_ms {
             None => now.max(last),
             Some(_) if principal.role != Role::Operator => {
                 return Err(RequestError::Forbidden(format!(
@@ -333,74 +358,38 @@ impl OrderService {
             Some(t) => TimeWindow::order_step(last, now.saturating_add(self.clock_lead_ms))
                 .check("at_ms", t)
                 .map_err(|m| RequestError::out_of_range("at_ms", m))?,
-        };
-        action.check_text()?;
-        let mut update = OrderUpdate::default();
-        // Events recorded after the action's own, at the same time.
-        let mut follow_ups: Vec<(&'static str, String)> = Vec::new();
-        let (kind, note): (String, String) = match action {
+        })
+    }
+
+    /// Checks and applies one action: what it changes goes into `out`; returns the kind and
+    /// note of the step's event.
+    fn step(
+        &self,
+        store: &mut Store,
+        on: &StepOn,
+        action: OrderAction,
+        out: &mut StepOutcome,
+    ) -> Result<(String, String), RequestError> {
+        let (order, at) = (on.order, on.at);
+        let update = &mut out.update;
+        Ok(match action {
             OrderAction::Dispatch {
                 team_id,
                 technician_id,
-            } => {
-                update.state = Some(next_state(order.state, &Step::Dispatch)?);
-                let assignment = match team_id {
-                    Some(team) => Self::named_assignment(
-                        store,
-                        &order,
-                        principal,
-                        &team,
-                        technician_id.as_deref(),
-                    )?,
-                    None => dispatch::route(store, &order)?.ok_or_else(|| {
-                        RequestError::invalid("no team covers this order; name one with team_id")
-                    })?,
-                };
-                update.team_id = Some(assignment.team.id.clone());
-                update.technician_id = assignment.technician.map(|t| t.id);
-                update.dispatched_at_ms = Some(at);
-                self.metrics.order_dispatched();
-                ("dispatched".into(), assignment.note)
-            }
+            } => self.dispatch_step(store, on, team_id, technician_id, update)?,
             OrderAction::Reassign {
                 team_id,
                 technician_id,
                 reason,
-            } => {
-                update.state = Some(next_state(order.state, &Step::Reassign)?);
-                let assignment = Self::named_assignment(
-                    store,
-                    &order,
-                    principal,
-                    &team_id,
-                    technician_id.as_deref(),
-                )?;
-                update.team_id = Some(assignment.team.id.clone());
-                update.technician_id = assignment.technician.map(|t| t.id);
-                (
-                    "reassigned".into(),
-                    format!("{}; reason: {reason}", assignment.note),
-                )
-            }
-            OrderAction::Accept => {
-                update.state = Some(next_state(order.state, &Step::Accept)?);
-                update.accepted_at_ms = Some(at);
-                // A technician's own token takes the order over for the technician, when the
-                // registry has them in the order's team.
-                let mut note = String::new();
-                if let (Some(me), Some(team)) = (&principal.technician, &order.team_id) {
-                    if order.technician_id.as_deref() != Some(me.as_str())
-                        && store
-                            .technician_loads(team)?
-                            .iter()
-                            .any(|(technician, _)| &technician.id == me)
-                    {
-                        update.technician_id = Some(me.clone());
-                        note = format!("taken by technician {me}");
-                    }
-                }
-                ("accepted".into(), note)
-            }
+            } => Self::reassign_step(
+                store,
+                on,
+                &team_id,
+                technician_id.as_deref(),
+                &reason,
+                update,
+            )?,
+            OrderAction::Accept => accept_step(store, on, update)?,
             OrderAction::Arrive => {
                 update.state = Some(next_state(order.state, &Step::Arrive)?);
                 update.on_site_at_ms = Some(at);
@@ -410,169 +399,13 @@ impl OrderService {
                 parts,
                 misuse,
                 note,
-            } => {
-                update.state = Some(next_state(order.state, &Step::Resolve)?);
-                if parts.len() > MAX_PART_LINES {
-                    return Err(RequestError::out_of_range(
-                        "parts",
-                        format!(
-                            "parts: {} lines, at most {MAX_PART_LINES} (give a quantity instead)",
-                            parts.len()
-                        ),
-                    ));
-                }
-                let mut used = Vec::with_capacity(parts.len());
-                for part in &parts {
-                    if !(1..=100).contains(&part.quantity) {
-                        return Err(RequestError::invalid(format!(
-                            "part {:?}: quantity {} is not 1..=100",
-                            part.code, part.quantity
-                        )));
-                    }
-                    let known = store.part(&part.code)?.ok_or_else(|| {
-                        RequestError::invalid(format!(
-                            "part {:?} is not in the unified price list",
-                            part.code
-                        ))
-                    })?;
-                    used.push((known, part.quantity));
-                }
-                let mut parts_cents: i64 = 0;
-                for (part, quantity) in &used {
-                    parts_cents = part
-                        .price_cents
-                        .checked_mul(*quantity)
-                        .and_then(|line| parts_cents.checked_add(line))
-                        .filter(|total| (0..=MAX_PARTS_CENTS).contains(total))
-                        .ok_or_else(|| {
-                            RequestError::out_of_range(
-                                "parts",
-                                format!(
-                                    "parts: the total value leaves 0..={} CNY at part {:?} ({} fen x{quantity}); check the price list",
-                                    MAX_PARTS_CENTS / 100,
-                                    part.code,
-                                    part.price_cents
-                                ),
-                            )
-                        })?;
-                }
-                // A team's finding of misuse is a claim: the resident is charged for it only
-                // once an operator confirms it.
-                let applied = misuse && principal.role == Role::Operator;
-                let claimed = misuse && !applied;
-                if claimed && note.trim().is_empty() {
-                    return Err(RequestError::invalid(
-                        "note: a misuse claim needs a note saying what was found, for the operator who confirms it",
-                    ));
-                }
-                let charge = charge(parts_cents, order.in_warranty.unwrap_or(false), applied);
-                store.add_parts(order_id, &used)?;
-                update.resolved_at_ms = Some(at);
-                update.parts_cents = Some(charge.parts_cents);
-                update.resident_pays_cents = Some(charge.resident_pays_cents);
-                update.misuse = Some(applied);
-                if claimed {
-                    follow_ups.push((
-                        ORDER_EVENT_MISUSE_CLAIMED,
-                        format!(
-                            "misuse claimed by {actor}; the resident is not charged for it until an operator confirms it (confirm_misuse)"
-                        ),
-                    ));
-                }
-                let parts_text: Vec<String> = used
-                    .iter()
-                    .map(|(p, q)| format!("{} x{q}", p.code))
-                    .collect();
-                (
-                    ORDER_EVENT_RESOLVED.into(),
-                    format!(
-                        "parts: [{}]; parts value {:.2} CNY; resident pays {:.2} CNY{}{}",
-                        parts_text.join(", "),
-                        charge.parts_cents as f64 / 100.0,
-                        charge.resident_pays_cents as f64 / 100.0,
-                        if applied {
-                            "; misuse"
-                        } else if claimed {
-                            "; misuse claimed, awaiting an operator's confirmation"
-                        } else {
-                            ""
-                        },
-                        if note.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; {note}")
-                        }
-                    ),
-                )
-            }
-            OrderAction::ConfirmMisuse { note } => {
-                if principal.role != Role::Operator {
-                    return Err(RequestError::Forbidden(format!(
-                        "a {:?} token may not confirm misuse; only an operator may",
-                        principal.role
-                    )));
-                }
-                if !can_confirm_misuse(order.state) {
-                    return Err(TransitionError {
-                        step: "confirm misuse on",
-                        state: order.state.as_str(),
-                    }
-                    .into());
-                }
-                let kinds = store.event_kinds(order_id)?;
-                if !misuse_claim_pending(kinds.iter().map(String::as_str)) {
-                    return Err(RequestError::Conflict(format!(
-                        "order {order_id} has no misuse claim awaiting confirmation (a team's resolve with misuse: true records one)"
-                    )));
-                }
-                let charge = charge(order.parts_cents, order.in_warranty.unwrap_or(false), true);
-                update.misuse = Some(true);
-                update.resident_pays_cents = Some(charge.resident_pays_cents);
-                (
-                    ORDER_EVENT_MISUSE_CONFIRMED.into(),
-                    format!(
-                        "misuse confirmed: parts value {:.2} CNY; resident pays {:.2} CNY{}",
-                        charge.parts_cents as f64 / 100.0,
-                        charge.resident_pays_cents as f64 / 100.0,
-                        if note.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; {note}")
-                        }
-                    ),
-                )
-            }
+            } => resolve_step(store, on, &parts, misuse, &note, out)?,
+            OrderAction::ConfirmMisuse { note } => confirm_misuse_step(store, on, &note, update)?,
             OrderAction::Callback {
                 satisfaction,
                 solved,
                 note,
-            } => {
-                if !(1..=5).contains(&satisfaction) {
-                    return Err(RequestError::invalid(format!(
-                        "satisfaction {satisfaction} is not 1..=5"
-                    )));
-                }
-                let step = Step::Callback { solved };
-                update.state = Some(next_state(order.state, &step)?);
-                update.satisfaction = Some(satisfaction);
-                update.reopen = !solved;
-                (
-                    step.kind().into(),
-                    format!(
-                        "satisfaction {satisfaction}/5; {}{}",
-                        if solved {
-                            "solved"
-                        } else {
-                            "NOT solved: order reopened"
-                        },
-                        if note.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; {note}")
-                        }
-                    ),
-                )
-            }
+            } => callback_step(order, satisfaction, solved, &note, update)?,
             OrderAction::Close => {
                 update.state = Some(next_state(order.state, &Step::Close)?);
                 update.closed_at_ms = Some(at);
@@ -586,114 +419,440 @@ impl OrderService {
                 update.closed_at_ms = Some(at);
                 ("cancelled".into(), reason)
             }
-            OrderAction::Merge { into } => {
-                if into == order_id {
-                    return Err(RequestError::invalid(
-                        "an order cannot be merged into itself",
-                    ));
-                }
-                let target = store
-                    .order_row(into)?
-                    .filter(|target| principal.can_read(target))
-                    .ok_or(OrderError::NotFound(into))?;
-                if !target.state.is_open() {
-                    return Err(RequestError::invalid(format!(
-                        "order {into} is {}",
-                        target.state.as_str()
-                    )));
-                }
-                update.state = Some(next_state(order.state, &Step::Merge)?);
-                update.closed_at_ms = Some(at);
-                store.append_event(
-                    into,
-                    at,
-                    actor,
-                    "merged_from",
-                    &format!("order {order_id} merged into this one"),
-                    &OrderUpdate::default(),
-                )?;
-                ("merged".into(), format!("merged into order {into}"))
-            }
-            OrderAction::Escalate { note } => {
-                if principal.role == Role::ReadOnly && note.trim().is_empty() {
-                    return Err(RequestError::invalid(
-                        "note: a bureau's 督办 needs a note saying what to hurry and why",
-                    ));
-                }
-                if !order.state.is_open() {
-                    return Err(RequestError::invalid(format!(
-                        "order is {}",
-                        order.state.as_str()
-                    )));
-                }
-                self.metrics.escalation();
-                ("escalated".into(), format!("督办 by {actor}: {note}"))
-            }
+            OrderAction::Merge { into } => merge_step(store, on, into, update)?,
+            OrderAction::Escalate { note } => self.escalate_step(on, &note)?,
             OrderAction::Delegate {
                 team_id,
                 technician_id,
                 reason,
-            } => {
-                update.state = Some(next_state(order.state, &Step::Delegate)?);
-                let planned = delegation::plan(
-                    store,
-                    &order,
-                    principal,
-                    &team_id,
-                    technician_id.as_deref(),
-                    &reason,
-                    self.delegation.call_out_fee_cents,
-                    at,
-                )?;
-                let entry = planned.entry;
-                update.team_id = Some(entry.to_team.clone());
-                update.technician_id = planned.assignment.technician.map(|t| t.id);
-                let ledger = store.add_delegation(&entry)?;
-                self.metrics.order_delegated();
-                tracing::info!(
-                    order = order_id,
-                    from_vendor = %entry.from_vendor,
-                    to_vendor = %entry.to_vendor,
-                    to_team = %entry.to_team,
-                    period = %entry.period,
-                    fee_cents = entry.fee_cents,
-                    ledger,
-                    actor,
-                    "order delegated to another vendor of the same period"
-                );
-                (
-                    Step::Delegate.kind().into(),
+            } => self.delegate_step(
+                store,
+                on,
+                &team_id,
+                technician_id.as_deref(),
+                &reason,
+                update,
+            )?,
+        })
+    }
+
+    /// Dispatch to the team named (with its technician, if one is), else to the one routing
+    /// picks.
+    fn dispatch_step(
+        &self,
+        store: &Store,
+        on: &StepOn,
+        team_id: Option<String>,
+        technician_id: Option<String>,
+        update: &mut OrderUpdate,
+    ) -> Result<(String, String), RequestError> {
+        update.state = Some(next_state(on.order.state, &Step::Dispatch)?);
+        let assignment = match team_id {
+            Some(team) => Self::named_assignment(
+                store,
+                on.order,
+                on.principal,
+                &team,
+                technician_id.as_deref(),
+            )?,
+            None => dispatch::route(store, on.order)?.ok_or_else(|| {
+                RequestError::invalid("no team covers this order; name one with team_id")
+            })?,
+        };
+        update.team_id = Some(assignment.team.id.clone());
+        update.technician_id = assignment.technician.map(|t| t.id);
+        update.dispatched_at_ms = Some(on.at);
+        self.metrics.order_dispatched();
+        Ok(("dispatched".into(), assignment.note))
+    }
+
+    /// Reassignment to the team named (with its technician, if one is), with the reason.
+    fn reassign_step(
+        store: &Store,
+        on: &StepOn,
+        team_id: &str,
+        technician_id: Option<&str>,
+        reason: &str,
+        update: &mut OrderUpdate,
+    ) -> Result<(String, String), RequestError> {
+        update.state = Some(next_state(on.order.state, &Step::Reassign)?);
+        let assignment =
+            Self::named_assignment(store, on.order, on.principal, team_id, technician_id)?;
+        update.team_id = Some(assignment.team.id.clone());
+        update.technician_id = assignment.technician.map(|t| t.id);
+        Ok((
+            "reassigned".into(),
+            format!("{}; reason: {reason}", assignment.note),
+        ))
+    }
+
+    /// A manual escalation (督办) of an open order; a bureau's needs a note.
+    fn escalate_step(&self, on: &StepOn, note: &str) -> Result<(String, String), RequestError> {
+        if on.principal.role == Role::ReadOnly && note.trim().is_empty() {
+            return Err(RequestError::invalid(
+                "note: a bureau's 督办 needs a note saying what to hurry and why",
+            ));
+        }
+        if !on.order.state.is_open() {
+            return Err(RequestError::invalid(format!(
+                "order is {}",
+                on.order.state.as_str()
+            )));
+        }
+        self.metrics.escalation();
+        Ok(("escalated".into(), format!("督办 by {}: {note}", on.actor)))
+    }
+
+    /// Delegation to another vendor's team ([`delegation::plan`]), with its ledger entry.
+    fn delegate_step(
+        &self,
+        store: &mut Store,
+        on: &StepOn,
+        team_id: &str,
+        technician_id: Option<&str>,
+        reason: &str,
+        update: &mut OrderUpdate,
+    ) -> Result<(String, String), RequestError> {
+        update.state = Some(next_state(on.order.state, &Step::Delegate)?);
+        let planned = delegation::plan(
+            store,
+            on.order,
+            on.principal,
+            team_id,
+            technician_id,
+            reason,
+            self.delegation.call_out_fee_cents,
+            on.at,
+        )?;
+        let entry = planned.entry;
+        update.team_id = Some(entry.to_team.clone());
+        update.technician_id = planned.assignment.technician.map(|t| t.id);
+        let ledger = store.add_delegation(&entry)?;
+        self.metrics.order_delegated();
+        tracing::info!(
+            order = on.order.id,
+            from_vendor = %entry.from_vendor,
+            to_vendor = %entry.to_vendor,
+            to_team = %entry.to_team,
+            period = %entry.period,
+            fee_cents = entry.fee_cents,
+            ledger,
+            actor = on.actor,
+            "order delegated to another vendor of the same period"
+        );
+        Ok((
+            Step::Delegate.kind().into(),
+            format!(
+                "delegated by vendor {} ({}) to vendor {}: {}; {} owes {} the call-out fee {:.2} CNY and the parts of the repair (ledger entry {ledger}); reason: {reason}",
+                entry.from_vendor,
+                entry.from_team,
+                entry.to_vendor,
+                planned.assignment.note,
+                entry.from_vendor,
+                entry.to_vendor,
+                entry.fee_cents as f64 / 100.0,
+            ),
+        ))
+    }
+}
+
+/// The order a step acts on, who acts and when.
+struct StepOn<'a> {
+    order: &'a OrderRow,
+    principal: &'a Principal,
+    actor: &'a str,
+    at: i64,
+}
+
+/// What a step writes: its changes to the order, and the events recorded after the step's own,
+/// at the same time.
+#[derive(Default)]
+struct StepOutcome {
+    update: OrderUpdate,
+    follow_ups: Vec<(&'static str, String)>,
+}
+
+/// The order, when `principal` may act on it with `action`. Another team's order does not exist
+/// for the caller; a township officer is told whose township it is; a read-only token (a 区/市
+/// bureau) changes nothing but may urge (督办).
+fn order_in_scope(
+    store: &Store,
+    order_id: i64,
+    principal: &Principal,
+    action: &OrderAction,
+) -> Result<OrderRow, RequestError> {
+    let order = store
+        .order_row(order_id)?
+        .ok_or(OrderError::NotFound(order_id))?;
+    if !principal.can_read(&order) {
+        if principal.role == Role::Township {
+            return Err(RequestError::Forbidden(format!(
+                "order {order_id} is in township {:?}; this token acts for township {:?} only",
+                order.township,
+                principal.township.as_deref().unwrap_or_default()
+            )));
+        }
+        return Err(OrderError::NotFound(order_id).into());
+    }
+    if principal.role == Role::ReadOnly && !matches!(action, OrderAction::Escalate { .. }) {
+        return Err(RequestError::Forbidden(
+            "a ReadOnly (bureau) token may only escalate (督办) an order".into(),
+        ));
+    }
+    Ok(order)
+}
+
+/// Acceptance; a technician's own token takes the order over for the technician, when the
+/// registry has them in the order's team.
+fn accept_step(
+    store: &Store,
+    on: &StepOn,
+    update: &mut OrderUpdate,
+) -> Result<(String, String), RequestError> {
+    let order = on.order;
+    update.state = Some(next_state(order.state, &Step::Accept)?);
+    update.accepted_at_ms = Some(on.at);
+    let mut note = String::new();
+    if let (Some(me), Some(team)) = (&on.principal.technician, &order.team_id) {
+        if order.technician_id.as_deref() != Some(me.as_str())
+            && store
+                .technician_loads(team)?
+                .iter()
+                .any(|(technician, _)| &technician.id == me)
+        {
+            update.technician_id = Some(me.clone());
+            note = format!("taken by technician {me}");
+        }
+    }
+    Ok(("accepted".into(), note))
+}
+
+/// The parts of a repair, each in the unified price list with a quantity of 1 to 100, and
+/// their total value, at most [`MAX_PARTS_CENTS`].
+fn priced_parts(
+    store: &Store,
+    parts: &[PartUse],
+) -> Result<(Vec<(crate::registry::Part, i64)>, i64), RequestError> {
+    if parts.len() > MAX_PART_LINES {
+        return Err(RequestError::out_of_range(
+            "parts",
+            format!(
+                "parts: {} lines, at most {MAX_PART_LINES} (give a quantity instead)",
+                parts.len()
+            ),
+        ));
+    }
+    let mut used = Vec::with_capacity(parts.len());
+    for part in parts {
+        if !(1..=100).contains(&part.quantity) {
+            return Err(RequestError::invalid(format!(
+                "part {:?}: quantity {} is not 1..=100",
+                part.code, part.quantity
+            )));
+        }
+        let known = store.part(&part.code)?.ok_or_else(|| {
+            RequestError::invalid(format!(
+                "part {:?} is not in the unified price list",
+                part.code
+            ))
+        })?;
+        used.push((known, part.quantity));
+    }
+    let mut parts_cents: i64 = 0;
+    for (part, quantity) in &used {
+        parts_cents = part
+            .price_cents
+            .checked_mul(*quantity)
+            .and_then(|line| parts_cents.checked_add(line))
+            .filter(|total| (0..=MAX_PARTS_CENTS).contains(total))
+            .ok_or_else(|| {
+                RequestError::out_of_range(
+                    "parts",
                     format!(
-                        "delegated by vendor {} ({}) to vendor {}: {}; {} owes {} the call-out fee {:.2} CNY and the parts of the repair (ledger entry {ledger}); reason: {reason}",
-                        entry.from_vendor,
-                        entry.from_team,
-                        entry.to_vendor,
-                        planned.assignment.note,
-                        entry.from_vendor,
-                        entry.to_vendor,
-                        entry.fee_cents as f64 / 100.0,
+                        "parts: the total value leaves 0..={} CNY at part {:?} ({} fen x{quantity}); check the price list",
+                        MAX_PARTS_CENTS / 100,
+                        part.code,
+                        part.price_cents
                     ),
                 )
-            }
-        };
-        if matches!(kind.as_str(), "reassigned" | "cancelled" | "merged") {
-            if let Some(note) =
-                delegation::void_after(store, &order, &kind, update.team_id.as_deref(), at)?
-            {
-                follow_ups.push(("delegation_voided", note));
-            }
-        }
-        store.append_event(order_id, at, actor, &kind, &note, &update)?;
-        for (kind, note) in &follow_ups {
-            store.append_event(order_id, at, actor, kind, note, &OrderUpdate::default())?;
-        }
-        let row = store
-            .order_row(order_id)?
-            .ok_or(OrderError::NotFound(order_id))?;
-        let mut notices = vec![OrderNotice::of(&row, &kind, at, note)];
-        for (kind, note) in follow_ups {
-            notices.push(OrderNotice::of(&row, kind, at, note));
-        }
-        Ok((row, notices))
+            })?;
     }
+    Ok((used, parts_cents))
+}
+
+/// `; {note}`, or nothing for an empty note.
+fn note_suffix(note: &str) -> String {
+    if note.is_empty() {
+        String::new()
+    } else {
+        format!("; {note}")
+    }
+}
+
+/// The repair: its parts and what the resident pays. A team's finding of misuse is a claim
+/// (a follow-up event): the resident is charged for it only once an operator confirms it.
+fn resolve_step(
+    store: &mut Store,
+    on: &StepOn,
+    parts: &[PartUse],
+    misuse: bool,
+    note: &str,
+    out: &mut StepOutcome,
+) -> Result<(String, String), RequestError> {
+    let order = on.order;
+    let update = &mut out.update;
+    update.state = Some(next_state(order.state, &Step::Resolve)?);
+    let (used, parts_cents) = priced_parts(store, parts)?;
+    let applied = misuse && on.principal.role == Role::Operator;
+    let claimed = misuse && !applied;
+    if claimed && note.trim().is_empty() {
+        return Err(RequestError::invalid(
+            "note: a misuse claim needs a note saying what was found, for the operator who confirms it",
+        ));
+    }
+    let charge = charge(parts_cents, order.in_warranty.unwrap_or(false), applied);
+    store.add_parts(order.id, &used)?;
+    update.resolved_at_ms = Some(on.at);
+    update.parts_cents = Some(charge.parts_cents);
+    update.resident_pays_cents = Some(charge.resident_pays_cents);
+    update.misuse = Some(applied);
+    if claimed {
+        out.follow_ups.push((
+            ORDER_EVENT_MISUSE_CLAIMED,
+            format!(
+                "misuse claimed by {}; the resident is not charged for it until an operator confirms it (confirm_misuse)",
+                on.actor
+            ),
+        ));
+    }
+    let parts_text: Vec<String> = used
+        .iter()
+        .map(|(p, q)| format!("{} x{q}", p.code))
+        .collect();
+    Ok((
+        ORDER_EVENT_RESOLVED.into(),
+        format!(
+            "parts: [{}]; parts value {:.2} CNY; resident pays {:.2} CNY{}{}",
+            parts_text.join(", "),
+            charge.parts_cents as f64 / 100.0,
+            charge.resident_pays_cents as f64 / 100.0,
+            if applied {
+                "; misuse"
+            } else if claimed {
+                "; misuse claimed, awaiting an operator's confirmation"
+            } else {
+                ""
+            },
+            note_suffix(note)
+        ),
+    ))
+}
+
+/// An operator confirms a team's pending misuse claim: the resident is charged for the parts.
+fn confirm_misuse_step(
+    store: &Store,
+    on: &StepOn,
+    note: &str,
+    update: &mut OrderUpdate,
+) -> Result<(String, String), RequestError> {
+    let order = on.order;
+    if on.principal.role != Role::Operator {
+        return Err(RequestError::Forbidden(format!(
+            "a {:?} token may not confirm misuse; only an operator may",
+            on.principal.role
+        )));
+    }
+    if !can_confirm_misuse(order.state) {
+        return Err(TransitionError {
+            step: "confirm misuse on",
+            state: order.state.as_str(),
+        }
+        .into());
+    }
+    let kinds = store.event_kinds(order.id)?;
+    if !misuse_claim_pending(kinds.iter().map(String::as_str)) {
+        return Err(RequestError::Conflict(format!(
+            "order {} has no misuse claim awaiting confirmation (a team's resolve with misuse: true records one)",
+            order.id
+        )));
+    }
+    let charge = charge(order.parts_cents, order.in_warranty.unwrap_or(false), true);
+    update.misuse = Some(true);
+    update.resident_pays_cents = Some(charge.resident_pays_cents);
+    Ok((
+        ORDER_EVENT_MISUSE_CONFIRMED.into(),
+        format!(
+            "misuse confirmed: parts value {:.2} CNY; resident pays {:.2} CNY{}",
+            charge.parts_cents as f64 / 100.0,
+            charge.resident_pays_cents as f64 / 100.0,
+            note_suffix(note)
+        ),
+    ))
+}
+
+/// The resident's callback: satisfaction 1 to 5; not solved reopens the order.
+fn callback_step(
+    order: &OrderRow,
+    satisfaction: i64,
+    solved: bool,
+    note: &str,
+    update: &mut OrderUpdate,
+) -> Result<(String, String), RequestError> {
+    if !(1..=5).contains(&satisfaction) {
+        return Err(RequestError::invalid(format!(
+            "satisfaction {satisfaction} is not 1..=5"
+        )));
+    }
+    let step = Step::Callback { solved };
+    update.state = Some(next_state(order.state, &step)?);
+    update.satisfaction = Some(satisfaction);
+    update.reopen = !solved;
+    Ok((
+        step.kind().into(),
+        format!(
+            "satisfaction {satisfaction}/5; {}{}",
+            if solved {
+                "solved"
+            } else {
+                "NOT solved: order reopened"
+            },
+            note_suffix(note)
+        ),
+    ))
+}
+
+/// The order merged into another open order in the caller's scope, which notes it.
+fn merge_step(
+    store: &mut Store,
+    on: &StepOn,
+    into: i64,
+    update: &mut OrderUpdate,
+) -> Result<(String, String), RequestError> {
+    let order_id = on.order.id;
+    if into == order_id {
+        return Err(RequestError::invalid(
+            "an order cannot be merged into itself",
+        ));
+    }
+    let target = store
+        .order_row(into)?
+        .filter(|target| on.principal.can_read(target))
+        .ok_or(OrderError::NotFound(into))?;
+    if !target.state.is_open() {
+        return Err(RequestError::invalid(format!(
+            "order {into} is {}",
+            target.state.as_str()
+        )));
+    }
+    update.state = Some(next_state(on.order.state, &Step::Merge)?);
+    update.closed_at_ms = Some(on.at);
+    store.append_event(
+        into,
+        on.at,
+        on.actor,
+        "merged_from",
+        &format!("order {order_id} merged into this one"),
+        &OrderUpdate::default(),
+    )?;
+    Ok(("merged".into(), format!("merged into order {into}")))
 }

@@ -32,9 +32,9 @@ use serde::Deserialize;
 
 use super::actions::RequestError;
 use super::dispatch::{self, Assignment};
-use super::store::{DelegationStatus, NewDelegation, OrderRow, Store};
+use super::store::{DelegationRow, DelegationStatus, NewDelegation, OrderRow, Store};
 use crate::auth::{Principal, Role};
-use crate::registry::TeamKind;
+use crate::registry::{Team, TeamKind};
 
 /// The most a call-out fee may be, in fen (1,000 CNY).
 pub const MAX_CALL_OUT_FEE_CENTS: i64 = 100_000;
@@ -71,7 +71,9 @@ pub(super) struct Planned {
     pub entry: NewDelegation,
 }
 
-/// Checks a delegation of `order` to `team_id` by `principal` (see the module's rules).
+/// Checks a delegation of `order` to `team_id` by `principal` (see the module's rules), in
+/// their order: the reason, who delegates, the warranty, the delegating vendor, the receiving
+/// team and vendor, the contract period, no loop, and the technician who takes it over.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn plan(
     store: &Store,
@@ -89,91 +91,15 @@ pub(super) fn plan(
             "reason: a delegation needs a reason (why the vendor cannot send its own staff)",
         ));
     }
-    let current = order.team_id.clone().unwrap_or_default();
-    match principal.role {
-        Role::Operator => {}
-        Role::Team if principal.technician.is_some() => {
-            return Err(RequestError::Forbidden(
-                "a technician's own token may not delegate an order; the team's token (or an operator) does".into(),
-            ))
-        }
-        Role::Team if principal.team.as_deref() == Some(current.as_str()) => {}
-        Role::Team => {
-            return Err(RequestError::Forbidden(format!(
-                "order {id} is not assigned to team {:?}: only the team an order is assigned to may delegate it",
-                principal.team.as_deref().unwrap_or_default()
-            )))
-        }
-        Role::Township | Role::ReadOnly => {
-            return Err(RequestError::Forbidden(format!(
-                "a {:?} token may not delegate orders; the vendor's team does",
-                principal.role
-            )))
-        }
-    }
+    let current = delegator_team(order, principal)?;
     if order.in_warranty != Some(true) {
         return Err(RequestError::Conflict(format!(
             "order {id} is not a warranty repair: the third party repairs it, and delegation is between warranty vendors"
         )));
     }
-    let from_team = store
-        .team(&current)?
-        .filter(|team| team.kind == TeamKind::Vendor)
-        .ok_or_else(|| {
-            RequestError::Conflict(format!(
-                "order {id} is assigned to {current:?}, not to a vendor team: only a vendor delegates"
-            ))
-        })?;
-    let from_vendor = from_team.vendor_id.clone().unwrap_or_default();
-    let earlier = store.delegations_of(id)?;
-    let received = earlier
-        .iter()
-        .rev()
-        .find(|d| d.status != DelegationStatus::Void)
-        .is_some_and(|d| d.to_vendor == from_vendor);
-    if order.vendor_id.as_deref() != Some(from_vendor.as_str()) && !received {
-        return Err(RequestError::Forbidden(format!(
-            "vendor {from_vendor:?} neither warrants device {:?} nor received order {id} by delegation: ask the centre to reassign it",
-            order.device_id
-        )));
-    }
-    let to_team = store
-        .team(team_id)?
-        .ok_or_else(|| RequestError::invalid(format!("team_id {team_id:?} is not a team")))?;
-    let to_vendor = match (to_team.kind, to_team.vendor_id.clone()) {
-        (TeamKind::Vendor, Some(vendor)) => vendor,
-        (kind, _) => {
-            return Err(RequestError::invalid(format!(
-                "team_id {team_id:?} is a {} team: a vendor delegates to another vendor's team (the centre reassigns to the third party)",
-                kind.as_str()
-            )))
-        }
-    };
-    if to_vendor == from_vendor {
-        return Err(RequestError::invalid(format!(
-            "team_id {team_id:?} is vendor {from_vendor:?}'s own team: that is a reassignment within the vendor, not a delegation"
-        )));
-    }
-    if !dispatch::covers(&to_team, &order.township) {
-        return Err(RequestError::Forbidden(format!(
-            "team_id {team_id:?} serves {}, not township {:?}, the order's: a vendor delegates only to a vendor serving the same township",
-            to_team.townships.join(", "),
-            order.township
-        )));
-    }
-    let period_of = |vendor: &str| -> Result<String, RequestError> {
-        store.vendor_period(vendor)?.ok_or_else(|| {
-            RequestError::Forbidden(format!(
-                "vendor {vendor:?} has no contract period in the registry (vendors.csv column period): delegation is only between vendors of the same period"
-            ))
-        })
-    };
-    let (period, to_period) = (period_of(&from_vendor)?, period_of(&to_vendor)?);
-    if period != to_period {
-        return Err(RequestError::Forbidden(format!(
-            "vendor {to_vendor:?} is of contract period {to_period:?}, vendor {from_vendor:?} of {period:?}: a vendor delegates only to a vendor of the same period (同期企业)"
-        )));
-    }
+    let (from_team, from_vendor, earlier) = delegating_vendor(store, order, &current)?;
+    let (to_team, to_vendor) = receiving_vendor(store, order, team_id, &from_vendor)?;
+    let period = same_period(store, &from_vendor, &to_vendor)?;
     let held = order.vendor_id.as_deref() == Some(to_vendor.as_str())
         || earlier
             .iter()
@@ -211,6 +137,121 @@ pub(super) fn plan(
         },
         assignment,
     })
+}
+
+/// The team `order` is assigned to, when `principal` may delegate for it: that team's own
+/// token (not a technician's) or an operator.
+fn delegator_team(order: &OrderRow, principal: &Principal) -> Result<String, RequestError> {
+    let id = order.id;
+    let current = order.team_id.clone().unwrap_or_default();
+    match principal.role {
+        Role::Operator => {}
+        Role::Team if principal.technician.is_some() => {
+            return Err(RequestError::Forbidden(
+                "a technician's own token may not delegate an order; the team's token (or an operator) does".into(),
+            ))
+        }
+        Role::Team if principal.team.as_deref() == Some(current.as_str()) => {}
+        Role::Team => {
+            return Err(RequestError::Forbidden(format!(
+                "order {id} is not assigned to team {:?}: only the team an order is assigned to may delegate it",
+                principal.team.as_deref().unwrap_or_default()
+            )))
+        }
+        Role::Township | Role::ReadOnly => {
+            return Err(RequestError::Forbidden(format!(
+                "a {:?} token may not delegate orders; the vendor's team does",
+                principal.role
+            )))
+        }
+    }
+    Ok(current)
+}
+
+/// The vendor team the order is assigned to (`current`), its vendor, and the order's earlier
+/// delegations; that vendor warrants the device or received the order by a delegation that
+/// still counts.
+fn delegating_vendor(
+    store: &Store,
+    order: &OrderRow,
+    current: &str,
+) -> Result<(Team, String, Vec<DelegationRow>), RequestError> {
+    let id = order.id;
+    let from_team = store
+        .team(current)?
+        .filter(|team| team.kind == TeamKind::Vendor)
+        .ok_or_else(|| {
+            RequestError::Conflict(format!(
+                "order {id} is assigned to {current:?}, not to a vendor team: only a vendor delegates"
+            ))
+        })?;
+    let from_vendor = from_team.vendor_id.clone().unwrap_or_default();
+    let earlier = store.delegations_of(id)?;
+    let received = earlier
+        .iter()
+        .rev()
+        .find(|d| d.status != DelegationStatus::Void)
+        .is_some_and(|d| d.to_vendor == from_vendor);
+    if order.vendor_id.as_deref() != Some(from_vendor.as_str()) && !received {
+        return Err(RequestError::Forbidden(format!(
+            "vendor {from_vendor:?} neither warrants device {:?} nor received order {id} by delegation: ask the centre to reassign it",
+            order.device_id
+        )));
+    }
+    Ok((from_team, from_vendor, earlier))
+}
+
+/// The team `team_id` and its vendor: a vendor team of another vendor than `from_vendor`,
+/// serving the order's township.
+fn receiving_vendor(
+    store: &Store,
+    order: &OrderRow,
+    team_id: &str,
+    from_vendor: &str,
+) -> Result<(Team, String), RequestError> {
+    let to_team = store
+        .team(team_id)?
+        .ok_or_else(|| RequestError::invalid(format!("team_id {team_id:?} is not a team")))?;
+    let to_vendor = match (to_team.kind, to_team.vendor_id.clone()) {
+        (TeamKind::Vendor, Some(vendor)) => vendor,
+        (kind, _) => {
+            return Err(RequestError::invalid(format!(
+                "team_id {team_id:?} is a {} team: a vendor delegates to another vendor's team (the centre reassigns to the third party)",
+                kind.as_str()
+            )))
+        }
+    };
+    if to_vendor == from_vendor {
+        return Err(RequestError::invalid(format!(
+            "team_id {team_id:?} is vendor {from_vendor:?}'s own team: that is a reassignment within the vendor, not a delegation"
+        )));
+    }
+    if !dispatch::covers(&to_team, &order.township) {
+        return Err(RequestError::Forbidden(format!(
+            "team_id {team_id:?} serves {}, not township {:?}, the order's: a vendor delegates only to a vendor serving the same township",
+            to_team.townships.join(", "),
+            order.township
+        )));
+    }
+    Ok((to_team, to_vendor))
+}
+
+/// The contract period both vendors share (同期企业); a vendor without one delegates to nobody.
+fn same_period(store: &Store, from_vendor: &str, to_vendor: &str) -> Result<String, RequestError> {
+    let period_of = |vendor: &str| -> Result<String, RequestError> {
+        store.vendor_period(vendor)?.ok_or_else(|| {
+            RequestError::Forbidden(format!(
+                "vendor {vendor:?} has no contract period in the registry (vendors.csv column period): delegation is only between vendors of the same period"
+            ))
+        })
+    };
+    let (period, to_period) = (period_of(from_vendor)?, period_of(to_vendor)?);
+    if period != to_period {
+        return Err(RequestError::Forbidden(format!(
+            "vendor {to_vendor:?} is of contract period {to_period:?}, vendor {from_vendor:?} of {period:?}: a vendor delegates only to a vendor of the same period (同期企业)"
+        )));
+    }
+    Ok(period)
 }
 
 /// After an operator's or township's reassignment, cancellation or merge of `order` (as it was

@@ -92,6 +92,8 @@ impl OrderService {
         Ok(outcome)
     }
 
+    /// Takes a complaint in `store`'s transaction: its time, the device and household it is
+    /// about (each in scope), then joins it to their open order or opens one, and records it.
     #[allow(clippy::type_complexity)]
     pub(super) fn complaint_in(
         &self,
@@ -99,92 +101,9 @@ impl OrderService {
         principal: &Principal,
         request: ComplaintRequest,
     ) -> Result<(ComplaintOutcome, Vec<OrderNotice>, Vec<OrderRow>), RequestError> {
-        let now = self.clock.now_ms();
-        let at_ms = match request.received_at_ms {
-            None => now,
-            Some(_) if principal.role != Role::Operator => {
-                return Err(RequestError::Forbidden(format!(
-                    "received_at_ms: a {:?} token may not date a complaint; omit it and the \
-                     server's clock is used (only an operator may set it, from server now - 24 h \
-                     to server now + 60 s)",
-                    principal.role
-                )))
-            }
-            Some(t) => TimeWindow::complaint(now.saturating_add(self.clock_lead_ms))
-                .check("received_at_ms", t)
-                .map_err(|m| RequestError::out_of_range("received_at_ms", m))?,
-        };
-        let outside = |field: &str, value: &str| {
-            RequestError::Forbidden(format!("{field} {value:?} is outside the token's township"))
-        };
-        // Scope first, for everything the request names, before anything else is said about it.
-        if let Some(household) = &request.household_id {
-            if let Some(township) = store.township_of_household(household)? {
-                if !principal.can_read_township(&township) {
-                    return Err(outside("household_id", household));
-                }
-            }
-        }
-        let (device_id, context) = match (&request.device_id, &request.household_id) {
-            (Some(device), _) => (device.clone(), store.device_context(device)?),
-            (None, Some(household)) => {
-                let device = store.device_of_household(household)?.ok_or_else(|| {
-                    RequestError::invalid(format!(
-                        "household_id {household:?} is not in the registry or has no registered device"
-                    ))
-                })?;
-                let context = store.device_context(&device)?;
-                (device, context)
-            }
-            (None, None) => {
-                return Err(RequestError::invalid(
-                    "a complaint needs device_id or household_id",
-                ))
-            }
-        };
-        if let Some(context) = &context {
-            if !principal.can_read_township(&context.village.township_id) {
-                let (field, value) = match &request.device_id {
-                    Some(device) => ("device_id", device.as_str()),
-                    None => ("household_id", context.household.id.as_str()),
-                };
-                return Err(outside(field, value));
-            }
-        }
-        // A device and a household named together must agree: the household decides which
-        // open order the complaint joins, the device what a new order is about.
-        if let (Some(device), Some(household)) = (&request.device_id, &request.household_id) {
-            match &context {
-                Some(context) if context.household.id == *household => {}
-                Some(context) => {
-                    return Err(RequestError::invalid(format!(
-                        "device_id {device:?} belongs to household {:?}, not to household_id {household:?}",
-                        context.household.id
-                    )))
-                }
-                None => {
-                    return Err(RequestError::invalid(format!(
-                        "device_id {device:?} is not in the registry, so it cannot belong to household_id {household:?}; give one of them"
-                    )))
-                }
-            }
-        }
-        let existing = match &context {
-            Some(context) => store
-                .open_order_for_household(&context.household.id)?
-                .or(store.open_order_for_device(&device_id)?),
-            None => store.open_order_for_device(&device_id)?,
-        };
-        if let Some(order) = &existing {
-            // An unregistered device's order carries the township of its topic.
-            if !principal.can_read_township(&order.township) {
-                let (field, value) = match (&request.device_id, &request.household_id) {
-                    (None, Some(household)) => ("household_id", household.as_str()),
-                    _ => ("device_id", device_id.as_str()),
-                };
-                return Err(outside(field, value));
-            }
-        }
+        let at_ms = self.complaint_time(principal, request.received_at_ms)?;
+        let (device_id, context) = complaint_device(store, principal, &request)?;
+        let existing = open_order_in_scope(store, principal, &request, &device_id, &context)?;
         let channel = request.channel.as_str();
         let mut notices = Vec::new();
         let mut dispatched = Vec::new();
@@ -204,40 +123,15 @@ impl OrderService {
                 (order.id, true, order.pre_emptive)
             }
             None => {
-                let Some(context) = context.as_ref() else {
-                    return Err(RequestError::invalid(format!(
-                        "device_id {device_id:?} is not in the registry; import it first"
-                    )));
-                };
-                let summary = if request.text.is_empty() {
-                    format!("complaint via {channel}")
-                } else {
-                    format!("complaint via {channel}: {}", request.text)
-                };
-                let order = self.new_order(
+                let (id, opened, sent) = self.open_complaint_order(
                     store,
+                    &request,
                     &device_id,
-                    &context.village.township_id,
-                    "repair",
-                    "high",
-                    channel,
-                    &summary,
+                    context.as_ref(),
                     at_ms,
-                    &format!("complaint:{channel}"),
-                    false,
-                    None,
                 )?;
-                let id = store
-                    .create_order(&order)?
-                    .ok_or_else(|| RequestError::invalid("the order could not be created"))?;
-                self.metrics.order_opened();
-                if let Some(row) = store.order_row(id)? {
-                    notices.push(OrderNotice::of(&row, "created", at_ms, row.summary.clone()));
-                }
-                if let Some((row, notice)) = self.auto_dispatch(store, id, at_ms)? {
-                    notices.push(notice);
-                    dispatched.push(row);
-                }
+                notices.extend(opened);
+                dispatched.extend(sent);
                 (id, false, false)
             }
         };
@@ -264,4 +158,186 @@ impl OrderService {
             dispatched,
         ))
     }
+
+    /// Opens (and dispatches when a team fits) a repair order from a complaint about a
+    /// registered device; returns its id, its notices and the dispatched order.
+    #[allow(clippy::type_complexity)]
+    fn open_complaint_order(
+        &self,
+        store: &mut Store,
+        request: &ComplaintRequest,
+        device_id: &str,
+        context: Option<&store::DeviceContext>,
+        at_ms: i64,
+    ) -> Result<(i64, Vec<OrderNotice>, Vec<OrderRow>), RequestError> {
+        let Some(context) = context else {
+            return Err(RequestError::invalid(format!(
+                "device_id {device_id:?} is not in the registry; import it first"
+            )));
+        };
+        let channel = request.channel.as_str();
+        let summary = if request.text.is_empty() {
+            format!("complaint via {channel}")
+        } else {
+            format!("complaint via {channel}: {}", request.text)
+        };
+        let order = self.new_order(
+            store,
+            device_id,
+            &context.village.township_id,
+            "repair",
+            "high",
+            channel,
+            &summary,
+            at_ms,
+            &format!("complaint:{channel}"),
+            false,
+            None,
+        )?;
+        let mut notices = Vec::new();
+        let mut dispatched = Vec::new();
+        let id = self.create_and_dispatch(store, &order, at_ms, &mut notices, &mut dispatched)?;
+        Ok((id, notices, dispatched))
+    }
+
+    /// When a complaint came in: the server's clock, unless an operator dates it within
+    /// [`TimeWindow::complaint`].
+    fn complaint_time(
+        &self,
+        principal: &Principal,
+        received_at_ms: Option<i64>,
+    ) -> Result<i64, RequestError> {
+        let now = self.clock.now_ms();
+        Ok(match received_at_ms {
+            None => now,
+            Some(_) if principal.role != Role::Operator => {
+                return Err(RequestError::Forbidden(format!(
+                    "received_at_ms: a {:?} token may not date a complaint; omit it and the \
+                     server's clock is used (only an operator may set it, from server now - 24 h \
+                     to server now + 60 s)",
+                    principal.role
+                )))
+            }
+            Some(t) => TimeWindow::complaint(now.saturating_add(self.clock_lead_ms))
+                .check("received_at_ms", t)
+                .map_err(|m| RequestError::out_of_range("received_at_ms", m))?,
+        })
+    }
+
+    /// Creates `order`, counts it, announces it and dispatches it when a team fits; returns
+    /// its id.
+    pub(super) fn create_and_dispatch(
+        &self,
+        store: &mut Store,
+        order: &NewOrder,
+        at_ms: i64,
+        notices: &mut Vec<OrderNotice>,
+        dispatched: &mut Vec<OrderRow>,
+    ) -> Result<i64, RequestError> {
+        let id = store
+            .create_order(order)?
+            .ok_or_else(|| RequestError::invalid("the order could not be created"))?;
+        self.metrics.order_opened();
+        if let Some(row) = store.order_row(id)? {
+            notices.push(OrderNotice::of(&row, "created", at_ms, row.summary.clone()));
+        }
+        if let Some((row, notice)) = self.auto_dispatch(store, id, at_ms)? {
+            notices.push(notice);
+            dispatched.push(row);
+        }
+        Ok(id)
+    }
+}
+
+/// A request naming `field` = `value` outside the principal's township.
+pub(super) fn outside(field: &str, value: &str) -> RequestError {
+    RequestError::Forbidden(format!("{field} {value:?} is outside the token's township"))
+}
+
+/// The device a complaint is about (the one named, else the household's) and where it sits in
+/// the registry. Scope first, for everything the request names, before anything else is said
+/// about it; a device and a household named together must agree (the household decides which
+/// open order the complaint joins, the device what a new order is about).
+fn complaint_device(
+    store: &Store,
+    principal: &Principal,
+    request: &ComplaintRequest,
+) -> Result<(String, Option<store::DeviceContext>), RequestError> {
+    if let Some(household) = &request.household_id {
+        if let Some(township) = store.township_of_household(household)? {
+            if !principal.can_read_township(&township) {
+                return Err(outside("household_id", household));
+            }
+        }
+    }
+    let (device_id, context) = match (&request.device_id, &request.household_id) {
+        (Some(device), _) => (device.clone(), store.device_context(device)?),
+        (None, Some(household)) => {
+            let device = store.device_of_household(household)?.ok_or_else(|| {
+                RequestError::invalid(format!(
+                    "household_id {household:?} is not in the registry or has no registered device"
+                ))
+            })?;
+            let context = store.device_context(&device)?;
+            (device, context)
+        }
+        (None, None) => {
+            return Err(RequestError::invalid(
+                "a complaint needs device_id or household_id",
+            ))
+        }
+    };
+    if let Some(context) = &context {
+        if !principal.can_read_township(&context.village.township_id) {
+            let (field, value) = match &request.device_id {
+                Some(device) => ("device_id", device.as_str()),
+                None => ("household_id", context.household.id.as_str()),
+            };
+            return Err(outside(field, value));
+        }
+    }
+    if let (Some(device), Some(household)) = (&request.device_id, &request.household_id) {
+        match &context {
+            Some(context) if context.household.id == *household => {}
+            Some(context) => {
+                return Err(RequestError::invalid(format!(
+                    "device_id {device:?} belongs to household {:?}, not to household_id {household:?}",
+                    context.household.id
+                )))
+            }
+            None => {
+                return Err(RequestError::invalid(format!(
+                    "device_id {device:?} is not in the registry, so it cannot belong to household_id {household:?}; give one of them"
+                )))
+            }
+        }
+    }
+    Ok((device_id, context))
+}
+
+/// The household's (else the device's) open order, which must be in the principal's scope
+/// (an unregistered device's order carries the township of its topic).
+fn open_order_in_scope(
+    store: &Store,
+    principal: &Principal,
+    request: &ComplaintRequest,
+    device_id: &str,
+    context: &Option<store::DeviceContext>,
+) -> Result<Option<OrderRow>, RequestError> {
+    let existing = match context {
+        Some(context) => store
+            .open_order_for_household(&context.household.id)?
+            .or(store.open_order_for_device(device_id)?),
+        None => store.open_order_for_device(device_id)?,
+    };
+    if let Some(order) = &existing {
+        if !principal.can_read_township(&order.township) {
+            let (field, value) = match (&request.device_id, &request.household_id) {
+                (None, Some(household)) => ("household_id", household.as_str()),
+                _ => ("device_id", device_id),
+            };
+            return Err(outside(field, value));
+        }
+    }
+    Ok(existing)
 }

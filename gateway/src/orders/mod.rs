@@ -378,123 +378,170 @@ impl OrderService {
         store: &mut Store,
         transitions: Vec<(Transition, String)>,
     ) -> Result<Applied, StoreError> {
-        let mut opened = Vec::new();
-        let mut notices = Vec::new();
-        let mut dispatched = Vec::new();
+        let mut applied = Applied::default();
         for (transition, township) in transitions {
             match transition.kind {
                 TransitionKind::Firing => {
-                    let alert = AlertRow {
-                        episode_id: transition.episode_id.clone(),
-                        device_id: transition.device_id.to_string(),
-                        township: township.clone(),
-                        rule_id: transition.rule_id.clone(),
-                        severity: label(&transition.severity),
-                        summary: transition.summary.clone(),
-                        fired_at_ms: transition.at_ms,
-                        resolved_at_ms: None,
-                    };
-                    if store.alert_fired(&alert)? {
-                        self.metrics.alert_fired(&transition.rule_id);
-                    }
-                    let Action::Order { category, priority } = &transition.action else {
-                        continue;
-                    };
-                    if store.episode_has_order(&transition.episode_id)? {
-                        continue;
-                    }
-                    let device = transition.device_id.as_str();
-                    if let Some(open) = store.open_order_for_device(device)? {
-                        if store.link_episode(
-                            &transition.episode_id,
-                            open.id,
-                            transition.at_ms,
-                            &transition.summary,
-                        )? {
-                            tracing::info!(order = open.id, device, rule = %transition.rule_id, "alert linked to the device's open order");
-                            if let Some((row, notice)) = self.upgrade_call_task(
-                                store,
-                                &open,
-                                category,
-                                &label(priority),
-                                &transition,
-                                &mut notices,
-                            )? {
-                                notices.push(notice);
-                                dispatched.push(row);
-                            } else if category != CALL_TASK_CATEGORY {
-                                // A more urgent alert on the device makes the open order as
-                                // urgent (a call-first alert does not: it asks for a call).
-                                if let Some(current) = store.order_row(open.id)? {
-                                    self.raise_priority(
-                                        store,
-                                        &current,
-                                        &label(priority),
-                                        transition.at_ms,
-                                        &format!("rule:{}", transition.rule_id),
-                                        &transition.summary,
-                                        &mut notices,
-                                    )?;
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    let order = self.new_order(
-                        store,
-                        device,
-                        &township,
-                        category,
-                        &label(priority),
-                        "rule",
-                        &transition.summary,
-                        transition.at_ms,
-                        &format!("rule:{}", transition.rule_id),
-                        true,
-                        Some(transition.episode_id.clone()),
-                    )?;
-                    let Some(id) = store.create_order(&order)? else {
-                        continue;
-                    };
-                    self.metrics.order_opened();
-                    tracing::info!(order = id, device, rule = %transition.rule_id, category = %category, "work order opened");
-                    if let Some(row) = store.order_row(id)? {
-                        notices.push(OrderNotice::of(
-                            &row,
-                            "created",
-                            row.created_at_ms,
-                            row.summary.clone(),
-                        ));
-                    }
-                    opened.push(id);
-                    if category == CALL_TASK_CATEGORY {
-                        // Proportionate to the evidence: ring the household or the village
-                        // caretaker first; a technician goes when the call fails or other
-                        // evidence joins (see `upgrade_call_task`).
-                        store.append_event(
-                            id,
-                            order.created_at_ms,
-                            "dispatcher:auto",
-                            "call_first",
-                            CALL_TASK_NOTE,
-                            &OrderUpdate::default(),
-                        )?;
-                        self.metrics.call_task_opened();
-                        continue;
-                    }
-                    if let Some((row, notice)) =
-                        self.auto_dispatch(store, id, order.created_at_ms)?
-                    {
-                        notices.push(notice);
-                        dispatched.push(row);
-                    }
+                    self.apply_firing(store, &transition, &township, &mut applied)?
                 }
                 TransitionKind::Resolved => {
                     store.alert_resolved(&transition.episode_id, transition.at_ms)?;
                 }
             }
         }
-        Ok((opened, notices, dispatched))
+        Ok(applied)
+    }
+
+    /// A firing alert: recorded; when its action asks for an order and its episode has none
+    /// yet, it joins the device's open order or opens one.
+    fn apply_firing(
+        &self,
+        store: &mut Store,
+        transition: &Transition,
+        township: &str,
+        applied: &mut Applied,
+    ) -> Result<(), StoreError> {
+        let alert = AlertRow {
+            episode_id: transition.episode_id.clone(),
+            device_id: transition.device_id.to_string(),
+            township: township.to_owned(),
+            rule_id: transition.rule_id.clone(),
+            severity: label(&transition.severity),
+            summary: transition.summary.clone(),
+            fired_at_ms: transition.at_ms,
+            resolved_at_ms: None,
+        };
+        if store.alert_fired(&alert)? {
+            self.metrics.alert_fired(&transition.rule_id);
+        }
+        let Action::Order { category, priority } = &transition.action else {
+            return Ok(());
+        };
+        if store.episode_has_order(&transition.episode_id)? {
+            return Ok(());
+        }
+        if let Some(open) = store.open_order_for_device(transition.device_id.as_str())? {
+            return self.join_open_order_of_device(
+                store,
+                &open,
+                category,
+                &label(priority),
+                transition,
+                applied,
+            );
+        }
+        self.open_alert_order(
+            store,
+            transition,
+            township,
+            category,
+            &label(priority),
+            applied,
+        )
+    }
+
+    /// Links the alert's episode to the device's open order: a waiting call task becomes the
+    /// order the rule asks for; otherwise a more urgent alert makes the order as urgent (a
+    /// call-first alert does not: it asks for a call).
+    fn join_open_order_of_device(
+        &self,
+        store: &mut Store,
+        open: &OrderRow,
+        category: &str,
+        priority: &str,
+        transition: &Transition,
+        applied: &mut Applied,
+    ) -> Result<(), StoreError> {
+        let (_, notices, dispatched) = applied;
+        if !store.link_episode(
+            &transition.episode_id,
+            open.id,
+            transition.at_ms,
+            &transition.summary,
+        )? {
+            return Ok(());
+        }
+        let device = transition.device_id.as_str();
+        tracing::info!(order = open.id, device, rule = %transition.rule_id, "alert linked to the device's open order");
+        if let Some((row, notice)) =
+            self.upgrade_call_task(store, open, category, priority, transition, notices)?
+        {
+            notices.push(notice);
+            dispatched.push(row);
+        } else if category != CALL_TASK_CATEGORY {
+            if let Some(current) = store.order_row(open.id)? {
+                self.raise_priority(
+                    store,
+                    &current,
+                    priority,
+                    transition.at_ms,
+                    &format!("rule:{}", transition.rule_id),
+                    &transition.summary,
+                    notices,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the order an alert asks for; a call task waits for its call (proportionate to the
+    /// evidence: ring the household or the village caretaker first; a technician goes when the
+    /// call fails or other evidence joins, see `upgrade_call_task`), any other is dispatched.
+    fn open_alert_order(
+        &self,
+        store: &mut Store,
+        transition: &Transition,
+        township: &str,
+        category: &str,
+        priority: &str,
+        applied: &mut Applied,
+    ) -> Result<(), StoreError> {
+        let (opened, notices, dispatched) = applied;
+        let device = transition.device_id.as_str();
+        let order = self.new_order(
+            store,
+            device,
+            township,
+            category,
+            priority,
+            "rule",
+            &transition.summary,
+            transition.at_ms,
+            &format!("rule:{}", transition.rule_id),
+            true,
+            Some(transition.episode_id.clone()),
+        )?;
+        let Some(id) = store.create_order(&order)? else {
+            return Ok(());
+        };
+        self.metrics.order_opened();
+        tracing::info!(order = id, device, rule = %transition.rule_id, category = %category, "work order opened");
+        if let Some(row) = store.order_row(id)? {
+            notices.push(OrderNotice::of(
+                &row,
+                "created",
+                row.created_at_ms,
+                row.summary.clone(),
+            ));
+        }
+        opened.push(id);
+        if category == CALL_TASK_CATEGORY {
+            store.append_event(
+                id,
+                order.created_at_ms,
+                "dispatcher:auto",
+                "call_first",
+                CALL_TASK_NOTE,
+                &OrderUpdate::default(),
+            )?;
+            self.metrics.call_task_opened();
+            return Ok(());
+        }
+        if let Some((row, notice)) = self.auto_dispatch(store, id, order.created_at_ms)? {
+            notices.push(notice);
+            dispatched.push(row);
+        }
+        Ok(())
     }
 
     /// Severity escalations within alert episodes: an event on the episode's order, and a
@@ -578,74 +625,90 @@ impl OrderService {
         let (opened, notices, dispatched) = self
             .with_store(move |store| {
                 store.batch(|store| {
-                    let mut opened = Vec::new();
-                    let mut notices = Vec::new();
-                    let mut dispatched = Vec::new();
+                    let mut applied = Applied::default();
                     for incident in incidents {
-                        let subject = format!("{}:{}", label(&incident.level), incident.group);
                         match incident.kind {
                             TransitionKind::Firing => {
-                                let alert = AlertRow {
-                                    episode_id: incident.incident_id.clone(),
-                                    device_id: subject.clone(),
-                                    township: incident.group.township.clone(),
-                                    rule_id: incident.fleet_rule_id.clone(),
-                                    severity: label(&incident.severity),
-                                    summary: incident.summary.clone(),
-                                    fired_at_ms: incident.at_ms,
-                                    resolved_at_ms: None,
-                                };
-                                if store.alert_fired(&alert)? {
-                                    service.metrics.alert_fired(&incident.fleet_rule_id);
-                                }
-                                let Action::Order { category, priority } = &incident.action else {
-                                    continue;
-                                };
-                                let order = NewOrder {
-                                    episode_id: Some(incident.incident_id.clone()),
-                                    device_id: subject.clone(),
-                                    village_id: incident.group.village.clone(),
-                                    township: incident.group.township.clone(),
-                                    category: category.clone(),
-                                    priority: label(priority),
-                                    source: "rule".into(),
-                                    summary: format!(
-                                        "{} ({} of {} devices)",
-                                        incident.summary,
-                                        incident.devices.len(),
-                                        incident.group_size
-                                    ),
-                                    created_at_ms: incident.at_ms,
-                                    actor: format!("fleet:{}", incident.fleet_rule_id),
-                                    pre_emptive: true,
-                                    ..NewOrder::default()
-                                };
-                                let Some(id) = store.create_order(&order)? else {
-                                    continue;
-                                };
-                                service.metrics.order_opened();
-                                tracing::warn!(order = id, group = %incident.group, rule = %incident.fleet_rule_id, devices = incident.devices.len(), "supply incident: one order for the whole group");
-                                if let Some(row) = store.order_row(id)? {
-                                    notices.push(OrderNotice::of(&row, "created", row.created_at_ms, row.summary.clone()));
-                                }
-                                opened.push(id);
-                                if let Some((row, notice)) = service.auto_dispatch(store, id, incident.at_ms)? {
-                                    notices.push(notice);
-                                    dispatched.push(row);
-                                }
+                                service.apply_incident_firing(store, &incident, &mut applied)?
                             }
                             TransitionKind::Resolved => {
                                 store.alert_resolved(&incident.incident_id, incident.at_ms)?;
                             }
                         }
                     }
-                    Ok((opened, notices, dispatched))
+                    Ok(applied)
                 })
             })
             .await?;
         self.send_live(live);
         self.announce(notices, &dispatched);
         Ok(opened)
+    }
+
+    /// A firing incident: recorded as an alert on its group; when its action asks for an
+    /// order, one order for the whole group, dispatched.
+    fn apply_incident_firing(
+        &self,
+        store: &mut Store,
+        incident: &rules::IncidentTransition,
+        applied: &mut Applied,
+    ) -> Result<(), StoreError> {
+        let (opened, notices, dispatched) = applied;
+        let subject = format!("{}:{}", label(&incident.level), incident.group);
+        let alert = AlertRow {
+            episode_id: incident.incident_id.clone(),
+            device_id: subject.clone(),
+            township: incident.group.township.clone(),
+            rule_id: incident.fleet_rule_id.clone(),
+            severity: label(&incident.severity),
+            summary: incident.summary.clone(),
+            fired_at_ms: incident.at_ms,
+            resolved_at_ms: None,
+        };
+        if store.alert_fired(&alert)? {
+            self.metrics.alert_fired(&incident.fleet_rule_id);
+        }
+        let Action::Order { category, priority } = &incident.action else {
+            return Ok(());
+        };
+        let order = NewOrder {
+            episode_id: Some(incident.incident_id.clone()),
+            device_id: subject,
+            village_id: incident.group.village.clone(),
+            township: incident.group.township.clone(),
+            category: category.clone(),
+            priority: label(priority),
+            source: "rule".into(),
+            summary: format!(
+                "{} ({} of {} devices)",
+                incident.summary,
+                incident.devices.len(),
+                incident.group_size
+            ),
+            created_at_ms: incident.at_ms,
+            actor: format!("fleet:{}", incident.fleet_rule_id),
+            pre_emptive: true,
+            ..NewOrder::default()
+        };
+        let Some(id) = store.create_order(&order)? else {
+            return Ok(());
+        };
+        self.metrics.order_opened();
+        tracing::warn!(order = id, group = %incident.group, rule = %incident.fleet_rule_id, devices = incident.devices.len(), "supply incident: one order for the whole group");
+        if let Some(row) = store.order_row(id)? {
+            notices.push(OrderNotice::of(
+                &row,
+                "created",
+                row.created_at_ms,
+                row.summary.clone(),
+            ));
+        }
+        opened.push(id);
+        if let Some((row, notice)) = self.auto_dispatch(store, id, incident.at_ms)? {
+            notices.push(notice);
+            dispatched.push(row);
+        }
+        Ok(())
     }
 
     /// When `open` is a call task still waiting for its call and a rule now asks for a repair

@@ -532,6 +532,18 @@ pub fn to_html(report: &Report) -> String {
         escape(&report.from_date),
         report.generated_at_ms
     );
+    html_groups(report, &mut html);
+    html_sla_by_class(report, &mut html);
+    html_inspection(report, &mut html);
+    if let Some(scheme) = &report.scheme {
+        super::scheme::to_html(scheme, &mut html);
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+/// One table per grouping: the district, townships, teams, vendors and site types.
+fn html_groups(report: &Report, html: &mut String) {
     for (heading, rows) in [
         ("全区 District", std::slice::from_ref(&report.total)),
         ("乡镇 By township", report.by_township.as_slice()),
@@ -566,6 +578,10 @@ pub fn to_html(report: &Report) -> String {
         }
         html.push_str("</tbody></table>");
     }
+}
+
+/// The district's SLA compliance per class, each against its own deadlines.
+fn html_sla_by_class(report: &Report, html: &mut String) {
     let _ = write!(
         html,
         "<h2>按类别 SLA by class (district; each class against its own deadlines)</h2><table><thead><tr><th>Class</th>\
@@ -590,37 +606,38 @@ pub fn to_html(report: &Report) -> String {
         );
     }
     html.push_str("</tbody></table>");
+}
+
+/// The pre-season inspection coverage (district, townships, vendors), when any unit is in its
+/// scope.
+fn html_inspection(report: &Report, html: &mut String) {
     let coverage = &report.inspection_coverage;
-    if coverage.total.in_scope > 0 {
+    if coverage.total.in_scope == 0 {
+        return;
+    }
+    let _ = write!(
+        html,
+        "<h2>取暖季前巡检 Pre-season inspection coverage</h2><table><thead><tr><th>Group</th><th>In scope</th>\
+         <th>Inspected</th><th>Coverage</th><th>Defects</th><th>Not at home</th><th>Refused</th><th>Pending</th></tr></thead><tbody>"
+    );
+    for row in std::iter::once(&coverage.total)
+        .chain(&coverage.by_township)
+        .chain(&coverage.by_vendor)
+    {
         let _ = write!(
             html,
-            "<h2>取暖季前巡检 Pre-season inspection coverage</h2><table><thead><tr><th>Group</th><th>In scope</th>\
-             <th>Inspected</th><th>Coverage</th><th>Defects</th><th>Not at home</th><th>Refused</th><th>Pending</th></tr></thead><tbody>"
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&row.key),
+            row.in_scope,
+            row.inspected,
+            percent(row.coverage_rate),
+            row.defects,
+            row.not_home,
+            row.refused,
+            row.pending,
         );
-        for row in std::iter::once(&coverage.total)
-            .chain(&coverage.by_township)
-            .chain(&coverage.by_vendor)
-        {
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&row.key),
-                row.in_scope,
-                row.inspected,
-                percent(row.coverage_rate),
-                row.defects,
-                row.not_home,
-                row.refused,
-                row.pending,
-            );
-        }
-        html.push_str("</tbody></table>");
     }
-    if let Some(scheme) = &report.scheme {
-        super::scheme::to_html(scheme, &mut html);
-    }
-    html.push_str("</body></html>\n");
-    html
+    html.push_str("</tbody></table>");
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::idempotency::{Answered, IdempotencyKey, Once};
-use super::store::RequestRow;
+use super::intake::outside;
+use super::store::{DeviceContext, RequestRow};
 use super::*;
 use crate::registry::people::{normalise_phone, HouseholdView, MAX_NAME_CHARS};
 
@@ -163,6 +164,233 @@ fn ticket(value: Option<&str>) -> Result<Option<String>, RequestError> {
     Ok(Some(value))
 }
 
+/// A request's own fields as checked: its time placed, its texts trimmed and bounded.
+struct Fields {
+    at_ms: i64,
+    text: String,
+    answer: Option<String>,
+    ticket: Option<String>,
+    household_id: Option<String>,
+    device_id: Option<String>,
+    village_id: Option<String>,
+}
+
+/// Where a caller lives, as the registry has it.
+struct Place {
+    /// The device named, when one was.
+    context: Option<DeviceContext>,
+    /// The household named, or the device's.
+    household: Option<HouseholdView>,
+    village_id: String,
+    township: String,
+}
+
+/// A request as logged: what its kind's response rule works from.
+struct Logged {
+    id: i64,
+    kind: RequestKind,
+    channel: Channel,
+    /// The time the request asked for (the complaint intake checks it again).
+    received_at_ms: Option<i64>,
+    at_ms: i64,
+    ticket: Option<String>,
+    text: String,
+    answer: Option<String>,
+    household_id: Option<String>,
+    device_id: Option<String>,
+    village_id: String,
+    township: String,
+    /// The kind, channel, ticket and text in one line, for events and orders.
+    said: String,
+}
+
+/// Where the caller lives: the household named (or the device's), else a village; each in
+/// the principal's scope, and a device, household and village that name one another agree.
+fn resolve_place(
+    store: &Store,
+    principal: &Principal,
+    fields: &Fields,
+) -> Result<Place, RequestError> {
+    let context = match &fields.device_id {
+        Some(device) => Some(store.device_context(device)?.ok_or_else(|| {
+            RequestError::invalid(format!(
+                "device_id {device:?} is not in the registry; name the household_id, or for a caller without a registered device give caller_name, caller_phone and village_id"
+            ))
+        })?),
+        None => None,
+    };
+    let household: Option<HouseholdView> = match (&fields.household_id, &context) {
+        (Some(id), _) => Some(store.household_view(id)?.ok_or_else(|| {
+            RequestError::invalid(format!(
+                "household_id {id:?} is not in the registry; for a caller without a registered household give caller_name, caller_phone and village_id"
+            ))
+        })?),
+        (None, Some(context)) => store.household_view(&context.household.id)?,
+        (None, None) => None,
+    };
+    if let Some(household) = &household {
+        if !principal.can_read_township(&household.township_id) {
+            return Err(match &fields.household_id {
+                Some(id) => outside("household_id", id),
+                None => outside("device_id", fields.device_id.as_deref().unwrap_or_default()),
+            });
+        }
+    }
+    if let (Some(context), Some(household)) = (&context, &household) {
+        if context.household.id != household.id {
+            return Err(RequestError::invalid(format!(
+                "device_id {:?} belongs to household {:?}, not to household_id {:?}",
+                context.device.id, context.household.id, household.id
+            )));
+        }
+    }
+    let (village_id, township) = match &household {
+        Some(household) => {
+            if let Some(asked) = fields
+                .village_id
+                .as_ref()
+                .filter(|v| **v != household.village_id)
+            {
+                return Err(RequestError::invalid(format!(
+                    "village_id {asked:?} is not the village of household {:?} ({:?}); leave it out",
+                    household.id, household.village_id
+                )));
+            }
+            (household.village_id.clone(), household.township_id.clone())
+        }
+        None => village_place(store, principal, fields.village_id.clone())?,
+    };
+    Ok(Place {
+        context,
+        household,
+        village_id,
+        township,
+    })
+}
+
+/// The village (and its township) of a caller without a registered household.
+fn village_place(
+    store: &Store,
+    principal: &Principal,
+    village_id: Option<String>,
+) -> Result<(String, String), RequestError> {
+    let village = village_id.ok_or_else(|| {
+        RequestError::invalid(
+            "village_id: a caller without household_id or device_id needs village_id, caller_name and caller_phone",
+        )
+    })?;
+    let township = store.township_of_village(&village)?.ok_or_else(|| {
+        RequestError::invalid(format!("village_id {village:?} is not in the registry"))
+    })?;
+    if !principal.can_read_township(&township) {
+        return Err(outside("village_id", &village));
+    }
+    Ok((village, township))
+}
+
+/// Who called and the number to ring back: as given, else the household's resident and
+/// first phone.
+fn caller_contact(
+    request: &IntakeRequest,
+    household: Option<&HouseholdView>,
+) -> Result<(String, String), RequestError> {
+    let caller_name = match optional(
+        "caller_name",
+        request.caller_name.as_deref(),
+        MAX_NAME_CHARS,
+    )? {
+        Some(name) => name,
+        None => household.map(|h| h.resident.clone()).ok_or_else(|| {
+            RequestError::invalid(
+                "caller_name: a caller without a registered household needs a name",
+            )
+        })?,
+    };
+    let caller_phone = match optional("caller_phone", request.caller_phone.as_deref(), 40)? {
+        Some(phone) => normalise_phone(&phone)
+            .map_err(|e| RequestError::invalid(format!("caller_phone: {e}")))?,
+        None => household
+            .and_then(|h| h.phones.first().cloned())
+            .ok_or_else(|| {
+                RequestError::invalid(
+                    "caller_phone: a caller without a registered phone needs a number to ring back",
+                )
+            })?,
+    };
+    Ok((caller_name, caller_phone))
+}
+
+/// Writes the request (one per channel and ticket), with the caller's contact and the device
+/// the call is about (the one named, else the household's).
+fn log_request(
+    store: &mut Store,
+    principal: &Principal,
+    request: &IntakeRequest,
+    fields: Fields,
+    place: Place,
+) -> Result<Logged, RequestError> {
+    let (caller_name, caller_phone) = caller_contact(request, place.household.as_ref())?;
+    let channel = request.channel.as_str();
+    if let Some(ticket) = &fields.ticket {
+        if let Some(existing) = store.request_by_ticket(channel, ticket)? {
+            return Err(RequestError::Conflict(format!(
+                "ticket {ticket:?} of channel {channel} is already request {existing}; open it instead of logging the call twice"
+            )));
+        }
+    }
+    let household_id = place.household.as_ref().map(|h| h.id.clone());
+    let device_id = match (&place.context, &household_id) {
+        (Some(context), _) => Some(context.device.id.clone()),
+        (None, Some(household)) => store.device_of_household(household)?,
+        (None, None) => None,
+    };
+    let id = store.add_request(&RequestRow {
+        id: 0,
+        kind: request.kind.as_str().to_owned(),
+        channel: channel.to_owned(),
+        ticket: fields.ticket.clone(),
+        household_id: household_id.clone(),
+        device_id: device_id.clone(),
+        village_id: Some(place.village_id.clone()),
+        township: place.township.clone(),
+        caller_name,
+        caller_phone,
+        text: fields.text.clone(),
+        received_at_ms: fields.at_ms,
+        taken_by: principal.actor(),
+        order_id: None,
+        linked: false,
+        answer: None,
+        answered_at_ms: None,
+        answered_by: None,
+        masked: false,
+    })?;
+    let heading = match &fields.ticket {
+        Some(ticket) => format!("{} via {channel}, ticket {ticket}", request.kind.as_str()),
+        None => format!("{} via {channel}", request.kind.as_str()),
+    };
+    let said = if fields.text.is_empty() {
+        heading
+    } else {
+        format!("{heading}: {}", fields.text)
+    };
+    Ok(Logged {
+        id,
+        kind: request.kind,
+        channel: request.channel,
+        received_at_ms: request.received_at_ms,
+        at_ms: fields.at_ms,
+        ticket: fields.ticket,
+        text: fields.text,
+        answer: fields.answer,
+        household_id,
+        device_id,
+        village_id: place.village_id,
+        township: place.township,
+        said,
+    })
+}
+
 impl OrderService {
     /// Logs a request on behalf of `principal` (the roles that may are the API's to check)
     /// and applies its kind's response rule; with a `key`, a retry returns the first answer.
@@ -198,6 +426,8 @@ impl OrderService {
         })
     }
 
+    /// Takes a request in `store`'s transaction: checks its fields, finds where the caller
+    /// lives, logs it, applies its kind's response rule, and records the order and the answer.
     #[allow(clippy::type_complexity)]
     fn take_request_in(
         &self,
@@ -206,6 +436,55 @@ impl OrderService {
         request: IntakeRequest,
     ) -> Result<(IntakeOutcome, Vec<OrderNotice>, Vec<OrderRow>), RequestError> {
         let now = self.clock.now_ms();
+        let fields = self.request_fields(principal, &request, now)?;
+        let place = resolve_place(store, principal, &fields)?;
+        let logged = log_request(store, principal, &request, fields, place)?;
+        let mut notices = Vec::new();
+        let mut dispatched = Vec::new();
+        let (order_id, linked, pre_emptive) =
+            self.respond(store, principal, &logged, &mut notices, &mut dispatched)?;
+        if let Some(order) = order_id {
+            store.set_request_order(logged.id, order)?;
+        }
+        let actor = principal.actor();
+        if let Some(answer) = &logged.answer {
+            store.answer_request(logged.id, answer, now, &actor)?;
+        }
+        tracing::info!(
+            request = logged.id,
+            kind = logged.kind.as_str(),
+            channel = logged.channel.as_str(),
+            ticket = logged.ticket.as_deref().unwrap_or(""),
+            township = %logged.township,
+            order = ?order_id,
+            linked,
+            answered = logged.answer.is_some(),
+            by = %actor,
+            "request taken"
+        );
+        Ok((
+            IntakeOutcome {
+                request_id: logged.id,
+                kind: logged.kind,
+                answered: logged.answer.is_some(),
+                ticket: logged.ticket,
+                order_id,
+                linked,
+                pre_emptive,
+            },
+            notices,
+            dispatched,
+        ))
+    }
+
+    /// The request's own fields, checked: the time it came in (only an operator may date it,
+    /// within the complaint window), then each text trimmed and bounded.
+    fn request_fields(
+        &self,
+        principal: &Principal,
+        request: &IntakeRequest,
+        now: i64,
+    ) -> Result<Fields, RequestError> {
         let at_ms = match request.received_at_ms {
             None => now,
             Some(_) if principal.role != Role::Operator => {
@@ -218,156 +497,36 @@ impl OrderService {
                 .check("received_at_ms", t)
                 .map_err(|m| RequestError::out_of_range("received_at_ms", m))?,
         };
-        let text = bounded("text", &request.text, MAX_TEXT_CHARS)?;
-        let answer = optional("answer", request.answer.as_deref(), MAX_TEXT_CHARS)?;
-        let ticket = ticket(request.ticket.as_deref())?;
-        let household_id = optional(
-            "household_id",
-            request.household_id.as_deref(),
-            MAX_ID_CHARS,
-        )?;
-        let device_id = optional("device_id", request.device_id.as_deref(), MAX_ID_CHARS)?;
-        let village_id = optional("village_id", request.village_id.as_deref(), MAX_ID_CHARS)?;
-        let outside = |field: &str, value: &str| {
-            RequestError::Forbidden(format!("{field} {value:?} is outside the token's township"))
-        };
+        Ok(Fields {
+            at_ms,
+            text: bounded("text", &request.text, MAX_TEXT_CHARS)?,
+            answer: optional("answer", request.answer.as_deref(), MAX_TEXT_CHARS)?,
+            ticket: ticket(request.ticket.as_deref())?,
+            household_id: optional(
+                "household_id",
+                request.household_id.as_deref(),
+                MAX_ID_CHARS,
+            )?,
+            device_id: optional("device_id", request.device_id.as_deref(), MAX_ID_CHARS)?,
+            village_id: optional("village_id", request.village_id.as_deref(), MAX_ID_CHARS)?,
+        })
+    }
 
-        // Where the caller lives: the household named (or the device's), else a village.
-        let context = match &device_id {
-            Some(device) => Some(store.device_context(device)?.ok_or_else(|| {
-                RequestError::invalid(format!(
-                    "device_id {device:?} is not in the registry; name the household_id, or for a caller without a registered device give caller_name, caller_phone and village_id"
-                ))
-            })?),
-            None => None,
-        };
-        let household: Option<HouseholdView> = match (&household_id, &context) {
-            (Some(id), _) => Some(store.household_view(id)?.ok_or_else(|| {
-                RequestError::invalid(format!(
-                    "household_id {id:?} is not in the registry; for a caller without a registered household give caller_name, caller_phone and village_id"
-                ))
-            })?),
-            (None, Some(context)) => store.household_view(&context.household.id)?,
-            (None, None) => None,
-        };
-        if let Some(household) = &household {
-            if !principal.can_read_township(&household.township_id) {
-                return Err(match &household_id {
-                    Some(id) => outside("household_id", id),
-                    None => outside("device_id", device_id.as_deref().unwrap_or_default()),
-                });
-            }
-        }
-        if let (Some(context), Some(household)) = (&context, &household) {
-            if context.household.id != household.id {
-                return Err(RequestError::invalid(format!(
-                    "device_id {:?} belongs to household {:?}, not to household_id {:?}",
-                    context.device.id, context.household.id, household.id
-                )));
-            }
-        }
-        let (village_id, township) = match &household {
-            Some(household) => {
-                if let Some(asked) = village_id.as_ref().filter(|v| **v != household.village_id) {
-                    return Err(RequestError::invalid(format!(
-                        "village_id {asked:?} is not the village of household {:?} ({:?}); leave it out",
-                        household.id, household.village_id
-                    )));
-                }
-                (household.village_id.clone(), household.township_id.clone())
-            }
-            None => {
-                let village = village_id.ok_or_else(|| {
-                    RequestError::invalid(
-                        "village_id: a caller without household_id or device_id needs village_id, caller_name and caller_phone",
-                    )
-                })?;
-                let township = store.township_of_village(&village)?.ok_or_else(|| {
-                    RequestError::invalid(format!("village_id {village:?} is not in the registry"))
-                })?;
-                if !principal.can_read_township(&township) {
-                    return Err(outside("village_id", &village));
-                }
-                (village, township)
-            }
-        };
-        let caller_name = match optional(
-            "caller_name",
-            request.caller_name.as_deref(),
-            MAX_NAME_CHARS,
-        )? {
-            Some(name) => name,
-            None => household
-                .as_ref()
-                .map(|h| h.resident.clone())
-                .ok_or_else(|| {
-                    RequestError::invalid(
-                        "caller_name: a caller without a registered household needs a name",
-                    )
-                })?,
-        };
-        let caller_phone = match optional("caller_phone", request.caller_phone.as_deref(), 40)? {
-            Some(phone) => normalise_phone(&phone)
-                .map_err(|e| RequestError::invalid(format!("caller_phone: {e}")))?,
-            None => household
-                .as_ref()
-                .and_then(|h| h.phones.first().cloned())
-                .ok_or_else(|| {
-                    RequestError::invalid("caller_phone: a caller without a registered phone needs a number to ring back")
-                })?,
-        };
-        let channel = request.channel.as_str();
-        if let Some(ticket) = &ticket {
-            if let Some(existing) = store.request_by_ticket(channel, ticket)? {
-                return Err(RequestError::Conflict(format!(
-                    "ticket {ticket:?} of channel {channel} is already request {existing}; open it instead of logging the call twice"
-                )));
-            }
-        }
-        let actor = principal.actor();
-        let household_id = household.as_ref().map(|h| h.id.clone());
-        let device_id = match (&context, &household_id) {
-            (Some(context), _) => Some(context.device.id.clone()),
-            (None, Some(household)) => store.device_of_household(household)?,
-            (None, None) => None,
-        };
-        let request_id = store.add_request(&RequestRow {
-            id: 0,
-            kind: request.kind.as_str().to_owned(),
-            channel: channel.to_owned(),
-            ticket: ticket.clone(),
-            household_id: household_id.clone(),
-            device_id: device_id.clone(),
-            village_id: Some(village_id.clone()),
-            township: township.clone(),
-            caller_name,
-            caller_phone,
-            text: text.clone(),
-            received_at_ms: at_ms,
-            taken_by: actor.clone(),
-            order_id: None,
-            linked: false,
-            answer: None,
-            answered_at_ms: None,
-            answered_by: None,
-            masked: false,
-        })?;
-        let heading = match &ticket {
-            Some(ticket) => format!("{} via {channel}, ticket {ticket}", request.kind.as_str()),
-            None => format!("{} via {channel}", request.kind.as_str()),
-        };
-        let said = if text.is_empty() {
-            heading.clone()
-        } else {
-            format!("{heading}: {text}")
-        };
-        let mut notices = Vec::new();
-        let mut dispatched = Vec::new();
-        let open = match &household_id {
+    /// Applies the request's kind's response rule; returns the order it opened or joined,
+    /// whether it joined one, and whether that order was pre-emptive.
+    fn respond(
+        &self,
+        store: &mut Store,
+        principal: &Principal,
+        logged: &Logged,
+        notices: &mut Vec<OrderNotice>,
+        dispatched: &mut Vec<OrderRow>,
+    ) -> Result<(Option<i64>, bool, bool), RequestError> {
+        let open = match &logged.household_id {
             Some(household) => store.open_order_for_household(household)?,
             None => None,
         };
-        let (order_id, linked, pre_emptive) = match (request.kind, &device_id, open) {
+        Ok(match (logged.kind, &logged.device_id, open) {
             // A repair about a registered device: the complaint intake joins the open order or
             // opens one and dispatches it.
             (RequestKind::Repair, Some(device), _) => {
@@ -375,14 +534,14 @@ impl OrderService {
                     store,
                     principal,
                     ComplaintRequest {
-                        channel: request.channel,
+                        channel: logged.channel,
                         device_id: Some(device.clone()),
-                        household_id: household_id.clone(),
-                        received_at_ms: request.received_at_ms,
-                        text: match (&ticket, text.is_empty()) {
+                        household_id: logged.household_id.clone(),
+                        received_at_ms: logged.received_at_ms,
+                        text: match (&logged.ticket, logged.text.is_empty()) {
                             (Some(ticket), true) => format!("ticket {ticket}"),
-                            (Some(ticket), false) => format!("ticket {ticket}: {text}"),
-                            (None, _) => text.clone(),
+                            (Some(ticket), false) => format!("ticket {ticket}: {}", logged.text),
+                            (None, _) => logged.text.clone(),
                         },
                     },
                 )?;
@@ -392,111 +551,99 @@ impl OrderService {
             }
             // Anything about a household with an open order joins it.
             (_, _, Some(order)) => {
-                if request.kind == RequestKind::Repair {
-                    self.raise_priority(
-                        store,
-                        &order,
-                        "high",
-                        at_ms,
-                        &format!("request:{channel}"),
-                        &format!("a resident's repair request via {channel} joined the order"),
-                        &mut notices,
-                    )?;
-                    store.add_complaint(&ComplaintRow {
-                        id: 0,
-                        channel: channel.to_owned(),
-                        device_id: None,
-                        household_id: household_id.clone(),
-                        received_at_ms: at_ms,
-                        text: said.clone(),
-                        order_id: order.id,
-                        linked: true,
-                    })?;
-                    self.metrics.complaint(order.pre_emptive);
-                } else {
-                    store.append_event(
-                        order.id,
-                        at_ms.max(order.created_at_ms),
-                        &format!("request:{channel}"),
-                        "request_linked",
-                        &format!("request {request_id}, {said}"),
-                        &OrderUpdate::default(),
-                    )?;
-                    notices.push(OrderNotice::of(
-                        &order,
-                        "request_linked",
-                        at_ms,
-                        said.clone(),
-                    ));
-                }
+                self.join_open_order(store, logged, &order, notices)?;
                 (Some(order.id), true, order.pre_emptive)
             }
             // A repair from a caller without a registered device: an order for the caller,
             // routed by the village's township (the third party inspects what is not in the
             // registry).
             (RequestKind::Repair, None, None) => {
-                let mut order = self.new_order(
-                    store,
-                    &format!("request-{request_id}"),
-                    &township,
-                    "repair",
-                    "high",
-                    channel,
-                    &format!("caller without a registered device; {said}"),
-                    at_ms,
-                    &format!("request:{channel}"),
-                    false,
-                    None,
-                )?;
-                order.household_id = household_id.clone();
-                order.village_id = Some(village_id.clone());
-                let id = store
-                    .create_order(&order)?
-                    .ok_or_else(|| RequestError::invalid("the order could not be created"))?;
-                self.metrics.order_opened();
-                if let Some(row) = store.order_row(id)? {
-                    notices.push(OrderNotice::of(&row, "created", at_ms, row.summary.clone()));
-                }
-                if let Some((row, notice)) = self.auto_dispatch(store, id, at_ms)? {
-                    notices.push(notice);
-                    dispatched.push(row);
-                }
+                let id = self.open_caller_order(store, logged, notices, dispatched)?;
                 (Some(id), false, false)
             }
             // A question without an open order: answered, no order.
             (_, _, None) => (None, false, false),
-        };
-        if let Some(order) = order_id {
-            store.set_request_order(request_id, order)?;
+        })
+    }
+
+    /// Joins a request to its household's open order: a repair raises the order's priority
+    /// and counts as a complaint on it; any other kind is an event on the order.
+    fn join_open_order(
+        &self,
+        store: &mut Store,
+        logged: &Logged,
+        order: &OrderRow,
+        notices: &mut Vec<OrderNotice>,
+    ) -> Result<(), RequestError> {
+        let channel = logged.channel.as_str();
+        let at_ms = logged.at_ms;
+        if logged.kind == RequestKind::Repair {
+            self.raise_priority(
+                store,
+                order,
+                "high",
+                at_ms,
+                &format!("request:{channel}"),
+                &format!("a resident's repair request via {channel} joined the order"),
+                notices,
+            )?;
+            store.add_complaint(&ComplaintRow {
+                id: 0,
+                channel: channel.to_owned(),
+                device_id: None,
+                household_id: logged.household_id.clone(),
+                received_at_ms: at_ms,
+                text: logged.said.clone(),
+                order_id: order.id,
+                linked: true,
+            })?;
+            self.metrics.complaint(order.pre_emptive);
+        } else {
+            store.append_event(
+                order.id,
+                at_ms.max(order.created_at_ms),
+                &format!("request:{channel}"),
+                "request_linked",
+                &format!("request {}, {}", logged.id, logged.said),
+                &OrderUpdate::default(),
+            )?;
+            notices.push(OrderNotice::of(
+                order,
+                "request_linked",
+                at_ms,
+                logged.said.clone(),
+            ));
         }
-        if let Some(answer) = &answer {
-            store.answer_request(request_id, answer, now, &actor)?;
-        }
-        tracing::info!(
-            request = request_id,
-            kind = request.kind.as_str(),
+        Ok(())
+    }
+
+    /// Opens (and dispatches when it can) a repair order for a caller without a registered
+    /// device; returns its id.
+    fn open_caller_order(
+        &self,
+        store: &mut Store,
+        logged: &Logged,
+        notices: &mut Vec<OrderNotice>,
+        dispatched: &mut Vec<OrderRow>,
+    ) -> Result<i64, RequestError> {
+        let channel = logged.channel.as_str();
+        let at_ms = logged.at_ms;
+        let mut order = self.new_order(
+            store,
+            &format!("request-{}", logged.id),
+            &logged.township,
+            "repair",
+            "high",
             channel,
-            ticket = ticket.as_deref().unwrap_or(""),
-            township = %township,
-            order = ?order_id,
-            linked,
-            answered = answer.is_some(),
-            by = %actor,
-            "request taken"
-        );
-        Ok((
-            IntakeOutcome {
-                request_id,
-                kind: request.kind,
-                ticket,
-                order_id,
-                linked,
-                pre_emptive,
-                answered: answer.is_some(),
-            },
-            notices,
-            dispatched,
-        ))
+            &format!("caller without a registered device; {}", logged.said),
+            at_ms,
+            &format!("request:{channel}"),
+            false,
+            None,
+        )?;
+        order.household_id = logged.household_id.clone();
+        order.village_id = Some(logged.village_id.clone());
+        self.create_and_dispatch(store, &order, at_ms, notices, dispatched)
     }
 
     /// Records the answer given to a request's caller (its response), once; with a `key`, a

@@ -167,38 +167,84 @@ pub fn build(inputs: &SchemeInputs<'_>) -> SchemeFigures {
         .iter()
         .filter(|o| o.ended_at_ms.is_none_or(|ended| ended >= end))
         .count() as u64;
-    let (mut resolved_n, mut first, mut reopened, mut faults, mut repeats) = (0, 0, 0, 0, 0);
-    for order in inputs.orders {
-        if matches!(order.state, OrderState::Cancelled | OrderState::Merged) {
-            continue;
-        }
-        let visits = inputs.visits.get(&order.id).copied().unwrap_or_default();
-        if resolved(order) {
-            resolved_n += 1;
-            if visits.arrivals <= 1 && visits.reopened == 0 {
-                first += 1;
-            }
-            if visits.reopened > 0 {
-                reopened += 1;
-            }
-        }
-        if !super::store::is_not_a_fault(&order.category) {
-            faults += 1;
-            if visits.repeat {
-                repeats += 1;
-            }
-        }
+    let repairs = RepairCounts::of(inputs.orders, inputs.visits);
+    SchemeFigures {
+        season_phase: season_phase(inputs.from_ms).to_owned(),
+        backlog_carried_over: inputs.earlier_open.len() as u64,
+        backlog_still_open,
+        resolved: repairs.resolved,
+        first_time_fixes: repairs.first,
+        first_time_fix_rate: rate(repairs.first, repairs.resolved),
+        reopened: repairs.reopened,
+        reopen_rate: rate(repairs.reopened, repairs.resolved),
+        fault_orders: repairs.faults,
+        repeat_faults: repairs.repeats,
+        repeat_fault_rate: rate(repairs.repeats, repairs.faults),
+        requests_by_kind: requests_by_kind(inputs.requests),
+        out_of_warranty: out_of_warranty(inputs),
+        staffing: staffing(inputs.staff),
+        vendor_assessment: assess(inputs.vendors, inputs.orders, inputs.visits),
     }
-    let mut requests_by_kind: BTreeMap<String, KindTally> = BTreeMap::new();
-    for (_, kind, received, responded) in inputs.requests {
-        let tally = requests_by_kind.entry(kind.clone()).or_default();
+}
+
+/// The period's orders (cancelled and merged ones aside) counted for the repair figures.
+#[derive(Debug, Default)]
+struct RepairCounts {
+    resolved: u64,
+    /// Resolved at the first visit, never reopened.
+    first: u64,
+    reopened: u64,
+    faults: u64,
+    /// Faults with another fault order on the same device in the 30 days before.
+    repeats: u64,
+}
+
+impl RepairCounts {
+    fn of(orders: &[OrderRow], visits: &BTreeMap<i64, OrderVisits>) -> RepairCounts {
+        let mut counts = RepairCounts::default();
+        for order in orders {
+            if matches!(order.state, OrderState::Cancelled | OrderState::Merged) {
+                continue;
+            }
+            let visits = visits.get(&order.id).copied().unwrap_or_default();
+            if resolved(order) {
+                counts.resolved += 1;
+                if visits.arrivals <= 1 && visits.reopened == 0 {
+                    counts.first += 1;
+                }
+                if visits.reopened > 0 {
+                    counts.reopened += 1;
+                }
+            }
+            if !super::store::is_not_a_fault(&order.category) {
+                counts.faults += 1;
+                if visits.repeat {
+                    counts.repeats += 1;
+                }
+            }
+        }
+        counts
+    }
+}
+
+/// Requests received and responded to per kind, with the response rate.
+fn requests_by_kind(requests: &[(String, String, u64, u64)]) -> BTreeMap<String, KindTally> {
+    let mut by_kind: BTreeMap<String, KindTally> = BTreeMap::new();
+    for (_, kind, received, responded) in requests {
+        let tally = by_kind.entry(kind.clone()).or_default();
         tally.received += received;
         tally.responded += responded;
     }
-    for tally in requests_by_kind.values_mut() {
+    for tally in by_kind.values_mut() {
         tally.response_rate = rate(tally.responded, tally.received);
     }
-    let out_of_warranty = inputs.out_of_warranty.map(|by_township| {
+    by_kind
+}
+
+/// The out-of-warranty funding for the period against what its repairs cost, when the caller
+/// may see it.
+fn out_of_warranty(inputs: &SchemeInputs<'_>) -> Option<OutOfWarranty> {
+    inputs.out_of_warranty.map(|by_township| {
         let households: u64 = by_township.values().sum();
         let per_year = households as i64 * OUT_OF_WARRANTY_FUNDING_CENTS_PER_YEAR;
         let share = (inputs.to_ms - inputs.from_ms) as f64 / YEAR_MS;
@@ -217,9 +263,12 @@ pub fn build(inputs: &SchemeInputs<'_>) -> SchemeFigures {
             parts_cents_in_period: parts,
             resident_pays_cents_in_period: pays,
         }
-    });
-    let staffing = inputs
-        .staff
+    })
+}
+
+/// Households per technician in each township, against the scheme's ratio.
+fn staffing(staff: &[TownshipStaff]) -> Vec<Staffing> {
+    staff
         .iter()
         .map(|s| {
             let per = (s.technicians > 0.0).then(|| s.households as f64 / s.technicians);
@@ -232,25 +281,7 @@ pub fn build(inputs: &SchemeInputs<'_>) -> SchemeFigures {
                     || per.is_some_and(|p| p <= HOUSEHOLDS_PER_TECHNICIAN as f64),
             }
         })
-        .collect();
-    let vendor_assessment = assess(inputs.vendors, inputs.orders, inputs.visits);
-    SchemeFigures {
-        season_phase: season_phase(inputs.from_ms).to_owned(),
-        backlog_carried_over: inputs.earlier_open.len() as u64,
-        backlog_still_open,
-        resolved: resolved_n,
-        first_time_fixes: first,
-        first_time_fix_rate: rate(first, resolved_n),
-        reopened,
-        reopen_rate: rate(reopened, resolved_n),
-        fault_orders: faults,
-        repeat_faults: repeats,
-        repeat_fault_rate: rate(repeats, faults),
-        requests_by_kind,
-        out_of_warranty,
-        staffing,
-        vendor_assessment,
-    }
+        .collect()
 }
 
 /// The vendors' scores and ranks.

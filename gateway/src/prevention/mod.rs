@@ -200,17 +200,40 @@ fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A `duration` in hours.
+fn hours(duration: Duration) -> f64 {
+    duration.as_secs_f64() / 3600.0
+}
+
+/// A refusal of `prevention.{field}`.
+fn fail(field: &str, message: String) -> Result<(), (String, String)> {
+    Err((format!("prevention.{field}"), message))
+}
+
 impl PreventionConfig {
     /// Checks every field once at start-up; reads and parses `forecast_file`. The error names
     /// the field (`prevention.…`) and what is wrong.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let fail = |field: &str, message: String| Err((format!("prevention.{field}"), message));
+        self.validate_forecast()?;
+        self.validate_wave()?;
+        self.validate_planning()?;
+        self.validate_house()?;
+        if let Some(path) = self.forecast_file.as_ref().filter(|p| p.exists()) {
+            if let Err(error) = weather::load_file(path, self.max_forecast_bytes) {
+                return fail("forecast_file", error.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the forecast comes from and how it is fetched: the URL, the period, the timeout,
+    /// the size and the horizon.
+    fn validate_forecast(&self) -> Result<(), (String, String)> {
         if let Some(url) = &self.forecast_url {
             if let Err(message) = parse_url(url) {
                 return fail("forecast_url", message);
             }
         }
-        let hours = |d: Duration| d.as_secs_f64() / 3600.0;
         if !(10.0..=86_400.0).contains(&self.poll_every.as_secs_f64()) {
             return fail("poll_every", "must be between 10s and 24h".into());
         }
@@ -232,6 +255,11 @@ impl PreventionConfig {
         if !(1.0..=240.0).contains(&hours(self.horizon)) {
             return fail("horizon", "must be between 1h and 10 days".into());
         }
+        Ok(())
+    }
+
+    /// What a cold wave is: the threshold, and the drop within a time.
+    fn validate_wave(&self) -> Result<(), (String, String)> {
         if !(self.cold_threshold_c.is_finite() && (-40.0..=0.0).contains(&self.cold_threshold_c)) {
             return fail("cold_threshold_c", "must be between -40 and 0 °C".into());
         }
@@ -241,6 +269,11 @@ impl PreventionConfig {
         if !(1.0..=240.0).contains(&hours(self.drop_within)) {
             return fail("drop_within", "must be between 1h and 10 days".into());
         }
+        Ok(())
+    }
+
+    /// How a sweep plans: the capacities, the scores, the look-back and when a unit is offline.
+    fn validate_planning(&self) -> Result<(), (String, String)> {
         for (field, value) in [
             (
                 "visits_per_township_per_day",
@@ -269,6 +302,11 @@ impl PreventionConfig {
         if self.offline_after < Duration::from_secs(60) {
             return fail("offline_after", "must be at least 1m".into());
         }
+        Ok(())
+    }
+
+    /// The house model of the time to a cold room: the time constant and the temperatures.
+    fn validate_house(&self) -> Result<(), (String, String)> {
         if !(1.0..=500.0).contains(&hours(self.house_time_constant)) {
             return fail("house_time_constant", "must be between 1h and 500h".into());
         }
@@ -283,11 +321,6 @@ impl PreventionConfig {
                 "indoor_default_c",
                 "must be between 10 and 30 °C and above cold_room_c".into(),
             );
-        }
-        if let Some(path) = self.forecast_file.as_ref().filter(|p| p.exists()) {
-            if let Err(error) = weather::load_file(path, self.max_forecast_bytes) {
-                return fail("forecast_file", error.to_string());
-            }
         }
         Ok(())
     }

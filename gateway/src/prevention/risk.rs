@@ -181,32 +181,7 @@ pub fn score(facts: &UnitFacts) -> Risk {
             "reports a fault code now".to_owned(),
         ));
     }
-    // Each code once: the strongest evidence of it (active beats cleared).
-    let mut signals: Vec<(&str, u32, String)> = Vec::new();
-    for signal in &facts.signals {
-        let Some((_, code, weight, text)) = SIGNAL_WEIGHTS
-            .iter()
-            .find(|(rule, ..)| *rule == signal.rule_id)
-        else {
-            continue;
-        };
-        let (weight, text) = if signal.active {
-            (*weight, (*text).to_owned())
-        } else {
-            (*weight / 2, format!("{text} (cleared, recent)"))
-        };
-        match signals.iter_mut().find(|(c, ..)| c == code) {
-            Some(existing) if existing.1 >= weight => {}
-            Some(existing) => *existing = (code, weight, text),
-            None => signals.push((code, weight, text)),
-        }
-    }
-    reasons.extend(
-        signals
-            .into_iter()
-            .filter(|(_, weight, _)| *weight > 0)
-            .map(|(code, weight, text)| reason(code, weight, text)),
-    );
+    reasons.extend(signal_reasons(&facts.signals));
     if facts.offline {
         reasons.push(reason(
             "offline",
@@ -241,6 +216,47 @@ pub fn score(facts: &UnitFacts) -> Risk {
             ),
         ));
     }
+    reasons.extend(wear_reasons(facts));
+    reasons.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.code.cmp(&b.code)));
+    let total: u32 = reasons.iter().map(|r| r.weight).sum();
+    Risk {
+        score: total.min(MAX_SCORE),
+        reasons,
+    }
+}
+
+/// The reasons of the soft-fault signals in [`SIGNAL_WEIGHTS`]: each code once, with the
+/// strongest evidence of it (active beats cleared, which counts at half weight).
+fn signal_reasons(signals: &[Signal]) -> Vec<Reason> {
+    let mut strongest: Vec<(&str, u32, String)> = Vec::new();
+    for signal in signals {
+        let Some((_, code, weight, text)) = SIGNAL_WEIGHTS
+            .iter()
+            .find(|(rule, ..)| *rule == signal.rule_id)
+        else {
+            continue;
+        };
+        let (weight, text) = if signal.active {
+            (*weight, (*text).to_owned())
+        } else {
+            (*weight / 2, format!("{text} (cleared, recent)"))
+        };
+        match strongest.iter_mut().find(|(c, ..)| c == code) {
+            Some(existing) if existing.1 >= weight => {}
+            Some(existing) => *existing = (code, weight, text),
+            None => strongest.push((code, weight, text)),
+        }
+    }
+    strongest
+        .into_iter()
+        .filter(|(_, weight, _)| *weight > 0)
+        .map(|(code, weight, text)| reason(code, weight, text))
+        .collect()
+}
+
+/// The reasons of wear: the unit's age and its running hours.
+fn wear_reasons(facts: &UnitFacts) -> Vec<Reason> {
+    let mut reasons = Vec::new();
     if let Some(age) = facts.age_years.filter(|a| a.is_finite()) {
         let weight = if age >= 8.0 {
             10
@@ -273,12 +289,7 @@ pub fn score(facts: &UnitFacts) -> Risk {
             ));
         }
     }
-    reasons.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.code.cmp(&b.code)));
-    let total: u32 = reasons.iter().map(|r| r.weight).sum();
-    Risk {
-        score: total.min(MAX_SCORE),
-        reasons,
-    }
+    reasons
 }
 
 /// One unit's latest efficiency, for [`fleet_cop_ratios`].

@@ -34,7 +34,7 @@ use crate::auth::{Principal, Role};
 use crate::fleet::{DeviceStatus, Fleet};
 use crate::metrics::Metrics;
 use crate::orders::model::PREVENTIVE_VISIT_CATEGORY;
-use crate::orders::store::{NewOrder, OrderUpdate, StoreError, SweepRecord};
+use crate::orders::store::{NewOrder, OrderUpdate, PreventionUnit, StoreError, SweepRecord};
 use crate::orders::{OrderAction, OrderService, CALL_TASK_CATEGORY};
 
 /// Two waves of one unit whose coldest periods are this close are one cold wave.
@@ -215,9 +215,9 @@ pub async fn assess(
             ))
         })
         .await?;
-    let mut by_device: HashMap<String, Vec<Signal>> = HashMap::new();
+    let mut signals_of: HashMap<String, Vec<Signal>> = HashMap::new();
     for (device, rule_id, active) in signals {
-        by_device
+        signals_of
             .entry(device)
             .or_default()
             .push(Signal { rule_id, active });
@@ -228,47 +228,19 @@ pub async fn assess(
         .map(|s| (s.device_id.clone(), s))
         .collect();
     let samples: Vec<CopSample> = states.values().filter_map(cop_sample).collect();
-    let cop_ratios = risk::fleet_cop_ratios(&samples);
-    let offline_after = i64::try_from(config.offline_after.as_millis()).unwrap_or(i64::MAX);
-    let today = wire::calendar::cst_date_string(now_ms);
+    let mut evidence = Evidence {
+        cop_ratios: risk::fleet_cop_ratios(&samples),
+        signals: signals_of,
+        states,
+        repairs,
+        open,
+        offline_after: i64::try_from(config.offline_after.as_millis()).unwrap_or(i64::MAX),
+        today: wire::calendar::cst_date_string(now_ms),
+        now_ms,
+    };
     let mut assessed: Vec<UnitRisk> = units
         .into_iter()
-        .map(|unit| {
-            let state = states.get(&unit.device_id);
-            // A unit the gateway has not heard from since it started is unknown, not offline:
-            // right after a restart the whole fleet would be.
-            let offline = state.is_some_and(|s| {
-                s.status == DeviceStatus::Offline
-                    || s.last_ts_ms
-                        .is_some_and(|ts| now_ms.saturating_sub(ts) > offline_after)
-            });
-            let facts = UnitFacts {
-                vulnerable: unit.vulnerable,
-                offline,
-                active_fault: state.is_some_and(|s| s.fault.is_some()),
-                signals: by_device.remove(&unit.device_id).unwrap_or_default(),
-                repairs_this_season: repairs.get(&unit.device_id).copied().unwrap_or(0),
-                age_years: age_years(&unit.installed_on, now_ms),
-                runtime_h: state.and_then(|s| s.values.get("runtime_h")),
-                cop_vs_fleet: cop_ratios.get(&unit.device_id).copied(),
-            };
-            let scored = risk::score(&facts);
-            UnitRisk {
-                in_warranty: today <= unit.warranty_until,
-                indoor_temp_c: state.and_then(|s| s.values.get("indoor_temp_c")),
-                open_order_id: open.get(&unit.device_id).copied(),
-                score: scored.score,
-                reasons: scored.reasons,
-                offline,
-                device_id: unit.device_id,
-                kind: unit.kind,
-                household_id: unit.household_id,
-                village_id: unit.village_id,
-                township: unit.township,
-                vendor_id: unit.vendor_id,
-                vulnerable: unit.vulnerable,
-            }
-        })
+        .map(|unit| evidence.unit_risk(unit))
         .collect();
     assessed.sort_by(|a, b| {
         b.score
@@ -276,6 +248,65 @@ pub async fn assess(
             .then_with(|| a.device_id.cmp(&b.device_id))
     });
     Ok(assessed)
+}
+
+/// What the sweep knows of each device beside the registry.
+struct Evidence {
+    /// Its alert signals within the lookback.
+    signals: HashMap<String, Vec<Signal>>,
+    /// Its latest state in the live fleet.
+    states: HashMap<String, crate::fleet::DeviceState>,
+    /// Its repairs this season.
+    repairs: HashMap<String, u32>,
+    /// Its order awaiting repair.
+    open: HashMap<String, i64>,
+    /// Its COP against the fleet's at the same outdoor temperature.
+    cop_ratios: BTreeMap<String, f64>,
+    offline_after: i64,
+    /// Today's date (CST), for the warranty.
+    today: String,
+    now_ms: i64,
+}
+
+impl Evidence {
+    /// One unit's facts, scored.
+    fn unit_risk(&mut self, unit: PreventionUnit) -> UnitRisk {
+        let now_ms = self.now_ms;
+        let state = self.states.get(&unit.device_id);
+        // A unit the gateway has not heard from since it started is unknown, not offline:
+        // right after a restart the whole fleet would be.
+        let offline = state.is_some_and(|s| {
+            s.status == DeviceStatus::Offline
+                || s.last_ts_ms
+                    .is_some_and(|ts| now_ms.saturating_sub(ts) > self.offline_after)
+        });
+        let facts = UnitFacts {
+            vulnerable: unit.vulnerable,
+            offline,
+            active_fault: state.is_some_and(|s| s.fault.is_some()),
+            signals: self.signals.remove(&unit.device_id).unwrap_or_default(),
+            repairs_this_season: self.repairs.get(&unit.device_id).copied().unwrap_or(0),
+            age_years: age_years(&unit.installed_on, now_ms),
+            runtime_h: state.and_then(|s| s.values.get("runtime_h")),
+            cop_vs_fleet: self.cop_ratios.get(&unit.device_id).copied(),
+        };
+        let scored = risk::score(&facts);
+        UnitRisk {
+            in_warranty: self.today <= unit.warranty_until,
+            indoor_temp_c: state.and_then(|s| s.values.get("indoor_temp_c")),
+            open_order_id: self.open.get(&unit.device_id).copied(),
+            score: scored.score,
+            reasons: scored.reasons,
+            offline,
+            device_id: unit.device_id,
+            kind: unit.kind,
+            household_id: unit.household_id,
+            village_id: unit.village_id,
+            township: unit.township,
+            vendor_id: unit.vendor_id,
+            vulnerable: unit.vulnerable,
+        }
+    }
 }
 
 /// What a sweep would open now: see the module's documentation. Pure.
@@ -288,6 +319,35 @@ pub fn plan(
     config: &PreventionConfig,
 ) -> SweepPlan {
     let waves = weather::cold_waves(forecast, now_ms, &config.wave_rule());
+    let mut listed = units_under_waves(units, forecast, &waves, records, config);
+    listed.sort_by(|a, b| {
+        b.unit
+            .score
+            .cmp(&a.unit.score)
+            .then_with(|| {
+                let hours = |p: &PlannedUnit| p.hours_to_cold.unwrap_or(f64::INFINITY);
+                hours(a).total_cmp(&hours(b))
+            })
+            .then_with(|| a.unit.device_id.cmp(&b.unit.device_id))
+    });
+    apply_capacity(&mut listed, records, capacity, now_ms);
+    SweepPlan {
+        now_ms,
+        capacity,
+        waves,
+        units: listed,
+    }
+}
+
+/// The units under a cold wave (their village's, else their township's) that get a visit or a
+/// call, each with its status: steps 1 to 3 of the module's documentation.
+fn units_under_waves(
+    units: &[UnitRisk],
+    forecast: &[ForecastPoint],
+    waves: &[ColdWave],
+    records: &[SweepRecord],
+    config: &PreventionConfig,
+) -> Vec<PlannedUnit> {
     let by_area: BTreeMap<&str, &ColdWave> = waves.iter().map(|w| (w.area.as_str(), w)).collect();
     let areas: BTreeSet<&str> = forecast.iter().map(|p| p.area.as_str()).collect();
     let model = config.heat_loss();
@@ -331,17 +391,17 @@ pub fn plan(
             order_id,
         });
     }
-    listed.sort_by(|a, b| {
-        b.unit
-            .score
-            .cmp(&a.unit.score)
-            .then_with(|| {
-                let hours = |p: &PlannedUnit| p.hours_to_cold.unwrap_or(f64::INFINITY);
-                hours(a).total_cmp(&hours(b))
-            })
-            .then_with(|| a.unit.device_id.cmp(&b.unit.device_id))
-    });
-    // Capacity left today per (township, category): what sweeps opened since midnight counts.
+    listed
+}
+
+/// Gives the planned units, in rank order, each township's capacity of their kind left today
+/// (what sweeps opened since midnight, CST, counts); the rest are over capacity.
+fn apply_capacity(
+    listed: &mut [PlannedUnit],
+    records: &[SweepRecord],
+    capacity: Capacity,
+    now_ms: i64,
+) {
     let (year, month, day) = wire::calendar::cst_date(now_ms);
     let midnight = wire::calendar::cst_midnight_ms(year, month, day);
     let mut used: HashMap<(&str, &str), u32> = HashMap::new();
@@ -351,7 +411,7 @@ pub fn plan(
             .or_default() += 1;
     }
     let mut left: HashMap<(String, String), u32> = HashMap::new();
-    for planned in &mut listed {
+    for planned in listed {
         if planned.status != Status::Planned {
             continue;
         }
@@ -373,12 +433,6 @@ pub fn plan(
         } else {
             *remaining -= 1;
         }
-    }
-    SweepPlan {
-        now_ms,
-        capacity,
-        waves,
-        units: listed,
     }
 }
 
@@ -420,39 +474,13 @@ pub async fn open(
     mut plan: SweepPlan,
     actor: &str,
 ) -> Result<SweepOutcome, StoreError> {
-    let now_ms = plan.now_ms;
     let todo: Vec<(usize, NewOrder, SweepRecord)> = plan
         .units
         .iter()
         .enumerate()
         .filter(|(_, p)| p.status == Status::Planned)
         .map(|(index, planned)| {
-            let order = NewOrder {
-                episode_id: None,
-                device_id: planned.unit.device_id.clone(),
-                household_id: Some(planned.unit.household_id.clone()),
-                village_id: Some(planned.unit.village_id.clone()),
-                vendor_id: Some(planned.unit.vendor_id.clone()),
-                township: planned.unit.township.clone(),
-                category: planned.action.clone(),
-                priority: "low".to_owned(),
-                source: ACTOR_PREFIX.to_owned(),
-                summary: summary(planned, &plan.waves),
-                created_at_ms: now_ms,
-                actor: actor.to_owned(),
-                pre_emptive: true,
-                in_warranty: Some(planned.unit.in_warranty),
-            };
-            let record = SweepRecord {
-                device_id: planned.unit.device_id.clone(),
-                wave_id: planned.wave_id.clone(),
-                wave_coldest_ms: planned.coldest_at_ms,
-                township: planned.unit.township.clone(),
-                action: planned.action.clone(),
-                order_id: 0,
-                score: planned.unit.score,
-                opened_at_ms: now_ms,
-            };
+            let (order, record) = sweep_order(planned, &plan.waves, plan.now_ms, actor);
             (index, order, record)
         })
         .collect();
@@ -462,38 +490,7 @@ pub async fn open(
             plan,
         });
     }
-    let created = orders
-        .with_store(move |store| {
-            store.batch(|store| {
-                let mut created = Vec::new();
-                for (index, order, mut record) in todo {
-                    let Some(id) = store.create_order(&order)? else {
-                        continue;
-                    };
-                    record.order_id = id;
-                    if !store.record_sweep(&record)? {
-                        // Recorded for this wave since the plan was made: undo this one.
-                        return Err(StoreError::Corrupt(format!(
-                            "device {} was swept for {} concurrently",
-                            record.device_id, record.wave_id
-                        )));
-                    }
-                    if order.category == CALL_TASK_CATEGORY {
-                        store.append_event(
-                            id,
-                            order.created_at_ms,
-                            "dispatcher:auto",
-                            "call_first",
-                            "call the household or the village caretaker first; dispatch a technician if nobody answers or the heating is out",
-                            &OrderUpdate::default(),
-                        )?;
-                    }
-                    created.push((index, id));
-                }
-                Ok(created)
-            })
-        })
-        .await?;
+    let created = create_recorded(orders, todo).await?;
     let dispatcher = Principal {
         name: ACTOR_PREFIX.to_owned(),
         role: Role::Operator,
@@ -530,6 +527,82 @@ pub async fn open(
         });
     }
     Ok(SweepOutcome { opened, plan })
+}
+
+/// The order a planned unit gets, and its sweep record (the order id filled in once created).
+fn sweep_order(
+    planned: &PlannedUnit,
+    waves: &[ColdWave],
+    now_ms: i64,
+    actor: &str,
+) -> (NewOrder, SweepRecord) {
+    let order = NewOrder {
+        episode_id: None,
+        device_id: planned.unit.device_id.clone(),
+        household_id: Some(planned.unit.household_id.clone()),
+        village_id: Some(planned.unit.village_id.clone()),
+        vendor_id: Some(planned.unit.vendor_id.clone()),
+        township: planned.unit.township.clone(),
+        category: planned.action.clone(),
+        priority: "low".to_owned(),
+        source: ACTOR_PREFIX.to_owned(),
+        summary: summary(planned, waves),
+        created_at_ms: now_ms,
+        actor: actor.to_owned(),
+        pre_emptive: true,
+        in_warranty: Some(planned.unit.in_warranty),
+    };
+    let record = SweepRecord {
+        device_id: planned.unit.device_id.clone(),
+        wave_id: planned.wave_id.clone(),
+        wave_coldest_ms: planned.coldest_at_ms,
+        township: planned.unit.township.clone(),
+        action: planned.action.clone(),
+        order_id: 0,
+        score: planned.unit.score,
+        opened_at_ms: now_ms,
+    };
+    (order, record)
+}
+
+/// Creates each order with its sweep record in one store transaction; a call task waits for
+/// its call. A unit recorded for the wave since the plan was made undoes the whole batch.
+/// Returns (index in the plan, order id) of each order created.
+async fn create_recorded(
+    orders: &OrderService,
+    todo: Vec<(usize, NewOrder, SweepRecord)>,
+) -> Result<Vec<(usize, i64)>, StoreError> {
+    orders
+        .with_store(move |store| {
+            store.batch(|store| {
+                let mut created = Vec::new();
+                for (index, order, mut record) in todo {
+                    let Some(id) = store.create_order(&order)? else {
+                        continue;
+                    };
+                    record.order_id = id;
+                    if !store.record_sweep(&record)? {
+                        return Err(StoreError::Corrupt(format!(
+                            "device {} was swept for {} concurrently",
+                            record.device_id, record.wave_id
+                        )));
+                    }
+                    if order.category == CALL_TASK_CATEGORY {
+                        store.append_event(
+                            id,
+                            order.created_at_ms,
+                            "dispatcher:auto",
+                            "call_first",
+                            "call the household or the village caretaker first; dispatch a technician if nobody answers or the heating is out",
+                            &OrderUpdate::default(),
+                        )?;
+                    }
+                    created.push((index, id));
+                }
+                Ok(created)
+            })
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -104,6 +104,46 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ForecastPoint>, ForecastErr
         message,
     };
     let headers = reader.headers().map_err(|e| csv_error(origin, &e))?.clone();
+    let index = header_columns(&headers, origin)?;
+    let mut points = Vec::new();
+    let mut seen: HashMap<(i64, String), u64> = HashMap::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(origin, &e))?;
+        let line = record.position().map_or(0, |p| p.line());
+        if points.len() >= MAX_ROWS {
+            return Err(format(format!(
+                "more than {MAX_ROWS} rows (line {line}); send a shorter horizon or fewer areas"
+            )));
+        }
+        let row = Row {
+            record: &record,
+            index: &index,
+            origin,
+            line,
+        };
+        let point = row.point()?;
+        if let Some(first) = seen.insert((point.time_ms, point.area.clone()), line) {
+            return Err(row.error(
+                0,
+                format!(
+                    "{} at {} is forecast twice (first on line {first})",
+                    point.area,
+                    row.value(0)
+                ),
+            ));
+        }
+        points.push(point);
+    }
+    points.sort_by(|a, b| a.area.cmp(&b.area).then(a.time_ms.cmp(&b.time_ms)));
+    Ok(points)
+}
+
+/// Where each of [`COLUMNS`] is in the header: every column named once, no other.
+fn header_columns(headers: &csv::StringRecord, origin: &str) -> Result<[usize; 3], ForecastError> {
+    let format = |message: String| ForecastError::Format {
+        origin: origin.to_owned(),
+        message,
+    };
     if headers.iter().all(str::is_empty) {
         return Err(format(format!(
             "no header line; the first line that is not a comment must be `{}`",
@@ -113,25 +153,20 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ForecastPoint>, ForecastErr
     let header_line = headers.position().map_or(1, |p| p.line());
     let mut index = [usize::MAX; 3];
     for (position, name) in headers.iter().enumerate() {
-        match COLUMNS.iter().position(|c| *c == name) {
-            Some(column) if index[column] == usize::MAX => index[column] = position,
-            Some(_) => {
-                return Err(ForecastError::Field {
-                    origin: origin.to_owned(),
-                    line: header_line,
-                    field: name.to_owned(),
-                    message: "column named twice".into(),
-                })
+        let message = match COLUMNS.iter().position(|c| *c == name) {
+            Some(column) if index[column] == usize::MAX => {
+                index[column] = position;
+                continue;
             }
-            None => {
-                return Err(ForecastError::Field {
-                    origin: origin.to_owned(),
-                    line: header_line,
-                    field: name.to_owned(),
-                    message: format!("unknown column; the columns are {}", COLUMNS.join(",")),
-                })
-            }
-        }
+            Some(_) => "column named twice".into(),
+            None => format!("unknown column; the columns are {}", COLUMNS.join(",")),
+        };
+        return Err(ForecastError::Field {
+            origin: origin.to_owned(),
+            line: header_line,
+            field: name.to_owned(),
+            message,
+        });
     }
     if let Some(missing) = COLUMNS
         .iter()
@@ -144,27 +179,40 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ForecastPoint>, ForecastErr
             COLUMNS.join(",")
         )));
     }
-    let mut points = Vec::new();
-    let mut seen: HashMap<(i64, String), u64> = HashMap::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| csv_error(origin, &e))?;
-        let line = record.position().map_or(0, |p| p.line());
-        if points.len() >= MAX_ROWS {
-            return Err(format(format!(
-                "more than {MAX_ROWS} rows (line {line}); send a shorter horizon or fewer areas"
-            )));
-        }
-        let field = |column: usize, message: String| ForecastError::Field {
-            origin: origin.to_owned(),
-            line,
+    Ok(index)
+}
+
+/// One row of a forecast, with where it is.
+struct Row<'a> {
+    record: &'a csv::StringRecord,
+    /// Where each of [`COLUMNS`] is in the row.
+    index: &'a [usize; 3],
+    origin: &'a str,
+    line: u64,
+}
+
+impl Row<'_> {
+    /// The value of [`COLUMNS`]`[column]`.
+    fn value(&self, column: usize) -> &str {
+        self.record.get(self.index[column]).unwrap_or_default()
+    }
+
+    /// An error in [`COLUMNS`]`[column]` of this row.
+    fn error(&self, column: usize, message: String) -> ForecastError {
+        ForecastError::Field {
+            origin: self.origin.to_owned(),
+            line: self.line,
             field: COLUMNS[column].to_owned(),
             message,
-        };
-        let value = |column: usize| record.get(index[column]).unwrap_or_default();
-        let time_ms = parse_time(value(0)).map_err(|m| field(0, m))?;
-        let area = value(1);
+        }
+    }
+
+    /// The row's forecast point: its time, its area id and its temperature, each checked.
+    fn point(&self) -> Result<ForecastPoint, ForecastError> {
+        let time_ms = parse_time(self.value(0)).map_err(|m| self.error(0, m))?;
+        let area = self.value(1);
         if area.is_empty() || area.chars().count() > MAX_AREA_CHARS {
-            return Err(field(
+            return Err(self.error(
                 1,
                 format!("must be a township or village id of 1 to {MAX_AREA_CHARS} characters"),
             ));
@@ -173,17 +221,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ForecastPoint>, ForecastErr
             .chars()
             .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
         {
-            return Err(field(
-                1,
-                format!("{area:?}: {bad:?} is not allowed (a-z 0-9 - _)"),
-            ));
+            return Err(self.error(1, format!("{area:?}: {bad:?} is not allowed (a-z 0-9 - _)")));
         }
-        let raw = value(2);
+        let raw = self.value(2);
         let min_temp_c: f64 = raw
             .parse()
-            .map_err(|_| field(2, format!("{raw:?} is not a number")))?;
+            .map_err(|_| self.error(2, format!("{raw:?} is not a number")))?;
         if !min_temp_c.is_finite() || !TEMPERATURE_RANGE.contains(&min_temp_c) {
-            return Err(field(
+            return Err(self.error(
                 2,
                 format!(
                     "{raw} is outside {} to {} °C",
@@ -192,23 +237,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ForecastPoint>, ForecastErr
                 ),
             ));
         }
-        if let Some(first) = seen.insert((time_ms, area.to_owned()), line) {
-            return Err(field(
-                0,
-                format!(
-                    "{area} at {} is forecast twice (first on line {first})",
-                    value(0)
-                ),
-            ));
-        }
-        points.push(ForecastPoint {
+        Ok(ForecastPoint {
             time_ms,
             area: area.to_owned(),
             min_temp_c,
-        });
+        })
     }
-    points.sort_by(|a, b| a.area.cmp(&b.area).then(a.time_ms.cmp(&b.time_ms)));
-    Ok(points)
 }
 
 fn csv_error(origin: &str, error: &csv::Error) -> ForecastError {

@@ -74,13 +74,42 @@ impl Store {
         let limit = limit.clamp(1, 1000) as i64;
         let mut items = Vec::new();
         let mut full_batch_horizon = Vec::new();
-        let mut note_batch = |batch: &[CityItem]| {
+        for batch in [
+            self.city_received(channel, cursor, limit)?,
+            self.city_events(channel, cursor, limit)?,
+            self.city_answers(channel, cursor, limit)?,
+        ] {
             if batch.len() as i64 == limit {
                 if let Some(last) = batch.last() {
                     full_batch_horizon.push(last.at_ms);
                 }
             }
+            items.extend(batch);
+        }
+        // A stream that filled its batch may hold older items than another stream's newest:
+        // only items up to the earliest such batch's last time go out now (the rest come with
+        // the next read, the cursors moving only past what was sent), so the city hears a
+        // ticket's steps in order even behind a long backlog.
+        let horizon = full_batch_horizon.iter().copied().min();
+        if let Some(horizon) = horizon {
+            items.retain(|item| item.at_ms <= horizon);
+        }
+        let rank = |item: &CityItem| match item.event.as_str() {
+            "received" => 0,
+            "answered" => 2,
+            _ => 1,
         };
+        items.sort_by_key(|item| (item.at_ms, rank(item), item.event_id, item.request_id));
+        Ok(items)
+    }
+
+    /// The intake stream: requests with a ticket after the cursor's, by id.
+    fn city_received(
+        &self,
+        channel: &str,
+        cursor: &CityCursor,
+        limit: i64,
+    ) -> Result<Vec<CityItem>, StoreError> {
         let mut received = self.connection.prepare_cached(
             "SELECT id, received_at_ms, ticket, township, kind, order_id, text FROM requests
              WHERE channel = ?1 AND ticket IS NOT NULL AND id > ?2 ORDER BY id LIMIT ?3",
@@ -98,9 +127,17 @@ impl Store {
                 text: r.get(6)?,
             })
         })?;
-        let batch: Vec<CityItem> = rows.collect::<Result<_, _>>()?;
-        note_batch(&batch);
-        items.extend(batch);
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The order events stream: the city's events of the tickets' orders after the cursor's
+    /// (event id, request id).
+    fn city_events(
+        &self,
+        channel: &str,
+        cursor: &CityCursor,
+        limit: i64,
+    ) -> Result<Vec<CityItem>, StoreError> {
         let mut events = self.connection.prepare_cached(&format!(
             "SELECT e.id, e.kind, e.at_ms, e.note, r.id, r.ticket, r.township, r.kind, r.order_id
              FROM order_events e JOIN requests r ON r.order_id = e.order_id
@@ -124,9 +161,16 @@ impl Store {
                 })
             },
         )?;
-        let batch: Vec<CityItem> = rows.collect::<Result<_, _>>()?;
-        note_batch(&batch);
-        items.extend(batch);
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The answers stream: answers to requests with a ticket after the cursor's (time, id).
+    fn city_answers(
+        &self,
+        channel: &str,
+        cursor: &CityCursor,
+        limit: i64,
+    ) -> Result<Vec<CityItem>, StoreError> {
         let mut answers = self.connection.prepare_cached(
             "SELECT id, answered_at_ms, ticket, township, kind, order_id, answer FROM requests
              WHERE channel = ?1 AND ticket IS NOT NULL AND answered_at_ms IS NOT NULL
@@ -149,24 +193,7 @@ impl Store {
                 })
             },
         )?;
-        let batch: Vec<CityItem> = rows.collect::<Result<_, _>>()?;
-        note_batch(&batch);
-        items.extend(batch);
-        // A stream that filled its batch may hold older items than another stream's newest:
-        // only items up to the earliest such batch's last time go out now (the rest come with
-        // the next read, the cursors moving only past what was sent), so the city hears a
-        // ticket's steps in order even behind a long backlog.
-        let horizon = full_batch_horizon.iter().copied().min();
-        if let Some(horizon) = horizon {
-            items.retain(|item| item.at_ms <= horizon);
-        }
-        let rank = |item: &CityItem| match item.event.as_str() {
-            "received" => 0,
-            "answered" => 2,
-            _ => 1,
-        };
-        items.sort_by_key(|item| (item.at_ms, rank(item), item.event_id, item.request_id));
-        Ok(items)
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The requests of `channel` with a ticket received in `[from_ms, to_ms)`, in township

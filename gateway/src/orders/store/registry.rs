@@ -33,84 +33,10 @@ impl Store {
     /// exists already replace it.
     pub fn import_registry(&mut self, data: &RegistryData) -> Result<ImportSummary, StoreError> {
         let tx = self.connection.savepoint()?;
-        for t in &data.townships {
-            tx.execute(
-                "INSERT INTO townships (id, name) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET name = excluded.name",
-                params![t.id, t.name],
-            )?;
-        }
-        for v in &data.villages {
-            tx.execute(
-                "INSERT INTO villages (id, township_id, name) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET township_id = excluded.township_id, name = excluded.name",
-                params![v.id, v.township_id, v.name],
-            )?;
-        }
-        for v in &data.vendors {
-            tx.execute(
-                "INSERT INTO vendors (id, name, period) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, period = excluded.period",
-                params![v.id, v.name, v.period],
-            )?;
-        }
-        for h in &data.households {
-            tx.execute(
-                "INSERT INTO households (id, village_id, address, resident, phone, vulnerable, edge_box, caretaker_id, site_type)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, address = excluded.address,
-                 resident = excluded.resident, phone = excluded.phone, vulnerable = excluded.vulnerable,
-                 edge_box = excluded.edge_box, caretaker_id = excluded.caretaker_id, site_type = excluded.site_type",
-                params![h.id, h.village_id, h.address, h.resident, join_phones(&h.phones), h.vulnerable, h.edge_box, h.caretaker_id, h.site_type.as_str()],
-            )?;
-        }
-        for d in &data.devices {
-            tx.execute(
-                "INSERT INTO devices (id, household_id, kind, brand, model, vendor_id, installed_on, warranty_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (id) DO UPDATE SET household_id = excluded.household_id, kind = excluded.kind,
-                 brand = excluded.brand, model = excluded.model, vendor_id = excluded.vendor_id,
-                 installed_on = excluded.installed_on, warranty_until = excluded.warranty_until",
-                params![d.id, d.household_id, d.kind, d.brand, d.model, d.vendor_id, d.installed_on, d.warranty_until],
-            )?;
-        }
-        for t in &data.teams {
-            tx.execute(
-                "INSERT INTO teams (id, name, kind, vendor_id, phone) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
-                 vendor_id = excluded.vendor_id, phone = excluded.phone",
-                params![t.id, t.name, t.kind.as_str(), t.vendor_id, t.phone],
-            )?;
-            tx.execute("DELETE FROM team_zones WHERE team_id = ?1", [&t.id])?;
-            for township in &t.townships {
-                tx.execute(
-                    "INSERT INTO team_zones (team_id, township_id) VALUES (?1, ?2)",
-                    params![t.id, township],
-                )?;
-            }
-        }
-        for t in &data.technicians {
-            tx.execute(
-                "INSERT INTO technicians (id, team_id, name, phone, home_village_id) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id, name = excluded.name,
-                 phone = excluded.phone, home_village_id = excluded.home_village_id",
-                params![t.id, t.team_id, t.name, t.phone, t.home_village_id],
-            )?;
-        }
-        for c in &data.contacts {
-            tx.execute(
-                "INSERT INTO village_contacts (id, village_id, role, name, phone) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, role = excluded.role,
-                 name = excluded.name, phone = excluded.phone",
-                params![c.id, c.village_id, c.role, c.name, c.phone],
-            )?;
-        }
-        for p in &data.parts {
-            tx.execute(
-                "INSERT INTO parts (code, name, price_cents) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (code) DO UPDATE SET name = excluded.name, price_cents = excluded.price_cents",
-                params![p.code, p.name, p.price_cents],
-            )?;
-        }
+        import_places(&tx, data)?;
+        import_homes(&tx, data)?;
+        import_staff(&tx, data)?;
+        import_parts(&tx, data)?;
         tx.commit()?;
         Ok(ImportSummary {
             townships: data.townships.len(),
@@ -496,4 +422,103 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Upserts the townships, villages and vendors of an import.
+fn import_places(connection: &Connection, data: &RegistryData) -> Result<(), StoreError> {
+    for t in &data.townships {
+        connection.execute(
+                "INSERT INTO townships (id, name) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+                params![t.id, t.name],
+            )?;
+    }
+    for v in &data.villages {
+        connection.execute(
+                "INSERT INTO villages (id, township_id, name) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET township_id = excluded.township_id, name = excluded.name",
+                params![v.id, v.township_id, v.name],
+            )?;
+    }
+    for v in &data.vendors {
+        connection.execute(
+            "INSERT INTO vendors (id, name, period) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, period = excluded.period",
+            params![v.id, v.name, v.period],
+        )?;
+    }
+    Ok(())
+}
+
+/// Upserts the households and devices of an import.
+fn import_homes(connection: &Connection, data: &RegistryData) -> Result<(), StoreError> {
+    for h in &data.households {
+        connection.execute(
+                "INSERT INTO households (id, village_id, address, resident, phone, vulnerable, edge_box, caretaker_id, site_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, address = excluded.address,
+                 resident = excluded.resident, phone = excluded.phone, vulnerable = excluded.vulnerable,
+                 edge_box = excluded.edge_box, caretaker_id = excluded.caretaker_id, site_type = excluded.site_type",
+                params![h.id, h.village_id, h.address, h.resident, join_phones(&h.phones), h.vulnerable, h.edge_box, h.caretaker_id, h.site_type.as_str()],
+            )?;
+    }
+    for d in &data.devices {
+        connection.execute(
+                "INSERT INTO devices (id, household_id, kind, brand, model, vendor_id, installed_on, warranty_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET household_id = excluded.household_id, kind = excluded.kind,
+                 brand = excluded.brand, model = excluded.model, vendor_id = excluded.vendor_id,
+                 installed_on = excluded.installed_on, warranty_until = excluded.warranty_until",
+                params![d.id, d.household_id, d.kind, d.brand, d.model, d.vendor_id, d.installed_on, d.warranty_until],
+            )?;
+    }
+    Ok(())
+}
+
+/// Upserts the teams (with their zones, replaced), technicians and village contacts of an
+/// import.
+fn import_staff(connection: &Connection, data: &RegistryData) -> Result<(), StoreError> {
+    for t in &data.teams {
+        connection.execute(
+            "INSERT INTO teams (id, name, kind, vendor_id, phone) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+                 vendor_id = excluded.vendor_id, phone = excluded.phone",
+            params![t.id, t.name, t.kind.as_str(), t.vendor_id, t.phone],
+        )?;
+        connection.execute("DELETE FROM team_zones WHERE team_id = ?1", [&t.id])?;
+        for township in &t.townships {
+            connection.execute(
+                "INSERT INTO team_zones (team_id, township_id) VALUES (?1, ?2)",
+                params![t.id, township],
+            )?;
+        }
+    }
+    for t in &data.technicians {
+        connection.execute(
+                "INSERT INTO technicians (id, team_id, name, phone, home_village_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id, name = excluded.name,
+                 phone = excluded.phone, home_village_id = excluded.home_village_id",
+                params![t.id, t.team_id, t.name, t.phone, t.home_village_id],
+            )?;
+    }
+    for c in &data.contacts {
+        connection.execute(
+                "INSERT INTO village_contacts (id, village_id, role, name, phone) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, role = excluded.role,
+                 name = excluded.name, phone = excluded.phone",
+                params![c.id, c.village_id, c.role, c.name, c.phone],
+            )?;
+    }
+    Ok(())
+}
+
+/// Upserts the unified price list of an import.
+fn import_parts(connection: &Connection, data: &RegistryData) -> Result<(), StoreError> {
+    for p in &data.parts {
+        connection.execute(
+                "INSERT INTO parts (code, name, price_cents) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (code) DO UPDATE SET name = excluded.name, price_cents = excluded.price_cents",
+                params![p.code, p.name, p.price_cents],
+            )?;
+    }
+    Ok(())
 }
