@@ -261,6 +261,29 @@ impl InternalEvent for RuleSnapshotFailed<'_> {
     }
 }
 
+// ----- parts stock -----
+
+/// A stock line whose available count fell to its reorder level: reorder.
+pub struct StockLow<'a> {
+    pub location: &'a str,
+    pub part_code: &'a str,
+    pub available: i64,
+    pub reorder_level: i64,
+}
+
+impl InternalEvent for StockLow<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.stock_low();
+        tracing::warn!(
+            location = self.location,
+            part = self.part_code,
+            available = self.available,
+            reorder_level = self.reorder_level,
+            "stock low: reorder"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -56,6 +56,8 @@ pub struct Metrics {
     /// Readings whose `edge_alerts` list was malformed (the list dropped, the reading kept).
     edge_alerts_rejected: AtomicU64,
     store_errors: AtomicU64,
+    /// Stock lines that fell to their reorder level.
+    stock_low: AtomicU64,
     orders_dispatched: AtomicU64,
     rule_reloads: AtomicU64,
     rule_reload_failures: AtomicU64,
@@ -217,6 +219,11 @@ impl Metrics {
     }
     pub fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A stock line fell to its reorder level.
+    pub fn stock_low(&self) {
+        self.stock_low.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A changed rule file was applied (`true`) or refused (`false`).
@@ -438,6 +445,11 @@ impl Metrics {
             "gateway_store_errors_total",
             "failed database operations",
             self.store_errors.load(Ordering::Relaxed),
+        );
+        counter(
+            "gateway_stock_low_total",
+            "stock lines (a part at a service point or a van) whose available count fell to their reorder level",
+            self.stock_low.load(Ordering::Relaxed),
         );
         counter(
             "gateway_rule_reloads_total",

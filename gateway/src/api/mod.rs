@@ -18,6 +18,7 @@ mod prevention;
 mod registry;
 mod reports;
 mod steps;
+mod stock;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -381,6 +382,16 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(delegation::delegate))
         .routes(routes!(delegation::list))
         .routes(routes!(delegation::ledger))
+        .routes(routes!(stock::lines))
+        .routes(routes!(stock::moves))
+        .routes(routes!(stock::receive))
+        .routes(routes!(stock::transfer))
+        .routes(routes!(stock::level))
+        .routes(routes!(stock::outs))
+        .routes(routes!(stock::order_parts))
+        .routes(routes!(stock::backup_units, stock::put_backup_unit))
+        .routes(routes!(stock::lend))
+        .routes(routes!(stock::give_back))
         .routes(routes!(orders::complaint))
         .routes(routes!(intake::take, intake::list))
         .routes(routes!(intake::answer))

@@ -84,6 +84,7 @@ pub async fn report(
         }));
     report.scheme =
         Some(scheme_figures(&state, &principal, &report, &orders, from, to, now).await?);
+    report.stock = Some(stock_figures(&state, &principal, &orders, now).await?);
     Ok(match query.format.as_deref().unwrap_or("json") {
         "json" => Json(report).into_response(),
         "csv" => (
@@ -157,4 +158,31 @@ async fn scheme_figures(
         staff: &staff,
         vendors: &report.by_vendor,
     }))
+}
+
+/// The stock figures of the report's orders, with the low lines and backup units in the
+/// caller's scope now.
+async fn stock_figures(
+    state: &ApiState,
+    principal: &Principal,
+    orders: &[crate::orders::store::OrderRow],
+    now: i64,
+) -> Result<crate::orders::stock_report::StockFigures, ApiError> {
+    let ids: std::collections::BTreeSet<i64> = orders.iter().map(|o| o.id).collect();
+    let first = orders.iter().map(|o| o.created_at_ms).min().unwrap_or(now);
+    let mut outs = state
+        .orders
+        .with_store(move |s| s.stock_outs(None, first, i64::MAX))
+        .await?;
+    outs.retain(|o| ids.contains(&o.order_id));
+    let low = crate::orders::store::StockFilter {
+        low_only: true,
+        limit: crate::orders::store::MAX_STOCK_ROWS,
+        ..Default::default()
+    };
+    let low_lines = state.orders.stock(principal, low).await?.len() as u64;
+    let units = state.orders.backup_units(principal).await?;
+    Ok(crate::orders::stock_report::figures(
+        orders, &outs, low_lines, &units, now,
+    ))
 }

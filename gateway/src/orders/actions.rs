@@ -3,6 +3,7 @@
 //! transaction that writes it ([`OrderService::act`]); refusals are [`RequestError`]s.
 
 use super::idempotency::{Answered, IdempotencyKey, Once};
+use super::stock::StockEffect;
 use super::*;
 
 /// A part used in a repair.
@@ -309,6 +310,7 @@ impl OrderService {
         let StepOutcome {
             update,
             mut follow_ups,
+            parts_used,
         } = out;
         if matches!(kind.as_str(), "reassigned" | "cancelled" | "merged") {
             if let Some(note) =
@@ -318,6 +320,12 @@ impl OrderService {
             }
         }
         store.append_event(order_id, at, &actor, &kind, &note, &update)?;
+        if let Some(effect) = stock_effect(&kind, &parts_used) {
+            let stepped = store
+                .order_row(order_id)?
+                .ok_or(OrderError::NotFound(order_id))?;
+            follow_ups.extend(self.stock_for_step(store, &stepped, effect, at, &actor)?);
+        }
         for (kind, note) in &follow_ups {
             store.append_event(order_id, at, &actor, kind, note, &OrderUpdate::default())?;
         }
@@ -570,6 +578,19 @@ struct StepOn<'a> {
 struct StepOutcome {
     update: OrderUpdate,
     follow_ups: Vec<(&'static str, String)>,
+    /// The parts a resolve names (code, quantity), for the stock.
+    parts_used: Vec<(String, i64)>,
+}
+
+/// What a step of `kind` does to the stock: a (new) technician gets the parts reserved, a
+/// repair consumes what it used, an order that ends gives its holds back.
+fn stock_effect<'a>(kind: &str, parts_used: &'a [(String, i64)]) -> Option<StockEffect<'a>> {
+    match kind {
+        "dispatched" | "reassigned" | "delegated" => Some(StockEffect::Assigned),
+        ORDER_EVENT_RESOLVED => Some(StockEffect::Resolved(parts_used)),
+        "cancelled" | "merged" => Some(StockEffect::Ended),
+        _ => None,
+    }
 }
 
 /// The order, when `principal` may act on it with `action`. Another team's order does not exist
@@ -712,6 +733,10 @@ fn resolve_step(
     }
     let charge = charge(parts_cents, order.in_warranty.unwrap_or(false), applied);
     store.add_parts(order.id, &used)?;
+    out.parts_used = used
+        .iter()
+        .map(|(part, quantity)| (part.code.clone(), *quantity))
+        .collect();
     update.resolved_at_ms = Some(on.at);
     update.parts_cents = Some(charge.parts_cents);
     update.resident_pays_cents = Some(charge.resident_pays_cents);

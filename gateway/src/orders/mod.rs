@@ -11,6 +11,7 @@
 //! that writes; a team's misuse finding is a claim until an operator confirms it.
 
 mod actions;
+pub mod backup;
 pub mod calendar;
 pub mod campaigns;
 pub mod clock;
@@ -24,6 +25,8 @@ pub mod reports;
 mod requests;
 pub mod scheme;
 pub mod sla;
+pub mod stock;
+pub mod stock_report;
 pub mod store;
 
 use std::sync::{Arc, Mutex};
@@ -923,6 +926,19 @@ impl OrderService {
                 )?;
                 self.metrics.order_dispatched();
                 let row = store.order_row(order_id)?.unwrap_or(order);
+                let effect = stock::StockEffect::Assigned;
+                if let Some((kind, note)) =
+                    self.stock_for_step(store, &row, effect, at_ms, "dispatcher:auto")?
+                {
+                    store.append_event(
+                        order_id,
+                        at_ms,
+                        "dispatcher:auto",
+                        kind,
+                        &note,
+                        &OrderUpdate::default(),
+                    )?;
+                }
                 let notice = OrderNotice::of(&row, "dispatched", at_ms, assignment.note);
                 Ok(Some((row, notice)))
             }

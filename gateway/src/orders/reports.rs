@@ -141,6 +141,10 @@ pub struct Report {
     /// repeat-fault rates, requests by type, out-of-warranty funding, staffing, vendor
     /// assessment. Filled by the API; `None` from [`build`] alone.
     pub scheme: Option<super::scheme::SchemeFigures>,
+    /// Parts and backup units ([`super::stock_report`]): the period's orders that met a
+    /// stock-out and how long their repairs took against the others, low lines and loans now.
+    /// Filled by the API; `None` from [`build`] alone.
+    pub stock: Option<super::stock_report::StockFigures>,
 }
 
 /// Inspection coverage of one group (the district, a township or a vendor): units in scope of
@@ -380,6 +384,7 @@ pub fn build(
         by_site_type: Vec::new(),
         inspection_coverage: InspectionCoverage::default(),
         scheme: None,
+        stock: None,
     }
 }
 
@@ -502,7 +507,8 @@ pub fn to_csv(report: &Report) -> String {
     out
 }
 
-fn escape(text: &str) -> String {
+/// `text` safe inside HTML text and attribute values.
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -537,6 +543,9 @@ pub fn to_html(report: &Report) -> String {
     html_inspection(report, &mut html);
     if let Some(scheme) = &report.scheme {
         super::scheme::to_html(scheme, &mut html);
+    }
+    if let Some(stock) = &report.stock {
+        super::stock_report::to_html(stock, &mut html);
     }
     html.push_str("</body></html>\n");
     html

@@ -36,7 +36,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::calendar::cst_date;
-use super::reports::ReportRow;
+use super::reports::{escape, ReportRow};
 use super::store::{EarlierOrder, OrderRow, OrderVisits, TownshipStaff};
 use super::OrderState;
 
@@ -353,13 +353,6 @@ fn percent(value: Option<f64>) -> String {
 
 fn cny(cents: i64) -> String {
     format!("{:.2}", cents as f64 / 100.0)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The figures as a section of the printable HTML report.

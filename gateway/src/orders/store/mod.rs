@@ -11,6 +11,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod backup;
 mod campaigns;
 mod city;
 mod delegations;
@@ -20,6 +21,7 @@ mod registry;
 mod requests;
 mod schema;
 mod scheme;
+mod stock;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -30,6 +32,7 @@ use crate::registry::{
 };
 use schema::MIGRATIONS;
 
+pub use backup::{BackupState, BackupUnitRow, NewLoan};
 pub use campaigns::{CampaignRow, CoverageUnit, InspectionRow};
 pub use city::{CityCursor, CityItem, CityLine};
 pub use delegations::{
@@ -39,6 +42,11 @@ pub use households::HouseholdHits;
 pub use prevention::{PreventionUnit, SweepRecord};
 pub use requests::{RequestFilter, RequestRow, StoredStep, IDEMPOTENCY_RETENTION_MS};
 pub use scheme::{is_not_a_fault, EarlierOrder, OrderVisits, TownshipStaff};
+pub use stock::{
+    Move, MoveKind, Reservation, StockError, StockFilter, StockLine, StockMoveRow,
+    StockOut, WentLow, MAX_STOCK_ROWS,
+};
+pub(crate) use stock::{apply_move, available, change_reservation, end_stock_outs, record_stock_out, reservations_of};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -489,21 +497,23 @@ impl Store {
         Ok(true)
     }
 
-    /// The open order of a device that still awaits repair, if any.
+    /// The open order of a device that still awaits repair, if any (a backup unit's loan order
+    /// is not one: an alert or a complaint joins the repair, never the loan).
     pub fn open_order_for_device(&self, device_id: &str) -> Result<Option<OrderRow>, StoreError> {
         self.one_order(
-            "WHERE device_id = ?1 AND state IN ('created', 'dispatched', 'accepted', 'on_site') ORDER BY id LIMIT 1",
+            "WHERE device_id = ?1 AND state IN ('created', 'dispatched', 'accepted', 'on_site') AND category != 'backup_loan' ORDER BY id LIMIT 1",
             device_id,
         )
     }
 
-    /// The open order of any device of a household, if any.
+    /// The open order of any device of a household, if any (a backup unit's loan order is not
+    /// one: a complaint or an alert joins the repair, never the loan).
     pub fn open_order_for_household(
         &self,
         household_id: &str,
     ) -> Result<Option<OrderRow>, StoreError> {
         self.one_order(
-            "WHERE household_id = ?1 AND state IN ('created', 'dispatched', 'accepted', 'on_site') ORDER BY id LIMIT 1",
+            "WHERE household_id = ?1 AND state IN ('created', 'dispatched', 'accepted', 'on_site') AND category != 'backup_loan' ORDER BY id LIMIT 1",
             household_id,
         )
     }

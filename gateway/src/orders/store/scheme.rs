@@ -11,9 +11,10 @@ use super::{Store, StoreError};
 /// Repeat faults look this far back on the same device.
 pub const REPEAT_WINDOW_MS: i64 = 30 * 86_400_000;
 
-/// Order categories that are not a fault of the unit (visits, calls, utility incidents): they
-/// neither count as a repeat fault nor make a later fault one.
-pub const NOT_A_FAULT: [&str; 6] = [
+/// Order categories that are not a fault of the unit (visits, calls, utility incidents, backup
+/// heaters' loans): they neither count as a repeat fault nor make a later fault one.
+pub const NOT_A_FAULT: [&str; 7] = [
+    "backup_loan",
     "inspection",
     "preventive_visit",
     "contact_household",
