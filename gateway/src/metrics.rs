@@ -37,6 +37,14 @@ pub struct RulesTick {
     pub messages_done: u64,
 }
 
+/// One counter in the Prometheus text format.
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
 /// The gateway's counters. Cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -373,141 +381,59 @@ impl Metrics {
     }
 
     /// Renders every counter, plus the gauges passed in, as Prometheus text.
+    /// The Prometheus text of every counter and gauge, with `gauges` (name, help, value) that
+    /// other parts of the gateway own appended.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            "gateway_mqtt_messages_in_total",
-            "MQTT messages received on heating topics",
-            self.messages_in.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_broker_messages_lost_total",
-            "messages the embedded broker dropped from its in-memory log before ingest read them",
-            self.broker_messages_lost.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_readings_accepted_total",
-            "telemetry readings that passed validation",
-            self.readings_accepted.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_vendor_values_dropped_total",
-            "vendor values (x_...) removed from accepted readings because their device already uses 32 other vendor value names",
-            self.vendor_values_dropped.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_status_accepted_total",
-            "edge box status messages accepted",
-            self.status_accepted.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_rule_transitions_total",
-            "alert transitions produced by the rules",
-            self.rule_transitions.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_orders_opened_total",
-            "work orders opened from alerts",
-            self.orders_opened.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_call_tasks_opened_total",
-            "rule orders opened as call tasks (ring the household or the village caretaker before dispatching)",
-            self.call_tasks_opened.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_call_tasks_upgraded_total",
-            "call tasks that became repair orders because other evidence joined",
-            self.call_tasks_upgraded.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_edge_alarms_raised_total",
-            "local alarms edge boxes raised while their uplink was down (arrived with the backlog)",
-            self.edge_alarms_raised.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_edge_alarms_cleared_total",
-            "local alarms of edge boxes that ended on the box",
-            self.edge_alarms_cleared.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_edge_alerts_rejected_total",
-            "readings whose edge_alerts list was malformed (the list dropped, the reading kept)",
-            self.edge_alerts_rejected.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_store_errors_total",
-            "failed database operations",
-            self.store_errors.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_stock_low_total",
-            "stock lines (a part at a service point or a van) whose available count fell to their reorder level",
-            self.stock_low.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_rule_reloads_total",
-            "changed rule files applied without a restart",
-            self.rule_reloads.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_rule_reload_failures_total",
-            "changed rule files refused (the running rules stay)",
-            self.rule_reload_failures.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_orders_dispatched_total",
-            "work orders dispatched to a team",
-            self.orders_dispatched.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_complaints_total",
-            "complaints taken from every intake channel",
-            self.complaints.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_complaints_pre_empted_total",
-            "complaints that found an order opened from telemetry before them",
-            self.complaints_pre_empted.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_manual_escalations_total",
-            "escalations (督办) raised by operators, townships or read-only bureaus",
-            self.escalations.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_order_delegations_total",
-            "orders a warranty vendor delegated to another vendor of its contract period (at its cost)",
-            self.delegations.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_rule_snapshot_writes_total",
-            "rule snapshot files written",
-            self.rule_snapshot_writes.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_rule_snapshot_write_failures_total",
-            "rule snapshots that could not be written (the previous file stays)",
-            self.rule_snapshot_write_failures.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_rule_snapshot_skipped_total",
-            "rule snapshot saves skipped because the previous write was still running",
-            self.rule_snapshots_skipped.load(Ordering::Relaxed),
-        );
-        counter(
-            "gateway_http_connections_refused_total",
-            "HTTP connections closed at once because http.max_connections were open",
-            self.http_connections_refused.load(Ordering::Relaxed),
-        );
+        self.render_counters(&mut out);
+        self.render_broker_guards(&mut out);
+        self.render_labelled(&mut out);
+        self.clock.render(&mut out);
+        self.prevention.render(&mut out);
+        self.campaigns.render(&mut out);
+        self.render_gauges(&mut out, gauges);
+        out
+    }
+
+    /// The counters that are one number each.
+    fn render_counters(&self, out: &mut String) {
+        let counters: [(&str, &str, &AtomicU64); 25] = [
+            ("gateway_mqtt_messages_in_total", "MQTT messages received on heating topics", &self.messages_in),
+            ("gateway_broker_messages_lost_total", "messages the embedded broker dropped from its in-memory log before ingest read them", &self.broker_messages_lost),
+            ("gateway_readings_accepted_total", "telemetry readings that passed validation", &self.readings_accepted),
+            ("gateway_vendor_values_dropped_total", "vendor values (x_...) removed from accepted readings because their device already uses 32 other vendor value names", &self.vendor_values_dropped),
+            ("gateway_status_accepted_total", "edge box status messages accepted", &self.status_accepted),
+            ("gateway_rule_transitions_total", "alert transitions produced by the rules", &self.rule_transitions),
+            ("gateway_orders_opened_total", "work orders opened from alerts", &self.orders_opened),
+            ("gateway_call_tasks_opened_total", "rule orders opened as call tasks (ring the household or the village caretaker before dispatching)", &self.call_tasks_opened),
+            ("gateway_call_tasks_upgraded_total", "call tasks that became repair orders because other evidence joined", &self.call_tasks_upgraded),
+            ("gateway_edge_alarms_raised_total", "local alarms edge boxes raised while their uplink was down (arrived with the backlog)", &self.edge_alarms_raised),
+            ("gateway_edge_alarms_cleared_total", "local alarms of edge boxes that ended on the box", &self.edge_alarms_cleared),
+            ("gateway_edge_alerts_rejected_total", "readings whose edge_alerts list was malformed (the list dropped, the reading kept)", &self.edge_alerts_rejected),
+            ("gateway_store_errors_total", "failed database operations", &self.store_errors),
+            ("gateway_stock_low_total", "stock lines (a part at a service point or a van) whose available count fell to their reorder level", &self.stock_low),
+            ("gateway_rule_reloads_total", "changed rule files applied without a restart", &self.rule_reloads),
+            ("gateway_rule_reload_failures_total", "changed rule files refused (the running rules stay)", &self.rule_reload_failures),
+            ("gateway_orders_dispatched_total", "work orders dispatched to a team", &self.orders_dispatched),
+            ("gateway_complaints_total", "complaints taken from every intake channel", &self.complaints),
+            ("gateway_complaints_pre_empted_total", "complaints that found an order opened from telemetry before them", &self.complaints_pre_empted),
+            ("gateway_manual_escalations_total", "escalations (督办) raised by operators, townships or read-only bureaus", &self.escalations),
+            ("gateway_order_delegations_total", "orders a warranty vendor delegated to another vendor of its contract period (at its cost)", &self.delegations),
+            ("gateway_rule_snapshot_writes_total", "rule snapshot files written", &self.rule_snapshot_writes),
+            ("gateway_rule_snapshot_write_failures_total", "rule snapshots that could not be written (the previous file stays)", &self.rule_snapshot_write_failures),
+            ("gateway_rule_snapshot_skipped_total", "rule snapshot saves skipped because the previous write was still running", &self.rule_snapshots_skipped),
+            ("gateway_http_connections_refused_total", "HTTP connections closed at once because http.max_connections were open", &self.http_connections_refused),
+        ];
+        for (name, help, value) in counters {
+            counter(out, name, help, value.load(Ordering::Relaxed));
+        }
+    }
+
+    /// The embedded broker's guards, when it runs.
+    fn render_broker_guards(&self, out: &mut String) {
         if let Some((guards, password_failures)) = self.broker_guards.get() {
             counter(
+                out,
                 "gateway_broker_password_failures_total",
                 "logins refused on the password listener (unknown box or wrong password)",
                 password_failures.load(Ordering::Relaxed),
@@ -522,9 +448,14 @@ impl Metrics {
                 ("gateway_broker_clients_throttled_total", "times a client over broker.max_packets_per_second was made to wait before its next read", c.throttled),
                 ("gateway_broker_topic_cache_resets_total", "times the broker's topic cache reached broker.max_cached_topics and was emptied", c.topic_cache_resets),
             ] {
-                counter(name, help, value);
+                counter(out, name, help, value);
             }
         }
+    }
+
+    /// The counters with labels: SLA stages by class, notices by sink, broker links, rejects by
+    /// reason, alerts by rule.
+    fn render_labelled(&self, out: &mut String) {
         for (name, help, map) in [
             (
                 "gateway_sla_warnings_total",
@@ -584,9 +515,10 @@ impl Metrics {
                 let _ = writeln!(out, "gateway_alerts_fired_total{{rule=\"{rule}\"}} {count}");
             }
         }
-        self.clock.render(&mut out);
-        self.prevention.render(&mut out);
-        self.campaigns.render(&mut out);
+    }
+
+    /// The gauges: the rules tick's and the rule snapshot's, then `gauges`.
+    fn render_gauges(&self, out: &mut String, gauges: &[(&str, &str, f64)]) {
         let tick = self.last_rules_tick();
         let mut own = vec![
             (
@@ -618,7 +550,6 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
-        out
     }
 }
 
