@@ -44,71 +44,15 @@ async fn run(commands: usize) {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(Agent::new(config).run(shutdown.clone()));
 
-    // The operator's client: acks arrive on a channel the moment they are received.
-    let mut options =
-        rumqttc::MqttOptions::new("bench-operator", broker.ip().to_string(), broker.port());
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
-    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
-    let subscriber = client.clone();
-    tokio::spawn(async move {
-        while let Ok(event) = eventloop.poll().await {
-            match event {
-                Event::Incoming(Packet::ConnAck(_)) => {
-                    let _ = subscriber
-                        .subscribe("heating/v1/+/+/cmd/ack", QoS::AtLeastOnce)
-                        .await;
-                    let _ = subscriber
-                        .subscribe("heating/v1/+/+/telemetry", QoS::AtMostOnce)
-                        .await;
-                }
-                Event::Incoming(Packet::Publish(p)) if p.topic.ends_with("/cmd/ack") => {
-                    let ack: serde_json::Value =
-                        serde_json::from_slice(&p.payload).unwrap_or_default();
-                    let _ = acks_tx.send((Instant::now(), ack));
-                }
-                Event::Incoming(Packet::Publish(_)) => {
-                    let _ = ready_tx.send(());
-                }
-                _ => {}
-            }
-        }
-    });
+    let mut operator = Operator::connect(broker);
     // The agent is polling (and so subscribed to its commands) once its first reading arrives.
-    tokio::time::timeout(Duration::from_secs(30), ready.recv())
+    tokio::time::timeout(Duration::from_secs(30), operator.ready.recv())
         .await
         .expect("first reading");
 
     let mut latencies = Vec::with_capacity(commands);
     for i in 0..commands {
-        let value = 15.0 + (i % 20) as f64 * 0.5;
-        let id = format!("bench-{i}");
-        let body = serde_json::json!({"v":1,"id":id,"expires_ms":now_ms() + 60_000,"action":"write","name":"setpoint_c","value":value});
-        let sent = Instant::now();
-        client
-            .publish(
-                "heating/v1/yanqing/yq-bench-cmd/cmd",
-                QoS::AtLeastOnce,
-                false,
-                serde_json::to_vec(&body).expect("json"),
-            )
-            .await
-            .expect("publish");
-        loop {
-            let (at, ack) = tokio::time::timeout(Duration::from_secs(10), acks.recv())
-                .await
-                .expect("ack in time")
-                .expect("ack channel");
-            if ack["id"] == id.as_str() {
-                assert_eq!(ack["status"], "done", "{ack}");
-                latencies.push(at.duration_since(sent));
-                break;
-            }
-        }
+        latencies.push(operator.round_trip(i).await);
     }
     shutdown.cancel();
     let _ = task.await;
@@ -125,4 +69,84 @@ async fn run(commands: usize) {
         at(0.99).as_secs_f64() * 1000.0,
         at(1.0).as_secs_f64() * 1000.0
     );
+}
+
+/// The operator's client: acks arrive on a channel the moment they are received.
+struct Operator {
+    client: rumqttc::AsyncClient,
+    /// Each ack with the instant it arrived.
+    acks: tokio::sync::mpsc::UnboundedReceiver<(Instant, serde_json::Value)>,
+    /// One message per telemetry reading seen.
+    ready: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl Operator {
+    /// Connects to `broker` and subscribes to the acks and the telemetry on every CONNACK.
+    fn connect(broker: std::net::SocketAddr) -> Operator {
+        let mut options =
+            rumqttc::MqttOptions::new("bench-operator", broker.ip().to_string(), broker.port());
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
+        let (acks_tx, acks) = tokio::sync::mpsc::unbounded_channel();
+        let (ready_tx, ready) = tokio::sync::mpsc::unbounded_channel();
+        let subscriber = client.clone();
+        tokio::spawn(async move {
+            while let Ok(event) = eventloop.poll().await {
+                match event {
+                    Event::Incoming(Packet::ConnAck(_)) => {
+                        let _ = subscriber
+                            .subscribe("heating/v1/+/+/cmd/ack", QoS::AtLeastOnce)
+                            .await;
+                        let _ = subscriber
+                            .subscribe("heating/v1/+/+/telemetry", QoS::AtMostOnce)
+                            .await;
+                    }
+                    Event::Incoming(Packet::Publish(p)) if p.topic.ends_with("/cmd/ack") => {
+                        let ack: serde_json::Value =
+                            serde_json::from_slice(&p.payload).unwrap_or_default();
+                        let _ = acks_tx.send((Instant::now(), ack));
+                    }
+                    Event::Incoming(Packet::Publish(_)) => {
+                        let _ = ready_tx.send(());
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Operator {
+            client,
+            acks,
+            ready,
+        }
+    }
+
+    /// Sends the `i`th write command and waits for its `done` ack; returns the round trip.
+    async fn round_trip(&mut self, i: usize) -> Duration {
+        let value = 15.0 + (i % 20) as f64 * 0.5;
+        let id = format!("bench-{i}");
+        let body = serde_json::json!({"v":1,"id":id,"expires_ms":now_ms() + 60_000,"action":"write","name":"setpoint_c","value":value});
+        let sent = Instant::now();
+        self.client
+            .publish(
+                "heating/v1/yanqing/yq-bench-cmd/cmd",
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&body).expect("json"),
+            )
+            .await
+            .expect("publish");
+        loop {
+            let (at, ack) = tokio::time::timeout(Duration::from_secs(10), self.acks.recv())
+                .await
+                .expect("ack in time")
+                .expect("ack channel");
+            if ack["id"] == id.as_str() {
+                assert_eq!(ack["status"], "done", "{ack}");
+                return at.duration_since(sent);
+            }
+        }
+    }
 }

@@ -675,6 +675,8 @@ impl AgentConfig {
     }
 
     /// Validates a parsed configuration; `text` and `origin` are used to place errors.
+    /// Sections are checked in a fixed order, so a file with several errors always reports
+    /// the same one first.
     pub fn validate(
         raw: RawConfig,
         text: &str,
@@ -688,235 +690,28 @@ impl AgentConfig {
             ),
             message,
         };
-        if raw.agent_id.is_empty() {
-            return Err(invalid("agent_id", "is empty".into()));
-        }
-        if raw.mqtt.keep_alive < Duration::from_secs(5) {
-            return Err(invalid(
-                "mqtt.keep_alive",
-                "must be at least 5s (MQTT counts it in whole seconds)".into(),
-            ));
-        }
-        if raw.polling.interval < Duration::from_millis(100) {
-            return Err(invalid("polling.interval", "must be at least 100ms".into()));
-        }
-        if raw.devices.is_empty() {
-            return Err(invalid("devices", "no [[devices]] configured".into()));
-        }
-        if raw.mqtt.max_inflight == 0 {
-            return Err(invalid("mqtt.max_inflight", "must be at least 1".into()));
-        }
-        let mut mqtt = raw.mqtt;
-        if let Some(tenant) = &mqtt.tenant {
-            if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(invalid(
-                    "mqtt.tenant",
-                    format!("{tenant:?} is not a tenant id (ASCII letters and digits only)"),
-                ));
-            }
-        }
-        if let Some(tls) = &mut mqtt.tls {
-            tls.ca_file = base.join(&tls.ca_file);
-            tls.client_cert = tls.client_cert.as_ref().map(|p| base.join(p));
-            tls.client_key = tls.client_key.as_ref().map(|p| base.join(p));
-            if tls.client_cert.is_some() != tls.client_key.is_some() {
-                return Err(invalid(
-                    "mqtt.tls",
-                    "client_cert and client_key go together (mutual TLS needs both)".into(),
-                ));
-            }
-            for (field, path) in [
-                ("mqtt.tls.ca_file", Some(&tls.ca_file)),
-                ("mqtt.tls.client_cert", tls.client_cert.as_ref()),
-                ("mqtt.tls.client_key", tls.client_key.as_ref()),
-            ] {
-                if let Some(path) = path {
-                    if !path.is_file() {
-                        return Err(invalid(
-                            field,
-                            format!("{} is not a readable file", path.display()),
-                        ));
-                    }
-                }
-            }
-        }
-        let queue = raw.queue;
-        if queue.max_size.0 < 64 * 1024 {
-            return Err(invalid("queue.max_size", "must be at least 64KiB".into()));
-        }
-        if queue.segment_size.0 < 4096 || queue.segment_size.0 > queue.max_size.0 / 4 {
-            return Err(invalid(
-                "queue.segment_size",
-                format!(
-                    "must be between 4KiB and a quarter of queue.max_size ({} bytes)",
-                    queue.max_size.0 / 4
-                ),
-            ));
-        }
-        if queue.thin_interval < Duration::from_secs(1) {
-            return Err(invalid("queue.thin_interval", "must be at least 1s".into()));
-        }
+        validate_basics(&raw, &invalid)?;
+        let mqtt = validate_mqtt(raw.mqtt, base, &invalid)?;
+        validate_queue(&raw.queue, &invalid)?;
         if raw.health.interval < Duration::from_secs(1) {
             return Err(invalid("health.interval", "must be at least 1s".into()));
         }
-        if raw.clock.hold > crate::clock::MAX_HOLD {
-            return Err(invalid("clock.hold", "must be at most 1day".into()));
-        }
-        if raw.clock.trust == Trust::Ntp && !raw.clock.synced_file.is_absolute() {
-            return Err(invalid(
-                "clock.synced_file",
-                format!(
-                    "{} is not an absolute path (trust = \"ntp\" reads it)",
-                    raw.clock.synced_file.display()
-                ),
-            ));
-        }
-        let mut bus_names = HashSet::new();
-        for (index, bus) in raw.buses.iter().enumerate() {
-            let field = |name: &str| format!("buses[{index}].{name}");
-            if bus.name.is_empty() || !bus_names.insert(bus.name.clone()) {
-                return Err(invalid(
-                    &field("name"),
-                    format!("bus name {:?} is empty or used twice", bus.name),
-                ));
-            }
-            if !(300..=1_000_000).contains(&bus.baud) {
-                return Err(invalid(
-                    &field("baud"),
-                    format!("{} is not a usable baud rate (300..=1000000)", bus.baud),
-                ));
-            }
-            if !(5..=8).contains(&bus.data_bits) {
-                return Err(invalid(
-                    &field("data_bits"),
-                    format!("{} data bits: use 7 or 8", bus.data_bits),
-                ));
-            }
-            if !(1..=2).contains(&bus.stop_bits) {
-                return Err(invalid(
-                    &field("stop_bits"),
-                    format!("{} stop bits: use 1 or 2", bus.stop_bits),
-                ));
-            }
-            let gap = bus.inter_frame_gap();
-            if let Some(pause) = bus.pause.filter(|pause| *pause < gap) {
-                return Err(invalid(
-                    &field("pause"),
-                    format!(
-                        "{pause:?} is shorter than the inter-frame gap of 3.5 characters at {} baud ({gap:?})",
-                        bus.baud
-                    ),
-                ));
-            }
-            if bus.timeout < Duration::from_millis(10) {
-                return Err(invalid(&field("timeout"), "must be at least 10ms".into()));
-            }
-            if bus.warm_up > MAX_WARM_UP {
-                return Err(invalid(&field("warm_up"), "must be at most 10s".into()));
-            }
-        }
+        validate_clock(&raw.clock, &invalid)?;
+        let bus_names = validate_buses(&raw.buses, &invalid)?;
         let profiles_dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&profiles_dir).map_err(|e| match e {
             LoadError::Profile(p) => ConfigError::Profile(p),
             LoadError::Io(message) => invalid("profiles_dir", message),
         })?;
-        let mut seen = HashSet::new();
-        let mut rtu_units = HashSet::new();
-        let mut devices = Vec::with_capacity(raw.devices.len());
-        for (index, device) in raw.devices.into_iter().enumerate() {
-            let field = |name: &str| format!("devices[{index}].{name}");
-            if !seen.insert(device.id.clone()) {
-                return Err(invalid(
-                    &field("id"),
-                    format!("device {} is configured twice", device.id),
-                ));
-            }
-            if !(1..=247).contains(&device.unit_id) {
-                return Err(invalid(
-                    &field("unit_id"),
-                    format!("{} is not a Modbus unit id (1..=247)", device.unit_id),
-                ));
-            }
-            let profile = profiles.get(&device.profile).cloned().ok_or_else(|| {
-                let mut known: Vec<&str> = profiles.keys().map(String::as_str).collect();
-                known.sort_unstable();
-                invalid(
-                    &field("profile"),
-                    format!(
-                        "no profile {:?} in {} (known: {})",
-                        device.profile,
-                        profiles_dir.display(),
-                        known.join(", ")
-                    ),
-                )
-            })?;
-            if let TransportConfig::Rtu { bus } = &device.transport {
-                if !bus_names.contains(bus) {
-                    return Err(invalid(
-                        &field("transport"),
-                        format!("no [[buses]] entry is named {bus:?}"),
-                    ));
-                }
-                if !rtu_units.insert((bus.clone(), device.unit_id)) {
-                    return Err(invalid(
-                        &field("unit_id"),
-                        format!("unit {} is already used on bus {bus:?}", device.unit_id),
-                    ));
-                }
-            }
-            let interval = device.interval.unwrap_or(raw.polling.interval);
-            if interval < Duration::from_millis(100) {
-                return Err(invalid(&field("interval"), "must be at least 100ms".into()));
-            }
-            devices.push(Device {
-                township: device.township.unwrap_or_else(|| raw.township.clone()),
-                id: device.id,
-                profile,
-                unit_id: device.unit_id,
-                transport: device.transport,
-                interval,
-            });
-        }
-        if raw.polling.warm_up > MAX_WARM_UP {
-            return Err(invalid("polling.warm_up", "must be at most 10s".into()));
-        }
-        let adaptive = &raw.polling.adaptive;
-        if adaptive.min_interval < Duration::from_millis(100) {
-            return Err(invalid(
-                "polling.adaptive.min_interval",
-                "must be at least 100ms".into(),
-            ));
-        }
-        if adaptive.max_interval < adaptive.min_interval {
-            return Err(invalid(
-                "polling.adaptive.max_interval",
-                format!(
-                    "{:?} is shorter than polling.adaptive.min_interval ({:?})",
-                    adaptive.max_interval, adaptive.min_interval
-                ),
-            ));
-        }
-        if adaptive.quiet_cycles == 0 {
-            return Err(invalid(
-                "polling.adaptive.quiet_cycles",
-                "must be at least 1".into(),
-            ));
-        }
-        if !(adaptive.fast_change.is_finite() && adaptive.fast_change > 0.0) {
-            return Err(invalid(
-                "polling.adaptive.fast_change",
-                format!(
-                    "{} is not a positive share (e.g. 0.02)",
-                    adaptive.fast_change
-                ),
-            ));
-        }
-        if raw.polling.unreachable_after == 0 {
-            return Err(invalid(
-                "polling.unreachable_after",
-                "must be at least 1".into(),
-            ));
-        }
+        let context = DeviceContext {
+            profiles: &profiles,
+            profiles_dir: &profiles_dir,
+            bus_names: &bus_names,
+            interval: raw.polling.interval,
+            township: &raw.township,
+        };
+        let devices = validate_devices(raw.devices, &context, &invalid)?;
+        validate_polling(&raw.polling, &invalid)?;
         let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
         let guard_rules = crate::guard::rule_set(&raw.guard, &ids, base, &invalid)?;
         Ok(AgentConfig {
@@ -927,7 +722,7 @@ impl AgentConfig {
             devices,
             buses: raw.buses,
             data_dir: base.join(&raw.data_dir),
-            queue,
+            queue: raw.queue,
             health: raw.health,
             commands: raw.commands,
             clock: raw.clock,
@@ -935,6 +730,315 @@ impl AgentConfig {
             guard_rules,
         })
     }
+}
+
+/// Places an error at a field of the config file (`invalid("queue.max_size", message)`).
+type Invalid<'a> = &'a dyn Fn(&str, String) -> ConfigError;
+
+/// The settings checked first: the box's id, the MQTT keep-alive, the polling interval and
+/// that there are devices at all.
+fn validate_basics(raw: &RawConfig, invalid: Invalid<'_>) -> Result<(), ConfigError> {
+    if raw.agent_id.is_empty() {
+        return Err(invalid("agent_id", "is empty".into()));
+    }
+    if raw.mqtt.keep_alive < Duration::from_secs(5) {
+        return Err(invalid(
+            "mqtt.keep_alive",
+            "must be at least 5s (MQTT counts it in whole seconds)".into(),
+        ));
+    }
+    if raw.polling.interval < Duration::from_millis(100) {
+        return Err(invalid("polling.interval", "must be at least 100ms".into()));
+    }
+    if raw.devices.is_empty() {
+        return Err(invalid("devices", "no [[devices]] configured".into()));
+    }
+    Ok(())
+}
+
+/// `[mqtt]`: the in-flight window, the tenant id and the TLS files (made relative to `base`).
+fn validate_mqtt(
+    mut mqtt: MqttConfig,
+    base: &Path,
+    invalid: Invalid<'_>,
+) -> Result<MqttConfig, ConfigError> {
+    if mqtt.max_inflight == 0 {
+        return Err(invalid("mqtt.max_inflight", "must be at least 1".into()));
+    }
+    if let Some(tenant) = &mqtt.tenant {
+        if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                "mqtt.tenant",
+                format!("{tenant:?} is not a tenant id (ASCII letters and digits only)"),
+            ));
+        }
+    }
+    if let Some(tls) = &mut mqtt.tls {
+        validate_tls(tls, base, invalid)?;
+    }
+    Ok(mqtt)
+}
+
+/// `[mqtt.tls]`: resolves the files against `base`; each must be readable, and a client
+/// certificate comes with its key.
+fn validate_tls(tls: &mut TlsConfig, base: &Path, invalid: Invalid<'_>) -> Result<(), ConfigError> {
+    tls.ca_file = base.join(&tls.ca_file);
+    tls.client_cert = tls.client_cert.as_ref().map(|p| base.join(p));
+    tls.client_key = tls.client_key.as_ref().map(|p| base.join(p));
+    if tls.client_cert.is_some() != tls.client_key.is_some() {
+        return Err(invalid(
+            "mqtt.tls",
+            "client_cert and client_key go together (mutual TLS needs both)".into(),
+        ));
+    }
+    for (field, path) in [
+        ("mqtt.tls.ca_file", Some(&tls.ca_file)),
+        ("mqtt.tls.client_cert", tls.client_cert.as_ref()),
+        ("mqtt.tls.client_key", tls.client_key.as_ref()),
+    ] {
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(invalid(
+                    field,
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[queue]`: the size cap, the segment size within it and the thinning interval.
+fn validate_queue(queue: &QueueConfig, invalid: Invalid<'_>) -> Result<(), ConfigError> {
+    if queue.max_size.0 < 64 * 1024 {
+        return Err(invalid("queue.max_size", "must be at least 64KiB".into()));
+    }
+    if queue.segment_size.0 < 4096 || queue.segment_size.0 > queue.max_size.0 / 4 {
+        return Err(invalid(
+            "queue.segment_size",
+            format!(
+                "must be between 4KiB and a quarter of queue.max_size ({} bytes)",
+                queue.max_size.0 / 4
+            ),
+        ));
+    }
+    if queue.thin_interval < Duration::from_secs(1) {
+        return Err(invalid("queue.thin_interval", "must be at least 1s".into()));
+    }
+    Ok(())
+}
+
+/// `[clock]`: the longest hold, and an absolute marker file when NTP is trusted.
+fn validate_clock(clock: &ClockConfig, invalid: Invalid<'_>) -> Result<(), ConfigError> {
+    if clock.hold > crate::clock::MAX_HOLD {
+        return Err(invalid("clock.hold", "must be at most 1day".into()));
+    }
+    if clock.trust == Trust::Ntp && !clock.synced_file.is_absolute() {
+        return Err(invalid(
+            "clock.synced_file",
+            format!(
+                "{} is not an absolute path (trust = \"ntp\" reads it)",
+                clock.synced_file.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[[buses]]`: each bus in turn; returns the bus names (each used once).
+fn validate_buses(
+    buses: &[BusConfig],
+    invalid: Invalid<'_>,
+) -> Result<HashSet<String>, ConfigError> {
+    let mut bus_names = HashSet::new();
+    for (index, bus) in buses.iter().enumerate() {
+        let field = |name: &str| format!("buses[{index}].{name}");
+        if bus.name.is_empty() || !bus_names.insert(bus.name.clone()) {
+            return Err(invalid(
+                &field("name"),
+                format!("bus name {:?} is empty or used twice", bus.name),
+            ));
+        }
+        validate_bus(bus, &field, invalid)?;
+    }
+    Ok(bus_names)
+}
+
+/// One `[[buses]]` entry's line settings; `field` names its fields (`buses[0].baud`).
+fn validate_bus(
+    bus: &BusConfig,
+    field: &dyn Fn(&str) -> String,
+    invalid: Invalid<'_>,
+) -> Result<(), ConfigError> {
+    if !(300..=1_000_000).contains(&bus.baud) {
+        return Err(invalid(
+            &field("baud"),
+            format!("{} is not a usable baud rate (300..=1000000)", bus.baud),
+        ));
+    }
+    if !(5..=8).contains(&bus.data_bits) {
+        return Err(invalid(
+            &field("data_bits"),
+            format!("{} data bits: use 7 or 8", bus.data_bits),
+        ));
+    }
+    if !(1..=2).contains(&bus.stop_bits) {
+        return Err(invalid(
+            &field("stop_bits"),
+            format!("{} stop bits: use 1 or 2", bus.stop_bits),
+        ));
+    }
+    let gap = bus.inter_frame_gap();
+    if let Some(pause) = bus.pause.filter(|pause| *pause < gap) {
+        return Err(invalid(
+            &field("pause"),
+            format!(
+                "{pause:?} is shorter than the inter-frame gap of 3.5 characters at {} baud ({gap:?})",
+                bus.baud
+            ),
+        ));
+    }
+    if bus.timeout < Duration::from_millis(10) {
+        return Err(invalid(&field("timeout"), "must be at least 10ms".into()));
+    }
+    if bus.warm_up > MAX_WARM_UP {
+        return Err(invalid(&field("warm_up"), "must be at most 10s".into()));
+    }
+    Ok(())
+}
+
+/// What the `[[devices]]` entries are resolved against.
+struct DeviceContext<'a> {
+    profiles: &'a HashMap<String, Arc<Profile>>,
+    profiles_dir: &'a Path,
+    bus_names: &'a HashSet<String>,
+    /// `polling.interval`, for a device that sets none.
+    interval: Duration,
+    /// The box's township, for a device that names none.
+    township: &'a TownshipId,
+}
+
+/// `[[devices]]`: each device once, resolved to its profile and interval.
+fn validate_devices(
+    raw: Vec<DeviceConfig>,
+    context: &DeviceContext<'_>,
+    invalid: Invalid<'_>,
+) -> Result<Vec<Device>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut rtu_units = HashSet::new();
+    let mut devices = Vec::with_capacity(raw.len());
+    for (index, device) in raw.into_iter().enumerate() {
+        let field = |name: &str| format!("devices[{index}].{name}");
+        if !seen.insert(device.id.clone()) {
+            return Err(invalid(
+                &field("id"),
+                format!("device {} is configured twice", device.id),
+            ));
+        }
+        if !(1..=247).contains(&device.unit_id) {
+            return Err(invalid(
+                &field("unit_id"),
+                format!("{} is not a Modbus unit id (1..=247)", device.unit_id),
+            ));
+        }
+        let profile = device_profile(&device, context, &field, invalid)?;
+        if let TransportConfig::Rtu { bus } = &device.transport {
+            if !context.bus_names.contains(bus) {
+                return Err(invalid(
+                    &field("transport"),
+                    format!("no [[buses]] entry is named {bus:?}"),
+                ));
+            }
+            if !rtu_units.insert((bus.clone(), device.unit_id)) {
+                return Err(invalid(
+                    &field("unit_id"),
+                    format!("unit {} is already used on bus {bus:?}", device.unit_id),
+                ));
+            }
+        }
+        let interval = device.interval.unwrap_or(context.interval);
+        if interval < Duration::from_millis(100) {
+            return Err(invalid(&field("interval"), "must be at least 100ms".into()));
+        }
+        devices.push(Device {
+            township: device.township.unwrap_or_else(|| context.township.clone()),
+            id: device.id,
+            profile,
+            unit_id: device.unit_id,
+            transport: device.transport,
+            interval,
+        });
+    }
+    Ok(devices)
+}
+
+/// The profile a device names, or an error listing the known ones.
+fn device_profile(
+    device: &DeviceConfig,
+    context: &DeviceContext<'_>,
+    field: &dyn Fn(&str) -> String,
+    invalid: Invalid<'_>,
+) -> Result<Arc<Profile>, ConfigError> {
+    let profiles = context.profiles;
+    profiles.get(&device.profile).cloned().ok_or_else(|| {
+        let mut known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        invalid(
+            &field("profile"),
+            format!(
+                "no profile {:?} in {} (known: {})",
+                device.profile,
+                context.profiles_dir.display(),
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// `[polling]` beyond the interval: the warm-up, `[polling.adaptive]` and the failed cycles
+/// before a device counts as unreachable.
+fn validate_polling(polling: &PollingConfig, invalid: Invalid<'_>) -> Result<(), ConfigError> {
+    if polling.warm_up > MAX_WARM_UP {
+        return Err(invalid("polling.warm_up", "must be at most 10s".into()));
+    }
+    let adaptive = &polling.adaptive;
+    if adaptive.min_interval < Duration::from_millis(100) {
+        return Err(invalid(
+            "polling.adaptive.min_interval",
+            "must be at least 100ms".into(),
+        ));
+    }
+    if adaptive.max_interval < adaptive.min_interval {
+        return Err(invalid(
+            "polling.adaptive.max_interval",
+            format!(
+                "{:?} is shorter than polling.adaptive.min_interval ({:?})",
+                adaptive.max_interval, adaptive.min_interval
+            ),
+        ));
+    }
+    if adaptive.quiet_cycles == 0 {
+        return Err(invalid(
+            "polling.adaptive.quiet_cycles",
+            "must be at least 1".into(),
+        ));
+    }
+    if !(adaptive.fast_change.is_finite() && adaptive.fast_change > 0.0) {
+        return Err(invalid(
+            "polling.adaptive.fast_change",
+            format!(
+                "{} is not a positive share (e.g. 0.02)",
+                adaptive.fast_change
+            ),
+        ));
+    }
+    if polling.unreachable_after == 0 {
+        return Err(invalid(
+            "polling.unreachable_after",
+            "must be at least 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 enum LoadError {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edge_agent::agent::Agent;
-use edge_agent::config::{AgentConfig, TransportConfig};
-use edge_agent::modbus::DevicePoller;
+use edge_agent::config::{AgentConfig, Device, TransportConfig};
+use edge_agent::modbus::{DevicePoller, PollResult};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -111,27 +111,9 @@ async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = AgentConfig::load(&path)?;
     let mut failed = 0;
     for device in config.devices.clone() {
-        let mut poller = DevicePoller::new(device, config.polling.max_gap, config.polling.timeout)
+        let poller = DevicePoller::new(device, config.polling.max_gap, config.polling.timeout)
             .with_warm_up(config.polling.warm_up);
-        let link = match &poller.device().transport {
-            TransportConfig::Tcp { address } => format!("tcp {address}"),
-            TransportConfig::Rtu { bus } => match config.bus(bus) {
-                Some(settings) => {
-                    let text = format!(
-                        "rtu {} on {} {} baud {:?} {}{}",
-                        bus,
-                        settings.port,
-                        settings.baud,
-                        settings.parity,
-                        settings.data_bits,
-                        settings.stop_bits
-                    );
-                    poller = poller.on_bus(settings);
-                    text
-                }
-                None => format!("rtu {bus} (not configured)"),
-            },
-        };
+        let (mut poller, link) = on_link(poller, &config);
         let device = poller.device().clone();
         println!(
             "{}  profile {} ({} {})  {link}  unit {}  {} read request(s)",
@@ -143,39 +125,7 @@ async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
             poller.plan().blocks.len()
         );
         match poller.poll().await {
-            Ok(result) => {
-                for register in &device.profile.registers {
-                    match result.values.get(&register.name) {
-                        Some(value) => println!(
-                            "  {:<24} {:>12.3} {:<5} {:?} {}",
-                            register.name, value, register.unit, register.kind, register.address
-                        ),
-                        None => println!(
-                            "  {:<24} {:>12} {:<5} {:?} {}",
-                            register.name, "-", register.unit, register.kind, register.address
-                        ),
-                    }
-                }
-                if let Some(fault) = &result.fault {
-                    println!(
-                        "  FAULT {} ({}) {}",
-                        fault.code,
-                        fault.category.as_str(),
-                        fault.text
-                    );
-                }
-                for (block, error) in &result.errors {
-                    failed += 1;
-                    println!(
-                        "  ERROR {:?} {}+{}: {} ({})",
-                        block.kind,
-                        block.start,
-                        block.count,
-                        error,
-                        error.kind()
-                    );
-                }
-            }
+            Ok(result) => failed += print_poll(&device, &result),
             Err(error) => {
                 failed += 1;
                 println!("  ERROR {error} ({})", error.kind());
@@ -188,6 +138,70 @@ async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     }
     println!("all {} device(s) answered", config.devices.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The poller on its device's link (its bus, for RTU), and the link described for the
+/// installer.
+fn on_link(poller: DevicePoller, config: &AgentConfig) -> (DevicePoller, String) {
+    match &poller.device().transport {
+        TransportConfig::Tcp { address } => {
+            let text = format!("tcp {address}");
+            (poller, text)
+        }
+        TransportConfig::Rtu { bus } => match config.bus(bus) {
+            Some(settings) => {
+                let text = format!(
+                    "rtu {} on {} {} baud {:?} {}{}",
+                    bus,
+                    settings.port,
+                    settings.baud,
+                    settings.parity,
+                    settings.data_bits,
+                    settings.stop_bits
+                );
+                (poller.on_bus(settings), text)
+            }
+            None => {
+                let text = format!("rtu {bus} (not configured)");
+                (poller, text)
+            }
+        },
+    }
+}
+
+/// Prints a poll's decoded values, its fault and its failed blocks; returns how many failed.
+fn print_poll(device: &Device, result: &PollResult) -> usize {
+    for register in &device.profile.registers {
+        match result.values.get(&register.name) {
+            Some(value) => println!(
+                "  {:<24} {:>12.3} {:<5} {:?} {}",
+                register.name, value, register.unit, register.kind, register.address
+            ),
+            None => println!(
+                "  {:<24} {:>12} {:<5} {:?} {}",
+                register.name, "-", register.unit, register.kind, register.address
+            ),
+        }
+    }
+    if let Some(fault) = &result.fault {
+        println!(
+            "  FAULT {} ({}) {}",
+            fault.code,
+            fault.category.as_str(),
+            fault.text
+        );
+    }
+    for (block, error) in &result.errors {
+        println!(
+            "  ERROR {:?} {}+{}: {} ({})",
+            block.kind,
+            block.start,
+            block.count,
+            error,
+            error.kind()
+        );
+    }
+    result.errors.len()
 }
 
 #[cfg(test)]

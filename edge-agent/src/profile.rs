@@ -255,264 +255,363 @@ struct RawFault {
     text: String,
 }
 
+/// Where a profile's text came from, to place its errors at a file, line and column.
+struct Source<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, field: String, message: String) -> ProfileError {
+        let (line, column) = line_col(self.text, span.start);
+        ProfileError {
+            origin: self.origin.to_owned(),
+            line,
+            column,
+            field,
+            message,
+        }
+    }
+}
+
+/// One `[[register]]` entry as written, with its position for error messages.
+struct RegisterEntry<'a> {
+    source: &'a Source<'a>,
+    index: usize,
+    raw: &'a RawRegister,
+}
+
+impl RegisterEntry<'_> {
+    /// An error at `span`, placed at the entry's field `name` (`register[3].scale`).
+    fn error(&self, span: Range<usize>, name: &str, message: String) -> ProfileError {
+        let field = format!("register[{}].{name}", self.index);
+        self.source.error(span, field, message)
+    }
+
+    /// The value type, which must suit the table: `bool` for bits, any other for registers.
+    fn value_type(&self) -> Result<ValueType, ProfileError> {
+        let r = self.raw;
+        let value_type = *r.value_type.get_ref();
+        match (r.kind.is_bit(), value_type) {
+            (true, ValueType::Bool) | (false, ValueType::Bit) => {}
+            (true, _) => {
+                return Err(self.error(
+                    r.value_type.span(),
+                    "type",
+                    "coils and discrete inputs hold type \"bool\"".into(),
+                ))
+            }
+            (false, ValueType::Bool) => {
+                return Err(self.error(
+                    r.value_type.span(),
+                    "type",
+                    "\"bool\" is for coils and discrete inputs; use \"bit\" with `bit` for a bit of a register".into(),
+                ))
+            }
+            (false, _) => {}
+        }
+        Ok(value_type)
+    }
+
+    /// The bit of a `bit` value (0 for every other type, which must not name one).
+    fn bit(&self, value_type: ValueType) -> Result<u8, ProfileError> {
+        let r = self.raw;
+        match (&r.bit, value_type) {
+            (Some(bit), ValueType::Bit) if *bit.get_ref() <= 15 => Ok(*bit.get_ref()),
+            (Some(bit), ValueType::Bit) => Err(self.error(
+                bit.span(),
+                "bit",
+                format!(
+                    "{} is not a bit of a 16-bit register (0..=15)",
+                    bit.get_ref()
+                ),
+            )),
+            (None, ValueType::Bit) => Err(self.error(
+                r.value_type.span(),
+                "bit",
+                "type \"bit\" needs `bit = 0..15`".into(),
+            )),
+            (Some(bit), _) => {
+                Err(self.error(bit.span(), "bit", "only type \"bit\" takes `bit`".into()))
+            }
+            (None, _) => Ok(0),
+        }
+    }
+
+    /// The address, whose value must end inside the table.
+    fn address(&self, value_type: ValueType) -> Result<u16, ProfileError> {
+        let address = *self.raw.address.get_ref();
+        // Saturating: an address near u32::MAX must be refused, not wrap (or panic).
+        let end = address.saturating_add(u32::from(value_type.width()));
+        if end > 65536 {
+            return Err(self.error(
+                self.raw.address.span(),
+                "address",
+                format!(
+                    "{address} (+{} registers) is past 65535",
+                    value_type.width()
+                ),
+            ));
+        }
+        Ok(address as u16)
+    }
+
+    /// The scale: non-zero and finite.
+    fn scale(&self) -> Result<f64, ProfileError> {
+        let scale = *self.raw.scale.get_ref();
+        if scale == 0.0 || !scale.is_finite() {
+            return Err(self.error(
+                self.raw.scale.span(),
+                "scale",
+                "must be a non-zero finite number".into(),
+            ));
+        }
+        Ok(scale)
+    }
+
+    /// The bounds of a register commands may write (holding registers and coils only).
+    fn writable(&self) -> Result<Option<Writable>, ProfileError> {
+        let Some(w) = &self.raw.writable else {
+            return Ok(None);
+        };
+        let bounds = *w.get_ref();
+        if !matches!(self.raw.kind, RegisterKind::Holding | RegisterKind::Coil) {
+            return Err(self.error(
+                w.span(),
+                "writable",
+                "only holding registers and coils can be written".into(),
+            ));
+        }
+        if bounds.min.is_nan() || bounds.max.is_nan() || bounds.min > bounds.max {
+            return Err(self.error(
+                w.span(),
+                "writable",
+                format!("min {} is above max {}", bounds.min, bounds.max),
+            ));
+        }
+        Ok(Some(bounds))
+    }
+}
+
+/// The registers of a profile as its entries are checked, in file order.
+struct RegisterTable {
+    registers: Vec<Register>,
+    /// Every name mapped so far, with the index of the entry that maps it.
+    names: HashMap<String, usize>,
+    vendor_registers: usize,
+    /// The profile's default orders for 32-bit values.
+    word_order: WordOrder,
+    byte_order: ByteOrder,
+}
+
+impl RegisterTable {
+    fn new(raw: &RawProfile) -> RegisterTable {
+        RegisterTable {
+            registers: Vec::with_capacity(raw.registers.len()),
+            names: HashMap::new(),
+            vendor_registers: 0,
+            word_order: raw.word_order,
+            byte_order: raw.byte_order,
+        }
+    }
+
+    /// Checks one entry against itself and the registers before it, and adds it.
+    fn add(&mut self, entry: &RegisterEntry<'_>) -> Result<(), ProfileError> {
+        let r = entry.raw;
+        let (name, unit) = self.name_and_unit(entry)?;
+        let value_type = entry.value_type()?;
+        let bit = entry.bit(value_type)?;
+        let address = entry.address(value_type)?;
+        let scale = entry.scale()?;
+        let writable = entry.writable()?;
+        let register = Register {
+            name,
+            kind: r.kind,
+            address,
+            value_type,
+            bit,
+            word_order: r.word_order.unwrap_or(self.word_order),
+            byte_order: r.byte_order.unwrap_or(self.byte_order),
+            scale,
+            offset: r.offset,
+            unit,
+            writable,
+        };
+        if let Some((other, _)) = self
+            .registers
+            .iter()
+            .enumerate()
+            .find(|(_, other)| overlaps(other, &register))
+        {
+            return Err(entry.error(
+                r.address.span(),
+                "address",
+                format!(
+                    "{:?} {address} overlaps register[{other}] ({})",
+                    register.kind, self.registers[other].name
+                ),
+            ));
+        }
+        self.registers.push(register);
+        Ok(())
+    }
+
+    /// The entry's name (canonical or vendor, mapped once, at most so many vendor names) and
+    /// its unit (the canonical unit, or a vendor value's free text).
+    fn name_and_unit(
+        &mut self,
+        entry: &RegisterEntry<'_>,
+    ) -> Result<(String, String), ProfileError> {
+        let r = entry.raw;
+        let name = r.name.get_ref().clone();
+        let canonical = wire::values::lookup(&name);
+        if canonical.is_none() && !wire::values::is_vendor_name(&name) {
+            return Err(entry.error(
+                r.name.span(),
+                "name",
+                format!(
+                    "{name:?} is neither a canonical value name nor a vendor value name \
+                     (`x_` and 1 to {} of a-z, 0-9, _)",
+                    wire::values::MAX_VENDOR_NAME_LEN
+                ),
+            ));
+        }
+        if let Some(first) = self.names.insert(name.clone(), entry.index) {
+            return Err(entry.error(
+                r.name.span(),
+                "name",
+                format!("{name:?} is already mapped by register[{first}]"),
+            ));
+        }
+        let unit = match canonical {
+            Some(canonical) => {
+                if let Some(unit) = r.unit.as_ref().filter(|u| u.get_ref() != canonical.unit) {
+                    return Err(entry.error(
+                        unit.span(),
+                        "unit",
+                        format!(
+                            "{name} is in {:?}; convert with scale and offset and write that unit",
+                            canonical.unit
+                        ),
+                    ));
+                }
+                canonical.unit.to_owned()
+            }
+            None => {
+                self.vendor_registers += 1;
+                if self.vendor_registers > wire::values::MAX_VENDOR_VALUES {
+                    return Err(entry.error(
+                        r.name.span(),
+                        "name",
+                        format!(
+                            "{name:?} is one vendor value too many: a reading carries at most {}",
+                            wire::values::MAX_VENDOR_VALUES
+                        ),
+                    ));
+                }
+                r.unit
+                    .as_ref()
+                    .map(|u| u.get_ref().clone())
+                    .unwrap_or_default()
+            }
+        };
+        Ok((name, unit))
+    }
+}
+
+/// The fault table: codes other than 0, each listed once.
+fn parse_faults(
+    source: &Source<'_>,
+    raw: Vec<Spanned<RawFault>>,
+) -> Result<BTreeMap<u32, (FaultCategory, String)>, ProfileError> {
+    let mut faults = BTreeMap::new();
+    for (index, spanned) in raw.into_iter().enumerate() {
+        let f = spanned.into_inner();
+        let code = *f.code.get_ref();
+        if code == 0 {
+            return Err(source.error(
+                f.code.span(),
+                format!("fault[{index}].code"),
+                "code 0 means healthy and cannot be a fault".into(),
+            ));
+        }
+        if faults.insert(code, (f.category, f.text)).is_some() {
+            return Err(source.error(
+                f.code.span(),
+                format!("fault[{index}].code"),
+                format!("code {code} is listed twice"),
+            ));
+        }
+    }
+    Ok(faults)
+}
+
+/// The fault-reset write, which goes to a coil or a holding register.
+fn parse_fault_reset(
+    source: &Source<'_>,
+    raw: Option<Spanned<FaultReset>>,
+) -> Result<Option<FaultReset>, ProfileError> {
+    let Some(reset) = raw else {
+        return Ok(None);
+    };
+    let span = reset.span();
+    let reset = reset.into_inner();
+    if !matches!(reset.kind, RegisterKind::Coil | RegisterKind::Holding) {
+        return Err(source.error(
+            span,
+            "fault_reset.kind".into(),
+            "a fault reset writes a coil or a holding register".into(),
+        ));
+    }
+    Ok(Some(reset))
+}
+
 impl Profile {
     /// Parses and validates a profile. `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
-        let error = |span: Range<usize>, field: String, message: String| {
-            let (line, column) = line_col(text, span.start);
-            ProfileError {
-                origin: origin.to_owned(),
-                line,
-                column,
-                field,
-                message,
-            }
-        };
+        let source = Source { text, origin };
         let raw: RawProfile = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            error(span, "profile".into(), e.message().to_owned())
+            source.error(span, "profile".into(), e.message().to_owned())
         })?;
         let _ = raw.description;
         if raw.id.get_ref().is_empty() {
-            return Err(error(raw.id.span(), "id".into(), "is empty".into()));
+            return Err(source.error(raw.id.span(), "id".into(), "is empty".into()));
         }
 
-        let mut registers: Vec<Register> = Vec::with_capacity(raw.registers.len());
-        let mut spans: Vec<Range<usize>> = Vec::new();
-        let mut seen_names: HashMap<String, usize> = HashMap::new();
-        let mut vendor_registers = 0;
-        for (index, spanned) in raw.registers.into_iter().enumerate() {
-            let field = |name: &str| format!("register[{index}].{name}");
-            let whole = spanned.span();
-            let r = spanned.into_inner();
-            let name = r.name.get_ref().clone();
-            let canonical = wire::values::lookup(&name);
-            if canonical.is_none() && !wire::values::is_vendor_name(&name) {
-                return Err(error(
-                    r.name.span(),
-                    field("name"),
-                    format!(
-                        "{name:?} is neither a canonical value name nor a vendor value name \
-                         (`x_` and 1 to {} of a-z, 0-9, _)",
-                        wire::values::MAX_VENDOR_NAME_LEN
-                    ),
-                ));
-            }
-            if let Some(first) = seen_names.insert(name.clone(), index) {
-                return Err(error(
-                    r.name.span(),
-                    field("name"),
-                    format!("{name:?} is already mapped by register[{first}]"),
-                ));
-            }
-            let unit = match canonical {
-                Some(canonical) => {
-                    if let Some(unit) = r.unit.as_ref().filter(|u| u.get_ref() != canonical.unit) {
-                        return Err(error(
-                            unit.span(),
-                            field("unit"),
-                            format!(
-                                "{name} is in {:?}; convert with scale and offset and write that unit",
-                                canonical.unit
-                            ),
-                        ));
-                    }
-                    canonical.unit.to_owned()
-                }
-                None => {
-                    vendor_registers += 1;
-                    if vendor_registers > wire::values::MAX_VENDOR_VALUES {
-                        return Err(error(
-                            r.name.span(),
-                            field("name"),
-                            format!(
-                                "{name:?} is one vendor value too many: a reading carries at most {}",
-                                wire::values::MAX_VENDOR_VALUES
-                            ),
-                        ));
-                    }
-                    r.unit
-                        .as_ref()
-                        .map(|u| u.get_ref().clone())
-                        .unwrap_or_default()
-                }
+        let mut table = RegisterTable::new(&raw);
+        for (index, spanned) in raw.registers.iter().enumerate() {
+            let entry = RegisterEntry {
+                source: &source,
+                index,
+                raw: spanned.get_ref(),
             };
-            let value_type = *r.value_type.get_ref();
-            match (r.kind.is_bit(), value_type) {
-                (true, ValueType::Bool) | (false, ValueType::Bit) => {}
-                (true, _) => {
-                    return Err(error(
-                        r.value_type.span(),
-                        field("type"),
-                        "coils and discrete inputs hold type \"bool\"".into(),
-                    ))
-                }
-                (false, ValueType::Bool) => {
-                    return Err(error(
-                        r.value_type.span(),
-                        field("type"),
-                        "\"bool\" is for coils and discrete inputs; use \"bit\" with `bit` for a bit of a register".into(),
-                    ))
-                }
-                (false, _) => {}
-            }
-            let bit = match (&r.bit, value_type) {
-                (Some(bit), ValueType::Bit) if *bit.get_ref() <= 15 => *bit.get_ref(),
-                (Some(bit), ValueType::Bit) => {
-                    return Err(error(
-                        bit.span(),
-                        field("bit"),
-                        format!(
-                            "{} is not a bit of a 16-bit register (0..=15)",
-                            bit.get_ref()
-                        ),
-                    ))
-                }
-                (None, ValueType::Bit) => {
-                    return Err(error(
-                        r.value_type.span(),
-                        field("bit"),
-                        "type \"bit\" needs `bit = 0..15`".into(),
-                    ))
-                }
-                (Some(bit), _) => {
-                    return Err(error(
-                        bit.span(),
-                        field("bit"),
-                        "only type \"bit\" takes `bit`".into(),
-                    ))
-                }
-                (None, _) => 0,
-            };
-            let address = *r.address.get_ref();
-            // Saturating: an address near u32::MAX must be refused, not wrap (or panic).
-            let end = address.saturating_add(u32::from(value_type.width()));
-            if end > 65536 {
-                return Err(error(
-                    r.address.span(),
-                    field("address"),
-                    format!(
-                        "{address} (+{} registers) is past 65535",
-                        value_type.width()
-                    ),
-                ));
-            }
-            let scale = *r.scale.get_ref();
-            if scale == 0.0 || !scale.is_finite() {
-                return Err(error(
-                    r.scale.span(),
-                    field("scale"),
-                    "must be a non-zero finite number".into(),
-                ));
-            }
-            let writable = match r.writable {
-                Some(w) => {
-                    let bounds = *w.get_ref();
-                    if !matches!(r.kind, RegisterKind::Holding | RegisterKind::Coil) {
-                        return Err(error(
-                            w.span(),
-                            field("writable"),
-                            "only holding registers and coils can be written".into(),
-                        ));
-                    }
-                    if bounds.min.is_nan() || bounds.max.is_nan() || bounds.min > bounds.max {
-                        return Err(error(
-                            w.span(),
-                            field("writable"),
-                            format!("min {} is above max {}", bounds.min, bounds.max),
-                        ));
-                    }
-                    Some(bounds)
-                }
-                None => None,
-            };
-            let register = Register {
-                name,
-                kind: r.kind,
-                address: address as u16,
-                value_type,
-                bit,
-                word_order: r.word_order.unwrap_or(raw.word_order),
-                byte_order: r.byte_order.unwrap_or(raw.byte_order),
-                scale,
-                offset: r.offset,
-                unit,
-                writable,
-            };
-            if let Some((other, _)) = registers
-                .iter()
-                .enumerate()
-                .find(|(_, other)| overlaps(other, &register))
-            {
-                return Err(error(
-                    r.address.span(),
-                    field("address"),
-                    format!(
-                        "{:?} {address} overlaps register[{other}] ({})",
-                        register.kind, registers[other].name
-                    ),
-                ));
-            }
-            spans.push(whole);
-            registers.push(register);
+            table.add(&entry)?;
         }
-        if registers.is_empty() {
-            return Err(error(
+        if table.registers.is_empty() {
+            return Err(source.error(
                 0..0,
                 "register".into(),
                 "a profile needs at least one [[register]]".into(),
             ));
         }
 
-        let mut faults = BTreeMap::new();
-        for (index, spanned) in raw.faults.into_iter().enumerate() {
-            let f = spanned.into_inner();
-            let code = *f.code.get_ref();
-            if code == 0 {
-                return Err(error(
-                    f.code.span(),
-                    format!("fault[{index}].code"),
-                    "code 0 means healthy and cannot be a fault".into(),
-                ));
-            }
-            if faults.insert(code, (f.category, f.text)).is_some() {
-                return Err(error(
-                    f.code.span(),
-                    format!("fault[{index}].code"),
-                    format!("code {code} is listed twice"),
-                ));
-            }
-        }
-        if !faults.is_empty() && !seen_names.contains_key(wire::values::FAULT_CODE) {
-            return Err(error(
+        let faults = parse_faults(&source, raw.faults)?;
+        if !faults.is_empty() && !table.names.contains_key(wire::values::FAULT_CODE) {
+            return Err(source.error(
                 0..0,
                 "fault".into(),
                 "fault codes are listed but no register is named \"fault_code\"".into(),
             ));
         }
-
-        let fault_reset = match raw.fault_reset {
-            Some(reset) => {
-                let span = reset.span();
-                let reset = reset.into_inner();
-                if !matches!(reset.kind, RegisterKind::Coil | RegisterKind::Holding) {
-                    return Err(error(
-                        span,
-                        "fault_reset.kind".into(),
-                        "a fault reset writes a coil or a holding register".into(),
-                    ));
-                }
-                Some(reset)
-            }
-            None => None,
-        };
+        let fault_reset = parse_fault_reset(&source, raw.fault_reset)?;
 
         Ok(Profile {
             id: raw.id.into_inner(),
             brand: raw.brand,
             model: raw.model,
             kind: raw.kind,
-            registers,
+            registers: table.registers,
             fault_reset,
             faults,
         })

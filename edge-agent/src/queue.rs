@@ -293,101 +293,26 @@ pub struct DiskQueue {
 }
 
 impl DiskQueue {
-    /// Opens (or creates) the queue in `settings.dir`, recovering from whatever a crash left.
+    /// Opens (or creates) the queue in `settings.dir`, recovering from whatever a crash left:
+    /// reads the state, finds the segment files, scans each (cutting torn records), and opens
+    /// the segment to append to.
     pub fn open(settings: QueueSettings) -> Result<(DiskQueue, Recovery), QueueError> {
         let dir = settings.dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let state_path = dir.join(STATE_FILE);
-        let state = match std::fs::read(&state_path) {
-            Ok(bytes) => match serde_json::from_slice::<State>(&bytes) {
-                Ok(state) => state,
-                Err(error) => {
-                    tracing::error!(path = %state_path.display(), %error, "queue state is unreadable; every stored reading will be sent again");
-                    State::default()
-                }
-            },
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(error) => return Err(io_error(&state_path)(error)),
-        };
-
-        // Collect segment files; a thinned copy wins over an unthinned one of the same id.
-        let mut found: BTreeMap<u64, (PathBuf, bool)> = BTreeMap::new();
-        for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let path = entry.map_err(io_error(&dir))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let (stem, thinned) = if let Some(stem) = name.strip_suffix(".thin.seg") {
-                (stem, true)
-            } else if let Some(stem) = name.strip_suffix(".seg") {
-                (stem, false)
-            } else {
-                continue;
-            };
-            let Ok(first_id) = stem.parse::<u64>() else {
-                continue;
-            };
-            match found.get(&first_id) {
-                Some((_, true)) if !thinned => {
-                    let _ = std::fs::remove_file(&path);
-                }
-                Some((other, false)) if thinned => {
-                    let _ = std::fs::remove_file(other);
-                    found.insert(first_id, (path, thinned));
-                }
-                _ => {
-                    found.insert(first_id, (path, thinned));
-                }
-            }
-        }
-
-        let mut recovery = Recovery::default();
-        let mut segments = Vec::with_capacity(found.len());
-        let mut seqs = state.seqs.clone();
-        let mut last_id = 0u64;
-        for (first_id, (path, thinned)) in found {
-            let scan = scan_segment(&path, state.acked_through, &mut seqs)?;
-            recovery.torn += scan.torn;
-            recovery.unacked += scan.unacked;
-            last_id = last_id.max(scan.last_id);
-            if scan.bytes <= MAGIC.len() as u64 && scan.records == 0 {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            segments.push(Segment {
-                first_id,
-                path,
-                bytes: scan.bytes,
-                records: scan.records,
-                thinned,
-            });
-        }
+        let state = read_state(&dir)?;
+        let found = find_segments(&dir)?;
+        let Recovered {
+            mut segments,
+            seqs,
+            last_id,
+            mut recovery,
+        } = recover_segments(found, &state)?;
         let next_id = state
             .next_id
             .max(last_id + 1)
             .max(state.acked_through + 1)
             .max(1);
-
-        let reuse = segments
-            .last()
-            .is_some_and(|s| !s.thinned && s.bytes < settings.segment_bytes);
-        if !reuse {
-            segments.push(create_segment(&dir, next_id)?);
-        }
-        let active = segments
-            .last()
-            .map(|s| s.path.clone())
-            .unwrap_or_else(|| segment_path(&dir, next_id, false));
-        let writer = OpenOptions::new()
-            .append(true)
-            .open(&active)
-            .map_err(io_error(&active))?;
-        writer.sync_all().map_err(io_error(&active))?;
-        sync_dir(&dir)?;
+        let writer = open_active(&dir, &mut segments, next_id, settings.segment_bytes)?;
         recovery.segments = segments.len();
         let stats = QueueStats {
             torn: recovery.torn,
@@ -831,6 +756,136 @@ impl DiskQueue {
         );
         Ok(())
     }
+}
+
+/// The persisted delivery state of `dir`; a missing file is a new queue, an unreadable one
+/// is logged and replaced (every stored reading is then sent again).
+fn read_state(dir: &Path) -> Result<State, QueueError> {
+    let state_path = dir.join(STATE_FILE);
+    match std::fs::read(&state_path) {
+        Ok(bytes) => match serde_json::from_slice::<State>(&bytes) {
+            Ok(state) => Ok(state),
+            Err(error) => {
+                tracing::error!(path = %state_path.display(), %error, "queue state is unreadable; every stored reading will be sent again");
+                Ok(State::default())
+            }
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(error) => Err(io_error(&state_path)(error)),
+    }
+}
+
+/// The segment files of `dir` by first id, with whether each is thinned; a thinned copy wins
+/// over an unthinned one of the same id (the loser is deleted), and leftover `.tmp` files are
+/// deleted.
+fn find_segments(dir: &Path) -> Result<BTreeMap<u64, (PathBuf, bool)>, QueueError> {
+    let mut found: BTreeMap<u64, (PathBuf, bool)> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let (stem, thinned) = if let Some(stem) = name.strip_suffix(".thin.seg") {
+            (stem, true)
+        } else if let Some(stem) = name.strip_suffix(".seg") {
+            (stem, false)
+        } else {
+            continue;
+        };
+        let Ok(first_id) = stem.parse::<u64>() else {
+            continue;
+        };
+        match found.get(&first_id) {
+            Some((_, true)) if !thinned => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Some((other, false)) if thinned => {
+                let _ = std::fs::remove_file(other);
+                found.insert(first_id, (path, thinned));
+            }
+            _ => {
+                found.insert(first_id, (path, thinned));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// What the scan of the segment files found.
+struct Recovered {
+    /// The segments that hold records, oldest first.
+    segments: Vec<Segment>,
+    /// The last `seq` of every device, from the state and the records.
+    seqs: BTreeMap<String, u64>,
+    /// The highest record id found (0: none).
+    last_id: u64,
+    recovery: Recovery,
+}
+
+/// Scans every segment found (cutting torn records, deleting empty segments) and gathers the
+/// devices' sequence numbers and the counts of unacknowledged and torn records.
+fn recover_segments(
+    found: BTreeMap<u64, (PathBuf, bool)>,
+    state: &State,
+) -> Result<Recovered, QueueError> {
+    let mut recovery = Recovery::default();
+    let mut segments = Vec::with_capacity(found.len());
+    let mut seqs = state.seqs.clone();
+    let mut last_id = 0u64;
+    for (first_id, (path, thinned)) in found {
+        let scan = scan_segment(&path, state.acked_through, &mut seqs)?;
+        recovery.torn += scan.torn;
+        recovery.unacked += scan.unacked;
+        last_id = last_id.max(scan.last_id);
+        if scan.bytes <= MAGIC.len() as u64 && scan.records == 0 {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        segments.push(Segment {
+            first_id,
+            path,
+            bytes: scan.bytes,
+            records: scan.records,
+            thinned,
+        });
+    }
+    Ok(Recovered {
+        segments,
+        seqs,
+        last_id,
+        recovery,
+    })
+}
+
+/// Opens the segment appends go to: the last one if it is unthinned and has room, else a new
+/// one starting at `next_id` (added to `segments`); fsyncs it and the folder.
+fn open_active(
+    dir: &Path,
+    segments: &mut Vec<Segment>,
+    next_id: u64,
+    segment_bytes: u64,
+) -> Result<File, QueueError> {
+    let reuse = segments
+        .last()
+        .is_some_and(|s| !s.thinned && s.bytes < segment_bytes);
+    if !reuse {
+        segments.push(create_segment(dir, next_id)?);
+    }
+    let active = segments
+        .last()
+        .map(|s| s.path.clone())
+        .unwrap_or_else(|| segment_path(dir, next_id, false));
+    let writer = OpenOptions::new()
+        .append(true)
+        .open(&active)
+        .map_err(io_error(&active))?;
+    writer.sync_all().map_err(io_error(&active))?;
+    sync_dir(dir)?;
+    Ok(writer)
 }
 
 struct Scan {

@@ -305,62 +305,76 @@ pub enum FleetError {
     BadId(String),
 }
 
-/// Generates `households` households from `seed`. Profiles are assigned round-robin (by
-/// profile id order) among those of the household's kind; if no profile of a kind is loaded,
-/// every household gets the other kind. Townships are dealt round-robin in a seeded order, so
-/// every township has a household once `households >= 15`.
-pub fn generate(
-    households: usize,
-    seed: u64,
-    profiles: &[Arc<Profile>],
-) -> Result<Vec<HouseholdSpec>, FleetError> {
-    let by_kind = |kind: DeviceKind| {
-        let mut of_kind: Vec<Arc<Profile>> = profiles
-            .iter()
-            .filter(|p| p.kind == kind)
-            .cloned()
-            .collect();
-        of_kind.sort_by(|a, b| a.id.cmp(&b.id));
-        of_kind
-    };
-    let heat_pump_profiles = by_kind(DeviceKind::HeatPump);
-    let boiler_profiles = by_kind(DeviceKind::GasBoiler);
-    if heat_pump_profiles.is_empty() && boiler_profiles.is_empty() {
-        return Err(FleetError::NoProfiles);
+/// The profiles of each kind, sorted by id, dealt round-robin to the households of that kind.
+struct ProfileDeck {
+    heat_pumps: Vec<Arc<Profile>>,
+    boilers: Vec<Arc<Profile>>,
+    heat_pumps_dealt: usize,
+    boilers_dealt: usize,
+}
+
+impl ProfileDeck {
+    fn new(profiles: &[Arc<Profile>]) -> Result<ProfileDeck, FleetError> {
+        let by_kind = |kind: DeviceKind| {
+            let mut of_kind: Vec<Arc<Profile>> = profiles
+                .iter()
+                .filter(|p| p.kind == kind)
+                .cloned()
+                .collect();
+            of_kind.sort_by(|a, b| a.id.cmp(&b.id));
+            of_kind
+        };
+        let heat_pumps = by_kind(DeviceKind::HeatPump);
+        let boilers = by_kind(DeviceKind::GasBoiler);
+        if heat_pumps.is_empty() && boilers.is_empty() {
+            return Err(FleetError::NoProfiles);
+        }
+        Ok(ProfileDeck {
+            heat_pumps,
+            boilers,
+            heat_pumps_dealt: 0,
+            boilers_dealt: 0,
+        })
     }
 
-    let mut rng = Rng::derive(seed, 0xF1EE7);
-    let mut township_order: Vec<usize> = (0..TOWNSHIPS.len()).collect();
-    rng.shuffle(&mut township_order);
-
-    let mut village_counters: std::collections::HashMap<(&str, &str), u32> =
-        std::collections::HashMap::new();
-    let (mut heat_pumps_assigned, mut boilers_assigned) = (0usize, 0usize);
-    let mut fleet = Vec::with_capacity(households);
-    for index in 0..households {
-        let township = &TOWNSHIPS[township_order[index % TOWNSHIPS.len()]];
-        let village = &township.villages[rng.index(township.villages.len())];
-
-        let wants_heat_pump = rng.chance(HEAT_PUMP_SHARE);
+    /// The kind a household gets (the one it wants unless no profile of it is loaded) and
+    /// the next profile of that kind.
+    fn deal(&mut self, wants_heat_pump: bool) -> (DeviceKind, Arc<Profile>) {
         let kind = match (
             wants_heat_pump,
-            heat_pump_profiles.is_empty(),
-            boiler_profiles.is_empty(),
+            self.heat_pumps.is_empty(),
+            self.boilers.is_empty(),
         ) {
             (true, false, _) | (false, false, true) => DeviceKind::HeatPump,
             _ => DeviceKind::GasBoiler,
         };
         let profile = match kind {
             DeviceKind::HeatPump => {
-                heat_pumps_assigned += 1;
-                &heat_pump_profiles[(heat_pumps_assigned - 1) % heat_pump_profiles.len()]
+                self.heat_pumps_dealt += 1;
+                &self.heat_pumps[(self.heat_pumps_dealt - 1) % self.heat_pumps.len()]
             }
             DeviceKind::GasBoiler => {
-                boilers_assigned += 1;
-                &boiler_profiles[(boilers_assigned - 1) % boiler_profiles.len()]
+                self.boilers_dealt += 1;
+                &self.boilers[(self.boilers_dealt - 1) % self.boilers.len()]
             }
         };
+        (kind, Arc::clone(profile))
+    }
+}
 
+/// A household's house and resident, drawn in this order from the fleet's stream.
+struct Dwelling {
+    building: Building,
+    heat_loss_w_per_k: f64,
+    thermal_capacity_j_per_k: f64,
+    setpoint_c: f64,
+    vulnerable: bool,
+    outdoor_offset_c: f64,
+    model_seed: u64,
+}
+
+impl Dwelling {
+    fn draw(rng: &mut Rng, township: &Township) -> Dwelling {
         let building = match rng.unit() {
             x if x < 0.5 => Building::OldBrick,
             x if x < 0.8 => Building::Renovated,
@@ -376,6 +390,41 @@ pub fn generate(
         let vulnerable = rng.chance(VULNERABLE_SHARE);
         let outdoor_offset_c = township.climate_offset_c + rng.uniform(-0.5, 0.5);
         let model_seed = rng.next_u64();
+        Dwelling {
+            building,
+            heat_loss_w_per_k,
+            thermal_capacity_j_per_k,
+            setpoint_c,
+            vulnerable,
+            outdoor_offset_c,
+            model_seed,
+        }
+    }
+}
+
+/// Generates `households` households from `seed`. Profiles are assigned round-robin (by
+/// profile id order) among those of the household's kind; if no profile of a kind is loaded,
+/// every household gets the other kind. Townships are dealt round-robin in a seeded order, so
+/// every township has a household once `households >= 15`.
+pub fn generate(
+    households: usize,
+    seed: u64,
+    profiles: &[Arc<Profile>],
+) -> Result<Vec<HouseholdSpec>, FleetError> {
+    let mut deck = ProfileDeck::new(profiles)?;
+
+    let mut rng = Rng::derive(seed, 0xF1EE7);
+    let mut township_order: Vec<usize> = (0..TOWNSHIPS.len()).collect();
+    rng.shuffle(&mut township_order);
+
+    let mut village_counters: std::collections::HashMap<(&str, &str), u32> =
+        std::collections::HashMap::new();
+    let mut fleet = Vec::with_capacity(households);
+    for index in 0..households {
+        let township = &TOWNSHIPS[township_order[index % TOWNSHIPS.len()]];
+        let village = &township.villages[rng.index(township.villages.len())];
+        let (kind, profile) = deck.deal(rng.chance(HEAT_PUMP_SHARE));
+        let dwelling = Dwelling::draw(&mut rng, township);
 
         let counter = village_counters
             .entry((township.id, village.id))
@@ -393,14 +442,14 @@ pub fn generate(
             township,
             village,
             kind,
-            profile: Arc::clone(profile),
-            building,
-            heat_loss_w_per_k,
-            thermal_capacity_j_per_k,
-            setpoint_c,
-            vulnerable,
-            outdoor_offset_c,
-            model_seed,
+            profile,
+            building: dwelling.building,
+            heat_loss_w_per_k: dwelling.heat_loss_w_per_k,
+            thermal_capacity_j_per_k: dwelling.thermal_capacity_j_per_k,
+            setpoint_c: dwelling.setpoint_c,
+            vulnerable: dwelling.vulnerable,
+            outdoor_offset_c: dwelling.outdoor_offset_c,
+            model_seed: dwelling.model_seed,
         });
     }
     Ok(fleet)

@@ -17,7 +17,10 @@ use serde::Serialize;
 use wire::{DeviceKind, FaultCategory};
 
 use crate::fleet::HouseholdSpec;
-use crate::mix::{lockout_categories, EventKind, FaultKind, Mix, ScriptedEvent, TrapKind};
+use crate::mix::{
+    lockout_categories, DurationRange, EventKind, FaultKind, FaultRates, Mix, ScriptedEvent,
+    TrapKind, ValueRange,
+};
 use crate::rng::Rng;
 
 /// Every scheduled time is a multiple of this (the model step), ms.
@@ -272,7 +275,33 @@ impl Builder<'_> {
         rng: &mut Rng,
         scripted: Option<&ScriptedEvent>,
     ) {
-        let rates = &self.mix.faults;
+        let households = self.claim(kind, household, start_ms);
+        let spec = &self.fleet[household];
+        let mut planned = PlannedFault {
+            id: self.faults.len(),
+            kind,
+            households,
+            village: kind
+                .is_supply()
+                .then(|| (spec.township.id.to_owned(), spec.village.id.to_owned())),
+            start_ms,
+            scheduled_end_ms: None,
+            lockout_ms: None,
+            category: None,
+            speed: None,
+            gas_mbar: None,
+            gas_sinking_ms: None,
+            settles_at: None,
+            scripted: scripted.is_some(),
+        };
+        let mut draw = Draw { rng, scripted };
+        draw_fault_parameters(&mut planned, &self.mix.faults, spec.kind, &mut draw);
+        self.faults.push(planned);
+    }
+
+    /// Occupies the households a fault of `kind` on `household` takes from `start_ms` (a
+    /// supply fault's whole village) and returns those it reaches.
+    fn claim(&mut self, kind: FaultKind, household: usize, start_ms: i64) -> Vec<usize> {
         let members = if kind.is_supply() {
             self.village_of(household)
         } else {
@@ -291,105 +320,14 @@ impl Builder<'_> {
         }
         // A gas pressure drop reaches the boilers only; the whole village is kept free of
         // other events all the same, so its heat pumps cannot confuse the attribution.
-        let households = if kind == FaultKind::GasPressureDrop {
+        if kind == FaultKind::GasPressureDrop {
             members
                 .into_iter()
                 .filter(|&h| self.fleet[h].kind == DeviceKind::GasBoiler)
                 .collect()
         } else {
             members
-        };
-        let spec = &self.fleet[household];
-        let device_kind = spec.kind;
-        let duration_ms = |range: crate::mix::DurationRange, rng: &mut Rng| match scripted {
-            Some(event) => event
-                .duration
-                .map_or(Builder::middle(range), |d| d.as_millis() as i64),
-            None => (range.pick_s(rng.unit()) * 1000.0) as i64,
-        };
-        let speed = |range: crate::mix::ValueRange, rng: &mut Rng| match scripted {
-            Some(event) => event.speed.unwrap_or(range.pick(0.5)),
-            None => range.pick(rng.unit()),
-        };
-        let mut planned = PlannedFault {
-            id: self.faults.len(),
-            kind,
-            households,
-            village: kind
-                .is_supply()
-                .then(|| (spec.township.id.to_owned(), spec.village.id.to_owned())),
-            start_ms,
-            scheduled_end_ms: None,
-            lockout_ms: None,
-            category: None,
-            speed: None,
-            gas_mbar: None,
-            gas_sinking_ms: None,
-            settles_at: None,
-            scripted: scripted.is_some(),
-        };
-        match kind {
-            FaultKind::Lockout => {
-                let categories = lockout_categories(device_kind);
-                planned.category = Some(match scripted.and_then(|e| e.category) {
-                    Some(category) => category,
-                    None if scripted.is_some() => categories[0],
-                    None => categories[rng.index(categories.len())],
-                });
-            }
-            FaultKind::IgnitionFailure => {
-                let wear = duration_ms(rates.ignition_failure.precursor, rng);
-                planned.lockout_ms = Some(on_grid(start_ms + wear));
-            }
-            FaultKind::RefrigerantLeak => {
-                planned.speed = Some(speed(rates.refrigerant_leak.speed, rng));
-            }
-            FaultKind::WaterLeak => planned.speed = Some(speed(rates.water_leak.speed, rng)),
-            FaultKind::RefrigerantLossPartial => {
-                let spec = rates.refrigerant_loss_partial;
-                planned.speed = Some(speed(spec.speed, rng));
-                planned.settles_at = Some(match scripted {
-                    Some(_) => spec.settles_at.pick(0.5),
-                    None => spec.settles_at.pick(rng.unit()),
-                });
-            }
-            FaultKind::SlowWaterLeakNoGauge => {
-                planned.speed = Some(speed(rates.slow_water_leak_no_gauge.speed, rng));
-            }
-            FaultKind::FouledFilter => {
-                planned.speed = Some(speed(rates.fouled_filter.speed, rng));
-            }
-            FaultKind::PowerOutage => {
-                let duration = duration_ms(rates.power_outage.duration, rng);
-                planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
-            }
-            FaultKind::GasPressureDrop => {
-                let duration = duration_ms(rates.gas_pressure_drop.duration, rng);
-                planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
-                planned.gas_mbar = Some(speed(rates.gas_pressure_drop.pressure_mbar, rng));
-                // Some regulators freeze slowly: the pressure sinks over most of an hour.
-                let spec = rates.gas_pressure_drop;
-                if scripted.is_none() && rng.chance(spec.sinking_share) {
-                    let sinking = (spec.sinking_over.pick_s(rng.unit()) * 1000.0) as i64;
-                    planned.gas_sinking_ms = Some(on_grid(sinking.min(duration)).max(GRID_MS));
-                }
-            }
-            FaultKind::BoxOffline => {
-                let duration = duration_ms(rates.box_offline.duration, rng);
-                planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
-            }
-            FaultKind::FlowSwitch
-            | FaultKind::SensorOpen
-            | FaultKind::SensorShort
-            | FaultKind::PumpSeized
-            | FaultKind::ControllerOff
-            | FaultKind::ControllerHang
-            | FaultKind::BreakerTrip
-            | FaultKind::FanFailure
-            | FaultKind::CondensateFrozen
-            | FaultKind::ValveClosed => {}
         }
-        self.faults.push(planned);
     }
 
     fn trap(
@@ -564,6 +502,105 @@ impl Builder<'_> {
     }
 }
 
+/// Where a fault's parameters come from: `rng`, or a scripted event (which takes the middle
+/// of a range it does not set).
+struct Draw<'a> {
+    rng: &'a mut Rng,
+    scripted: Option<&'a ScriptedEvent>,
+}
+
+impl Draw<'_> {
+    /// A duration in `range`, ms.
+    fn duration_ms(&mut self, range: DurationRange) -> i64 {
+        match self.scripted {
+            Some(event) => event
+                .duration
+                .map_or(Builder::middle(range), |d| d.as_millis() as i64),
+            None => (range.pick_s(self.rng.unit()) * 1000.0) as i64,
+        }
+    }
+
+    /// A speed (or pressure) in `range`.
+    fn speed(&mut self, range: ValueRange) -> f64 {
+        match self.scripted {
+            Some(event) => event.speed.unwrap_or(range.pick(0.5)),
+            None => range.pick(self.rng.unit()),
+        }
+    }
+}
+
+/// Fills in the parameters a fault of `planned.kind` on a device of `device_kind` needs:
+/// lockout code, wear period, speed, duration, gas pressure.
+fn draw_fault_parameters(
+    planned: &mut PlannedFault,
+    rates: &FaultRates,
+    device_kind: DeviceKind,
+    draw: &mut Draw<'_>,
+) {
+    let start_ms = planned.start_ms;
+    match planned.kind {
+        FaultKind::Lockout => {
+            let categories = lockout_categories(device_kind);
+            planned.category = Some(match draw.scripted.and_then(|e| e.category) {
+                Some(category) => category,
+                None if draw.scripted.is_some() => categories[0],
+                None => categories[draw.rng.index(categories.len())],
+            });
+        }
+        FaultKind::IgnitionFailure => {
+            let wear = draw.duration_ms(rates.ignition_failure.precursor);
+            planned.lockout_ms = Some(on_grid(start_ms + wear));
+        }
+        FaultKind::RefrigerantLeak => {
+            planned.speed = Some(draw.speed(rates.refrigerant_leak.speed));
+        }
+        FaultKind::WaterLeak => planned.speed = Some(draw.speed(rates.water_leak.speed)),
+        FaultKind::RefrigerantLossPartial => {
+            let spec = rates.refrigerant_loss_partial;
+            planned.speed = Some(draw.speed(spec.speed));
+            planned.settles_at = Some(match draw.scripted {
+                Some(_) => spec.settles_at.pick(0.5),
+                None => spec.settles_at.pick(draw.rng.unit()),
+            });
+        }
+        FaultKind::SlowWaterLeakNoGauge => {
+            planned.speed = Some(draw.speed(rates.slow_water_leak_no_gauge.speed));
+        }
+        FaultKind::FouledFilter => {
+            planned.speed = Some(draw.speed(rates.fouled_filter.speed));
+        }
+        FaultKind::PowerOutage => {
+            let duration = draw.duration_ms(rates.power_outage.duration);
+            planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
+        }
+        FaultKind::GasPressureDrop => {
+            let duration = draw.duration_ms(rates.gas_pressure_drop.duration);
+            planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
+            planned.gas_mbar = Some(draw.speed(rates.gas_pressure_drop.pressure_mbar));
+            // Some regulators freeze slowly: the pressure sinks over most of an hour.
+            let spec = rates.gas_pressure_drop;
+            if draw.scripted.is_none() && draw.rng.chance(spec.sinking_share) {
+                let sinking = (spec.sinking_over.pick_s(draw.rng.unit()) * 1000.0) as i64;
+                planned.gas_sinking_ms = Some(on_grid(sinking.min(duration)).max(GRID_MS));
+            }
+        }
+        FaultKind::BoxOffline => {
+            let duration = draw.duration_ms(rates.box_offline.duration);
+            planned.scheduled_end_ms = Some(on_grid(start_ms + duration.max(GRID_MS)));
+        }
+        FaultKind::FlowSwitch
+        | FaultKind::SensorOpen
+        | FaultKind::SensorShort
+        | FaultKind::PumpSeized
+        | FaultKind::ControllerOff
+        | FaultKind::ControllerHang
+        | FaultKind::BreakerTrip
+        | FaultKind::FanFailure
+        | FaultKind::CondensateFrozen
+        | FaultKind::ValveClosed => {}
+    }
+}
+
 /// Builds the schedule of a run of `days` days from `mix` over `fleet` with `seed`.
 pub fn build(
     fleet: &[HouseholdSpec],
@@ -583,83 +620,10 @@ pub fn build(
         traps: Vec::new(),
         not_placed: BTreeMap::new(),
     };
-    let mut scripted_rng = Rng::derive(seed ^ 0x5C21_9735, 0);
-    for (index, event) in mix.events.iter().enumerate() {
-        let Some(spec) = fleet.get(event.household) else {
-            return Err(ScenarioError::NoSuchHousehold {
-                index,
-                household: event.household,
-                households: fleet.len(),
-            });
-        };
-        let start = on_grid(start_ms + event.at.as_millis() as i64);
-        match event.kind {
-            EventKind::Fault(kind) => {
-                if !applicable(kind, spec) {
-                    return Err(ScenarioError::NotApplicable {
-                        index,
-                        kind: kind.as_str(),
-                        household: event.household,
-                        device_kind: spec.kind.as_str(),
-                    });
-                }
-                let members = if kind.is_supply() {
-                    builder.village_of(event.household)
-                } else {
-                    vec![event.household]
-                };
-                let taken = if kind.is_supply() {
-                    members.iter().any(|&h| builder.busy(h))
-                } else {
-                    !builder.may_join(event.household, Some(kind), None)
-                };
-                if taken {
-                    return Err(ScenarioError::Busy {
-                        index,
-                        household: event.household,
-                    });
-                }
-                builder.fault(kind, event.household, start, &mut scripted_rng, Some(event));
-            }
-            EventKind::Trap(kind) => {
-                if !builder.may_join(event.household, None, Some(kind)) {
-                    return Err(ScenarioError::Busy {
-                        index,
-                        household: event.household,
-                    });
-                }
-                builder.trap(kind, event.household, start, &mut scripted_rng, Some(event));
-            }
-        }
-    }
+    builder.place_scripted(seed)?;
     builder.place_random_faults(seed);
     builder.place_random_traps(seed);
-
-    let mut setback_rng = Rng::derive(seed ^ 0x5E7B_AC00, 1);
-    let night_setback_k = fleet
-        .iter()
-        .map(|h| {
-            let wants = setback_rng.chance(mix.fleet.night_setback_share);
-            let depth = mix.fleet.night_setback_k.pick(setback_rng.unit());
-            // Nobody sets back so far that the room swings into their own discomfort: the
-            // thermostat's lower edge stays half a kelvin above the resident's comfort.
-            let comfort = if h.vulnerable {
-                mix.residents.vulnerable_comfort_c
-            } else {
-                mix.residents.comfort_c
-            };
-            let floor = mix
-                .fleet
-                .min_setback_setpoint_c
-                .max(comfort + crate::model::THERMOSTAT_BAND_K);
-            let room = (h.setpoint_c - floor).max(0.0);
-            if wants {
-                depth.min(room)
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let night_setback_k = night_setbacks(fleet, mix, seed);
     let Builder {
         mut faults,
         mut traps,
@@ -682,6 +646,99 @@ pub fn build(
         night_setback_k,
         not_placed,
     })
+}
+
+impl Builder<'_> {
+    /// Places the mix's scripted events exactly where they say, before anything is drawn.
+    fn place_scripted(&mut self, seed: u64) -> Result<(), ScenarioError> {
+        let mut scripted_rng = Rng::derive(seed ^ 0x5C21_9735, 0);
+        let mix = self.mix;
+        for (index, event) in mix.events.iter().enumerate() {
+            self.place_scripted_event(index, event, &mut scripted_rng)?;
+        }
+        Ok(())
+    }
+
+    /// Places scripted event `index`: its household must exist, suit a fault, and be free (or
+    /// take it as its one overlap).
+    fn place_scripted_event(
+        &mut self,
+        index: usize,
+        event: &ScriptedEvent,
+        rng: &mut Rng,
+    ) -> Result<(), ScenarioError> {
+        let Some(spec) = self.fleet.get(event.household) else {
+            return Err(ScenarioError::NoSuchHousehold {
+                index,
+                household: event.household,
+                households: self.fleet.len(),
+            });
+        };
+        let start = on_grid(self.start_ms + event.at.as_millis() as i64);
+        let busy = ScenarioError::Busy {
+            index,
+            household: event.household,
+        };
+        match event.kind {
+            EventKind::Fault(kind) => {
+                if !applicable(kind, spec) {
+                    return Err(ScenarioError::NotApplicable {
+                        index,
+                        kind: kind.as_str(),
+                        household: event.household,
+                        device_kind: spec.kind.as_str(),
+                    });
+                }
+                let taken = if kind.is_supply() {
+                    let members = self.village_of(event.household);
+                    members.iter().any(|&h| self.busy(h))
+                } else {
+                    !self.may_join(event.household, Some(kind), None)
+                };
+                if taken {
+                    return Err(busy);
+                }
+                self.fault(kind, event.household, start, rng, Some(event));
+            }
+            EventKind::Trap(kind) => {
+                if !self.may_join(event.household, None, Some(kind)) {
+                    return Err(busy);
+                }
+                self.trap(kind, event.household, start, rng, Some(event));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each household's night set-back depth, K (0: none): drawn for a share of the fleet, never
+/// so deep that the room swings into the resident's discomfort.
+fn night_setbacks(fleet: &[HouseholdSpec], mix: &Mix, seed: u64) -> Vec<f64> {
+    let mut setback_rng = Rng::derive(seed ^ 0x5E7B_AC00, 1);
+    fleet
+        .iter()
+        .map(|h| {
+            let wants = setback_rng.chance(mix.fleet.night_setback_share);
+            let depth = mix.fleet.night_setback_k.pick(setback_rng.unit());
+            // Nobody sets back so far that the room swings into their own discomfort: the
+            // thermostat's lower edge stays half a kelvin above the resident's comfort.
+            let comfort = if h.vulnerable {
+                mix.residents.vulnerable_comfort_c
+            } else {
+                mix.residents.comfort_c
+            };
+            let floor = mix
+                .fleet
+                .min_setback_setpoint_c
+                .max(comfort + crate::model::THERMOSTAT_BAND_K);
+            let room = (h.setpoint_c - floor).max(0.0);
+            if wants {
+                depth.min(room)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -120,6 +120,46 @@ pub(crate) struct Household {
 }
 
 impl Household {
+    /// A household of the fleet served at `modbus_addr`: its manifest entry, its register map
+    /// (shared by profile in `maps`) and its model at `start_unix_s`.
+    fn new(
+        spec: &fleet::HouseholdSpec,
+        modbus_addr: SocketAddr,
+        maps: &HashMap<String, RegisterMap>,
+        climate: &Climate,
+        start_unix_s: f64,
+    ) -> Household {
+        let info = HouseholdInfo {
+            device_id: spec.device_id.clone(),
+            township: spec.township_id.clone(),
+            township_name: spec.township.name.to_owned(),
+            village: spec.village.id.to_owned(),
+            village_name: spec.village.name.to_owned(),
+            kind: spec.kind,
+            profile_id: spec.profile.id.clone(),
+            modbus_addr,
+            unit_id: modbus::UNIT_ID,
+            vulnerable: spec.vulnerable,
+            building: spec.building,
+        };
+        let registers = maps
+            .get(&spec.profile.id)
+            .cloned()
+            .unwrap_or_else(|| RegisterMap::new(Arc::clone(&spec.profile)));
+        let model = House::new(
+            HouseParams::from(spec),
+            Arc::clone(&spec.profile),
+            climate,
+            start_unix_s,
+        );
+        Household {
+            info,
+            registers,
+            model: Mutex::new(model),
+            requests: RequestCounters::default(),
+        }
+    }
+
     fn model(&self) -> MutexGuard<'_, House> {
         // A panic while holding the lock cannot leave the model half-updated in a way that
         // matters for a simulation; keep serving.
@@ -223,6 +263,22 @@ pub fn load_profiles(dir: &Path) -> Result<Vec<Arc<Profile>>, SimError> {
     Ok(profiles)
 }
 
+/// Binds a household's Modbus listener on a port of its own; returns it with its address.
+async fn bind(
+    spec: &fleet::HouseholdSpec,
+    bind_ip: IpAddr,
+) -> Result<(TcpListener, SocketAddr), SimError> {
+    let bind_addr = SocketAddr::new(bind_ip, 0);
+    let bind_error = |source| SimError::Bind {
+        device: spec.device_id.to_string(),
+        addr: bind_addr,
+        source,
+    };
+    let listener = TcpListener::bind(bind_addr).await.map_err(bind_error)?;
+    let modbus_addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, modbus_addr))
+}
+
 impl Simulation {
     /// Loads the profiles, generates the fleet, binds one Modbus listener per household and
     /// spawns the servers and the model clock. Everything stops when `shutdown` is cancelled.
@@ -247,43 +303,9 @@ impl Simulation {
         let mut households = Vec::with_capacity(specs.len());
         let mut listeners = Vec::with_capacity(specs.len());
         for spec in &specs {
-            let bind_addr = SocketAddr::new(config.bind_ip, 0);
-            let bind_error = |source| SimError::Bind {
-                device: spec.device_id.to_string(),
-                addr: bind_addr,
-                source,
-            };
-            let listener = TcpListener::bind(bind_addr).await.map_err(bind_error)?;
-            let modbus_addr = listener.local_addr().map_err(bind_error)?;
-            let info = HouseholdInfo {
-                device_id: spec.device_id.clone(),
-                township: spec.township_id.clone(),
-                township_name: spec.township.name.to_owned(),
-                village: spec.village.id.to_owned(),
-                village_name: spec.village.name.to_owned(),
-                kind: spec.kind,
-                profile_id: spec.profile.id.clone(),
-                modbus_addr,
-                unit_id: modbus::UNIT_ID,
-                vulnerable: spec.vulnerable,
-                building: spec.building,
-            };
-            let registers = maps
-                .get(&spec.profile.id)
-                .cloned()
-                .unwrap_or_else(|| RegisterMap::new(Arc::clone(&spec.profile)));
-            let model = House::new(
-                HouseParams::from(spec),
-                Arc::clone(&spec.profile),
-                &climate,
-                start_unix_s,
-            );
-            households.push(Arc::new(Household {
-                info,
-                registers,
-                model: Mutex::new(model),
-                requests: RequestCounters::default(),
-            }));
+            let (listener, modbus_addr) = bind(spec, config.bind_ip).await?;
+            let household = Household::new(spec, modbus_addr, &maps, &climate, start_unix_s);
+            households.push(Arc::new(household));
             listeners.push(listener);
         }
         for (household, listener) in households.iter().zip(listeners) {

@@ -90,15 +90,7 @@ pub(super) fn spawn(
     let mut jobs = HashMap::new();
     let count = config.devices.len().max(1) as u32;
     let mut buses: BTreeMap<String, Vec<DeviceRunner>> = BTreeMap::new();
-    // One line (inter-frame gap, warm-up, utilisation) per bus, shared by its devices.
-    let lines: BTreeMap<String, Arc<BusLine>> = config
-        .buses
-        .iter()
-        .map(|bus| {
-            let line = BusLine::new(&bus.name, bus.silence(), bus.warm_up);
-            (bus.name.clone(), Arc::new(line))
-        })
-        .collect();
+    let lines = bus_lines(config);
     for (index, (device, device_health)) in config.devices.iter().zip(health).enumerate() {
         let poller = DevicePoller::new(
             device.clone(),
@@ -136,32 +128,51 @@ pub(super) fn spawn(
         .filter(|(name, _)| buses.contains_key(*name))
         .map(|(_, line)| Arc::clone(line))
         .collect();
-    for (name, mut runners) in buses {
+    for (name, runners) in buses {
         let Some(bus) = config.bus(&name).cloned() else {
             continue;
         };
-        // Stagger the bus's devices over the interval so they never queue up together.
-        let start = tokio::time::Instant::now();
-        let n = runners.len().max(1) as u32;
-        for (i, runner) in runners.iter_mut().enumerate() {
-            runner.next_due = start + runner.cadence.period() / n * i as u32;
-        }
-        let (tx, rx) = mpsc::channel(JOBS_PER_TASK);
-        for runner in &runners {
-            jobs.insert(runner.poller.device().id.clone(), tx.clone());
-        }
-        tracker.spawn(run_bus(
-            bus,
-            runners,
-            rx,
-            readings.clone(),
-            shutdown.clone(),
-        ));
+        spawn_bus(bus, runners, &mut jobs, readings.clone(), tracker, shutdown);
     }
     Ok(Spawned {
         jobs,
         lines: used_lines,
     })
+}
+
+/// One line (inter-frame gap, warm-up, utilisation) per configured bus, shared by its devices.
+fn bus_lines(config: &AgentConfig) -> BTreeMap<String, Arc<BusLine>> {
+    config
+        .buses
+        .iter()
+        .map(|bus| {
+            let line = BusLine::new(&bus.name, bus.silence(), bus.warm_up);
+            (bus.name.clone(), Arc::new(line))
+        })
+        .collect()
+}
+
+/// Spawns the task of one RS-485 bus with its devices' runners, staggered over the interval;
+/// their commands go to the bus task (entered in `jobs`).
+fn spawn_bus(
+    bus: BusConfig,
+    mut runners: Vec<DeviceRunner>,
+    jobs: &mut HashMap<DeviceId, mpsc::Sender<Box<CommandJob>>>,
+    readings: mpsc::Sender<Reading>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    // Stagger the bus's devices over the interval so they never queue up together.
+    let start = tokio::time::Instant::now();
+    let n = runners.len().max(1) as u32;
+    for (i, runner) in runners.iter_mut().enumerate() {
+        runner.next_due = start + runner.cadence.period() / n * i as u32;
+    }
+    let (tx, rx) = mpsc::channel(JOBS_PER_TASK);
+    for runner in &runners {
+        jobs.insert(runner.poller.device().id.clone(), tx.clone());
+    }
+    tracker.spawn(run_bus(bus, runners, rx, readings, shutdown.clone()));
 }
 
 /// One device's polling schedule and counters.

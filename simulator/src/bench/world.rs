@@ -19,7 +19,7 @@ use wire::{DeviceKind, Topic, TopicKind};
 
 use crate::fleet::HouseholdSpec;
 use crate::load::telemetry::{reading_json, ProfileCodec};
-use crate::mix::{DurationRange, FaultKind, Mix, TrapKind};
+use crate::mix::{DurationRange, FaultKind, Mix, ResidentMix, TrapKind};
 use crate::model::{Climate, Degradation, House, HouseParams, SensorFailure, Weather};
 use crate::rng::Rng;
 use crate::scenario::{PlannedFault, PlannedTrap, Scenario, GRID_MS};
@@ -124,6 +124,270 @@ struct TrapState {
     window_end_ms: i64,
 }
 
+impl Home {
+    /// A household at the scenario's start: its house with its night set-back, its
+    /// resident's comfort and calling habits (drawn from the seed), everything up and quiet.
+    fn new(
+        spec: &HouseholdSpec,
+        codec: Arc<ProfileCodec>,
+        mix: &Mix,
+        scenario: &Scenario,
+        seed: u64,
+        climate: &Climate,
+    ) -> Home {
+        let mut house = House::new(
+            HouseParams::from(spec),
+            Arc::<Profile>::clone(&spec.profile),
+            climate,
+            scenario.start_ms as f64 / 1000.0,
+        );
+        let night_setback_k = scenario
+            .night_setback_k
+            .get(spec.index)
+            .copied()
+            .unwrap_or(0.0);
+        house.set_night_setback(night_setback_k);
+        house.set_free_gains(true);
+        let comfort_c = if spec.vulnerable {
+            mix.residents.vulnerable_comfort_c
+        } else {
+            mix.residents.comfort_c
+        };
+        let mut habits = household_rng(seed, HABIT_STREAM, spec.index, 0);
+        let fast_caller = habits.chance(mix.residents.fast_caller_share);
+        let night_caller = habits.chance(mix.residents.night_call_share);
+        let below = mix.residents.night_call_below_c.pick(habits.unit());
+        let night_call_below_c = night_caller.then_some(below);
+        Home {
+            topic: Topic::new(
+                spec.township_id.clone(),
+                spec.device_id.to_string(),
+                TopicKind::Telemetry,
+            )
+            .to_string(),
+            spec: spec.clone(),
+            house,
+            codec,
+            comfort_c,
+            night_setback_k,
+            powered: true,
+            network_down: BTreeSet::new(),
+            seq: (scenario.start_ms.max(0) as u64).saturating_mul(1000),
+            backlog: VecDeque::new(),
+            faults: Vec::new(),
+            knowing: BTreeSet::new(),
+            reheating: Vec::new(),
+            fast_caller,
+            night_call_below_c,
+            discomfort_since_ms: None,
+            complaint_due_ms: None,
+            complained: BTreeSet::new(),
+        }
+    }
+
+    /// Fault `id` begins in this household: the house degrades, or loses power, gas or
+    /// network.
+    fn start_fault(&mut self, id: usize, planned: &PlannedFault) {
+        self.faults.push(id);
+        match planned.kind {
+            FaultKind::Lockout => {
+                if let Some(category) = planned.category {
+                    self.house.start(Degradation::Lockout(category));
+                }
+            }
+            FaultKind::IgnitionFailure => {
+                if planned.lockout_ms.is_some_and(|at| at > planned.start_ms) {
+                    self.house.start(Degradation::IgnitionWear);
+                } else {
+                    self.house.start(Degradation::IgnitionFailure);
+                }
+            }
+            FaultKind::FlowSwitch => self.house.start(Degradation::FlowSwitch),
+            FaultKind::SensorOpen => {
+                self.house.start(Degradation::Sensor(SensorFailure::Open));
+            }
+            FaultKind::SensorShort => {
+                self.house.start(Degradation::Sensor(SensorFailure::Short));
+            }
+            FaultKind::RefrigerantLeak => self.house.start(Degradation::RefrigerantLeak {
+                charge_per_day: planned.speed.unwrap_or(0.0),
+            }),
+            FaultKind::WaterLeak => self.house.start(Degradation::WaterLeak {
+                bar_per_day: planned.speed.unwrap_or(0.0),
+            }),
+            FaultKind::FouledFilter => self.house.start(Degradation::FouledFilter {
+                flow_per_day: planned.speed.unwrap_or(0.0),
+            }),
+            FaultKind::PowerOutage => {
+                self.house.set_power(false);
+                self.powered = false;
+                // Readings a box had queued are lost with its power.
+                self.backlog.clear();
+            }
+            FaultKind::GasPressureDrop => {
+                self.house.set_gas_supply(gas_at(planned, planned.start_ms));
+            }
+            FaultKind::BoxOffline => {
+                self.network_down.insert(NetworkDown::Fault(id));
+            }
+            FaultKind::PumpSeized | FaultKind::ValveClosed => {
+                self.house.start(Degradation::CirculationBlocked);
+            }
+            FaultKind::ControllerOff => self.house.start(Degradation::ControllerOff),
+            FaultKind::ControllerHang => self.house.start(Degradation::ControllerHang),
+            FaultKind::BreakerTrip => self.house.start(Degradation::BreakerTrip),
+            FaultKind::FanFailure => self.house.start(Degradation::FanFailure),
+            FaultKind::RefrigerantLossPartial => {
+                self.house.start(Degradation::PartialRefrigerantLeak {
+                    charge_per_day: planned.speed.unwrap_or(0.0),
+                    settles_at: planned.settles_at.unwrap_or(1.0),
+                });
+            }
+            FaultKind::SlowWaterLeakNoGauge => {
+                self.house.start(Degradation::SilentWaterLeak {
+                    bar_per_day: planned.speed.unwrap_or(0.0),
+                });
+            }
+            FaultKind::CondensateFrozen => self.house.start(Degradation::CondensateFrozen),
+        }
+    }
+}
+
+/// A cold the resident has felt long enough to notice.
+#[derive(Debug, Clone, Copy)]
+struct Cold {
+    /// Since when the room has been below the resident's comfort, Unix ms.
+    since_ms: i64,
+    /// The room now, °C.
+    indoor_c: f64,
+}
+
+impl Home {
+    /// The cold the resident has noticed by `now_ms`, if any. A cold they know the reason
+    /// for (a trap going on or just over) does not count, and a room back above comfort
+    /// plus half a kelvin ends the discomfort.
+    fn noticed_cold(&mut self, now_ms: i64) -> Option<Cold> {
+        if !self.knowing.is_empty() || !self.reheating.is_empty() {
+            self.discomfort_since_ms = None;
+            self.complaint_due_ms = None;
+            return None;
+        }
+        let indoor_c = self.house.indoor_temp_c();
+        if indoor_c >= self.comfort_c + 0.5 {
+            self.discomfort_since_ms = None;
+            self.complaint_due_ms = None;
+            return None;
+        }
+        if indoor_c >= self.comfort_c {
+            return None;
+        }
+        let since_ms = *self.discomfort_since_ms.get_or_insert(now_ms);
+        if now_ms - since_ms < NOTICE_AFTER_MS {
+            return None;
+        }
+        Some(Cold { since_ms, indoor_c })
+    }
+
+    /// The complaint about `cause` the resident makes at `now` (Unix ms), once their patience is
+    /// over (in the morning if they are asleep, unless they call at night); `None` while they
+    /// wait or if they never call.
+    fn complaint(
+        &mut self,
+        index: usize,
+        cause: Option<usize>,
+        cold: Cold,
+        now: i64,
+        residents: &ResidentMix,
+        rng: &mut Rng,
+    ) -> Option<NewComplaint> {
+        let (never, patience) = if self.spec.vulnerable {
+            (
+                residents.vulnerable_never_calls,
+                residents.vulnerable_patience,
+            )
+        } else {
+            (residents.never_calls, residents.patience)
+        };
+        let patience = if self.fast_caller {
+            residents.fast_patience
+        } else {
+            patience
+        };
+        if rng.chance(never) {
+            return None;
+        }
+        let patience_ms = (patience.pick_s(rng.unit()) * 1000.0) as i64;
+        let wake_delay_ms = (residents.wake_up_delay.pick_s(rng.unit()) * 1000.0) as i64;
+        // Some call in the night: the room is really cold, or a vulnerable person's family
+        // will not wait for the morning.
+        let calls_at_night = self
+            .night_call_below_c
+            .is_some_and(|below| cold.indoor_c < below)
+            || (self.spec.vulnerable && residents.vulnerable_night_calls);
+        let patient_enough = now - cold.since_ms >= NOTICE_AFTER_MS + patience_ms;
+        if self.complaint_due_ms.is_none() && patient_enough {
+            let due = match asleep_until(now, residents.sleep_from.0, residents.sleep_to.0) {
+                Some(_) if calls_at_night => now,
+                Some(wake) => wake + wake_delay_ms,
+                None => now,
+            };
+            self.complaint_due_ms = Some(due);
+        } else if patient_enough && calls_at_night {
+            // Waiting for the morning, the house got too cold to wait.
+            self.complaint_due_ms = self.complaint_due_ms.map(|due| due.min(now));
+        }
+        if self.complaint_due_ms.is_none_or(|due| now < due) {
+            return None;
+        }
+        self.complaint_due_ms = None;
+        self.complained.insert(cause);
+        let channel = pick_channel(rng, &residents.channels.entries());
+        let text = format!(
+            "{}{}: 家里暖气不热，屋里只有{:.0}度{}",
+            self.spec.village.name,
+            self.spec.device_id,
+            cold.indoor_c,
+            if self.spec.vulnerable {
+                "，老人独居，请尽快来修"
+            } else {
+                "，请派人来看看"
+            }
+        );
+        Some(NewComplaint {
+            household: index,
+            device_id: self.spec.device_id.to_string(),
+            fault: cause,
+            received_at_ms: now,
+            channel: channel.to_owned(),
+            text,
+        })
+    }
+}
+
+impl FaultState {
+    fn new(planned: &PlannedFault) -> FaultState {
+        FaultState {
+            planned: planned.clone(),
+            started: false,
+            ended_ms: None,
+            noticed_ms: None,
+            would_notice_ms: None,
+            visited: false,
+            recovering: BTreeSet::new(),
+            window_end_ms: i64::MAX,
+        }
+    }
+}
+
+impl TrapState {
+    fn new(planned: &PlannedTrap) -> TrapState {
+        TrapState {
+            planned: planned.clone(),
+            window_end_ms: i64::MAX,
+        }
+    }
+}
+
 /// A complaint a resident made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewComplaint {
@@ -225,54 +489,7 @@ impl World {
                     .entry(spec.profile.id.clone())
                     .or_insert_with(|| Arc::new(ProfileCodec::new(Arc::clone(&spec.profile))))
                     .clone();
-                let mut house = House::new(
-                    HouseParams::from(spec),
-                    Arc::<Profile>::clone(&spec.profile),
-                    &climate,
-                    scenario.start_ms as f64 / 1000.0,
-                );
-                let night_setback_k = scenario
-                    .night_setback_k
-                    .get(spec.index)
-                    .copied()
-                    .unwrap_or(0.0);
-                house.set_night_setback(night_setback_k);
-                house.set_free_gains(true);
-                let comfort_c = if spec.vulnerable {
-                    mix.residents.vulnerable_comfort_c
-                } else {
-                    mix.residents.comfort_c
-                };
-                let mut habits = household_rng(seed, HABIT_STREAM, spec.index, 0);
-                let fast_caller = habits.chance(mix.residents.fast_caller_share);
-                let night_caller = habits.chance(mix.residents.night_call_share);
-                let below = mix.residents.night_call_below_c.pick(habits.unit());
-                let night_call_below_c = night_caller.then_some(below);
-                Home {
-                    topic: Topic::new(
-                        spec.township_id.clone(),
-                        spec.device_id.to_string(),
-                        TopicKind::Telemetry,
-                    )
-                    .to_string(),
-                    spec: spec.clone(),
-                    house,
-                    codec,
-                    comfort_c,
-                    night_setback_k,
-                    powered: true,
-                    network_down: BTreeSet::new(),
-                    seq: (scenario.start_ms.max(0) as u64).saturating_mul(1000),
-                    backlog: VecDeque::new(),
-                    faults: Vec::new(),
-                    knowing: BTreeSet::new(),
-                    reheating: Vec::new(),
-                    fast_caller,
-                    night_call_below_c,
-                    discomfort_since_ms: None,
-                    complaint_due_ms: None,
-                    complained: BTreeSet::new(),
-                }
+                Home::new(spec, codec, mix, scenario, seed, &climate)
             })
             .collect();
         let mut world = World {
@@ -284,28 +501,8 @@ impl World {
             weather,
             climate,
             homes,
-            faults: scenario
-                .faults
-                .iter()
-                .map(|planned| FaultState {
-                    planned: planned.clone(),
-                    started: false,
-                    ended_ms: None,
-                    noticed_ms: None,
-                    would_notice_ms: None,
-                    visited: false,
-                    recovering: BTreeSet::new(),
-                    window_end_ms: i64::MAX,
-                })
-                .collect(),
-            traps: scenario
-                .traps
-                .iter()
-                .map(|planned| TrapState {
-                    planned: planned.clone(),
-                    window_end_ms: i64::MAX,
-                })
-                .collect(),
+            faults: scenario.faults.iter().map(FaultState::new).collect(),
+            traps: scenario.traps.iter().map(TrapState::new).collect(),
             actions: BTreeMap::new(),
             next_action: 0,
             complaints: Vec::new(),
@@ -396,191 +593,159 @@ impl World {
     }
 
     fn apply(&mut self, action: Action) {
-        let now = self.now_ms;
         match action {
             Action::FaultStart(id) => self.start_fault(id),
-            Action::IgnitionLockout(id) => {
-                if self.faults[id].ended_ms.is_none() {
-                    for &h in &self.faults[id].planned.households {
-                        self.homes[h].house.start(Degradation::IgnitionFailure);
-                    }
-                }
-            }
-            Action::SupplyEnd(id) => {
-                let kind = self.faults[id].planned.kind;
-                for h in self.faults[id].planned.households.clone() {
-                    let home = &mut self.homes[h];
-                    match kind {
-                        FaultKind::PowerOutage => {
-                            home.house.set_power(true);
-                            home.powered = true;
-                            // The box boots: a new run of sequence numbers.
-                            home.seq = (now.max(0) as u64).saturating_mul(1000);
-                        }
-                        _ => home.house.set_gas_supply(None),
-                    }
-                }
-                self.end_fault(id);
-            }
-            Action::BoxBack(id) => {
-                if self.faults[id].ended_ms.is_none() {
-                    for &h in &self.faults[id].planned.households {
-                        self.homes[h].network_down.remove(&NetworkDown::Fault(id));
-                    }
-                    self.end_fault(id);
-                }
-            }
-            Action::Repair(id) => {
-                if self.faults[id].ended_ms.is_none() {
-                    // The technician puts the whole unit right: every household fault of these
-                    // households that is still going on ends with this repair.
-                    let households = self.faults[id].planned.households.clone();
-                    let ended: Vec<usize> = self
-                        .faults
-                        .iter()
-                        .filter(|f| {
-                            f.started && f.ended_ms.is_none() && !f.planned.kind.is_supply()
-                        })
-                        .filter(|f| f.planned.households.iter().any(|h| households.contains(h)))
-                        .map(|f| f.planned.id)
-                        .collect();
-                    for &h in &households {
-                        let home = &mut self.homes[h];
-                        home.house.clear();
-                        home.network_down
-                            .retain(|d| !matches!(d, NetworkDown::Fault(f) if ended.contains(f)));
-                    }
-                    for fault in ended {
-                        self.end_fault(fault);
-                    }
-                }
-            }
-            Action::GasSink(id) => {
-                if self.faults[id].ended_ms.is_none() {
-                    let planned = &self.faults[id].planned;
-                    let mbar = gas_at(planned, now);
-                    let sinking_end = planned.start_ms + planned.gas_sinking_ms.unwrap_or(0);
-                    for &h in &planned.households {
-                        self.homes[h].house.set_gas_supply(mbar);
-                    }
-                    if now < sinking_end {
-                        self.schedule(now + GAS_SINK_STEP_MS, Action::GasSink(id));
-                    }
-                }
-            }
-            Action::TrapStart(id) => {
-                let trap = self.traps[id].planned.clone();
-                let home = &mut self.homes[trap.household];
-                if trap.kind.resident_knows() {
-                    home.knowing.insert(id);
-                    home.discomfort_since_ms = None;
-                    home.complaint_due_ms = None;
-                }
-                match trap.kind {
-                    TrapKind::ResidentAway | TrapKind::HeatingOff => {
-                        home.house.set_away(trap.setpoint_c);
-                    }
-                    TrapKind::WifiDrop => {
-                        home.network_down.insert(NetworkDown::Trap(id));
-                    }
-                    TrapKind::WindowAiring => {
-                        let over_s = (trap.end_ms - trap.start_ms) as f64 / 1000.0;
-                        home.house.open_window(trap.drop_k.unwrap_or(3.0), over_s);
-                    }
-                    TrapKind::Commissioning => home.house.set_commissioning(true),
-                    TrapKind::NightSetback | TrapKind::Defrost => {}
-                }
-            }
-            Action::TrapEnd(id) => {
-                let trap = self.traps[id].planned.clone();
-                let home = &mut self.homes[trap.household];
-                if home.knowing.remove(&id) {
-                    home.reheating
-                        .push((id, now + reheat_allowance_ms(trap.kind)));
-                }
-                match trap.kind {
-                    TrapKind::ResidentAway | TrapKind::HeatingOff => home.house.set_away(None),
-                    TrapKind::WifiDrop => {
-                        home.network_down.remove(&NetworkDown::Trap(id));
-                        self.traps[id].window_end_ms = now + ATTRIBUTION_GRACE_MS;
-                    }
-                    TrapKind::WindowAiring => home.house.close_window(),
-                    TrapKind::Commissioning => home.house.set_commissioning(false),
-                    TrapKind::NightSetback | TrapKind::Defrost => {}
-                }
+            Action::IgnitionLockout(id) => self.ignition_lockout(id),
+            Action::SupplyEnd(id) => self.supply_end(id),
+            Action::BoxBack(id) => self.box_back(id),
+            Action::Repair(id) => self.repair(id),
+            Action::GasSink(id) => self.gas_sink(id),
+            Action::TrapStart(id) => self.start_trap(id),
+            Action::TrapEnd(id) => self.end_trap(id),
+        }
+    }
+
+    /// A worn ignition gives up: the burner locks out (unless the fault already ended).
+    fn ignition_lockout(&mut self, id: usize) {
+        if self.faults[id].ended_ms.is_none() {
+            for &h in &self.faults[id].planned.households {
+                self.homes[h].house.start(Degradation::IgnitionFailure);
             }
         }
     }
 
+    /// Power or gas is back in the village.
+    fn supply_end(&mut self, id: usize) {
+        let now = self.now_ms;
+        let kind = self.faults[id].planned.kind;
+        for h in self.faults[id].planned.households.clone() {
+            let home = &mut self.homes[h];
+            match kind {
+                FaultKind::PowerOutage => {
+                    home.house.set_power(true);
+                    home.powered = true;
+                    // The box boots: a new run of sequence numbers.
+                    home.seq = (now.max(0) as u64).saturating_mul(1000);
+                }
+                _ => home.house.set_gas_supply(None),
+            }
+        }
+        self.end_fault(id);
+    }
+
+    /// An offline box is back on the network.
+    fn box_back(&mut self, id: usize) {
+        if self.faults[id].ended_ms.is_none() {
+            for &h in &self.faults[id].planned.households {
+                self.homes[h].network_down.remove(&NetworkDown::Fault(id));
+            }
+            self.end_fault(id);
+        }
+    }
+
+    /// A technician repairs fault `id`.
+    fn repair(&mut self, id: usize) {
+        if self.faults[id].ended_ms.is_some() {
+            return;
+        }
+        // The technician puts the whole unit right: every household fault of these
+        // households that is still going on ends with this repair.
+        let households = self.faults[id].planned.households.clone();
+        let ended: Vec<usize> = self
+            .faults
+            .iter()
+            .filter(|f| f.started && f.ended_ms.is_none() && !f.planned.kind.is_supply())
+            .filter(|f| f.planned.households.iter().any(|h| households.contains(h)))
+            .map(|f| f.planned.id)
+            .collect();
+        for &h in &households {
+            let home = &mut self.homes[h];
+            home.house.clear();
+            home.network_down
+                .retain(|d| !matches!(d, NetworkDown::Fault(f) if ended.contains(f)));
+        }
+        for fault in ended {
+            self.end_fault(fault);
+        }
+    }
+
+    /// A sinking gas drop lowers the supply pressure a step further.
+    fn gas_sink(&mut self, id: usize) {
+        if self.faults[id].ended_ms.is_some() {
+            return;
+        }
+        let now = self.now_ms;
+        let planned = &self.faults[id].planned;
+        let mbar = gas_at(planned, now);
+        let sinking_end = planned.start_ms + planned.gas_sinking_ms.unwrap_or(0);
+        for &h in &planned.households {
+            self.homes[h].house.set_gas_supply(mbar);
+        }
+        if now < sinking_end {
+            self.schedule(now + GAS_SINK_STEP_MS, Action::GasSink(id));
+        }
+    }
+
+    /// Trap `id` begins: the resident leaves, switches off, airs, or the network drops.
+    fn start_trap(&mut self, id: usize) {
+        let trap = self.traps[id].planned.clone();
+        let home = &mut self.homes[trap.household];
+        if trap.kind.resident_knows() {
+            home.knowing.insert(id);
+            home.discomfort_since_ms = None;
+            home.complaint_due_ms = None;
+        }
+        match trap.kind {
+            TrapKind::ResidentAway | TrapKind::HeatingOff => {
+                home.house.set_away(trap.setpoint_c);
+            }
+            TrapKind::WifiDrop => {
+                home.network_down.insert(NetworkDown::Trap(id));
+            }
+            TrapKind::WindowAiring => {
+                let over_s = (trap.end_ms - trap.start_ms) as f64 / 1000.0;
+                home.house.open_window(trap.drop_k.unwrap_or(3.0), over_s);
+            }
+            TrapKind::Commissioning => home.house.set_commissioning(true),
+            TrapKind::NightSetback | TrapKind::Defrost => {}
+        }
+    }
+
+    /// Trap `id` ends; a cold the resident knew of stays theirs while the room warms again.
+    fn end_trap(&mut self, id: usize) {
+        let now = self.now_ms;
+        let trap = self.traps[id].planned.clone();
+        let home = &mut self.homes[trap.household];
+        if home.knowing.remove(&id) {
+            home.reheating
+                .push((id, now + reheat_allowance_ms(trap.kind)));
+        }
+        match trap.kind {
+            TrapKind::ResidentAway | TrapKind::HeatingOff => home.house.set_away(None),
+            TrapKind::WifiDrop => {
+                home.network_down.remove(&NetworkDown::Trap(id));
+                self.traps[id].window_end_ms = now + ATTRIBUTION_GRACE_MS;
+            }
+            TrapKind::WindowAiring => home.house.close_window(),
+            TrapKind::Commissioning => home.house.set_commissioning(false),
+            TrapKind::NightSetback | TrapKind::Defrost => {}
+        }
+    }
+
+    /// Fault `id` begins in its households; its later steps (lockout, supply back, box back,
+    /// sinking pressure) are scheduled.
     fn start_fault(&mut self, id: usize) {
         let planned = self.faults[id].planned.clone();
         self.faults[id].started = true;
         for &h in &planned.households {
-            let home = &mut self.homes[h];
-            home.faults.push(id);
-            match planned.kind {
-                FaultKind::Lockout => {
-                    if let Some(category) = planned.category {
-                        home.house.start(Degradation::Lockout(category));
-                    }
-                }
-                FaultKind::IgnitionFailure => {
-                    if planned.lockout_ms.is_some_and(|at| at > planned.start_ms) {
-                        home.house.start(Degradation::IgnitionWear);
-                    } else {
-                        home.house.start(Degradation::IgnitionFailure);
-                    }
-                }
-                FaultKind::FlowSwitch => home.house.start(Degradation::FlowSwitch),
-                FaultKind::SensorOpen => {
-                    home.house.start(Degradation::Sensor(SensorFailure::Open));
-                }
-                FaultKind::SensorShort => {
-                    home.house.start(Degradation::Sensor(SensorFailure::Short));
-                }
-                FaultKind::RefrigerantLeak => home.house.start(Degradation::RefrigerantLeak {
-                    charge_per_day: planned.speed.unwrap_or(0.0),
-                }),
-                FaultKind::WaterLeak => home.house.start(Degradation::WaterLeak {
-                    bar_per_day: planned.speed.unwrap_or(0.0),
-                }),
-                FaultKind::FouledFilter => home.house.start(Degradation::FouledFilter {
-                    flow_per_day: planned.speed.unwrap_or(0.0),
-                }),
-                FaultKind::PowerOutage => {
-                    home.house.set_power(false);
-                    home.powered = false;
-                    // Readings a box had queued are lost with its power.
-                    home.backlog.clear();
-                }
-                FaultKind::GasPressureDrop => {
-                    home.house
-                        .set_gas_supply(gas_at(&planned, planned.start_ms));
-                }
-                FaultKind::BoxOffline => {
-                    home.network_down.insert(NetworkDown::Fault(id));
-                }
-                FaultKind::PumpSeized | FaultKind::ValveClosed => {
-                    home.house.start(Degradation::CirculationBlocked);
-                }
-                FaultKind::ControllerOff => home.house.start(Degradation::ControllerOff),
-                FaultKind::ControllerHang => home.house.start(Degradation::ControllerHang),
-                FaultKind::BreakerTrip => home.house.start(Degradation::BreakerTrip),
-                FaultKind::FanFailure => home.house.start(Degradation::FanFailure),
-                FaultKind::RefrigerantLossPartial => {
-                    home.house.start(Degradation::PartialRefrigerantLeak {
-                        charge_per_day: planned.speed.unwrap_or(0.0),
-                        settles_at: planned.settles_at.unwrap_or(1.0),
-                    });
-                }
-                FaultKind::SlowWaterLeakNoGauge => {
-                    home.house.start(Degradation::SilentWaterLeak {
-                        bar_per_day: planned.speed.unwrap_or(0.0),
-                    });
-                }
-                FaultKind::CondensateFrozen => home.house.start(Degradation::CondensateFrozen),
-            }
+            self.homes[h].start_fault(id, &planned);
         }
+        self.schedule_fault_steps(id, &planned);
+        self.faults[id].would_notice_ms = self.would_notice(&planned);
+    }
+
+    /// Schedules what happens later in fault `id` by itself.
+    fn schedule_fault_steps(&mut self, id: usize, planned: &PlannedFault) {
         match planned.kind {
             FaultKind::IgnitionFailure => {
                 if let Some(at) = planned.lockout_ms.filter(|&at| at > planned.start_ms) {
@@ -602,7 +767,6 @@ impl World {
             }
             _ => {}
         }
-        self.faults[id].would_notice_ms = self.would_notice(&planned);
     }
 
     /// When the first affected resident would feel the cold if nobody repaired anything.
@@ -716,25 +880,10 @@ impl World {
         let now = self.now_ms;
         let residents = self.mix.residents;
         for (index, home) in self.homes.iter_mut().enumerate() {
-            if !home.knowing.is_empty() || !home.reheating.is_empty() {
-                home.discomfort_since_ms = None;
-                home.complaint_due_ms = None;
+            let Some(cold) = home.noticed_cold(now) else {
                 continue;
-            }
-            let indoor = home.house.indoor_temp_c();
+            };
             let cause = home.faults.first().copied();
-            if indoor >= home.comfort_c + 0.5 {
-                home.discomfort_since_ms = None;
-                home.complaint_due_ms = None;
-                continue;
-            }
-            if indoor >= home.comfort_c {
-                continue;
-            }
-            let since = *home.discomfort_since_ms.get_or_insert(now);
-            if now - since < NOTICE_AFTER_MS {
-                continue;
-            }
             if let Some(fault) = cause.and_then(|f| self.faults.get_mut(f)) {
                 fault.noticed_ms.get_or_insert(now);
             }
@@ -743,63 +892,8 @@ impl World {
             }
             let key = cause.map_or(u64::MAX, |f| f as u64);
             let mut rng = household_rng(self.seed, RESIDENT_STREAM, index, key);
-            let (never, patience) = if home.spec.vulnerable {
-                (
-                    residents.vulnerable_never_calls,
-                    residents.vulnerable_patience,
-                )
-            } else {
-                (residents.never_calls, residents.patience)
-            };
-            let patience = if home.fast_caller {
-                residents.fast_patience
-            } else {
-                patience
-            };
-            if rng.chance(never) {
-                continue;
-            }
-            let patience_ms = (patience.pick_s(rng.unit()) * 1000.0) as i64;
-            let wake_delay_ms = (residents.wake_up_delay.pick_s(rng.unit()) * 1000.0) as i64;
-            // Some call in the night: the room is really cold, or a vulnerable person's family
-            // will not wait for the morning.
-            let calls_at_night = home.night_call_below_c.is_some_and(|below| indoor < below)
-                || (home.spec.vulnerable && residents.vulnerable_night_calls);
-            let patient_enough = now - since >= NOTICE_AFTER_MS + patience_ms;
-            if home.complaint_due_ms.is_none() && patient_enough {
-                let due = match asleep_until(now, residents.sleep_from.0, residents.sleep_to.0) {
-                    Some(_) if calls_at_night => now,
-                    Some(wake) => wake + wake_delay_ms,
-                    None => now,
-                };
-                home.complaint_due_ms = Some(due);
-            } else if patient_enough && calls_at_night {
-                // Waiting for the morning, the house got too cold to wait.
-                home.complaint_due_ms = home.complaint_due_ms.map(|due| due.min(now));
-            }
-            if home.complaint_due_ms.is_some_and(|due| now >= due) {
-                home.complaint_due_ms = None;
-                home.complained.insert(cause);
-                let channel = pick_channel(&mut rng, &residents.channels.entries());
-                let text = format!(
-                    "{}{}: 家里暖气不热，屋里只有{:.0}度{}",
-                    home.spec.village.name,
-                    home.spec.device_id,
-                    indoor,
-                    if home.spec.vulnerable {
-                        "，老人独居，请尽快来修"
-                    } else {
-                        "，请派人来看看"
-                    }
-                );
-                self.complaints.push(NewComplaint {
-                    household: index,
-                    device_id: home.spec.device_id.to_string(),
-                    fault: cause,
-                    received_at_ms: now,
-                    channel: channel.to_owned(),
-                    text,
-                });
+            if let Some(complaint) = home.complaint(index, cause, cold, now, &residents, &mut rng) {
+                self.complaints.push(complaint);
             }
         }
     }
