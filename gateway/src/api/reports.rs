@@ -73,15 +73,19 @@ pub async fn report(
         .orders
         .with_store(move |s| s.coverage_units(&first, &last))
         .await?;
-    units.retain(|(township, _, team, _, _)| match principal.role {
+    units.retain(|unit| match principal.role {
         Role::Operator | Role::ReadOnly => true,
-        Role::Township => principal.can_read_township(township),
-        Role::Team => principal.team.is_some() && principal.team == *team,
+        Role::Township => principal.can_read_township(&unit.township),
+        Role::Team => principal.team.is_some() && principal.team == unit.team,
     });
-    report.inspection_coverage =
-        reports::coverage(units.iter().map(|(township, vendor, _, status, tries)| {
-            (township.as_str(), vendor.as_str(), *status, *tries)
-        }));
+    report.inspection_coverage = reports::coverage(units.iter().map(|unit| {
+        (
+            unit.township.as_str(),
+            unit.vendor.as_str(),
+            unit.status,
+            unit.tries,
+        )
+    }));
     report.scheme =
         Some(scheme_figures(&state, &principal, &report, &orders, from, to, now).await?);
     report.stock = Some(stock_figures(&state, &principal, &orders, now).await?);

@@ -22,9 +22,8 @@ use super::{Decoded, Reject};
 pub fn rules_device(
     row: &crate::orders::store::RegisteredDevice,
 ) -> Option<(wire::DeviceId, rules::DeviceInfo)> {
-    let (device, kind, township, village, vulnerable, household, site_type) = row;
-    let id = wire::DeviceId::parse(device).ok()?;
-    let kind = match kind.as_str() {
+    let id = wire::DeviceId::parse(&row.id).ok()?;
+    let kind = match row.kind.as_str() {
         "heat_pump" => Some(wire::DeviceKind::HeatPump),
         "gas_boiler" => Some(wire::DeviceKind::GasBoiler),
         _ => None,
@@ -33,11 +32,11 @@ pub fn rules_device(
         id,
         rules::DeviceInfo {
             kind,
-            township: Some(township.clone()),
-            village: Some(village.clone()),
-            vulnerable: *vulnerable,
-            household: Some(household.clone()),
-            tags: vec![site_type.tag()],
+            township: Some(row.township.clone()),
+            village: Some(row.village.clone()),
+            vulnerable: row.vulnerable,
+            household: Some(row.household.clone()),
+            tags: vec![row.site_type.tag()],
         },
     ))
 }
@@ -194,7 +193,7 @@ impl RegistryCheck {
                 let directory = Directory::new(households, devices).with_townships(
                     registered
                         .into_iter()
-                        .map(|(device, _, township, ..)| (device, township)),
+                        .map(|device| (device.id, device.township)),
                 );
                 for listed in self.fleet.unregistered() {
                     if directory.township_of(&listed.device_id).is_some() {
@@ -229,15 +228,15 @@ mod tests {
 
     #[test]
     fn a_registered_device_reaches_the_rules_with_its_household_and_site() {
-        let row = (
-            "yanqing-xiguan-0007".to_owned(),
-            "heat_pump".to_owned(),
-            "yanqing".to_owned(),
-            "yanqing-xiguan".to_owned(),
-            true,
-            "hh-0007".to_owned(),
-            SiteType::Greenhouse,
-        );
+        let row = crate::orders::store::RegisteredDevice {
+            id: "yanqing-xiguan-0007".to_owned(),
+            kind: "heat_pump".to_owned(),
+            township: "yanqing".to_owned(),
+            village: "yanqing-xiguan".to_owned(),
+            vulnerable: true,
+            household: "hh-0007".to_owned(),
+            site_type: SiteType::Greenhouse,
+        };
         let (id, info) = rules_device(&row).expect("a device id");
         assert_eq!(id.as_str(), "yanqing-xiguan-0007");
         assert_eq!(info.kind, Some(wire::DeviceKind::HeatPump));
@@ -245,15 +244,10 @@ mod tests {
         assert_eq!(info.household.as_deref(), Some("hh-0007"));
         assert!(info.vulnerable);
         assert_eq!(info.tags, ["site:greenhouse"]);
-        let bad = (
-            "Not An Id".to_owned(),
-            row.1,
-            row.2,
-            row.3,
-            row.4,
-            row.5,
-            row.6,
-        );
+        let bad = crate::orders::store::RegisteredDevice {
+            id: "Not An Id".to_owned(),
+            ..row
+        };
         assert!(rules_device(&bad).is_none());
     }
 

@@ -746,7 +746,7 @@ impl OrderService {
         };
         let kind = store
             .registered_device(&order.device_id)?
-            .map(|(_, kind, ..)| kind)
+            .map(|device| device.kind)
             .unwrap_or_default();
         let problem = problem_of(&order.category, &order.summary);
         // Where no stock is kept (neither the van nor the point has any line), nothing is held,

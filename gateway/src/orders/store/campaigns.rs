@@ -65,9 +65,16 @@ pub struct InspectionRow {
     pub updated_at_ms: i64,
 }
 
-/// One inspection for the coverage figures of the reports: (township, vendor, team, status,
-/// visits made).
-pub type CoverageUnit = (String, String, Option<String>, InspectionStatus, u32);
+/// One inspection for the coverage figures of the reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageUnit {
+    pub township: String,
+    pub vendor: String,
+    pub team: Option<String>,
+    pub status: InspectionStatus,
+    /// Visits made.
+    pub tries: u32,
+}
 
 const CAMPAIGN_COLUMNS: &str = "id, name, start_date, end_date, scope, per_technician_per_day, max_tries, checklists, created_at_ms, created_by";
 const INSPECTION_COLUMNS: &str = "id, campaign_id, order_id, device_id, household_id, village_id, township, vendor_id, kind, in_warranty, score, reasons, rank, team_id, technician_id, planned_date, tries, status, answers, note, repair_order_id, completed_at_ms, updated_at_ms";
@@ -363,7 +370,13 @@ impl Store {
             let status = InspectionStatus::parse(&status).ok_or_else(|| {
                 StoreError::Corrupt(format!("an inspection has unknown status {status:?}"))
             })?;
-            units.push((township, vendor, team, status, tries));
+            units.push(CoverageUnit {
+                township,
+                vendor,
+                team,
+                status,
+                tries,
+            });
         }
         Ok(units)
     }

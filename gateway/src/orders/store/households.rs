@@ -650,7 +650,10 @@ mod tests {
             .is_some_and(|h| h.ends_with(",site_type")));
         assert!(households.contains(",clinic\n"), "{households}");
         let registered = store.registered_devices().expect("devices");
-        let sites: Vec<(&str, SiteType)> = registered.iter().map(|d| (d.0.as_str(), d.6)).collect();
+        let sites: Vec<(&str, SiteType)> = registered
+            .iter()
+            .map(|d| (d.id.as_str(), d.site_type))
+            .collect();
         assert_eq!(
             sites,
             [

@@ -42,11 +42,13 @@ pub use households::HouseholdHits;
 pub use prevention::{PreventionUnit, SweepRecord};
 pub use requests::{RequestFilter, RequestRow, StoredStep, IDEMPOTENCY_RETENTION_MS};
 pub use scheme::{is_not_a_fault, EarlierOrder, OrderVisits, TownshipStaff};
-pub use stock::{
-    Move, MoveKind, Reservation, StockError, StockFilter, StockLine, StockMoveRow,
-    StockOut, WentLow, MAX_STOCK_ROWS,
+pub(crate) use stock::{
+    apply_move, available, change_reservation, end_stock_outs, record_stock_out, reservations_of,
 };
-pub(crate) use stock::{apply_move, available, change_reservation, end_stock_outs, record_stock_out, reservations_of};
+pub use stock::{
+    Move, MoveKind, Reservation, StockError, StockFilter, StockLine, StockMoveRow, StockOut,
+    WentLow, MAX_STOCK_ROWS,
+};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -195,17 +197,18 @@ pub struct DeviceContext {
     pub village: Village,
 }
 
-/// A registered device as the rules see it: (id, kind, township, village, vulnerable,
-/// household, site type).
-pub type RegisteredDevice = (
-    String,
-    String,
-    String,
-    String,
-    bool,
-    String,
-    crate::registry::SiteType,
-);
+/// A registered device as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredDevice {
+    pub id: String,
+    /// `heat_pump` or `gas_boiler`, as the registry writes it.
+    pub kind: String,
+    pub township: String,
+    pub village: String,
+    pub vulnerable: bool,
+    pub household: String,
+    pub site_type: crate::registry::SiteType,
+}
 
 /// Households with their edge box, and devices with their household
 /// ([`Store::tenant_directory`]).

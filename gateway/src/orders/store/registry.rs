@@ -107,15 +107,15 @@ impl Store {
              ORDER BY d.id",
         )?;
         let rows = statement.query_map([only], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
+            Ok(RegisteredDevice {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                township: r.get(2)?,
+                village: r.get(3)?,
+                vulnerable: r.get(4)?,
+                household: r.get(5)?,
+                site_type: r.get(6)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
