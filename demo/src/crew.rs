@@ -596,96 +596,15 @@ async fn work_order(
     let device = DeviceId::parse(&order.device_id).ok();
     loop {
         let (step, result) = match order.state.as_str() {
-            "dispatched" => {
-                let visit = shared.next_visit(order.id);
-                let result = shared
-                    .api
-                    .step(order.id, "accept", i64::from(visit), serde_json::json!({}))
-                    .await;
-                if let Ok(accepted) = &result {
-                    let travel = Draw::new(shared.seed, order.id, "travel", visit)
-                        .between(TRAVEL_MINUTES.0, TRAVEL_MINUTES.1);
-                    println!(
-                        "demo: technician {} ({}) accepted order {} ({}, {}) and drives out, about {travel:.0} min",
-                        member.name, member.id, accepted.id, accepted.category, accepted.device_id
-                    );
-                }
-                ("accept", result)
-            }
-            "accepted" => {
-                let visit = shared.visit(order.id);
-                let travel = Draw::new(shared.seed, order.id, "travel", visit)
-                    .between(TRAVEL_MINUTES.0, TRAVEL_MINUTES.1);
-                if !pause(shared.clock.minutes(travel), shutdown).await {
-                    return false;
-                }
-                let result = shared
-                    .api
-                    .step(order.id, "arrive", i64::from(visit), serde_json::json!({}))
-                    .await;
-                if result.is_ok() {
-                    println!(
-                        "demo: technician {} is at {} (order {}) after {travel:.0} min on the road",
-                        member.name, order.device_id, order.id
-                    );
-                }
-                ("arrive", result)
-            }
-            "on_site" => {
-                let visit = shared.visit(order.id);
-                let mut draw = Draw::new(shared.seed, order.id, "repair", visit);
-                let minutes = draw.between(REPAIR_MINUTES.0, REPAIR_MINUTES.1);
-                if !pause(shared.clock.minutes(minutes), shutdown).await {
-                    return false;
-                }
-                let found = device.as_ref().and_then(|d| shared.faults.category(d));
-                let parts: &[(&str, i64)] = found
-                    .and_then(|category| draw.pick(part_choices(category)).copied())
-                    .unwrap_or(&[]);
-                let holds = visit > 1 || !draw.one_in(FAILED_REPAIR_ONE_IN);
-                let note = match found {
-                    Some(category) => format!(
-                        "found {} on site; {} min of work",
-                        category.as_str(),
-                        minutes.round()
-                    ),
-                    None => format!(
-                        "inspected on site, nothing to replace; {} min",
-                        minutes.round()
-                    ),
-                };
-                let body = serde_json::json!({
-                    "parts": parts.iter().map(|(code, quantity)| serde_json::json!({"code": code, "quantity": quantity})).collect::<Vec<_>>(),
-                    "note": note,
-                });
-                let result = shared
-                    .api
-                    .step(order.id, "resolve", i64::from(visit), body)
-                    .await;
-                if result.is_ok() {
-                    if let Some(device) = &device {
-                        if holds {
-                            repair(shared, device);
-                        } else if found.is_some() {
-                            shared.faults.repair_failed(device, order.id);
-                        }
-                    }
-                    let used: Vec<String> =
-                        parts.iter().map(|(c, q)| format!("{c} x{q}")).collect();
-                    println!(
-                        "demo: technician {} resolved order {} after {minutes:.0} min, parts [{}]{}",
-                        member.name,
-                        order.id,
-                        used.join(", "),
-                        if holds || found.is_none() {
-                            ""
-                        } else {
-                            " (the repair will not hold)"
-                        }
-                    );
-                }
-                ("resolve", result)
-            }
+            "dispatched" => ("accept", accept(member, &order, shared).await),
+            "accepted" => match arrive(member, &order, shared, shutdown).await {
+                Some(result) => ("arrive", result),
+                None => return false,
+            },
+            "on_site" => match resolve(member, &order, device.as_ref(), shared, shutdown).await {
+                Some(result) => ("resolve", result),
+                None => return false,
+            },
             _ => return true,
         };
         match result {
@@ -697,6 +616,114 @@ async fn work_order(
             }
         }
     }
+}
+
+/// A dispatched order: the technician accepts it (a new visit) and drives out.
+async fn accept(member: &Member, order: &Order, shared: &Shared) -> Result<Order, ApiFailure> {
+    let visit = shared.next_visit(order.id);
+    let result = shared
+        .api
+        .step(order.id, "accept", i64::from(visit), serde_json::json!({}))
+        .await;
+    if let Ok(accepted) = &result {
+        let travel = Draw::new(shared.seed, order.id, "travel", visit)
+            .between(TRAVEL_MINUTES.0, TRAVEL_MINUTES.1);
+        println!(
+            "demo: technician {} ({}) accepted order {} ({}, {}) and drives out, about {travel:.0} min",
+            member.name, member.id, accepted.id, accepted.category, accepted.device_id
+        );
+    }
+    result
+}
+
+/// An accepted order: the drive (the travel time drawn at acceptance), then arrival; `None`
+/// when the demo stops on the road.
+async fn arrive(
+    member: &Member,
+    order: &Order,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Option<Result<Order, ApiFailure>> {
+    let visit = shared.visit(order.id);
+    let travel = Draw::new(shared.seed, order.id, "travel", visit)
+        .between(TRAVEL_MINUTES.0, TRAVEL_MINUTES.1);
+    if !pause(shared.clock.minutes(travel), shutdown).await {
+        return None;
+    }
+    let result = shared
+        .api
+        .step(order.id, "arrive", i64::from(visit), serde_json::json!({}))
+        .await;
+    if result.is_ok() {
+        println!(
+            "demo: technician {} is at {} (order {}) after {travel:.0} min on the road",
+            member.name, order.device_id, order.id
+        );
+    }
+    Some(result)
+}
+
+/// An order on site: the repair (parts for the injected fault; one first repair in
+/// [`FAILED_REPAIR_ONE_IN`] does not hold), then resolve; `None` when the demo stops mid-repair.
+async fn resolve(
+    member: &Member,
+    order: &Order,
+    device: Option<&DeviceId>,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Option<Result<Order, ApiFailure>> {
+    let visit = shared.visit(order.id);
+    let mut draw = Draw::new(shared.seed, order.id, "repair", visit);
+    let minutes = draw.between(REPAIR_MINUTES.0, REPAIR_MINUTES.1);
+    if !pause(shared.clock.minutes(minutes), shutdown).await {
+        return None;
+    }
+    let found = device.and_then(|d| shared.faults.category(d));
+    let parts: &[(&str, i64)] = found
+        .and_then(|category| draw.pick(part_choices(category)).copied())
+        .unwrap_or(&[]);
+    let holds = visit > 1 || !draw.one_in(FAILED_REPAIR_ONE_IN);
+    let note = match found {
+        Some(category) => format!(
+            "found {} on site; {} min of work",
+            category.as_str(),
+            minutes.round()
+        ),
+        None => format!(
+            "inspected on site, nothing to replace; {} min",
+            minutes.round()
+        ),
+    };
+    let body = serde_json::json!({
+        "parts": parts.iter().map(|(code, quantity)| serde_json::json!({"code": code, "quantity": quantity})).collect::<Vec<_>>(),
+        "note": note,
+    });
+    let result = shared
+        .api
+        .step(order.id, "resolve", i64::from(visit), body)
+        .await;
+    if result.is_ok() {
+        if let Some(device) = device {
+            if holds {
+                repair(shared, device);
+            } else if found.is_some() {
+                shared.faults.repair_failed(device, order.id);
+            }
+        }
+        let used: Vec<String> = parts.iter().map(|(c, q)| format!("{c} x{q}")).collect();
+        println!(
+            "demo: technician {} resolved order {} after {minutes:.0} min, parts [{}]{}",
+            member.name,
+            order.id,
+            used.join(", "),
+            if holds || found.is_none() {
+                ""
+            } else {
+                " (the repair will not hold)"
+            }
+        );
+    }
+    Some(result)
 }
 
 /// The technician's repair in the simulated house: the injected fault ends.

@@ -90,21 +90,8 @@ pub struct DemoOptions {
 
 /// Runs the demo until `shutdown`.
 pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let data_dir = match options.data_dir.clone() {
-        Some(dir) => dir,
-        None => private_temp_dir()?,
-    };
-    let profiles_dir = data_dir.join("profiles");
-    std::fs::create_dir_all(&profiles_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", profiles_dir.display()))?;
-    let mut profiles = HashMap::new();
-    for (file, text) in PROFILES {
-        let path = profiles_dir.join(file);
-        std::fs::write(&path, text)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-        let profile = Profile::parse(text, file)?;
-        profiles.insert(profile.id.clone(), Arc::new(profile));
-    }
+    let data_dir = options.data_dir.clone().map_or_else(private_temp_dir, Ok)?;
+    let (profiles_dir, profiles) = write_profiles(&data_dir)?;
 
     let tracker = TaskTracker::new();
     let simulation = Simulation::start(
@@ -120,82 +107,20 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     });
     let (config_path, members) =
         write_gateway_config(&options, clock, &data_dir, &households, &profiles)?;
-    let config = GatewayConfig::load(Some(&config_path))?;
     // On Ctrl-C the edge agents stop first and disconnect from a running broker, as boxes do,
     // then the gateway; stopped together, the broker was torn down under 300 live connections.
     let gateway_stop = CancellationToken::new();
-    let started = gateway::app::start(config, gateway_stop.clone(), &tracker)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#} (is another demo running? try --http 127.0.0.1:0)"))?;
-    let mqtt_addr: SocketAddr = started
-        .mqtt
-        .parse()
-        .map_err(|e| anyhow::anyhow!("the embedded broker address {:?}: {e}", started.mqtt))?;
+    let (started, mqtt_addr) = start_gateway(&config_path, &gateway_stop, &tracker).await?;
 
     let agents = CancellationToken::new();
-    let agent_tasks = TaskTracker::new();
-    // Every box watches on its own as a field box does (its uplink never drops here, so it
-    // only watches); the pack is derived and parsed once for all of them.
-    let guard = edge_agent::guard::GuardConfig::default();
-    let guard_rules = edge_agent::guard::default_rule_set()
-        .map_err(|e| anyhow::anyhow!("the boxes' rules: {e}"))?;
-    for household in &households {
-        let Some(profile) = profiles.get(&household.profile_id) else {
-            anyhow::bail!(
-                "household {} uses unknown profile {}",
-                household.device_id,
-                household.profile_id
-            );
-        };
-        let township = household.township.clone();
-        let agent_id = format!("box-{}", household.device_id);
-        let config = AgentConfig {
-            data_dir: data_dir.join("agents").join(&agent_id),
-            agent_id,
-            township: township.clone(),
-            mqtt: MqttConfig {
-                host: mqtt_addr.ip().to_string(),
-                port: mqtt_addr.port(),
-                client_id: None,
-                username: None,
-                password: None,
-                keep_alive: Duration::from_secs(15),
-                max_reconnect_backoff: Duration::from_secs(10),
-                tls: None,
-                tenant: None,
-                max_inflight: 100,
-            },
-            polling: PollingConfig {
-                interval: options.poll_every,
-                ..PollingConfig::default()
-            },
-            devices: vec![Device {
-                id: household.device_id.clone(),
-                township,
-                profile: Arc::clone(profile),
-                unit_id: household.unit_id,
-                transport: TransportConfig::Tcp {
-                    address: household.modbus_addr,
-                },
-                interval: options.poll_every,
-            }],
-            buses: Vec::new(),
-            queue: edge_agent::config::QueueConfig::default(),
-            health: edge_agent::config::HealthConfig::default(),
-            commands: edge_agent::config::CommandsConfig::default(),
-            // The demo's simulated boxes run on this machine's clock.
-            clock: edge_agent::clock::ClockConfig::default(),
-            guard: guard.clone(),
-            guard_rules: Some(guard_rules.clone()),
-        };
-        let token = agents.clone();
-        agent_tasks.spawn(async move {
-            if let Err(error) = Agent::new(config).run(token).await {
-                tracing::error!(error = %format!("{error:#}"), "demo edge agent stopped");
-            }
-        });
-    }
-    agent_tasks.close();
+    let agent_tasks = spawn_agents(
+        &options,
+        &data_dir,
+        mqtt_addr,
+        &households,
+        &profiles,
+        &agents,
+    )?;
     tracker.close();
 
     let simulation = Arc::new(simulation);
@@ -204,13 +129,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     let crew_tasks = TaskTracker::new();
     let crew_api = match options.crew {
         CrewMode::On => Some(crew::start(
-            crew::CrewConfig {
-                api: format!("http://{}", started.http),
-                seed: options.seed,
-                clock,
-                members,
-                run_id: gateway::broker::random_suffix().map_err(|e| anyhow::anyhow!("{e}"))?,
-            },
+            crew_config(&options, clock, members, started.http)?,
             Arc::clone(&faults),
             Arc::clone(&simulation),
             &crew_tasks,
@@ -228,82 +147,263 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         &households,
         &data_dir,
     );
+    let world = FaultWorld {
+        simulation: &simulation,
+        faults: &faults,
+        crew_api: crew_api.as_ref(),
+        repair_after: options.repair_after,
+    };
+    let schedule = FaultSchedule::new(options.seed, &households, &profiles);
+    world.run(schedule, options.fault_every, &shutdown).await;
+    // The crew first, then the boxes, then the gateway they talk to.
+    crew_stop.cancel();
+    wait_stopped(&crew_tasks, "the demo's crew").await;
+    agents.cancel();
+    wait_stopped(&agent_tasks, "demo edge agents").await;
+    gateway_stop.cancel();
+    wait_stopped(&tracker, "the demo's gateway").await;
+    Ok(())
+}
 
-    let mut schedule = FaultSchedule::new(options.seed, &households, &profiles);
-    let mut next_fault = tokio::time::interval(options.fault_every);
-    next_fault.tick().await;
-    let mut repair_check = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = next_fault.tick() => {
-                if let Some((household, category)) = schedule.next(&faults.devices()) {
-                    match simulation.inject_fault(&household.device_id, category) {
-                        Ok(()) => {
-                            println!(
-                                "demo: injected fault {} into {} ({} {}, {} / {})",
-                                category.as_str(), household.device_id, household.profile_id,
-                                household.kind.as_str(), household.township_name, household.village_name,
-                            );
-                            faults.injected(
-                                household.device_id.clone(),
-                                category,
-                                tokio::time::Instant::now() + options.repair_after,
-                            );
-                        }
-                        Err(error) => tracing::warn!(%error, "fault injection failed"),
-                    }
-                }
+/// The crew's settings: the gateway's API at `http`, the demo's seed and clock, the registry's
+/// technicians, and a random run id (its steps' idempotency keys differ from an earlier run's).
+fn crew_config(
+    options: &DemoOptions,
+    clock: DemoClock,
+    members: Vec<Member>,
+    http: SocketAddr,
+) -> anyhow::Result<crew::CrewConfig> {
+    Ok(crew::CrewConfig {
+        api: format!("http://{http}"),
+        seed: options.seed,
+        clock,
+        members,
+        run_id: gateway::broker::random_suffix().map_err(|e| anyhow::anyhow!("{e}"))?,
+    })
+}
+
+/// Starts the embedded gateway on the config at `config_path`, its tasks on `tracker` until
+/// `stop`; returns it (kept by the caller for the demo's life) and its broker's address.
+async fn start_gateway(
+    config_path: &std::path::Path,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<(gateway::app::Started, SocketAddr)> {
+    let config = GatewayConfig::load(Some(config_path))?;
+    let started = gateway::app::start(config, stop.clone(), tracker)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#} (is another demo running? try --http 127.0.0.1:0)"))?;
+    let mqtt_addr: SocketAddr = started
+        .mqtt
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the embedded broker address {:?}: {e}", started.mqtt))?;
+    Ok((started, mqtt_addr))
+}
+
+/// Waits up to 10 s for `tasks` to end, and says so when they do not.
+async fn wait_stopped(tasks: &TaskTracker, what: &str) {
+    if tokio::time::timeout(Duration::from_secs(10), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("{what} did not stop within 10s");
+    }
+}
+
+/// Writes the shipped profiles into `data_dir/profiles` (the simulation reads them there) and
+/// returns that folder and the profiles by id.
+fn write_profiles(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(PathBuf, HashMap<String, Arc<Profile>>)> {
+    let profiles_dir = data_dir.join("profiles");
+    std::fs::create_dir_all(&profiles_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", profiles_dir.display()))?;
+    let mut profiles = HashMap::new();
+    for (file, text) in PROFILES {
+        let path = profiles_dir.join(file);
+        std::fs::write(&path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        let profile = Profile::parse(text, file)?;
+        profiles.insert(profile.id.clone(), Arc::new(profile));
+    }
+    Ok((profiles_dir, profiles))
+}
+
+/// Spawns one edge agent per household (box `box-{device}`), each stopping on `agents`;
+/// returns their tasks, closed.
+fn spawn_agents(
+    options: &DemoOptions,
+    data_dir: &std::path::Path,
+    mqtt_addr: SocketAddr,
+    households: &[HouseholdInfo],
+    profiles: &HashMap<String, Arc<Profile>>,
+    agents: &CancellationToken,
+) -> anyhow::Result<TaskTracker> {
+    let agent_tasks = TaskTracker::new();
+    // Every box watches on its own as a field box does (its uplink never drops here, so it
+    // only watches); the pack is derived and parsed once for all of them.
+    let guard = edge_agent::guard::GuardConfig::default();
+    let guard_rules = edge_agent::guard::default_rule_set()
+        .map_err(|e| anyhow::anyhow!("the boxes' rules: {e}"))?;
+    for household in households {
+        let Some(profile) = profiles.get(&household.profile_id) else {
+            anyhow::bail!(
+                "household {} uses unknown profile {}",
+                household.device_id,
+                household.profile_id
+            );
+        };
+        let mut config = agent_config(options, data_dir, mqtt_addr, household, profile);
+        config.guard = guard.clone();
+        config.guard_rules = Some(guard_rules.clone());
+        let token = agents.clone();
+        agent_tasks.spawn(async move {
+            if let Err(error) = Agent::new(config).run(token).await {
+                tracing::error!(error = %format!("{error:#}"), "demo edge agent stopped");
             }
-            _ = repair_check.tick() => {
-                for device in faults.due(tokio::time::Instant::now()) {
-                    // With the crew on, a fault that has an order waits for its technician.
-                    if let Some(api) = &crew_api {
-                        match api.has_open_order(&device).await {
-                            Ok(false) => {}
-                            Ok(true) => {
-                                faults.postpone(&device, tokio::time::Instant::now() + options.repair_after);
-                                continue;
-                            }
-                            Err(error) => {
-                                tracing::warn!(device = %device, %error, "cannot tell whether the fault has an order; asking again later");
-                                faults.postpone(&device, tokio::time::Instant::now() + options.repair_after);
-                                continue;
-                            }
-                        }
-                    }
-                    faults.remove(&device);
-                    match simulation.clear_fault(&device) {
-                        Ok(()) if crew_api.is_some() => println!("demo: the fault of {device} ended by itself (no order reached it)"),
-                        Ok(()) => println!("demo: technician repaired {device}"),
-                        Err(error) => tracing::warn!(%error, "fault clearing failed"),
-                    }
-                }
+        });
+    }
+    agent_tasks.close();
+    Ok(agent_tasks)
+}
+
+/// The config of a household's edge box: its one device over Modbus TCP, the embedded
+/// broker, the defaults elsewhere (the guard's pack is set by the caller).
+fn agent_config(
+    options: &DemoOptions,
+    data_dir: &std::path::Path,
+    mqtt_addr: SocketAddr,
+    household: &HouseholdInfo,
+    profile: &Arc<Profile>,
+) -> AgentConfig {
+    let township = household.township.clone();
+    let agent_id = format!("box-{}", household.device_id);
+    AgentConfig {
+        data_dir: data_dir.join("agents").join(&agent_id),
+        agent_id,
+        township: township.clone(),
+        mqtt: MqttConfig {
+            host: mqtt_addr.ip().to_string(),
+            port: mqtt_addr.port(),
+            client_id: None,
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(15),
+            max_reconnect_backoff: Duration::from_secs(10),
+            tls: None,
+            tenant: None,
+            max_inflight: 100,
+        },
+        polling: PollingConfig {
+            interval: options.poll_every,
+            ..PollingConfig::default()
+        },
+        devices: vec![Device {
+            id: household.device_id.clone(),
+            township,
+            profile: Arc::clone(profile),
+            unit_id: household.unit_id,
+            transport: TransportConfig::Tcp {
+                address: household.modbus_addr,
+            },
+            interval: options.poll_every,
+        }],
+        buses: Vec::new(),
+        queue: edge_agent::config::QueueConfig::default(),
+        health: edge_agent::config::HealthConfig::default(),
+        commands: edge_agent::config::CommandsConfig::default(),
+        // The demo's simulated boxes run on this machine's clock.
+        clock: edge_agent::clock::ClockConfig::default(),
+        guard: edge_agent::guard::GuardConfig::default(),
+        guard_rules: None,
+    }
+}
+
+/// What the fault loop touches: the simulated houses, the injected faults, the crew's view
+/// of the orders (with the crew on) and how long a fault no order reached lasts.
+struct FaultWorld<'a> {
+    simulation: &'a Simulation,
+    faults: &'a Faults,
+    crew_api: Option<&'a crew::Api>,
+    repair_after: Duration,
+}
+
+impl FaultWorld<'_> {
+    /// Injects a fault every `fault_every` and ends the due ones, until `shutdown`.
+    async fn run(
+        &self,
+        mut schedule: FaultSchedule<'_>,
+        fault_every: Duration,
+        shutdown: &CancellationToken,
+    ) {
+        let mut next_fault = tokio::time::interval(fault_every);
+        next_fault.tick().await;
+        let mut repair_check = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = next_fault.tick() => self.inject_next(&mut schedule),
+                _ = repair_check.tick() => self.end_due_faults().await,
             }
         }
     }
-    crew_stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(10), crew_tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the demo's crew did not stop within 10s");
+
+    /// Injects the schedule's next fault, if a household is free of one.
+    fn inject_next(&self, schedule: &mut FaultSchedule<'_>) {
+        let Some((household, category)) = schedule.next(&self.faults.devices()) else {
+            return;
+        };
+        match self.simulation.inject_fault(&household.device_id, category) {
+            Ok(()) => {
+                println!(
+                    "demo: injected fault {} into {} ({} {}, {} / {})",
+                    category.as_str(),
+                    household.device_id,
+                    household.profile_id,
+                    household.kind.as_str(),
+                    household.township_name,
+                    household.village_name,
+                );
+                self.faults.injected(
+                    household.device_id.clone(),
+                    category,
+                    tokio::time::Instant::now() + self.repair_after,
+                );
+            }
+            Err(error) => tracing::warn!(%error, "fault injection failed"),
+        }
     }
-    agents.cancel();
-    if tokio::time::timeout(Duration::from_secs(10), agent_tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("demo edge agents did not stop within 10s");
+
+    /// Ends the faults that are due; with the crew on, a fault that has an order waits for its
+    /// technician.
+    async fn end_due_faults(&self) {
+        for device in self.faults.due(tokio::time::Instant::now()) {
+            if let Some(api) = self.crew_api {
+                match api.has_open_order(&device).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        self.faults
+                            .postpone(&device, tokio::time::Instant::now() + self.repair_after);
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(device = %device, %error, "cannot tell whether the fault has an order; asking again later");
+                        self.faults
+                            .postpone(&device, tokio::time::Instant::now() + self.repair_after);
+                        continue;
+                    }
+                }
+            }
+            self.faults.remove(&device);
+            match self.simulation.clear_fault(&device) {
+                Ok(()) if self.crew_api.is_some() => {
+                    println!("demo: the fault of {device} ended by itself (no order reached it)")
+                }
+                Ok(()) => println!("demo: technician repaired {device}"),
+                Err(error) => tracing::warn!(%error, "fault clearing failed"),
+            }
+        }
     }
-    gateway_stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the demo's gateway did not stop within 10s");
-    }
-    Ok(())
 }
 
 /// Writes the demo's registry (generated from the simulated fleet, with

@@ -22,14 +22,14 @@
 //!
 //! - [`world::World`]: households, faults, traps, residents (no IO).
 //! - [`gateway::GatewayProcess`], [`gateway::GatewayApi`]: the gateway under test.
-//! - [`registry::csv_files`]: the fleet's registry for the gateway.
+//! - [`registry_files`]: the fleet's registry for the gateway, made by the gateway's own
+//!   generator (`gateway::registry::demo::generate_with`).
 //! - [`run_winter`] with [`BenchOptions`] returns a [`BenchReport`] (run facts + score card).
 //! - [`ingest::run_ingest`]: `simulator bench ingest`, the gateway's ingest throughput against
 //!   mosquitto relaying the same load, publish → alert latency and the gateway's memory.
 
 pub mod gateway;
 pub mod ingest;
-pub mod registry;
 pub mod world;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -41,15 +41,15 @@ use edge_agent::profile::Profile;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::fleet::{self, TOWNSHIPS};
-use crate::load::{BoxIdentity, BoxPool, LoadError, PoolStats};
+use self::gateway::{GatewayApi, GatewayProcess, GatewaySettings, MAX_PAGE};
+use crate::fleet::{self, HouseholdSpec, TOWNSHIPS};
+use crate::load::{BoxGroup, BoxIdentity, BoxPool, LoadError, PoolStats};
 use crate::mix::{FaultKind, Mix, MixError};
 use crate::scenario::{self, ScenarioError};
 use crate::score::{
     self, ComplaintRecord, Inputs, OrderView, ScoreCard, VisitRecord, CALL_TASK_CATEGORY,
 };
 use crate::technician::{Dispatcher, Request};
-use gateway::{GatewayApi, GatewayProcess, GatewaySettings, MAX_PAGE};
 use world::{NewComplaint, Purpose, World, WorldStats};
 
 /// Why a bench run failed.
@@ -615,6 +615,16 @@ impl Bench {
     /// Hands every request (rule order or complaint) up to the coverage to the technicians,
     /// in time order.
     fn dispatch_requests(&mut self) {
+        let mut requests = self.due_requests();
+        requests.sort();
+        for (at_ms, device_id, source, household) in requests {
+            self.assign_visit(at_ms, device_id, source, household);
+        }
+    }
+
+    /// Takes the requests up to the coverage out of the unprocessed rule orders, call tasks and
+    /// complaints: `(at, device, source, household)`, unsorted.
+    fn due_requests(&mut self) -> Vec<(i64, String, String, usize)> {
         let coverage = self.coverage_ms;
         let mut requests: Vec<(i64, String, String, usize)> = Vec::new();
         let mut calls: Vec<(i64, usize)> = Vec::new();
@@ -658,43 +668,46 @@ impl Bench {
             }
             false
         });
-        requests.sort();
-        for (at_ms, device_id, source, household) in requests {
-            let Some(purpose) = self.world.classify_request(household, at_ms) else {
-                continue;
-            };
-            let (repair, fault) = match purpose {
-                Purpose::Repair { fault, time } => (Some(time), Some(fault)),
-                Purpose::Check { fault } => (None, fault),
-            };
-            let township = self
-                .world
-                .township(household)
-                .unwrap_or_default()
-                .to_owned();
-            let schedule = self.dispatcher.assign(&Request {
-                at_ms,
-                device_id,
-                township,
-                source: source.clone(),
-                repair,
-            });
-            if let (Some(fault), Some(_)) = (fault, repair) {
-                self.world.schedule_repair(fault, schedule.done_ms);
-            }
-            if let Some(device) = self.world.device_id(household) {
-                self.finishing.push((schedule.done_ms, device.to_owned()));
-            }
-            self.visits.push(VisitRecord {
-                household,
-                fault,
-                source,
-                request_ms: at_ms,
-                dispatched_ms: schedule.dispatched_ms,
-                on_site_ms: schedule.on_site_ms,
-                done_ms: schedule.done_ms,
-            });
+        requests
+    }
+
+    /// Sends a technician for one request (unless the world says there is nothing to visit)
+    /// and records the visit, the repair it schedules and the order to resolve after it.
+    fn assign_visit(&mut self, at_ms: i64, device_id: String, source: String, household: usize) {
+        let Some(purpose) = self.world.classify_request(household, at_ms) else {
+            return;
+        };
+        let (repair, fault) = match purpose {
+            Purpose::Repair { fault, time } => (Some(time), Some(fault)),
+            Purpose::Check { fault } => (None, fault),
+        };
+        let township = self
+            .world
+            .township(household)
+            .unwrap_or_default()
+            .to_owned();
+        let schedule = self.dispatcher.assign(&Request {
+            at_ms,
+            device_id,
+            township,
+            source: source.clone(),
+            repair,
+        });
+        if let (Some(fault), Some(_)) = (fault, repair) {
+            self.world.schedule_repair(fault, schedule.done_ms);
         }
+        if let Some(device) = self.world.device_id(household) {
+            self.finishing.push((schedule.done_ms, device.to_owned()));
+        }
+        self.visits.push(VisitRecord {
+            household,
+            fault,
+            source,
+            request_ms: at_ms,
+            dispatched_ms: schedule.dispatched_ms,
+            on_site_ms: schedule.on_site_ms,
+            done_ms: schedule.done_ms,
+        });
     }
 
     /// Publishes one poll round: boxes that lost power or network drop their connection
@@ -770,8 +783,82 @@ pub(crate) fn work_dir_or_temporary(
     }
 }
 
-/// Runs a winter bench and scores it.
-pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError> {
+/// The fleet's registry as the CSV files the gateway imports (`[registry] import`), made by
+/// the gateway's own generator (`gateway::registry::demo::generate_with`): one household per
+/// device, or one per box of `boxes` (positions in `fleet`) holding every device of the box,
+/// with the box's id in `households.csv`'s `edge_box` column; one technician per
+/// `households_per_technician` devices of a team's area (at least one per team); installation
+/// dates between 2018 and 2024 from each household's model seed (the older ones out of their
+/// 5-year warranty).
+pub fn registry_files(
+    fleet: &[HouseholdSpec],
+    boxes: &[BoxGroup],
+    households_per_technician: usize,
+    seed: u64,
+) -> Vec<(&'static str, String)> {
+    use ::gateway::registry::demo::{
+        generate_with, to_csv_files, EdgeBox, FleetHousehold, GenerateOptions,
+    };
+    let households: Vec<FleetHousehold> = fleet
+        .iter()
+        .map(|h| FleetHousehold {
+            device_id: h.device_id.to_string(),
+            township: h.township.id.to_owned(),
+            township_name: h.township.name.to_owned(),
+            village: h.village.id.to_owned(),
+            village_name: h.village.name.to_owned(),
+            kind: h.kind.as_str().to_owned(),
+            brand: h.profile.brand.clone(),
+            model: h.profile.model.clone(),
+            vulnerable: h.vulnerable,
+        })
+        .collect();
+    let edge_boxes = boxes
+        .iter()
+        .map(|group| EdgeBox {
+            id: group.identity.box_id.clone(),
+            devices: group
+                .households
+                .iter()
+                .filter_map(|&position| fleet.get(position))
+                .map(|h| h.device_id.to_string())
+                .collect(),
+        })
+        .collect();
+    let installed_on = fleet
+        .iter()
+        .map(|h| {
+            let seed = h.model_seed;
+            let date = format!(
+                "{:04}-{:02}-{:02}",
+                2018 + seed % 7,
+                1 + (seed >> 8) % 12,
+                1 + (seed >> 16) % 28
+            );
+            (h.device_id.to_string(), date)
+        })
+        .collect();
+    let options = GenerateOptions {
+        households_per_technician,
+        edge_boxes,
+        installed_on,
+    };
+    to_csv_files(&generate_with(&households, &options, seed))
+}
+
+/// What a winter run is made of before the gateway starts.
+struct Plan {
+    fleet: Vec<HouseholdSpec>,
+    scenario: scenario::Scenario,
+    world: World,
+    dispatcher: Dispatcher,
+    lateness_ms: i64,
+    /// How far the requests handed to the technicians may trail the simulated time.
+    horizon_ms: i64,
+}
+
+/// Checks the options and builds the run's fleet, scenario, world and technician model.
+fn plan(options: &BenchOptions) -> Result<Plan, BenchError> {
     if options.households == 0 {
         return Err(BenchError::Config("households must be at least 1".into()));
     }
@@ -781,11 +868,10 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
             options.days
         )));
     }
-    let wall_start = Instant::now();
-    let mix = options.mix.clone();
+    let mix = &options.mix;
     let fleet = fleet::generate(options.households, options.seed, &options.profiles)?;
-    let scenario = scenario::build(&fleet, &mix, options.days, options.seed)?;
-    let world = World::new(&fleet, &mix, &scenario, options.seed);
+    let scenario = scenario::build(&fleet, mix, options.days, options.seed)?;
+    let world = World::new(&fleet, mix, &scenario, options.seed);
     let interval_ms = mix.telemetry.interval.as_millis() as i64;
     let lateness_ms = options.lateness.as_millis() as i64;
     if lateness_ms < 2 * interval_ms {
@@ -799,7 +885,7 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
         *per_township.entry(h.township.id.to_owned()).or_default() += 1;
     }
     let dispatcher = Dispatcher::new(mix.technicians, &per_township, options.seed);
-    let min_response_ms = dispatcher.min_response_ms(shortest_repair(&mix));
+    let min_response_ms = dispatcher.min_response_ms(shortest_repair(mix));
     // Requests must be known before their visit can end: the coverage may trail the
     // simulated time by at most the shortest response.
     let horizon_ms = min_response_ms - lateness_ms - 2 * interval_ms;
@@ -809,25 +895,57 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
             min_response_ms / 60_000
         )));
     }
+    Ok(Plan {
+        fleet,
+        scenario,
+        world,
+        dispatcher,
+        lateness_ms,
+        horizon_ms,
+    })
+}
 
-    let (work_dir, temporary) =
-        work_dir_or_temporary(options.work_dir.as_ref(), "bench", options.seed);
+/// Writes the fleet's registry ([`registry_files`], one household and box per device) into
+/// `work_dir/registry` and returns that folder.
+fn write_registry(
+    work_dir: &std::path::Path,
+    fleet: &[HouseholdSpec],
+    options: &BenchOptions,
+) -> Result<PathBuf, BenchError> {
     let io = |what: String| move |source| BenchError::Io { what, source };
     let registry_dir = work_dir.join("registry");
     std::fs::create_dir_all(&registry_dir)
         .map_err(io(format!("create {}", registry_dir.display())))?;
-    for (name, text) in registry::csv_files(
-        &fleet,
-        mix.technicians.households_per_technician,
+    for (name, text) in registry_files(
+        fleet,
+        &[],
+        options.mix.technicians.households_per_technician,
         options.seed,
     ) {
         let path = registry_dir.join(name);
         std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
     }
-    let rules = rule_file(&options, &work_dir)?;
+    Ok(registry_dir)
+}
+
+/// The gateway under test and the edge boxes' connections to it (none open yet).
+struct Link {
+    gateway: GatewayProcess,
+    api: GatewayApi,
+    pool: BoxPool,
+}
+
+/// Starts the gateway in `work_dir` with the fleet's registry and the rule file.
+async fn start_gateway(
+    options: &BenchOptions,
+    work_dir: &std::path::Path,
+    registry_dir: PathBuf,
+    rules: &RuleFile,
+    fleet: &[HouseholdSpec],
+) -> Result<Link, BenchError> {
     let settings = GatewaySettings {
         binary: options.gateway_bin.clone(),
-        dir: work_dir.clone(),
+        dir: work_dir.to_path_buf(),
         rules: rules.path.clone(),
         registry: Some(registry_dir),
         lateness: options.lateness,
@@ -843,42 +961,83 @@ pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError
     let api = GatewayApi::new(gateway.http)?;
     let boxes = fleet.iter().map(BoxIdentity::of_household).collect();
     let pool = BoxPool::new(gateway.mqtt, boxes);
+    Ok(Link { gateway, api, pool })
+}
 
-    let mut bench = Bench {
+impl Bench {
+    /// The run loop's state before the first box connects.
+    fn new(
+        world: World,
+        dispatcher: Dispatcher,
+        link: Link,
+        options: &BenchOptions,
+        scenario: &scenario::Scenario,
+        fleet: &[HouseholdSpec],
+        lateness_ms: i64,
+    ) -> Bench {
+        Bench {
+            world,
+            pool: link.pool,
+            api: link.api,
+            gateway: link.gateway,
+            dispatcher,
+            mix: options.mix.clone(),
+            lateness_ms,
+            published: 0,
+            handled: 0,
+            sent_messages: 0,
+            messages_in: 0,
+            tick_watermark_ms: None,
+            tick_messages_done: 0,
+            barriers_watermark_short: 0,
+            finishing: Vec::new(),
+            resolved_orders: BTreeSet::new(),
+            orders_resolved: 0,
+            order_action_errors: 0,
+            max_in_flight: options.max_in_flight.max(2),
+            last_progress: Instant::now(),
+            last_round_ms: scenario.start_ms,
+            coverage_ms: scenario.start_ms - lateness_ms,
+            barriers: 0,
+            unposted: VecDeque::new(),
+            complaints: Vec::new(),
+            complaint_requests: Vec::new(),
+            orders: BTreeMap::new(),
+            unprocessed_orders: Vec::new(),
+            visits: Vec::new(),
+            device_index: fleet
+                .iter()
+                .map(|h| (h.device_id.to_string(), h.index))
+                .collect(),
+        }
+    }
+}
+
+/// Runs a winter bench and scores it.
+pub async fn run_winter(options: BenchOptions) -> Result<BenchReport, BenchError> {
+    let wall_start = Instant::now();
+    let Plan {
+        fleet,
+        scenario,
         world,
-        pool,
-        api,
-        gateway,
         dispatcher,
-        mix: mix.clone(),
         lateness_ms,
-        published: 0,
-        handled: 0,
-        sent_messages: 0,
-        messages_in: 0,
-        tick_watermark_ms: None,
-        tick_messages_done: 0,
-        barriers_watermark_short: 0,
-        finishing: Vec::new(),
-        resolved_orders: BTreeSet::new(),
-        orders_resolved: 0,
-        order_action_errors: 0,
-        max_in_flight: options.max_in_flight.max(2),
-        last_progress: Instant::now(),
-        last_round_ms: scenario.start_ms,
-        coverage_ms: scenario.start_ms - lateness_ms,
-        barriers: 0,
-        unposted: VecDeque::new(),
-        complaints: Vec::new(),
-        complaint_requests: Vec::new(),
-        orders: BTreeMap::new(),
-        unprocessed_orders: Vec::new(),
-        visits: Vec::new(),
-        device_index: fleet
-            .iter()
-            .map(|h| (h.device_id.to_string(), h.index))
-            .collect(),
-    };
+        horizon_ms,
+    } = plan(&options)?;
+    let (work_dir, temporary) =
+        work_dir_or_temporary(options.work_dir.as_ref(), "bench", options.seed);
+    let registry_dir = write_registry(&work_dir, &fleet, &options)?;
+    let rules = rule_file(&options, &work_dir)?;
+    let link = start_gateway(&options, &work_dir, registry_dir, &rules, &fleet).await?;
+    let mut bench = Bench::new(
+        world,
+        dispatcher,
+        link,
+        &options,
+        &scenario,
+        &fleet,
+        lateness_ms,
+    );
     let all: Vec<usize> = (0..fleet.len()).collect();
     let connected = bench.connect_boxes(&all).await;
     if connected.is_ok() {
@@ -1130,5 +1289,111 @@ mod tests {
             .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
             .count();
         assert_eq!(profiles.len(), on_disk, "every shipped profile is built in");
+    }
+
+    /// The registry files read back through the gateway's own import.
+    fn imported(files: Vec<(&'static str, String)>) -> ::gateway::registry::RegistryData {
+        let files = files
+            .into_iter()
+            .map(|(name, text)| (name.to_owned(), text))
+            .collect();
+        ::gateway::registry::parse(&files, &::gateway::registry::KnownIds::default())
+            .expect("the gateway imports the bench's registry")
+    }
+
+    #[test]
+    fn every_device_has_a_household_of_its_own_in_its_village() {
+        let profiles = shipped_profiles().expect("profiles");
+        let fleet = fleet::generate(60, 3, &profiles).expect("fleet");
+        let data = imported(registry_files(&fleet, &[], 20, 3));
+        assert_eq!(data.devices.len(), 60);
+        assert_eq!(data.households.len(), 60);
+        for (h, device) in fleet.iter().zip(&data.devices) {
+            assert_eq!(device.id, h.device_id.to_string());
+            assert_eq!(device.household_id, format!("hh-{}", h.device_id));
+            assert_eq!(device.brand, h.profile.brand);
+            // Installed 2018-2024 from the household's model seed.
+            let year: u64 = device.installed_on[..4].parse().expect("year");
+            assert_eq!(year, 2018 + h.model_seed % 7, "{}", device.id);
+            let household = data
+                .households
+                .iter()
+                .find(|x| x.id == device.household_id)
+                .expect("household");
+            assert_eq!(
+                household.village_id,
+                format!("{}-{}", h.township.id, h.village.id)
+            );
+            assert_eq!(household.edge_box, None, "the box id is the household's");
+            assert_eq!(household.vulnerable, h.vulnerable);
+        }
+        // A township's third-party team: one technician per 20 of its households.
+        let third_party = ::gateway::registry::TeamKind::ThirdParty;
+        for team in data.teams.iter().filter(|t| t.kind == third_party) {
+            let devices = fleet
+                .iter()
+                .filter(|h| team.townships.iter().any(|t| t == h.township.id))
+                .count();
+            let technicians = data
+                .technicians
+                .iter()
+                .filter(|t| t.team_id == team.id)
+                .count();
+            assert_eq!(technicians, devices.div_ceil(20), "{}", team.id);
+        }
+        assert!(data
+            .teams
+            .iter()
+            .any(|t| t.kind == ::gateway::registry::TeamKind::PowerUtility));
+    }
+
+    #[test]
+    fn devices_of_a_box_are_registered_to_the_household_of_that_box() {
+        let profiles = shipped_profiles().expect("profiles");
+        let fleet = fleet::generate(200, 3, &profiles).expect("fleet");
+        let groups = crate::load::group_households(&fleet, 4);
+        let data = imported(registry_files(&fleet, &groups, 500, 3));
+        assert_eq!(data.households.len(), groups.len(), "one household per box");
+        let boxes: BTreeSet<&str> = data.households.iter().map(|h| h.edge_box_id()).collect();
+        assert_eq!(boxes.len(), groups.len(), "one box per household");
+        assert_eq!(data.devices.len(), 200);
+        for group in &groups {
+            for &position in &group.households {
+                let device = fleet[position].device_id.to_string();
+                let household_id = &data
+                    .devices
+                    .iter()
+                    .find(|d| d.id == device)
+                    .expect("device")
+                    .household_id;
+                let household = data
+                    .households
+                    .iter()
+                    .find(|h| &h.id == household_id)
+                    .expect("household");
+                assert_eq!(
+                    household.edge_box.as_deref(),
+                    Some(group.identity.box_id.as_str())
+                );
+                assert_eq!(
+                    household.village_id,
+                    format!(
+                        "{}-{}",
+                        fleet[position].township.id, fleet[position].village.id
+                    )
+                );
+            }
+        }
+        // One device per box: the plain registry's rows, each household naming its box.
+        let single = crate::load::group_households(&fleet, 1);
+        let plain = imported(registry_files(&fleet, &[], 500, 3));
+        let mut boxed = imported(registry_files(&fleet, &single, 500, 3));
+        for (household, group) in boxed.households.iter_mut().zip(&single) {
+            assert_eq!(
+                household.edge_box.take(),
+                Some(group.identity.box_id.clone())
+            );
+        }
+        assert_eq!(boxed, plain);
     }
 }

@@ -29,7 +29,7 @@ use super::publish::{
 };
 use super::report::{per_unit, GatewayResult, LatencyResult, SinkResult};
 use crate::bench::gateway::{GatewayProcess, GatewaySettings};
-use crate::bench::registry;
+use crate::bench::registry_files;
 use crate::load::BoxIdentity;
 
 /// How often the gateway's `/metrics` are read while it works.
@@ -81,7 +81,8 @@ async fn start_history(
     Ok(Some((vm, format!("http://{addr}"))))
 }
 
-/// Writes the fleet's registry (each device registered to its box) into `dir/registry`.
+/// Writes the fleet's registry ([`registry_files`]: each device registered to its box) into
+/// `dir/registry`.
 fn write_registry(
     options: &IngestOptions,
     prepared: &Prepared,
@@ -90,7 +91,7 @@ fn write_registry(
     let registry_dir = dir.join("registry");
     std::fs::create_dir_all(&registry_dir)
         .map_err(io(format!("create {}", registry_dir.display())))?;
-    for (name, text) in registry::csv_files_with_boxes(
+    for (name, text) in registry_files(
         &prepared.fleet,
         &prepared.boxes,
         prepared.households_per_technician,
