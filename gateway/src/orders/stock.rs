@@ -527,18 +527,12 @@ impl OrderService {
             let part = receipt.part_code.clone();
             store
                 .stock_transaction(|tx| {
-                    let m = Move {
-                        at_ms,
-                        location: &location,
-                        part_code: &part,
-                        kind: MoveKind::Received,
-                        quantity: receipt.quantity,
-                        order_id: None,
-                        actor: &actor,
-                        note: &receipt.note,
-                        held: false,
-                    };
-                    low.extend(apply_move(tx, &m)?);
+                    let received = Move::by_hand(at_ms, &location, &part, MoveKind::Received).of(
+                        receipt.quantity,
+                        &actor,
+                        &receipt.note,
+                    );
+                    low.extend(apply_move(tx, &received)?);
                     Ok(())
                 })
                 .map_err(refused)?;
@@ -578,17 +572,11 @@ impl OrderService {
                         (from.as_str(), MoveKind::TransferredOut),
                         (to.as_str(), MoveKind::TransferredIn),
                     ] {
-                        let leg = Move {
-                            at_ms,
-                            location,
-                            part_code: &part,
-                            kind,
-                            quantity: transfer.quantity,
-                            order_id: None,
-                            actor: &actor,
-                            note: &note,
-                            held: false,
-                        };
+                        let leg = Move::by_hand(at_ms, location, &part, kind).of(
+                            transfer.quantity,
+                            &actor,
+                            &note,
+                        );
                         low.extend(apply_move(tx, &leg)?);
                     }
                     Ok(())

@@ -95,7 +95,33 @@ pub struct Move<'a> {
     pub held: bool,
 }
 
-impl Move<'_> {
+impl<'a> Move<'a> {
+    /// A move made by hand (a receipt, a transfer's leg), of no order; complete it with
+    /// [`Move::of`].
+    pub fn by_hand(at_ms: i64, location: &'a str, part_code: &'a str, kind: MoveKind) -> Self {
+        Self {
+            at_ms,
+            location,
+            part_code,
+            kind,
+            quantity: 0,
+            order_id: None,
+            actor: "",
+            note: "",
+            held: false,
+        }
+    }
+
+    /// The move with its quantity, actor and note.
+    pub fn of(self, quantity: i64, actor: &'a str, note: &'a str) -> Self {
+        Self {
+            quantity,
+            actor,
+            note,
+            ..self
+        }
+    }
+
     /// The change of (on hand, reserved) the move makes.
     fn deltas(&self) -> (i64, i64) {
         let q = self.quantity;
