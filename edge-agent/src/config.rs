@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use layered_config::LayeredError;
 use mqtt_tls::TlsConfig;
 use serde::Deserialize;
 use wire::{diagnostics, DeviceId, TownshipId};
@@ -582,68 +583,6 @@ pub enum ConfigError {
 /// Prefix of environment overrides: `EDGE_AGENT__MQTT__PASSWORD=...` sets `mqtt.password`.
 pub const ENV_PREFIX: &str = "EDGE_AGENT";
 
-/// The config file as a source of the `config` crate, read with the same TOML parser as the
-/// profiles and the error positions (so the field box's binary holds one TOML parser, not the
-/// `config` crate's own as well). Values become what the `config` crate's TOML format makes of
-/// them: integers `i64`, floats `f64`, datetimes their text.
-#[derive(Debug, Clone)]
-struct TomlText(String);
-
-impl config::Source for TomlText {
-    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
-        Box::new(self.clone())
-    }
-
-    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
-        let table = toml::de::DeTable::parse(&self.0)
-            .map_err(|error| config::ConfigError::Foreign(Box::new(error)))?;
-        toml_table(table.into_inner()).map_err(config::ConfigError::Foreign)
-    }
-}
-
-type ForeignError = Box<dyn std::error::Error + Send + Sync>;
-
-fn toml_table(
-    table: toml::de::DeTable<'_>,
-) -> Result<config::Map<String, config::Value>, ForeignError> {
-    let mut map = config::Map::new();
-    for (key, value) in table {
-        map.insert(
-            key.into_inner().into_owned(),
-            toml_value(value.into_inner())?,
-        );
-    }
-    Ok(map)
-}
-
-fn toml_value(value: toml::de::DeValue<'_>) -> Result<config::Value, ForeignError> {
-    use toml::de::DeValue;
-    let value = match value {
-        DeValue::String(text) => config::Value::new(None, text.into_owned()),
-        DeValue::Float(number) => {
-            let float = number.as_str().parse::<f64>()?;
-            if float.is_infinite() && !number.as_str().contains("inf") {
-                return Err("floating-point number overflowed".into());
-            }
-            config::Value::new(None, float)
-        }
-        DeValue::Integer(number) => {
-            config::Value::new(None, i64::from_str_radix(number.as_str(), number.radix())?)
-        }
-        DeValue::Boolean(flag) => config::Value::new(None, flag),
-        DeValue::Table(table) => config::Value::new(None, toml_table(table)?),
-        DeValue::Array(array) => {
-            let values = array
-                .into_iter()
-                .map(|value| toml_value(value.into_inner()))
-                .collect::<Result<Vec<_>, _>>()?;
-            config::Value::new(None, values)
-        }
-        DeValue::Datetime(datetime) => config::Value::new(None, datetime.to_string()),
-    };
-    Ok(value)
-}
-
 impl AgentConfig {
     /// Loads `path`, applies environment overrides, loads the profiles and validates everything.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
@@ -652,24 +591,12 @@ impl AgentConfig {
             path: origin.clone(),
             source,
         })?;
-        // Parse the file alone first: toml's errors carry the line and column.
-        toml::from_str::<RawConfig>(&text).map_err(|e| {
-            let (line, column) = diagnostics::line_col(&text, e.span().map_or(0, |s| s.start));
-            ConfigError::Invalid {
-                place: format!("{origin}:{line}:{column}"),
-                message: e.message().to_owned(),
-            }
-        })?;
-        let raw: RawConfig = config::Config::builder()
-            .add_source(TomlText(text.clone()))
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("__")
-                    .separator("__"),
-            )
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Environment(e.to_string()))?;
+        // The file alone first (its errors keep their line and column), then the overrides.
+        let raw: RawConfig =
+            layered_config::load(&text, &origin, ENV_PREFIX).map_err(|error| match error {
+                LayeredError::Invalid { place, message } => ConfigError::Invalid { place, message },
+                LayeredError::Environment(message) => ConfigError::Environment(message),
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::validate(raw, &text, &origin, base)
     }
@@ -1072,29 +999,6 @@ fn load_profiles(dir: &Path) -> Result<HashMap<String, Arc<Profile>>, LoadError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_file_reaches_the_config_crate_with_the_types_of_its_toml_format() {
-        let text = "a = 1\nb = 0.5\nc = \"x\"\nd = true\ne = [1, 2]\n\n[f]\ng = 1979-05-27T07:32:00Z\nh = 0x10\n";
-        let config = config::Config::builder()
-            .add_source(TomlText(text.into()))
-            .build()
-            .expect("a valid file");
-        assert_eq!(config.get_int("a").ok(), Some(1));
-        assert_eq!(config.get_float("b").ok(), Some(0.5));
-        assert_eq!(config.get_string("c").ok().as_deref(), Some("x"));
-        assert_eq!(config.get_bool("d").ok(), Some(true));
-        assert_eq!(config.get_array("e").map(|e| e.len()).ok(), Some(2));
-        assert_eq!(
-            config.get_string("f.g").ok().as_deref(),
-            Some("1979-05-27T07:32:00Z")
-        );
-        assert_eq!(config.get_int("f.h").ok(), Some(16));
-        let broken = config::Config::builder()
-            .add_source(TomlText("a = ".into()))
-            .build();
-        assert!(broken.is_err(), "a file that does not parse is an error");
-    }
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let path = dir.join("agent.toml");

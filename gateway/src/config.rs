@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use layered_config::LayeredError;
 use serde::Deserialize;
 use wire::diagnostics;
 
@@ -331,23 +332,10 @@ impl GatewayConfig {
     /// Parses the file's text (first on its own, so that an error names its line and column),
     /// then with the environment's overrides on top.
     fn parse(text: &str, origin: &str) -> Result<GatewayConfig, ConfigError> {
-        toml::from_str::<GatewayConfig>(text).map_err(|e| {
-            let (line, column) = diagnostics::line_col(text, e.span().map_or(0, |s| s.start));
-            ConfigError::Invalid {
-                place: format!("{origin}:{line}:{column}"),
-                message: e.message().to_owned(),
-            }
-        })?;
-        config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("__")
-                    .separator("__"),
-            )
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Environment(e.to_string()))
+        layered_config::load(text, origin, ENV_PREFIX).map_err(|error| match error {
+            LayeredError::Invalid { place, message } => ConfigError::Invalid { place, message },
+            LayeredError::Environment(message) => ConfigError::Environment(message),
+        })
     }
 
     /// Resolves every relative path the config names against `base`, the file's folder.

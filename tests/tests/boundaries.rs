@@ -18,8 +18,15 @@ const LAYERS: &[(&str, Option<&[&str]>)] = &[
     ("wire", Some(&[])),
     ("mqtt-tls", Some(&[])),
     ("rules", Some(&["wire"])),
-    ("edge-agent", Some(&["wire", "rules", "mqtt-tls"])),
-    ("gateway", Some(&["wire", "rules", "mqtt-tls"])),
+    ("layered-config", Some(&["wire"])),
+    (
+        "edge-agent",
+        Some(&["wire", "rules", "mqtt-tls", "layered-config"]),
+    ),
+    (
+        "gateway",
+        Some(&["wire", "rules", "mqtt-tls", "layered-config"]),
+    ),
     (
         "simulator",
         Some(&["wire", "mqtt-tls", "rules", "edge-agent", "gateway"]),
@@ -52,6 +59,11 @@ const UNREACHABLE: &[(&str, &[&str], &str)] = &[
         "only the edge agent speaks Modbus; the gateway never polls a device",
     ),
     ("wire", IO_CRATES, "the wire format does no IO"),
+    (
+        "layered-config",
+        IO_CRATES,
+        "the config loader reads no file and no socket: its caller reads the file",
+    ),
     (
         "rules",
         IO_CRATES,
