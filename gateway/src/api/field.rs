@@ -8,6 +8,10 @@
 //! A team token sees its team's orders (and a technician's own token the technician's own
 //! too) and may not ask for another team or technician; an operator names the team or the
 //! technician; township and read-only tokens are refused (they use the order pages).
+//!
+//! A technician's day as a route (`GET /api/v1/field/route`): their open orders in visiting
+//! order with the predicted arrival of each ([`dispatch::day_route`]); a technician's own token
+//! asks for itself, a team token for its technicians, an operator for anyone.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -17,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{require, ApiError, ApiState, ErrorBody};
 use crate::auth::{Principal, Role};
+use crate::orders::dispatch::{self, RouteStop};
 use crate::orders::model::misuse_claim_pending;
 use crate::orders::store::{OrderFilter, OrderRow, Store, StoreError};
 use crate::registry::people::HouseholdView;
@@ -224,4 +229,75 @@ fn field_order(
         callers,
         order,
     })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RouteQuery {
+    /// The technician (a technician's own token: only itself; a team token: its technicians).
+    technician_id: String,
+}
+
+/// A technician's day: their open orders in visiting order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldRoute {
+    pub technician_id: String,
+    pub team_id: String,
+    /// The village the technician sets out from.
+    pub base_village_id: Option<String>,
+    /// A snow day was declared (`/api/v1/dispatch/conditions`).
+    pub snow: bool,
+    /// Planned at, Unix ms.
+    pub at_ms: i64,
+    pub stops: Vec<RouteStop>,
+}
+
+/// A technician's open orders in visiting order: on site first, then the nearest next from
+/// their base by the registry's travel times (greedy), each with its predicted arrival.
+#[utoipa::path(get, path = "/api/v1/field/route", tag = "field", params(RouteQuery),
+    responses((status = 200, body = FieldRoute), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn route(
+    principal: Principal,
+    State(state): State<ApiState>,
+    query: Result<Query<RouteQuery>, QueryRejection>,
+) -> Result<Json<FieldRoute>, ApiError> {
+    require(&principal, &[Role::Operator, Role::Team], "plan a route")?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = query.technician_id;
+    check_id("technician_id", &Some(id.clone()))?;
+    if principal.technician.as_ref().is_some_and(|own| *own != id) {
+        return Err(ApiError::forbidden(format!(
+            "technician_id {id:?} is not the token's technician"
+        )));
+    }
+    let now = state.orders.now_ms();
+    let asked = id.clone();
+    let planned = state
+        .orders
+        .with_store(move |s| {
+            let Some(technician) = s.technician(&asked)? else {
+                return Ok(None);
+            };
+            let stops = dispatch::day_route(s, &technician, now)?;
+            Ok(Some((technician, s.snow()?, stops)))
+        })
+        .await?;
+    let Some((technician, snow, stops)) = planned else {
+        return Err(ApiError::not_found(format!(
+            "technician_id {id:?} is not a technician of the registry"
+        )));
+    };
+    if principal.role == Role::Team && principal.team.as_deref() != Some(&technician.team_id) {
+        return Err(ApiError::forbidden(format!(
+            "technician_id {id:?} is not a technician of the token's team"
+        )));
+    }
+    Ok(Json(FieldRoute {
+        technician_id: technician.id,
+        team_id: technician.team_id,
+        base_village_id: technician.home_village_id,
+        snow,
+        at_ms: now,
+        stops,
+    }))
 }

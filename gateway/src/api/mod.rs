@@ -9,6 +9,7 @@ mod campaigns;
 mod city;
 mod console;
 mod delegation;
+mod dispatch;
 mod field;
 mod fleet;
 mod households;
@@ -354,6 +355,7 @@ pub fn metrics_router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::not_found("this listener serves only /metrics") })
 }
 
+// Long: one line per route, in the order of the API's table of contents.
 /// Builds the router and its OpenAPI document from the same declarations.
 pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -398,6 +400,8 @@ pub fn router_with(state: ApiState, request_limit: std::time::Duration) -> Route
         .routes(routes!(intake::context))
         .routes(routes!(city::export))
         .routes(routes!(field::orders))
+        .routes(routes!(field::route))
+        .routes(routes!(dispatch::conditions, dispatch::set_conditions))
         .routes(routes!(orders::stream))
         .routes(routes!(registry::import))
         .routes(routes!(registry::townships))

@@ -384,7 +384,7 @@ impl OrderService {
             OrderAction::Dispatch {
                 team_id,
                 technician_id,
-            } => self.dispatch_step(store, on, team_id, technician_id, update)?,
+            } => self.dispatch_step(store, on, team_id, technician_id, out)?,
             OrderAction::Reassign {
                 team_id,
                 technician_id,
@@ -445,15 +445,16 @@ impl OrderService {
     }
 
     /// Dispatch to the team named (with its technician, if one is), else to the one routing
-    /// picks.
+    /// picks; escalated at once when nobody is predicted on site before the deadline.
     fn dispatch_step(
         &self,
         store: &Store,
         on: &StepOn,
         team_id: Option<String>,
         technician_id: Option<String>,
-        update: &mut OrderUpdate,
+        out: &mut StepOutcome,
     ) -> Result<(String, String), RequestError> {
+        let update = &mut out.update;
         update.state = Some(next_state(on.order.state, &Step::Dispatch)?);
         let assignment = match team_id {
             Some(team) => Self::named_assignment(
@@ -468,8 +469,11 @@ impl OrderService {
             })?,
         };
         update.team_id = Some(assignment.team.id.clone());
-        update.technician_id = assignment.technician.map(|t| t.id);
         update.dispatched_at_ms = Some(on.at);
+        if let Some(note) = self.escalate_late(on.order, &assignment, on.at, update) {
+            out.follow_ups.push(("escalated", note));
+        }
+        out.update.technician_id = assignment.technician.map(|t| t.id);
         self.metrics.order_dispatched();
         Ok(("dispatched".into(), assignment.note))
     }
@@ -492,6 +496,25 @@ impl OrderService {
             "reassigned".into(),
             format!("{}; reason: {reason}", assignment.note),
         ))
+    }
+
+    /// The 督办 at dispatch when the predicted arrival misses the on-site deadline
+    /// ([`dispatch::late_arrival`]): counted, logged, and the on-site stage marked warned and
+    /// escalated in `update` so the SLA monitor does not raise it again at the breach. Returns
+    /// the note of the `escalated` event to record after the dispatch.
+    pub(super) fn escalate_late(
+        &self,
+        order: &OrderRow,
+        assignment: &dispatch::Assignment,
+        at: i64,
+        update: &mut OrderUpdate,
+    ) -> Option<String> {
+        let note = dispatch::late_arrival(&self.sla, order, assignment, at)?;
+        let stage = sla::Stage::OnSite;
+        update.sla_flags |= stage.warned_bit() | stage.breached_bit();
+        self.metrics.escalation();
+        tracing::warn!(order = order.id, township = %order.township, "no technician predicted on site before the deadline: escalated at dispatch");
+        Some(note)
     }
 
     /// A manual escalation (督办) of an open order; a bureau's needs a note.

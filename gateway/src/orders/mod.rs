@@ -909,13 +909,14 @@ impl OrderService {
         };
         match dispatch::route(store, &order)? {
             Some(assignment) => {
-                let update = OrderUpdate {
+                let mut update = OrderUpdate {
                     state: Some(OrderState::Dispatched),
                     team_id: Some(assignment.team.id.clone()),
                     technician_id: assignment.technician.as_ref().map(|t| t.id.clone()),
                     dispatched_at_ms: Some(at_ms),
                     ..OrderUpdate::default()
                 };
+                let late = self.escalate_late(&order, &assignment, at_ms, &mut update);
                 store.append_event(
                     order_id,
                     at_ms,
@@ -938,6 +939,18 @@ impl OrderService {
                         &note,
                         &OrderUpdate::default(),
                     )?;
+                }
+                if let Some(note) = late {
+                    store.append_event(
+                        order_id,
+                        at_ms,
+                        "dispatcher:auto",
+                        "escalated",
+                        &note,
+                        &OrderUpdate::default(),
+                    )?;
+                    let row = store.order_row(order_id)?.unwrap_or_else(|| row.clone());
+                    self.notify(OrderNotice::of(&row, "escalated", at_ms, note));
                 }
                 let notice = OrderNotice::of(&row, "dispatched", at_ms, assignment.note);
                 Ok(Some((row, notice)))

@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    parse_date, warranty_until, Device, Household, Part, RegistryData, Team, TeamKind, Technician,
-    Township, Vendor, Village, VillageContact,
+    parse_date, warranty_until, Device, Household, Part, RegistryData, Skill, Team, TeamKind,
+    Technician, Township, TravelTime, Vendor, Village, VillageContact,
 };
 
 /// One device of the simulated fleet and the household it heats, as the registry needs it: a
@@ -390,6 +390,7 @@ pub fn generate_with(
     add_third_party_teams(&mut data, &areas, per_technician, &mut streams);
     add_utility_teams(&mut data, &areas, &mut streams);
     add_contacts(&mut data, &areas, &mut streams);
+    add_roads(&mut data, &areas, seed);
     data.parts = PARTS
         .iter()
         .map(|(code, name, price)| Part {
@@ -488,6 +489,61 @@ fn add_utility_teams(data: &mut RegistryData, areas: &Areas, streams: &mut Strea
             townships: all_townships.clone(),
         });
         streams.technicians(data, id, None, 3);
+    }
+}
+
+/// What dispatch knows about the roads, drawn from a stream of its own so every other file
+/// stays as it was: a travel time from its township's service point to every village (10 to 90
+/// minutes, about one village in four on a mountain road), and the technicians' skills (a
+/// vendor team's, the kinds of its vendor's devices; the third party's, all; every fourth
+/// technician of a team that works on boilers without the gas certification; the utilities'
+/// not recorded).
+fn add_roads(data: &mut RegistryData, areas: &Areas, seed: u64) {
+    let mut roads = Lcg(seed ^ 0x7A5E_1F0B_2105_0021);
+    data.roads.travel = areas
+        .villages
+        .iter()
+        .map(|(village, (township, _))| TravelTime {
+            township_id: township.clone(),
+            village_id: village.clone(),
+            minutes: 10 + (roads.next() % 81) as i64,
+            mountain: roads.next() % 4 == 0,
+        })
+        .collect();
+    let mut kinds: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+    for device in &data.devices {
+        let entry = kinds.entry(device.vendor_id.as_str()).or_default();
+        entry.0 |= device.kind == "heat_pump";
+        entry.1 |= device.kind == "gas_boiler";
+    }
+    let teams: BTreeMap<&str, &Team> = data.teams.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut in_team: BTreeMap<&str, usize> = BTreeMap::new();
+    for technician in &data.technicians {
+        let Some(team) = teams.get(technician.team_id.as_str()) else {
+            continue;
+        };
+        let (heat_pumps, boilers) = match (team.kind, &team.vendor_id) {
+            (TeamKind::Vendor, Some(vendor)) => {
+                kinds.get(vendor.as_str()).copied().unwrap_or_default()
+            }
+            (TeamKind::ThirdParty, _) => (true, true),
+            _ => continue,
+        };
+        let index = in_team.entry(team.id.as_str()).or_default();
+        *index += 1;
+        let mut skills = Vec::new();
+        if heat_pumps {
+            skills.push(Skill::HeatPump);
+        }
+        if boilers {
+            skills.push(Skill::Boiler);
+            if *index % 4 != 0 {
+                skills.push(Skill::Gas);
+            }
+        }
+        if !skills.is_empty() {
+            data.roads.skills.insert(technician.id.clone(), skills);
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub fn to_csv_files(data: &RegistryData) -> Vec<(&'static str, String)> {
         ("technicians.csv", technicians(data)),
         ("contacts.csv", contacts(data)),
         ("parts.csv", parts(data)),
+        ("travel.csv", travel(data)),
     ]
 }
 
@@ -146,7 +147,14 @@ fn teams(data: &RegistryData) -> String {
 /// `technicians.csv`.
 fn technicians(data: &RegistryData) -> String {
     csv(
-        ["id", "team_id", "name", "phone", "home_village_id"],
+        [
+            "id",
+            "team_id",
+            "name",
+            "phone",
+            "home_village_id",
+            "skills",
+        ],
         data.technicians.iter().map(|t| {
             [
                 t.id.clone(),
@@ -154,6 +162,26 @@ fn technicians(data: &RegistryData) -> String {
                 t.name.clone(),
                 t.phone.clone(),
                 t.home_village_id.clone().unwrap_or_default(),
+                data.roads
+                    .skills
+                    .get(&t.id)
+                    .map(|skills| super::roads::join_skills(skills))
+                    .unwrap_or_default(),
+            ]
+        }),
+    )
+}
+
+/// `travel.csv`.
+fn travel(data: &RegistryData) -> String {
+    csv(
+        ["township_id", "village_id", "minutes", "mountain"],
+        data.roads.travel.iter().map(|t| {
+            [
+                t.township_id.clone(),
+                t.village_id.clone(),
+                t.minutes.to_string(),
+                t.mountain.to_string(),
             ]
         }),
     )

@@ -285,6 +285,7 @@ impl Store {
             technicians,
             contacts,
             parts: self.parts()?,
+            roads: self.road_data()?,
         })
     }
 }

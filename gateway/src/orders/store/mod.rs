@@ -19,6 +19,7 @@ mod households;
 mod prevention;
 mod registry;
 mod requests;
+mod roads;
 mod schema;
 mod scheme;
 mod stock;

@@ -37,6 +37,7 @@ impl Store {
         import_homes(&tx, data)?;
         import_staff(&tx, data)?;
         import_parts(&tx, data)?;
+        super::roads::import_roads(&tx, data)?;
         tx.commit()?;
         Ok(ImportSummary {
             townships: data.townships.len(),

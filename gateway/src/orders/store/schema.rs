@@ -15,4 +15,5 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_delegations.sql"),
     include_str!("migrations/0011_site_type.sql"),
     include_str!("migrations/0012_stock.sql"),
+    include_str!("migrations/0013_roads.sql"),
 ];
