@@ -15,6 +15,7 @@ import * as intake from './intake.js';
 import * as field from './field.js';
 import * as prevention from './prevention.js';
 import * as campaigns from './campaigns.js';
+import * as stock from './stock.js';
 
 const session = {
   /** `district` (operator, read-only), `township`, `team`, or null when not signed in. */
@@ -51,6 +52,7 @@ const ROUTES = [
   { pattern: /^\/field$/, page: field, nav: 'field' },
   { pattern: /^\/prevention$/, page: prevention, nav: 'prevention' },
   { pattern: /^\/campaigns(?:\/(\d+))?$/, page: campaigns, nav: 'campaigns' },
+  { pattern: /^\/stock$/, page: stock, nav: 'stock' },
 ];
 
 function parseHash() {
@@ -79,6 +81,8 @@ function renderHeader(active) {
     ['reports', '#/reports/daily', true],
     ['prevention', '#/prevention', session.role !== 'team'],
     ['campaigns', '#/campaigns', true],
+    // Every signed-in role: teams see their vans and points, read-only tokens without forms.
+    ['stock', '#/stock', Boolean(session.role)],
   ];
   fill(
     nav,

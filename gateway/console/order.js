@@ -4,12 +4,13 @@
 // parts and charge, the callback and linked complaints, the field steps (accept, arrive, resolve
 // with parts, confirm a misuse claim; steps.js, each sent once) and the operator actions
 // (dispatch, reassign, escalate, cancel with a reason, record a callback) that call the API and
-// refresh the page.
+// refresh the page; with its facts, the parts the order holds at the points and vans (stock.js).
 
 import { t, code } from './i18n.js';
 import { get, post, registry } from './api.js';
 import { peopleFacts, phoneLink } from './households.js';
 import { stepForms, misuseClaimPending } from './steps.js';
+import { heldParts } from './stock.js';
 import {
   h,
   fill,
@@ -237,14 +238,16 @@ function actions(order, teamList, act, steps, fieldOnly) {
 }
 
 export async function mount(main, [id], _query, ctx) {
-  const [where, teamNames, parts, first] = await Promise.all([places(), teams(), registry('parts').catch(() => []), get(`/orders/${id}`)]);
+  const held = () => get(`/orders/${id}/parts`).catch(() => []);
+  const [where, teamNames, parts, first, firstHeld] = await Promise.all([places(), teams(), registry('parts').catch(() => []), get(`/orders/${id}`), held()]);
   const partNames = new Map(parts.map((p) => [p.code, p.name]));
   const role = ctx.session.role;
   const canAct = role === 'district' || role === 'township' || role === 'team';
   const status = h('p', { class: 'action-status', id: 'action-status', role: 'status', 'aria-live': 'polite' });
   const box = () => h('div');
   const head = h('span', { class: 'head-tags', id: 'order-state' });
-  const [factsBox, peopleBox, requestsBox, clocksBox, actionsBox, timelineBox, partsBox, callbackBox, complaintsBox] = [
+  const [factsBox, heldBox, peopleBox, requestsBox, clocksBox, actionsBox, timelineBox, partsBox, callbackBox, complaintsBox] = [
+    box(),
     box(),
     box(),
     box(),
@@ -266,7 +269,7 @@ export async function mount(main, [id], _query, ctx) {
         null,
         panel(t('people.title'), { id: 'order-household' }, peopleBox),
         panel(t('intake.requests'), { id: 'order-requests' }, requestsBox),
-        panel(t('order.facts'), null, factsBox),
+        panel(t('order.facts'), null, factsBox, h('h3', null, t('order.held')), heldBox),
       ),
       h(
         'div',
@@ -298,10 +301,11 @@ export async function mount(main, [id], _query, ctx) {
       status.className = 'action-status failed';
     }
   };
-  function draw(detail) {
+  function draw(detail, holds) {
     head.dataset.state = detail.state;
     fill(head, stateTag(detail.state), ' ', priorityTag(detail.priority), detail.pre_emptive ? [' ', tag(t('pre_emptive'), 'pre')] : null);
     fill(factsBox, facts(detail, where, teamNames, ctx.session.role !== 'team'));
+    fill(heldBox, heldParts(holds, partNames, where));
     fill(peopleBox, detail.household ? peopleFacts(detail.household) : empty(t('people.none')));
     fill(
       clocksBox,
@@ -323,12 +327,12 @@ export async function mount(main, [id], _query, ctx) {
     fill(complaintsBox, complaintsView(detail.complaints));
   }
   async function refresh() {
-    const detail = await get(`/orders/${id}`);
+    const [detail, holds] = await Promise.all([get(`/orders/${id}`), held()]);
     // A refresh still waiting for the API when the operator has moved on must not draw.
-    if (mounted) draw(detail);
+    if (mounted) draw(detail, holds);
   }
 
-  draw(first);
+  draw(first, firstHeld);
   let pending = null;
   const unsubscribe = ctx.onStream((notice) => {
     if (notice && String(notice.order_id) !== String(id)) return;

@@ -1,5 +1,6 @@
 //! The operator console in a real browser: starts the `demo` binary on a free port and runs the
-//! Playwright script in `tests/console/` (headless Debian Chromium) against it; and a gateway
+//! Playwright scripts in `tests/console/` (headless Debian Chromium) against it, the stock page's
+//! (`stock.test.mjs`) and then every other page's (`console.test.mjs`); and a gateway
 //! with role tokens and a webhook receiver written here, against which `roles.test.mjs` signs
 //! in as a township officer who dispatches and escalates in its own township (the 督办 reaches
 //! the receiver) and is refused another township's order. This test installs
@@ -17,6 +18,8 @@ use tests::Demo;
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole browser script: a fault every 3 s, five pages on two screens.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(300);
+/// The stock page's script: two waits for dispatches, the page on two screens.
+const STOCK_DEADLINE: Duration = Duration::from_secs(240);
 
 /// What the browser test needs and this test does not install; a clear error for each.
 fn prerequisites(console_dir: &Path) -> anyhow::Result<()> {
@@ -65,6 +68,60 @@ fn read_all(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<Str
     })
 }
 
+/// How one browser script ended: its exit status (`None`: killed at its deadline) and its
+/// output (stdout, then stderr).
+struct ScriptRun {
+    status: Option<std::process::ExitStatus>,
+    output: String,
+}
+
+/// Runs `node {script} {args...}` in `console_dir` with the screenshot folder and Chromium in its
+/// environment, and kills it at `deadline`.
+fn run_script(
+    console_dir: &Path,
+    artifacts: &Path,
+    script: &str,
+    args: &[&str],
+    deadline: Duration,
+) -> anyhow::Result<ScriptRun> {
+    let started = Instant::now();
+    let mut node = Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(console_dir)
+        .env("CONSOLE_ARTIFACTS", artifacts)
+        .env("CHROMIUM", CHROMIUM)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start node")?;
+    let stdout = read_all(node.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
+    let stderr = read_all(node.stderr.take().ok_or_else(|| anyhow!("no stderr"))?);
+    let status = loop {
+        if let Some(status) = node.try_wait()? {
+            break Some(status);
+        }
+        if started.elapsed() > deadline {
+            let _ = node.kill();
+            let _ = node.wait();
+            break None;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    };
+    let output = format!(
+        "{}{}",
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default()
+    );
+    println!(
+        "{output}\n{script} took {:.1} s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        artifacts.display()
+    );
+    Ok(ScriptRun { status, output })
+}
+
 #[test]
 fn the_operator_console_passes_its_browser_test_against_the_demo() -> anyhow::Result<()> {
     let console_dir = tests::repo_root().join("tests").join("console");
@@ -76,7 +133,7 @@ fn the_operator_console_passes_its_browser_test_against_the_demo() -> anyhow::Re
         .with_context(|| format!("cannot create {}", artifacts.display()))?;
 
     let dir = tests::scratch_dir("console")?;
-    // The browser script walks an order through its steps itself; the demo's simulated field
+    // The console script walks an order through its steps itself; the demo's simulated field
     // crew would take every dispatched order first.
     let demo = Demo::start(
         &dir,
@@ -91,52 +148,38 @@ fn the_operator_console_passes_its_browser_test_against_the_demo() -> anyhow::Re
             "off",
         ],
     )?;
-    let started = Instant::now();
-    let mut node = Command::new("node")
-        .arg("console.test.mjs")
-        .arg(&demo.base_url)
-        .current_dir(&console_dir)
-        .env("CONSOLE_ARTIFACTS", &artifacts)
-        .env("CHROMIUM", CHROMIUM)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start node")?;
-    let stdout = read_all(node.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
-    let stderr = read_all(node.stderr.take().ok_or_else(|| anyhow!("no stderr"))?);
-    let status = loop {
-        if let Some(status) = node.try_wait()? {
-            break Some(status);
+    // The stock page's script first: it waits for dispatches into a district without stock
+    // (a stock-out), then after the first deliveries (parts held), which a fresh demo makes.
+    let scripts = [
+        ("stock.test.mjs", STOCK_DEADLINE),
+        ("console.test.mjs", BROWSER_DEADLINE),
+    ];
+    let mut failures = Vec::new();
+    for (script, deadline) in scripts {
+        let run = run_script(
+            &console_dir,
+            &artifacts,
+            script,
+            &[&demo.base_url],
+            deadline,
+        )?;
+        match run.status {
+            Some(status) if status.success() => {}
+            Some(status) => failures.push(format!("{script} failed ({status}):\n{}", run.output)),
+            None => failures.push(format!(
+                "{script} did not finish within {deadline:?}:\n{}",
+                run.output
+            )),
         }
-        if started.elapsed() > BROWSER_DEADLINE {
-            let _ = node.kill();
-            let _ = node.wait();
-            break None;
-        }
-        std::thread::park_timeout(Duration::from_millis(100));
-    };
-    let output = format!(
-        "{}{}",
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default()
-    );
-    println!(
-        "{output}\nbrowser test took {:.1} s; screenshots in {}",
-        started.elapsed().as_secs_f64(),
-        artifacts.display()
-    );
-    match status {
-        Some(status) if status.success() => Ok(()),
-        Some(status) => bail!(
-            "the console browser test failed ({status}):\n{output}\n----- demo log (tail) -----\n{}",
-            demo.log()
-        ),
-        None => bail!(
-            "the console browser test did not finish within {BROWSER_DEADLINE:?}:\n{output}\n----- demo log (tail) -----\n{}",
-            demo.log()
-        ),
     }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the console browser tests failed:\n{}\n----- demo log (tail) -----\n{}",
+        failures.join("\n"),
+        demo.log()
+    )
 }
 
 /// The token of the Yanqing township officer in the roles test.

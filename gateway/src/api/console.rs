@@ -115,6 +115,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_bytes!("../../console/campaigns.js"),
     },
+    Asset {
+        name: "stock.js",
+        content_type: JS,
+        body: include_bytes!("../../console/stock.js"),
+    },
 ];
 
 /// The page; `{{VERSION}}` marks where asset URLs take the version.

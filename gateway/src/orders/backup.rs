@@ -16,7 +16,7 @@ pub const LOAN_CATEGORY: &str = "backup_loan";
 /// The longest loan.
 pub const MAX_LOAN_MS: i64 = 90 * 86_400_000;
 /// Kinds of backup units.
-pub const KINDS: [&str; 2] = ["heat_pump", "boiler"];
+pub const KINDS: [&str; 2] = ["heat_pump", "gas_boiler"];
 
 /// A backup unit registered or changed.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -24,7 +24,7 @@ pub const KINDS: [&str; 2] = ["heat_pump", "boiler"];
 pub struct BackupUnitSpec {
     /// 1 to 64 of A-Z a-z 0-9 - _.
     pub id: String,
-    /// `heat_pump` or `boiler`.
+    /// `heat_pump` or `gas_boiler`, as the registry names devices.
     pub kind: String,
     /// The township whose service point keeps it.
     pub township: String,
@@ -121,7 +121,7 @@ impl OrderService {
         }
         if !KINDS.contains(&spec.kind.as_str()) {
             return Err(RequestError::invalid(format!(
-                "kind {:?}: heat_pump or boiler",
+                "kind {:?}: heat_pump or gas_boiler",
                 spec.kind
             )));
         }
@@ -251,6 +251,44 @@ fn return_in(
         .ok_or_else(|| RequestError::Missing(format!("backup unit {unit_id} vanished")))
 }
 
+/// The loan order of `unit` for `repair`: at the household, on its own unit (the loan is about
+/// its heat; the backup unit is named in the summary and in the unit's row), of no vendor.
+fn loan_order(
+    unit: &BackupUnitRow,
+    repair: &OrderRow,
+    request: &LoanRequest,
+    principal: &Principal,
+    now: i64,
+) -> NewOrder {
+    let note = if request.note.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", request.note)
+    };
+    NewOrder {
+        episode_id: None,
+        device_id: repair.device_id.clone(),
+        household_id: repair.household_id.clone(),
+        village_id: repair.village_id.clone(),
+        vendor_id: None,
+        township: repair.township.clone(),
+        category: LOAN_CATEGORY.into(),
+        priority: repair.priority.clone(),
+        source: repair.source.clone(),
+        summary: format!(
+            "backup {} {} lent for order {} until {}{note}",
+            unit.kind,
+            unit.id,
+            repair.id,
+            super::calendar::cst_date_string(request.return_by_ms),
+        ),
+        created_at_ms: now,
+        actor: principal.actor(),
+        pre_emptive: false,
+        in_warranty: None,
+    }
+}
+
 /// The loan's checks and writes, in the store's transaction.
 fn lend_in(
     store: &mut super::store::Store,
@@ -281,36 +319,8 @@ fn lend_in(
             unit.state.as_str()
         )));
     }
-    let summary = format!(
-        "backup {} {unit_id} lent for order {} until {}{}",
-        unit.kind,
-        repair.id,
-        super::calendar::cst_date_string(request.return_by_ms),
-        if request.note.is_empty() {
-            String::new()
-        } else {
-            format!("; {}", request.note)
-        }
-    );
     let loan_id = store
-        .create_order(&NewOrder {
-            episode_id: None,
-            // The household's own unit: the loan is about its heat (the backup unit is named in
-            // the summary and the unit's row).
-            device_id: repair.device_id.clone(),
-            household_id: repair.household_id.clone(),
-            village_id: repair.village_id.clone(),
-            vendor_id: None,
-            township: repair.township.clone(),
-            category: LOAN_CATEGORY.into(),
-            priority: repair.priority.clone(),
-            source: repair.source.clone(),
-            summary,
-            created_at_ms: now,
-            actor: principal.actor(),
-            pre_emptive: false,
-            in_warranty: None,
-        })?
+        .create_order(&loan_order(&unit, &repair, request, principal, now))?
         .ok_or_else(|| RequestError::Conflict("the loan order was not opened".into()))?;
     store.lend_backup_unit(&NewLoan {
         unit_id,

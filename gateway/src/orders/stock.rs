@@ -68,7 +68,8 @@ impl Location {
     }
 }
 
-/// The parts a repair of `problem` on a unit of `kind` usually needs, suggested (and reserved)
+/// The parts a repair of `problem` on a unit of `kind` (the registry's `heat_pump` or
+/// `gas_boiler`) usually needs, suggested (and reserved)
 /// at dispatch. `problem` is the fault category of a coded fault or the category of a code-free
 /// rule's order ([`problem_of`]). Codes the price list does not have are reserved from nowhere:
 /// they become stock-outs only if some location ever stocked them.
@@ -88,9 +89,11 @@ pub fn suggested_parts(problem: &str, kind: &str) -> &'static [(&'static str, i6
         ("heat_pump", "low_pressure")
         | ("heat_pump", "discharge_overheat")
         | ("heat_pump", "refrigerant_check") => &[("refrigerant-r32-kg", 2)],
-        ("boiler", "ignition_failure") | ("boiler", "flame_loss") => &[("ignition-electrode", 1)],
-        ("boiler", "fan_flue") => &[("fan-motor", 1), ("air-pressure-switch", 1)],
-        ("boiler", "gas_supply") | ("boiler", "gas_check") => &[("gas-valve", 1)],
+        ("gas_boiler", "ignition_failure") | ("gas_boiler", "flame_loss") => {
+            &[("ignition-electrode", 1)]
+        }
+        ("gas_boiler", "fan_flue") => &[("fan-motor", 1), ("air-pressure-switch", 1)],
+        ("gas_boiler", "gas_supply") | ("gas_boiler", "gas_check") => &[("gas-valve", 1)],
         _ => &[],
     }
 }
@@ -788,5 +791,32 @@ impl OrderService {
             .map_err(store_error)?;
         self.stock_went_low(&low);
         Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parts_follow_the_registrys_kinds_and_the_coded_fault() {
+        assert_eq!(
+            suggested_parts("ignition_failure", "gas_boiler"),
+            &[("ignition-electrode", 1)]
+        );
+        assert_eq!(
+            suggested_parts("defrost_failure", "heat_pump"),
+            &[("four-way-valve", 1)]
+        );
+        assert!(suggested_parts("defrost_failure", "gas_boiler").is_empty());
+        assert_eq!(
+            problem_of("repair", "fault 7 (flame_loss): no flame"),
+            "flame_loss"
+        );
+        assert_eq!(
+            problem_of("low_water_pressure", "pressure 0.4 bar"),
+            "low_water_pressure"
+        );
+        assert_eq!(problem_of("repair", "fault 7 (bogus): x"), "repair");
     }
 }

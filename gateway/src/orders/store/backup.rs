@@ -41,7 +41,7 @@ impl BackupState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct BackupUnitRow {
     pub id: String,
-    /// `heat_pump` or `boiler`.
+    /// `heat_pump` or `gas_boiler`.
     pub kind: String,
     /// The township whose service point keeps it.
     pub township: String,
