@@ -578,22 +578,32 @@ impl InfluxSink {
                 }
             }
         }
-        // Shutdown: finish the write in flight, take what producers already queued, then
-        // flush to a deadline.
+        self.drain_at_shutdown(&mut state, writing, drain).await;
+        Ok(())
+    }
+
+    /// Shutdown: finishes the write in flight, takes what producers already queued, then
+    /// flushes to a deadline `drain` away; what is left is counted as lost.
+    async fn drain_at_shutdown(
+        &mut self,
+        state: &mut State,
+        writing: Option<Write>,
+        drain: Duration,
+    ) {
         let deadline = deadline_after(drain);
         let past_deadline =
             || Failure::Transient("no answer before the shutdown deadline".to_owned());
-        if let Some(mut write) = writing.take() {
+        if let Some(mut write) = writing {
             let result = tokio::time::timeout(drain, write.request.as_mut())
                 .await
                 .unwrap_or_else(|_| Err(past_deadline()));
-            self.finish_write(write, result, &mut state);
+            self.finish_write(write, result, state);
         }
         self.rx.close();
         while let Ok(point) = self.rx.try_recv() {
             state.buffer.push_back(point);
         }
-        self.enforce_cap(&mut state, None);
+        self.enforce_cap(state, None);
         while state.has_points() && Instant::now() < deadline {
             if let Some(at) = state.retry_at {
                 tokio::time::sleep_until(at.min(tokio::time::Instant::from_std(deadline))).await;
@@ -601,12 +611,12 @@ impl InfluxSink {
                     break;
                 }
             }
-            let mut write = self.start_write(&mut state);
+            let mut write = self.start_write(state);
             let left = deadline.saturating_duration_since(Instant::now());
             let result = tokio::time::timeout(left, write.request.as_mut())
                 .await
                 .unwrap_or_else(|_| Err(past_deadline()));
-            self.finish_write(write, result, &mut state);
+            self.finish_write(write, result, state);
         }
         let lost = state.points();
         if lost > 0 {
@@ -618,7 +628,6 @@ impl InfluxSink {
                 .dropped_buffer_full
                 .fetch_add(as_u64(lost), Ordering::Relaxed);
         }
-        Ok(())
     }
 
     /// Most points in one request (at least 1).
