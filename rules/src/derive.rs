@@ -48,78 +48,20 @@ fn derive(text: &str, origin: &str, select: Select<'_>) -> Result<DerivedRules, 
         None => return Err(format!("{origin} has no [[rule]] tables")),
         Some(_) => return Err(format!("{origin}: `rule` is not an array of tables")),
     };
-    let id_of = |rule: &Value| {
-        rule.get("id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_default()
-    };
     let known: Vec<String> = rules.iter().map(id_of).collect();
-    let named = match select {
-        Select::Drop(ids) | Select::Keep(ids) => ids,
-    };
-    for id in named {
-        if !known.contains(id) {
-            return Err(format!(
-                "{origin} has no rule {id:?} (its rules: {})",
-                known.join(", ")
-            ));
-        }
-    }
-    let mut dropped = Vec::new();
-    for id in match select {
-        Select::Drop(ids) => ids.to_vec(),
-        Select::Keep(ids) => known.iter().filter(|k| !ids.contains(k)).cloned().collect(),
-    } {
-        if !dropped.contains(&id) {
-            dropped.push(id);
-        }
-    }
-    let keep_fleet = matches!(select, Select::Drop(_));
+    let dropped = dropped_ids(origin, select, &known)?;
     rules.retain(|rule| !dropped.contains(&id_of(rule)));
-    let mut dropped_fleet = Vec::new();
-    if !keep_fleet {
-        if let Some(Value::Array(fleet)) = file.get("fleet") {
-            dropped_fleet.extend(fleet.iter().map(id_of));
-        }
-        file.remove("fleet");
-    }
-    if let Some(Value::Array(fleet)) = file.get_mut("fleet") {
-        let keep = |id: &Value| {
-            id.as_str()
-                .is_none_or(|id| !dropped.iter().any(|d| d == id))
-        };
-        for table in fleet.iter_mut() {
-            let Some(table) = table.as_table_mut() else {
-                continue;
-            };
-            match table.get_mut("members") {
-                Some(Value::String(member)) if dropped.contains(member) => {
-                    table.insert("members".to_owned(), Value::Array(Vec::new()));
-                }
-                Some(Value::Array(members)) => members.retain(keep),
-                _ => {}
+    let dropped_fleet = match select {
+        Select::Drop(_) => prune_fleet(&mut file, &dropped),
+        Select::Keep(_) => {
+            let mut all = Vec::new();
+            if let Some(Value::Array(fleet)) = file.get("fleet") {
+                all.extend(fleet.iter().map(id_of));
             }
-            for key in ["clear_members", "explains"] {
-                if let Some(Value::Array(ids)) = table.get_mut(key) {
-                    ids.retain(keep);
-                }
-            }
-        }
-        fleet.retain(|table| {
-            let empty = table
-                .get("members")
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty);
-            if empty {
-                dropped_fleet.push(id_of(table));
-            }
-            !empty
-        });
-        if fleet.is_empty() {
             file.remove("fleet");
+            all
         }
-    }
+    };
     let body =
         toml::to_string(&file).map_err(|e| format!("cannot write the derived rules: {e}"))?;
     let mut text = match select {
@@ -151,6 +93,85 @@ fn derive(text: &str, origin: &str, select: Select<'_>) -> Result<DerivedRules, 
         dropped,
         dropped_fleet,
     })
+}
+
+/// The `id` of a `[[rule]]` or `[[fleet]]` table (empty when it has none).
+fn id_of(table: &Value) -> String {
+    table
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// The device rules a derived file goes without, each once, in the order asked (or, keeping
+/// some, in file order); an id named that is no rule of the file (`known`) is an error.
+fn dropped_ids(origin: &str, select: Select<'_>, known: &[String]) -> Result<Vec<String>, String> {
+    let named = match select {
+        Select::Drop(ids) | Select::Keep(ids) => ids,
+    };
+    for id in named {
+        if !known.contains(id) {
+            return Err(format!(
+                "{origin} has no rule {id:?} (its rules: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    let mut dropped = Vec::new();
+    for id in match select {
+        Select::Drop(ids) => ids.to_vec(),
+        Select::Keep(ids) => known.iter().filter(|k| !ids.contains(k)).cloned().collect(),
+    } {
+        if !dropped.contains(&id) {
+            dropped.push(id);
+        }
+    }
+    Ok(dropped)
+}
+
+/// Removes the `dropped` rules from every `[[fleet]]` table's `members`, `clear_members` and
+/// `explains`, and the fleet rules left without a member; returns the ids of those.
+fn prune_fleet(file: &mut Table, dropped: &[String]) -> Vec<String> {
+    let mut dropped_fleet = Vec::new();
+    let Some(Value::Array(fleet)) = file.get_mut("fleet") else {
+        return dropped_fleet;
+    };
+    let keep = |id: &Value| {
+        id.as_str()
+            .is_none_or(|id| !dropped.iter().any(|d| d == id))
+    };
+    for table in fleet.iter_mut() {
+        let Some(table) = table.as_table_mut() else {
+            continue;
+        };
+        match table.get_mut("members") {
+            Some(Value::String(member)) if dropped.contains(member) => {
+                table.insert("members".to_owned(), Value::Array(Vec::new()));
+            }
+            Some(Value::Array(members)) => members.retain(keep),
+            _ => {}
+        }
+        for key in ["clear_members", "explains"] {
+            if let Some(Value::Array(ids)) = table.get_mut(key) {
+                ids.retain(keep);
+            }
+        }
+    }
+    fleet.retain(|table| {
+        let empty = table
+            .get("members")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty);
+        if empty {
+            dropped_fleet.push(id_of(table));
+        }
+        !empty
+    });
+    if fleet.is_empty() {
+        file.remove("fleet");
+    }
+    dropped_fleet
 }
 
 #[cfg(test)]

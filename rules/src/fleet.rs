@@ -392,6 +392,45 @@ impl Simultaneous {
     }
 }
 
+/// A member rule's alert starting or ending on a device, as it reaches a fleet rule's group.
+struct MemberUpdate<'a> {
+    rule: &'a FleetRule,
+    group: GroupKey,
+    /// The member rule.
+    member: &'a str,
+    device: DeviceId,
+    /// When the member alert started or ended.
+    at_ms: i64,
+    /// Registered households in the group with a device the rule counts.
+    size: usize,
+}
+
+impl MemberUpdate<'_> {
+    /// An incident transition of the update's fleet rule in its group.
+    fn incident(
+        &self,
+        incident_id: String,
+        kind: TransitionKind,
+        at_ms: i64,
+        summary: String,
+        devices: Vec<DeviceId>,
+    ) -> IncidentTransition {
+        IncidentTransition {
+            incident_id,
+            fleet_rule_id: self.rule.id.clone(),
+            group: self.group.clone(),
+            level: self.rule.group,
+            kind,
+            at_ms,
+            severity: self.rule.severity,
+            action: self.rule.action.clone(),
+            summary,
+            devices,
+            group_size: self.size,
+        }
+    }
+}
+
 impl Fleet {
     /// Registers (or re-registers) a device.
     pub fn register(&mut self, id: DeviceId, info: DeviceInfo) {
@@ -580,6 +619,9 @@ impl Fleet {
         }
     }
 
+    /// A member rule's alert starting (`firing`) or ending on `device` at `at_ms`, as it
+    /// reaches fleet rule `fleet_id`: the device's group counts it, and an incident may open or
+    /// resolve.
     #[allow(clippy::too_many_arguments)]
     fn member(
         &mut self,
@@ -604,6 +646,197 @@ impl Fleet {
             member
         };
         let size = self.group_size(rule, &group);
+        let update = MemberUpdate {
+            rule,
+            group,
+            member,
+            device,
+            at_ms,
+            size,
+        };
+        if firing {
+            self.member_fires(rules, update, simultaneous, out);
+        } else {
+            self.member_ends(rules, update, out);
+        }
+    }
+
+    /// A member alert starting: the device counts as affected in its group, and an incident
+    /// opens when enough of the group's households were affected within the rule's window.
+    fn member_fires(
+        &mut self,
+        rules: &RuleSet,
+        update: MemberUpdate<'_>,
+        simultaneous: &mut Option<Simultaneous>,
+        out: &mut Outcome,
+    ) {
+        let (rule, group, member, device) =
+            (update.rule, &update.group, update.member, &update.device);
+        let (at_ms, size) = (update.at_ms, update.size);
+        let key = (rule.id.clone(), group.clone());
+        let state = self.groups.entry(key.clone()).or_default();
+        state
+            .member_rules
+            .entry(device.clone())
+            .or_default()
+            .insert(member.to_owned());
+        state.members.entry(device.clone()).or_insert(at_ms);
+        if let Some(open) = state.open.as_mut() {
+            open.measured |= rule.clear_members.iter().any(|m| m == member);
+            return;
+        }
+        if size < rule.min_devices {
+            return;
+        }
+        let also = self.simultaneous_members(rules, rule, group, at_ms, simultaneous);
+        let Some(state) = self.groups.get_mut(&key) else {
+            return;
+        };
+        for (other, other_at) in also {
+            state.members.entry(other).or_insert(other_at);
+        }
+        let since = at_ms.saturating_sub(rule.within_ms());
+        let recent: Vec<DeviceId> = state
+            .members
+            .iter()
+            .filter(|(_, fired)| **fired >= since && **fired <= at_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let need = ((rule.share * size as f64).ceil() as usize)
+            .max(rule.min_affected)
+            .max(1);
+        let affected = households_among(&self.registry, recent.iter());
+        if affected < need {
+            return;
+        }
+        let id = format!("{}:{}:{}", rule.id, group, at_ms);
+        let measured = state
+            .member_rules
+            .values()
+            .any(|active| rule.clear_members.iter().any(|m| active.contains(m)));
+        state.open = Some(OpenIncident {
+            id: id.clone(),
+            fired_at_ms: at_ms,
+            measured,
+        });
+        let summary = format!(
+            "{} in {} with {} within {}",
+            count_households(affected, recent.len(), size),
+            group,
+            rule.members.join(" or "),
+            format_duration(rule.within)
+        );
+        out.incidents
+            .push(update.incident(id, TransitionKind::Firing, at_ms, summary, recent));
+    }
+
+    /// Members of `group` whose member alerts started at `at_ms` too and wait right behind
+    /// this one in the queue, with their start: an incident that fires now lists them too, so
+    /// what it says does not depend on which of them the queue happened to release first.
+    fn simultaneous_members(
+        &self,
+        rules: &RuleSet,
+        rule: &FleetRule,
+        group: &GroupKey,
+        at_ms: i64,
+        simultaneous: &mut Option<Simultaneous>,
+    ) -> Vec<(DeviceId, i64)> {
+        let index = match simultaneous {
+            Some(index) if index.release_ms == at_ms => index,
+            _ => simultaneous.insert(Simultaneous::build(&self.queue, at_ms, |fleet, device| {
+                let rule = rules.fleet().iter().find(|f| f.id == fleet)?;
+                let info = self.registry.get(device)?;
+                rule.counts(info.kind)
+                    .then(|| rule.group_of(info))
+                    .flatten()
+            })),
+        };
+        index
+            .members(&rule.id, group)
+            .filter(|(key, _, _)| self.queue.contains_key(key))
+            .map(|(_, other, other_at)| (other.clone(), *other_at))
+            .collect()
+    }
+
+    /// A member alert ending: the device no longer counts as affected (once none of its member
+    /// alerts is active), and an open incident resolves when too few households remain
+    /// affected (or, once a measuring member was active, measure the cause).
+    fn member_ends(&mut self, rules: &RuleSet, update: MemberUpdate<'_>, out: &mut Outcome) {
+        let (rule, group, member, device) =
+            (update.rule, &update.group, update.member, &update.device);
+        let (at_ms, size) = (update.at_ms, update.size);
+        let state = self
+            .groups
+            .entry((rule.id.clone(), group.clone()))
+            .or_default();
+        let measured = state.open.as_ref().is_some_and(|open| open.measured);
+        if let Some(active) = state.member_rules.get_mut(device) {
+            active.remove(member);
+            if active.is_empty() {
+                state.member_rules.remove(device);
+                state.members.remove(device);
+            } else if !measured {
+                return;
+            }
+        } else {
+            state.members.remove(device);
+        }
+        let clear_need = ((rule.clear_share * size as f64).ceil() as usize).max(1);
+        let remaining = if measured {
+            let measuring: Vec<&DeviceId> = state
+                .member_rules
+                .iter()
+                .filter(|(_, active)| rule.clear_members.iter().any(|m| active.contains(m)))
+                .map(|(device, _)| device)
+                .collect();
+            households_among(&self.registry, measuring.into_iter())
+        } else {
+            households_among(&self.registry, state.members.keys())
+        };
+        if remaining >= clear_need {
+            return;
+        }
+        let Some(open) = state.open.take() else {
+            return;
+        };
+        state.ended = Some(EndedIncident {
+            id: open.id.clone(),
+            resolved_at_ms: at_ms,
+        });
+        let still: Vec<DeviceId> = state.members.keys().cloned().collect();
+        self.resolve_incident(rules, update, open, still, out);
+    }
+
+    /// Emits the resolution of incident `open` (with the devices `still` affected) and queues
+    /// its grace check: explained alerts still active `grace` later get their own orders.
+    fn resolve_incident(
+        &mut self,
+        rules: &RuleSet,
+        update: MemberUpdate<'_>,
+        open: OpenIncident,
+        still: Vec<DeviceId>,
+        out: &mut Outcome,
+    ) {
+        let summary = format!(
+            "{} in {} still with {}",
+            count_households(
+                households_among(&self.registry, still.iter()),
+                still.len(),
+                update.size
+            ),
+            update.group,
+            update.rule.members.join(" or ")
+        );
+        out.incidents.push(update.incident(
+            open.id.clone(),
+            TransitionKind::Resolved,
+            update.at_ms.max(open.fired_at_ms),
+            summary,
+            still,
+        ));
+        let MemberUpdate {
+            rule, group, at_ms, ..
+        } = update;
         // The grace check waits for every held transition it may hand over: those of the rules
         // this fleet rule explains, each held as long as the longest hold of the fleet rules
         // explaining it (a fleet rule explaining other rules does not delay it).
@@ -614,165 +847,26 @@ impl Fleet {
             .map(FleetRule::hold_ms)
             .max()
             .unwrap_or(0);
-        let state = self
-            .groups
-            .entry((rule.id.clone(), group.clone()))
-            .or_default();
-        if firing {
-            state
-                .member_rules
-                .entry(device.clone())
-                .or_default()
-                .insert(member.to_owned());
-            state.members.entry(device).or_insert(at_ms);
-            if let Some(open) = state.open.as_mut() {
-                open.measured |= rule.clear_members.iter().any(|m| m == member);
-                return;
-            }
-            if size < rule.min_devices {
-                return;
-            }
-            // Members of the same group that went down at the same event time and wait right
-            // behind this one in the queue: an incident that fires now lists them too, so what
-            // it says does not depend on which of them the queue happened to release first.
-            let index = match simultaneous {
-                Some(index) if index.release_ms == at_ms => index,
-                _ => {
-                    simultaneous.insert(Simultaneous::build(&self.queue, at_ms, |fleet, device| {
-                        let rule = rules.fleet().iter().find(|f| f.id == fleet)?;
-                        let info = self.registry.get(device)?;
-                        rule.counts(info.kind)
-                            .then(|| rule.group_of(info))
-                            .flatten()
-                    }))
-                }
-            };
-            for (key, other, other_at) in index.members(fleet_id, &group) {
-                if self.queue.contains_key(key) {
-                    state.members.entry(other.clone()).or_insert(*other_at);
-                }
-            }
-            let since = at_ms.saturating_sub(rule.within_ms());
-            let recent: Vec<DeviceId> = state
-                .members
-                .iter()
-                .filter(|(_, fired)| **fired >= since && **fired <= at_ms)
-                .map(|(id, _)| id.clone())
-                .collect();
-            let need = ((rule.share * size as f64).ceil() as usize)
-                .max(rule.min_affected)
-                .max(1);
-            let affected = households_among(&self.registry, recent.iter());
-            if affected >= need {
-                let id = format!("{}:{}:{}", rule.id, group, at_ms);
-                let measured = state
-                    .member_rules
-                    .values()
-                    .any(|active| rule.clear_members.iter().any(|m| active.contains(m)));
-                state.open = Some(OpenIncident {
-                    id: id.clone(),
-                    fired_at_ms: at_ms,
-                    measured,
-                });
-                out.incidents.push(IncidentTransition {
-                    incident_id: id,
-                    fleet_rule_id: rule.id.clone(),
-                    group: group.clone(),
-                    level: rule.group,
-                    kind: TransitionKind::Firing,
-                    at_ms,
-                    severity: rule.severity,
-                    action: rule.action.clone(),
-                    summary: format!(
-                        "{} in {} with {} within {}",
-                        count_households(affected, recent.len(), size),
-                        group,
-                        rule.members.join(" or "),
-                        format_duration(rule.within)
-                    ),
-                    devices: recent,
-                    group_size: size,
-                });
-            }
-        } else {
-            let measured = state.open.as_ref().is_some_and(|open| open.measured);
-            if let Some(active) = state.member_rules.get_mut(&device) {
-                active.remove(member);
-                if active.is_empty() {
-                    state.member_rules.remove(&device);
-                    state.members.remove(&device);
-                } else if !measured {
-                    return;
-                }
-            } else {
-                state.members.remove(&device);
-            }
-            let clear_need = ((rule.clear_share * size as f64).ceil() as usize).max(1);
-            let remaining = if measured {
-                let measuring: Vec<&DeviceId> = state
-                    .member_rules
-                    .iter()
-                    .filter(|(_, active)| rule.clear_members.iter().any(|m| active.contains(m)))
-                    .map(|(device, _)| device)
-                    .collect();
-                households_among(&self.registry, measuring.into_iter())
-            } else {
-                households_among(&self.registry, state.members.keys())
-            };
-            if remaining >= clear_need {
-                return;
-            }
-            let Some(open) = state.open.take() else {
-                return;
-            };
-            state.ended = Some(EndedIncident {
-                id: open.id.clone(),
-                resolved_at_ms: at_ms,
-            });
-            let still: Vec<DeviceId> = state.members.keys().cloned().collect();
-            out.incidents.push(IncidentTransition {
-                incident_id: open.id.clone(),
-                fleet_rule_id: rule.id.clone(),
-                group: group.clone(),
-                level: rule.group,
-                kind: TransitionKind::Resolved,
-                at_ms: at_ms.max(open.fired_at_ms),
-                severity: rule.severity,
-                action: rule.action.clone(),
-                summary: format!(
-                    "{} in {} still with {}",
-                    count_households(
-                        households_among(&self.registry, still.iter()),
-                        still.len(),
-                        size
-                    ),
-                    group,
-                    rule.members.join(" or ")
-                ),
-                devices: still,
-                group_size: size,
-            });
-            let grace_end = at_ms.saturating_add(rule.grace_ms());
-            let key = QueueKey {
-                release_ms: grace_end.saturating_add(max_window),
-                class: 2,
-                device: String::new(),
-                rule: rule.id.clone(),
+        let grace_end = at_ms.saturating_add(rule.grace_ms());
+        let key = QueueKey {
+            release_ms: grace_end.saturating_add(max_window),
+            class: 2,
+            device: String::new(),
+            rule: rule.id.clone(),
+            at_ms: grace_end,
+            episode_ms: 0,
+            order: 0,
+            seq: 0,
+        };
+        self.push(
+            key,
+            Item::Grace {
+                fleet: rule.id.clone(),
+                group,
+                incident: open.id,
                 at_ms: grace_end,
-                episode_ms: 0,
-                order: 0,
-                seq: 0,
-            };
-            self.push(
-                key,
-                Item::Grace {
-                    fleet: rule.id.clone(),
-                    group,
-                    incident: open.id,
-                    at_ms: grace_end,
-                },
-            );
-        }
+            },
+        );
     }
 
     /// The incident (and its fleet rule and group) that explains `rule_id` on `device` at

@@ -54,55 +54,14 @@ pub(super) fn receive_absence(
             pair.set_alert(AlertState::Idle);
             continue;
         }
-        let silence = previous_newest
-            .filter(|p| now > *p)
-            .map(|previous| now.saturating_sub(previous));
-        let back = |silence: Option<i64>| {
-            absence_resolved_summary(silence.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+        let receipt = Receipt {
+            rule,
+            effective: &effective,
+            device_id: &device.id,
+            now,
+            previous_newest,
         };
-        match pair.alert() {
-            AlertState::Firing { fired_at_ms, .. } => {
-                out.transitions.push(make_transition(
-                    rule,
-                    &effective,
-                    &device.id,
-                    TransitionKind::Resolved,
-                    now.max(fired_at_ms),
-                    fired_at_ms,
-                    0,
-                    back(silence),
-                ));
-                resumed = true;
-            }
-            AlertState::Idle | AlertState::Pending { .. } => {
-                let guard_ok = effective.guard.is_none() || pair.guard;
-                if let (Some(previous), Some(gap)) = (previous_newest, silence) {
-                    if guard_ok && gap >= effective.hold_for_ms() {
-                        let fired_at_ms = previous.saturating_add(effective.hold_for_ms());
-                        out.transitions.push(make_transition(
-                            rule,
-                            &effective,
-                            &device.id,
-                            TransitionKind::Firing,
-                            fired_at_ms,
-                            fired_at_ms,
-                            0,
-                            absence_summary(&effective),
-                        ));
-                        out.transitions.push(make_transition(
-                            rule,
-                            &effective,
-                            &device.id,
-                            TransitionKind::Resolved,
-                            now,
-                            fired_at_ms,
-                            0,
-                            back(silence),
-                        ));
-                    }
-                }
-            }
-        }
+        resumed |= receipt.end_silence(pair, out);
         pair.set_alert(AlertState::Idle);
         if let (Some(guard), true) = (effective.guard, newest) {
             match guard.eval(&context) {
@@ -113,6 +72,89 @@ pub(super) fn receive_absence(
         }
     }
     resumed
+}
+
+/// A reading received for one absence rule of its device.
+struct Receipt<'a> {
+    rule: &'a Rule,
+    /// The rule as it applies to the device (its override variant).
+    effective: &'a Effective<'a>,
+    device_id: &'a DeviceId,
+    /// The reading's time.
+    now: i64,
+    /// The device's newest timestamp before the reading (`None` for its first).
+    previous_newest: Option<i64>,
+}
+
+impl Receipt<'_> {
+    /// Ends the silence the reading breaks: an active absence alert resolves (returns true),
+    /// and a gap at least as long as the rule's `for` that no watermark crossed is reported
+    /// as a firing at the deadline and a resolution at the reading.
+    fn end_silence(&self, pair: &PairState, out: &mut Outcome) -> bool {
+        let silence = self
+            .previous_newest
+            .filter(|p| self.now > *p)
+            .map(|previous| self.now.saturating_sub(previous));
+        match pair.alert() {
+            AlertState::Firing { fired_at_ms, .. } => {
+                out.transitions.push(self.transition(
+                    TransitionKind::Resolved,
+                    self.now.max(fired_at_ms),
+                    fired_at_ms,
+                    back_summary(silence),
+                ));
+                true
+            }
+            AlertState::Idle | AlertState::Pending { .. } => {
+                let guard_ok = self.effective.guard.is_none() || pair.guard;
+                let hold_ms = self.effective.hold_for_ms();
+                if let (Some(previous), Some(gap)) = (self.previous_newest, silence) {
+                    if guard_ok && gap >= hold_ms {
+                        let fired_at_ms = previous.saturating_add(hold_ms);
+                        out.transitions.push(self.transition(
+                            TransitionKind::Firing,
+                            fired_at_ms,
+                            fired_at_ms,
+                            absence_summary(self.effective),
+                        ));
+                        out.transitions.push(self.transition(
+                            TransitionKind::Resolved,
+                            self.now,
+                            fired_at_ms,
+                            back_summary(silence),
+                        ));
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// A transition of the rule's episode that fired at `fired_at_ms` (level 0: absence rules
+    /// do not escalate).
+    fn transition(
+        &self,
+        kind: TransitionKind,
+        at_ms: i64,
+        fired_at_ms: i64,
+        summary: String,
+    ) -> Transition {
+        make_transition(
+            self.rule,
+            self.effective,
+            self.device_id,
+            kind,
+            at_ms,
+            fired_at_ms,
+            0,
+            summary,
+        )
+    }
+}
+
+/// The sentence of an absence's end, with the silence when known.
+fn back_summary(silence: Option<i64>) -> String {
+    absence_resolved_summary(silence.map(|ms| Duration::from_millis(ms.max(0) as u64)))
 }
 
 pub(super) fn absence_summary(effective: &Effective<'_>) -> String {

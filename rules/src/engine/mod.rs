@@ -499,50 +499,81 @@ impl Engine {
     pub fn process(&mut self, reading: &Telemetry) -> Outcome {
         self.stats.readings_total = self.stats.readings_total.saturating_add(1);
         let mut out = Outcome::default();
-        let index = match self.device_position(&reading.device_id) {
-            Some(index) => index,
-            None => {
-                let info = self.fleet.registry.get(&reading.device_id);
-                self.devices.push(DeviceState {
-                    id: reading.device_id.clone(),
-                    kind: reading.kind,
-                    released: false,
-                    last_seq: 0,
-                    last_ts_ms: reading.ts_ms,
-                    newest_ts_ms: reading.ts_ms,
-                    buffer: Vec::new(),
-                    pairs: vec![PairState::IDLE; self.rules.len()],
-                    series: self.rules.series().new_state_for(reading.kind),
-                    variants: variants_for(&self.rules, info),
-                    vulnerable: info.is_some_and(|i| i.vulnerable),
-                    group: None,
-                    area: info.and_then(|i| {
-                        self.peers
-                            .weather
-                            .join(None, i.township.as_deref(), i.village.as_deref())
-                    }),
-                });
-                let index = self.devices.len() - 1;
-                let devices = &self.devices;
-                self.index
-                    .insert(&reading.device_id, index, |i| devices.get(i).map(|d| &d.id));
-                self.next_absence_ms = i64::MIN;
-                index
-            }
-        };
-        let Some(device) = self.devices.get_mut(index) else {
+        let index = self.device_index(reading);
+        if !self.admit(index, reading) {
             return out;
+        }
+        if let Some(device) = self.devices.get(index) {
+            warm(self.rules.series(), device);
+        }
+        let sample = Sample::from_reading(reading);
+        self.receive(index, &sample, &mut out);
+        let lateness = duration_ms(self.config.lateness);
+        // Without lateness, and with nothing buffered, the reading is evaluated at once;
+        // otherwise it goes through the reorder buffer.
+        match self.devices.get_mut(index) {
+            Some(device) if lateness == 0 && device.buffer.is_empty() => evaluate(
+                &self.rules,
+                &self.threshold_index,
+                &mut self.peers,
+                device,
+                &sample,
+                &mut out,
+            ),
+            _ => self.buffer(index, sample, lateness, &mut out),
+        }
+        self.route(out)
+    }
+
+    /// The position of the reading's device, added (with its registration, if any) when new.
+    fn device_index(&mut self, reading: &Telemetry) -> usize {
+        if let Some(index) = self.device_position(&reading.device_id) {
+            return index;
+        }
+        let info = self.fleet.registry.get(&reading.device_id);
+        self.devices.push(DeviceState {
+            id: reading.device_id.clone(),
+            kind: reading.kind,
+            released: false,
+            last_seq: 0,
+            last_ts_ms: reading.ts_ms,
+            newest_ts_ms: reading.ts_ms,
+            buffer: Vec::new(),
+            pairs: vec![PairState::IDLE; self.rules.len()],
+            series: self.rules.series().new_state_for(reading.kind),
+            variants: variants_for(&self.rules, info),
+            vulnerable: info.is_some_and(|i| i.vulnerable),
+            group: None,
+            area: info.and_then(|i| {
+                self.peers
+                    .weather
+                    .join(None, i.township.as_deref(), i.village.as_deref())
+            }),
+        });
+        let index = self.devices.len() - 1;
+        let devices = &self.devices;
+        self.index
+            .insert(&reading.device_id, index, |i| devices.get(i).map(|d| &d.id));
+        self.next_absence_ms = i64::MIN;
+        index
+    }
+
+    /// Whether device `index` takes the reading: a duplicate or late one is counted and
+    /// dropped. A reading taken puts the device in the fleet group of its profile.
+    fn admit(&mut self, index: usize, reading: &Telemetry) -> bool {
+        let Some(device) = self.devices.get_mut(index) else {
+            return false;
         };
         let duplicate = (device.released && reading.seq <= device.last_seq)
             || device.buffer.iter().any(|s| s.seq == reading.seq);
         if duplicate {
             self.stats.duplicates_dropped_total =
                 self.stats.duplicates_dropped_total.saturating_add(1);
-            return out;
+            return false;
         }
         if device.released && reading.ts_ms < device.last_ts_ms {
             self.stats.late_dropped_total = self.stats.late_dropped_total.saturating_add(1);
-            return out;
+            return false;
         }
         if self.rules.series().uses_fleet()
             && !device
@@ -551,11 +582,18 @@ impl Engine {
         {
             device.group = self.peers.baselines.join(device.group, &reading.profile);
         }
-        // Receipt: the device is alive, whatever the reading says.
+        true
+    }
+
+    /// The receipt of an admitted reading (as `sample`), before any rule judges it: the device
+    /// is alive, whatever the reading says (absence rules end or report the silence), and its
+    /// newest timestamp moves.
+    fn receive(&mut self, index: usize, sample: &Sample, out: &mut Outcome) {
+        let Some(device) = self.devices.get_mut(index) else {
+            return;
+        };
         let first = !device.released && device.buffer.is_empty();
         let previous_newest = (!first).then_some(device.newest_ts_ms);
-        warm(self.rules.series(), device);
-        let sample = Sample::from_reading(reading);
         let village_outdoor = match (device.area, self.rules.series().village_outdoor_source()) {
             (Some(at), Some(outdoor))
                 if sample
@@ -571,58 +609,52 @@ impl Engine {
             &self.rules,
             &self.absence_rules,
             device,
-            &sample,
+            sample,
             previous_newest,
             village_outdoor,
-            &mut out,
+            out,
         );
         if resumed {
             self.next_absence_ms = i64::MIN;
         }
-        if reading.ts_ms < device.newest_ts_ms {
+        if sample.ts_ms < device.newest_ts_ms {
             self.stats.reordered_total = self.stats.reordered_total.saturating_add(1);
         }
         device.newest_ts_ms = if first {
-            reading.ts_ms
+            sample.ts_ms
         } else {
-            device.newest_ts_ms.max(reading.ts_ms)
+            device.newest_ts_ms.max(sample.ts_ms)
         };
+    }
 
-        let lateness = duration_ms(self.config.lateness);
-        if lateness == 0 && device.buffer.is_empty() {
-            evaluate(
-                &self.rules,
-                &self.threshold_index,
-                &mut self.peers,
-                device,
-                &sample,
-                &mut out,
-            );
+    /// Buffers the sample in event-time order and releases what the watermark and the device's
+    /// newest timestamp minus `lateness` let through.
+    fn buffer(&mut self, index: usize, sample: Sample, lateness: i64, out: &mut Outcome) {
+        let Some(device) = self.devices.get_mut(index) else {
+            return;
+        };
+        let position = device
+            .buffer
+            .partition_point(|s| (s.ts_ms, s.seq) <= (sample.ts_ms, sample.seq));
+        device.buffer.insert(position, sample);
+        let frontier = self
+            .watermark_ms
+            .unwrap_or(i64::MIN)
+            .max(device.newest_ts_ms.saturating_sub(lateness));
+        release(
+            &self.rules,
+            &self.threshold_index,
+            &mut self.peers,
+            device,
+            frontier,
+            self.config.max_buffered,
+            out,
+        );
+        if device.buffer.is_empty() {
+            self.buffered.remove(&index);
         } else {
-            let position = device
-                .buffer
-                .partition_point(|s| (s.ts_ms, s.seq) <= (sample.ts_ms, sample.seq));
-            device.buffer.insert(position, sample);
-            let frontier = self
-                .watermark_ms
-                .unwrap_or(i64::MIN)
-                .max(device.newest_ts_ms.saturating_sub(lateness));
-            release(
-                &self.rules,
-                &self.threshold_index,
-                &mut self.peers,
-                device,
-                frontier,
-                self.config.max_buffered,
-                &mut out,
-            );
-            if device.buffer.is_empty() {
-                self.buffered.remove(&index);
-            } else {
-                self.buffered.insert(index);
-            }
+            self.buffered.insert(index);
         }
-        self.route(out)
     }
 
     /// Moves event-time "now" forward to `watermark_ms`: releases buffered readings it passes,
@@ -816,12 +848,12 @@ impl Engine {
         for registered in snapshot.registry {
             engine.fleet.register(registered.device_id, registered.info);
         }
-        let rule_index: BTreeMap<&str, usize> = engine
+        let rule_index: BTreeMap<String, usize> = engine
             .rules
             .rules()
             .iter()
             .enumerate()
-            .map(|(index, rule)| (rule.id.as_str(), index))
+            .map(|(index, rule)| (rule.id.clone(), index))
             .collect();
         // Old series position -> new series position.
         let new_keys: Vec<String> = engine.rules.series().keys();
@@ -839,42 +871,8 @@ impl Engine {
                 keys: &snapshot.series,
                 held: &snapshot.series_held,
             };
-            let mut state = restore_device(&engine, &rule_index, &old, device);
-            if engine.rules.series().uses_fleet() {
-                state.group = profile.and_then(|p| engine.peers.baselines.join(None, &p));
-            }
-            if let Some(info) = engine.fleet.registry.get(&state.id) {
-                // A device listed twice keeps one slot (the last entry wins).
-                let listed = engine
-                    .device_position(&state.id)
-                    .and_then(|i| engine.devices.get(i))
-                    .and_then(|d| d.area);
-                state.area = engine.peers.weather.join(
-                    listed,
-                    info.township.as_deref(),
-                    info.village.as_deref(),
-                );
-            }
-            if let (Some(at), Some((value, ts_ms))) = (state.area, outdoor) {
-                engine.peers.weather.record(at, value, ts_ms);
-            }
-            match engine.device_position(&state.id) {
-                Some(index) => {
-                    if let Some(slot) = engine.devices.get_mut(index) {
-                        *slot = state;
-                    }
-                }
-                None => {
-                    let index = engine.devices.len();
-                    engine.devices.push(state);
-                    let devices = &engine.devices;
-                    if let Some(id) = devices.get(index).map(|d| &d.id) {
-                        engine
-                            .index
-                            .insert(id, index, |i| devices.get(i).map(|d| &d.id));
-                    }
-                }
-            }
+            let state = restore_device(&engine, &rule_index, &old, device);
+            engine.place_restored(state, profile, outdoor);
         }
         for (index, device) in engine.devices.iter().enumerate() {
             if !device.buffer.is_empty() {
@@ -891,6 +889,49 @@ impl Engine {
         let rules = engine.rules.clone();
         engine.fleet.restore(fleet_snapshot, &rules);
         engine
+    }
+
+    /// Puts a restored device in place (its profile's fleet group, its village slot with its
+    /// outdoor reading), replacing an earlier entry of the same device.
+    fn place_restored(
+        &mut self,
+        mut state: DeviceState,
+        profile: Option<String>,
+        outdoor: Option<(f64, i64)>,
+    ) {
+        if self.rules.series().uses_fleet() {
+            state.group = profile.and_then(|p| self.peers.baselines.join(None, &p));
+        }
+        if let Some(info) = self.fleet.registry.get(&state.id) {
+            // A device listed twice keeps one slot (the last entry wins).
+            let listed = self
+                .device_position(&state.id)
+                .and_then(|i| self.devices.get(i))
+                .and_then(|d| d.area);
+            state.area =
+                self.peers
+                    .weather
+                    .join(listed, info.township.as_deref(), info.village.as_deref());
+        }
+        if let (Some(at), Some((value, ts_ms))) = (state.area, outdoor) {
+            self.peers.weather.record(at, value, ts_ms);
+        }
+        match self.device_position(&state.id) {
+            Some(index) => {
+                if let Some(slot) = self.devices.get_mut(index) {
+                    *slot = state;
+                }
+            }
+            None => {
+                let index = self.devices.len();
+                self.devices.push(state);
+                let devices = &self.devices;
+                if let Some(id) = devices.get(index).map(|d| &d.id) {
+                    self.index
+                        .insert(id, index, |i| devices.get(i).map(|d| &d.id));
+                }
+            }
+        }
     }
 
     /// Hot reload: switches to `rules`, keeping the state of every rule whose id stays (and of
@@ -940,6 +981,7 @@ fn describe_condition(condition: &Condition, context: &Context<'_>) -> String {
 }
 
 /// The sentence of a firing (or escalation) at `level`.
+#[cold]
 fn firing_summary(
     effective: &Effective<'_>,
     level: u8,
@@ -973,6 +1015,7 @@ fn episode_id(rule: &Rule, device_id: &DeviceId, fired_at_ms: i64) -> String {
 /// The resolution of a firing alert whose rule no longer applies to the device's kind (after a
 /// rule reload or a device changing kind).
 #[allow(clippy::too_many_arguments)]
+#[cold]
 fn no_longer_applies(
     rule: &Rule,
     effective: &Effective<'_>,
@@ -996,6 +1039,7 @@ fn no_longer_applies(
 
 /// Builds a transition of `rule` for `device_id` at escalation level `level`.
 #[allow(clippy::too_many_arguments)]
+#[cold]
 fn make_transition(
     rule: &Rule,
     effective: &Effective<'_>,

@@ -69,7 +69,7 @@ pub(super) struct OldSeries<'a> {
 
 pub(super) fn restore_device(
     engine: &Engine,
-    rule_index: &BTreeMap<&str, usize>,
+    rule_index: &BTreeMap<String, usize>,
     old_series: &OldSeries<'_>,
     snapshot: DeviceSnapshot,
 ) -> DeviceState {

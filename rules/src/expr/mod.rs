@@ -581,130 +581,191 @@ impl Compiler<'_> {
         })
     }
 
+    /// A function call, by family: windowed functions of one value, the other derived-value
+    /// functions, and functions of the reading itself.
     fn call(
         &mut self,
         name: &str,
         args: &[Node],
         span: &Range<usize>,
     ) -> Result<(Op, Type), ExprError> {
-        let stats = |f: Derived| (SeriesKind::Stats, f);
-        let windowed = match name {
-            "min" => Some(stats(Derived::Min)),
-            "max" => Some(stats(Derived::Max)),
-            "avg" => Some(stats(Derived::Avg)),
-            "count" => Some(stats(Derived::Count)),
-            "rate" => Some(stats(Derived::Rate)),
-            "slope_per_day" => Some(stats(Derived::SlopePerDay)),
-            "starts" => Some((SeriesKind::Starts, Derived::Starts)),
-            "increase" => Some((SeriesKind::Increase, Derived::Increase)),
-            "share" => Some((SeriesKind::Share, Derived::Share)),
-            _ => None,
-        };
-        if let Some((kind, function)) = windowed {
-            self.arity(name, args, span, 2)?;
-            let source = self.value_arg(&args[0])?;
-            let window = self.window_arg(&args[1])?;
-            let index = self.series(kind, source, window);
-            return Ok((Op::Derived(index, function), Type::Number));
+        if let Some((kind, function)) = windowed(name) {
+            return self.windowed_call(name, args, span, kind, function);
         }
         match name {
-            "partial_slope_per_day" => {
-                self.arity(name, args, span, 3)?;
-                let source = self.value_arg(&args[0])?;
-                let given = self.value_arg(&args[1])?;
-                let window = self.window_arg(&args[2])?;
-                let index = self.series.intern(SeriesSpec {
-                    kind: SeriesKind::Paired,
-                    source,
-                    minus: given,
-                    window_ms: window,
-                });
-                Ok((
-                    Op::Derived(index, Derived::PartialSlopePerDay),
-                    Type::Number,
-                ))
-            }
-            "hours_to" => {
-                self.arity(name, args, span, 3)?;
-                let source = self.value_arg(&args[0])?;
-                let target = self.number_literal(&args[1])?;
-                let window = self.window_arg(&args[2])?;
-                let index = self.series(SeriesKind::Stats, source, window);
-                Ok((Op::Derived(index, Derived::HoursTo(target)), Type::Number))
-            }
-            "trips" => {
-                let Some((window, categories)) = args.split_first() else {
-                    return Err(error(span, "trips takes a window and optional fault categories, e.g. trips(1h, \"water_flow\")"));
-                };
-                let window = self.window_arg(window)?;
-                let mask = self.categories(categories)?;
-                let index = self.series(SeriesKind::Trips(mask), 0, window);
-                Ok((Op::Derived(index, Derived::Trips), Type::Number))
-            }
-            "cop" | "cop_ratio" => {
-                self.arity(name, args, span, 1)?;
-                let window = self.window_arg(&args[0])?;
-                if let Some(sources) = cop_sources() {
-                    self.series.set_cop_sources(sources);
-                }
-                let index = self.series(SeriesKind::Cop, 0, window);
-                if name == "cop_ratio" {
-                    self.series.keep_baseline(index);
-                    Ok((Op::Derived(index, Derived::CopRatio), Type::Number))
-                } else {
-                    Ok((Op::Derived(index, Derived::Cop), Type::Number))
-                }
-            }
+            "partial_slope_per_day" | "hours_to" => self.trend_call(name, args, span),
+            "trips" => self.trips_call(args, span),
+            "cop" | "cop_ratio" => self.cop_call(name, args, span),
             "fleet_ratio" | "fleet_diff" | "fleet_z" | "fleet_shift" => {
-                self.arity(name, args, span, 2)?;
-                let hint = |e: ExprError| ExprError {
-                    message: format!(
-                        "{} (or cop, or one value minus another: discharge_temp_c - flow_temp_c)",
-                        e.message
-                    ),
-                    ..e
-                };
-                let (source, minus) = match &args[0].kind {
-                    NodeKind::Name(value) if value == "cop" => (COP_SOURCE, NO_VALUE),
-                    NodeKind::Binary(BinOp::Sub, a, b) => (
-                        self.value_arg(a).map_err(hint)?,
-                        self.value_arg(b).map_err(hint)?,
-                    ),
-                    _ => (self.value_arg(&args[0]).map_err(hint)?, NO_VALUE),
-                };
-                let window = self.window_arg(&args[1])?;
-                if let Some(sources) = fleet_sources() {
-                    self.series.set_fleet_sources(sources);
-                }
-                let measure = match name {
-                    "fleet_ratio" => FleetMeasure::Ratio,
-                    "fleet_diff" => FleetMeasure::Diff,
-                    "fleet_shift" => FleetMeasure::Shift,
-                    _ => FleetMeasure::Z,
-                };
-                let index = self.series.intern(SeriesSpec {
-                    kind: SeriesKind::Fleet,
-                    source,
-                    minus,
-                    window_ms: window,
-                });
-                Ok((Op::Derived(index, Derived::Fleet(measure)), Type::Number))
+                self.fleet_call(name, args, span)
             }
-            "unchanged_for" => {
-                self.arity(name, args, span, 1)?;
-                let source = self.value_arg(&args[0])?;
-                let index = self.series(SeriesKind::Unchanged, source, 1);
-                Ok((Op::Derived(index, Derived::UnchangedHours), Type::Number))
+            "unchanged_for" | "cooling_hours" => self.ringless_call(name, args, span),
+            "fault_in" | "present" | "known" | "outdoor_estimate" | "abs" => {
+                self.reading_call(name, args, span)
             }
-            "cooling_hours" => {
-                self.arity(name, args, span, 1)?;
-                let target = self.number_literal(&args[0])?;
-                if let Some(sources) = cooling_sources() {
-                    self.series.set_cooling_sources(sources);
-                }
-                let index = self.series(SeriesKind::Cooling, 0, 1);
-                Ok((Op::Derived(index, Derived::CoolingHours(target)), Type::Number))
-            }
+            _ => Err(error(
+                &(span.start..span.start + name.len()),
+                format!(
+                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, partial_slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, unchanged_for, fleet_ratio, fleet_diff, fleet_z, fleet_shift, outdoor_estimate, fault_in, present, known, abs)"
+                ),
+            )),
+        }
+    }
+
+    /// `min`, `max`, `avg`, `count`, `rate`, `slope_per_day`, `starts`, `increase`, `share`:
+    /// `function` of a series of `kind` over one value and a window.
+    fn windowed_call(
+        &mut self,
+        name: &str,
+        args: &[Node],
+        span: &Range<usize>,
+        kind: SeriesKind,
+        function: Derived,
+    ) -> Result<(Op, Type), ExprError> {
+        self.arity(name, args, span, 2)?;
+        let source = self.value_arg(&args[0])?;
+        let window = self.window_arg(&args[1])?;
+        let index = self.series(kind, source, window);
+        Ok((Op::Derived(index, function), Type::Number))
+    }
+
+    /// `partial_slope_per_day(v, x, w)` and `hours_to(v, target, w)`: a value's trend.
+    fn trend_call(
+        &mut self,
+        name: &str,
+        args: &[Node],
+        span: &Range<usize>,
+    ) -> Result<(Op, Type), ExprError> {
+        self.arity(name, args, span, 3)?;
+        let source = self.value_arg(&args[0])?;
+        if name == "hours_to" {
+            let target = self.number_literal(&args[1])?;
+            let window = self.window_arg(&args[2])?;
+            let index = self.series(SeriesKind::Stats, source, window);
+            return Ok((Op::Derived(index, Derived::HoursTo(target)), Type::Number));
+        }
+        let given = self.value_arg(&args[1])?;
+        let window = self.window_arg(&args[2])?;
+        let index = self.series.intern(SeriesSpec {
+            kind: SeriesKind::Paired,
+            source,
+            minus: given,
+            window_ms: window,
+        });
+        Ok((
+            Op::Derived(index, Derived::PartialSlopePerDay),
+            Type::Number,
+        ))
+    }
+
+    /// `trips(w, "category"...)`: fault appearances, of the categories given or any.
+    fn trips_call(&mut self, args: &[Node], span: &Range<usize>) -> Result<(Op, Type), ExprError> {
+        let Some((window, categories)) = args.split_first() else {
+            return Err(error(span, "trips takes a window and optional fault categories, e.g. trips(1h, \"water_flow\")"));
+        };
+        let window = self.window_arg(window)?;
+        let mask = self.categories(categories)?;
+        let index = self.series(SeriesKind::Trips(mask), 0, window);
+        Ok((Op::Derived(index, Derived::Trips), Type::Number))
+    }
+
+    /// `cop(w)` and `cop_ratio(w)`.
+    fn cop_call(
+        &mut self,
+        name: &str,
+        args: &[Node],
+        span: &Range<usize>,
+    ) -> Result<(Op, Type), ExprError> {
+        self.arity(name, args, span, 1)?;
+        let window = self.window_arg(&args[0])?;
+        if let Some(sources) = cop_sources() {
+            self.series.set_cop_sources(sources);
+        }
+        let index = self.series(SeriesKind::Cop, 0, window);
+        if name == "cop_ratio" {
+            self.series.keep_baseline(index);
+            Ok((Op::Derived(index, Derived::CopRatio), Type::Number))
+        } else {
+            Ok((Op::Derived(index, Derived::Cop), Type::Number))
+        }
+    }
+
+    /// `fleet_ratio`, `fleet_diff`, `fleet_z`, `fleet_shift` of a value, `cop` or one value
+    /// minus another, over a window.
+    fn fleet_call(
+        &mut self,
+        name: &str,
+        args: &[Node],
+        span: &Range<usize>,
+    ) -> Result<(Op, Type), ExprError> {
+        self.arity(name, args, span, 2)?;
+        let hint = |e: ExprError| ExprError {
+            message: format!(
+                "{} (or cop, or one value minus another: discharge_temp_c - flow_temp_c)",
+                e.message
+            ),
+            ..e
+        };
+        let (source, minus) = match &args[0].kind {
+            NodeKind::Name(value) if value == "cop" => (COP_SOURCE, NO_VALUE),
+            NodeKind::Binary(BinOp::Sub, a, b) => (
+                self.value_arg(a).map_err(hint)?,
+                self.value_arg(b).map_err(hint)?,
+            ),
+            _ => (self.value_arg(&args[0]).map_err(hint)?, NO_VALUE),
+        };
+        let window = self.window_arg(&args[1])?;
+        if let Some(sources) = fleet_sources() {
+            self.series.set_fleet_sources(sources);
+        }
+        let measure = match name {
+            "fleet_ratio" => FleetMeasure::Ratio,
+            "fleet_diff" => FleetMeasure::Diff,
+            "fleet_shift" => FleetMeasure::Shift,
+            _ => FleetMeasure::Z,
+        };
+        let index = self.series.intern(SeriesSpec {
+            kind: SeriesKind::Fleet,
+            source,
+            minus,
+            window_ms: window,
+        });
+        Ok((Op::Derived(index, Derived::Fleet(measure)), Type::Number))
+    }
+
+    /// `unchanged_for(v)` and `cooling_hours(target)`: series without a window.
+    fn ringless_call(
+        &mut self,
+        name: &str,
+        args: &[Node],
+        span: &Range<usize>,
+    ) -> Result<(Op, Type), ExprError> {
+        self.arity(name, args, span, 1)?;
+        if name == "unchanged_for" {
+            let source = self.value_arg(&args[0])?;
+            let index = self.series(SeriesKind::Unchanged, source, 1);
+            return Ok((Op::Derived(index, Derived::UnchangedHours), Type::Number));
+        }
+        let target = self.number_literal(&args[0])?;
+        if let Some(sources) = cooling_sources() {
+            self.series.set_cooling_sources(sources);
+        }
+        let index = self.series(SeriesKind::Cooling, 0, 1);
+        Ok((
+            Op::Derived(index, Derived::CoolingHours(target)),
+            Type::Number,
+        ))
+    }
+
+    /// `fault_in`, `present`, `known`, `outdoor_estimate` and `abs`: functions of the reading
+    /// and of numbers, no series.
+    fn reading_call(
+        &mut self,
+        name: &str,
+        args: &[Node],
+        span: &Range<usize>,
+    ) -> Result<(Op, Type), ExprError> {
+        match name {
             "fault_in" => {
                 if args.is_empty() {
                     return Err(error(span, "fault_in takes one or more fault categories"));
@@ -728,18 +789,33 @@ impl Compiler<'_> {
                 self.series.set_village_outdoor_source(outdoor);
                 Ok((Op::OutdoorEstimate(outdoor), Type::Number))
             }
-            "abs" => {
+            // `abs`
+            _ => {
                 self.arity(name, args, span, 1)?;
-                Ok((Op::Abs(Box::new(self.expect(&args[0], Type::Number)?)), Type::Number))
+                Ok((
+                    Op::Abs(Box::new(self.expect(&args[0], Type::Number)?)),
+                    Type::Number,
+                ))
             }
-            _ => Err(error(
-                &(span.start..span.start + name.len()),
-                format!(
-                    "{name:?} is not a function (known: min, max, avg, count, rate, slope_per_day, partial_slope_per_day, hours_to, starts, increase, share, trips, cop, cop_ratio, cooling_hours, unchanged_for, fleet_ratio, fleet_diff, fleet_z, fleet_shift, outdoor_estimate, fault_in, present, known, abs)"
-                ),
-            )),
         }
     }
+}
+
+/// The windowed functions of one value: the series kind each reads and what it derives.
+fn windowed(name: &str) -> Option<(SeriesKind, Derived)> {
+    let stats = |f: Derived| (SeriesKind::Stats, f);
+    Some(match name {
+        "min" => stats(Derived::Min),
+        "max" => stats(Derived::Max),
+        "avg" => stats(Derived::Avg),
+        "count" => stats(Derived::Count),
+        "rate" => stats(Derived::Rate),
+        "slope_per_day" => stats(Derived::SlopePerDay),
+        "starts" => (SeriesKind::Starts, Derived::Starts),
+        "increase" => (SeriesKind::Increase, Derived::Increase),
+        "share" => (SeriesKind::Share, Derived::Share),
+        _ => return None,
+    })
 }
 
 /// The canonical name closest to `name` (edit distance at most 3), for hints.

@@ -142,6 +142,9 @@ struct RawRule {
     overrides: Option<Vec<Spanned<RawOverride>>>,
 }
 
+/// A threshold's direction with its trigger and clear values as written (the clear optional).
+type Bounds<'r> = (Direction, &'r Spanned<f64>, Option<&'r Spanned<f64>>);
+
 /// What a parsed rule file holds.
 pub(crate) type Parsed = (Vec<Rule>, Vec<FleetRule>, SeriesTable);
 
@@ -380,16 +383,72 @@ impl Checker<'_> {
         Ok(levels)
     }
 
-    fn fleet(&mut self, raw: RawFleet, rules: &[Rule]) -> Result<FleetRule, RuleError> {
-        if !is_identifier(raw.id.get_ref(), true) {
-            return Err(self.invalid(
-                raw.id.span(),
-                "id",
-                Problem::BadId {
-                    id: raw.id.get_ref().clone(),
-                },
-            ));
+    /// A rule's or fleet rule's `id`: an identifier (dashes allowed).
+    fn check_id(&self, id: &Spanned<String>) -> Result<(), RuleError> {
+        if is_identifier(id.get_ref(), true) {
+            return Ok(());
         }
+        Err(self.invalid(
+            id.span(),
+            "id",
+            Problem::BadId {
+                id: id.get_ref().clone(),
+            },
+        ))
+    }
+
+    /// An order's category (in `action` at `field`) is an identifier.
+    fn check_order_category(
+        &self,
+        action: &Spanned<Action>,
+        field: &'static str,
+    ) -> Result<(), RuleError> {
+        match action.get_ref() {
+            Action::Order { category, .. } if !is_identifier(category, false) => Err(self.invalid(
+                action.span(),
+                field,
+                Problem::BadOrderCategory {
+                    category: category.clone(),
+                },
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn fleet(&mut self, raw: RawFleet, rules: &[Rule]) -> Result<FleetRule, RuleError> {
+        self.check_id(&raw.id)?;
+        let members = self.fleet_members(&raw, rules)?;
+        let (share, clear_share) = self.fleet_shares(&raw)?;
+        self.fleet_window(&raw)?;
+        self.check_order_category(&raw.action, "action.order.category")?;
+        let applies_to = self.applies_to(raw.applies_to.as_ref())?;
+        Ok(FleetRule {
+            id: raw.id.into_inner(),
+            description: raw.description,
+            group: raw.group,
+            members,
+            applies_to,
+            share,
+            clear_share,
+            clear_members: raw
+                .clear_members
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+            min_affected: raw.min_affected,
+            min_devices: raw.min_devices.into_inner(),
+            within: raw.within.into_inner().0,
+            hold: raw.hold.map(|h| h.into_inner().0),
+            grace: raw.grace.0,
+            explains: raw.explains.into_iter().map(Spanned::into_inner).collect(),
+            severity: raw.severity,
+            action: raw.action.into_inner(),
+        })
+    }
+
+    /// A fleet rule's `members` (a rule id or a non-empty list of them), each a rule of the
+    /// file; its `clear_members` are among them and its `explains` are rules of the file.
+    fn fleet_members(&self, raw: &RawFleet, rules: &[Rule]) -> Result<Vec<String>, RuleError> {
         let known = |id: &str| rules.iter().any(|r| r.id == id);
         let members_span = raw.members.span();
         let members: Vec<String> = match raw.members.get_ref() {
@@ -444,28 +503,37 @@ impl Checker<'_> {
                 ));
             }
         }
+        Ok(members)
+    }
+
+    /// A fleet rule's `share` (above 0, at most 1) and `clear_share` (above 0, at most
+    /// `share`; half of it when absent).
+    fn fleet_shares(&self, raw: &RawFleet) -> Result<(f64, f64), RuleError> {
         let share = *raw.share.get_ref();
         if !(share > 0.0 && share <= 1.0) {
             return Err(self.invalid(raw.share.span(), "share", Problem::Share { value: share }));
         }
-        let clear_share = match &raw.clear_share {
-            None => share / 2.0,
-            Some(clear) => {
-                let value = *clear.get_ref();
-                if !(value > 0.0 && value <= share) {
-                    return Err(self.invalid(
-                        clear.span(),
-                        "clear_share",
-                        Problem::Hysteresis {
-                            clear: value,
-                            relation: "<=",
-                            trigger: share,
-                        },
-                    ));
-                }
-                value
-            }
+        let Some(clear) = &raw.clear_share else {
+            return Ok((share, share / 2.0));
         };
+        let value = *clear.get_ref();
+        if !(value > 0.0 && value <= share) {
+            return Err(self.invalid(
+                clear.span(),
+                "clear_share",
+                Problem::Hysteresis {
+                    clear: value,
+                    relation: "<=",
+                    trigger: share,
+                },
+            ));
+        }
+        Ok((share, value))
+    }
+
+    /// A fleet rule's group minimum (`min_devices` at least 2) and its windows: `within` not
+    /// zero, `hold` not zero and at most `within`.
+    fn fleet_window(&self, raw: &RawFleet) -> Result<(), RuleError> {
         if *raw.min_devices.get_ref() < 2 {
             return Err(self.invalid(raw.min_devices.span(), "min_devices", Problem::MinDevices));
         }
@@ -487,40 +555,7 @@ impl Checker<'_> {
                 ));
             }
         }
-        if let Action::Order { category, .. } = raw.action.get_ref() {
-            if !is_identifier(category, false) {
-                return Err(self.invalid(
-                    raw.action.span(),
-                    "action.order.category",
-                    Problem::BadOrderCategory {
-                        category: category.clone(),
-                    },
-                ));
-            }
-        }
-        let applies_to = self.applies_to(raw.applies_to.as_ref())?;
-        Ok(FleetRule {
-            id: raw.id.into_inner(),
-            description: raw.description,
-            group: raw.group,
-            members,
-            applies_to,
-            share,
-            clear_share,
-            clear_members: raw
-                .clear_members
-                .into_iter()
-                .map(Spanned::into_inner)
-                .collect(),
-            min_affected: raw.min_affected,
-            min_devices: raw.min_devices.into_inner(),
-            within: raw.within.into_inner().0,
-            hold: raw.hold.map(|h| h.into_inner().0),
-            grace: raw.grace.0,
-            explains: raw.explains.into_iter().map(Spanned::into_inner).collect(),
-            severity: raw.severity,
-            action: raw.action.into_inner(),
-        })
+        Ok(())
     }
 
     fn overrides(
@@ -531,117 +566,145 @@ impl Checker<'_> {
     ) -> Result<Vec<Override>, RuleError> {
         let mut overrides = Vec::new();
         for item in raw.map(Vec::as_slice).unwrap_or_default() {
-            let o = item.get_ref();
-            if kind != RawKind::Expr && kind != RawKind::Absence {
-                if let Some(when) = &o.when {
-                    return Err(self.invalid(
-                        when.span(),
-                        "override.when",
-                        Problem::NotUsed { kind: kind.name() },
-                    ));
-                }
-            }
-            if kind != RawKind::Expr {
-                if let Some(clear) = &o.clear {
-                    return Err(self.invalid(
-                        clear.span(),
-                        "override.clear",
-                        Problem::NotUsed { kind: kind.name() },
-                    ));
-                }
-            }
-            let condition = match (kind, &o.when, &o.clear) {
-                (RawKind::Expr, Some(when), clear) => {
-                    let when = self.expr(when, "override.when")?;
-                    let clear = match clear.as_ref().or(base_clear) {
-                        Some(clear) => Some(self.expr(clear, "override.clear")?),
-                        None => None,
-                    };
-                    Some(Condition::Expr { when, clear })
-                }
-                (RawKind::Expr, None, Some(clear)) => {
-                    return Err(self.invalid(
-                        clear.span(),
-                        "override.when",
-                        Problem::Missing {
-                            kind: "overrides that replace `clear`",
-                        },
-                    ))
-                }
-                _ => None,
-            };
-            let guard = match (kind, &o.when) {
-                (RawKind::Absence, Some(when)) => Some(self.guard(when, "override.when")?),
-                _ => None,
-            };
-            if let Some(action) = &o.action {
-                if let Action::Order { category, .. } = action.get_ref() {
-                    if !is_identifier(category, false) {
-                        return Err(self.invalid(
-                            action.span(),
-                            "override.action.order.category",
-                            Problem::BadOrderCategory {
-                                category: category.clone(),
-                            },
-                        ));
-                    }
-                }
-            }
-            let escalations = match &o.escalate {
-                None => None,
-                Some(_) if kind == RawKind::Absence => {
-                    return Err(self.invalid(
-                        item.span(),
-                        "override.escalate",
-                        Problem::NotUsed { kind: "absence" },
-                    ))
-                }
-                Some(list) => Some(self.escalations(Some(list), "override.escalate.when")?),
-            };
-            overrides.push(Override {
-                selector: Selector {
-                    townships: o.townships.clone(),
-                    villages: o.villages.clone(),
-                    vulnerable: o.vulnerable,
-                    tags: o.tags.clone(),
-                },
-                condition,
-                guard,
-                hold_for: o.hold_for.as_ref().map(|d| d.0),
-                clear_for: o.clear_for.as_ref().map(|d| d.0),
-                severity: o.severity,
-                action: o.action.as_ref().map(|a| a.get_ref().clone()),
-                escalations,
-            });
+            overrides.push(self.override_item(item, kind, base_clear)?);
         }
         Ok(overrides)
     }
 
-    fn rule(&mut self, raw: RawRule, raw_span: Range<usize>) -> Result<Rule, RuleError> {
-        if !is_identifier(raw.id.get_ref(), true) {
-            return Err(self.invalid(
-                raw.id.span(),
-                "id",
-                Problem::BadId {
-                    id: raw.id.get_ref().clone(),
-                },
-            ));
+    /// One `[[rule.override]]` of a rule of `kind` (whose own `clear` is `base_clear`).
+    fn override_item(
+        &mut self,
+        item: &Spanned<RawOverride>,
+        kind: RawKind,
+        base_clear: Option<&Spanned<String>>,
+    ) -> Result<Override, RuleError> {
+        let o = item.get_ref();
+        let condition = self.override_condition(o, kind, base_clear)?;
+        let guard = match (kind, &o.when) {
+            (RawKind::Absence, Some(when)) => Some(self.guard(when, "override.when")?),
+            _ => None,
+        };
+        if let Some(action) = &o.action {
+            self.check_order_category(action, "override.action.order.category")?;
         }
-        let kind = *raw.kind.get_ref();
-        let kind_name = kind.name();
+        let escalations = match &o.escalate {
+            None => None,
+            Some(_) if kind == RawKind::Absence => {
+                return Err(self.invalid(
+                    item.span(),
+                    "override.escalate",
+                    Problem::NotUsed { kind: "absence" },
+                ))
+            }
+            Some(list) => Some(self.escalations(Some(list), "override.escalate.when")?),
+        };
+        Ok(Override {
+            selector: Selector {
+                townships: o.townships.clone(),
+                villages: o.villages.clone(),
+                vulnerable: o.vulnerable,
+                tags: o.tags.clone(),
+            },
+            condition,
+            guard,
+            hold_for: o.hold_for.as_ref().map(|d| d.0),
+            clear_for: o.clear_for.as_ref().map(|d| d.0),
+            severity: o.severity,
+            action: o.action.as_ref().map(|a| a.get_ref().clone()),
+            escalations,
+        })
+    }
 
+    /// The condition an override of a rule of `kind` replaces: an expression rule's `when`
+    /// (with its `clear`, or the rule's own); `when` is refused for the kinds without one, and
+    /// `clear` for all but expression rules.
+    fn override_condition(
+        &mut self,
+        o: &RawOverride,
+        kind: RawKind,
+        base_clear: Option<&Spanned<String>>,
+    ) -> Result<Option<Condition>, RuleError> {
+        if kind != RawKind::Expr && kind != RawKind::Absence {
+            if let Some(when) = &o.when {
+                return Err(self.invalid(
+                    when.span(),
+                    "override.when",
+                    Problem::NotUsed { kind: kind.name() },
+                ));
+            }
+        }
+        if kind != RawKind::Expr {
+            if let Some(clear) = &o.clear {
+                return Err(self.invalid(
+                    clear.span(),
+                    "override.clear",
+                    Problem::NotUsed { kind: kind.name() },
+                ));
+            }
+        }
+        match (kind, &o.when, &o.clear) {
+            (RawKind::Expr, Some(when), clear) => {
+                let when = self.expr(when, "override.when")?;
+                let clear = match clear.as_ref().or(base_clear) {
+                    Some(clear) => Some(self.expr(clear, "override.clear")?),
+                    None => None,
+                };
+                Ok(Some(Condition::Expr { when, clear }))
+            }
+            (RawKind::Expr, None, Some(clear)) => Err(self.invalid(
+                clear.span(),
+                "override.when",
+                Problem::Missing {
+                    kind: "overrides that replace `clear`",
+                },
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    fn rule(&mut self, raw: RawRule, raw_span: Range<usize>) -> Result<Rule, RuleError> {
+        self.check_id(&raw.id)?;
         let applies_to = self.applies_to(raw.applies_to.as_ref())?;
-
         let hold_for = raw.hold_for.as_ref().map(|d| d.get_ref().0);
         let clear_for = raw.clear_for.as_ref().map(|d| d.get_ref().0);
+        self.unused_fields(&raw, &raw_span)?;
+        let kind = *raw.kind.get_ref();
+        let guard = match (kind, &raw.when) {
+            (RawKind::Absence, Some(when)) => Some(self.guard(when, "when")?),
+            _ => None,
+        };
+        let escalations = self.escalations(raw.escalate.as_ref(), "escalate.when")?;
+        let overrides = self.overrides(raw.overrides.as_ref(), kind, raw.clear.as_ref())?;
+        if overrides.len() > 250 {
+            return Err(self.invalid(raw_span, "override", Problem::TooManyOverrides));
+        }
+        let condition = self.condition(&raw)?;
+        self.check_order_category(&raw.action, "action.order.category")?;
+        Ok(Rule {
+            id: raw.id.into_inner(),
+            description: raw.description,
+            condition,
+            guard,
+            applies_to,
+            hold_for: hold_for.unwrap_or(Duration::ZERO),
+            clear_for: clear_for.unwrap_or(Duration::ZERO),
+            severity: raw.severity.into_inner(),
+            action: raw.action.into_inner(),
+            escalations,
+            overrides,
+        })
+    }
 
-        // Fields that only some kinds use.
+    /// Refuses the fields a rule's kind does not use (pointing at the field, or at the rule's
+    /// header when the field has no position).
+    fn unused_fields(&self, raw: &RawRule, raw_span: &Range<usize>) -> Result<(), RuleError> {
+        let kind = *raw.kind.get_ref();
         let not_used = |present: bool, field: &'static str, span: Option<Range<usize>>| {
             if present {
                 Err(self.invalid(
                     span.unwrap_or_else(|| raw_span.clone()),
                     field,
-                    Problem::NotUsed { kind: kind_name },
+                    Problem::NotUsed { kind: kind.name() },
                 ))
             } else {
                 Ok(())
@@ -699,45 +762,34 @@ impl Checker<'_> {
                 raw.when.as_ref().map(Spanned::span),
             )?;
         }
-        let guard = match (kind, &raw.when) {
-            (RawKind::Absence, Some(when)) => Some(self.guard(when, "when")?),
-            _ => None,
-        };
-        let escalations = self.escalations(raw.escalate.as_ref(), "escalate.when")?;
-        let overrides = self.overrides(raw.overrides.as_ref(), kind, raw.clear.as_ref())?;
-        if overrides.len() > 250 {
-            return Err(self.invalid(raw_span.clone(), "override", Problem::TooManyOverrides));
-        }
+        Ok(())
+    }
 
-        let condition = match kind {
+    /// A rule's condition, by kind: fault categories, a threshold, an absence (with a `for`
+    /// that is not zero) or an expression (`when`, optionally `clear`).
+    fn condition(&mut self, raw: &RawRule) -> Result<Condition, RuleError> {
+        let kind = *raw.kind.get_ref();
+        let missing = |field| {
+            self.invalid(
+                raw.kind.span(),
+                field,
+                Problem::Missing { kind: kind.name() },
+            )
+        };
+        Ok(match kind {
             RawKind::Fault => Condition::Fault {
                 categories: self.categories(raw.categories.as_ref())?,
             },
-            RawKind::Threshold => Condition::Threshold(self.threshold(&raw)?),
-            RawKind::Absence => {
-                match &raw.hold_for {
-                    None => {
-                        return Err(self.invalid(
-                            raw.kind.span(),
-                            "for",
-                            Problem::Missing { kind: kind_name },
-                        ))
-                    }
-                    Some(duration) if duration.get_ref().0.is_zero() => {
-                        return Err(self.invalid(duration.span(), "for", Problem::ZeroDuration))
-                    }
-                    Some(_) => {}
+            RawKind::Threshold => Condition::Threshold(self.threshold(raw)?),
+            RawKind::Absence => match &raw.hold_for {
+                None => return Err(missing("for")),
+                Some(duration) if duration.get_ref().0.is_zero() => {
+                    return Err(self.invalid(duration.span(), "for", Problem::ZeroDuration))
                 }
-                Condition::Absence
-            }
+                Some(_) => Condition::Absence,
+            },
             RawKind::Expr => {
-                let when = raw.when.as_ref().ok_or_else(|| {
-                    self.invalid(
-                        raw.kind.span(),
-                        "when",
-                        Problem::Missing { kind: kind_name },
-                    )
-                })?;
+                let when = raw.when.as_ref().ok_or_else(|| missing("when"))?;
                 let when = self.expr(when, "when")?;
                 let clear = match &raw.clear {
                     Some(clear) => Some(self.expr(clear, "clear")?),
@@ -745,32 +797,6 @@ impl Checker<'_> {
                 };
                 Condition::Expr { when, clear }
             }
-        };
-
-        if let Action::Order { category, .. } = raw.action.get_ref() {
-            if !is_identifier(category, false) {
-                return Err(self.invalid(
-                    raw.action.span(),
-                    "action.order.category",
-                    Problem::BadOrderCategory {
-                        category: category.clone(),
-                    },
-                ));
-            }
-        }
-
-        Ok(Rule {
-            id: raw.id.into_inner(),
-            description: raw.description,
-            condition,
-            guard,
-            applies_to,
-            hold_for: hold_for.unwrap_or(Duration::ZERO),
-            clear_for: clear_for.unwrap_or(Duration::ZERO),
-            severity: raw.severity.into_inner(),
-            action: raw.action.into_inner(),
-            escalations,
-            overrides,
         })
     }
 
@@ -801,22 +827,7 @@ impl Checker<'_> {
     }
 
     fn threshold(&self, raw: &RawRule) -> Result<Threshold, RuleError> {
-        let value = raw.value.as_ref().ok_or_else(|| {
-            self.invalid(
-                raw.kind.span(),
-                "value",
-                Problem::Missing { kind: "threshold" },
-            )
-        })?;
-        if wire::values::lookup(value.get_ref()).is_none() {
-            let name = value.get_ref().clone();
-            let problem = if wire::values::is_vendor_name(&name) {
-                Problem::VendorValueName { name }
-            } else {
-                Problem::UnknownValueName { name }
-            };
-            return Err(self.invalid(value.span(), "value", problem));
-        }
+        let value = self.threshold_value(raw)?;
         for (field, name) in [
             (&raw.below, "below"),
             (&raw.above, "above"),
@@ -835,6 +846,40 @@ impl Checker<'_> {
                 }
             }
         }
+        let (direction, trigger, clear) = self.threshold_direction(raw)?;
+        let trigger_value = *trigger.get_ref();
+        Ok(Threshold {
+            value: value.get_ref().clone(),
+            direction,
+            trigger: trigger_value,
+            clear: self.threshold_clear(direction, trigger_value, clear)?,
+        })
+    }
+
+    /// A threshold rule's `value`: a canonical value name.
+    fn threshold_value<'r>(&self, raw: &'r RawRule) -> Result<&'r Spanned<String>, RuleError> {
+        let value = raw.value.as_ref().ok_or_else(|| {
+            self.invalid(
+                raw.kind.span(),
+                "value",
+                Problem::Missing { kind: "threshold" },
+            )
+        })?;
+        if wire::values::lookup(value.get_ref()).is_none() {
+            let name = value.get_ref().clone();
+            let problem = if wire::values::is_vendor_name(&name) {
+                Problem::VendorValueName { name }
+            } else {
+                Problem::UnknownValueName { name }
+            };
+            return Err(self.invalid(value.span(), "value", problem));
+        }
+        Ok(value)
+    }
+
+    /// A threshold's direction, trigger and clear value: `below` with `clear_above`, or
+    /// `above` with `clear_below`, never both triggers nor the other direction's clear.
+    fn threshold_direction<'r>(&self, raw: &'r RawRule) -> Result<Bounds<'r>, RuleError> {
         let (direction, trigger, clear, wrong_clear) = match (&raw.below, &raw.above) {
             (Some(below), None) => (
                 Direction::Below,
@@ -870,35 +915,37 @@ impl Checker<'_> {
                 },
             ));
         }
-        let trigger_value = *trigger.get_ref();
-        let clear_value = match clear {
-            None => trigger_value,
-            Some(clear) => {
-                let value = *clear.get_ref();
-                let (ok, relation, name) = match direction {
-                    Direction::Below => (value >= trigger_value, ">=", "clear_above"),
-                    Direction::Above => (value <= trigger_value, "<=", "clear_below"),
-                };
-                if !ok {
-                    return Err(self.invalid(
-                        clear.span(),
-                        name,
-                        Problem::Hysteresis {
-                            clear: value,
-                            relation,
-                            trigger: trigger_value,
-                        },
-                    ));
-                }
-                value
-            }
+        Ok((direction, trigger, clear))
+    }
+
+    /// A threshold's clear value: the trigger itself when absent, else on the far side of it
+    /// (at or above a `below` trigger, at or below an `above` one).
+    fn threshold_clear(
+        &self,
+        direction: Direction,
+        trigger_value: f64,
+        clear: Option<&Spanned<f64>>,
+    ) -> Result<f64, RuleError> {
+        let Some(clear) = clear else {
+            return Ok(trigger_value);
         };
-        Ok(Threshold {
-            value: value.get_ref().clone(),
-            direction,
-            trigger: trigger_value,
-            clear: clear_value,
-        })
+        let value = *clear.get_ref();
+        let (ok, relation, name) = match direction {
+            Direction::Below => (value >= trigger_value, ">=", "clear_above"),
+            Direction::Above => (value <= trigger_value, "<=", "clear_below"),
+        };
+        if !ok {
+            return Err(self.invalid(
+                clear.span(),
+                name,
+                Problem::Hysteresis {
+                    clear: value,
+                    relation,
+                    trigger: trigger_value,
+                },
+            ));
+        }
+        Ok(value)
     }
 }
 

@@ -20,7 +20,7 @@ mod ringless;
 
 use peers::{fleet_measure, learn_fleet};
 pub use peers::{FleetBaselines, FleetMeasure, FleetSlot, FleetSources, COP_SOURCE, FLEET_CELLS};
-use ringless::{cooling_hours, learn_cooling, note_change, unchanged_hours};
+use ringless::{note_change, query_cooling, unchanged_hours, update_cooling};
 pub use ringless::{COOLING_CELLS, COOLING_MIN_SAMPLES};
 
 /// Buckets per series.
@@ -501,6 +501,11 @@ impl SeriesTable {
         if state.heads.len() != layout.series.len() || state.cells.len() != layout.cells {
             *state = self.fresh_state(state.kind);
         }
+        let reading = Reading {
+            ts_ms,
+            values,
+            fault,
+        };
         let full = state.kind.is_none();
         for (position, index) in layout.series.iter().enumerate() {
             let index = usize::from(*index);
@@ -508,12 +513,12 @@ impl SeriesTable {
             else {
                 continue;
             };
-            let offset = *offset;
             if let (true, Some(kind)) = (full, kind) {
                 if !self.is_needed(index, kind) {
                     continue;
                 }
             }
+            let offset = *offset;
             if spec.kind == SeriesKind::Unchanged {
                 if let (Some(head), Some(x)) = (
                     state.heads.get_mut(position),
@@ -544,155 +549,70 @@ impl SeriesTable {
                 continue;
             }
             if spec.kind == SeriesKind::Cooling {
-                let (Some(sources), Some(head), Some([model, segment, latest])) = (
+                if let (Some(sources), Some(head), Some(cells)) = (
                     self.cooling,
                     state.heads.get_mut(position),
                     state.cells.get_mut(offset..offset + COOLING_CELLS),
-                ) else {
-                    continue;
-                };
-                let value = |i: u8| value_at(values, i);
-                let (indoor, outdoor) = (value(sources.indoor), value(sources.outdoor));
-                if indoor.is_finite() && outdoor.is_finite() {
-                    *latest = Cell {
-                        n: 1,
-                        a: indoor as f32,
-                        b: outdoor as f32,
-                        c: 0.0,
-                    };
-                    learn_cooling(
-                        head,
-                        model,
-                        segment,
-                        ts_ms,
-                        indoor,
-                        outdoor,
-                        value(sources.running),
-                    );
+                ) {
+                    update_cooling(sources, head, cells, &reading);
                 }
                 continue;
             }
-            let baseline = self.baseline[index];
-            let bucket_ms = self.bucket_ms[index];
             let (head, cells) = (&mut state.heads[position], &mut state.cells[offset..]);
-            let (ring, bands) = cells.split_at_mut(BUCKETS);
-            let bands = if baseline && spec.kind == SeriesKind::Cop {
-                &mut bands[..BASELINE_BANDS]
-            } else {
-                &mut bands[..0]
-            };
-            // Values beyond any physical range are treated as missing, so every stored number
-            // stays finite (snapshots are JSON, which has no infinity).
-            let value = |i: u8| value_at(values, i);
-            let closed = advance(head, ring, bucket_ms, ts_ms);
-            if let Some(closed) = closed {
-                if spec.kind == SeriesKind::Cop && !bands.is_empty() {
-                    learn_baseline(bands, &closed);
+            self.update_ring(spec, index, head, cells, &reading);
+        }
+    }
+
+    /// Feeds a reading to series `index` (`spec`), kept in a ring of buckets: the ring moves on
+    /// to the reading's bucket (a closed COP bucket teaches the baseline), and the reading is
+    /// added to that bucket. `cells`: the series' ring, then a COP series' baseline bands.
+    fn update_ring(
+        &self,
+        spec: &SeriesSpec,
+        index: usize,
+        head: &mut Head,
+        cells: &mut [Cell],
+        reading: &Reading<'_>,
+    ) {
+        let baseline = self.baseline[index];
+        let bucket_ms = self.bucket_ms[index];
+        let (ring, bands) = cells.split_at_mut(BUCKETS);
+        let bands = if baseline && spec.kind == SeriesKind::Cop {
+            &mut bands[..BASELINE_BANDS]
+        } else {
+            &mut bands[..0]
+        };
+        let ts_ms = reading.ts_ms;
+        let closed = advance(head, ring, bucket_ms, ts_ms);
+        if let Some(closed) = closed {
+            if spec.kind == SeriesKind::Cop && !bands.is_empty() {
+                learn_baseline(bands, &closed);
+            }
+        }
+        if usize::from(head.pos) >= BUCKETS {
+            // Only a corrupted snapshot can get here: start the series afresh.
+            *head = Head::EMPTY;
+            advance(head, ring, bucket_ms, ts_ms);
+        }
+        let Some(cell) = ring.get_mut(usize::from(head.pos)) else {
+            return;
+        };
+        // Values beyond any physical range are treated as missing, so every stored number
+        // stays finite (snapshots are JSON, which has no infinity).
+        let value = |i: u8| value_at(reading.values, i);
+        match spec.kind {
+            SeriesKind::Stats => add_stats(cell, head, value(spec.source)),
+            SeriesKind::Paired => add_paired(cell, head, value(spec.source), value(spec.minus)),
+            SeriesKind::Starts => add_start(cell, head, value(spec.source)),
+            SeriesKind::Increase => add_increase(cell, head, value(spec.source)),
+            SeriesKind::Share => add_share(cell, head, value(spec.source), ts_ms),
+            SeriesKind::Trips(mask) => add_trip(cell, head, mask, reading.fault),
+            SeriesKind::Cop => {
+                if let Some(sources) = self.cop {
+                    add_cop(cell, sources, reading.values);
                 }
             }
-            if usize::from(head.pos) >= BUCKETS {
-                // Only a corrupted snapshot can get here: start the series afresh.
-                *head = Head::EMPTY;
-                advance(head, ring, bucket_ms, ts_ms);
-            }
-            let Some(cell) = ring.get_mut(usize::from(head.pos)) else {
-                continue;
-            };
-            match spec.kind {
-                SeriesKind::Stats => {
-                    let x = value(spec.source);
-                    if x.is_finite() {
-                        let x = x as f32;
-                        if cell.n == 0 {
-                            cell.b = x;
-                            cell.c = x;
-                        } else {
-                            cell.b = cell.b.min(x);
-                            cell.c = cell.c.max(x);
-                        }
-                        cell.n = cell.n.saturating_add(1);
-                        cell.a += x;
-                        head.last = x;
-                    }
-                }
-                SeriesKind::Paired => {
-                    let (y, x) = (value(spec.source), value(spec.minus));
-                    if y.is_finite() && x.is_finite() {
-                        cell.n = cell.n.saturating_add(1);
-                        cell.a += y as f32;
-                        cell.b += x as f32;
-                        head.last = y as f32;
-                    }
-                }
-                SeriesKind::Starts => {
-                    let x = value(spec.source);
-                    if x.is_finite() {
-                        if head.last.is_finite() && head.last <= 0.5 && x > 0.5 {
-                            cell.n = cell.n.saturating_add(1);
-                        }
-                        head.last = x as f32;
-                    }
-                }
-                SeriesKind::Increase => {
-                    let x = value(spec.source);
-                    if x.is_finite() {
-                        if head.last.is_finite() {
-                            let delta = x - f64::from(head.last);
-                            cell.a += if delta >= 0.0 { delta as f32 } else { x as f32 };
-                        }
-                        head.last = x as f32;
-                    }
-                }
-                SeriesKind::Share => {
-                    let x = value(spec.source);
-                    if x.is_finite() {
-                        if head.last.is_finite() && head.last_ts != i64::MIN {
-                            let gap = ts_ms.saturating_sub(head.last_ts);
-                            if gap > 0 && gap <= SHARE_MAX_GAP_MS {
-                                cell.b += gap as f32;
-                                if head.last > 0.5 {
-                                    cell.a += gap as f32;
-                                }
-                            }
-                        }
-                        head.last = x as f32;
-                        head.last_ts = ts_ms;
-                    }
-                }
-                SeriesKind::Trips(mask) => {
-                    let matching = fault
-                        .filter(|(_, category)| mask == 0 || mask & category_bit(*category) != 0);
-                    let code = matching.map_or(-1, |(code, _)| i64::from(code));
-                    // `last_ts` holds the previous matching code (-1: none) for this kind.
-                    if code >= 0 && code != head.last_ts {
-                        cell.n = cell.n.saturating_add(1);
-                    }
-                    head.last_ts = code;
-                }
-                SeriesKind::Cop => {
-                    let Some(cop) = self.cop else { continue };
-                    let (heat, electric) = (value(cop.heat), value(cop.electric));
-                    let (running, outdoor) = (value(cop.running), value(cop.outdoor));
-                    let running = !running.is_finite() || running > 0.5;
-                    // Defrost is weather, not the unit: how often a coil frosts depends on the
-                    // day's humidity, so readings while defrosting stay out of the COP (its
-                    // baseline would otherwise be learned on dry days and judged on wet ones).
-                    let defrosting = value(cop.defrost) > 0.5;
-                    if heat.is_finite()
-                        && electric.is_finite()
-                        && electric >= 1.0
-                        && outdoor.is_finite()
-                        && running
-                        && !defrosting
-                    {
-                        cell.n = cell.n.saturating_add(1);
-                        cell.a += heat as f32;
-                        cell.b += electric as f32;
-                        cell.c += outdoor as f32;
-                    }
-                }
-                SeriesKind::Unchanged | SeriesKind::Cooling | SeriesKind::Fleet => {}
-            }
+            SeriesKind::Unchanged | SeriesKind::Cooling | SeriesKind::Fleet => {}
         }
     }
 
@@ -721,7 +641,6 @@ impl SeriesTable {
         let (index, buckets) = self.source_of(usize::from(index));
         let layout = self.layout_for(state.kind);
         let (position, offset) = layout.position.get(index).copied().unwrap_or((ABSENT, 0));
-        let offset = &(offset as usize);
         let (Some(spec), Some(head), false) = (
             self.specs.get(index),
             state.heads.get(usize::from(position)),
@@ -729,6 +648,7 @@ impl SeriesTable {
         ) else {
             return f64::NAN;
         };
+        let offset = offset as usize;
         if spec.kind == SeriesKind::Unchanged {
             return match function {
                 Derived::UnchangedHours => unchanged_hours(head),
@@ -736,7 +656,7 @@ impl SeriesTable {
             };
         }
         if spec.kind == SeriesKind::Fleet {
-            return match (function, state.cells.get(*offset..offset + FLEET_CELLS)) {
+            return match (function, state.cells.get(offset..offset + FLEET_CELLS)) {
                 (Derived::Fleet(measure), Some([_, _, result, own])) => {
                     fleet_measure(result, own, measure)
                 }
@@ -744,112 +664,230 @@ impl SeriesTable {
             };
         }
         if spec.kind == SeriesKind::Cooling {
-            let (Derived::CoolingHours(target), Some([model, _, latest])) =
-                (function, state.cells.get(*offset..offset + COOLING_CELLS))
-            else {
-                return f64::NAN;
-            };
-            if model.n < COOLING_MIN_SAMPLES || latest.n == 0 {
-                return f64::NAN;
-            }
-            return cooling_hours(
-                f64::from(model.a),
-                f64::from(latest.a),
-                f64::from(latest.b),
-                target,
-            );
+            return query_cooling(state.cells.get(offset..offset + COOLING_CELLS), function);
         }
-        let Some(ring) = state.cells.get(*offset..offset + BUCKETS) else {
-            return f64::NAN;
-        };
-        if head.bucket == i64::MIN {
-            return f64::NAN;
-        }
-        // A window read from a longer series: its newest `buckets` buckets only.
-        let mut newest = [Cell::EMPTY; BUCKETS];
-        let ring = if buckets < BUCKETS {
-            for (pos, cell) in ring.iter().enumerate() {
-                if (usize::from(head.pos) + BUCKETS - pos) % BUCKETS < buckets {
-                    newest[pos] = *cell;
-                }
-            }
-            &newest[..]
+        query_ring(spec, head, &state.cells, offset, buckets, function)
+    }
+}
+
+/// One reading as the series take it: its event time, its dense canonical values (NaN when
+/// missing) and its fault's code and category.
+struct Reading<'a> {
+    ts_ms: i64,
+    values: &'a [f64],
+    fault: Option<(u32, FaultCategory)>,
+}
+
+/// Adds a value to a statistics bucket (count, sum, min, max).
+fn add_stats(cell: &mut Cell, head: &mut Head, x: f64) {
+    if x.is_finite() {
+        let x = x as f32;
+        if cell.n == 0 {
+            cell.b = x;
+            cell.c = x;
         } else {
-            ring
-        };
-        let sum = |f: fn(&Cell) -> f64| ring.iter().map(f).sum::<f64>();
-        let count = || sum(|c| f64::from(c.n));
-        match function {
-            Derived::Count => count(),
-            Derived::Avg => ratio(sum(|c| f64::from(c.a)), count()),
-            Derived::Min => ring
-                .iter()
-                .filter(|c| c.n > 0)
-                .map(|c| f64::from(c.b))
-                .fold(f64::NAN, f64::min),
-            Derived::Max => ring
-                .iter()
-                .filter(|c| c.n > 0)
-                .map(|c| f64::from(c.c))
-                .fold(f64::NAN, f64::max),
-            Derived::Rate => slope_per_hour(spec, head, ring),
-            Derived::SlopePerDay => slope_per_hour(spec, head, ring) * 24.0,
-            Derived::PartialSlopePerDay => partial_slope_per_hour(spec, head, ring) * 24.0,
-            Derived::HoursTo(target) => {
-                let slope = slope_per_hour(spec, head, ring);
-                let last = f64::from(head.last);
-                if !slope.is_finite() || !last.is_finite() {
-                    f64::NAN
-                } else if last == target {
-                    0.0
-                } else {
-                    let hours = (target - last) / slope;
-                    if hours.is_finite() && hours >= 0.0 {
-                        hours
-                    } else {
-                        f64::INFINITY
-                    }
-                }
-            }
-            Derived::Starts | Derived::Trips => count(),
-            Derived::Increase => sum(|c| f64::from(c.a)),
-            Derived::Share => {
-                let observed = sum(|c| f64::from(c.b));
-                if observed < spec.bucket_ms() as f64 {
-                    f64::NAN
-                } else {
-                    sum(|c| f64::from(c.a)) / observed
-                }
-            }
-            Derived::Cop => {
-                if count() < 3.0 {
-                    f64::NAN
-                } else {
-                    ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)))
-                }
-            }
-            Derived::UnchangedHours | Derived::CoolingHours(_) | Derived::Fleet(_) => f64::NAN,
-            Derived::CopRatio => {
-                let count = count();
-                if count < 3.0 {
-                    return f64::NAN;
-                }
-                let cop = ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)));
-                let outdoor = sum(|c| f64::from(c.c)) / count;
-                let Some(bands) = state
-                    .cells
-                    .get(offset + BUCKETS..offset + BUCKETS + BASELINE_BANDS)
-                else {
-                    return f64::NAN;
-                };
-                let band = &bands[band_of(outdoor)];
-                if band.n < BASELINE_MIN_PERIODS {
-                    f64::NAN
-                } else {
-                    ratio(cop, f64::from(band.a) / f64::from(band.n))
+            cell.b = cell.b.min(x);
+            cell.c = cell.c.max(x);
+        }
+        cell.n = cell.n.saturating_add(1);
+        cell.a += x;
+        head.last = x;
+    }
+}
+
+/// Adds a value `y` and the value `x` it depends on to a paired bucket (count and both sums),
+/// when the reading has both.
+fn add_paired(cell: &mut Cell, head: &mut Head, y: f64, x: f64) {
+    if y.is_finite() && x.is_finite() {
+        cell.n = cell.n.saturating_add(1);
+        cell.a += y as f32;
+        cell.b += x as f32;
+        head.last = y as f32;
+    }
+}
+
+/// Counts a rising edge (0 to 1) of a 0/1 value.
+fn add_start(cell: &mut Cell, head: &mut Head, x: f64) {
+    if x.is_finite() {
+        if head.last.is_finite() && head.last <= 0.5 && x > 0.5 {
+            cell.n = cell.n.saturating_add(1);
+        }
+        head.last = x as f32;
+    }
+}
+
+/// Adds a counter's increase since the last value (a decrease is a reset: the new value counts).
+fn add_increase(cell: &mut Cell, head: &mut Head, x: f64) {
+    if x.is_finite() {
+        if head.last.is_finite() {
+            let delta = x - f64::from(head.last);
+            cell.a += if delta >= 0.0 { delta as f32 } else { x as f32 };
+        }
+        head.last = x as f32;
+    }
+}
+
+/// Adds the time since the last reading (at most [`SHARE_MAX_GAP_MS`]) to the time observed,
+/// and to the time on when the value was on.
+fn add_share(cell: &mut Cell, head: &mut Head, x: f64, ts_ms: i64) {
+    if x.is_finite() {
+        if head.last.is_finite() && head.last_ts != i64::MIN {
+            let gap = ts_ms.saturating_sub(head.last_ts);
+            if gap > 0 && gap <= SHARE_MAX_GAP_MS {
+                cell.b += gap as f32;
+                if head.last > 0.5 {
+                    cell.a += gap as f32;
                 }
             }
         }
+        head.last = x as f32;
+        head.last_ts = ts_ms;
+    }
+}
+
+/// Counts the appearance of a fault code of a category in `mask` (0: any).
+fn add_trip(cell: &mut Cell, head: &mut Head, mask: u32, fault: Option<(u32, FaultCategory)>) {
+    let matching = fault.filter(|(_, category)| mask == 0 || mask & category_bit(*category) != 0);
+    let code = matching.map_or(-1, |(code, _)| i64::from(code));
+    // `last_ts` holds the previous matching code (-1: none) for this kind.
+    if code >= 0 && code != head.last_ts {
+        cell.n = cell.n.saturating_add(1);
+    }
+    head.last_ts = code;
+}
+
+/// Adds a reading's heat output, electric power and outdoor temperature to a COP bucket, when
+/// the unit runs, is not defrosting and the reading has them all.
+fn add_cop(cell: &mut Cell, cop: CopSources, values: &[f64]) {
+    let value = |i: u8| value_at(values, i);
+    let (heat, electric) = (value(cop.heat), value(cop.electric));
+    let (running, outdoor) = (value(cop.running), value(cop.outdoor));
+    let running = !running.is_finite() || running > 0.5;
+    // Defrost is weather, not the unit: how often a coil frosts depends on the
+    // day's humidity, so readings while defrosting stay out of the COP (its
+    // baseline would otherwise be learned on dry days and judged on wet ones).
+    let defrosting = value(cop.defrost) > 0.5;
+    if heat.is_finite()
+        && electric.is_finite()
+        && electric >= 1.0
+        && outdoor.is_finite()
+        && running
+        && !defrosting
+    {
+        cell.n = cell.n.saturating_add(1);
+        cell.a += heat as f32;
+        cell.b += electric as f32;
+        cell.c += outdoor as f32;
+    }
+}
+
+/// A derived function over the newest `buckets` buckets of a ring series whose ring starts at
+/// cell `offset` of `cells` (a COP series' baseline bands follow its ring).
+fn query_ring(
+    spec: &SeriesSpec,
+    head: &Head,
+    cells: &[Cell],
+    offset: usize,
+    buckets: usize,
+    function: Derived,
+) -> f64 {
+    let Some(ring) = cells.get(offset..offset + BUCKETS) else {
+        return f64::NAN;
+    };
+    if head.bucket == i64::MIN {
+        return f64::NAN;
+    }
+    // A window read from a longer series: its newest `buckets` buckets only.
+    let mut newest = [Cell::EMPTY; BUCKETS];
+    let ring = if buckets < BUCKETS {
+        for (pos, cell) in ring.iter().enumerate() {
+            if (usize::from(head.pos) + BUCKETS - pos) % BUCKETS < buckets {
+                newest[pos] = *cell;
+            }
+        }
+        &newest[..]
+    } else {
+        ring
+    };
+    let sum = |f: fn(&Cell) -> f64| ring.iter().map(f).sum::<f64>();
+    let count = || sum(|c| f64::from(c.n));
+    match function {
+        Derived::Count | Derived::Starts | Derived::Trips => count(),
+        Derived::Avg => ratio(sum(|c| f64::from(c.a)), count()),
+        Derived::Min => ring
+            .iter()
+            .filter(|c| c.n > 0)
+            .map(|c| f64::from(c.b))
+            .fold(f64::NAN, f64::min),
+        Derived::Max => ring
+            .iter()
+            .filter(|c| c.n > 0)
+            .map(|c| f64::from(c.c))
+            .fold(f64::NAN, f64::max),
+        Derived::Rate => slope_per_hour(spec, head, ring),
+        Derived::SlopePerDay => slope_per_hour(spec, head, ring) * 24.0,
+        Derived::PartialSlopePerDay => partial_slope_per_hour(spec, head, ring) * 24.0,
+        Derived::HoursTo(target) => hours_to(spec, head, ring, target),
+        Derived::Increase => sum(|c| f64::from(c.a)),
+        Derived::Share => {
+            let observed = sum(|c| f64::from(c.b));
+            if observed < spec.bucket_ms() as f64 {
+                f64::NAN
+            } else {
+                sum(|c| f64::from(c.a)) / observed
+            }
+        }
+        Derived::Cop => {
+            if count() < 3.0 {
+                f64::NAN
+            } else {
+                ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)))
+            }
+        }
+        Derived::CopRatio => cop_ratio(
+            ring,
+            cells.get(offset + BUCKETS..offset + BUCKETS + BASELINE_BANDS),
+        ),
+        Derived::UnchangedHours | Derived::CoolingHours(_) | Derived::Fleet(_) => f64::NAN,
+    }
+}
+
+/// Hours until the series' last value reaches `target` at the ring's slope: 0 at the target,
+/// infinity when moving away or flat.
+fn hours_to(spec: &SeriesSpec, head: &Head, ring: &[Cell], target: f64) -> f64 {
+    let slope = slope_per_hour(spec, head, ring);
+    let last = f64::from(head.last);
+    if !slope.is_finite() || !last.is_finite() {
+        f64::NAN
+    } else if last == target {
+        0.0
+    } else {
+        let hours = (target - last) / slope;
+        if hours.is_finite() && hours >= 0.0 {
+            hours
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+/// The COP over a ring divided by the baseline (`bands`) at the ring's mean outdoor temperature.
+fn cop_ratio(ring: &[Cell], bands: Option<&[Cell]>) -> f64 {
+    let sum = |f: fn(&Cell) -> f64| ring.iter().map(f).sum::<f64>();
+    let count = sum(|c| f64::from(c.n));
+    if count < 3.0 {
+        return f64::NAN;
+    }
+    let cop = ratio(sum(|c| f64::from(c.a)), sum(|c| f64::from(c.b)));
+    let outdoor = sum(|c| f64::from(c.c)) / count;
+    let Some(bands) = bands else {
+        return f64::NAN;
+    };
+    let band = &bands[band_of(outdoor)];
+    if band.n < BASELINE_MIN_PERIODS {
+        f64::NAN
+    } else {
+        ratio(cop, f64::from(band.a) / f64::from(band.n))
     }
 }
 

@@ -2,7 +2,7 @@
 //! (`unchanged_for`), and the house's own cooling rate learned online from its heater's off
 //! periods (`cooling_hours`). Each is a head and at most a few cells per device.
 
-use super::{Cell, Head, MAX_MAGNITUDE};
+use super::{value_at, Cell, CoolingSources, Derived, Head, Reading, MAX_MAGNITUDE};
 
 /// Cells of a cooling series (it has no ring): the learned model, the open heater-off segment
 /// and the newest indoor and outdoor temperatures.
@@ -53,6 +53,55 @@ pub(super) fn unchanged_hours(head: &Head) -> f64 {
         return f64::NAN;
     }
     (head.bucket.saturating_sub(head.last_ts)).max(0) as f64 / 3_600_000.0
+}
+
+/// Feeds a reading to a cooling series (`cells`: its model, segment and latest cells): the
+/// newest indoor and outdoor temperatures, and the house's cooling rate learned from them.
+pub(super) fn update_cooling(
+    sources: CoolingSources,
+    head: &mut Head,
+    cells: &mut [Cell],
+    reading: &Reading<'_>,
+) {
+    let [model, segment, latest] = cells else {
+        return;
+    };
+    let value = |i: u8| value_at(reading.values, i);
+    let (indoor, outdoor) = (value(sources.indoor), value(sources.outdoor));
+    if indoor.is_finite() && outdoor.is_finite() {
+        *latest = Cell {
+            n: 1,
+            a: indoor as f32,
+            b: outdoor as f32,
+            c: 0.0,
+        };
+        learn_cooling(
+            head,
+            model,
+            segment,
+            reading.ts_ms,
+            indoor,
+            outdoor,
+            value(sources.running),
+        );
+    }
+}
+
+/// `cooling_hours` of a cooling series (`cells`: its model, segment and latest cells, `None`
+/// when the state does not have them).
+pub(super) fn query_cooling(cells: Option<&[Cell]>, function: Derived) -> f64 {
+    let (Derived::CoolingHours(target), Some([model, _, latest])) = (function, cells) else {
+        return f64::NAN;
+    };
+    if model.n < COOLING_MIN_SAMPLES || latest.n == 0 {
+        return f64::NAN;
+    }
+    cooling_hours(
+        f64::from(model.a),
+        f64::from(latest.a),
+        f64::from(latest.b),
+        target,
+    )
 }
 
 /// Teaches a cooling series from one reading. `head.last_ts` is the start of the open
