@@ -854,6 +854,7 @@ fn query_ring(
 
 /// Hours until the series' last value reaches `target` at the ring's slope: 0 at the target,
 /// infinity when moving away or flat.
+#[inline]
 fn hours_to(spec: &SeriesSpec, head: &Head, ring: &[Cell], target: f64) -> f64 {
     let slope = slope_per_hour(spec, head, ring);
     let last = f64::from(head.last);
@@ -872,6 +873,7 @@ fn hours_to(spec: &SeriesSpec, head: &Head, ring: &[Cell], target: f64) -> f64 {
 }
 
 /// The COP over a ring divided by the baseline (`bands`) at the ring's mean outdoor temperature.
+#[inline]
 fn cop_ratio(ring: &[Cell], bands: Option<&[Cell]>) -> f64 {
     let sum = |f: fn(&Cell) -> f64| ring.iter().map(f).sum::<f64>();
     let count = sum(|c| f64::from(c.n));

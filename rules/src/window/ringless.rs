@@ -57,6 +57,7 @@ pub(super) fn unchanged_hours(head: &Head) -> f64 {
 
 /// Feeds a reading to a cooling series (`cells`: its model, segment and latest cells): the
 /// newest indoor and outdoor temperatures, and the house's cooling rate learned from them.
+#[inline]
 pub(super) fn update_cooling(
     sources: CoolingSources,
     head: &mut Head,
@@ -89,6 +90,7 @@ pub(super) fn update_cooling(
 
 /// `cooling_hours` of a cooling series (`cells`: its model, segment and latest cells, `None`
 /// when the state does not have them).
+#[inline]
 pub(super) fn query_cooling(cells: Option<&[Cell]>, function: Derived) -> f64 {
     let (Derived::CoolingHours(target), Some([model, _, latest])) = (function, cells) else {
         return f64::NAN;
